@@ -1,0 +1,136 @@
+/** The contract's data shapes: what the service facade returns to every front end (plain JSON-able objects). */
+
+export type FileType = 'file' | 'dir' | 'symlink';
+
+export interface MemberInfo {
+  index: number;
+  path: string;
+  role: 'data' | 'parity' | 'single';
+  state: 'ok' | 'missing' | 'failed' | 'rebuilding';
+}
+
+export interface VolumeInfo {
+  path: string;
+  uuid: string;
+  formatVersion: number;
+  blockSize: number;
+  blockCount: number;
+  sizeBytes: number;
+  /** CP generation of the state shown. */
+  generation: number;
+  lastCpAt: string;
+  /** Blocks in the active file system (plane 0). */
+  activeBlocks: number;
+  activeBytes: number;
+  /** Blocks held only by snapshots (not in the active plane). */
+  snapshotOnlyBlocks: number;
+  snapshotOnlyBytes: number;
+  freeBlocks: number;
+  freeBytes: number;
+  snapshotCount: number;
+  inodeCount: number;
+  device: { kind: 'image' | 'raid4'; degraded: boolean; members: MemberInfo[] };
+  readOnly: boolean;
+  /** Set when the volume was opened at a snapshot (`vol@snap`). */
+  snapshot?: string;
+}
+
+export interface SnapshotFlags {
+  shadow: boolean;
+  master: boolean;
+  hold: boolean;
+}
+
+export interface SnapshotInfo {
+  id: number;
+  name: string;
+  plane: number;
+  createdAt: string;
+  generation: number;
+  flags: SnapshotFlags;
+  /** Blocks set in this snapshot's plane. */
+  blocks: number;
+  /** Blocks set in this plane and in no other plane (active included): what deleting it alone frees. */
+  uniqueBlocks: number;
+  uniqueBytes: number;
+}
+
+export interface DirEntryInfo {
+  name: string;
+  path: string;
+  type: FileType;
+  size: number;
+  mode: number;
+  uid: number;
+  gid: number;
+  mtime: string;
+  inode: number;
+  /** Symbolic link target. */
+  target?: string;
+}
+
+export interface SnapshotDiff {
+  older: string;
+  newer: string;
+  added: string[];
+  removed: string[];
+  changed: string[];
+  /** Inode-file blocks skipped because their pointers were equal in both snapshots. */
+  sharedInodeBlocksSkipped: number;
+  inodeBlocksCompared: number;
+}
+
+export interface FsckIssue {
+  kind:
+    | 'fsinfo'
+    | 'checksum'
+    | 'leak'
+    | 'double-use'
+    | 'missing-in-plane'
+    | 'out-of-range'
+    | 'structure'
+    | 'snapshot'
+    | 'summary';
+  message: string;
+  vbn?: number;
+  path?: string;
+  plane?: number;
+}
+
+export interface FsckReport {
+  volume: string;
+  clean: boolean;
+  generation: number;
+  issues: FsckIssue[];
+  stats: {
+    files: number;
+    dirs: number;
+    symlinks: number;
+    blocksReferenced: number;
+    planesChecked: number;
+    snapshotsChecked: number;
+  };
+}
+
+export interface PlaneInfo {
+  plane: number;
+  name: string;
+  kind: 'active' | 'snapshot' | 'shadow';
+  blocks: number;
+  /** Blocks set only in this plane among active + all snapshot planes. */
+  uniqueBlocks: number;
+}
+
+export interface CopySummary {
+  files: number;
+  dirs: number;
+  symlinks: number;
+  bytes: number;
+}
+
+export interface ProgressEvent {
+  phase: string;
+  done: number;
+  total: number;
+  unit: 'blocks' | 'bytes' | 'files' | 'items';
+}

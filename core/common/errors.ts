@@ -1,0 +1,69 @@
+/** Typed engine errors: every failure carries a stable code and, where known, the volume, path or VBN. */
+
+export type ErrorCode =
+  | 'ENOSPC'
+  | 'CHECKSUM'
+  | 'BAD_STREAM'
+  | 'LOCKED'
+  | 'NOT_FOUND'
+  | 'EXISTS'
+  | 'NOT_DIR'
+  | 'IS_DIR'
+  | 'NOT_EMPTY'
+  | 'INVALID'
+  | 'READ_ONLY'
+  | 'BAD_FORMAT'
+  | 'IO'
+  | 'HELD'
+  | 'LIMIT'
+  | 'OUTSIDE'
+  | 'CANCELLED'
+  | 'CLOSED';
+
+export interface ErrorContext {
+  volume?: string;
+  path?: string;
+  vbn?: number;
+  snapshot?: string;
+  cause?: unknown;
+}
+
+export class SnapplaneError extends Error {
+  readonly code: ErrorCode;
+  readonly volume?: string;
+  readonly path?: string;
+  readonly vbn?: number;
+  readonly snapshot?: string;
+
+  constructor(code: ErrorCode, message: string, context: ErrorContext = {}) {
+    super(message, context.cause === undefined ? undefined : { cause: context.cause });
+    this.name = 'SnapplaneError';
+    this.code = code;
+    this.volume = context.volume;
+    this.path = context.path;
+    this.vbn = context.vbn;
+    this.snapshot = context.snapshot;
+  }
+
+  /** A plain object for JSON reports and transports. */
+  toJSON(): Record<string, unknown> {
+    const out: Record<string, unknown> = { code: this.code, message: this.message };
+    if (this.volume !== undefined) out.volume = this.volume;
+    if (this.path !== undefined) out.path = this.path;
+    if (this.vbn !== undefined) out.vbn = this.vbn;
+    if (this.snapshot !== undefined) out.snapshot = this.snapshot;
+    return out;
+  }
+}
+
+/** True when `e` is a SnapplaneError, optionally with the given code. */
+export function isSnapplaneError(e: unknown, code?: ErrorCode): e is SnapplaneError {
+  return e instanceof SnapplaneError && (code === undefined || e.code === code);
+}
+
+/** Wraps a host I/O failure as a typed IO error, keeping typed errors as they are. */
+export function asIoError(e: unknown, message: string, context: ErrorContext = {}): SnapplaneError {
+  if (e instanceof SnapplaneError) return e;
+  const detail = e instanceof Error ? e.message : String(e);
+  return new SnapplaneError('IO', `${message}: ${detail}`, { ...context, cause: e });
+}

@@ -1,0 +1,32 @@
+/** The BlockDevice port: everything above it addresses blocks by VBN and never knows how they reach disk. */
+
+export interface DeviceMember {
+  index: number;
+  path: string;
+  role: 'data' | 'parity' | 'single';
+  state: 'ok' | 'missing' | 'failed' | 'rebuilding';
+}
+
+export interface DeviceHealth {
+  kind: 'image' | 'raid4';
+  degraded: boolean;
+  members: DeviceMember[];
+}
+
+export interface BlockDevice {
+  /** Number of 4 KiB blocks addressable (VBN 0 .. blockCount-1). */
+  readonly blockCount: number;
+  /** A human label (the image path or group folder) used in error messages. */
+  readonly label: string;
+  readonly readOnly: boolean;
+  /** Reads `count` consecutive blocks starting at `vbn` into one buffer of count*4096 bytes. */
+  readBlocks(vbn: number, count: number): Promise<Buffer>;
+  /** Writes consecutive blocks starting at `vbn`; `data` holds whole blocks, possibly as several buffers. */
+  writeBlocks(vbn: number, data: Buffer | Buffer[]): Promise<void>;
+  /** A write barrier: returns when every earlier write is durable (fdatasync). */
+  flush(): Promise<void>;
+  /** Releases the device; further calls fail with CLOSED. */
+  close(): Promise<void>;
+  /** Members and health, for `volume info`. */
+  health(): DeviceHealth;
+}

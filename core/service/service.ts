@@ -1,0 +1,199 @@
+/** The service facade: the one entry point front ends use. It opens volumes, runs operations on them, and closes them. */
+import type {
+  CopySummary,
+  DirEntryInfo,
+  FsckReport,
+  PlaneInfo,
+  ProgressEvent,
+  SnapshotDiff,
+  SnapshotInfo,
+  VolumeInfo,
+} from '../api/types.js';
+import { Volume } from '../fs/volume.js';
+import { copyFromHost, copyToHost } from '../fs/host-copy.js';
+import { SnapplaneError } from '../common/errors.js';
+
+/** A volume reference: a volume path, optionally at a snapshot (`vol@snap`, read-only). */
+export interface VolumeRef {
+  volume: string;
+  snapshot?: string;
+}
+
+export interface ServiceOptions {
+  /** CP timer for volumes the service keeps open; 0 turns the timer off (one-shot CLI commands). */
+  cpIntervalMs?: number;
+}
+
+export type ProgressCallback = (p: ProgressEvent) => void;
+
+/** Splits `vol@snap` into its parts; a volume path may itself contain '@' only before the last one. */
+export function parseVolumeRef(text: string): VolumeRef {
+  const at = text.lastIndexOf('@');
+  if (at > 0 && !text.slice(at + 1).includes('/') && at < text.length - 1) {
+    return { volume: text.slice(0, at), snapshot: text.slice(at + 1) };
+  }
+  return { volume: text };
+}
+
+export class SnapplaneService {
+  private readonly open = new Map<string, Volume>();
+  private readonly cpIntervalMs: number;
+
+  constructor(options: ServiceOptions = {}) {
+    this.cpIntervalMs = options.cpIntervalMs ?? 10_000;
+  }
+
+  private key(ref: VolumeRef, readOnly: boolean): string {
+    return `${ref.volume}\u0000${ref.snapshot ?? ''}\u0000${readOnly ? 'ro' : 'rw'}`;
+  }
+
+  /** Opens (or reuses) a volume for reading or writing. */
+  private async volume(ref: VolumeRef, write: boolean): Promise<Volume> {
+    if (write && ref.snapshot !== undefined) {
+      throw new SnapplaneError('READ_ONLY', `snapshot '${ref.snapshot}' is read-only`, {
+        volume: ref.volume,
+        snapshot: ref.snapshot,
+      });
+    }
+    // A writer can serve reads of the active file system too.
+    if (!write && ref.snapshot === undefined) {
+      const rw = this.open.get(this.key(ref, false));
+      if (rw) return rw;
+    }
+    const k = this.key(ref, !write);
+    let v = this.open.get(k);
+    if (!v) {
+      v = await Volume.open(ref.volume, {
+        readOnly: !write,
+        snapshot: ref.snapshot,
+        cpIntervalMs: write ? this.cpIntervalMs : 0,
+      });
+      this.open.set(k, v);
+    }
+    return v;
+  }
+
+  /** Creates a volume on a new sparse image file of the given size. */
+  async createVolume(path: string, sizeBytes: number): Promise<VolumeInfo> {
+    const v = await Volume.create(path, { sizeBytes });
+    this.open.set(this.key({ volume: path }, false), v);
+    return v.info();
+  }
+
+  /** Capacity, generation, device health and counts of a volume or snapshot. */
+  async volumeInfo(ref: VolumeRef): Promise<VolumeInfo> {
+    return (await this.volume(ref, false)).info();
+  }
+
+  /** Copies a host file or folder into the volume (modes, owners, mtimes and symlinks preserved). */
+  async put(volume: string, hostPath: string, volPath: string, onProgress?: ProgressCallback): Promise<CopySummary> {
+    return copyFromHost(await this.volume({ volume }, true), hostPath, volPath, onProgress);
+  }
+
+  /** Copies a file or folder out of the volume (or a snapshot) to the host. */
+  async get(ref: VolumeRef, volPath: string, hostPath: string, onProgress?: ProgressCallback): Promise<CopySummary> {
+    return copyToHost(await this.volume(ref, false), volPath, hostPath, onProgress);
+  }
+
+  /** Lists a folder (or describes one file). */
+  async ls(ref: VolumeRef, volPath = '/'): Promise<DirEntryInfo[]> {
+    const v = await this.volume(ref, false);
+    const st = await v.stat(volPath);
+    return st.type === 'dir' ? v.readdir(volPath) : [st];
+  }
+
+  /** Removes a file, link or (with recursive) a folder tree. */
+  async rm(volume: string, volPath: string, recursive = false): Promise<void> {
+    await (await this.volume({ volume }, true)).remove(volPath, { recursive });
+  }
+
+  /** Makes a folder (with parents, its missing ancestors too). */
+  async mkdir(volume: string, volPath: string, parents = false): Promise<void> {
+    await (await this.volume({ volume }, true)).mkdir(volPath, { parents });
+  }
+
+  /** Renames or moves a file or folder within the volume. */
+  async mv(volume: string, from: string, to: string): Promise<void> {
+    await (await this.volume({ volume }, true)).rename(from, to);
+  }
+
+  /** Forces a consistency point; returns its generation. */
+  async sync(volume: string): Promise<number> {
+    return (await this.volume({ volume }, true)).sync();
+  }
+
+  /** Takes a snapshot (a shadow snapshot with `shadow`). */
+  async snapCreate(volume: string, name: string, shadow = false): Promise<SnapshotInfo> {
+    return (await this.volume({ volume }, true)).createSnapshot(name, { shadow });
+  }
+
+  /** Deletes a snapshot (clears its plane); refuses a held one. */
+  async snapDelete(volume: string, name: string): Promise<void> {
+    await (await this.volume({ volume }, true)).deleteSnapshot(name);
+  }
+
+  /** Renames a snapshot. */
+  async snapRename(volume: string, from: string, to: string): Promise<void> {
+    await (await this.volume({ volume }, true)).renameSnapshot(from, to);
+  }
+
+  /** Sets or clears a snapshot's hold (a held snapshot cannot be deleted). */
+  async snapHold(volume: string, name: string, hold: boolean): Promise<SnapshotInfo> {
+    return (await this.volume({ volume }, true)).setSnapshotFlags(name, { hold });
+  }
+
+  /** Lists snapshots with their unique-block counts, oldest first. */
+  async snapList(ref: VolumeRef): Promise<SnapshotInfo[]> {
+    return (await this.volume({ volume: ref.volume }, false)).listSnapshots();
+  }
+
+  /** Files added, changed and removed between two snapshots (`active` names the live file system). */
+  async snapDiff(volume: string, older: string, newer: string): Promise<SnapshotDiff> {
+    return (await this.volume({ volume }, false)).diffSnapshots(older, newer);
+  }
+
+  /** Restores a file or folder from a snapshot by pointing at its blocks (no data copy). */
+  async snapRestore(volume: string, snapshot: string, volPath: string, to?: string): Promise<void> {
+    await (await this.volume({ volume }, true)).restoreFromSnapshot(snapshot, volPath, { to });
+  }
+
+  /** Reverts the whole volume to a snapshot; changes made since it are lost. */
+  async snapRevert(volume: string, snapshot: string): Promise<void> {
+    await (await this.volume({ volume }, true)).revertToSnapshot(snapshot);
+  }
+
+  /** Checks every invariant of the volume. */
+  async fsck(volume: string): Promise<FsckReport> {
+    return (await this.volume({ volume }, false)).fsck();
+  }
+
+  /** Per plane: name, blocks set, blocks held only by it. */
+  async planes(volume: string): Promise<PlaneInfo[]> {
+    return (await this.volume({ volume }, false)).planes();
+  }
+
+  /** Closes one volume (writes a final consistency point when it was open for writing). */
+  async close(volume: string): Promise<void> {
+    for (const [k, v] of [...this.open]) {
+      if (k.startsWith(`${volume}\u0000`)) {
+        this.open.delete(k);
+        await v.close();
+      }
+    }
+  }
+
+  /** Closes every volume this service opened. */
+  async closeAll(): Promise<void> {
+    const all = [...this.open.values()];
+    this.open.clear();
+    let first: unknown;
+    for (const v of all) {
+      try {
+        await v.close();
+      } catch (e) {
+        first ??= e;
+      }
+    }
+    if (first !== undefined) throw first;
+  }
+}
