@@ -1,0 +1,142 @@
+/** A BlockDevice over one sparse image file: positional reads and writes of block runs, fdatasync barriers. */
+import { open, type FileHandle } from 'node:fs/promises';
+import { BLOCK_SIZE } from '../common/units.js';
+import { SnapplaneError, asIoError } from '../common/errors.js';
+import type { BlockDevice, DeviceHealth } from './block-device.js';
+
+export class ImageFileDevice implements BlockDevice {
+  private handle: FileHandle | undefined;
+
+  private constructor(
+    handle: FileHandle,
+    readonly label: string,
+    readonly blockCount: number,
+    readonly readOnly: boolean,
+  ) {
+    this.handle = handle;
+  }
+
+  /** Creates a new sparse image of `blockCount` blocks; refuses to overwrite an existing file. */
+  static async create(path: string, blockCount: number): Promise<ImageFileDevice> {
+    let handle: FileHandle;
+    try {
+      handle = await open(path, 'wx+');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') {
+        throw new SnapplaneError('EXISTS', `volume '${path}' already exists`, { volume: path });
+      }
+      throw asIoError(e, `cannot create image '${path}'`, { volume: path });
+    }
+    try {
+      await handle.truncate(blockCount * BLOCK_SIZE);
+    } catch (e) {
+      await handle.close();
+      throw asIoError(e, `cannot size image '${path}'`, { volume: path });
+    }
+    return new ImageFileDevice(handle, path, blockCount, false);
+  }
+
+  /** Opens an existing image; its size fixes the block count. */
+  static async open(path: string, options: { readOnly?: boolean } = {}): Promise<ImageFileDevice> {
+    const readOnly = options.readOnly ?? false;
+    let handle: FileHandle;
+    try {
+      handle = await open(path, readOnly ? 'r' : 'r+');
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') throw new SnapplaneError('NOT_FOUND', `volume '${path}' does not exist`, { volume: path });
+      if (code === 'EISDIR') throw new SnapplaneError('BAD_FORMAT', `'${path}' is a folder, not a volume image`, { volume: path });
+      throw asIoError(e, `cannot open volume '${path}'`, { volume: path });
+    }
+    const { size } = await handle.stat();
+    if (size < 2 * BLOCK_SIZE || size % BLOCK_SIZE !== 0) {
+      await handle.close();
+      throw new SnapplaneError('BAD_FORMAT', `'${path}' is not a Snapplane volume (size ${size} is not a whole number of 4 KiB blocks)`, {
+        volume: path,
+      });
+    }
+    return new ImageFileDevice(handle, path, size / BLOCK_SIZE, readOnly);
+  }
+
+  private get file(): FileHandle {
+    if (!this.handle) throw new SnapplaneError('CLOSED', `device '${this.label}' is closed`, { volume: this.label });
+    return this.handle;
+  }
+
+  private checkRange(vbn: number, count: number): void {
+    if (!Number.isInteger(vbn) || vbn < 0 || count < 0 || vbn + count > this.blockCount) {
+      throw new SnapplaneError('IO', `block range ${vbn}+${count} is outside '${this.label}' (${this.blockCount} blocks)`, {
+        volume: this.label,
+        vbn,
+      });
+    }
+  }
+
+  async readBlocks(vbn: number, count: number): Promise<Buffer> {
+    this.checkRange(vbn, count);
+    const buf = Buffer.allocUnsafe(count * BLOCK_SIZE);
+    let done = 0;
+    try {
+      while (done < buf.length) {
+        const { bytesRead } = await this.file.read(buf, done, buf.length - done, vbn * BLOCK_SIZE + done);
+        if (bytesRead === 0) {
+          buf.fill(0, done);
+          break;
+        }
+        done += bytesRead;
+      }
+    } catch (e) {
+      throw asIoError(e, `read of ${count} block(s) at VBN ${vbn} failed on '${this.label}'`, { volume: this.label, vbn });
+    }
+    return buf;
+  }
+
+  async writeBlocks(vbn: number, data: Buffer | Buffer[]): Promise<void> {
+    if (this.readOnly) throw new SnapplaneError('READ_ONLY', `device '${this.label}' is read-only`, { volume: this.label });
+    const parts = Array.isArray(data) ? data : [data];
+    const bytes = parts.reduce((n, b) => n + b.length, 0);
+    if (bytes % BLOCK_SIZE !== 0) throw new SnapplaneError('INVALID', `write of ${bytes} bytes is not whole blocks`, { vbn });
+    this.checkRange(vbn, bytes / BLOCK_SIZE);
+    try {
+      let position = vbn * BLOCK_SIZE;
+      let pending = parts;
+      // writev may write less than asked; continue from where it stopped.
+      while (pending.length > 0) {
+        const { bytesWritten } = await this.file.writev(pending, position);
+        position += bytesWritten;
+        let skip = bytesWritten;
+        const rest: Buffer[] = [];
+        for (const b of pending) {
+          if (skip >= b.length) {
+            skip -= b.length;
+          } else {
+            rest.push(skip > 0 ? b.subarray(skip) : b);
+            skip = 0;
+          }
+        }
+        pending = rest;
+      }
+    } catch (e) {
+      throw asIoError(e, `write at VBN ${vbn} failed on '${this.label}'`, { volume: this.label, vbn });
+    }
+  }
+
+  async flush(): Promise<void> {
+    if (this.readOnly) return;
+    try {
+      await this.file.datasync();
+    } catch (e) {
+      throw asIoError(e, `flush failed on '${this.label}'`, { volume: this.label });
+    }
+  }
+
+  async close(): Promise<void> {
+    const h = this.handle;
+    this.handle = undefined;
+    if (h) await h.close();
+  }
+
+  health(): DeviceHealth {
+    return { kind: 'image', degraded: false, members: [{ index: 0, path: this.label, role: 'single', state: 'ok' }] };
+  }
+}

@@ -1,0 +1,311 @@
+/**
+ * The block map: bit planes kept as regions of the block map file (plane p, chunk c at file block p*stride + c).
+ * In memory: the active plane, the summary plane (OR of regular snapshot planes) and shadow snapshot planes.
+ * It is also the allocator, and enforces SPEC §2.2: a block is allocatable only when it is clear in the active
+ * plane, in the summary of regular snapshots, and was not freed since the last committed CP.
+ */
+import { SnapplaneError } from '../common/errors.js';
+import { BitPlane, WORDS_PER_CHUNK, chunkCount } from '../planes/bit-plane.js';
+import { ACTIVE_PLANE, RESERVED_BLOCKS, SUMMARY_PLANE } from './format.js';
+import type { FileTree } from './file-tree.js';
+
+/** Blocks kept back for metadata so that deleting and CPs still work on a full volume. */
+export function reserveFor(blockCount: number): number {
+  return Math.min(Math.max(64, Math.ceil(blockCount / 256)), Math.floor(blockCount / 8));
+}
+
+export class BlockMap {
+  readonly active: BitPlane;
+  readonly summary: BitPlane;
+  readonly shadows = new Map<number, BitPlane>();
+  /** Shadow planes whose blocks were reused since open (their snapshots become stale). */
+  readonly shadowsReused = new Set<number>();
+  private pending: Uint32Array | null = null;
+  private pendingList: number[] = [];
+  private free = 0;
+  private cursor = RESERVED_BLOCKS;
+  /** Chunks of the plane of a snapshot being created in this CP that were already staged. */
+  private snapshotStaged = new Set<number>();
+  private summaryBase: BitPlane | null = null;
+
+  private constructor(
+    readonly tree: FileTree,
+    readonly blockCount: number,
+    readonly stride: number,
+    private readonly volumeLabel: string,
+  ) {
+    this.active = new BitPlane(blockCount);
+    this.summary = new BitPlane(blockCount);
+  }
+
+  /** Loads the active and summary planes (and shadow planes) from the block map file. */
+  static async load(tree: FileTree, blockCount: number, stride: number, shadowPlanes: number[], label: string): Promise<BlockMap> {
+    const map = new BlockMap(tree, blockCount, stride, label);
+    await map.readPlaneInto(ACTIVE_PLANE, map.active);
+    await map.readPlaneInto(SUMMARY_PLANE, map.summary);
+    for (const p of shadowPlanes) {
+      const plane = new BitPlane(blockCount);
+      await map.readPlaneInto(p, plane);
+      map.shadows.set(p, plane);
+    }
+    map.active.dirtyChunks.clear();
+    map.summary.dirtyChunks.clear();
+    map.recountFree();
+    return map;
+  }
+
+  /** A fresh map for a new volume: only the reserved fsinfo blocks are in use. */
+  static fresh(tree: FileTree, blockCount: number, label: string): BlockMap {
+    const map = new BlockMap(tree, blockCount, chunkCount(blockCount), label);
+    for (let v = 0; v < RESERVED_BLOCKS; v++) map.active.set(v);
+    map.recountFree();
+    return map;
+  }
+
+  /** File block of the block map file that holds chunk `c` of plane `p`. */
+  fileBlock(plane: number, chunk: number): number {
+    return plane * this.stride + chunk;
+  }
+
+  /** Reads chunk `c` of plane `p` from the block map file (null for a hole: all clear). */
+  async readChunk(plane: number, chunk: number): Promise<Buffer | null> {
+    return this.tree.readBlock(this.fileBlock(plane, chunk));
+  }
+
+  /** Reads a whole plane into `into`, run by run. */
+  async readPlaneInto(plane: number, into: BitPlane): Promise<void> {
+    const batch = 256;
+    for (let c = 0; c < this.stride; c += batch) {
+      const n = Math.min(batch, this.stride - c);
+      const blocks = await this.tree.readBlocks(this.fileBlock(plane, c), n);
+      for (let j = 0; j < n; j++) into.loadChunk(c + j, blocks[j]);
+    }
+  }
+
+  /** Loads any stored plane (snapshot planes are not kept in memory). */
+  async loadPlane(plane: number): Promise<BitPlane> {
+    if (plane === ACTIVE_PLANE) return this.active;
+    if (plane === SUMMARY_PLANE) return this.summary;
+    const shadow = this.shadows.get(plane);
+    if (shadow) return shadow;
+    const p = new BitPlane(this.blockCount);
+    await this.readPlaneInto(plane, p);
+    p.dirtyChunks.clear();
+    return p;
+  }
+
+  /** Blocks a new write may still take (free minus the metadata reserve). */
+  get freeBlocks(): number {
+    return this.free;
+  }
+
+  /** Blocks kept back for metadata. */
+  get reserve(): number {
+    return reserveFor(this.blockCount);
+  }
+
+  /** True when `vbn` may be allocated now. */
+  isAllocatable(vbn: number): boolean {
+    const i = vbn >>> 5;
+    const m = 1 << (vbn & 31);
+    const used = this.active.words[i] | this.summary.words[i] | (this.pending ? this.pending[i] : 0);
+    return (used & m) === 0;
+  }
+
+  /** Recomputes the free count from the planes (after open, revert or snapshot deletion). */
+  recountFree(): void {
+    let used = 0;
+    const a = this.active.words;
+    const s = this.summary.words;
+    const p = this.pending;
+    for (let c = 0; c < this.active.chunks; c++) {
+      if (this.active.chunkPopulation[c] === 0 && this.summary.chunkPopulation[c] === 0 && !p) continue;
+      const base = c * WORDS_PER_CHUNK;
+      for (let i = base; i < base + WORDS_PER_CHUNK; i++) {
+        let w = a[i] | s[i] | (p ? p[i] : 0);
+        if (w !== 0) {
+          w = w - ((w >>> 1) & 0x55555555);
+          w = (w & 0x33333333) + ((w >>> 2) & 0x33333333);
+          used += (Math.imul((w + (w >>> 4)) & 0x0f0f0f0f, 0x01010101) >>> 24);
+        }
+      }
+    }
+    // Bits past the end of the volume are never set, so they count as neither used nor free.
+    this.free = this.blockCount - used;
+  }
+
+  /** Takes a free block: the allocator scans forward from where it last stopped, so a CP's blocks land together. */
+  allocate(): number {
+    if (this.free <= 0) {
+      throw new SnapplaneError('ENOSPC', `volume '${this.volumeLabel}' is full`, { volume: this.volumeLabel });
+    }
+    const words = this.active.words;
+    const summary = this.summary.words;
+    const pending = this.pending;
+    const nWords = Math.ceil(this.blockCount / 32);
+    let i = this.cursor >>> 5;
+    for (let scanned = 0; scanned <= nWords; scanned++, i++) {
+      if (i >= nWords) i = 0;
+      const used = words[i] | summary[i] | (pending ? pending[i] : 0);
+      if (used === -1) continue;
+      const bit = 31 - Math.clz32(~used & (used + 1));
+      const vbn = i * 32 + bit;
+      if (vbn >= this.blockCount) {
+        i = nWords;
+        continue;
+      }
+      this.active.set(vbn);
+      this.free--;
+      this.cursor = vbn + 1;
+      if (this.shadows.size > 0) this.reuseFromShadows(vbn);
+      return vbn;
+    }
+    throw new SnapplaneError('ENOSPC', `volume '${this.volumeLabel}' is full`, { volume: this.volumeLabel });
+  }
+
+  /** A shadow snapshot never pins space: taking one of its blocks clears its bit there. */
+  private reuseFromShadows(vbn: number): void {
+    for (const [p, plane] of this.shadows) {
+      if (plane.clear(vbn)) this.shadowsReused.add(p);
+    }
+  }
+
+  /** Releases a block the last CP used; it stays unallocatable until the next CP commits. */
+  release(vbn: number): void {
+    if (vbn < RESERVED_BLOCKS || vbn >= this.blockCount) {
+      throw new SnapplaneError('IO', `internal: release of reserved or out-of-range VBN ${vbn}`, { vbn, volume: this.volumeLabel });
+    }
+    // Pin first: while the active bit is still set the block is not counted free, so the count stays right.
+    this.pin(vbn);
+    this.active.clear(vbn);
+  }
+
+  /** Keeps `vbn` unallocatable until the next CP commits (the committed state may still use it). */
+  pin(vbn: number): void {
+    if (!this.pending) this.pending = new Uint32Array(this.active.words.length);
+    const i = vbn >>> 5;
+    const m = 1 << (vbn & 31);
+    if ((this.pending[i] & m) !== 0) return;
+    if (this.isAllocatable(vbn)) this.free--;
+    this.pending[i] |= m;
+    this.pendingList.push(vbn);
+  }
+
+  /** Adds an existing block to the active file system (sharing it with a snapshot). */
+  markUsed(vbn: number): void {
+    if (vbn < RESERVED_BLOCKS || vbn >= this.blockCount) {
+      throw new SnapplaneError('BAD_FORMAT', `pointer to out-of-range VBN ${vbn}`, { vbn, volume: this.volumeLabel });
+    }
+    const wasAllocatable = this.isAllocatable(vbn);
+    if (this.active.set(vbn) && wasAllocatable) this.free--;
+  }
+
+  /** After a CP commits: blocks freed before it become allocatable. */
+  commitFrees(): void {
+    if (!this.pending) return;
+    for (const vbn of this.pendingList) {
+      const i = vbn >>> 5;
+      const m = 1 << (vbn & 31);
+      if ((this.pending[i] & m) === 0) continue;
+      this.pending[i] &= ~m;
+      if (((this.active.words[i] | this.summary.words[i]) & m) === 0) this.free++;
+    }
+    this.pendingList = [];
+  }
+
+  // ---- consistency point -------------------------------------------------------------------------------
+
+  /**
+   * Copies changed plane chunks into the block map file (by reference: the CP checksums them only once the
+   * planes stop changing). With `snapshotPlane`, the final active plane is also copied there and ORed into the
+   * summary (regular snapshots only). Returns how many new file blocks were staged.
+   */
+  async stage(snapshotPlane: number | null, regular: boolean): Promise<number> {
+    let staged = 0;
+    if (snapshotPlane !== null) {
+      if (regular) this.refreshSummary();
+      for (let c = 0; c < this.active.chunks; c++) {
+        if (this.active.chunkPopulation[c] === 0 || this.snapshotStaged.has(c)) continue;
+        this.snapshotStaged.add(c);
+        await this.tree.writeBlock(this.fileBlock(snapshotPlane, c), this.active.chunkBytes(c));
+        staged++;
+      }
+    }
+    const planes: [number, BitPlane][] = [
+      [ACTIVE_PLANE, this.active],
+      [SUMMARY_PLANE, this.summary],
+      ...this.shadows,
+    ];
+    for (const [p, plane] of planes) {
+      for (const c of plane.dirtyChunks) {
+        await this.tree.writeBlock(this.fileBlock(p, c), plane.chunkBytes(c));
+        staged++;
+      }
+      plane.dirtyChunks.clear();
+    }
+    return staged;
+  }
+
+  /**
+   * During a CP that takes a regular snapshot: summary = (summary before the CP) | (active as it stands now).
+   * Recomputed each round because the CP's own allocations and frees keep changing the active plane.
+   */
+  private refreshSummary(): void {
+    if (!this.summaryBase) {
+      this.summaryBase = new BitPlane(this.blockCount);
+      this.summaryBase.copyFrom(this.summary);
+    }
+    const base = this.summaryBase;
+    for (let c = 0; c < this.active.chunks; c++) {
+      if (this.active.chunkPopulation[c] === 0 && base.chunkPopulation[c] === 0 && this.summary.chunkPopulation[c] === 0) continue;
+      const a = this.active.chunkWords(c);
+      const b = base.chunkWords(c);
+      const s = this.summary.chunkWords(c);
+      let changed = false;
+      for (let i = 0; i < s.length; i++) {
+        const v = (a[i] | b[i]) >>> 0;
+        if (v !== s[i]) {
+          s[i] = v;
+          changed = true;
+        }
+      }
+      if (changed) this.summary.recount(c, true);
+    }
+  }
+
+  /** Forgets per-CP staging state once the CP is over. */
+  endCp(): void {
+    this.snapshotStaged.clear();
+    this.summaryBase = null;
+  }
+
+  /** Removes a snapshot's plane from the file (its blocks of bitmap are freed, the region becomes holes). */
+  async clearPlane(plane: number): Promise<void> {
+    await this.tree.punch(this.fileBlock(plane, 0), this.fileBlock(plane + 1, 0));
+    this.shadows.delete(plane);
+  }
+
+  /** Replaces the summary with `next`; blocks no longer pinned by any snapshot stay unallocatable until the CP commits. */
+  replaceSummary(next: BitPlane): void {
+    const cur = this.summary;
+    for (let c = 0; c < cur.chunks; c++) {
+      if (cur.chunkPopulation[c] === 0 && next.chunkPopulation[c] === 0) continue;
+      const a = cur.chunkWords(c);
+      const b = next.chunkWords(c);
+      let changed = false;
+      for (let i = 0; i < a.length; i++) {
+        if (a[i] === b[i]) continue;
+        changed = true;
+        let dropped = a[i] & ~b[i];
+        while (dropped !== 0) {
+          const t = dropped & -dropped;
+          const vbn = (c * WORDS_PER_CHUNK + i) * 32 + (31 - Math.clz32(t));
+          if (!this.active.has(vbn)) this.pin(vbn);
+          dropped ^= t;
+        }
+        a[i] = b[i];
+      }
+      if (changed) cur.recount(c, true);
+    }
+  }
+}

@@ -1,0 +1,73 @@
+/** The read/allocate context shared by every block tree of a volume: verified reads, the allocator. */
+import { BLOCK_SIZE } from '../common/units.js';
+import { blockChecksum } from '../common/checksum.js';
+import { SnapplaneError } from '../common/errors.js';
+import type { BlockDevice } from '../device/block-device.js';
+import type { TreeContext } from './file-tree.js';
+import type { BlockPointer } from './format.js';
+import type { BlockMap } from './block-map.js';
+
+const MAX_RUN = 256;
+
+export class VolumeContext implements TreeContext {
+  blockMap: BlockMap | null = null;
+
+  constructor(
+    readonly device: BlockDevice,
+    readonly volume: string,
+    readonly writable: boolean,
+  ) {}
+
+  private checkPointer(p: BlockPointer, label: string): void {
+    if (p.vbn < 2 || p.vbn >= this.device.blockCount) {
+      throw new SnapplaneError('CHECKSUM', `'${label}' points at VBN ${p.vbn}, outside the volume (corrupted metadata)`, {
+        volume: this.volume,
+        path: label,
+        vbn: p.vbn,
+      });
+    }
+  }
+
+  private mismatch(p: BlockPointer, label: string): SnapplaneError {
+    return new SnapplaneError('CHECKSUM', `checksum mismatch in '${label}' at VBN ${p.vbn} on volume '${this.volume}'`, {
+      volume: this.volume,
+      path: label,
+      vbn: p.vbn,
+    });
+  }
+
+  async readVerified(p: BlockPointer, label: string): Promise<Buffer> {
+    this.checkPointer(p, label);
+    const data = await this.device.readBlocks(p.vbn, 1);
+    if (blockChecksum(data) !== p.checksum) throw this.mismatch(p, label);
+    return data;
+  }
+
+  async readManyVerified(pointers: BlockPointer[], label: string): Promise<Buffer[]> {
+    const out: Buffer[] = new Array(pointers.length);
+    let i = 0;
+    while (i < pointers.length) {
+      this.checkPointer(pointers[i], label);
+      let j = i + 1;
+      while (j < pointers.length && j - i < MAX_RUN && pointers[j].vbn === pointers[j - 1].vbn + 1) j++;
+      const run = await this.device.readBlocks(pointers[i].vbn, j - i);
+      for (let k = i; k < j; k++) {
+        const block = run.subarray((k - i) * BLOCK_SIZE, (k - i + 1) * BLOCK_SIZE);
+        if (blockChecksum(block) !== pointers[k].checksum) throw this.mismatch(pointers[k], label);
+        out[k] = block;
+      }
+      i = j;
+    }
+    return out;
+  }
+
+  allocate(): number {
+    if (!this.writable || !this.blockMap) throw new SnapplaneError('READ_ONLY', `volume '${this.volume}' is open read-only`, { volume: this.volume });
+    return this.blockMap.allocate();
+  }
+
+  free(vbn: number): void {
+    if (!this.writable || !this.blockMap) throw new SnapplaneError('READ_ONLY', `volume '${this.volume}' is open read-only`, { volume: this.volume });
+    this.blockMap.release(vbn);
+  }
+}

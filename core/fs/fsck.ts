@@ -1,0 +1,226 @@
+/**
+ * fsck: walks every tree of the committed state and of every snapshot and checks the invariants: each block
+ * the active state uses is referenced exactly once and set in the active plane (no leak, no double use), every
+ * checksum is valid, snapshot planes hold every block their trees use, the summary is the OR of the regular
+ * snapshot planes, and both fsinfo copies agree.
+ */
+import type { FsckIssue, FsckReport } from '../api/types.js';
+import { BLOCK_SIZE } from '../common/units.js';
+import { SnapplaneError } from '../common/errors.js';
+import { BitPlane, WORDS_PER_CHUNK } from '../planes/bit-plane.js';
+import {
+  FSINFO_VBNS,
+  INODES_PER_BLOCK,
+  INODE_SIZE,
+  InodeType,
+  RESERVED_BLOCKS,
+  SnapshotFlag,
+  decodeDirectoryBlock,
+  decodeFsinfo,
+  decodeInode,
+  type BlockPointer,
+  type Inode,
+  type StoredDirEntry,
+} from './format.js';
+import { InodeTable } from './inode-table.js';
+import { walkTree } from './walk.js';
+import type { Volume } from './volume.js';
+import { cloneInode } from './format.js';
+
+const MAX_ISSUES = 1000;
+/** Blocks a snapshot plane may hold beyond its walkable trees: the snapshot table of its CP (≤ 64 leaves + indirects). */
+const SNAPSHOT_TABLE_SLACK = 70;
+
+interface Walked {
+  plane: BitPlane;
+  files: number;
+  dirs: number;
+  symlinks: number;
+}
+
+/** Checks the volume; the report is machine-readable and `clean` only when no issue was found. */
+export async function checkVolume(volume: Volume): Promise<FsckReport> {
+  const issues: FsckIssue[] = [];
+  const report = (i: FsckIssue): void => {
+    if (issues.length < MAX_ISSUES) issues.push(i);
+  };
+  const map = await volume.planeMap();
+  const blockCount = volume.fsinfo.blockCount;
+
+  // fsinfo copies
+  const raw = await volume.device.readBlocks(FSINFO_VBNS[0], 2);
+  const copies = [0, 1].map((k) => {
+    try {
+      return decodeFsinfo(raw.subarray(k * BLOCK_SIZE, (k + 1) * BLOCK_SIZE));
+    } catch {
+      return null;
+    }
+  });
+  copies.forEach((c, k) => {
+    if (!c) report({ kind: 'fsinfo', message: `fsinfo copy at VBN ${FSINFO_VBNS[k]} is unreadable (bad magic or checksum)`, vbn: FSINFO_VBNS[k] });
+  });
+  if (copies[0] && copies[1] && copies[0].generation !== copies[1].generation) {
+    report({ kind: 'fsinfo', message: `fsinfo copies disagree: generation ${copies[0].generation} at VBN 0, ${copies[1].generation} at VBN 1` });
+  }
+
+  const walkState = async (name: string, inodeFile: Inode, inodeCount: number, verifyData: (vbn: number) => boolean): Promise<Walked> => {
+    const plane = new BitPlane(blockCount);
+    const w: Walked = { plane, files: 0, dirs: 0, symlinks: 0 };
+    const visit = (label: string) => (p: BlockPointer) => {
+      if (p.vbn < RESERVED_BLOCKS || p.vbn >= blockCount) {
+        report({ kind: 'out-of-range', message: `${label} points at VBN ${p.vbn}, outside the volume`, vbn: p.vbn, path: label });
+        return;
+      }
+      if (!plane.set(p.vbn)) report({ kind: 'double-use', message: `VBN ${p.vbn} is used twice in ${name} (again by ${label})`, vbn: p.vbn, path: label });
+    };
+    const onError = (label: string) => (e: SnapplaneError, p: BlockPointer) => {
+      report({ kind: 'checksum', message: `${e.message}`, vbn: p.vbn, path: label });
+    };
+    const table = new InodeTable(cloneInode(inodeFile), inodeCount, volume.ctx, `inode file of ${name}`);
+    await walkTree(inodeFile, volume.ctx, `inode file of ${name}`, visit(`inode file of ${name}`), { readData: true, onError: onError(`inode file of ${name}`) });
+    const paths = new Map<number, string>([[1, '/']]);
+    const blocks = Math.ceil(inodeCount / INODES_PER_BLOCK);
+    for (let b = 0; b < blocks; b++) {
+      let data: Buffer | null;
+      try {
+        data = await table.tree.readBlock(b);
+      } catch {
+        continue; // reported by the walk above
+      }
+      if (!data) continue;
+      for (let r = 0; r < INODES_PER_BLOCK; r++) {
+        const ino = b * INODES_PER_BLOCK + r;
+        if (ino === 0 || ino >= inodeCount) continue;
+        const inode = decodeInode(data, r * INODE_SIZE);
+        if (inode.type === InodeType.Free) continue;
+        if (inode.type === InodeType.Dir) w.dirs++;
+        else if (inode.type === InodeType.Symlink) w.symlinks++;
+        else if (inode.type === InodeType.File) w.files++;
+        else {
+          report({ kind: 'structure', message: `inode ${ino} in ${name} has unknown type ${inode.type}` });
+          continue;
+        }
+        const label = paths.get(ino) ?? `inode ${ino}`;
+        await walkTree(inode, volume.ctx, label, visit(label), { readData: true, skipData: (v) => !verifyData(v), onError: onError(label) });
+        if (inode.type === InodeType.Dir) {
+          try {
+            const tree = await table.fileTree(ino, label);
+            const entries: StoredDirEntry[] = [];
+            for (const blk of await tree.readBlocks(0, tree.blockLength)) decodeDirectoryBlock(blk, entries);
+            for (const e of entries) paths.set(e.inode, `${label === '/' ? '' : label}/${e.name}`);
+          } catch (e) {
+            if (!(e instanceof SnapplaneError && e.code === 'CHECKSUM')) {
+              report({ kind: 'structure', message: `folder ${label} in ${name}: ${(e as Error).message}`, path: label });
+            }
+          }
+        }
+      }
+    }
+    return w;
+  };
+
+  // The committed active state, plus the block map file and the snapshot table.
+  const active = await walkState('the active file system', volume.fsinfo.inodeFile, volume.fsinfo.inodeCount, () => true);
+  for (let v = 0; v < RESERVED_BLOCKS; v++) active.plane.set(v);
+  const metaVisit = (label: string) => (p: BlockPointer) => {
+    if (p.vbn < RESERVED_BLOCKS || p.vbn >= blockCount) {
+      report({ kind: 'out-of-range', message: `${label} points at VBN ${p.vbn}`, vbn: p.vbn });
+      return;
+    }
+    if (!active.plane.set(p.vbn)) report({ kind: 'double-use', message: `VBN ${p.vbn} is used twice (again by ${label})`, vbn: p.vbn, path: label });
+  };
+  for (const [label, inode] of [
+    ['block map', volume.fsinfo.blockMap],
+    ['snapshot table', volume.fsinfo.snapshotTable],
+  ] as const) {
+    await walkTree(inode, volume.ctx, label, metaVisit(label), {
+      readData: true,
+      onError: (e, p) => report({ kind: 'checksum', message: e.message, vbn: p.vbn, path: label }),
+    });
+  }
+
+  // Active plane on disk against what the trees use.
+  const onDisk = new BitPlane(blockCount);
+  await map.readPlaneInto(0, onDisk);
+  compare(active.plane, onDisk, 'active', 0, report);
+
+  // Snapshots.
+  const summary = new BitPlane(blockCount);
+  let snapshotsChecked = 0;
+  for (const e of volume.snapshots.list()) {
+    const plane = await map.loadPlane(e.plane);
+    if (e.flags & SnapshotFlag.shadow) continue; // shadow snapshots may lose blocks by design
+    summary.orWith(plane);
+    snapshotsChecked++;
+    const walked = await walkState(`snapshot ${e.name}`, e.inodeFile, e.inodeCount, (v) => !active.plane.has(v));
+    await walkTree(e.blockMap, volume.ctx, `block map of snapshot ${e.name}`, (p) => walked.plane.set(p.vbn), {
+      onError: (err, p) => report({ kind: 'checksum', message: err.message, vbn: p.vbn }),
+    });
+    for (let v = 0; v < RESERVED_BLOCKS; v++) walked.plane.set(v);
+    let missing = 0;
+    let extra = 0;
+    for (let i = 0; i < plane.words.length; i++) {
+      const need = walked.plane.words[i];
+      const have = plane.words[i];
+      if ((need & ~have) !== 0) {
+        missing++;
+        if (missing <= 5) report({ kind: 'snapshot', message: `snapshot ${e.name}: blocks near VBN ${i * 32} are used by its trees but not set in its plane`, vbn: i * 32, plane: e.plane });
+      }
+      let x = have & ~need;
+      while (x !== 0) {
+        extra++;
+        x &= x - 1;
+      }
+    }
+    if (extra > SNAPSHOT_TABLE_SLACK) {
+      report({ kind: 'leak', message: `snapshot ${e.name}: ${extra} blocks set in its plane are not reachable from it`, plane: e.plane });
+    }
+  }
+  const summaryOnDisk = new BitPlane(blockCount);
+  await map.readPlaneInto(256, summaryOnDisk);
+  for (let i = 0; i < summary.words.length; i += 1) {
+    if (summary.words[i] !== summaryOnDisk.words[i]) {
+      report({ kind: 'summary', message: `summary plane differs from the OR of snapshot planes near VBN ${i * 32}`, vbn: i * 32, plane: 256 });
+      break;
+    }
+  }
+
+  return {
+    volume: volume.label,
+    clean: issues.length === 0,
+    generation: volume.fsinfo.generation,
+    issues,
+    stats: {
+      files: active.files,
+      dirs: active.dirs,
+      symlinks: active.symlinks,
+      blocksReferenced: active.plane.count,
+      planesChecked: 2 + volume.snapshots.count,
+      snapshotsChecked,
+    },
+  };
+}
+
+function compare(used: BitPlane, plane: BitPlane, name: string, planeIndex: number, report: (i: FsckIssue) => void): void {
+  for (let c = 0; c < used.chunks; c++) {
+    if (used.chunkPopulation[c] === 0 && plane.chunkPopulation[c] === 0) continue;
+    const base = c * WORDS_PER_CHUNK;
+    for (let i = base; i < base + WORDS_PER_CHUNK; i++) {
+      if (used.words[i] === plane.words[i]) continue;
+      let leak = plane.words[i] & ~used.words[i];
+      let missing = used.words[i] & ~plane.words[i];
+      while (leak !== 0) {
+        const t = leak & -leak;
+        const vbn = i * 32 + (31 - Math.clz32(t));
+        report({ kind: 'leak', message: `VBN ${vbn} is set in the ${name} plane but no tree uses it`, vbn, plane: planeIndex });
+        leak ^= t;
+      }
+      while (missing !== 0) {
+        const t = missing & -missing;
+        const vbn = i * 32 + (31 - Math.clz32(t));
+        report({ kind: 'missing-in-plane', message: `VBN ${vbn} is used but clear in the ${name} plane`, vbn, plane: planeIndex });
+        missing ^= t;
+      }
+    }
+  }
+}

@@ -1,0 +1,141 @@
+/** Copying between the host file system and a volume (put/get): files, folders and symbolic links with their metadata. */
+import { createReadStream } from 'node:fs';
+import { chmod, lchown, lstat, lutimes, mkdir, open, readdir, readlink, stat, symlink, unlink, utimes } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import type { CopySummary, ProgressEvent } from '../api/types.js';
+import { SnapplaneError, asIoError } from '../common/errors.js';
+import { normalizePath, validateName } from './namespace.js';
+import type { Volume } from './volume.js';
+
+type Progress = ((p: ProgressEvent) => void) | undefined;
+
+async function hostBytes(path: string): Promise<number> {
+  const st = await lstat(path);
+  if (st.isFile()) return st.size;
+  if (!st.isDirectory()) return 0;
+  let n = 0;
+  for (const name of await readdir(path)) n += await hostBytes(join(path, name));
+  return n;
+}
+
+async function volumeTarget(volume: Volume, volPath: string, name: string): Promise<string> {
+  const target = normalizePath(volPath, volume.label);
+  try {
+    const st = await volume.stat(target);
+    if (st.type === 'dir') return target === '/' ? `/${name}` : `${target}/${name}`;
+  } catch (e) {
+    if (!(e instanceof SnapplaneError && e.code === 'NOT_FOUND')) throw e;
+  }
+  return target;
+}
+
+/** Copies a host file or folder into the volume (into `volPath` if it is a folder, else as `volPath`). */
+export async function copyFromHost(volume: Volume, hostPath: string, volPath: string, onProgress?: Progress): Promise<CopySummary> {
+  let st;
+  try {
+    st = await lstat(hostPath);
+  } catch (e) {
+    throw new SnapplaneError('NOT_FOUND', `host path '${hostPath}' does not exist`, { path: hostPath, cause: e });
+  }
+  const total = await hostBytes(hostPath);
+  const summary: CopySummary = { files: 0, dirs: 0, symlinks: 0, bytes: 0 };
+  const target = await volumeTarget(volume, volPath, basename(hostPath) || 'root');
+  if (target === '/' && !st.isDirectory()) throw new SnapplaneError('IS_DIR', `cannot write a file over the root folder`, { path: '/' });
+  const tick = (): void => onProgress?.({ phase: 'put', done: summary.bytes, total, unit: 'bytes' });
+  const copy = async (src: string, dst: string): Promise<void> => {
+    const s = await lstat(src);
+    const meta = { mode: s.mode & 0o7777, uid: s.uid, gid: s.gid, mtimeMs: s.mtimeMs };
+    if (s.isSymbolicLink()) {
+      await volume.remove(dst).catch(() => undefined);
+      await volume.symlink(dst, await readlink(src), meta);
+      summary.symlinks++;
+    } else if (s.isFile()) {
+      const stream = createReadStream(src, { highWaterMark: 1 << 20 });
+      let done = summary.bytes;
+      const counted = (async function* () {
+        for await (const chunk of stream) {
+          done += (chunk as Buffer).length;
+          summary.bytes = done;
+          tick();
+          yield chunk as Buffer;
+        }
+      })();
+      await volume.writeFile(dst, counted, meta);
+      summary.files++;
+    } else if (s.isDirectory()) {
+      if (dst !== '/') {
+        try {
+          await volume.mkdir(dst, meta);
+        } catch (e) {
+          if (!(e instanceof SnapplaneError && e.code === 'EXISTS')) throw e;
+          if ((await volume.stat(dst)).type !== 'dir') throw e;
+        }
+      }
+      summary.dirs++;
+      for (const name of (await readdir(src)).sort()) await copy(join(src, name), dst === '/' ? `/${name}` : `${dst}/${name}`);
+      await volume.setAttributes(dst, meta);
+    }
+    // Sockets, FIFOs and devices are not copied.
+  };
+  await copy(hostPath, target);
+  tick();
+  return summary;
+}
+
+/** Copies a file or folder out of the volume (into `hostPath` if it is a folder, else as `hostPath`). */
+export async function copyToHost(volume: Volume, volPath: string, hostPath: string, onProgress?: Progress): Promise<CopySummary> {
+  const root = await volume.stat(volPath);
+  let target = hostPath;
+  try {
+    if ((await stat(hostPath)).isDirectory()) target = join(hostPath, root.path === '/' ? 'root' : root.name);
+  } catch {
+    // does not exist: created as named
+  }
+  const summary: CopySummary = { files: 0, dirs: 0, symlinks: 0, bytes: 0 };
+  const total = root.type === 'file' ? root.size : 0;
+  const copy = async (src: string, dst: string): Promise<void> => {
+    const s = await volume.stat(src);
+    const mtime = new Date(s.mtime);
+    try {
+      if (s.type === 'symlink') {
+        await unlink(dst).catch(() => undefined);
+        await symlink(s.target ?? '', dst);
+        await lutimes(dst, mtime, mtime).catch(() => undefined);
+        await lchown(dst, s.uid, s.gid).catch(() => undefined);
+        summary.symlinks++;
+      } else if (s.type === 'file') {
+        // Never write through a symlink that happens to sit at the target.
+        await unlink(dst).catch(() => undefined);
+        const fh = await open(dst, 'wx', s.mode & 0o777);
+        try {
+          for await (const chunk of volume.readChunks(src)) {
+            await fh.write(chunk);
+            summary.bytes += chunk.length;
+            onProgress?.({ phase: 'get', done: summary.bytes, total: Math.max(total, summary.bytes), unit: 'bytes' });
+          }
+        } finally {
+          await fh.close();
+        }
+        await chmod(dst, s.mode & 0o7777);
+        await lchown(dst, s.uid, s.gid).catch(() => undefined);
+        await utimes(dst, mtime, mtime);
+        summary.files++;
+      } else {
+        await mkdir(dst, { recursive: true });
+        summary.dirs++;
+        for (const e of await volume.readdir(src)) {
+          validateName(e.name, e.path, volume.label);
+          await copy(e.path, join(dst, e.name));
+        }
+        await chmod(dst, s.mode & 0o7777);
+        await lchown(dst, s.uid, s.gid).catch(() => undefined);
+        await utimes(dst, mtime, mtime);
+      }
+    } catch (e) {
+      if (e instanceof SnapplaneError) throw e;
+      throw asIoError(e, `cannot write '${dst}'`, { path: src });
+    }
+  };
+  await copy(root.path, target);
+  return summary;
+}

@@ -1,0 +1,61 @@
+/** The one-writer lock: `<volume>.lock` holds the writer's pid, host and start time. */
+import { open, readFile, unlink } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { SnapplaneError } from '../common/errors.js';
+
+interface LockRecord {
+  pid: number;
+  host: string;
+  since: string;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+export class VolumeLock {
+  private constructor(readonly path: string) {}
+
+  /** Takes the writer lock of `volume`; LOCKED names the holder. A lock left by a dead process is taken over. */
+  static async acquire(volume: string, lockPath = `${volume}.lock`): Promise<VolumeLock> {
+    const record: LockRecord = { pid: process.pid, host: hostname(), since: new Date().toISOString() };
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        const h = await open(lockPath, 'wx');
+        await h.writeFile(JSON.stringify(record));
+        await h.close();
+        return new VolumeLock(lockPath);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') {
+          throw new SnapplaneError('IO', `cannot create lock file '${lockPath}': ${(e as Error).message}`, { volume });
+        }
+      }
+      let holder: LockRecord | null = null;
+      try {
+        holder = JSON.parse(await readFile(lockPath, 'utf8')) as LockRecord;
+      } catch {
+        holder = null;
+      }
+      if (holder && (holder.host !== record.host || alive(holder.pid))) {
+        throw new SnapplaneError(
+          'LOCKED',
+          `volume '${volume}' is open for writing by process ${holder.pid} on ${holder.host} since ${holder.since}`,
+          { volume },
+        );
+      }
+      // Stale (the holder died) or unreadable: remove and retry.
+      await unlink(lockPath).catch(() => undefined);
+    }
+    throw new SnapplaneError('LOCKED', `volume '${volume}' is locked (lock file '${lockPath}')`, { volume });
+  }
+
+  /** Releases the lock. */
+  async release(): Promise<void> {
+    await unlink(this.path).catch(() => undefined);
+  }
+}

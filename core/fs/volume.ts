@@ -1,0 +1,1019 @@
+/**
+ * A volume: one copy-on-write file system over one BlockDevice.
+ * Lifecycle: create/format → open → operations (buffered in memory) → consistency points → close.
+ * Every operation runs under one mutex, so a CP never interleaves with a change.
+ */
+import { randomUUID } from 'node:crypto';
+import { BLOCK_SIZE } from '../common/units.js';
+import { Mutex } from '../common/mutex.js';
+import { SnapplaneError, asIoError } from '../common/errors.js';
+import type { BlockDevice } from '../device/block-device.js';
+import { ImageFileDevice } from '../device/image-file-device.js';
+import { BitPlane, chunkCount } from '../planes/bit-plane.js';
+import { planeStatistics } from './plane-stats.js';
+import { diffTrees } from './diff.js';
+import { restorePath, revertTo } from './restore.js';
+import { checkVolume } from './fsck.js';
+import type { DirEntryInfo, FsckReport, PlaneInfo, SnapshotDiff, SnapshotInfo, VolumeInfo } from '../api/types.js';
+import { BlockMap } from './block-map.js';
+import { VolumeContext } from './context.js';
+import { FileTree, type BlockWrite } from './file-tree.js';
+import {
+  FORMAT_VERSION,
+  FSINFO_VBNS,
+  InodeType,
+  MAX_SNAPSHOT_NAME,
+  PLANE_SLOTS,
+  ROOT_INODE,
+  SnapshotFlag,
+  cloneInode,
+  decodeFsinfo,
+  encodeFsinfo,
+  newInode,
+  type Fsinfo,
+  type Inode,
+  type SnapshotEntry,
+} from './format.js';
+import { InodeTable } from './inode-table.js';
+import { VolumeLock } from './lock.js';
+import { Namespace, normalizePath, type ResolvedPath } from './namespace.js';
+import { SnapshotTable } from './snapshot-table.js';
+
+export interface OpenOptions {
+  readOnly?: boolean;
+  /** Open this snapshot (read-only) instead of the active file system. */
+  snapshot?: string;
+  /** Consistency point timer; 0 turns it off. Default 10 s. */
+  cpIntervalMs?: number;
+  /** A CP starts when this much changed data waits in memory. Default 256 MiB. */
+  dirtyThresholdBytes?: number;
+  now?: () => number;
+  /** Take the one-writer lock file (default: true for image files opened by path). */
+  lock?: boolean;
+}
+
+export interface FileMeta {
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  mtimeMs?: number;
+}
+
+const MIN_BLOCKS = 256;
+const MAX_BLOCKS = 2 ** 32 - 1;
+
+interface PendingSnapshot {
+  entry: SnapshotEntry;
+  regular: boolean;
+}
+
+function msToNs(ms: number): bigint {
+  return BigInt(Math.round(ms * 1000)) * 1000n;
+}
+
+function nsToIso(ns: bigint): string {
+  return new Date(Number(ns / 1_000_000n)).toISOString();
+}
+
+/** Checks a snapshot name: printable, no '/', '@' or whitespace, at most 128 bytes, not `active`. */
+export function validateSnapshotName(name: string, volume: string): void {
+  if (!/^[^\s/@\\\u0000-\u001f]+$/u.test(name) || name === 'active' || name === '.' || name === '..') {
+    throw new SnapplaneError('INVALID', `invalid snapshot name '${name}': use letters, digits and . _ - : + (no spaces, '/', '@'; 'active' is reserved)`, {
+      volume,
+      snapshot: name,
+    });
+  }
+  if (Buffer.byteLength(name, 'utf8') > MAX_SNAPSHOT_NAME) {
+    throw new SnapplaneError('INVALID', `snapshot name longer than ${MAX_SNAPSHOT_NAME} bytes`, { volume, snapshot: name });
+  }
+}
+
+export class Volume {
+  /** @internal */ readonly ctx: VolumeContext;
+  /** @internal */ fsinfo: Fsinfo;
+  /** @internal */ inodes: InodeTable;
+  /** @internal */ ns: Namespace;
+  /** @internal */ blockMap: BlockMap | null;
+  /** @internal */ snapshots: SnapshotTable;
+  /** @internal */ readonly mutex = new Mutex();
+  /** @internal */ readonly now: () => number;
+  /** The snapshot this volume shows, when opened as `vol@snap`. */
+  readonly snapshotView: SnapshotEntry | null;
+  private pendingSnapshot: PendingSnapshot | null = null;
+  private failure: SnapplaneError | null = null;
+  private dirtyBlocks = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private closed = false;
+  private readonly dirtyThresholdBlocks: number;
+
+  private constructor(
+    readonly device: BlockDevice,
+    readonly label: string,
+    readonly readOnly: boolean,
+    fsinfo: Fsinfo,
+    snapshots: SnapshotTable,
+    blockMap: BlockMap | null,
+    view: SnapshotEntry | null,
+    ctx: VolumeContext,
+    private readonly lock: VolumeLock | null,
+    options: OpenOptions,
+  ) {
+    this.ctx = ctx;
+    this.fsinfo = fsinfo;
+    this.snapshots = snapshots;
+    this.blockMap = blockMap;
+    this.snapshotView = view;
+    this.now = options.now ?? Date.now;
+    this.dirtyThresholdBlocks = Math.max(64, Math.floor((options.dirtyThresholdBytes ?? 256 * 2 ** 20) / BLOCK_SIZE));
+    const root = view ? view.inodeFile : fsinfo.inodeFile;
+    this.inodes = new InodeTable(cloneInode(root), view ? view.inodeCount : fsinfo.inodeCount, ctx);
+    this.ns = new Namespace(this.inodes, label);
+    const interval = options.cpIntervalMs ?? 10_000;
+    if (!readOnly && interval > 0) {
+      this.timer = setInterval(() => void this.timedCp(), interval);
+      this.timer.unref();
+    }
+  }
+
+  // ---- lifecycle ---------------------------------------------------------------------------------------
+
+  /** Creates a sparse image file of `sizeBytes`, formats it and opens it for writing. */
+  static async create(path: string, opts: { sizeBytes: number; now?: () => number } & OpenOptions): Promise<Volume> {
+    const blocks = Math.floor(opts.sizeBytes / BLOCK_SIZE);
+    if (!Number.isFinite(blocks) || blocks < MIN_BLOCKS) {
+      throw new SnapplaneError('INVALID', `volume size must be at least ${(MIN_BLOCKS * BLOCK_SIZE) / 2 ** 20} MiB`, { volume: path });
+    }
+    if (blocks > MAX_BLOCKS) throw new SnapplaneError('INVALID', `volume size must be below 16 TiB (2^32 blocks)`, { volume: path });
+    const device = await ImageFileDevice.create(path, blocks);
+    try {
+      await Volume.format(device, { now: opts.now });
+    } catch (e) {
+      await device.close();
+      throw e;
+    }
+    await device.close();
+    return Volume.open(path, opts);
+  }
+
+  /** Writes an empty file system (root folder, empty planes, no snapshots) onto `device`. */
+  static async format(device: BlockDevice, opts: { now?: () => number } = {}): Promise<void> {
+    const now = opts.now ?? Date.now;
+    const blockCount = device.blockCount;
+    if (blockCount < MIN_BLOCKS) throw new SnapplaneError('INVALID', `device '${device.label}' is too small (${blockCount} blocks)`);
+    const stride = chunkCount(blockCount);
+    const blockMapInode = newInode(InodeType.File);
+    blockMapInode.size = stride * PLANE_SLOTS * BLOCK_SIZE;
+    const fsinfo: Fsinfo = {
+      formatVersion: FORMAT_VERSION,
+      generation: 0,
+      blockCount,
+      uuid: randomUUID(),
+      cpTimeMs: now(),
+      inodeCount: ROOT_INODE,
+      planeStride: stride,
+      snapshotCount: 0,
+      nextSnapshotId: 1,
+      inodeFile: newInode(InodeType.File),
+      blockMap: blockMapInode,
+      snapshotTable: newInode(InodeType.File),
+    };
+    const ctx = new VolumeContext(device, device.label, true);
+    const snapshots = await SnapshotTable.load(cloneInode(fsinfo.snapshotTable), ctx);
+    const vol = new Volume(device, device.label, false, fsinfo, snapshots, null, null, ctx, null, { cpIntervalMs: 0, now });
+    const map = BlockMap.fresh(new FileTree(cloneInode(blockMapInode), 'block map', ctx), blockCount, device.label);
+    vol.blockMap = map;
+    ctx.blockMap = map;
+    const root = newInode(InodeType.Dir);
+    root.parent = ROOT_INODE;
+    const t = Math.round(now());
+    root.mtimeNs = msToNs(t);
+    root.ctimeNs = root.mtimeNs;
+    await vol.installInode(ROOT_INODE, root);
+    vol.ns.adoptEmpty(ROOT_INODE);
+    await vol.consistencyPoint();
+  }
+
+  /** @internal Puts a record at a fixed inode number (format only). */
+  private async installInode(ino: number, inode: Inode): Promise<void> {
+    const got = await this.inodes.allocate(inode);
+    if (got !== ino) throw new SnapplaneError('IO', `internal: root inode allocated as ${got}`);
+  }
+
+  /** Opens a volume image by path. */
+  static async open(path: string, opts: OpenOptions = {}): Promise<Volume> {
+    const readOnly = opts.readOnly === true || opts.snapshot !== undefined;
+    let lock: VolumeLock | null = null;
+    if (!readOnly && opts.lock !== false) lock = await VolumeLock.acquire(path);
+    let device: ImageFileDevice;
+    try {
+      device = await ImageFileDevice.open(path, { readOnly });
+    } catch (e) {
+      await lock?.release();
+      throw e;
+    }
+    try {
+      return await Volume.openOn(device, path, { ...opts, readOnly }, lock);
+    } catch (e) {
+      await device.close().catch(() => undefined);
+      await lock?.release();
+      throw e;
+    }
+  }
+
+  /** Opens the file system on an already open device (tests wrap devices to record or fail I/O). */
+  static async openDevice(device: BlockDevice, opts: OpenOptions = {}): Promise<Volume> {
+    const readOnly = opts.readOnly === true || opts.snapshot !== undefined || device.readOnly;
+    return Volume.openOn(device, device.label, { ...opts, readOnly }, null);
+  }
+
+  private static async openOn(device: BlockDevice, label: string, opts: OpenOptions, lock: VolumeLock | null): Promise<Volume> {
+    const readOnly = opts.readOnly === true;
+    const raw = await device.readBlocks(FSINFO_VBNS[0], 2);
+    const copies = [decodeFsinfo(raw.subarray(0, BLOCK_SIZE)), decodeFsinfo(raw.subarray(BLOCK_SIZE, 2 * BLOCK_SIZE))];
+    const valid = copies.filter((c): c is Fsinfo => c !== null);
+    if (valid.length === 0) {
+      throw new SnapplaneError('BAD_FORMAT', `'${label}' is not a Snapplane volume, or both fsinfo copies are corrupted`, { volume: label });
+    }
+    const fsinfo = valid.reduce((a, b) => (b.generation > a.generation ? b : a));
+    if (fsinfo.blockCount !== device.blockCount) {
+      throw new SnapplaneError('BAD_FORMAT', `'${label}': fsinfo says ${fsinfo.blockCount} blocks but the device has ${device.blockCount}`, { volume: label });
+    }
+    const ctx = new VolumeContext(device, label, !readOnly);
+    const snapshots = await SnapshotTable.load(cloneInode(fsinfo.snapshotTable), ctx);
+    const view = opts.snapshot !== undefined ? snapshots.byName(opts.snapshot, label) : null;
+    let blockMap: BlockMap | null = null;
+    if (!readOnly) {
+      const shadows = snapshots.list().filter((e) => e.flags & SnapshotFlag.shadow).map((e) => e.plane);
+      blockMap = await BlockMap.load(new FileTree(cloneInode(fsinfo.blockMap), 'block map', ctx), fsinfo.blockCount, fsinfo.planeStride, shadows, label);
+      ctx.blockMap = blockMap;
+      // Repair a stale or torn fsinfo copy now, so both places hold the committed root.
+      const stale = copies.some((c) => c === null || c.generation !== fsinfo.generation);
+      if (stale) {
+        const block = encodeFsinfo(fsinfo);
+        for (const vbn of FSINFO_VBNS) {
+          await device.writeBlocks(vbn, block);
+          await device.flush();
+        }
+      }
+    }
+    return new Volume(device, label, readOnly, fsinfo, snapshots, blockMap, view, ctx, lock, opts);
+  }
+
+  /** Commits what is pending (read-write) and releases the device and the writer lock. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    try {
+      if (!this.readOnly && !this.failure) await this.mutex.run(() => this.consistencyPoint());
+    } finally {
+      await this.release();
+    }
+  }
+
+  /** Releases the volume without committing: it stays at its last consistency point. */
+  async abort(): Promise<void> {
+    if (this.closed) return;
+    await this.mutex.run(async () => undefined);
+    await this.release();
+  }
+
+  private async release(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    try {
+      await this.device.close();
+    } finally {
+      await this.lock?.release();
+    }
+  }
+
+  private async timedCp(): Promise<void> {
+    if (this.closed || this.failure || !this.isDirty) return;
+    await this.mutex.run(() => this.consistencyPoint()).catch(() => undefined);
+  }
+
+  /** @internal Runs `fn` under the volume mutex after checking the volume can take it. */
+  run<T>(write: boolean, fn: () => Promise<T>): Promise<T> {
+    return this.mutex.run(async () => {
+      if (this.closed) throw new SnapplaneError('CLOSED', `volume '${this.label}' is closed`, { volume: this.label });
+      if (this.failure) {
+        throw new SnapplaneError('IO', `volume '${this.label}' stopped after an I/O error (${this.failure.message}); reopen it to continue from its last consistency point`, {
+          volume: this.label,
+        });
+      }
+      if (write && this.readOnly) {
+        const what = this.snapshotView ? `snapshot '${this.snapshotView.name}'` : `volume '${this.label}'`;
+        throw new SnapplaneError('READ_ONLY', `${what} is open read-only`, { volume: this.label });
+      }
+      try {
+        return await fn();
+      } catch (e) {
+        if (e instanceof SnapplaneError) throw e;
+        throw asIoError(e, `operation on '${this.label}' failed`, { volume: this.label });
+      }
+    });
+  }
+
+  private readMap: BlockMap | null = null;
+
+  /** @internal The block map: the live one when writable, else loaded (once) from the committed state. */
+  async planeMap(): Promise<BlockMap> {
+    if (this.blockMap) return this.blockMap;
+    if (!this.readMap) {
+      const shadows = this.snapshots.list().filter((e) => e.flags & SnapshotFlag.shadow).map((e) => e.plane);
+      this.readMap = await BlockMap.load(new FileTree(cloneInode(this.fsinfo.blockMap), 'block map', this.ctx), this.fsinfo.blockCount, this.fsinfo.planeStride, shadows, this.label);
+    }
+    return this.readMap;
+  }
+
+  /** @internal True when changes wait for a CP. */
+  get isDirty(): boolean {
+    return this.inodes.isDirty || this.ns.isDirty || this.snapshots.isDirty || this.pendingSnapshot !== null || (this.blockMap?.tree.isDirty ?? false);
+  }
+
+  // ---- consistency points ------------------------------------------------------------------------------
+
+  /**
+   * @internal One consistency point. Phase one writes every dirty block to a free block and flushes;
+   * phase two writes fsinfo to its two places (each flushed), which is the commit.
+   */
+  async consistencyPoint(): Promise<number> {
+    const map = this.blockMap;
+    if (this.readOnly || !map) throw new SnapplaneError('READ_ONLY', `volume '${this.label}' is open read-only`, { volume: this.label });
+    if (!this.isDirty) return this.fsinfo.generation;
+    try {
+      await this.ns.stage();
+      await this.inodes.stage();
+      await this.snapshots.stage();
+      this.inodes.assignVbns();
+      this.snapshots.tree.assignVbns();
+      const snap = this.pendingSnapshot;
+      for (;;) {
+        const staged = await map.stage(snap ? snap.entry.plane : null, snap ? snap.regular : false);
+        await map.tree.markDirtyPaths();
+        const assigned = map.tree.assignVbns();
+        if (staged === 0 && assigned === 0) break;
+      }
+      const writes: BlockWrite[] = [];
+      this.inodes.finalize(writes);
+      map.tree.finalize(writes);
+      const next: Fsinfo = {
+        ...this.fsinfo,
+        generation: this.fsinfo.generation + 1,
+        cpTimeMs: Math.round(this.now()),
+        inodeCount: this.inodes.count,
+        snapshotCount: this.snapshots.count,
+        inodeFile: cloneInode(this.inodes.tree.inode),
+        blockMap: cloneInode(map.tree.inode),
+        snapshotTable: this.fsinfo.snapshotTable,
+      };
+      if (snap) {
+        snap.entry.generation = next.generation;
+        snap.entry.inodeCount = next.inodeCount;
+        snap.entry.inodeFile = cloneInode(next.inodeFile);
+        snap.entry.blockMap = cloneInode(next.blockMap);
+      }
+      this.snapshots.finalize(writes);
+      next.snapshotTable = cloneInode(this.snapshots.tree.inode);
+      // Phase one: data and metadata, then a barrier.
+      await this.writeRuns(writes);
+      await this.device.flush();
+      // Phase two: the new root at both places, each behind its own barrier.
+      const root = encodeFsinfo(next);
+      for (const vbn of FSINFO_VBNS) {
+        await this.device.writeBlocks(vbn, root);
+        await this.device.flush();
+      }
+      this.inodes.commit();
+      map.tree.commit();
+      this.snapshots.commit();
+      map.commitFrees();
+      map.endCp();
+      if (snap && !snap.regular) {
+        const copy = new BitPlane(map.blockCount);
+        copy.copyFrom(map.active);
+        map.shadows.set(snap.entry.plane, copy);
+      }
+      this.markStaleShadows(map);
+      this.fsinfo = next;
+      this.pendingSnapshot = null;
+      this.dirtyBlocks = 0;
+      return next.generation;
+    } catch (e) {
+      this.failure = e instanceof SnapplaneError ? e : asIoError(e, 'consistency point failed', { volume: this.label });
+      throw this.failure;
+    }
+  }
+
+  /** A shadow snapshot whose blocks were reused stops being consistent; its entry says so from the next CP on. */
+  private markStaleShadows(map: BlockMap): void {
+    for (const plane of map.shadowsReused) {
+      const e = this.snapshots.list().find((s) => s.plane === plane);
+      if (e && !(e.flags & SnapshotFlag.stale)) this.snapshots.put({ ...e, flags: e.flags | SnapshotFlag.stale });
+    }
+    map.shadowsReused.clear();
+  }
+
+  /** Writes blocks sorted by VBN, consecutive ones in one vectored write. */
+  private async writeRuns(writes: BlockWrite[]): Promise<void> {
+    writes.sort((a, b) => a.vbn - b.vbn);
+    let i = 0;
+    while (i < writes.length) {
+      let j = i + 1;
+      while (j < writes.length && j - i < 1024 && writes[j].vbn === writes[j - 1].vbn + 1) j++;
+      await this.device.writeBlocks(
+        writes[i].vbn,
+        writes.slice(i, j).map((w) => w.data),
+      );
+      i = j;
+    }
+  }
+
+  /** Forces a consistency point; returns its generation. */
+  sync(): Promise<number> {
+    return this.run(true, () => this.consistencyPoint());
+  }
+
+  /** @internal Checks room for `blocks` more dirty blocks (plus their metadata), committing first if that frees space. */
+  async reserve(blocks: number): Promise<void> {
+    const map = this.blockMap!;
+    const need = (n: number): number => n + Math.ceil(n / 256) + 64;
+    if (need(this.dirtyBlocks + blocks) <= map.freeBlocks - map.reserve) {
+      this.dirtyBlocks += blocks;
+      return;
+    }
+    await this.consistencyPoint();
+    if (need(this.dirtyBlocks + blocks) > map.freeBlocks - map.reserve) {
+      throw new SnapplaneError('ENOSPC', `volume '${this.label}' is full (${map.freeBlocks} blocks free, ${map.reserve} kept for metadata)`, {
+        volume: this.label,
+      });
+    }
+    this.dirtyBlocks += blocks;
+  }
+
+  /** @internal Starts a CP when enough changed data waits in memory. */
+  async maybeCp(): Promise<void> {
+    if (this.dirtyBlocks >= this.dirtyThresholdBlocks) await this.consistencyPoint();
+  }
+
+  // ---- reading -----------------------------------------------------------------------------------------
+
+  /** Describes one file, folder or link. */
+  stat(path: string): Promise<DirEntryInfo> {
+    return this.run(false, async () => {
+      const r = await this.ns.resolve(path);
+      return this.describe(r.ino, r.inode, r.name, r.path);
+    });
+  }
+
+  /** @internal A DirEntryInfo for an inode. */
+  async describe(ino: number, inode: Inode, name: string, path: string): Promise<DirEntryInfo> {
+    const type = inode.type === InodeType.Dir ? 'dir' : inode.type === InodeType.Symlink ? 'symlink' : 'file';
+    const info: DirEntryInfo = {
+      name: name || '/',
+      path,
+      type,
+      size: inode.size,
+      mode: inode.mode,
+      uid: inode.uid,
+      gid: inode.gid,
+      mtime: nsToIso(inode.mtimeNs),
+      inode: ino,
+    };
+    if (type === 'symlink') info.target = await this.readAll(ino, inode, path).then((b) => b.toString('utf8'));
+    return info;
+  }
+
+  /** Lists a folder, sorted by name. */
+  readdir(path: string): Promise<DirEntryInfo[]> {
+    return this.run(false, async () => {
+      const r = await this.ns.resolve(path);
+      if (r.inode.type !== InodeType.Dir) throw new SnapplaneError('NOT_DIR', `'${r.path}' is not a folder`, { volume: this.label, path: r.path });
+      const entries = [...(await this.ns.entries(r.ino)).values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+      const out: DirEntryInfo[] = [];
+      for (const e of entries) {
+        const child = r.path === '/' ? `/${e.name}` : `${r.path}/${e.name}`;
+        out.push(await this.describe(e.inode, await this.inodes.get(e.inode), e.name, child));
+      }
+      return out;
+    });
+  }
+
+  private async readAll(ino: number, inode: Inode, path: string): Promise<Buffer> {
+    const tree = await this.inodes.fileTree(ino, path);
+    const out = Buffer.alloc(inode.size);
+    const blocks = Math.ceil(inode.size / BLOCK_SIZE);
+    for (let b = 0; b < blocks; b += 256) {
+      const got = await tree.readBlocks(b, Math.min(256, blocks - b));
+      got.forEach((blk, k) => blk.copy(out, (b + k) * BLOCK_SIZE, 0, Math.min(BLOCK_SIZE, inode.size - (b + k) * BLOCK_SIZE)));
+    }
+    return out;
+  }
+
+  private async resolveFile(path: string): Promise<ResolvedPath> {
+    const r = await this.ns.resolve(path);
+    if (r.inode.type === InodeType.Dir) throw new SnapplaneError('IS_DIR', `'${r.path}' is a folder`, { volume: this.label, path: r.path });
+    return r;
+  }
+
+  /** A whole file's contents. */
+  readFile(path: string): Promise<Buffer> {
+    return this.run(false, async () => {
+      const r = await this.resolveFile(path);
+      return this.readAll(r.ino, r.inode, r.path);
+    });
+  }
+
+  /** A file's contents in order, up to 1 MiB at a time (each chunk read under the volume lock). */
+  async *readChunks(path: string): AsyncIterable<Buffer> {
+    const r = await this.run(false, () => this.resolveFile(path));
+    const blocks = Math.ceil(r.inode.size / BLOCK_SIZE);
+    const size = r.inode.size;
+    for (let b = 0; b < blocks; b += 256) {
+      const n = Math.min(256, blocks - b);
+      const chunk = await this.run(false, async () => {
+        const tree = await this.inodes.fileTree(r.ino, r.path);
+        const got = await tree.readBlocks(b, n);
+        const buf = got.length === 1 ? got[0] : Buffer.concat(got);
+        return buf.subarray(0, Math.min(buf.length, size - b * BLOCK_SIZE));
+      });
+      yield chunk;
+    }
+  }
+
+  /** The target of a symbolic link. */
+  readlink(path: string): Promise<string> {
+    return this.run(false, async () => {
+      const r = await this.ns.resolve(path);
+      if (r.inode.type !== InodeType.Symlink) throw new SnapplaneError('INVALID', `'${r.path}' is not a symbolic link`, { volume: this.label, path: r.path });
+      return (await this.readAll(r.ino, r.inode, r.path)).toString('utf8');
+    });
+  }
+
+  // ---- writing -----------------------------------------------------------------------------------------
+
+  private applyMeta(inode: Inode, meta: FileMeta | undefined): void {
+    if (meta?.mode !== undefined) inode.mode = meta.mode & 0o7777;
+    if (meta?.uid !== undefined) inode.uid = meta.uid;
+    if (meta?.gid !== undefined) inode.gid = meta.gid;
+    inode.mtimeNs = msToNs(meta?.mtimeMs ?? this.now());
+    inode.ctimeNs = msToNs(this.now());
+  }
+
+  /** @internal Creates a new inode of `type` under its parent folder. */
+  async createNode(path: string, type: InodeType, meta?: FileMeta): Promise<{ ino: number; inode: Inode; path: string }> {
+    const { dir, name, path: full } = await this.ns.resolveParent(path);
+    if ((await this.ns.entries(dir.ino)).has(name)) throw new SnapplaneError('EXISTS', `'${full}' already exists`, { volume: this.label, path: full });
+    await this.reserve(2);
+    const inode = newInode(type);
+    inode.parent = dir.ino;
+    this.applyMeta(inode, meta);
+    if (meta?.mode === undefined) inode.mode = type === InodeType.Dir ? 0o755 : type === InodeType.Symlink ? 0o777 : 0o644;
+    const ino = await this.inodes.allocate(inode);
+    await this.ns.link(dir.ino, name, ino, type, full);
+    if (type === InodeType.Dir) this.ns.adoptEmpty(ino);
+    return { ino, inode, path: full };
+  }
+
+  /** Creates or replaces a file with `data` (a buffer or a stream of buffers). */
+  writeFile(path: string, data: Buffer | AsyncIterable<Buffer>, meta?: FileMeta): Promise<void> {
+    return this.run(true, async () => {
+      let existing: ResolvedPath | null = null;
+      try {
+        existing = await this.ns.resolve(path);
+      } catch (e) {
+        if (!(e instanceof SnapplaneError) || e.code !== 'NOT_FOUND') throw e;
+      }
+      if (existing && existing.inode.type === InodeType.Dir) {
+        throw new SnapplaneError('IS_DIR', `'${existing.path}' is a folder`, { volume: this.label, path: existing.path });
+      }
+      if (existing && existing.inode.type === InodeType.Symlink) {
+        await this.removeResolved(existing, false);
+        existing = null;
+      }
+      let ino: number;
+      let inode: Inode;
+      let full: string;
+      const created = existing === null;
+      if (existing) {
+        ({ ino, inode, path: full } = existing);
+        await (await this.inodes.fileTree(ino, full)).release();
+        inode.size = 0;
+        this.inodes.touch(ino);
+      } else {
+        ({ ino, inode, path: full } = await this.createNode(path, InodeType.File, meta));
+      }
+      try {
+        await this.fill(ino, inode, full, data);
+      } catch (e) {
+        // A failed write leaves no half-written new file behind.
+        if (created && !(e instanceof SnapplaneError && e.code === 'IO')) {
+          await this.removeResolved(await this.ns.resolve(full), false).catch(() => undefined);
+        }
+        throw e;
+      }
+      this.applyMeta(inode, meta);
+      this.inodes.touch(ino);
+    });
+  }
+
+  /** Streams data into an empty file, one block at a time, committing when the dirty threshold is passed. */
+  private async fill(ino: number, inode: Inode, path: string, data: Buffer | AsyncIterable<Buffer>): Promise<void> {
+    let index = 0;
+    let carry: Buffer | null = null;
+    let size = 0;
+    const put = async (block: Buffer): Promise<void> => {
+      if (index % 64 === 0) await this.reserve(64);
+      const tree = await this.inodes.fileTree(ino, path);
+      await tree.writeBlock(index++, block);
+      if (index % 64 === 0) {
+        inode.size = size;
+        this.inodes.touch(ino);
+        await this.maybeCp();
+      }
+    };
+    const take = async (chunk: Buffer): Promise<void> => {
+      size += chunk.length;
+      let at = 0;
+      if (carry) {
+        const need = BLOCK_SIZE - carry.length;
+        const part = chunk.subarray(0, need);
+        carry = Buffer.concat([carry, part]);
+        at = part.length;
+        if (carry.length < BLOCK_SIZE) return;
+        await put(carry);
+        carry = null;
+      }
+      const whole = Math.floor((chunk.length - at) / BLOCK_SIZE);
+      if (whole > 0) {
+        // One private copy per chunk: callers may reuse their buffers once we return.
+        const copy = Buffer.allocUnsafeSlow(whole * BLOCK_SIZE);
+        chunk.copy(copy, 0, at, at + whole * BLOCK_SIZE);
+        for (let k = 0; k < whole; k++) await put(copy.subarray(k * BLOCK_SIZE, (k + 1) * BLOCK_SIZE));
+        at += whole * BLOCK_SIZE;
+      }
+      if (at < chunk.length) carry = Buffer.from(chunk.subarray(at));
+    };
+    if (Buffer.isBuffer(data)) await take(data);
+    else for await (const chunk of data) await take(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as Uint8Array));
+    if (carry) {
+      const last = Buffer.alloc(BLOCK_SIZE);
+      (carry as Buffer).copy(last);
+      await put(last);
+    }
+    inode.size = size;
+    this.inodes.touch(ino);
+  }
+
+  /** Writes `data` at `offset` of an existing file, growing it when needed. */
+  writeAt(path: string, offset: number, data: Buffer): Promise<void> {
+    return this.run(true, async () => {
+      if (!Number.isInteger(offset) || offset < 0) throw new SnapplaneError('INVALID', `bad offset ${offset}`, { volume: this.label, path });
+      const r = await this.resolveFile(path);
+      const tree = await this.inodes.fileTree(r.ino, r.path);
+      const first = Math.floor(offset / BLOCK_SIZE);
+      const last = Math.floor((offset + data.length - 1) / BLOCK_SIZE);
+      if (data.length > 0) await this.reserve(last - first + 1);
+      for (let b = first; data.length > 0 && b <= last; b++) {
+        const old = await tree.readBlock(b);
+        const block = Buffer.alloc(BLOCK_SIZE);
+        if (old) old.copy(block);
+        const start = Math.max(offset, b * BLOCK_SIZE);
+        const end = Math.min(offset + data.length, (b + 1) * BLOCK_SIZE);
+        data.copy(block, start - b * BLOCK_SIZE, start - offset, end - offset);
+        await tree.writeBlock(b, block);
+      }
+      r.inode.size = Math.max(r.inode.size, offset + data.length);
+      r.inode.mtimeNs = msToNs(this.now());
+      this.inodes.touch(r.ino);
+      await this.maybeCp();
+    });
+  }
+
+  /** Sets a file's size; shrinking frees the blocks past the end. */
+  truncate(path: string, size: number): Promise<void> {
+    return this.run(true, async () => {
+      if (!Number.isInteger(size) || size < 0) throw new SnapplaneError('INVALID', `bad size ${size}`, { volume: this.label, path });
+      const r = await this.resolveFile(path);
+      const tree = await this.inodes.fileTree(r.ino, r.path);
+      if (size < r.inode.size) {
+        await tree.punch(Math.ceil(size / BLOCK_SIZE));
+        const tail = size % BLOCK_SIZE;
+        if (tail !== 0) {
+          // Bytes past the end of a file stay zero, so growing it later shows zeros.
+          const b = Math.floor(size / BLOCK_SIZE);
+          const old = await tree.readBlock(b);
+          if (old) {
+            await this.reserve(1);
+            const block = Buffer.alloc(BLOCK_SIZE);
+            old.copy(block, 0, 0, tail);
+            await tree.writeBlock(b, block);
+          }
+        }
+      }
+      r.inode.size = size;
+      r.inode.mtimeNs = msToNs(this.now());
+      this.inodes.touch(r.ino);
+    });
+  }
+
+  /** Makes a folder (with `parents`, missing ancestors too, and no error if it exists). */
+  mkdir(path: string, opts: { parents?: boolean } & FileMeta = {}): Promise<void> {
+    return this.run(true, async () => {
+      if (!opts.parents) {
+        await this.createNode(path, InodeType.Dir, opts);
+        return;
+      }
+      await this.mkdirParents(normalizePath(path, this.label), opts);
+    });
+  }
+
+  /** @internal mkdir -p. */
+  async mkdirParents(path: string, meta?: FileMeta): Promise<number> {
+    let at = '';
+    let ino = ROOT_INODE;
+    for (const part of path.split('/').filter(Boolean)) {
+      at += '/' + part;
+      const existing = (await this.ns.entries(ino)).get(part);
+      if (existing) {
+        if (existing.type !== InodeType.Dir) throw new SnapplaneError('NOT_DIR', `'${at}' exists and is not a folder`, { volume: this.label, path: at });
+        ino = existing.inode;
+      } else {
+        ino = (await this.createNode(at, InodeType.Dir, meta)).ino;
+      }
+    }
+    return ino;
+  }
+
+  /** Creates a symbolic link at `path` pointing to `target`. */
+  symlink(path: string, target: string, meta?: FileMeta): Promise<void> {
+    return this.run(true, async () => {
+      const bytes = Buffer.from(target, 'utf8');
+      if (bytes.length === 0 || bytes.length >= BLOCK_SIZE) {
+        throw new SnapplaneError('INVALID', `symbolic link target must be 1 to ${BLOCK_SIZE - 1} bytes`, { volume: this.label, path });
+      }
+      const { ino, inode, path: full } = await this.createNode(path, InodeType.Symlink, meta);
+      await this.fill(ino, inode, full, bytes);
+      if (meta?.mode === undefined) inode.mode = 0o777;
+    });
+  }
+
+  /** Changes mode, owner or mtime. */
+  setAttributes(path: string, meta: FileMeta): Promise<void> {
+    return this.run(true, async () => {
+      const r = await this.ns.resolve(path);
+      if (meta.mode !== undefined) r.inode.mode = meta.mode & 0o7777;
+      if (meta.uid !== undefined) r.inode.uid = meta.uid;
+      if (meta.gid !== undefined) r.inode.gid = meta.gid;
+      if (meta.mtimeMs !== undefined) r.inode.mtimeNs = msToNs(meta.mtimeMs);
+      r.inode.ctimeNs = msToNs(this.now());
+      this.inodes.touch(r.ino);
+    });
+  }
+
+  /** Removes a file or link, or a folder (non-empty only with `recursive`). */
+  remove(path: string, opts: { recursive?: boolean } = {}): Promise<void> {
+    return this.run(true, async () => {
+      const r = await this.ns.resolve(path);
+      if (r.ino === ROOT_INODE) throw new SnapplaneError('INVALID', 'the root folder cannot be removed', { volume: this.label, path: '/' });
+      await this.removeResolved(r, opts.recursive === true);
+    });
+  }
+
+  /** @internal Removes a resolved entry and frees its blocks. */
+  async removeResolved(r: ResolvedPath, recursive: boolean): Promise<void> {
+    if (r.inode.type === InodeType.Dir) {
+      const entries = [...(await this.ns.entries(r.ino)).values()];
+      if (entries.length > 0 && !recursive) {
+        throw new SnapplaneError('NOT_EMPTY', `folder '${r.path}' is not empty (use -r)`, { volume: this.label, path: r.path });
+      }
+      for (const e of entries) {
+        const child = `${r.path === '/' ? '' : r.path}/${e.name}`;
+        await this.removeResolved({ ino: e.inode, inode: await this.inodes.get(e.inode), parent: r.ino, name: e.name, path: child }, true);
+      }
+      this.ns.forget(r.ino);
+    }
+    await this.ns.unlink(r.parent, r.name);
+    await this.inodes.free(r.ino);
+  }
+
+  /** Renames or moves a file or folder; an existing target file (or empty folder) is replaced. */
+  rename(from: string, to: string): Promise<void> {
+    return this.run(true, async () => {
+      const src = await this.ns.resolve(from);
+      if (src.ino === ROOT_INODE) throw new SnapplaneError('INVALID', 'the root folder cannot be moved', { volume: this.label, path: '/' });
+      const { dir, name, path: full } = await this.ns.resolveParent(to);
+      for (let a = dir.ino; ; ) {
+        if (a === src.ino) throw new SnapplaneError('INVALID', `cannot move '${src.path}' into itself ('${full}')`, { volume: this.label, path: full });
+        if (a === ROOT_INODE) break;
+        a = (await this.inodes.get(a)).parent;
+      }
+      const existing = (await this.ns.entries(dir.ino)).get(name);
+      if (existing) {
+        if (existing.inode === src.ino) return;
+        const target = await this.ns.resolve(full);
+        if ((target.inode.type === InodeType.Dir) !== (src.inode.type === InodeType.Dir)) {
+          throw new SnapplaneError(target.inode.type === InodeType.Dir ? 'IS_DIR' : 'NOT_DIR', `cannot replace '${full}' with '${src.path}' (one is a folder)`, {
+            volume: this.label,
+            path: full,
+          });
+        }
+        await this.removeResolved(target, false);
+      }
+      await this.reserve(4);
+      await this.ns.unlink(src.parent, src.name);
+      await this.ns.link(dir.ino, name, src.ino, src.inode.type, full);
+      src.inode.parent = dir.ino;
+      src.inode.ctimeNs = msToNs(this.now());
+      this.inodes.touch(src.ino);
+    });
+  }
+
+  // ---- snapshots ---------------------------------------------------------------------------------------
+
+  /** Takes a snapshot at a new CP: the CP copies its final active plane into the snapshot's plane. */
+  createSnapshot(name: string, opts: { shadow?: boolean } = {}): Promise<SnapshotInfo> {
+    return this.run(true, async () => {
+      validateSnapshotName(name, this.label);
+      if (this.snapshots.has(name)) throw new SnapplaneError('EXISTS', `snapshot '${name}' already exists on volume '${this.label}'`, { volume: this.label, snapshot: name });
+      await this.reserve(16);
+      const plane = this.snapshots.freePlane(this.label);
+      const entry: SnapshotEntry = {
+        id: this.fsinfo.nextSnapshotId,
+        plane,
+        flags: opts.shadow ? SnapshotFlag.shadow : 0,
+        createdAtMs: Math.round(this.now()),
+        generation: 0,
+        name,
+        inodeCount: 0,
+        inodeFile: newInode(InodeType.File),
+        blockMap: newInode(InodeType.File),
+      };
+      this.fsinfo = { ...this.fsinfo, nextSnapshotId: this.fsinfo.nextSnapshotId + 1 };
+      this.snapshots.put(entry);
+      this.pendingSnapshot = { entry, regular: !opts.shadow };
+      await this.consistencyPoint();
+      return (await this.snapshotInfos()).find((s) => s.plane === plane)!;
+    });
+  }
+
+  /** Deletes a snapshot: its plane is cleared and the blocks only it held become free at the CP. */
+  deleteSnapshot(name: string): Promise<void> {
+    return this.run(true, async () => {
+      const entry = this.snapshots.byName(name, this.label);
+      if (entry.flags & SnapshotFlag.hold) {
+        throw new SnapplaneError('HELD', `snapshot '${name}' has a hold; release it first (snapplane snap release)`, { volume: this.label, snapshot: name });
+      }
+      const map = this.blockMap!;
+      this.snapshots.remove(entry.plane);
+      await map.clearPlane(entry.plane);
+      if (!(entry.flags & SnapshotFlag.shadow)) {
+        const summary = new BitPlane(map.blockCount);
+        for (const e of this.snapshots.list()) {
+          if (e.flags & SnapshotFlag.shadow) continue;
+          summary.orWith(await map.loadPlane(e.plane));
+        }
+        map.replaceSummary(summary);
+      }
+      await this.consistencyPoint();
+      map.recountFree();
+    });
+  }
+
+  /** Renames a snapshot. */
+  renameSnapshot(from: string, to: string): Promise<void> {
+    return this.run(true, async () => {
+      const entry = this.snapshots.byName(from, this.label);
+      validateSnapshotName(to, this.label);
+      if (this.snapshots.has(to)) throw new SnapplaneError('EXISTS', `snapshot '${to}' already exists on volume '${this.label}'`, { volume: this.label, snapshot: to });
+      this.snapshots.put({ ...entry, name: to });
+      await this.consistencyPoint();
+    });
+  }
+
+  /** Sets or clears a snapshot's hold and master flags. */
+  setSnapshotFlags(name: string, flags: { hold?: boolean; master?: boolean }): Promise<SnapshotInfo> {
+    return this.run(true, async () => {
+      const entry = this.snapshots.byName(name, this.label);
+      let f = entry.flags;
+      if (flags.hold !== undefined) f = flags.hold ? f | SnapshotFlag.hold : f & ~SnapshotFlag.hold;
+      if (flags.master !== undefined) f = flags.master ? f | SnapshotFlag.master : f & ~SnapshotFlag.master;
+      this.snapshots.put({ ...entry, flags: f });
+      await this.consistencyPoint();
+      return (await this.snapshotInfos()).find((s) => s.plane === entry.plane)!;
+    });
+  }
+
+  /** Every snapshot with its block counts, oldest first. */
+  listSnapshots(): Promise<SnapshotInfo[]> {
+    return this.run(false, () => this.snapshotInfos());
+  }
+
+  private async snapshotInfos(): Promise<SnapshotInfo[]> {
+    const entries = this.snapshots.list();
+    const stats = await planeStatistics(this, entries.map((e) => e.plane));
+    return entries.map((e) => {
+      const s = stats.get(e.plane)!;
+      return {
+        id: e.id,
+        name: e.name,
+        plane: e.plane,
+        createdAt: new Date(e.createdAtMs).toISOString(),
+        generation: e.generation,
+        flags: { shadow: (e.flags & SnapshotFlag.shadow) !== 0, master: (e.flags & SnapshotFlag.master) !== 0, hold: (e.flags & SnapshotFlag.hold) !== 0 },
+        blocks: s.blocks,
+        uniqueBlocks: s.unique,
+        uniqueBytes: s.unique * BLOCK_SIZE,
+      };
+    });
+  }
+
+  /** Per plane: blocks set and blocks held by that plane alone. */
+  planes(): Promise<PlaneInfo[]> {
+    return this.run(false, async () => {
+        const entries = this.snapshots.list();
+      const stats = await planeStatistics(this, entries.map((e) => e.plane));
+      const active = stats.get(0)!;
+      return [
+        { plane: 0, name: 'active', kind: 'active' as const, blocks: active.blocks, uniqueBlocks: active.unique },
+        ...entries.map((e) => ({
+          plane: e.plane,
+          name: e.name,
+          kind: e.flags & SnapshotFlag.shadow ? ('shadow' as const) : ('snapshot' as const),
+          blocks: stats.get(e.plane)!.blocks,
+          uniqueBlocks: stats.get(e.plane)!.unique,
+        })),
+      ];
+    });
+  }
+
+  /** Files added, removed and changed from `older` to `newer` (`active` names the live file system). */
+  diffSnapshots(older: string, newer: string): Promise<SnapshotDiff> {
+    return this.run(false, async () => {
+      if ((older === 'active' || newer === 'active') && !this.readOnly) await this.consistencyPoint();
+      return diffTrees(this, older, newer);
+    });
+  }
+
+  /** Restores a file or folder from a snapshot by pointing at its blocks (copying only blocks the active file system already uses). */
+  restoreFromSnapshot(snapshot: string, path: string, opts: { to?: string } = {}): Promise<void> {
+    return this.run(true, async () => {
+      await restorePath(this, snapshot, path, opts.to ?? path);
+    });
+  }
+
+  /** Makes the snapshot's state the active file system; changes made since are lost (later snapshots stay). */
+  revertToSnapshot(snapshot: string): Promise<void> {
+    return this.run(true, async () => {
+      await revertTo(this, snapshot);
+    });
+  }
+
+  /** @internal Swaps in a new active root (revert). */
+  replaceRoot(inodeFile: Inode, inodeCount: number): void {
+    this.inodes = new InodeTable(cloneInode(inodeFile), inodeCount, this.ctx);
+    this.inodes.tree.inodeDirty = true;
+    this.ns = new Namespace(this.inodes, this.label);
+  }
+
+  /** Verifies every invariant; see FsckReport. */
+  fsck(): Promise<FsckReport> {
+    return this.run(false, async () => {
+      if (!this.readOnly && this.isDirty) await this.consistencyPoint();
+      return checkVolume(this);
+    });
+  }
+
+  /** Capacity split, generation, counts and device health. */
+  info(): Promise<VolumeInfo> {
+    return this.run(false, async () => {
+        const summary = await planeStatistics(this, [], true);
+      const health = this.device.health();
+      const s = summary.get(0)!;
+      const info: VolumeInfo = {
+        path: this.label,
+        uuid: this.fsinfo.uuid,
+        formatVersion: this.fsinfo.formatVersion,
+        blockSize: BLOCK_SIZE,
+        blockCount: this.fsinfo.blockCount,
+        sizeBytes: this.fsinfo.blockCount * BLOCK_SIZE,
+        generation: this.fsinfo.generation,
+        lastCpAt: new Date(this.fsinfo.cpTimeMs).toISOString(),
+        activeBlocks: s.blocks,
+        activeBytes: s.blocks * BLOCK_SIZE,
+        snapshotOnlyBlocks: s.snapshotOnly,
+        snapshotOnlyBytes: s.snapshotOnly * BLOCK_SIZE,
+        freeBlocks: s.free,
+        freeBytes: s.free * BLOCK_SIZE,
+        snapshotCount: this.snapshots.count,
+        inodeCount: this.fsinfo.inodeCount,
+        device: { kind: health.kind, degraded: health.degraded, members: health.members },
+        readOnly: this.readOnly,
+      };
+      if (this.snapshotView) info.snapshot = this.snapshotView.name;
+      return info;
+    });
+  }
+}
+

@@ -1,0 +1,79 @@
+/** Walks a block tree by its pointers (reading indirect blocks, optionally verifying data blocks). */
+import { SnapplaneError } from '../common/errors.js';
+import { POINTERS_PER_BLOCK, readPointer, type BlockPointer, type Inode } from './format.js';
+import type { TreeContext } from './file-tree.js';
+
+export type ReadContext = Pick<TreeContext, 'readVerified' | 'readManyVerified'>;
+
+export interface WalkOptions {
+  /** Read and verify every data block too (fsck). */
+  readData?: boolean;
+  /** Data blocks already known good: not read again. */
+  skipData?: (vbn: number) => boolean;
+  /** Called for a block that fails to read or verify; the walk goes on without its subtree. */
+  onError?: (e: SnapplaneError, pointer: BlockPointer, level: number) => void;
+}
+
+/** Visits every block of a tree: indirect blocks top-down, then their children; `level` 0 is data. */
+export async function walkTree(
+  inode: Inode,
+  ctx: ReadContext,
+  label: string,
+  visit: (pointer: BlockPointer, level: number, index: number) => void,
+  options: WalkOptions = {},
+): Promise<void> {
+  const fail = (e: unknown, p: BlockPointer, level: number): void => {
+    if (e instanceof SnapplaneError && options.onError) options.onError(e, p, level);
+    else throw e;
+  };
+  const verifyLeaves = async (leaves: BlockPointer[]): Promise<void> => {
+    const todo = options.skipData ? leaves.filter((p) => !options.skipData!(p.vbn)) : leaves;
+    if (todo.length === 0) return;
+    try {
+      await ctx.readManyVerified(todo, label);
+    } catch {
+      for (const p of todo) {
+        try {
+          await ctx.readVerified(p, label);
+        } catch (e) {
+          fail(e, p, 0);
+        }
+      }
+    }
+  };
+  const node = async (level: number, index: number, p: BlockPointer): Promise<void> => {
+    visit(p, level, index);
+    if (level === 0) return;
+    let data: Buffer;
+    try {
+      data = await ctx.readVerified(p, label);
+    } catch (e) {
+      fail(e, p, level);
+      return;
+    }
+    const leaves: BlockPointer[] = [];
+    for (let s = 0; s < POINTERS_PER_BLOCK; s++) {
+      const c = readPointer(data, s);
+      if (c.vbn === 0) continue;
+      if (level === 1) {
+        visit(c, 0, index * POINTERS_PER_BLOCK + s);
+        leaves.push(c);
+      } else {
+        await node(level - 1, index * POINTERS_PER_BLOCK + s, c);
+      }
+    }
+    if (options.readData) await verifyLeaves(leaves);
+  };
+  const top: BlockPointer[] = [];
+  for (let j = 0; j < inode.pointers.length; j++) {
+    const p = inode.pointers[j];
+    if (p.vbn === 0) continue;
+    if (inode.height === 0) {
+      visit(p, 0, j);
+      top.push(p);
+    } else {
+      await node(inode.height, j, p);
+    }
+  }
+  if (options.readData) await verifyLeaves(top);
+}

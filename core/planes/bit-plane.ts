@@ -1,0 +1,164 @@
+/** Bit planes: one bit per block, stored as 32-bit words (bit v lives in word v>>5, bit v&31: LSB-first bytes on disk). */
+
+/** Bits held by one 4 KiB block of a plane. */
+export const BITS_PER_CHUNK = 4096 * 8;
+export const WORDS_PER_CHUNK = BITS_PER_CHUNK / 32;
+
+/** Number of set bits in a 32-bit word. */
+export function popcount32(x: number): number {
+  x = x - ((x >>> 1) & 0x55555555);
+  x = (x & 0x33333333) + ((x >>> 2) & 0x33333333);
+  x = (x + (x >>> 4)) & 0x0f0f0f0f;
+  return Math.imul(x, 0x01010101) >>> 24;
+}
+
+/** Number of set bits in a word array (or a range of it). */
+export function popcountWords(words: Uint32Array, start = 0, end = words.length): number {
+  let n = 0;
+  for (let i = start; i < end; i++) {
+    const w = words[i];
+    if (w !== 0) n += popcount32(w);
+  }
+  return n;
+}
+
+export class BitPlane {
+  readonly words: Uint32Array;
+  /** Set bits per 4 KiB chunk, so whole-plane work can skip empty chunks. */
+  readonly chunkPopulation: Uint32Array;
+  /** Chunks changed since the flag was last cleared (the CP writes only these). */
+  readonly dirtyChunks = new Set<number>();
+  private population = 0;
+
+  constructor(readonly blockCount: number) {
+    this.words = new Uint32Array(chunkCount(blockCount) * WORDS_PER_CHUNK);
+    this.chunkPopulation = new Uint32Array(chunkCount(blockCount));
+  }
+
+  /** Number of chunks (4 KiB blocks of bitmap) the plane spans. */
+  get chunks(): number {
+    return this.chunkPopulation.length;
+  }
+
+  /** Total set bits. */
+  get count(): number {
+    return this.population;
+  }
+
+  /** True when bit `vbn` is set. */
+  has(vbn: number): boolean {
+    return (this.words[vbn >>> 5] & (1 << (vbn & 31))) !== 0;
+  }
+
+  /** Sets bit `vbn`; returns false when it was already set. */
+  set(vbn: number): boolean {
+    const i = vbn >>> 5;
+    const m = 1 << (vbn & 31);
+    if ((this.words[i] & m) !== 0) return false;
+    this.words[i] |= m;
+    const c = (vbn / BITS_PER_CHUNK) | 0;
+    this.chunkPopulation[c]++;
+    this.population++;
+    this.dirtyChunks.add(c);
+    return true;
+  }
+
+  /** Clears bit `vbn`; returns false when it was already clear. */
+  clear(vbn: number): boolean {
+    const i = vbn >>> 5;
+    const m = 1 << (vbn & 31);
+    if ((this.words[i] & m) === 0) return false;
+    this.words[i] &= ~m;
+    const c = (vbn / BITS_PER_CHUNK) | 0;
+    this.chunkPopulation[c]--;
+    this.population--;
+    this.dirtyChunks.add(c);
+    return true;
+  }
+
+  /** The words of chunk `c` (a view, not a copy). */
+  chunkWords(c: number): Uint32Array {
+    return this.words.subarray(c * WORDS_PER_CHUNK, (c + 1) * WORDS_PER_CHUNK);
+  }
+
+  /** Chunk `c` as bytes (a view over the plane's memory). */
+  chunkBytes(c: number): Buffer {
+    return Buffer.from(this.words.buffer, this.words.byteOffset + c * 4096, 4096);
+  }
+
+  /** Replaces chunk `c` with `bytes` (4096 bytes, or null for all-zero) without marking it dirty. */
+  loadChunk(c: number, bytes: Uint8Array | null): void {
+    const dst = this.chunkWords(c);
+    if (bytes === null) dst.fill(0);
+    else new Uint8Array(dst.buffer, dst.byteOffset, 4096).set(bytes.subarray(0, 4096));
+    const before = this.chunkPopulation[c];
+    const after = popcountWords(dst);
+    this.chunkPopulation[c] = after;
+    this.population += after - before;
+  }
+
+  /** Recounts chunk `c` after its words were changed directly, and marks it dirty when it changed. */
+  recount(c: number, markDirty: boolean): void {
+    const before = this.chunkPopulation[c];
+    const after = popcountWords(this.chunkWords(c));
+    this.chunkPopulation[c] = after;
+    this.population += after - before;
+    if (markDirty) this.dirtyChunks.add(c);
+  }
+
+  /** Makes this plane an exact copy of `other` (same block count). */
+  copyFrom(other: BitPlane): void {
+    this.words.set(other.words);
+    this.chunkPopulation.set(other.chunkPopulation);
+    this.population = other.population;
+  }
+
+  /** ORs `other` into this plane, chunk by chunk, visiting only chunks populated in `other`. */
+  orWith(other: BitPlane): void {
+    for (let c = 0; c < other.chunks; c++) {
+      if (other.chunkPopulation[c] === 0) continue;
+      const a = this.chunkWords(c);
+      const b = other.chunkWords(c);
+      let changed = false;
+      for (let i = 0; i < a.length; i++) {
+        const v = (a[i] | b[i]) >>> 0;
+        if (v !== a[i]) {
+          a[i] = v;
+          changed = true;
+        }
+      }
+      if (changed) this.recount(c, true);
+    }
+  }
+
+  /** Clears every bit (marks changed chunks dirty). */
+  clearAll(): void {
+    for (let c = 0; c < this.chunks; c++) {
+      if (this.chunkPopulation[c] !== 0) {
+        this.chunkWords(c).fill(0);
+        this.recount(c, true);
+      }
+    }
+  }
+
+  /** Calls `fn` for every set bit, in ascending order. */
+  forEach(fn: (vbn: number) => void): void {
+    for (let c = 0; c < this.chunks; c++) {
+      if (this.chunkPopulation[c] === 0) continue;
+      const base = c * WORDS_PER_CHUNK;
+      for (let i = base; i < base + WORDS_PER_CHUNK; i++) {
+        let w = this.words[i];
+        while (w !== 0) {
+          const t = w & -w;
+          fn(i * 32 + (31 - Math.clz32(t)));
+          w ^= t;
+        }
+      }
+    }
+  }
+}
+
+/** Chunks needed for a plane over `blockCount` blocks. */
+export function chunkCount(blockCount: number): number {
+  return Math.ceil(blockCount / BITS_PER_CHUNK);
+}
