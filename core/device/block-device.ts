@@ -19,8 +19,12 @@ export interface BlockDevice {
   /** A human label (the image path or group folder) used in error messages. */
   readonly label: string;
   readonly readOnly: boolean;
-  /** Reads `count` consecutive blocks starting at `vbn` into one buffer of count*4096 bytes. */
-  readBlocks(vbn: number, count: number): Promise<Buffer>;
+  /**
+   * Reads `count` consecutive blocks starting at `vbn` into one buffer of count*4096 bytes. With `into`
+   * (exactly count*4096 bytes) the device may read into it and return it, sparing a fresh allocation; callers
+   * must use the returned buffer either way.
+   */
+  readBlocks(vbn: number, count: number, into?: Buffer): Promise<Buffer>;
   /** Writes consecutive blocks starting at `vbn`; `data` holds whole blocks, possibly as several buffers. */
   writeBlocks(vbn: number, data: Buffer | Buffer[]): Promise<void>;
   /** A write barrier: returns when every earlier write is durable (fdatasync). */

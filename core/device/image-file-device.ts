@@ -72,9 +72,9 @@ export class ImageFileDevice implements BlockDevice {
     }
   }
 
-  async readBlocks(vbn: number, count: number): Promise<Buffer> {
+  async readBlocks(vbn: number, count: number, into?: Buffer): Promise<Buffer> {
     this.checkRange(vbn, count);
-    const buf = Buffer.allocUnsafe(count * BLOCK_SIZE);
+    const buf = into && into.length === count * BLOCK_SIZE ? into : Buffer.allocUnsafe(count * BLOCK_SIZE);
     let done = 0;
     try {
       while (done < buf.length) {

@@ -6,11 +6,14 @@ import type { BlockDevice } from '../device/block-device.js';
 import type { TreeContext } from './file-tree.js';
 import type { BlockPointer } from './format.js';
 import type { BlockMap } from './block-map.js';
+import { BlockPool } from '../common/block-pool.js';
 
-const MAX_RUN = 256;
+const MAX_RUN = 1024;
 
 export class VolumeContext implements TreeContext {
   blockMap: BlockMap | null = null;
+  /** Block buffers for the write path, reused after each CP. */
+  readonly pool = new BlockPool(65536);
 
   constructor(
     readonly device: BlockDevice,
@@ -61,6 +64,17 @@ export class VolumeContext implements TreeContext {
     return out;
   }
 
+  /** Reads a run of blocks with consecutive VBNs straight into `into` (run length × 4096 bytes), verified. */
+  async readRunInto(pointers: BlockPointer[], into: Buffer, label: string): Promise<void> {
+    this.checkPointer(pointers[0], label);
+    this.checkPointer(pointers[pointers.length - 1], label);
+    const got = await this.device.readBlocks(pointers[0].vbn, pointers.length, into);
+    if (got !== into) got.copy(into);
+    for (let k = 0; k < pointers.length; k++) {
+      if (blockChecksum(into.subarray(k * BLOCK_SIZE, (k + 1) * BLOCK_SIZE)) !== pointers[k].checksum) throw this.mismatch(pointers[k], label);
+    }
+  }
+
   allocate(): number {
     if (!this.writable || !this.blockMap) throw new SnapplaneError('READ_ONLY', `volume '${this.volume}' is open read-only`, { volume: this.volume });
     return this.blockMap.allocate();
@@ -69,5 +83,17 @@ export class VolumeContext implements TreeContext {
   free(vbn: number): void {
     if (!this.writable || !this.blockMap) throw new SnapplaneError('READ_ONLY', `volume '${this.volume}' is open read-only`, { volume: this.volume });
     this.blockMap.release(vbn);
+  }
+
+  private stagingBuffer: Buffer | null = null;
+
+  /** A reused 4 MiB buffer for gathering runs of blocks into one write. */
+  staging(): Buffer {
+    this.stagingBuffer ??= Buffer.allocUnsafeSlow(1024 * BLOCK_SIZE);
+    return this.stagingBuffer;
+  }
+
+  recycle(data: Buffer): void {
+    this.pool.give(data);
   }
 }

@@ -29,6 +29,10 @@ export interface TreeContext {
   allocate(): number;
   /** Releases a block that the last CP referenced; it becomes free once the next CP commits. */
   free(vbn: number): void;
+  /** Reads a run of blocks with consecutive VBNs into `into`, verified. */
+  readRunInto(pointers: BlockPointer[], into: Buffer, label: string): Promise<void>;
+  /** Takes back a data buffer that left the tree after a CP (buffers from the volume's pool are reused). */
+  recycle?(data: Buffer): void;
 }
 
 export interface TreeNode {
@@ -174,6 +178,40 @@ export class FileTree {
       for (let k = 0; k < got.length; k++) out[slots[k]] = got[k];
     }
     return out.map((b) => b ?? Buffer.alloc(BLOCK_SIZE));
+  }
+
+  /**
+   * Reads data blocks [first, first+count) into `into` (count × 4096 bytes): runs of consecutive VBNs go
+   * straight from the device into place, holes become zeros.
+   */
+  async readBlocksInto(first: number, count: number, into: Buffer): Promise<void> {
+    let runStart = -1;
+    let run: BlockPointer[] = [];
+    const flush = async (): Promise<void> => {
+      if (run.length === 0) return;
+      await this.ctx.readRunInto(run, into.subarray(runStart * BLOCK_SIZE, (runStart + run.length) * BLOCK_SIZE), this.label);
+      run = [];
+    };
+    for (let j = 0; j < count; j++) {
+      const i = first + j;
+      const cached = this.nodes.get(key(0, i));
+      const at = cached ? null : await this.pointerTo(0, i, false);
+      const p = at && at.pointer.vbn !== 0 ? at.pointer : null;
+      if (p && run.length > 0 && run[run.length - 1].vbn + 1 === p.vbn) {
+        run.push(p);
+        continue;
+      }
+      await flush();
+      if (p) {
+        runStart = j;
+        run = [p];
+      } else if (cached) {
+        cached.data.copy(into, j * BLOCK_SIZE);
+      } else {
+        into.fill(0, j * BLOCK_SIZE, (j + 1) * BLOCK_SIZE);
+      }
+    }
+    await flush();
   }
 
   /** Replaces data block `i` with `data` (exactly one block; kept by reference until the CP). */
@@ -337,7 +375,10 @@ export class FileTree {
         n.newVbn = 0;
         n.dirty = false;
       }
-      if (n.level === 0) this.nodes.delete(k);
+      if (n.level === 0) {
+        this.nodes.delete(k);
+        this.ctx.recycle?.(n.data);
+      }
     }
     this.dirtyCount = 0;
     this.inodeDirty = false;

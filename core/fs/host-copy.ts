@@ -1,6 +1,5 @@
 /** Copying between the host file system and a volume (put/get): files, folders and symbolic links with their metadata. */
-import { createReadStream } from 'node:fs';
-import { chmod, lchown, lstat, lutimes, mkdir, open, readdir, readlink, stat, symlink, unlink, utimes } from 'node:fs/promises';
+import { chmod, lchown, lstat, lutimes, mkdir, open, readdir, readlink, stat, symlink, unlink, utimes, type FileHandle } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { CopySummary, ProgressEvent } from '../api/types.js';
 import { SnapplaneError, asIoError } from '../common/errors.js';
@@ -8,6 +7,21 @@ import { normalizePath, validateName } from './namespace.js';
 import type { Volume } from './volume.js';
 
 type Progress = ((p: ProgressEvent) => void) | undefined;
+
+/**
+ * Reads a host file through one reused 1 MiB buffer. Each chunk is valid only until the next is requested,
+ * which is how the volume consumes it (it copies blocks out before asking for more); reusing the buffer avoids
+ * paging in fresh memory for every chunk.
+ */
+async function* readReused(fh: FileHandle, onBytes: (n: number) => void): AsyncIterable<Buffer> {
+  const buf = Buffer.allocUnsafeSlow(1 << 20);
+  for (;;) {
+    const { bytesRead } = await fh.read(buf, 0, buf.length, null);
+    if (bytesRead === 0) return;
+    onBytes(bytesRead);
+    yield buf.subarray(0, bytesRead);
+  }
+}
 
 async function hostBytes(path: string): Promise<number> {
   const st = await lstat(path);
@@ -50,17 +64,15 @@ export async function copyFromHost(volume: Volume, hostPath: string, volPath: st
       await volume.symlink(dst, await readlink(src), meta);
       summary.symlinks++;
     } else if (s.isFile()) {
-      const stream = createReadStream(src, { highWaterMark: 1 << 20 });
-      let done = summary.bytes;
-      const counted = (async function* () {
-        for await (const chunk of stream) {
-          done += (chunk as Buffer).length;
-          summary.bytes = done;
+      const fh = await open(src, 'r');
+      try {
+        await volume.writeFile(dst, readReused(fh, (n) => {
+          summary.bytes += n;
           tick();
-          yield chunk as Buffer;
-        }
-      })();
-      await volume.writeFile(dst, counted, meta);
+        }), meta);
+      } finally {
+        await fh.close();
+      }
       summary.files++;
     } else if (s.isDirectory()) {
       if (dst !== '/') {
@@ -108,7 +120,7 @@ export async function copyToHost(volume: Volume, volPath: string, hostPath: stri
         await unlink(dst).catch(() => undefined);
         const fh = await open(dst, 'wx', s.mode & 0o777);
         try {
-          for await (const chunk of volume.readChunks(src)) {
+          for await (const chunk of volume.readChunks(src, { reuse: true })) {
             await fh.write(chunk);
             summary.bytes += chunk.length;
             onProgress?.({ phase: 'get', done: summary.bytes, total: Math.max(total, summary.bytes), unit: 'bytes' });
