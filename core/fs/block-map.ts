@@ -99,6 +99,11 @@ export class BlockMap {
     return this.free;
   }
 
+  /** True when blocks freed since the last CP wait for it to commit. */
+  get hasPendingFrees(): boolean {
+    return this.pendingList.length > 0;
+  }
+
   /** Blocks kept back for metadata. */
   get reserve(): number {
     return reserveFor(this.blockCount);

@@ -450,13 +450,19 @@ export class Volume {
       this.dirtyBlocks += blocks;
       return;
     }
-    await this.consistencyPoint();
+    // Only blocks freed since the last CP can be won back by committing now.
+    if (map.hasPendingFrees) await this.consistencyPoint();
     if (need(this.dirtyBlocks + blocks) > map.freeBlocks - map.reserve) {
       throw new SnapplaneError('ENOSPC', `volume '${this.label}' is full (${map.freeBlocks} blocks free, ${map.reserve} kept for metadata)`, {
         volume: this.label,
       });
     }
     this.dirtyBlocks += blocks;
+  }
+
+  /** Commits pending changes first, so counts describe the volume as it is (writable volumes only). */
+  private async settle(): Promise<void> {
+    if (!this.readOnly && this.isDirty) await this.consistencyPoint();
   }
 
   /** @internal Starts a CP when enough changed data waits in memory. */
@@ -921,7 +927,10 @@ export class Volume {
 
   /** Every snapshot with its block counts, oldest first. */
   listSnapshots(): Promise<SnapshotInfo[]> {
-    return this.run(false, () => this.snapshotInfos());
+    return this.run(false, async () => {
+      await this.settle();
+      return this.snapshotInfos();
+    });
   }
 
   private async snapshotInfos(): Promise<SnapshotInfo[]> {
@@ -946,6 +955,7 @@ export class Volume {
   /** Per plane: blocks set and blocks held by that plane alone. */
   planes(): Promise<PlaneInfo[]> {
     return this.run(false, async () => {
+      await this.settle();
         const entries = this.snapshots.list();
       const stats = await planeStatistics(this, entries.map((e) => e.plane));
       const active = stats.get(0)!;
@@ -1002,6 +1012,7 @@ export class Volume {
   /** Capacity split, generation, counts and device health. */
   info(): Promise<VolumeInfo> {
     return this.run(false, async () => {
+      await this.settle();
         const summary = await planeStatistics(this, [], true);
       const health = this.device.health();
       const s = summary.get(0)!;
