@@ -26,7 +26,8 @@ export class BlockMap {
   private cursor = RESERVED_BLOCKS;
   /** Chunks of the plane of a snapshot being created in this CP that were already staged. */
   private snapshotStaged = new Set<number>();
-  private summaryBase: BitPlane | null = null;
+  /** Summary chunks as they were before this CP's snapshot touched them. */
+  private readonly summaryBase = new Map<number, Uint32Array>();
 
   private constructor(
     readonly tree: FileTree,
@@ -256,19 +257,18 @@ export class BlockMap {
    * Recomputed each round because the CP's own allocations and frees keep changing the active plane.
    */
   private refreshSummary(): void {
-    if (!this.summaryBase) {
-      this.summaryBase = new BitPlane(this.blockCount);
-      this.summaryBase.copyFrom(this.summary);
-    }
-    const base = this.summaryBase;
     for (let c = 0; c < this.active.chunks; c++) {
-      if (this.active.chunkPopulation[c] === 0 && base.chunkPopulation[c] === 0 && this.summary.chunkPopulation[c] === 0) continue;
+      let base = this.summaryBase.get(c);
+      if (!base) {
+        if (this.active.chunkPopulation[c] === 0) continue; // nothing to add to this chunk
+        base = this.summary.chunkWords(c).slice();
+        this.summaryBase.set(c, base);
+      }
       const a = this.active.chunkWords(c);
-      const b = base.chunkWords(c);
       const s = this.summary.chunkWords(c);
       let changed = false;
       for (let i = 0; i < s.length; i++) {
-        const v = (a[i] | b[i]) >>> 0;
+        const v = (a[i] | base[i]) >>> 0;
         if (v !== s[i]) {
           s[i] = v;
           changed = true;
@@ -281,7 +281,7 @@ export class BlockMap {
   /** Forgets per-CP staging state once the CP is over. */
   endCp(): void {
     this.snapshotStaged.clear();
-    this.summaryBase = null;
+    this.summaryBase.clear();
   }
 
   /** Removes a snapshot's plane from the file (its blocks of bitmap are freed, the region becomes holes). */
@@ -290,25 +290,35 @@ export class BlockMap {
     this.shadows.delete(plane);
   }
 
-  /** Replaces the summary with `next`; blocks no longer pinned by any snapshot stay unallocatable until the CP commits. */
-  replaceSummary(next: BitPlane): void {
+  /**
+   * Recomputes the summary as the OR of `regularPlanes`, chunk by chunk (only chunks the summary populates can
+   * change). Blocks no snapshot pins any more stay unallocatable until the CP commits.
+   */
+  async recomputeSummary(regularPlanes: number[]): Promise<void> {
+    const next = new Uint32Array(WORDS_PER_CHUNK);
     const cur = this.summary;
     for (let c = 0; c < cur.chunks; c++) {
-      if (cur.chunkPopulation[c] === 0 && next.chunkPopulation[c] === 0) continue;
+      if (cur.chunkPopulation[c] === 0) continue;
+      next.fill(0);
+      for (const p of regularPlanes) {
+        const bytes = await this.readChunk(p, c);
+        if (!bytes) continue;
+        const w = new Uint32Array(bytes.buffer, bytes.byteOffset, WORDS_PER_CHUNK);
+        for (let i = 0; i < WORDS_PER_CHUNK; i++) next[i] |= w[i];
+      }
       const a = cur.chunkWords(c);
-      const b = next.chunkWords(c);
       let changed = false;
-      for (let i = 0; i < a.length; i++) {
-        if (a[i] === b[i]) continue;
+      for (let i = 0; i < WORDS_PER_CHUNK; i++) {
+        if (a[i] === next[i]) continue;
         changed = true;
-        let dropped = a[i] & ~b[i];
+        let dropped = a[i] & ~next[i];
         while (dropped !== 0) {
           const t = dropped & -dropped;
           const vbn = (c * WORDS_PER_CHUNK + i) * 32 + (31 - Math.clz32(t));
           if (!this.active.has(vbn)) this.pin(vbn);
           dropped ^= t;
         }
-        a[i] = b[i];
+        a[i] = next[i];
       }
       if (changed) cur.recount(c, true);
     }

@@ -874,7 +874,19 @@ export class Volume {
       this.snapshots.put(entry);
       this.pendingSnapshot = { entry, regular: !opts.shadow };
       await this.consistencyPoint();
-      return (await this.snapshotInfos()).find((s) => s.plane === plane)!;
+      // A new snapshot's plane equals the active plane, so it holds no block alone.
+      const blocks = this.blockMap!.active.count;
+      return {
+        id: entry.id,
+        name,
+        plane,
+        createdAt: new Date(entry.createdAtMs).toISOString(),
+        generation: entry.generation,
+        flags: { shadow: opts.shadow === true, master: false, hold: false },
+        blocks,
+        uniqueBlocks: 0,
+        uniqueBytes: 0,
+      };
     });
   }
 
@@ -889,12 +901,7 @@ export class Volume {
       this.snapshots.remove(entry.plane);
       await map.clearPlane(entry.plane);
       if (!(entry.flags & SnapshotFlag.shadow)) {
-        const summary = new BitPlane(map.blockCount);
-        for (const e of this.snapshots.list()) {
-          if (e.flags & SnapshotFlag.shadow) continue;
-          summary.orWith(await map.loadPlane(e.plane));
-        }
-        map.replaceSummary(summary);
+        await map.recomputeSummary(this.snapshots.list().filter((e) => !(e.flags & SnapshotFlag.shadow)).map((e) => e.plane));
       }
       await this.consistencyPoint();
       map.recountFree();
