@@ -14,6 +14,7 @@ import { planeStatistics } from './plane-stats.js';
 import { diffTrees } from './diff.js';
 import { restorePath, revertTo } from './restore.js';
 import { checkVolume } from './fsck.js';
+import { spaceReport, type SpaceReport } from './space.js';
 import type { DirEntryInfo, FsckReport, PlaneInfo, SnapshotDiff, SnapshotInfo, VolumeInfo } from '../api/types.js';
 import { BlockMap } from './block-map.js';
 import { VolumeContext } from './context.js';
@@ -1013,6 +1014,14 @@ export class Volume {
     return this.run(false, async () => {
       if (!this.readOnly && this.isDirty) await this.consistencyPoint();
       return checkVolume(this);
+    });
+  }
+
+  /** Exact bytes that deleting the snapshots `names` would free, plus per-snapshot and between-snapshot figures. */
+  space(names: string[]): Promise<SpaceReport> {
+    return this.run(false, async () => {
+      await this.settle();
+      return spaceReport(this, names);
     });
   }
 
