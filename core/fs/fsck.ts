@@ -7,7 +7,8 @@
 import type { FsckIssue, FsckReport } from '../api/types.js';
 import { BLOCK_SIZE } from '../common/units.js';
 import { SnapplaneError } from '../common/errors.js';
-import { BitPlane, WORDS_PER_CHUNK } from '../planes/bit-plane.js';
+import { WORDS_PER_CHUNK } from '../planes/bit-plane.js';
+import { SparsePlane } from '../planes/sparse-plane.js';
 import {
   FSINFO_VBNS,
   INODES_PER_BLOCK,
@@ -32,7 +33,7 @@ const MAX_ISSUES = 1000;
 const SNAPSHOT_TABLE_SLACK = 70;
 
 interface Walked {
-  plane: BitPlane;
+  plane: SparsePlane;
   files: number;
   dirs: number;
   symlinks: number;
@@ -64,7 +65,7 @@ export async function checkVolume(volume: Volume): Promise<FsckReport> {
   }
 
   const walkState = async (name: string, inodeFile: Inode, inodeCount: number, verifyData: (vbn: number) => boolean): Promise<Walked> => {
-    const plane = new BitPlane(blockCount);
+    const plane = new SparsePlane();
     const w: Walked = { plane, files: 0, dirs: 0, symlinks: 0 };
     const visit = (label: string) => (p: BlockPointer) => {
       if (p.vbn < RESERVED_BLOCKS || p.vbn >= blockCount) {
@@ -139,18 +140,24 @@ export async function checkVolume(volume: Volume): Promise<FsckReport> {
     });
   }
 
-  // Active plane on disk against what the trees use.
-  const onDisk = new BitPlane(blockCount);
-  await map.readPlaneInto(0, onDisk);
-  compare(active.plane, onDisk, 'active', 0, report);
+  // Planes on disk against what the trees use, chunk by chunk (snapshot planes are never loaded whole).
+  const zero = new Uint32Array(WORDS_PER_CHUNK);
+  const chunkOf = async (plane: number, c: number): Promise<Uint32Array> => {
+    const b = await map.readChunk(plane, c);
+    return b ? new Uint32Array(b.buffer.slice(b.byteOffset, b.byteOffset + 4096)) : zero;
+  };
+  const chunks = map.active.chunks;
+  for (let c = 0; c < chunks; c++) {
+    const used = active.plane.chunk(c) ?? zero;
+    const onDisk = await chunkOf(0, c);
+    if (used === zero && onDisk === zero) continue;
+    compareChunk(c, used, onDisk, 'active', 0, report);
+  }
 
-  // Snapshots.
-  const summary = new BitPlane(blockCount);
+  // Snapshots: every block a snapshot's trees use is set in its plane; few others are.
+  const regular = volume.snapshots.list().filter((e) => !(e.flags & SnapshotFlag.shadow)); // shadows may lose blocks by design
   let snapshotsChecked = 0;
-  for (const e of volume.snapshots.list()) {
-    const plane = await map.loadPlane(e.plane);
-    if (e.flags & SnapshotFlag.shadow) continue; // shadow snapshots may lose blocks by design
-    summary.orWith(plane);
+  for (const e of regular) {
     snapshotsChecked++;
     const walked = await walkState(`snapshot ${e.name}`, e.inodeFile, e.inodeCount, (v) => !active.plane.has(v));
     await walkTree(e.blockMap, volume.ctx, `block map of snapshot ${e.name}`, (p) => walked.plane.set(p.vbn), {
@@ -159,29 +166,43 @@ export async function checkVolume(volume: Volume): Promise<FsckReport> {
     for (let v = 0; v < RESERVED_BLOCKS; v++) walked.plane.set(v);
     let missing = 0;
     let extra = 0;
-    for (let i = 0; i < plane.words.length; i++) {
-      const need = walked.plane.words[i];
-      const have = plane.words[i];
-      if ((need & ~have) !== 0) {
-        missing++;
-        if (missing <= 5) report({ kind: 'snapshot', message: `snapshot ${e.name}: blocks near VBN ${i * 32} are used by its trees but not set in its plane`, vbn: i * 32, plane: e.plane });
-      }
-      let x = have & ~need;
-      while (x !== 0) {
-        extra++;
-        x &= x - 1;
+    for (let c = 0; c < chunks; c++) {
+      const need = walked.plane.chunk(c) ?? zero;
+      if (need === zero && map.summary.chunkPopulation[c] === 0) continue;
+      const have = await chunkOf(e.plane, c);
+      for (let i = 0; i < WORDS_PER_CHUNK; i++) {
+        if ((need[i] & ~have[i]) !== 0) {
+          missing++;
+          if (missing <= 5) {
+            report({ kind: 'snapshot', message: `snapshot ${e.name}: blocks near VBN ${(c * WORDS_PER_CHUNK + i) * 32} are used by its trees but clear in its plane`, vbn: (c * WORDS_PER_CHUNK + i) * 32, plane: e.plane });
+          }
+        }
+        let x = have[i] & ~need[i];
+        while (x !== 0) {
+          extra++;
+          x &= x - 1;
+        }
       }
     }
     if (extra > SNAPSHOT_TABLE_SLACK) {
       report({ kind: 'leak', message: `snapshot ${e.name}: ${extra} blocks set in its plane are not reachable from it`, plane: e.plane });
     }
   }
-  const summaryOnDisk = new BitPlane(blockCount);
-  await map.readPlaneInto(256, summaryOnDisk);
-  for (let i = 0; i < summary.words.length; i += 1) {
-    if (summary.words[i] !== summaryOnDisk.words[i]) {
-      report({ kind: 'summary', message: `summary plane differs from the OR of snapshot planes near VBN ${i * 32}`, vbn: i * 32, plane: 256 });
-      break;
+
+  // The summary is the OR of the regular snapshot planes.
+  const or = new Uint32Array(WORDS_PER_CHUNK);
+  for (let c = 0; c < chunks; c++) {
+    const onDisk = await chunkOf(256, c);
+    or.fill(0);
+    for (const e of regular) {
+      const w = await chunkOf(e.plane, c);
+      if (w !== zero) for (let i = 0; i < WORDS_PER_CHUNK; i++) or[i] |= w[i];
+    }
+    for (let i = 0; i < WORDS_PER_CHUNK; i++) {
+      if (or[i] !== onDisk[i]) {
+        report({ kind: 'summary', message: `summary plane differs from the OR of snapshot planes in VBNs ${c * 32768}..${(c + 1) * 32768 - 1}`, vbn: c * 32768, plane: 256 });
+        break;
+      }
     }
   }
 
@@ -201,26 +222,24 @@ export async function checkVolume(volume: Volume): Promise<FsckReport> {
   };
 }
 
-function compare(used: BitPlane, plane: BitPlane, name: string, planeIndex: number, report: (i: FsckIssue) => void): void {
-  for (let c = 0; c < used.chunks; c++) {
-    if (used.chunkPopulation[c] === 0 && plane.chunkPopulation[c] === 0) continue;
-    const base = c * WORDS_PER_CHUNK;
-    for (let i = base; i < base + WORDS_PER_CHUNK; i++) {
-      if (used.words[i] === plane.words[i]) continue;
-      let leak = plane.words[i] & ~used.words[i];
-      let missing = used.words[i] & ~plane.words[i];
-      while (leak !== 0) {
-        const t = leak & -leak;
-        const vbn = i * 32 + (31 - Math.clz32(t));
-        report({ kind: 'leak', message: `VBN ${vbn} is set in the ${name} plane but no tree uses it`, vbn, plane: planeIndex });
-        leak ^= t;
-      }
-      while (missing !== 0) {
-        const t = missing & -missing;
-        const vbn = i * 32 + (31 - Math.clz32(t));
-        report({ kind: 'missing-in-plane', message: `VBN ${vbn} is used but clear in the ${name} plane`, vbn, plane: planeIndex });
-        missing ^= t;
-      }
+function compareChunk(c: number, used: Uint32Array, plane: Uint32Array, name: string, planeIndex: number, report: (i: FsckIssue) => void): void {
+  const base = c * WORDS_PER_CHUNK;
+  for (let k = 0; k < WORDS_PER_CHUNK; k++) {
+    if (used[k] === plane[k]) continue;
+    const i = base + k;
+    let leak = plane[k] & ~used[k];
+    let missing = used[k] & ~plane[k];
+    while (leak !== 0) {
+      const t = leak & -leak;
+      const vbn = i * 32 + (31 - Math.clz32(t));
+      report({ kind: 'leak', message: `VBN ${vbn} is set in the ${name} plane but no tree uses it`, vbn, plane: planeIndex });
+      leak ^= t;
+    }
+    while (missing !== 0) {
+      const t = missing & -missing;
+      const vbn = i * 32 + (31 - Math.clz32(t));
+      report({ kind: 'missing-in-plane', message: `VBN ${vbn} is used but clear in the ${name} plane`, vbn, plane: planeIndex });
+      missing ^= t;
     }
   }
 }
