@@ -134,3 +134,16 @@ export interface ProgressEvent {
   total: number;
   unit: 'blocks' | 'bytes' | 'files' | 'items';
 }
+
+export interface RaidScrubReport {
+  volume: string;
+  stripes: number;
+  /** Blocks whose copy on their member failed its checksum and were rebuilt from parity and rewritten. */
+  dataBlocksRepaired: number;
+  /** Stripes whose parity did not match their data and was rewritten. */
+  parityStripesRepaired: number;
+  /** Blocks that neither their member nor parity could give back intact. */
+  unrepairable: { vbn: number; path: string; message: string }[];
+  clean: boolean;
+  degraded: boolean;
+}

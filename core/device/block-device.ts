@@ -33,4 +33,8 @@ export interface BlockDevice {
   close(): Promise<void>;
   /** Members and health, for `volume info`. */
   health(): DeviceHealth;
+  /** Redundant devices: rebuild one block from the other members (its checksum failed on its own member). */
+  reconstructBlock?(vbn: number): Promise<Buffer>;
+  /** Redundant devices: write a verified good copy of a block back to its member. */
+  repairBlock?(vbn: number, data: Buffer): Promise<void>;
 }

@@ -39,11 +39,29 @@ export class VolumeContext implements TreeContext {
     });
   }
 
+  /** Blocks whose member copy failed its checksum and were rebuilt from redundancy (and written back). */
+  repaired = 0;
+
   async readVerified(p: BlockPointer, label: string): Promise<Buffer> {
     this.checkPointer(p, label);
     const data = await this.device.readBlocks(p.vbn, 1);
-    if (blockChecksum(data) !== p.checksum) throw this.mismatch(p, label);
+    if (blockChecksum(data) !== p.checksum) return this.heal(p, label);
     return data;
+  }
+
+  /** A block failed its checksum: a redundant device may rebuild it; the rebuilt copy must verify too. */
+  private async heal(p: BlockPointer, label: string): Promise<Buffer> {
+    if (!this.device.reconstructBlock) throw this.mismatch(p, label);
+    let rebuilt: Buffer;
+    try {
+      rebuilt = await this.device.reconstructBlock(p.vbn);
+    } catch {
+      throw this.mismatch(p, label);
+    }
+    if (blockChecksum(rebuilt) !== p.checksum) throw this.mismatch(p, label);
+    this.repaired++;
+    if (this.writable && this.device.repairBlock) await this.device.repairBlock(p.vbn, rebuilt).catch(() => undefined);
+    return rebuilt;
   }
 
   async readManyVerified(pointers: BlockPointer[], label: string): Promise<Buffer[]> {
@@ -56,8 +74,7 @@ export class VolumeContext implements TreeContext {
       const run = await this.device.readBlocks(pointers[i].vbn, j - i);
       for (let k = i; k < j; k++) {
         const block = run.subarray((k - i) * BLOCK_SIZE, (k - i + 1) * BLOCK_SIZE);
-        if (blockChecksum(block) !== pointers[k].checksum) throw this.mismatch(pointers[k], label);
-        out[k] = block;
+        out[k] = blockChecksum(block) === pointers[k].checksum ? block : await this.heal(pointers[k], label);
       }
       i = j;
     }
@@ -71,7 +88,8 @@ export class VolumeContext implements TreeContext {
     const got = await this.device.readBlocks(pointers[0].vbn, pointers.length, into);
     if (got !== into) got.copy(into);
     for (let k = 0; k < pointers.length; k++) {
-      if (blockChecksum(into.subarray(k * BLOCK_SIZE, (k + 1) * BLOCK_SIZE)) !== pointers[k].checksum) throw this.mismatch(pointers[k], label);
+      const block = into.subarray(k * BLOCK_SIZE, (k + 1) * BLOCK_SIZE);
+      if (blockChecksum(block) !== pointers[k].checksum) (await this.heal(pointers[k], label)).copy(block);
     }
   }
 

@@ -9,6 +9,8 @@ import { Mutex } from '../common/mutex.js';
 import { SnapplaneError, asIoError } from '../common/errors.js';
 import type { BlockDevice } from '../device/block-device.js';
 import { ImageFileDevice } from '../device/image-file-device.js';
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { BitPlane, chunkCount } from '../planes/bit-plane.js';
 import { planeStatistics } from './plane-stats.js';
 import { diffTrees } from './diff.js';
@@ -49,8 +51,10 @@ export interface OpenOptions {
   /** A CP starts when this much changed data waits in memory. Default 64 MiB. */
   dirtyThresholdBytes?: number;
   now?: () => number;
-  /** Take the one-writer lock file (default: true for image files opened by path). */
+  /** Take the one-writer lock file (default: true when opened by path). */
   lock?: boolean;
+  /** Opens the device behind a path (the service passes one that knows RAID-4 group folders); default: an image file. */
+  openDevice?: (path: string, readOnly: boolean) => Promise<BlockDevice>;
 }
 
 export interface FileMeta {
@@ -200,14 +204,20 @@ export class Volume {
     if (got !== ino) throw new SnapplaneError('IO', `internal: root inode allocated as ${got}`);
   }
 
-  /** Opens a volume image by path. */
+  /** Opens a volume by path (an image file; a folder's lock lives inside it). */
   static async open(path: string, opts: OpenOptions = {}): Promise<Volume> {
     const readOnly = opts.readOnly === true || opts.snapshot !== undefined;
-    let lock: VolumeLock | null = null;
-    if (!readOnly && opts.lock !== false) lock = await VolumeLock.acquire(path);
-    let device: ImageFileDevice;
+    let isGroup = false;
     try {
-      device = await ImageFileDevice.open(path, { readOnly });
+      isGroup = (await stat(path)).isDirectory();
+    } catch {
+      // reported by the device open below
+    }
+    let lock: VolumeLock | null = null;
+    if (!readOnly && opts.lock !== false) lock = await VolumeLock.acquire(path, isGroup ? join(path, 'snapplane.lock') : undefined);
+    let device: BlockDevice;
+    try {
+      device = opts.openDevice ? await opts.openDevice(path, readOnly) : await ImageFileDevice.open(path, { readOnly });
     } catch (e) {
       await lock?.release();
       throw e;
@@ -326,6 +336,11 @@ export class Volume {
       this.readMap = await BlockMap.load(new FileTree(cloneInode(this.fsinfo.blockMap), 'block map', this.ctx), this.fsinfo.blockCount, this.fsinfo.planeStride, shadows, this.label);
     }
     return this.readMap;
+  }
+
+  /** Runs `fn` while no other operation on this volume runs (device maintenance: rebuild and scrub steps). */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    return this.run(false, fn);
   }
 
   /** @internal True when changes wait for a CP. */

@@ -12,6 +12,9 @@ import type {
 import { Volume } from '../fs/volume.js';
 import { copyFromHost, copyToHost } from '../fs/host-copy.js';
 import { SnapplaneError } from '../common/errors.js';
+import { openDeviceAt } from '../raid/open-device.js';
+import { Raid4Device } from '../raid/raid4-device.js';
+import type { RaidScrubReport } from '../api/types.js';
 
 /** A volume reference: a volume path, optionally at a snapshot (`vol@snap`, read-only). */
 export interface VolumeRef {
@@ -67,17 +70,89 @@ export class SnapplaneService {
         readOnly: !write,
         snapshot: ref.snapshot,
         cpIntervalMs: write ? this.cpIntervalMs : 0,
+        openDevice: openDeviceAt,
       });
       this.open.set(k, v);
     }
     return v;
   }
 
-  /** Creates a volume on a new sparse image file of the given size. */
-  async createVolume(path: string, sizeBytes: number): Promise<VolumeInfo> {
-    const v = await Volume.create(path, { sizeBytes });
+  /**
+   * Creates a volume: on a new sparse image file of `sizeBytes`, or with `raid` on a new RAID-4 group folder of
+   * `raid` data member images plus a parity image, each of `sizeBytes`.
+   */
+  async createVolume(path: string, sizeBytes: number, options: { raid?: number } = {}): Promise<VolumeInfo> {
+    let v: Volume;
+    if (options.raid !== undefined) {
+      const device = await Raid4Device.create(path, options.raid, sizeBytes);
+      try {
+        await Volume.format(device);
+      } finally {
+        await device.close();
+      }
+      v = await Volume.open(path, { cpIntervalMs: this.cpIntervalMs, openDevice: openDeviceAt });
+    } else {
+      v = await Volume.create(path, { sizeBytes, cpIntervalMs: this.cpIntervalMs });
+    }
     this.open.set(this.key({ volume: path }, false), v);
     return v.info();
+  }
+
+  private async raidDevice(volume: string): Promise<{ v: Volume; dev: Raid4Device }> {
+    const v = await this.volume({ volume }, true);
+    if (!(v.device instanceof Raid4Device)) {
+      throw new SnapplaneError('INVALID', `volume '${volume}' is a single image, not a RAID-4 group`, { volume });
+    }
+    return { v, dev: v.device };
+  }
+
+  /** Takes a member out of a RAID-4 group (a drill); the volume keeps working degraded. */
+  async raidFail(volume: string, member: number): Promise<VolumeInfo> {
+    const { v, dev } = await this.raidDevice(volume);
+    await v.exclusive(() => dev.failMember(member));
+    return v.info();
+  }
+
+  /** Replaces a failed member with a new image in the group folder and rebuilds it while the volume stays usable. */
+  async raidReplace(volume: string, member: number, image: string, onProgress?: ProgressCallback): Promise<VolumeInfo> {
+    const { v, dev } = await this.raidDevice(volume);
+    await v.exclusive(() => dev.beginReplace(member, image));
+    for (;;) {
+      const step = await v.exclusive(() => dev.rebuildStep(4096));
+      onProgress?.({ phase: 'rebuild', done: step.done, total: step.total, unit: 'blocks' });
+      if (step.complete) break;
+    }
+    return v.info();
+  }
+
+  /**
+   * Scrubs a RAID-4 volume: verifies every block checksum (rebuilding and rewriting bad copies from parity),
+   * then every stripe's parity (rewriting parity that does not match).
+   */
+  async raidScrub(volume: string, onProgress?: ProgressCallback): Promise<RaidScrubReport> {
+    const { v, dev } = await this.raidDevice(volume);
+    const before = v.ctx.repaired;
+    onProgress?.({ phase: 'verify blocks', done: 0, total: 1, unit: 'items' });
+    const fsck = await v.fsck();
+    const dataRepaired = v.ctx.repaired - before;
+    const total = dev.stripeCount;
+    let parityRepaired = 0;
+    for (let s = 0; s < total; s += 4096) {
+      const n = Math.min(4096, total - s);
+      const { mismatches } = await v.exclusive(() => dev.scrubStripes(s, n, true));
+      parityRepaired += mismatches.length;
+      onProgress?.({ phase: 'verify parity', done: s + n, total, unit: 'items' });
+    }
+    const unrepairable = fsck.issues.filter((i) => i.kind === 'checksum').map((i) => ({ vbn: i.vbn ?? -1, path: i.path ?? '', message: i.message }));
+    return {
+      volume,
+      stripes: total,
+      dataBlocksRepaired: dataRepaired,
+      parityStripesRepaired: parityRepaired,
+      unrepairable,
+      clean: unrepairable.length === 0 && fsck.clean,
+      degraded: dev.health().degraded,
+    };
   }
 
   /** Capacity, generation, device health and counts of a volume or snapshot. */

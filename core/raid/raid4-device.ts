@@ -1,0 +1,481 @@
+/**
+ * A RAID-4 group as a BlockDevice: N data members and one parity member, each a sparse image file in one folder.
+ * VBN v lives on data member v mod N at disk block MEMBER_DATA_START + floor(v / N); stripe s is the N data blocks
+ * at disk block MEMBER_DATA_START + s plus their XOR on the parity member. Consecutive VBNs therefore form
+ * contiguous runs on every member, and a long read goes to all members at once.
+ *
+ * The write hole: before a write touches a region of stripes, its bit is set in the intent log on the parity member
+ * (and flushed); after the next flush of all members the log is cleared. Opening a group whose log has bits set
+ * recomputes parity for those regions. A stale parity block can only make a reconstruction fail its checksum, never
+ * return wrong data, because every block pointer above carries the block's checksum.
+ */
+import { randomUUID } from 'node:crypto';
+import { mkdir, open, readdir, stat, type FileHandle } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { BLOCK_SIZE } from '../common/units.js';
+import { SnapplaneError, asIoError } from '../common/errors.js';
+import type { BlockDevice, DeviceHealth, DeviceMember } from '../device/block-device.js';
+import {
+  INTENT_LOG_BLOCKS,
+  INTENT_REGION_STRIPES,
+  LABEL_BLOCK,
+  MEMBER_DATA_START,
+  decodeLabel,
+  encodeLabel,
+  type MemberLabel,
+} from './member-label.js';
+import { xorInto } from './xor.js';
+
+type MemberState = 'ok' | 'missing' | 'failed' | 'rebuilding';
+
+interface Member {
+  index: number;
+  path: string;
+  handle: FileHandle | null;
+  state: MemberState;
+}
+
+export interface ScrubReport {
+  stripes: number;
+  parityMismatches: number;
+  parityRepaired: number;
+}
+
+const MAX_MEMBERS = 31;
+
+export class Raid4Device implements BlockDevice {
+  readonly blockCount: number;
+  private closed = false;
+  private intentDirty = false;
+  private readonly intent: Buffer;
+  /** Stripes below this are rebuilt on a member being reconstructed. */
+  private rebuildWatermark = 0;
+
+  private constructor(
+    readonly label: string,
+    private readonly members: Member[],
+    private groupLabel: MemberLabel,
+    readonly readOnly: boolean,
+  ) {
+    this.blockCount = groupLabel.stripes * groupLabel.dataMembers;
+    this.intent = Buffer.alloc(INTENT_LOG_BLOCKS * BLOCK_SIZE);
+  }
+
+  private get n(): number {
+    return this.groupLabel.dataMembers;
+  }
+
+  private get parity(): Member {
+    return this.members[this.n];
+  }
+
+  /** Creates a group folder with `dataMembers` data images and one parity image of `memberBytes` each. */
+  static async create(folder: string, dataMembers: number, memberBytes: number): Promise<Raid4Device> {
+    if (!Number.isInteger(dataMembers) || dataMembers < 2 || dataMembers >= MAX_MEMBERS) {
+      throw new SnapplaneError('INVALID', `a RAID-4 group needs 2 to ${MAX_MEMBERS - 1} data members (got ${dataMembers})`, { volume: folder });
+    }
+    const stripes = Math.floor(memberBytes / BLOCK_SIZE) - MEMBER_DATA_START;
+    if (stripes < 64) throw new SnapplaneError('INVALID', `member size must be at least ${((64 + MEMBER_DATA_START) * BLOCK_SIZE) / 1024} KiB`, { volume: folder });
+    try {
+      const st = await stat(folder);
+      if (!st.isDirectory() || (await readdir(folder)).length > 0) {
+        throw new SnapplaneError('EXISTS', `volume '${folder}' already exists`, { volume: folder });
+      }
+    } catch (e) {
+      if (e instanceof SnapplaneError) throw e;
+    }
+    await mkdir(folder, { recursive: true });
+    const groupId = randomUUID();
+    const members: Member[] = [];
+    for (let i = 0; i <= dataMembers; i++) {
+      const path = join(folder, i === dataMembers ? 'parity.img' : `data-${i}.img`);
+      const handle = await open(path, 'wx+');
+      await handle.truncate((MEMBER_DATA_START + stripes) * BLOCK_SIZE);
+      const label: MemberLabel = { groupId, index: i, role: i === dataMembers ? 'parity' : 'data', dataMembers, stripes, generation: 1, failedMask: 0 };
+      await handle.write(encodeLabel(label), 0, BLOCK_SIZE, LABEL_BLOCK * BLOCK_SIZE);
+      await handle.datasync();
+      members.push({ index: i, path, handle, state: 'ok' });
+    }
+    return new Raid4Device(folder, members, { groupId, index: 0, role: 'data', dataMembers, stripes, generation: 1, failedMask: 0 }, false);
+  }
+
+  /** Assembles a group from the images in `folder`, in any order; stale or foreign images are left out. */
+  static async open(folder: string, options: { readOnly?: boolean } = {}): Promise<Raid4Device> {
+    const readOnly = options.readOnly ?? false;
+    let names: string[];
+    try {
+      names = (await readdir(folder)).filter((f) => f.endsWith('.img')).sort();
+    } catch (e) {
+      throw new SnapplaneError('NOT_FOUND', `volume '${folder}' does not exist`, { volume: folder, cause: e });
+    }
+    const found: { path: string; label: MemberLabel; handle: FileHandle }[] = [];
+    for (const name of names) {
+      const path = join(folder, name);
+      let handle: FileHandle;
+      try {
+        handle = await open(path, readOnly ? 'r' : 'r+');
+      } catch {
+        continue;
+      }
+      const b = Buffer.alloc(BLOCK_SIZE);
+      await handle.read(b, 0, BLOCK_SIZE, LABEL_BLOCK * BLOCK_SIZE).catch(() => undefined);
+      const label = decodeLabel(b);
+      if (label) found.push({ path, label, handle });
+      else await handle.close();
+    }
+    if (found.length === 0) throw new SnapplaneError('BAD_FORMAT', `'${folder}' holds no RAID-4 member images`, { volume: folder });
+    // The group is the one with the newest generation; older members of it are stale.
+    const newest = found.reduce((a, b) => (b.label.generation > a.label.generation ? b : a)).label;
+    const n = newest.dataMembers;
+    const members: Member[] = Array.from({ length: n + 1 }, (_, i) => ({ index: i, path: join(folder, i === n ? 'parity.img' : `data-${i}.img`), handle: null, state: 'missing' as MemberState }));
+    for (const f of found) {
+      const current = f.label.groupId === newest.groupId && f.label.generation === newest.generation && f.label.dataMembers === n && f.label.stripes === newest.stripes;
+      const slot = members[f.label.index];
+      if (!current || !slot || slot.handle || (newest.failedMask & (1 << f.label.index)) !== 0) {
+        await f.handle.close();
+        continue;
+      }
+      slot.handle = f.handle;
+      slot.path = f.path;
+      slot.state = 'ok';
+    }
+    for (const m of members) if (!m.handle && (newest.failedMask & (1 << m.index)) !== 0) m.state = 'failed';
+    const lost = members.filter((m) => m.state !== 'ok');
+    const dev = new Raid4Device(folder, members, newest, readOnly);
+    if (lost.length > 1 && !readOnly) {
+      await dev.close();
+      throw new SnapplaneError('IO', `RAID-4 group '${folder}' has lost ${lost.length} members (${lost.map((m) => basename(m.path)).join(', ')}); it cannot be opened for writing`, {
+        volume: folder,
+      });
+    }
+    if (!readOnly) await dev.replayIntentLog();
+    return dev;
+  }
+
+  private unavailable(m: Member, stripe: number): boolean {
+    return m.state === 'missing' || m.state === 'failed' || (m.state === 'rebuilding' && stripe >= this.rebuildWatermark);
+  }
+
+  /** Member index and disk block of a VBN. */
+  locate(vbn: number): { member: number; diskBlock: number; stripe: number } {
+    const stripe = Math.floor(vbn / this.n);
+    return { member: vbn % this.n, diskBlock: MEMBER_DATA_START + stripe, stripe };
+  }
+
+  private async readMember(m: Member, firstStripe: number, stripes: number): Promise<Buffer> {
+    const buf = Buffer.allocUnsafe(stripes * BLOCK_SIZE);
+    if (!m.handle) throw new SnapplaneError('IO', `member ${basename(m.path)} is unavailable`, { volume: this.label });
+    let done = 0;
+    try {
+      while (done < buf.length) {
+        const { bytesRead } = await m.handle.read(buf, done, buf.length - done, (MEMBER_DATA_START + firstStripe) * BLOCK_SIZE + done);
+        if (bytesRead === 0) {
+          buf.fill(0, done);
+          break;
+        }
+        done += bytesRead;
+      }
+    } catch (e) {
+      throw asIoError(e, `read failed on member ${basename(m.path)}`, { volume: this.label });
+    }
+    return buf;
+  }
+
+  /** The stripes [first, first+count) of member `index`, reconstructed from the others when it is unavailable. */
+  private async memberStripes(index: number, first: number, count: number): Promise<Buffer> {
+    const m = this.members[index];
+    if (!this.unavailable(m, first + count - 1)) return this.readMember(m, first, count);
+    const others = this.members.filter((o) => o.index !== index);
+    const lost = others.filter((o) => this.unavailable(o, first + count - 1));
+    if (lost.length > 0) {
+      throw new SnapplaneError('IO', `cannot reconstruct stripes ${first}..${first + count - 1} of member ${index}: member ${lost[0].index} is unavailable too`, {
+        volume: this.label,
+        vbn: first * this.n + Math.min(index, this.n - 1),
+      });
+    }
+    const parts = await Promise.all(others.map((o) => this.readMember(o, first, count)));
+    const out = parts[0];
+    for (let k = 1; k < parts.length; k++) xorInto(out, parts[k]);
+    return out;
+  }
+
+  async readBlocks(vbn: number, count: number, into?: Buffer): Promise<Buffer> {
+    this.checkRange(vbn, count);
+    const out = into && into.length === count * BLOCK_SIZE ? into : Buffer.allocUnsafe(count * BLOCK_SIZE);
+    const first = Math.floor(vbn / this.n);
+    const last = Math.floor((vbn + count - 1) / this.n);
+    // Every member's share of the range is one contiguous run: read them all at once.
+    const runs = await Promise.all(
+      Array.from({ length: this.n }, (_, m) => {
+        let s0 = first;
+        let s1 = last;
+        if (first * this.n + m < vbn) s0 = first + 1;
+        if (last * this.n + m > vbn + count - 1) s1 = last - 1;
+        return s1 >= s0 ? this.memberStripes(m, s0, s1 - s0 + 1).then((b) => ({ s0, b })) : Promise.resolve(null);
+      }),
+    );
+    for (let k = 0; k < count; k++) {
+      const v = vbn + k;
+      const run = runs[v % this.n]!;
+      const s = Math.floor(v / this.n) - run.s0;
+      run.b.copy(out, k * BLOCK_SIZE, s * BLOCK_SIZE, (s + 1) * BLOCK_SIZE);
+    }
+    return out;
+  }
+
+  /** Rebuilds one block from the other members and parity (used when its checksum fails on the member). */
+  async reconstructBlock(vbn: number): Promise<Buffer> {
+    this.checkRange(vbn, 1);
+    const { member, stripe } = this.locate(vbn);
+    const others = this.members.filter((o) => o.index !== member);
+    if (others.some((o) => this.unavailable(o, stripe))) {
+      throw new SnapplaneError('IO', `cannot reconstruct VBN ${vbn}: another member is unavailable`, { volume: this.label, vbn });
+    }
+    const parts = await Promise.all(others.map((o) => this.readMember(o, stripe, 1)));
+    const out = parts[0];
+    for (let k = 1; k < parts.length; k++) xorInto(out, parts[k]);
+    return out;
+  }
+
+  /** Writes a verified good copy of a block back to its member (parity is already right for it). */
+  async repairBlock(vbn: number, data: Buffer): Promise<void> {
+    const { member, diskBlock } = this.locate(vbn);
+    const m = this.members[member];
+    if (!m.handle || this.readOnly) return;
+    await m.handle.write(data, 0, BLOCK_SIZE, diskBlock * BLOCK_SIZE);
+  }
+
+  async writeBlocks(vbn: number, data: Buffer | Buffer[]): Promise<void> {
+    if (this.readOnly) throw new SnapplaneError('READ_ONLY', `device '${this.label}' is read-only`, { volume: this.label });
+    const buf = Array.isArray(data) ? (data.length === 1 ? data[0] : Buffer.concat(data)) : data;
+    if (buf.length % BLOCK_SIZE !== 0) throw new SnapplaneError('INVALID', `write of ${buf.length} bytes is not whole blocks`, { vbn });
+    const count = buf.length / BLOCK_SIZE;
+    this.checkRange(vbn, count);
+    const first = Math.floor(vbn / this.n);
+    const last = Math.floor((vbn + count - 1) / this.n);
+    await this.markIntent(first, last);
+    const stripes = last - first + 1;
+    // Per member, the new contents of stripes [first, last]; partial first/last stripes take the old blocks.
+    const columns: Buffer[] = [];
+    for (let m = 0; m < this.n; m++) {
+      const col = Buffer.allocUnsafe(stripes * BLOCK_SIZE);
+      const needOld: number[] = [];
+      for (let s = first; s <= last; s++) {
+        const v = s * this.n + m;
+        if (v >= vbn && v < vbn + count) buf.copy(col, (s - first) * BLOCK_SIZE, (v - vbn) * BLOCK_SIZE, (v - vbn + 1) * BLOCK_SIZE);
+        else needOld.push(s);
+      }
+      for (const s of needOld) {
+        const old = await this.memberStripes(m, s, 1);
+        old.copy(col, (s - first) * BLOCK_SIZE);
+      }
+      columns.push(col);
+    }
+    const parity = Buffer.from(columns[0]);
+    for (let m = 1; m < this.n; m++) xorInto(parity, columns[m]);
+    columns.push(parity);
+    await Promise.all(
+      this.members.map(async (mem, i) => {
+        if (!mem.handle || mem.state === 'missing' || mem.state === 'failed') return;
+        try {
+          await mem.handle.write(columns[i], 0, columns[i].length, (MEMBER_DATA_START + first) * BLOCK_SIZE);
+        } catch (e) {
+          throw asIoError(e, `write failed on member ${basename(mem.path)}`, { volume: this.label, vbn });
+        }
+      }),
+    );
+  }
+
+  private async markIntent(first: number, last: number): Promise<void> {
+    const p = this.parity;
+    if (!p.handle || p.state !== 'ok') return;
+    let changed = false;
+    for (let r = Math.floor(first / INTENT_REGION_STRIPES); r <= Math.floor(last / INTENT_REGION_STRIPES); r++) {
+      const byte = r >>> 3;
+      const bit = 1 << (r & 7);
+      if (byte >= this.intent.length) continue;
+      if ((this.intent[byte] & bit) === 0) {
+        this.intent[byte] |= bit;
+        changed = true;
+      }
+    }
+    if (!changed) return;
+    await p.handle.write(this.intent, 0, this.intent.length, (LABEL_BLOCK + 1) * BLOCK_SIZE);
+    await p.handle.datasync();
+    this.intentDirty = true;
+  }
+
+  /** After an unclean stop: recompute parity for every region the intent log marks, then clear it. */
+  private async replayIntentLog(): Promise<void> {
+    const p = this.parity;
+    if (!p.handle || p.state !== 'ok') return;
+    const log = Buffer.alloc(this.intent.length);
+    await p.handle.read(log, 0, log.length, (LABEL_BLOCK + 1) * BLOCK_SIZE);
+    if (log.every((b) => b === 0)) return;
+    if (this.members.some((m) => m.state !== 'ok')) return; // parity cannot be recomputed; checksums guard reads
+    for (let r = 0; r < log.length * 8; r++) {
+      if ((log[r >>> 3] & (1 << (r & 7))) === 0) continue;
+      const s0 = r * INTENT_REGION_STRIPES;
+      const s1 = Math.min(this.groupLabel.stripes, s0 + INTENT_REGION_STRIPES);
+      for (let s = s0; s < s1; s += 1024) await this.rewriteParity(s, Math.min(1024, s1 - s));
+    }
+    await p.handle.datasync();
+    this.intent.fill(0);
+    await p.handle.write(this.intent, 0, this.intent.length, (LABEL_BLOCK + 1) * BLOCK_SIZE);
+    await p.handle.datasync();
+  }
+
+  private async rewriteParity(first: number, count: number): Promise<void> {
+    const cols = await Promise.all(Array.from({ length: this.n }, (_, m) => this.readMember(this.members[m], first, count)));
+    const parity = cols[0];
+    for (let m = 1; m < this.n; m++) xorInto(parity, cols[m]);
+    await this.parity.handle!.write(parity, 0, parity.length, (MEMBER_DATA_START + first) * BLOCK_SIZE);
+  }
+
+  async flush(): Promise<void> {
+    if (this.readOnly) return;
+    try {
+      await Promise.all(this.members.map((m) => (m.handle && m.state !== 'failed' ? m.handle.datasync() : Promise.resolve())));
+      if (this.intentDirty && this.parity.handle && this.parity.state === 'ok') {
+        // Everything written so far is durable on every member: no stripe is inconsistent any more.
+        this.intent.fill(0);
+        await this.parity.handle.write(this.intent, 0, this.intent.length, (LABEL_BLOCK + 1) * BLOCK_SIZE);
+        await this.parity.handle.datasync();
+        this.intentDirty = false;
+      }
+    } catch (e) {
+      throw asIoError(e, `flush failed on '${this.label}'`, { volume: this.label });
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.all(this.members.map((m) => m.handle?.close().catch(() => undefined)));
+    for (const m of this.members) m.handle = null;
+  }
+
+  health(): DeviceHealth {
+    const members: DeviceMember[] = this.members.map((m) => ({
+      index: m.index,
+      path: m.path,
+      role: m.index === this.n ? 'parity' : 'data',
+      state: m.state,
+    }));
+    return { kind: 'raid4', degraded: this.members.some((m) => m.state !== 'ok'), members };
+  }
+
+  private checkRange(vbn: number, count: number): void {
+    if (this.closed) throw new SnapplaneError('CLOSED', `device '${this.label}' is closed`, { volume: this.label });
+    if (!Number.isInteger(vbn) || vbn < 0 || count < 0 || vbn + count > this.blockCount) {
+      throw new SnapplaneError('IO', `block range ${vbn}+${count} is outside '${this.label}' (${this.blockCount} blocks)`, { volume: this.label, vbn });
+    }
+  }
+
+  // ---- membership ----------------------------------------------------------------------------------------
+
+  private async writeLabels(): Promise<void> {
+    for (const m of this.members) {
+      if (!m.handle || m.state === 'failed' || m.state === 'missing') continue;
+      const label: MemberLabel = { ...this.groupLabel, index: m.index, role: m.index === this.n ? 'parity' : 'data' };
+      await m.handle.write(encodeLabel(label), 0, BLOCK_SIZE, LABEL_BLOCK * BLOCK_SIZE);
+      await m.handle.datasync();
+    }
+  }
+
+  /** Takes a member out of the group (a drill, or after errors); the group runs degraded. */
+  async failMember(index: number): Promise<void> {
+    const m = this.memberAt(index);
+    if (this.members.some((o) => o.index !== index && o.state !== 'ok')) {
+      throw new SnapplaneError('INVALID', `failing member ${index} would lose a second member; the group would stop`, { volume: this.label });
+    }
+    await m.handle?.close().catch(() => undefined);
+    m.handle = null;
+    m.state = 'failed';
+    this.groupLabel = { ...this.groupLabel, generation: this.groupLabel.generation + 1, failedMask: this.groupLabel.failedMask | (1 << index) };
+    await this.writeLabels();
+  }
+
+  private memberAt(index: number): Member {
+    const m = this.members[index];
+    if (!Number.isInteger(index) || !m) {
+      throw new SnapplaneError('NOT_FOUND', `no member ${index} (members are 0..${this.n}; ${this.n} is parity)`, { volume: this.label });
+    }
+    return m;
+  }
+
+  /** Puts a fresh image in place of a failed or missing member; call rebuildStep until it returns true. */
+  async beginReplace(index: number, imageName: string): Promise<void> {
+    const m = this.memberAt(index);
+    if (m.state === 'ok') throw new SnapplaneError('INVALID', `member ${index} is healthy; fail it first (raid fail)`, { volume: this.label });
+    if (this.members.some((o) => o.index !== index && o.state !== 'ok')) {
+      throw new SnapplaneError('IO', `cannot rebuild member ${index}: another member is unavailable`, { volume: this.label });
+    }
+    const path = join(this.label, basename(imageName));
+    let handle: FileHandle;
+    try {
+      handle = await open(path, 'wx+');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new SnapplaneError('EXISTS', `'${path}' already exists`, { volume: this.label, path });
+      throw asIoError(e, `cannot create '${path}'`, { volume: this.label });
+    }
+    await handle.truncate((MEMBER_DATA_START + this.groupLabel.stripes) * BLOCK_SIZE);
+    m.handle = handle;
+    m.path = path;
+    m.state = 'rebuilding';
+    this.rebuildWatermark = 0;
+  }
+
+  /** Reconstructs the next `stripes` stripes of the member being rebuilt; true when it is complete. */
+  async rebuildStep(stripes = 1024): Promise<{ done: number; total: number; complete: boolean }> {
+    const m = this.members.find((o) => o.state === 'rebuilding');
+    const total = this.groupLabel.stripes;
+    if (!m) return { done: total, total, complete: true };
+    const first = this.rebuildWatermark;
+    const count = Math.min(stripes, total - first);
+    if (count > 0) {
+      const others = this.members.filter((o) => o.index !== m.index);
+      const parts = await Promise.all(others.map((o) => this.readMember(o, first, count)));
+      const out = parts[0];
+      for (let k = 1; k < parts.length; k++) xorInto(out, parts[k]);
+      await m.handle!.write(out, 0, out.length, (MEMBER_DATA_START + first) * BLOCK_SIZE);
+      this.rebuildWatermark = first + count;
+    }
+    if (this.rebuildWatermark >= total) {
+      await m.handle!.datasync();
+      m.state = 'ok';
+      this.groupLabel = { ...this.groupLabel, generation: this.groupLabel.generation + 1, failedMask: this.groupLabel.failedMask & ~(1 << m.index) };
+      await this.writeLabels();
+      return { done: total, total, complete: true };
+    }
+    return { done: this.rebuildWatermark, total, complete: false };
+  }
+
+  /** Checks parity of stripes [first, first+count); rewrites parity that does not match (data is verified above). */
+  async scrubStripes(first: number, count: number, repair: boolean): Promise<{ mismatches: number[] }> {
+    const mismatches: number[] = [];
+    if (this.members.some((m) => m.state !== 'ok')) return { mismatches };
+    const cols = await Promise.all(this.members.map((m) => this.readMember(m, first, count)));
+    const x = Buffer.from(cols[0]);
+    for (let m = 1; m <= this.n; m++) xorInto(x, cols[m]);
+    for (let s = 0; s < count; s++) {
+      const block = x.subarray(s * BLOCK_SIZE, (s + 1) * BLOCK_SIZE);
+      if (block.some((b) => b !== 0)) mismatches.push(first + s);
+    }
+    if (repair && mismatches.length > 0 && !this.readOnly) {
+      for (const s of mismatches) await this.rewriteParity(s, 1);
+      await this.parity.handle!.datasync();
+    }
+    return { mismatches };
+  }
+
+  /** Stripes in the group. */
+  get stripeCount(): number {
+    return this.groupLabel.stripes;
+  }
+
+  /** Data members in the group. */
+  get dataMembers(): number {
+    return this.n;
+  }
+}
