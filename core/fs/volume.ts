@@ -239,8 +239,19 @@ export class Volume {
 
   private static async openOn(device: BlockDevice, label: string, opts: OpenOptions, lock: VolumeLock | null): Promise<Volume> {
     const readOnly = opts.readOnly === true;
-    const raw = await device.readBlocks(FSINFO_VBNS[0], 2);
-    const copies = [decodeFsinfo(raw.subarray(0, BLOCK_SIZE)), decodeFsinfo(raw.subarray(BLOCK_SIZE, 2 * BLOCK_SIZE))];
+    // Each copy is read alone: one unreadable place must not hide the other.
+    const copies: (Fsinfo | null)[] = [];
+    let readError: unknown = null;
+    for (const vbn of FSINFO_VBNS) {
+      try {
+        copies.push(decodeFsinfo(await device.readBlocks(vbn, 1)));
+      } catch (e) {
+        if (e instanceof SnapplaneError && e.code === 'BAD_FORMAT') throw e;
+        readError = e;
+        copies.push(null);
+      }
+    }
+    if (copies.every((c) => c === null) && readError) throw asIoError(readError, `cannot read fsinfo of '${label}'`, { volume: label });
     const valid = copies.filter((c): c is Fsinfo => c !== null);
     if (valid.length === 0) {
       throw new SnapplaneError('BAD_FORMAT', `'${label}' is not a Snapplane volume, or both fsinfo copies are corrupted`, { volume: label });

@@ -5,6 +5,24 @@ import { join } from 'node:path';
 import { Volume } from '../../../core/fs/volume.js';
 import { SnapplaneError } from '../../../core/common/errors.js';
 import { walkTree } from '../../../core/fs/walk.js';
+import { Raid4Device } from '../../../core/raid/raid4-device.js';
+import { openDeviceAt } from '../../../core/raid/open-device.js';
+import type { OpenOptions } from '../../../core/fs/volume.js';
+
+type Kind = 'image' | 'raid4';
+
+/** Creates a volume of about `sizeBytes` usable space on an image file or a 4+1 RAID-4 group. */
+async function createVolume(kind: Kind, at: string, sizeBytes: number, opts: OpenOptions = {}): Promise<Volume> {
+  if (kind === 'image') return Volume.create(at, { sizeBytes, ...opts });
+  const dev = await Raid4Device.create(at, 4, Math.ceil(sizeBytes / 4) + 9 * 4096);
+  await Volume.format(dev);
+  await dev.close();
+  return Volume.open(at, { ...opts, openDevice: openDeviceAt });
+}
+
+function openVolume(at: string, opts: OpenOptions = {}): Promise<Volume> {
+  return Volume.open(at, { ...opts, openDevice: openDeviceAt });
+}
 
 let dir: string;
 let path: string;
@@ -95,10 +113,10 @@ describe('volume lifecycle', () => {
   });
 });
 
-describe('files and folders', () => {
+describe.each(['image', 'raid4'] as Kind[])('files and folders (%s)', (kind) => {
   let v: Volume;
   beforeEach(async () => {
-    v = await Volume.create(path, { sizeBytes: 64 * 2 ** 20, cpIntervalMs: 0 });
+    v = await createVolume(kind, path, 64 * 2 ** 20, { cpIntervalMs: 0 });
   });
   afterEach(async () => {
     await v.close().catch(() => undefined);
@@ -160,12 +178,12 @@ describe('files and folders', () => {
 
   it('fills up with ENOSPC and stays at its last CP, fsck clean', async () => {
     const small = join(dir, 'small.img');
-    const s = await Volume.create(small, { sizeBytes: 2 * 2 ** 20, cpIntervalMs: 0 });
+    const s = await createVolume(kind, small, 2 * 2 ** 20, { cpIntervalMs: 0 });
     await s.writeFile('/keep', pattern(10_000, 1));
     await s.sync();
     expect(await code(s.writeFile('/big', pattern(3 * 2 ** 20, 2)))).toBe('ENOSPC');
     await s.abort();
-    const r = await Volume.open(small);
+    const r = await openVolume(small);
     expect((await r.readFile('/keep')).equals(pattern(10_000, 1))).toBe(true);
     expect(await code(r.readFile('/big'))).toBe('NOT_FOUND');
     expect((await r.fsck()).clean).toBe(true);
@@ -179,7 +197,7 @@ describe('files and folders', () => {
 
   it('commits on the timer and on the dirty threshold', async () => {
     await v.close();
-    const t = await Volume.open(path, { cpIntervalMs: 50, dirtyThresholdBytes: 256 * 1024 });
+    const t = await openVolume(path, { cpIntervalMs: 50, dirtyThresholdBytes: 256 * 1024 });
     const g0 = (await t.info()).generation;
     await t.writeFile('/big', pattern(2 * 2 ** 20, 9));
     const g1 = (await t.info()).generation;
@@ -188,17 +206,17 @@ describe('files and folders', () => {
     await new Promise((r) => setTimeout(r, 300));
     expect((await t.info()).generation).toBeGreaterThan(g1);
     // Crash without close: the timer's CP already has the file.
-    const r = await Volume.open(path, { readOnly: true });
+    const r = await openVolume(path, { readOnly: true });
     expect((await r.readFile('/small')).toString()).toBe('s');
     await r.close();
     await t.close();
   });
 });
 
-describe('snapshots', () => {
+describe.each(['image', 'raid4'] as Kind[])('snapshots (%s)', (kind) => {
   let v: Volume;
   beforeEach(async () => {
-    v = await Volume.create(path, { sizeBytes: 64 * 2 ** 20, cpIntervalMs: 0 });
+    v = await createVolume(kind, path, 64 * 2 ** 20, { cpIntervalMs: 0 });
   });
   afterEach(async () => {
     await v.close().catch(() => undefined);
@@ -244,7 +262,7 @@ describe('snapshots', () => {
     expect(d.removed).toEqual(['/docs/gone']);
     expect(d.changed).toEqual(['/docs/change']);
     await v.close();
-    const snap = await Volume.open(path, { snapshot: 'one' });
+    const snap = await openVolume(path, { snapshot: 'one' });
     expect((await snap.readFile('/docs/change')).toString()).toBe('v1');
     expect((await snap.readFile('/docs/gone')).toString()).toBe('g');
     expect(await code(snap.writeFile('/x', Buffer.from('')))).toBe('READ_ONLY');
@@ -302,7 +320,7 @@ describe('snapshots', () => {
 
   it('shadow snapshots do not pin space; reused blocks make them stale', async () => {
     const small = join(dir, 'shadow.img');
-    const s = await Volume.create(small, { sizeBytes: 2 * 2 ** 20, cpIntervalMs: 0 });
+    const s = await createVolume(kind, small, 2 * 2 ** 20, { cpIntervalMs: 0 });
     await s.writeFile('/f', pattern(200 * 4096, 1));
     await s.createSnapshot('sh', { shadow: true });
     const info = await s.info();

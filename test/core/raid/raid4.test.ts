@@ -1,0 +1,225 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { mkdtemp, rm, rename, open, readdir, cp, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { SnapplaneService } from '../../../core/service/index.js';
+import { Volume } from '../../../core/fs/volume.js';
+import { Raid4Device } from '../../../core/raid/raid4-device.js';
+import { openDeviceAt } from '../../../core/raid/open-device.js';
+import { MEMBER_DATA_START } from '../../../core/raid/member-label.js';
+import { walkTree } from '../../../core/fs/walk.js';
+import { SnapplaneError } from '../../../core/common/errors.js';
+
+let dir: string;
+let group: string;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'snapplane-raid-'));
+  group = join(dir, 'grp');
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+function pattern(size: number, seed: number): Buffer {
+  const b = Buffer.alloc(size);
+  let x = seed * 2654435761 + 1;
+  for (let i = 0; i < size; i++) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    b[i] = x >>> 24;
+  }
+  return b;
+}
+
+async function makeGroup(memberBytes = 8 * 2 ** 20): Promise<Volume> {
+  const dev = await Raid4Device.create(group, 4, memberBytes);
+  await Volume.format(dev);
+  await dev.close();
+  return Volume.open(group, { cpIntervalMs: 0, openDevice: openDeviceAt });
+}
+
+const reopen = (opts: { readOnly?: boolean } = {}): Promise<Volume> => Volume.open(group, { cpIntervalMs: 0, openDevice: openDeviceAt, ...opts });
+
+async function usedDataVbns(v: Volume, path: string): Promise<number[]> {
+  const internal = v as unknown as { ns: { resolve(p: string): Promise<{ inode: Parameters<typeof walkTree>[0] }> }; ctx: Parameters<typeof walkTree>[1] };
+  const r = await internal.ns.resolve(path);
+  const out: number[] = [];
+  await walkTree(r.inode, internal.ctx, path, (p, level) => {
+    if (level === 0) out.push(p.vbn);
+  });
+  return out;
+}
+
+async function flipByte(file: string, offset: number): Promise<void> {
+  const fh = await open(file, 'r+');
+  const b = Buffer.alloc(1);
+  await fh.read(b, 0, 1, offset);
+  b[0] ^= 0x5a;
+  await fh.write(b, 0, 1, offset);
+  await fh.close();
+}
+
+describe('RAID-4 groups', () => {
+  it('assembles from its files in any order and refuses foreign and stale members', async () => {
+    const v = await makeGroup();
+    await v.writeFile('/f', pattern(100_000, 1));
+    await v.close();
+    // Shuffle the file names: labels, not names, place members.
+    await rename(join(group, 'data-0.img'), join(group, 'zz.img'));
+    await rename(join(group, 'data-3.img'), join(group, 'data-0.img'));
+    await rename(join(group, 'zz.img'), join(group, 'data-3.img'));
+    const r = await reopen();
+    expect((await r.readFile('/f')).equals(pattern(100_000, 1))).toBe(true);
+    expect((await r.info()).device.degraded).toBe(false);
+    await r.close();
+    // A member of another group is not taken in.
+    const other = join(dir, 'other');
+    await (await Raid4Device.create(other, 4, 8 * 2 ** 20)).close();
+    await rm(join(group, 'data-1.img'));
+    await cp(join(other, 'data-1.img'), join(group, 'data-1.img'));
+    const d = await reopen();
+    const info = await d.info();
+    expect(info.device.degraded).toBe(true);
+    expect(info.device.members[1].state).toBe('missing');
+    expect((await d.readFile('/f')).equals(pattern(100_000, 1))).toBe(true);
+    await d.close();
+  });
+
+  it('reads and writes degraded, then rebuilds a replacement that holds exactly its share', async () => {
+    const s = new SnapplaneService({ cpIntervalMs: 0 });
+    const v = await makeGroup();
+    for (let i = 0; i < 5; i++) await v.writeFile(`/f${i}`, pattern(200_000 + i, i));
+    await v.close();
+    await rm(join(group, 'data-2.img'));
+    const info = await s.volumeInfo({ volume: group });
+    expect(info.device.degraded).toBe(true);
+    for (let i = 0; i < 5; i++) expect((await readAll(s, `/f${i}`)).equals(pattern(200_000 + i, i))).toBe(true);
+    // Writes continue while degraded.
+    await s.rm(group, '/f0');
+    const host = join(dir, 'in.bin');
+    await (await import('node:fs/promises')).writeFile(host, pattern(300_000, 9));
+    await s.put(group, host, '/g');
+    await s.sync(group);
+    const seen: number[] = [];
+    const after = await s.raidReplace(group, 2, 'data-2b.img', (p) => seen.push(p.done));
+    expect(after.device.degraded).toBe(false);
+    expect(seen.at(-1)).toBe(after.device.members.length > 0 ? seen.at(-1) : 0);
+    const scrub = await s.raidScrub(group);
+    expect(scrub.parityStripesRepaired).toBe(0);
+    expect(scrub.dataBlocksRepaired).toBe(0);
+    expect(scrub.clean).toBe(true);
+    expect((await readAll(s, '/g')).equals(pattern(300_000, 9))).toBe(true);
+    await s.closeAll();
+    // The rebuilt member alone now serves its share: lose a different member and read everything back.
+    await rm(join(group, 'data-0.img'));
+    const r = await reopen({ readOnly: true });
+    for (let i = 1; i < 5; i++) expect((await r.readFile(`/f${i}`)).equals(pattern(200_000 + i, i))).toBe(true);
+    expect((await r.fsck()).clean).toBe(true);
+    await r.close();
+  });
+
+  it('with two members lost refuses to open for writing and never returns wrong data', async () => {
+    const v = await makeGroup();
+    await v.writeFile('/f', pattern(500_000, 3));
+    await v.close();
+    await rm(join(group, 'data-2.img'));
+    await rm(join(group, 'data-3.img'));
+    try {
+      await reopen();
+      throw new Error('opened for writing');
+    } catch (e) {
+      expect((e as SnapplaneError).code).toBe('IO');
+      expect((e as Error).message).toMatch(/lost 2 members/);
+    }
+    const r = await reopen({ readOnly: true });
+    await expect(r.readFile('/f')).rejects.toBeInstanceOf(SnapplaneError);
+    await r.close();
+  });
+
+  it('scrub finds every one of 1,000 injected data and parity corruptions and repairs them', async () => {
+    const v = await makeGroup(24 * 2 ** 20);
+    await v.writeFile('/data', pattern(20 * 2 ** 20, 7));
+    await v.sync();
+    const dev = v.device as Raid4Device;
+    const vbns = await usedDataVbns(v, '/data');
+    await v.close();
+    // One injection per stripe so redundancy can always repair: 600 data blocks, 400 parity blocks.
+    const stripes = new Map<number, number>();
+    for (const vbn of vbns) if (!stripes.has(Math.floor(vbn / 4))) stripes.set(Math.floor(vbn / 4), vbn);
+    const chosen = [...stripes.entries()].slice(0, 1000);
+    expect(chosen.length).toBe(1000);
+    const members = (await readdir(group)).sort();
+    expect(members).toContain('parity.img');
+    let dataInjected = 0;
+    let parityInjected = 0;
+    for (let k = 0; k < chosen.length; k++) {
+      const [stripe, vbn] = chosen[k];
+      const offset = (k * 37) % 4096;
+      if (k < 600) {
+        await flipByte(join(group, `data-${vbn % 4}.img`), (MEMBER_DATA_START + stripe) * 4096 + offset);
+        dataInjected++;
+      } else {
+        await flipByte(join(group, 'parity.img'), (MEMBER_DATA_START + stripe) * 4096 + offset);
+        parityInjected++;
+      }
+    }
+    void dev;
+    const s = new SnapplaneService({ cpIntervalMs: 0 });
+    const report = await s.raidScrub(group);
+    expect(report.dataBlocksRepaired).toBe(dataInjected);
+    expect(report.parityStripesRepaired).toBe(parityInjected);
+    expect(report.unrepairable).toEqual([]);
+    const again = await s.raidScrub(group);
+    expect(again.dataBlocksRepaired + again.parityStripesRepaired).toBe(0);
+    await s.closeAll();
+  });
+
+  it('survives a crash during consistency points followed by the loss of a member', async () => {
+    await (await makeGroup()).close();
+    const script = join(dir, 'writer.mts');
+    await (await import('node:fs/promises')).writeFile(
+      script,
+      `import { Volume } from ${JSON.stringify(join(process.cwd(), 'core/fs/volume.ts'))};
+import { openDeviceAt } from ${JSON.stringify(join(process.cwd(), 'core/raid/open-device.ts'))};
+const v = await Volume.open(${JSON.stringify(group)}, { cpIntervalMs: 0, openDevice: openDeviceAt });
+for (let i = 0; ; i++) {
+  const b = Buffer.alloc(50_000 + i * 1000, i & 255);
+  await v.writeFile('/f' + (i % 7), b);
+  await v.sync();
+  process.stdout.write('committed ' + i + '\\n');
+}
+`,
+    );
+    const child = spawn(process.execPath, ['--import', 'tsx', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let last = -1;
+    await new Promise<void>((resolve) => {
+      child.stdout.on('data', (d: Buffer) => {
+        for (const m of d.toString().matchAll(/committed (\d+)/g)) last = Number(m[1]);
+        if (last >= 12) child.kill('SIGKILL');
+      });
+      child.on('exit', () => resolve());
+    });
+    expect(last).toBeGreaterThanOrEqual(12);
+    await rm(join(group, 'snapplane.lock'), { force: true });
+    // Reopen first (the intent log replays parity), then lose a member.
+    await (await reopen()).close();
+    await rm(join(group, 'data-1.img'));
+    const r = await reopen({ readOnly: true });
+    for (let k = 0; k < 7; k++) {
+      // The newest committed write of each file is i = last - ((last - k) mod 7), or a later one that committed.
+      const got = await r.readFile(`/f${k}`);
+      const i = (got.length - 50_000) / 1000;
+      expect(i % 7).toBe(k);
+      expect(i).toBeGreaterThanOrEqual(last - 6);
+      expect(got.equals(Buffer.alloc(50_000 + i * 1000, i & 255))).toBe(true);
+    }
+    expect((await r.fsck()).clean).toBe(true);
+    await r.close();
+  });
+});
+
+async function readAll(s: SnapplaneService, path: string): Promise<Buffer> {
+  const out = join(dir, `out-${Math.random().toString(36).slice(2)}`);
+  await s.get({ volume: group }, path, out);
+  return readFile(out);
+}
