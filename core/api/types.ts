@@ -147,3 +147,14 @@ export interface RaidScrubReport {
   clean: boolean;
   degraded: boolean;
 }
+
+export interface SpaceReport {
+  /** Snapshots whose deletion was evaluated. */
+  deleting: string[];
+  /** Blocks set in some plane of the set and in no other snapshot plane nor the active plane. */
+  freedBlocks: number;
+  freedBytes: number;
+  perSnapshot: { name: string; uniqueBlocks: number; uniqueBytes: number }[];
+  /** For each snapshot after the first: blocks in it that the previous snapshot did not hold. */
+  writtenBetween: { older: string; newer: string; blocks: number; bytes: number }[];
+}

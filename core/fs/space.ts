@@ -6,17 +6,9 @@ import { WORDS_PER_CHUNK, popcount32 } from '../planes/bit-plane.js';
 import { BLOCK_SIZE } from '../common/units.js';
 import { SnapshotFlag } from './format.js';
 import type { Volume } from './volume.js';
+import type { SpaceReport } from '../api/types.js';
 
-export interface SpaceReport {
-  /** Snapshots whose deletion was evaluated. */
-  deleting: string[];
-  /** Blocks set in some plane of the set and in no other snapshot plane nor the active plane. */
-  freedBlocks: number;
-  freedBytes: number;
-  perSnapshot: { name: string; uniqueBlocks: number; uniqueBytes: number }[];
-  /** For each snapshot after the first: blocks in it that the previous snapshot did not hold. */
-  writtenBetween: { older: string; newer: string; blocks: number; bytes: number }[];
-}
+export type { SpaceReport } from '../api/types.js';
 
 /** Computes the space report for deleting `names` (every name must exist). */
 export async function spaceReport(volume: Volume, names: string[]): Promise<SpaceReport> {

@@ -4,4 +4,4 @@ export type { VolumeRef, ServiceOptions, ProgressCallback } from './service.js';
 export { SnapplaneError, isSnapplaneError } from '../common/errors.js';
 export type { ErrorCode } from '../common/errors.js';
 export { parseSize, formatBytes, BLOCK_SIZE } from '../common/units.js';
-export type * from '../api/types.js';
+export type * from "../api/types.js";

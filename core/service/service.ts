@@ -14,7 +14,7 @@ import { copyFromHost, copyToHost } from '../fs/host-copy.js';
 import { SnapplaneError } from '../common/errors.js';
 import { openDeviceAt } from '../raid/open-device.js';
 import { Raid4Device } from '../raid/raid4-device.js';
-import type { RaidScrubReport } from '../api/types.js';
+import type { RaidScrubReport, SpaceReport } from '../api/types.js';
 
 /** A volume reference: a volume path, optionally at a snapshot (`vol@snap`, read-only). */
 export interface VolumeRef {
@@ -25,6 +25,8 @@ export interface VolumeRef {
 export interface ServiceOptions {
   /** CP timer for volumes the service keeps open; 0 turns the timer off (one-shot CLI commands). */
   cpIntervalMs?: number;
+  /** The clock (ms since the epoch) for snapshot and file times; a simulated clock drives demos and schedule tests. */
+  now?: () => number;
 }
 
 export type ProgressCallback = (p: ProgressEvent) => void;
@@ -41,9 +43,11 @@ export function parseVolumeRef(text: string): VolumeRef {
 export class SnapplaneService {
   private readonly open = new Map<string, Volume>();
   private readonly cpIntervalMs: number;
+  private readonly now: (() => number) | undefined;
 
   constructor(options: ServiceOptions = {}) {
     this.cpIntervalMs = options.cpIntervalMs ?? 10_000;
+    this.now = options.now;
   }
 
   private key(ref: VolumeRef, readOnly: boolean): string {
@@ -71,6 +75,7 @@ export class SnapplaneService {
         snapshot: ref.snapshot,
         cpIntervalMs: write ? this.cpIntervalMs : 0,
         openDevice: openDeviceAt,
+        now: this.now,
       });
       this.open.set(k, v);
     }
@@ -86,13 +91,13 @@ export class SnapplaneService {
     if (options.raid !== undefined) {
       const device = await Raid4Device.create(path, options.raid, sizeBytes);
       try {
-        await Volume.format(device);
+        await Volume.format(device, { now: this.now });
       } finally {
         await device.close();
       }
-      v = await Volume.open(path, { cpIntervalMs: this.cpIntervalMs, openDevice: openDeviceAt });
+      v = await Volume.open(path, { cpIntervalMs: this.cpIntervalMs, openDevice: openDeviceAt, now: this.now });
     } else {
-      v = await Volume.create(path, { sizeBytes, cpIntervalMs: this.cpIntervalMs });
+      v = await Volume.create(path, { sizeBytes, cpIntervalMs: this.cpIntervalMs, now: this.now });
     }
     this.open.set(this.key({ volume: path }, false), v);
     return v.info();
@@ -255,6 +260,18 @@ export class SnapplaneService {
         await v.close();
       }
     }
+  }
+
+  /** Releases every volume without committing: each stays at its last consistency point (after a failed command). */
+  async abortAll(): Promise<void> {
+    const all = [...this.open.values()];
+    this.open.clear();
+    for (const v of all) await v.abort().catch(() => undefined);
+  }
+
+  /** Exact bytes that deleting the snapshots `names` would free, with per-snapshot figures. */
+  async space(volume: string, names: string[]): Promise<SpaceReport> {
+    return (await this.volume({ volume }, false)).space(names);
   }
 
   /** Closes every volume this service opened. */

@@ -1,0 +1,36 @@
+/** The `snapplane` command line: every command reaches the engine through the service facade. */
+import { Command, CommanderError } from 'commander';
+import { registerVolume } from './commands/volume.js';
+import { registerFiles } from './commands/files.js';
+import { registerSnap } from './commands/snap.js';
+import { registerCheck } from './commands/check.js';
+import { registerRaid } from './commands/raid.js';
+import { registerDemo } from './commands/demo.js';
+
+const program = new Command();
+program
+  .name('snapplane')
+  .description('Snapplane: a copy-on-write block file system with bit-plane snapshots, on image files or RAID-4 groups.\n<vol> is a volume image file or a RAID-4 group folder; <vol>@<snap> opens a snapshot read-only.')
+  .version('0.1.0')
+  .showHelpAfterError('(run with --help for usage)')
+  .exitOverride()
+  .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+registerVolume(program);
+registerFiles(program);
+registerSnap(program);
+registerCheck(program);
+registerRaid(program);
+registerDemo(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  if (e instanceof CommanderError) {
+    // Help and version exit 0; usage mistakes exit 2 (commander has printed the reason).
+    process.exitCode = e.exitCode === 0 ? 0 : 2;
+  } else {
+    process.stderr.write(`snapplane: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exitCode = 1;
+  }
+}

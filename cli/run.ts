@@ -1,0 +1,39 @@
+/** Runs one command against the service: commits on success, releases without committing on failure. */
+import { SnapplaneService, SnapplaneError } from '../core/service/index.js';
+
+export class UsageError extends Error {}
+
+/** Exit status for a failed command: 2 for usage, 1 otherwise. */
+export function reportError(e: unknown): number {
+  if (e instanceof SnapplaneError) {
+    process.stderr.write(`snapplane: ${e.message} (${e.code})\n`);
+    return 1;
+  }
+  if (e instanceof UsageError) {
+    process.stderr.write(`snapplane: ${e.message}\n`);
+    return 2;
+  }
+  const msg = e instanceof Error ? e.message : String(e);
+  process.stderr.write(`snapplane: ${msg.split('\n')[0]}\n`);
+  return 1;
+}
+
+/** Calls `fn` with a fresh service; the final consistency point is written only when `fn` succeeds. */
+export async function withService(fn: (s: SnapplaneService) => Promise<number | void>): Promise<void> {
+  const service = new SnapplaneService({ cpIntervalMs: 0 });
+  let status = 0;
+  try {
+    status = (await fn(service)) ?? 0;
+    await service.closeAll();
+  } catch (e) {
+    await service.abortAll();
+    status = reportError(e);
+  }
+  process.exitCode = status;
+}
+
+/** Parses a member index or a positive integer option. */
+export function parseInteger(text: string, what: string): number {
+  if (!/^\d+$/.test(text)) throw new UsageError(`${what} must be a whole number (got '${text}')`);
+  return Number(text);
+}
