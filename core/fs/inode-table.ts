@@ -3,7 +3,6 @@ import { BLOCK_SIZE } from '../common/units.js';
 import { SnapplaneError } from '../common/errors.js';
 import { FileTree, type BlockWrite, type TreeContext } from './file-tree.js';
 import {
-  FIRST_FREE_INODE,
   INODES_PER_BLOCK,
   INODE_SIZE,
   InodeType,
