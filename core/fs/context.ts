@@ -1,7 +1,7 @@
 /** The read/allocate context shared by every block tree of a volume: verified reads, the allocator. */
 import { BLOCK_SIZE } from '../common/units.js';
 import { blockChecksum } from '../common/checksum.js';
-import { SnapplaneError } from '../common/errors.js';
+import { SnapplaneError, asIoError } from '../common/errors.js';
 import type { BlockDevice } from '../device/block-device.js';
 import type { TreeContext } from './file-tree.js';
 import type { BlockPointer } from './format.js';
@@ -39,12 +39,21 @@ export class VolumeContext implements TreeContext {
     });
   }
 
+  /** A device read; failures of any kind come back as typed IO errors naming the file and VBN. */
+  private async read(vbn: number, count: number, into: Buffer | undefined, label: string): Promise<Buffer> {
+    try {
+      return await this.device.readBlocks(vbn, count, into);
+    } catch (e) {
+      throw asIoError(e, `read of '${label}' at VBN ${vbn} failed`, { volume: this.volume, path: label, vbn });
+    }
+  }
+
   /** Blocks whose member copy failed its checksum and were rebuilt from redundancy (and written back). */
   repaired = 0;
 
   async readVerified(p: BlockPointer, label: string): Promise<Buffer> {
     this.checkPointer(p, label);
-    const data = await this.device.readBlocks(p.vbn, 1);
+    const data = await this.read(p.vbn, 1, undefined, label);
     if (blockChecksum(data) !== p.checksum) return this.heal(p, label);
     return data;
   }
@@ -71,7 +80,7 @@ export class VolumeContext implements TreeContext {
       this.checkPointer(pointers[i], label);
       let j = i + 1;
       while (j < pointers.length && j - i < MAX_RUN && pointers[j].vbn === pointers[j - 1].vbn + 1) j++;
-      const run = await this.device.readBlocks(pointers[i].vbn, j - i);
+      const run = await this.read(pointers[i].vbn, j - i, undefined, label);
       for (let k = i; k < j; k++) {
         const block = run.subarray((k - i) * BLOCK_SIZE, (k - i + 1) * BLOCK_SIZE);
         out[k] = blockChecksum(block) === pointers[k].checksum ? block : await this.heal(pointers[k], label);
@@ -85,7 +94,7 @@ export class VolumeContext implements TreeContext {
   async readRunInto(pointers: BlockPointer[], into: Buffer, label: string): Promise<void> {
     this.checkPointer(pointers[0], label);
     this.checkPointer(pointers[pointers.length - 1], label);
-    const got = await this.device.readBlocks(pointers[0].vbn, pointers.length, into);
+    const got = await this.read(pointers[0].vbn, pointers.length, into, label);
     if (got !== into) got.copy(into);
     for (let k = 0; k < pointers.length; k++) {
       const block = into.subarray(k * BLOCK_SIZE, (k + 1) * BLOCK_SIZE);

@@ -227,14 +227,18 @@ export class Volume {
     } catch (e) {
       await device.close().catch(() => undefined);
       await lock?.release();
-      throw e;
+      throw asIoError(e, `cannot open volume '${path}'`, { volume: path });
     }
   }
 
   /** Opens the file system on an already open device (tests wrap devices to record or fail I/O). */
   static async openDevice(device: BlockDevice, opts: OpenOptions = {}): Promise<Volume> {
     const readOnly = opts.readOnly === true || opts.snapshot !== undefined || device.readOnly;
-    return Volume.openOn(device, device.label, { ...opts, readOnly }, null);
+    try {
+      return await Volume.openOn(device, device.label, { ...opts, readOnly }, null);
+    } catch (e) {
+      throw asIoError(e, `cannot open volume '${device.label}'`, { volume: device.label });
+    }
   }
 
   private static async openOn(device: BlockDevice, label: string, opts: OpenOptions, lock: VolumeLock | null): Promise<Volume> {
