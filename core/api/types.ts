@@ -39,6 +39,8 @@ export interface SnapshotFlags {
   shadow: boolean;
   master: boolean;
   hold: boolean;
+  /** A shadow snapshot some of whose blocks were reused: no longer consistent, kept only as a record. */
+  stale: boolean;
 }
 
 export interface SnapshotInfo {

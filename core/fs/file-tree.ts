@@ -11,7 +11,6 @@ import {
   INODE_POINTERS,
   MAX_HEIGHT,
   POINTERS_PER_BLOCK,
-  POINTER_SHIFT,
   readPointer,
   treeCapacity,
   writePointer,
@@ -53,6 +52,15 @@ export interface BlockWrite {
 }
 
 const LEVEL_KEY = 2 ** 44;
+
+// Block indexes reach 24·512^4 (> 2^32), so no 32-bit shifts or masks: plain arithmetic on doubles.
+function parentIndex(index: number): number {
+  return Math.floor(index / POINTERS_PER_BLOCK);
+}
+
+function slotOf(index: number): number {
+  return index % POINTERS_PER_BLOCK;
+}
 
 function key(level: number, index: number): number {
   return level * LEVEL_KEY + index;
@@ -103,9 +111,9 @@ export class FileTree {
       if (index >= INODE_POINTERS) return null;
       return { pointer: this.inode.pointers[index], parent: null };
     }
-    const parent = await this.node(level + 1, index >>> POINTER_SHIFT, create);
+    const parent = await this.node(level + 1, parentIndex(index), create);
     if (!parent) return null;
-    return { pointer: readPointer(parent.data, index & (POINTERS_PER_BLOCK - 1)), parent };
+    return { pointer: readPointer(parent.data, slotOf(index)), parent };
   }
 
   /** The node at (level, index): cached, read from disk, or (with create) a new zero node. Indirect nodes stay cached. */
@@ -244,7 +252,7 @@ export class FileTree {
       }
       throw new SnapplaneError('LIMIT', `block ${i} is beyond the tree of '${this.label}'`, { path: this.label });
     }
-    writePointer(at.parent.data, i & (POINTERS_PER_BLOCK - 1), pointer);
+    writePointer(at.parent.data, slotOf(i), pointer);
     this.markDirty(at.parent);
   }
 
@@ -326,12 +334,12 @@ export class FileTree {
       let level = n.level;
       let index = n.index;
       while (level < h) {
-        const parent = await this.node(level + 1, index >>> POINTER_SHIFT, true);
+        const parent = await this.node(level + 1, parentIndex(index), true);
         if (!parent) break;
         if (parent.dirty) break;
         this.markDirty(parent);
         level++;
-        index >>>= POINTER_SHIFT;
+        index = parentIndex(index);
       }
     }
     this.inodeDirty = true;
@@ -359,9 +367,9 @@ export class FileTree {
       if (n.level === h) {
         this.inode.pointers[n.index] = pointer;
       } else {
-        const parent = this.nodes.get(key(n.level + 1, n.index >>> POINTER_SHIFT));
+        const parent = this.nodes.get(key(n.level + 1, parentIndex(n.index)));
         if (!parent || !parent.dirty) throw new SnapplaneError('IO', `internal: parent of dirty node ${n.level}/${n.index} is not dirty`);
-        writePointer(parent.data, n.index & (POINTERS_PER_BLOCK - 1), pointer);
+        writePointer(parent.data, slotOf(n.index), pointer);
       }
       writes.push({ vbn: n.newVbn, data: n.data });
     }

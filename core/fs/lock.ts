@@ -1,5 +1,5 @@
 /** The one-writer lock: `<volume>.lock` holds the writer's pid, host and start time. */
-import { open, readFile, unlink } from 'node:fs/promises';
+import { open, readFile, stat, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { SnapplaneError } from '../common/errors.js';
 
@@ -39,6 +39,14 @@ export class VolumeLock {
       try {
         holder = JSON.parse(await readFile(lockPath, 'utf8')) as LockRecord;
       } catch {
+        // Another writer may have just created the file and not yet written it: young means held.
+        const age = await stat(lockPath).then(
+          (st) => Date.now() - st.mtimeMs,
+          () => Infinity,
+        );
+        if (age < 10_000) {
+          throw new SnapplaneError('LOCKED', `volume '${volume}' is being opened for writing by another process (lock file '${lockPath}')`, { volume });
+        }
         holder = null;
       }
       if (holder && (holder.host !== record.host || alive(holder.pid))) {

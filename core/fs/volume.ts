@@ -4,6 +4,7 @@
  * Every operation runs under one mutex, so a CP never interleaves with a change.
  */
 import { randomUUID } from 'node:crypto';
+import { endianness } from 'node:os';
 import { BLOCK_SIZE } from '../common/units.js';
 import { Mutex } from '../common/mutex.js';
 import { SnapplaneError, asIoError } from '../common/errors.js';
@@ -165,6 +166,7 @@ export class Volume {
     const now = opts.now ?? Date.now;
     const blockCount = device.blockCount;
     if (blockCount < MIN_BLOCKS) throw new SnapplaneError('INVALID', `device '${device.label}' is too small (${blockCount} blocks)`);
+    if (blockCount > MAX_BLOCKS) throw new SnapplaneError('INVALID', `device '${device.label}' is too large: a volume holds fewer than 2^32 blocks`);
     const stride = chunkCount(blockCount);
     const blockMapInode = newInode(InodeType.File);
     blockMapInode.size = stride * PLANE_SLOTS * BLOCK_SIZE;
@@ -242,6 +244,8 @@ export class Volume {
   }
 
   private static async openOn(device: BlockDevice, label: string, opts: OpenOptions, lock: VolumeLock | null): Promise<Volume> {
+    // Planes are stored as the bytes of in-memory 32-bit words, which FORMAT.md defines as little-endian.
+    if (endianness() !== 'LE') throw new SnapplaneError('INVALID', 'this build of Snapplane needs a little-endian CPU');
     const readOnly = opts.readOnly === true;
     // Each copy is read alone: one unreadable place must not hide the other.
     const copies: (Fsinfo | null)[] = [];
@@ -376,15 +380,18 @@ export class Volume {
     try {
       await this.ns.stage();
       await this.inodes.stage();
-      await this.snapshots.stage();
       this.inodes.assignVbns();
-      this.snapshots.tree.assignVbns();
       const snap = this.pendingSnapshot;
+      // The block-map fixpoint: allocating blocks for the block map changes the block map. Shadow snapshots
+      // whose blocks get reused are flagged stale in this same CP, so the flag and the reuse commit together.
       for (;;) {
+        const flagged = this.markStaleShadows(map);
+        await this.snapshots.stage();
+        const assignedTable = this.snapshots.tree.assignVbns();
         const staged = await map.stage(snap ? snap.entry.plane : null, snap ? snap.regular : false);
         await map.tree.markDirtyPaths();
         const assigned = map.tree.assignVbns();
-        if (staged === 0 && assigned === 0) break;
+        if (!flagged && assignedTable === 0 && staged === 0 && assigned === 0) break;
       }
       const writes: BlockWrite[] = [];
       this.inodes.finalize(writes);
@@ -426,7 +433,6 @@ export class Volume {
         copy.copyFrom(map.active);
         map.shadows.set(snap.entry.plane, copy);
       }
-      this.markStaleShadows(map);
       this.fsinfo = next;
       this.pendingSnapshot = null;
       this.dirtyBlocks = 0;
@@ -438,12 +444,17 @@ export class Volume {
   }
 
   /** A shadow snapshot whose blocks were reused stops being consistent; its entry says so from the next CP on. */
-  private markStaleShadows(map: BlockMap): void {
+  private markStaleShadows(map: BlockMap): boolean {
+    let flagged = false;
     for (const plane of map.shadowsReused) {
       const e = this.snapshots.list().find((s) => s.plane === plane);
-      if (e && !(e.flags & SnapshotFlag.stale)) this.snapshots.put({ ...e, flags: e.flags | SnapshotFlag.stale });
+      if (e && !(e.flags & SnapshotFlag.stale)) {
+        this.snapshots.put({ ...e, flags: e.flags | SnapshotFlag.stale });
+        flagged = true;
+      }
     }
     map.shadowsReused.clear();
+    return flagged;
   }
 
   /**
@@ -913,7 +924,7 @@ export class Volume {
         plane,
         createdAt: new Date(entry.createdAtMs).toISOString(),
         generation: entry.generation,
-        flags: { shadow: opts.shadow === true, master: false, hold: false },
+        flags: { shadow: opts.shadow === true, master: false, hold: false, stale: false },
         blocks,
         uniqueBlocks: 0,
         uniqueBytes: 0,
@@ -982,7 +993,12 @@ export class Volume {
         plane: e.plane,
         createdAt: new Date(e.createdAtMs).toISOString(),
         generation: e.generation,
-        flags: { shadow: (e.flags & SnapshotFlag.shadow) !== 0, master: (e.flags & SnapshotFlag.master) !== 0, hold: (e.flags & SnapshotFlag.hold) !== 0 },
+        flags: {
+          shadow: (e.flags & SnapshotFlag.shadow) !== 0,
+          master: (e.flags & SnapshotFlag.master) !== 0,
+          hold: (e.flags & SnapshotFlag.hold) !== 0,
+          stale: (e.flags & SnapshotFlag.stale) !== 0,
+        },
         blocks: s.blocks,
         uniqueBlocks: s.unique,
         uniqueBytes: s.unique * BLOCK_SIZE,

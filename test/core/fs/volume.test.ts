@@ -339,6 +339,34 @@ describe.each(['image', 'raid4'] as Kind[])('snapshots (%s)', (kind) => {
     await s.close();
   });
 
+  it('a shadow snapshot is flagged stale in the same CP that reuses its blocks (survives a crash right after)', async () => {
+    const small = join(dir, 'stale.img');
+    const s = await createVolume(kind, small, 4 * 2 ** 20, { cpIntervalMs: 0 });
+    await s.writeFile('/a', pattern(1600 * 1024, 1));
+    await s.createSnapshot('sh', { shadow: true });
+    await s.remove('/a');
+    await s.sync();
+    await s.writeFile('/b', pattern(2000 * 1024, 2));
+    await s.sync();
+    await s.abort();
+    const r = await openVolume(small);
+    const sh = (await r.listSnapshots()).find((x) => x.name === 'sh')!;
+    expect(sh.flags).toMatchObject({ shadow: true, stale: true });
+    expect(await code(r.restoreFromSnapshot('sh', '/a'))).toBe('INVALID');
+    await r.close();
+  });
+
+  it('block indexes past 2^32 do not alias earlier blocks', async () => {
+    await v.writeFile('/f', Buffer.alloc(4096, 0x41));
+    await v.sync();
+    await v.writeAt('/f', 2 ** 32 * 4096, Buffer.alloc(4096, 0x42));
+    await v.sync();
+    const fh = (await v.readChunks('/f')[Symbol.asyncIterator]().next()).value as Buffer;
+    expect(fh[0]).toBe(0x41);
+    expect((await v.stat('/f')).size).toBe(2 ** 32 * 4096 + 4096);
+    expect((await v.fsck()).clean).toBe(true);
+  });
+
   it('holds 255 snapshots and refuses the 256th', async () => {
     await v.writeFile('/a', Buffer.from('a'));
     for (let i = 0; i < 255; i++) await v.createSnapshot(`s${i}`);

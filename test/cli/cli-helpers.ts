@@ -1,0 +1,38 @@
+/** Runs the built `snapplane` CLI as a user would. */
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+const BIN = join(process.cwd(), 'bin', 'snapplane.js');
+
+/** Runs `snapplane ...args` to completion. */
+export function snapplane(...args: string[]): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
+
+/** Runs a command that must succeed and returns its stdout parsed as JSON. */
+export async function json<T>(...args: string[]): Promise<T> {
+  const r = await snapplane(...args, '--json');
+  if (r.code !== 0) throw new Error(`snapplane ${args.join(' ')} failed (${r.code}): ${r.stderr}`);
+  return JSON.parse(r.stdout) as T;
+}
+
+/** Runs a command that must succeed. */
+export async function ok(...args: string[]): Promise<CliResult> {
+  const r = await snapplane(...args);
+  if (r.code !== 0) throw new Error(`snapplane ${args.join(' ')} failed (${r.code}): ${r.stderr}`);
+  return r;
+}

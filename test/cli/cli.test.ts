@@ -1,0 +1,238 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { lstat, mkdir, mkdtemp, open, readFile, readlink, rm, stat, symlink, utimes, writeFile, chmod } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { json, ok, snapplane } from './cli-helpers.js';
+import type { DirEntryInfo, FsckReport, PlaneInfo, SnapshotDiff, SnapshotInfo, SpaceReport, VolumeInfo } from '../../core/api/index.js';
+
+let dir: string;
+let vol: string;
+let src: string;
+
+function oneLineError(stderr: string): void {
+  const lines = stderr.trim().split('\n');
+  expect(lines.length).toBe(1);
+  expect(lines[0]).toMatch(/^snapplane: /);
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'snapplane-cli-'));
+  vol = join(dir, 'v.img');
+  src = join(dir, 'src');
+  await mkdir(join(src, 'docs', 'deep'), { recursive: true });
+  await writeFile(join(src, 'docs', 'a.txt'), 'alpha\n');
+  await writeFile(join(src, 'docs', 'deep', 'b.bin'), Buffer.alloc(300_000, 7));
+  await writeFile(join(src, 'run.sh'), '#!/bin/sh\necho hi\n');
+  await chmod(join(src, 'run.sh'), 0o750);
+  await symlink('docs/a.txt', join(src, 'link'));
+  await utimes(join(src, 'docs', 'a.txt'), new Date('2025-01-02T03:04:05Z'), new Date('2025-01-02T03:04:05Z'));
+  await ok('volume', 'create', vol, '--size', '64M');
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('snapplane CLI', () => {
+  it('volume create and info report the volume in JSON', async () => {
+    const info = await json<VolumeInfo>('volume', 'info', vol);
+    expect(info.blockCount).toBe(16384);
+    expect(info.freeBytes).toBeGreaterThan(60 * 2 ** 20);
+    expect(info.device.kind).toBe('image');
+    const human = await ok('volume', 'info', vol);
+    expect(human.stdout).toMatch(/free:\s+\d/);
+  });
+
+  it('put and get round-trip a folder with modes, times and symlinks', async () => {
+    const put = await json<{ files: number; bytes: number }>('put', vol, src, '/');
+    expect(put.files).toBe(3);
+    const ls = await json<DirEntryInfo[]>('ls', vol, '/src');
+    expect(ls.map((e) => e.name)).toEqual(['docs', 'link', 'run.sh']);
+    expect(ls.find((e) => e.name === 'link')).toMatchObject({ type: 'symlink', target: 'docs/a.txt' });
+    expect(ls.find((e) => e.name === 'run.sh')!.mode).toBe(0o750);
+    const out = join(dir, 'out');
+    await ok('get', vol, '/src', out);
+    expect(await readFile(join(out, 'docs', 'a.txt'), 'utf8')).toBe('alpha\n');
+    expect((await readFile(join(out, 'docs', 'deep', 'b.bin'))).equals(Buffer.alloc(300_000, 7))).toBe(true);
+    expect((await stat(join(out, 'run.sh'))).mode & 0o777).toBe(0o750);
+    expect((await stat(join(out, 'docs', 'a.txt'))).mtime.toISOString()).toBe('2025-01-02T03:04:05.000Z');
+    expect((await lstat(join(out, 'link'))).isSymbolicLink()).toBe(true);
+    expect(await readlink(join(out, 'link'))).toBe('docs/a.txt');
+  });
+
+  it('mkdir, mv, rm and sync', async () => {
+    await ok('mkdir', vol, '/x/y/z', '-p');
+    await ok('mv', vol, '/x/y', '/moved');
+    expect((await json<DirEntryInfo[]>('ls', vol, '/moved')).map((e) => e.name)).toEqual(['z']);
+    const rmDir = await snapplane('rm', vol, '/moved');
+    expect(rmDir.code).toBe(1);
+    oneLineError(rmDir.stderr);
+    expect(rmDir.stderr).toContain('NOT_EMPTY');
+    await ok('rm', vol, '/moved', '-r');
+    await ok('rm', vol, '/x', '-r');
+    const s = await json<{ generation: number }>('sync', vol);
+    expect(s.generation).toBeGreaterThan(1);
+  });
+
+  it('snapshots: create, list, diff, restore, rename, hold, delete, revert, planes, space, browse', async () => {
+    await ok('snap', 'create', vol, 'mon');
+    await ok('rm', vol, '/src/docs/a.txt');
+    await ok('put', vol, join(src, 'run.sh'), '/src/new.sh');
+    await ok('snap', 'create', vol, 'tue');
+    const list = await json<SnapshotInfo[]>('snap', 'list', vol);
+    expect(list.map((s) => s.name)).toEqual(['mon', 'tue']);
+    const diff = await json<SnapshotDiff>('snap', 'diff', vol, 'mon', 'tue');
+    expect(diff.added).toEqual(['/src/new.sh']);
+    expect(diff.removed).toEqual(['/src/docs/a.txt']);
+    const browse = await json<DirEntryInfo[]>('ls', `${vol}@mon`, '/src/docs');
+    expect(browse.map((e) => e.name)).toEqual(['a.txt', 'deep']);
+    await ok('snap', 'restore', vol, 'mon', '/src/docs/a.txt');
+    expect((await json<DirEntryInfo[]>('ls', vol, '/src/docs')).map((e) => e.name)).toEqual(['a.txt', 'deep']);
+    await ok('snap', 'rename', vol, 'tue', 'tuesday');
+    await ok('snap', 'hold', vol, 'mon');
+    const held = await snapplane('snap', 'delete', vol, 'mon');
+    expect(held.code).toBe(1);
+    expect(held.stderr).toContain('HELD');
+    await ok('snap', 'release', vol, 'mon');
+    const planes = await json<PlaneInfo[]>('planes', vol);
+    expect(planes.map((p) => p.name)).toEqual(['active', 'mon', 'tuesday']);
+    const space = await json<SpaceReport>('space', vol, '--delete', 'mon');
+    const before = await json<VolumeInfo>('volume', 'info', vol);
+    await ok('snap', 'delete', vol, 'mon');
+    const after = await json<VolumeInfo>('volume', 'info', vol);
+    // Deleting frees what was predicted (the CP's own metadata churn may differ by a few blocks).
+    expect(Math.abs(after.freeBytes - before.freeBytes - space.freedBytes)).toBeLessThanOrEqual(8 * 4096);
+    const refuse = await snapplane('snap', 'revert', vol, 'tuesday');
+    expect(refuse.code).toBe(2);
+    expect(refuse.stderr).toMatch(/--yes/);
+    await ok('snap', 'revert', vol, 'tuesday', '--yes');
+    const revertedLs = await json<DirEntryInfo[]>('ls', vol, '/src/docs');
+    expect(revertedLs.map((e) => e.name)).toEqual(['deep']);
+    const fsck = await json<FsckReport>('fsck', vol);
+    expect(fsck.clean).toBe(true);
+  });
+
+  it('every error exits non-zero with a one-line reason', async () => {
+    const cases: [string[], RegExp][] = [
+      [['volume', 'info', join(dir, 'missing.img')], /does not exist \(NOT_FOUND\)/],
+      [['volume', 'create', join(dir, 'bad.img'), '--size', '12Q'], /bad size '12Q'/],
+      [['volume', 'create', join(dir, 'zero.img'), '--size', '0'], /bad size '0'/],
+      [['volume', 'create', vol, '--size', '8M'], /already exists \(EXISTS\)/],
+      [['snap', 'create', vol, 'tuesday'], /snapshot 'tuesday' already exists.*\(EXISTS\)/],
+      [['ls', vol, '/../etc'], /outside the volume \(OUTSIDE\)/],
+      [['get', vol, '/nope', join(dir, 'nope')], /no such file or folder '\/nope' \(NOT_FOUND\)|no such file/],
+      [['snap', 'delete', vol, 'nosuch'], /no snapshot 'nosuch'.*\(NOT_FOUND\)/],
+      [['ls', `${vol}@nosuch`], /no snapshot 'nosuch'/],
+    ];
+    for (const [args, msg] of cases) {
+      const r = await snapplane(...args);
+      expect(r.code, args.join(' ')).not.toBe(0);
+      oneLineError(r.stderr);
+      expect(r.stderr, args.join(' ')).toMatch(msg);
+    }
+    const unknown = await snapplane('frobnicate');
+    expect(unknown.code).toBe(2);
+  });
+
+  it('a full volume: ENOSPC, and the volume stays at its last CP, fsck clean', async () => {
+    const small = join(dir, 'small.img');
+    await ok('volume', 'create', small, '--size', '2M');
+    const keep = join(dir, 'keep.txt');
+    await writeFile(keep, 'keep me');
+    await ok('put', small, keep, '/keep.txt');
+    const big = join(dir, 'big.bin');
+    await writeFile(big, Buffer.alloc(3 * 2 ** 20, 1));
+    const r = await snapplane('put', small, big, '/big.bin');
+    expect(r.code).toBe(1);
+    oneLineError(r.stderr);
+    expect(r.stderr).toContain('ENOSPC');
+    expect((await json<DirEntryInfo[]>('ls', small, '/')).map((e) => e.name)).toEqual(['keep.txt']);
+    expect((await snapplane('fsck', small)).code).toBe(0);
+  });
+
+  it('a checksum error names the file and the VBN; fsck exits 1', async () => {
+    const img = join(dir, 'rot.img');
+    await ok('volume', 'create', img, '--size', '8M');
+    const f = join(dir, 'rot.bin');
+    const marker = Buffer.alloc(8192, 0);
+    marker.write('SNAPPLANE-ROT-MARKER');
+    await writeFile(f, marker);
+    await ok('put', img, f, '/rot.bin');
+    const image = await readFile(img);
+    const at = image.indexOf('SNAPPLANE-ROT-MARKER');
+    expect(at).toBeGreaterThan(0);
+    const fh = await open(img, 'r+');
+    await fh.write(Buffer.from('X'), 0, 1, at + 3);
+    await fh.close();
+    const r = await snapplane('get', img, '/rot.bin', join(dir, 'rot-out.bin'));
+    expect(r.code).toBe(1);
+    oneLineError(r.stderr);
+    expect(r.stderr).toContain(`'/rot.bin' at VBN ${Math.floor(at / 4096)}`);
+    expect(r.stderr).toContain('CHECKSUM');
+    const fsck = await snapplane('fsck', img, '--json');
+    expect(fsck.code).toBe(1);
+    expect((JSON.parse(fsck.stdout) as FsckReport).issues[0]).toMatchObject({ kind: 'checksum', vbn: Math.floor(at / 4096) });
+  });
+
+  it('a second writer is refused with LOCKED naming the holder', async () => {
+    const img = join(dir, 'locked.img');
+    await ok('volume', 'create', img, '--size', '8M');
+    // Hold the volume open for writing from another process through the service facade.
+    const holder = spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        '-e',
+        `import { SnapplaneService } from ${JSON.stringify(join(process.cwd(), 'core/service/index.ts'))};
+         const s = new SnapplaneService({ cpIntervalMs: 0 });
+         await s.mkdir(${JSON.stringify(img)}, '/held', false);
+         console.log('holding');
+         setTimeout(async () => { await s.closeAll(); }, 60000);`,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    await new Promise<void>((resolve) => holder.stdout!.on('data', (d: Buffer) => d.toString().includes('holding') && resolve()));
+    try {
+      const r = await snapplane('mkdir', img, '/second');
+      expect(r.code).toBe(1);
+      oneLineError(r.stderr);
+      expect(r.stderr).toContain(`process ${holder.pid}`);
+      expect(r.stderr).toContain('LOCKED');
+      // Readers may still look.
+      expect((await snapplane('ls', img)).code).toBe(0);
+    } finally {
+      holder.kill('SIGKILL');
+    }
+    // The holder died without closing: its lock is stale and is taken over.
+    await new Promise((r) => setTimeout(r, 200));
+    await ok('mkdir', img, '/third');
+  });
+
+  it('RAID-4: create, info with members, fail, replace, scrub', async () => {
+    const group = join(dir, 'grp');
+    await ok('volume', 'create', group, '--raid', '3', '--size', '16M');
+    await ok('put', group, src, '/');
+    const info = await json<VolumeInfo>('volume', 'info', group);
+    expect(info.device.kind).toBe('raid4');
+    expect(info.device.members.map((m) => m.role)).toEqual(['data', 'data', 'data', 'parity']);
+    const failed = await json<VolumeInfo>('raid', 'fail', group, '1');
+    expect(failed.device.degraded).toBe(true);
+    const out = join(dir, 'raid-out');
+    await ok('get', group, '/src/docs', out);
+    expect((await readFile(join(out, 'deep', 'b.bin'))).equals(Buffer.alloc(300_000, 7))).toBe(true);
+    const replaced = await json<VolumeInfo>('raid', 'replace', group, '1', 'data-1-new.img');
+    expect(replaced.device.degraded).toBe(false);
+    const scrub = await json<{ clean: boolean; parityStripesRepaired: number }>('raid', 'scrub', group);
+    expect(scrub.clean).toBe(true);
+    expect(scrub.parityStripesRepaired).toBe(0);
+  });
+
+  it('demo builds a volume with a week of snapshots', async () => {
+    const r = await ok('demo', '--dir', join(dir, 'demo'));
+    expect(r.stdout).toContain('June7');
+    expect(r.stdout).toContain('fsck: clean');
+    const snaps = await json<SnapshotInfo[]>('snap', 'list', join(dir, 'demo', 'demo.img'));
+    expect(snaps.length).toBe(7);
+  });
+});
