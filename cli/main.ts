@@ -6,6 +6,7 @@ import { registerSnap } from './commands/snap.js';
 import { registerCheck } from './commands/check.js';
 import { registerRaid } from './commands/raid.js';
 import { registerDemo } from './commands/demo.js';
+import { registerSchedule } from './commands/schedule.js';
 
 const program = new Command();
 program
@@ -21,6 +22,7 @@ registerFiles(program);
 registerSnap(program);
 registerCheck(program);
 registerRaid(program);
+registerSchedule(program);
 registerDemo(program);
 
 try {

@@ -160,3 +160,25 @@ export interface SpaceReport {
   /** For each snapshot after the first: blocks in it that the previous snapshot did not hold. */
   writtenBetween: { older: string; newer: string; blocks: number; bytes: number }[];
 }
+
+export interface ScheduleInfo {
+  label: string;
+  /** "every 1h", "at 00:00", "at 00:00 on sunday". */
+  cadence: string;
+  keep: number;
+  nextAt: string;
+}
+
+export interface ScheduleRunReport {
+  volume: string;
+  at: string;
+  dryRun: boolean;
+  /** Snapshots taken (or, in a dry run, that would be). */
+  take: string[];
+  /** Snapshots pruned (or that would be). */
+  prune: string[];
+  /** Snapshots retention would prune but a hold or guard keeps, with the reason. */
+  kept: { name: string; reason: string }[];
+  /** Exact bytes pruning frees, from the planes. */
+  freedBytes: number;
+}

@@ -14,7 +14,11 @@ import { copyFromHost, copyToHost } from '../fs/host-copy.js';
 import { SnapplaneError } from '../common/errors.js';
 import { openDeviceAt } from '../raid/open-device.js';
 import { Raid4Device } from '../raid/raid4-device.js';
-import type { RaidScrubReport, SpaceReport } from '../api/types.js';
+import type { RaidScrubReport, ScheduleInfo, ScheduleRunReport, SpaceReport } from '../api/types.js';
+import { resolve as resolvePath } from 'node:path';
+import { describeCadence, nextSlot, type Cadence } from '../jobs/cadence.js';
+import { StateStore, type JobRecord } from './state-store.js';
+import { defaultGuards, planScheduleRun, type RetentionGuard } from './scheduler.js';
 
 /** A volume reference: a volume path, optionally at a snapshot (`vol@snap`, read-only). */
 export interface VolumeRef {
@@ -27,6 +31,8 @@ export interface ServiceOptions {
   cpIntervalMs?: number;
   /** The clock (ms since the epoch) for snapshot and file times; a simulated clock drives demos and schedule tests. */
   now?: () => number;
+  /** Where relationships, schedules and job history persist (default: state.json under $SNAPPLANE_HOME). */
+  stateFile?: string;
 }
 
 export type ProgressCallback = (p: ProgressEvent) => void;
@@ -44,10 +50,120 @@ export class SnapplaneService {
   private readonly open = new Map<string, Volume>();
   private readonly cpIntervalMs: number;
   private readonly now: (() => number) | undefined;
+  private readonly state: StateStore;
+  /** Reasons to keep a snapshot that retention would otherwise prune (replication adds its own). */
+  readonly retentionGuards: RetentionGuard[] = [...defaultGuards];
 
   constructor(options: ServiceOptions = {}) {
     this.cpIntervalMs = options.cpIntervalMs ?? 10_000;
     this.now = options.now;
+    this.state = new StateStore(options.stateFile);
+  }
+
+  private clock(): number {
+    return this.now ? this.now() : Date.now();
+  }
+
+  // ---- schedules ---------------------------------------------------------------------------------------
+
+  /** Adds (or replaces) a snapshot schedule on a volume; the volume becomes known to the daemon. */
+  async scheduleAdd(volume: string, label: string, cadence: Cadence, keep: number): Promise<ScheduleInfo[]> {
+    if (!/^[A-Za-z][A-Za-z0-9_.]*$/.test(label) || label.length > 40) {
+      throw new SnapplaneError('INVALID', `bad schedule label '${label}': letters, digits, '_' and '.', starting with a letter`, { volume });
+    }
+    if (!Number.isInteger(keep) || keep < 1 || keep > 255) throw new SnapplaneError('INVALID', `--keep must be 1 to 255 (got ${keep})`, { volume });
+    await this.volumeInfo({ volume }); // the volume must exist and open
+    const key = resolvePath(volume);
+    await this.state.update((st) => {
+      const rec = (st.volumes[key] ??= { schedules: [] });
+      rec.schedules = rec.schedules.filter((x) => x.label !== label);
+      rec.schedules.push({ label, cadence, keep, createdAt: new Date(this.clock()).toISOString() });
+    });
+    return this.scheduleList(volume);
+  }
+
+  /** The schedules of a volume, with when each is next due. */
+  async scheduleList(volume: string): Promise<ScheduleInfo[]> {
+    const st = await this.state.load();
+    const now = this.clock();
+    return (st.volumes[resolvePath(volume)]?.schedules ?? []).map((x) => ({
+      label: x.label,
+      cadence: describeCadence(x.cadence),
+      keep: x.keep,
+      nextAt: new Date(nextSlot(x.cadence, now)).toISOString(),
+    }));
+  }
+
+  /** Removes a schedule (its snapshots stay). */
+  async scheduleRemove(volume: string, label: string): Promise<void> {
+    const key = resolvePath(volume);
+    const found = await this.state.update((st) => {
+      const rec = st.volumes[key];
+      const before = rec?.schedules.length ?? 0;
+      if (rec) rec.schedules = rec.schedules.filter((x) => x.label !== label);
+      return before !== (rec?.schedules.length ?? 0);
+    });
+    if (!found) throw new SnapplaneError('NOT_FOUND', `volume '${volume}' has no schedule '${label}'`, { volume });
+  }
+
+  /** Runs what is due now (or, with dryRun, says what would be taken and pruned and the exact bytes freed). */
+  async scheduleRun(volume: string, options: { dryRun?: boolean } = {}): Promise<ScheduleRunReport> {
+    const st = await this.state.load();
+    const schedules = st.volumes[resolvePath(volume)]?.schedules ?? [];
+    const now = this.clock();
+    const snapshots = await this.snapList({ volume });
+    const plan = planScheduleRun(volume, schedules, snapshots, now, this.retentionGuards);
+    const freed = await this.space(volume, plan.prune.map((p) => p.name));
+    const report: ScheduleRunReport = {
+      volume,
+      at: new Date(now).toISOString(),
+      dryRun: options.dryRun === true,
+      take: plan.take.map((t) => t.name),
+      prune: plan.prune.map((p) => p.name),
+      kept: plan.kept,
+      freedBytes: freed.freedBytes,
+    };
+    if (options.dryRun) return report;
+    const startedAt = new Date(now).toISOString();
+    let error: unknown;
+    try {
+      for (const t of plan.take) await this.snapCreate(volume, t.name);
+      for (const p of plan.prune) await this.snapDelete(volume, p.name);
+    } catch (e) {
+      error = e;
+    }
+    if (plan.take.length > 0 || plan.prune.length > 0 || error) {
+      await this.state.update((s) => {
+        s.history.push({
+          id: s.nextJobId++,
+          kind: 'schedule-run',
+          volume: resolvePath(volume),
+          startedAt,
+          finishedAt: new Date(this.clock()).toISOString(),
+          outcome: error ? 'error' : 'ok',
+          taken: report.take,
+          pruned: report.prune,
+          kept: report.kept,
+          freedBytes: report.freedBytes,
+          error: error ? (error instanceof Error ? error.message : String(error)) : undefined,
+        });
+      });
+    }
+    if (error) throw error;
+    return report;
+  }
+
+  /** Volumes with schedules (what the daemon runs). */
+  async scheduledVolumes(): Promise<string[]> {
+    const st = await this.state.load();
+    return Object.entries(st.volumes)
+      .filter(([, v]) => v.schedules.length > 0)
+      .map(([k]) => k);
+  }
+
+  /** Past schedule runs, newest last. */
+  async jobHistory(): Promise<JobRecord[]> {
+    return (await this.state.load()).history;
   }
 
   private key(ref: VolumeRef, readOnly: boolean): string {

@@ -1,0 +1,104 @@
+/** `snapplane schedule …` and `snapplane daemon`: snapshot schedules with retention. */
+import type { Command } from 'commander';
+import { SnapplaneService, formatBytes, parseAt, parseInterval, type Cadence, type ScheduleRunReport } from '../../core/service/index.js';
+import { printJson, printTable } from '../output.js';
+import { UsageError, parseInteger, reportError, withService } from '../run.js';
+
+function printRun(r: ScheduleRunReport): void {
+  const verb = r.dryRun ? 'would ' : '';
+  for (const n of r.take) process.stdout.write(`${verb}take   ${n}\n`);
+  for (const n of r.prune) process.stdout.write(`${verb}prune  ${n}\n`);
+  for (const k of r.kept) process.stdout.write(`keep   ${k.name} (${k.reason})\n`);
+  process.stdout.write(`${r.dryRun ? 'would free' : 'freed'} ${formatBytes(r.freedBytes)}${r.take.length + r.prune.length === 0 ? ' (nothing due)' : ''}\n`);
+}
+
+export function registerSchedule(program: Command): void {
+  const schedule = program.command('schedule').description('snapshot schedules with retention (snapshots are named <label>-YYYY-MM-DD_HHMM)');
+  schedule
+    .command('add <vol> <label>')
+    .description('add or replace a schedule: --every <interval> or --at <HH:MM> [--on <weekday>], keeping the newest N')
+    .option('--every <interval>', 'e.g. 15m, 1h, 1d, 1w')
+    .option('--at <time>', 'local time HH:MM')
+    .option('--on <weekday>', 'with --at: only on this weekday')
+    .requiredOption('--keep <N>', 'how many snapshots of this schedule to keep')
+    .option('--json', 'print a JSON report')
+    .action((vol: string, label: string, opts: { every?: string; at?: string; on?: string; keep: string; json?: boolean }) =>
+      withService(async (s) => {
+        if ((opts.every === undefined) === (opts.at === undefined)) throw new UsageError('give exactly one of --every <interval> or --at <HH:MM>');
+        if (opts.on !== undefined && opts.at === undefined) throw new UsageError('--on needs --at');
+        const cadence: Cadence = opts.every !== undefined ? { kind: 'every', everyMs: parseInterval(opts.every) } : parseAt(opts.at!, opts.on);
+        const list = await s.scheduleAdd(vol, label, cadence, parseInteger(opts.keep, '--keep'));
+        if (opts.json) printJson(list);
+        else process.stdout.write(`schedule ${label} added; next snapshot at ${list.find((x) => x.label === label)!.nextAt}\n`);
+      }),
+    );
+  schedule
+    .command('list <vol>')
+    .description("a volume's schedules and when each is next due")
+    .option('--json', 'print a JSON report')
+    .action((vol: string, opts: { json?: boolean }) =>
+      withService(async (s) => {
+        const list = await s.scheduleList(vol);
+        if (opts.json) return printJson(list);
+        printTable(['LABEL', 'CADENCE', 'KEEP', 'NEXT'], list.map((x) => [x.label, x.cadence, x.keep, x.nextAt]));
+      }),
+    );
+  schedule
+    .command('remove <vol> <label>')
+    .description('remove a schedule (its snapshots stay)')
+    .action((vol: string, label: string) => withService((s) => s.scheduleRemove(vol, label)));
+  schedule
+    .command('run <vol>')
+    .description('take the snapshots that are due and prune by retention; --dry-run says what and how many bytes it would free')
+    .option('--dry-run', 'change nothing; report what would be taken and pruned and the exact space freed')
+    .option('--json', 'print a JSON report')
+    .action((vol: string, opts: { dryRun?: boolean; json?: boolean }) =>
+      withService(async (s) => {
+        const r = await s.scheduleRun(vol, { dryRun: opts.dryRun === true });
+        if (opts.json) printJson(r);
+        else printRun(r);
+      }),
+    );
+  program
+    .command('daemon')
+    .description('run every schedule of every known volume until stopped (SIGINT/SIGTERM)')
+    .option('--interval <seconds>', 'how often to look for due schedules', '30')
+    .option('--once', 'one pass, then exit')
+    .action(async (opts: { interval: string; once?: boolean }) => {
+      const everyMs = parseInteger(opts.interval, '--interval') * 1000;
+      let stopping = false;
+      let wake: (() => void) | null = null;
+      const stop = (): void => {
+        stopping = true;
+        wake?.();
+      };
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+      process.stdout.write(`snapplane daemon: checking schedules every ${everyMs / 1000}s\n`);
+      let failures = 0;
+      while (!stopping) {
+        // A fresh service each pass: volumes are open only while their schedules run, so other writers can get in.
+        const s = new SnapplaneService({ cpIntervalMs: 0 });
+        for (const vol of await s.scheduledVolumes()) {
+          try {
+            const r = await s.scheduleRun(vol);
+            if (r.take.length || r.prune.length) {
+              process.stdout.write(`${r.at} ${vol}: took ${r.take.join(', ') || '-'}; pruned ${r.prune.join(', ') || '-'}; freed ${formatBytes(r.freedBytes)}\n`);
+            }
+            await s.close(vol);
+          } catch (e) {
+            failures++;
+            await s.abortAll();
+            reportError(e);
+          }
+        }
+        await s.closeAll();
+        if (opts.once) break;
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+          setTimeout(resolve, everyMs).unref();
+        });
+      }
+      process.exitCode = opts.once && failures > 0 ? 1 : 0;
+    });
+}

@@ -1,0 +1,101 @@
+/**
+ * Persistent console state under $SNAPPLANE_HOME (default: the platform's app-data folder): known volumes,
+ * their snapshot schedules, and job history. Written atomically: a temp file, fsync, rename, fsync of the folder.
+ */
+import { mkdir, open, readFile, rename } from 'node:fs/promises';
+import { homedir, platform } from 'node:os';
+import { dirname, join } from 'node:path';
+import { SnapplaneError } from '../common/errors.js';
+import type { Cadence } from '../jobs/cadence.js';
+
+export interface ScheduleRecord {
+  label: string;
+  cadence: Cadence;
+  keep: number;
+  createdAt: string;
+}
+
+export interface JobRecord {
+  id: number;
+  kind: 'schedule-run';
+  volume: string;
+  startedAt: string;
+  finishedAt: string;
+  outcome: 'ok' | 'error';
+  taken: string[];
+  pruned: string[];
+  kept: { name: string; reason: string }[];
+  freedBytes: number;
+  error?: string;
+}
+
+export interface ConsoleState {
+  version: 1;
+  volumes: Record<string, { schedules: ScheduleRecord[] }>;
+  history: JobRecord[];
+  nextJobId: number;
+}
+
+const HISTORY_LIMIT = 500;
+
+/** The folder that holds Snapplane's state: $SNAPPLANE_HOME, else the platform's app-data folder. */
+export function snapplaneHome(): string {
+  if (process.env.SNAPPLANE_HOME) return process.env.SNAPPLANE_HOME;
+  const p = platform();
+  if (p === 'darwin') return join(homedir(), 'Library', 'Application Support', 'Snapplane');
+  if (p === 'win32') return join(process.env.APPDATA ?? join(homedir(), 'AppData', 'Roaming'), 'Snapplane');
+  return join(process.env.XDG_CONFIG_HOME ?? join(homedir(), '.config'), 'snapplane');
+}
+
+export class StateStore {
+  constructor(readonly path: string = join(snapplaneHome(), 'state.json')) {}
+
+  /** The state as saved (an empty state when none was saved yet). */
+  async load(): Promise<ConsoleState> {
+    let text: string;
+    try {
+      text = await readFile(this.path, 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { version: 1, volumes: {}, history: [], nextJobId: 1 };
+      throw new SnapplaneError('IO', `cannot read state file '${this.path}': ${(e as Error).message}`, { path: this.path });
+    }
+    try {
+      const s = JSON.parse(text) as ConsoleState;
+      if (s.version !== 1 || typeof s.volumes !== 'object') throw new Error('unknown layout');
+      s.history ??= [];
+      s.nextJobId ??= 1;
+      return s;
+    } catch (e) {
+      throw new SnapplaneError('BAD_FORMAT', `state file '${this.path}' is damaged (${(e as Error).message}); move it away to start afresh`, { path: this.path });
+    }
+  }
+
+  /** Saves the state atomically. */
+  async save(state: ConsoleState): Promise<void> {
+    state.history = state.history.slice(-HISTORY_LIMIT);
+    await mkdir(dirname(this.path), { recursive: true });
+    const tmp = `${this.path}.${process.pid}.tmp`;
+    const fh = await open(tmp, 'w');
+    try {
+      await fh.writeFile(JSON.stringify(state, null, 2));
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, this.path);
+    const dir = await open(dirname(this.path), 'r');
+    try {
+      await dir.sync();
+    } finally {
+      await dir.close();
+    }
+  }
+
+  /** Loads, changes and saves the state. */
+  async update<T>(change: (s: ConsoleState) => T): Promise<T> {
+    const s = await this.load();
+    const result = change(s);
+    await this.save(s);
+    return result;
+  }
+}
