@@ -18,6 +18,8 @@ function oneLineError(stderr: string): void {
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'snapplane-cli-'));
+  // Schedules and history go to a private state folder (children inherit the environment).
+  process.env.SNAPPLANE_HOME = join(dir, 'home');
   vol = join(dir, 'v.img');
   src = join(dir, 'src');
   await mkdir(join(src, 'docs', 'deep'), { recursive: true });
@@ -226,6 +228,33 @@ describe('snapplane CLI', () => {
     const scrub = await json<{ clean: boolean; parityStripesRepaired: number }>('raid', 'scrub', group);
     expect(scrub.clean).toBe(true);
     expect(scrub.parityStripesRepaired).toBe(0);
+  });
+
+  it('schedules: add, list, dry run, run, remove; usage errors', async () => {
+    const img = join(dir, 'sched.img');
+    await ok('volume', 'create', img, '--size', '16M');
+    await ok('schedule', 'add', img, 'hourly', '--every', '1h', '--keep', '2');
+    await ok('schedule', 'add', img, 'weekly', '--at', '00:00', '--on', 'sunday', '--keep', '4');
+    const list = await json<{ label: string; cadence: string }[]>('schedule', 'list', img);
+    expect(list.map((x) => `${x.label} ${x.cadence}`)).toEqual(['hourly every 1h', 'weekly at 00:00 on sunday']);
+    const dry = await json<{ take: string[]; prune: string[]; dryRun: boolean }>('schedule', 'run', img, '--dry-run');
+    expect(dry.dryRun).toBe(true);
+    expect(dry.take.map((n) => n.split('-')[0]).sort()).toEqual(['hourly', 'weekly']);
+    expect((await json<SnapshotInfo[]>('snap', 'list', img)).length).toBe(0);
+    const run = await json<{ take: string[] }>('schedule', 'run', img);
+    expect(run.take).toEqual(dry.take);
+    expect((await json<SnapshotInfo[]>('snap', 'list', img)).map((x) => x.name).sort()).toEqual([...dry.take].sort());
+    const again = await json<{ take: string[] }>('schedule', 'run', img);
+    expect(again.take).toEqual([]);
+    await ok('schedule', 'remove', img, 'weekly');
+    const bad = await snapplane('schedule', 'add', img, 'x', '--every', '1h', '--at', '10:00', '--keep', '1');
+    expect(bad.code).toBe(2);
+    oneLineError(bad.stderr);
+    const missing = await snapplane('schedule', 'remove', img, 'nosuch');
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain('NOT_FOUND');
+    const daemon = await ok('daemon', '--once');
+    expect(daemon.stdout).toContain('checking schedules');
   });
 
   it('demo builds a volume with a week of snapshots', async () => {
