@@ -200,11 +200,26 @@ export class FileTree {
       await this.ctx.readRunInto(run, into.subarray(runStart * BLOCK_SIZE, (runStart + run.length) * BLOCK_SIZE), this.label);
       run = [];
     };
+    // The parent of a run of leaves is looked up once per 512 blocks, not once per block.
+    let parent: TreeNode | null = null;
+    let parentIdx = -1;
     for (let j = 0; j < count; j++) {
       const i = first + j;
       const cached = this.nodes.get(key(0, i));
-      const at = cached ? null : await this.pointerTo(0, i, false);
-      const p = at && at.pointer.vbn !== 0 ? at.pointer : null;
+      let p: BlockPointer | null = null;
+      if (!cached) {
+        if (this.inode.height === 0) {
+          p = i < INODE_POINTERS ? this.inode.pointers[i] : null;
+        } else {
+          const pi = parentIndex(i);
+          if (pi !== parentIdx) {
+            parent = await this.node(1, pi, false);
+            parentIdx = pi;
+          }
+          p = parent ? readPointer(parent.data, slotOf(i)) : null;
+        }
+        if (p && p.vbn === 0) p = null;
+      }
       if (p && run.length > 0 && run[run.length - 1].vbn + 1 === p.vbn) {
         run.push(p);
         continue;
