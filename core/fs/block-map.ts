@@ -21,6 +21,8 @@ export class BlockMap {
   /** Shadow planes whose blocks were reused since open (their snapshots become stale). */
   readonly shadowsReused = new Set<number>();
   private pending: Uint32Array | null = null;
+  /** Blocks a receive is writing into: off limits to the allocator until the receive commits or gives up. */
+  private fence: Uint32Array | null = null;
   private pendingList: number[] = [];
   private free = 0;
   private cursor = RESERVED_BLOCKS;
@@ -114,7 +116,7 @@ export class BlockMap {
   isAllocatable(vbn: number): boolean {
     const i = vbn >>> 5;
     const m = 1 << (vbn & 31);
-    const used = this.active.words[i] | this.summary.words[i] | (this.pending ? this.pending[i] : 0);
+    const used = this.active.words[i] | this.summary.words[i] | (this.pending ? this.pending[i] : 0) | (this.fence ? this.fence[i] : 0);
     return (used & m) === 0;
   }
 
@@ -124,11 +126,12 @@ export class BlockMap {
     const a = this.active.words;
     const s = this.summary.words;
     const p = this.pending;
+    const f = this.fence;
     for (let c = 0; c < this.active.chunks; c++) {
-      if (this.active.chunkPopulation[c] === 0 && this.summary.chunkPopulation[c] === 0 && !p) continue;
+      if (this.active.chunkPopulation[c] === 0 && this.summary.chunkPopulation[c] === 0 && !p && !f) continue;
       const base = c * WORDS_PER_CHUNK;
       for (let i = base; i < base + WORDS_PER_CHUNK; i++) {
-        let w = a[i] | s[i] | (p ? p[i] : 0);
+        let w = a[i] | s[i] | (p ? p[i] : 0) | (f ? f[i] : 0);
         if (w !== 0) {
           w = w - ((w >>> 1) & 0x55555555);
           w = (w & 0x33333333) + ((w >>> 2) & 0x33333333);
@@ -140,6 +143,12 @@ export class BlockMap {
     this.free = this.blockCount - used;
   }
 
+  /** Keeps the allocator off `words` (a full-size plane of words), or lifts the fence with null. */
+  setFence(words: Uint32Array | null): void {
+    this.fence = words;
+    this.recountFree();
+  }
+
   /** Takes a free block: the allocator scans forward from where it last stopped, so a CP's blocks land together. */
   allocate(): number {
     if (this.free <= 0) {
@@ -148,11 +157,12 @@ export class BlockMap {
     const words = this.active.words;
     const summary = this.summary.words;
     const pending = this.pending;
+    const fence = this.fence;
     const nWords = Math.ceil(this.blockCount / 32);
     let i = this.cursor >>> 5;
     for (let scanned = 0; scanned <= nWords; scanned++, i++) {
       if (i >= nWords) i = 0;
-      const used = words[i] | summary[i] | (pending ? pending[i] : 0);
+      const used = words[i] | summary[i] | (pending ? pending[i] : 0) | (fence ? fence[i] : 0);
       if (used === -1) continue;
       const bit = 31 - Math.clz32(~used & (used + 1));
       const vbn = i * 32 + bit;

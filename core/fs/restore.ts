@@ -81,7 +81,7 @@ export async function restorePath(volume: Volume, snapshot: string, path: string
 }
 
 /** Every block a state uses: its inode file, every file tree in it (only indirect blocks are read). */
-async function collectState(volume: Volume, view: TreeView, into: BitPlane): Promise<void> {
+export async function collectState(volume: Volume, view: TreeView, into: BitPlane): Promise<void> {
   const add = (p: BlockPointer): void => {
     into.set(p.vbn);
   };

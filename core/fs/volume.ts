@@ -299,6 +299,11 @@ export class Volume {
     }
   }
 
+  /** @internal Stops the volume after a half-applied change: nothing more is committed; reopen to continue. */
+  markFailed(e: SnapplaneError): void {
+    this.failure ??= e;
+  }
+
   /** Releases the volume without committing: it stays at its last consistency point. */
   async abort(): Promise<void> {
     if (this.closed) return;

@@ -1,5 +1,5 @@
 /** A sparse bit plane: 4 KiB chunks allocated only where bits are set (for sets much smaller than the volume). */
-import { BITS_PER_CHUNK, WORDS_PER_CHUNK } from './bit-plane.js';
+import { BITS_PER_CHUNK, WORDS_PER_CHUNK, popcountWords } from './bit-plane.js';
 
 export class SparsePlane {
   private readonly chunks = new Map<number, Uint32Array>();
@@ -32,6 +32,14 @@ export class SparsePlane {
     c[o >>> 5] |= m;
     this.population++;
     return true;
+  }
+
+  /** Installs `words` as chunk `c` (taken over, not copied), replacing what was there. */
+  setChunk(c: number, words: Uint32Array): void {
+    const old = this.chunks.get(c);
+    if (old) this.population -= popcountWords(old);
+    this.chunks.set(c, words);
+    this.population += popcountWords(words);
   }
 
   /** The words of chunk `c`, or null when no bit is set there. */

@@ -1,0 +1,151 @@
+/**
+ * Evaluates a storage-image expression over a volume's planes, word-parallel and one 32,768-block chunk at a
+ * time, so a volume of any size with many planes evaluates without loading any plane whole.
+ */
+import { SnapplaneError } from '../common/errors.js';
+import { BITS_PER_CHUNK, WORDS_PER_CHUNK, popcountWords } from '../planes/bit-plane.js';
+import { SparsePlane } from '../planes/sparse-plane.js';
+import { ACTIVE_PLANE, SnapshotFlag, type SnapshotEntry } from '../fs/format.js';
+import type { BlockMap } from '../fs/block-map.js';
+import { namesIn, parseImageExpr, suggest, type ImageExpr } from './expression.js';
+
+/** A name of the expression bound to a plane of the volume. */
+export interface BoundPlane {
+  name: string;
+  plane: number;
+  entry: SnapshotEntry | null;
+}
+
+/** The named pointer that follows the newest master snapshot. */
+export const MASTER_POINTER = 'master';
+
+/** Binds every name of `expr` to a plane: `active`, a snapshot, or the `master` named pointer. */
+export function bindNames(expr: ImageExpr, source: string, entries: SnapshotEntry[], volume: string): Map<string, BoundPlane> {
+  const bound = new Map<string, BoundPlane>();
+  for (const { name, column } of namesIn(expr)) {
+    if (bound.has(name)) continue;
+    if (name === 'active') {
+      bound.set(name, { name, plane: ACTIVE_PLANE, entry: null });
+      continue;
+    }
+    let entry = entries.find((e) => e.name === name);
+    if (!entry && name === MASTER_POINTER) {
+      const masters = entries.filter((e) => e.flags & SnapshotFlag.master).sort((a, b) => b.generation - a.generation);
+      if (masters.length === 0) throw new SnapplaneError('NOT_FOUND', `named pointer 'master' at column ${column} of "${source}" points nowhere: volume '${volume}' has no master snapshot`, { volume });
+      entry = masters[0];
+    }
+    if (!entry) {
+      const hint = suggest(name, ['active', ...entries.map((e) => e.name)]);
+      throw new SnapplaneError('NOT_FOUND', `unknown snapshot '${name}' at column ${column} of "${source}"${hint ? `; did you mean '${hint}'?` : ''}`, { volume, snapshot: name });
+    }
+    if (entry.flags & SnapshotFlag.stale) {
+      throw new SnapplaneError('INVALID', `shadow snapshot '${name}' (column ${column}) is no longer consistent: its blocks were reused`, { volume, snapshot: name });
+    }
+    bound.set(name, { name, plane: entry.plane, entry });
+  }
+  return bound;
+}
+
+/** The result of an evaluation: the image's plane (only populated chunks are stored) and its size. */
+export interface EvaluatedImage {
+  plane: SparsePlane;
+  blocks: number;
+  bound: Map<string, BoundPlane>;
+}
+
+type Op = { op: 'load'; plane: number } | { op: 'union' | 'difference' | 'intersection' };
+
+function compile(e: ImageExpr, bound: Map<string, BoundPlane>, out: Op[]): void {
+  if (e.kind === 'name') {
+    out.push({ op: 'load', plane: bound.get(e.name)!.plane });
+    return;
+  }
+  compile(e.left, bound, out);
+  compile(e.right, bound, out);
+  out.push({ op: e.kind });
+}
+
+/** Reads chunk `c` of any plane as words (null when the chunk is all clear). */
+export async function planeChunk(map: BlockMap, plane: number, c: number): Promise<Uint32Array | null> {
+  if (plane === ACTIVE_PLANE) return map.active.chunkPopulation[c] === 0 ? null : map.active.chunkWords(c);
+  const shadow = map.shadows.get(plane);
+  if (shadow) return shadow.chunkPopulation[c] === 0 ? null : shadow.chunkWords(c);
+  if (map.summary.chunkPopulation[c] === 0) return null; // no regular snapshot has a block here
+  const bytes = await map.readChunk(plane, c);
+  return bytes ? new Uint32Array(bytes.buffer, bytes.byteOffset, WORDS_PER_CHUNK) : null;
+}
+
+/** Evaluates `source` over the volume's committed planes. */
+export async function evaluateImage(source: string, map: BlockMap, entries: SnapshotEntry[], volume: string): Promise<EvaluatedImage> {
+  const expr = parseImageExpr(source);
+  const bound = bindNames(expr, source, entries, volume);
+  return evaluateBound(expr, bound, map);
+}
+
+/** Evaluates a parsed expression whose names are already bound. */
+export async function evaluateBound(expr: ImageExpr, bound: Map<string, BoundPlane>, map: BlockMap): Promise<EvaluatedImage> {
+  const program: Op[] = [];
+  compile(expr, bound, program);
+  const planes = [...new Set([...bound.values()].map((b) => b.plane))];
+  // A stack of chunk buffers reused across chunks: the only allocation per chunk is the result's, when non-empty.
+  const stack = Array.from({ length: program.length }, () => new Uint32Array(WORDS_PER_CHUNK));
+  const result = new SparsePlane();
+  let blocks = 0;
+  const chunks = map.active.chunks;
+  for (let c = 0; c < chunks; c++) {
+    if (map.active.chunkPopulation[c] === 0 && map.summary.chunkPopulation[c] === 0 && ![...map.shadows.values()].some((s) => s.chunkPopulation[c] !== 0)) continue;
+    const loaded = new Map<number, Uint32Array | null>();
+    for (const p of planes) loaded.set(p, await planeChunk(map, p, c));
+    let sp = 0;
+    for (const op of program) {
+      if (op.op === 'load') {
+        const src = loaded.get(op.plane)!;
+        if (src) stack[sp].set(src);
+        else stack[sp].fill(0);
+        sp++;
+        continue;
+      }
+      const b = stack[--sp];
+      const a = stack[sp - 1];
+      if (op.op === 'union') for (let i = 0; i < WORDS_PER_CHUNK; i++) a[i] |= b[i];
+      else if (op.op === 'difference') for (let i = 0; i < WORDS_PER_CHUNK; i++) a[i] &= ~b[i];
+      else for (let i = 0; i < WORDS_PER_CHUNK; i++) a[i] &= b[i];
+    }
+    const n = popcountWords(stack[0]);
+    if (n === 0) continue;
+    result.setChunk(c, stack[0].slice());
+    blocks += n;
+  }
+  return { plane: result, blocks, bound };
+}
+
+/** Bits of chunk `c` as VBN runs [first, count], ascending. */
+export function runsInChunk(c: number, words: Uint32Array): [number, number][] {
+  const runs: [number, number][] = [];
+  let start = -1;
+  for (let i = 0; i < WORDS_PER_CHUNK; i++) {
+    const w = words[i];
+    if (w === 0) {
+      if (start >= 0) {
+        runs.push([start, c * BITS_PER_CHUNK + i * 32 - start]);
+        start = -1;
+      }
+      continue;
+    }
+    if (w === 0xffffffff) {
+      if (start < 0) start = c * BITS_PER_CHUNK + i * 32;
+      continue;
+    }
+    for (let b = 0; b < 32; b++) {
+      const vbn = c * BITS_PER_CHUNK + i * 32 + b;
+      if ((w >>> b) & 1) {
+        if (start < 0) start = vbn;
+      } else if (start >= 0) {
+        runs.push([start, vbn - start]);
+        start = -1;
+      }
+    }
+  }
+  if (start >= 0) runs.push([start, (c + 1) * BITS_PER_CHUNK - start]);
+  return runs;
+}

@@ -1,0 +1,410 @@
+/**
+ * The receiver: applies a verified image stream to a volume atomically (SPEC §2.6). Incoming blocks land only in
+ * blocks the destination's committed state does not use (fenced off from its allocator, its own metadata moved
+ * out of the way first); the new snapshots, planes and current state are committed by one consistency point
+ * after the end record has verified. A crash or a bad stream before that leaves the destination at its base.
+ */
+import { createHash } from 'node:crypto';
+import { readFile, rm, stat, writeFile, rename } from 'node:fs/promises';
+import { join } from 'node:path';
+import { SnapplaneError } from '../common/errors.js';
+import { BLOCK_SIZE } from '../common/units.js';
+import { BITS_PER_CHUNK, BitPlane, WORDS_PER_CHUNK, popcountWords } from '../planes/bit-plane.js';
+import { SparsePlane } from '../planes/sparse-plane.js';
+import { FIRST_FREE_INODE, RESERVED_BLOCKS, ROOT_INODE, SnapshotFlag, cloneInode, decodeInode, type Inode, type SnapshotEntry } from '../fs/format.js';
+import { walkTree } from '../fs/walk.js';
+import { collectState, revertTo } from '../fs/restore.js';
+import { InodeTable } from '../fs/inode-table.js';
+import { Namespace } from '../fs/namespace.js';
+import type { FileTree } from '../fs/file-tree.js';
+import type { Volume } from '../fs/volume.js';
+import { planeChunk } from '../image/evaluate.js';
+import type { StreamReader, StreamItem } from './reader.js';
+import type { StreamHeader, StreamSnapshot } from './format.js';
+
+export interface ReceiveOptions {
+  onProgress?: (p: { blocks: number; totalBlocks: number }) => void;
+  signal?: { cancelled: boolean };
+  /** Incremental into a destination changed since its base: revert it to the base first (changes are lost). */
+  force?: boolean;
+}
+
+export interface ReceiveReport {
+  volume: string;
+  streamId: string;
+  kind: 'full' | 'incremental';
+  expression: string;
+  base: string | null;
+  snapshots: string[];
+  current: string;
+  blocks: number;
+  bytes: number;
+  resumedFromVbn: number | null;
+  generation: number;
+}
+
+/** What an interrupted receive leaves behind, so the sender can continue where it stopped. */
+interface TokenFile {
+  streamId: string;
+  fingerprint: string;
+  destGeneration: number;
+  nextVbn: number;
+  expression: string;
+}
+
+/** The receive-token file of a volume (beside an image; inside a RAID group's folder). */
+export async function tokenPathFor(volumePath: string): Promise<string> {
+  try {
+    if ((await stat(volumePath)).isDirectory()) return join(volumePath, 'receive-token.json');
+  } catch {
+    // a volume that does not exist yet has no token
+  }
+  return `${volumePath}.receive-token.json`;
+}
+
+/** The resume token of an interrupted receive into `volumePath`, or null. */
+export async function readResumeToken(volumePath: string): Promise<string | null> {
+  try {
+    const t = JSON.parse(await readFile(await tokenPathFor(volumePath), 'utf8')) as TokenFile;
+    return encodeResumeToken(t.streamId, t.nextVbn);
+  } catch {
+    return null;
+  }
+}
+
+/** The text a user passes to `send --resume`. */
+export function encodeResumeToken(streamId: string, fromVbn: number): string {
+  return `${streamId}-${fromVbn.toString(16)}`;
+}
+
+/** Parses a resume token. */
+export function decodeResumeToken(token: string): { streamId: string; fromVbn: number } {
+  const m = /^([0-9a-f]{32})-([0-9a-f]{1,14})$/.exec(token.trim());
+  if (!m) throw new SnapplaneError('INVALID', `bad resume token '${token}' (expected the text printed by the interrupted receive)`);
+  return { streamId: m[1], fromVbn: parseInt(m[2], 16) };
+}
+
+/** Fields a resumed stream must repeat exactly. */
+function fingerprint(h: StreamHeader): string {
+  const stable = { streamId: h.streamId, sourceVolume: h.sourceVolume, blockCount: h.blockCount, kind: h.kind, expression: h.expression, base: h.base, snapshots: h.snapshots, imageBlocks: h.imageBlocks };
+  return createHash('sha256').update(JSON.stringify(stable)).digest('hex');
+}
+
+function sameIdentity(e: SnapshotEntry, s: { id: number; generation: number; createdAtMs: number }): boolean {
+  return e.generation === s.generation && e.createdAtMs === s.createdAtMs;
+}
+
+function sameRoot(a: Inode, b: Inode): boolean {
+  return a.height === b.height && a.size === b.size && a.pointers.every((p, i) => p.vbn === b.pointers[i].vbn && p.checksum === b.pointers[i].checksum);
+}
+
+function inodeOf(b64: string): Inode {
+  return decodeInode(Buffer.from(b64, 'base64'), 0);
+}
+
+/** Every block of a metadata tree with its level and index (to know which leaves to rewrite elsewhere). */
+async function treeBlocks(volume: Volume, tree: FileTree, label: string): Promise<{ vbn: number; level: number; index: number }[]> {
+  const out: { vbn: number; level: number; index: number }[] = [];
+  await walkTree(tree.inode, volume.ctx, label, (p, level, index) => out.push({ vbn: p.vbn, level, index }));
+  return out;
+}
+
+/** Applies the rest of an opened stream to `volume`. */
+export async function receiveStream(volume: Volume, reader: StreamReader, opts: ReceiveOptions = {}): Promise<ReceiveReport> {
+  const header = reader.header;
+  const label = volume.label;
+  const tokenPath = await tokenPathFor(label);
+  return volume.run(true, async () => {
+    if (volume.isDirty) await volume.consistencyPoint();
+    const map = volume.blockMap!;
+    let entries = volume.snapshots.list();
+    const bad = (message: string): SnapplaneError => new SnapplaneError('BAD_STREAM', message, { volume: label });
+
+    // ---- is this stream for this destination? -------------------------------------------------------------
+    let baseEntry: SnapshotEntry | null = null;
+    if (header.kind === 'full') {
+      if (entries.length > 0 || volume.fsinfo.inodeCount > FIRST_FREE_INODE) {
+        throw new SnapplaneError('EXISTS', `a full stream needs a new, empty volume; '${label}' already has ${entries.length > 0 ? 'snapshots' : 'files'} (receive into a new volume path, or send an incremental)`, { volume: label });
+      }
+    } else {
+      const base = header.base!;
+      if (volume.fsinfo.uuid !== header.sourceVolume) {
+        throw new SnapplaneError('INVALID', `stream is from volume ${header.sourceVolume} ('${header.sourceLabel}'), but '${label}' is a copy of volume ${volume.fsinfo.uuid}`, { volume: label });
+      }
+      baseEntry = entries.find((e) => e.name === base.name && sameIdentity(e, base)) ?? null;
+      if (!baseEntry) {
+        const named = entries.find((e) => e.name === base.name);
+        const have = entries.map((e) => e.name).join(', ') || 'none';
+        throw new SnapplaneError(
+          'NOT_FOUND',
+          named
+            ? `'${label}' has a snapshot '${base.name}', but not the one this incremental is based on (taken at CP ${base.generation}); its snapshots: ${have}`
+            : `'${label}' does not have the base snapshot '${base.name}' this incremental needs; its snapshots: ${have}`,
+          { volume: label, snapshot: base.name },
+        );
+      }
+      if (!sameRoot(volume.fsinfo.inodeFile, baseEntry.inodeFile)) {
+        if (!opts.force) {
+          throw new SnapplaneError('INVALID', `'${label}' has changed since snapshot '${base.name}'; revert it to '${base.name}' first (or receive with --force, which discards those changes)`, { volume: label, snapshot: base.name });
+        }
+        await revertTo(volume, base.name);
+        entries = volume.snapshots.list();
+      }
+    }
+    for (const s of header.snapshots) {
+      const clash = entries.find((e) => e.name === s.name);
+      if (clash) {
+        throw new SnapplaneError('EXISTS', sameIdentity(clash, s) ? `'${label}' already has snapshot '${s.name}'` : `'${label}' has a different snapshot called '${s.name}'; rename it first`, { volume: label, snapshot: s.name });
+      }
+    }
+    const gens = header.snapshots.map((s) => s.generation);
+    if (gens.some((g, i) => i > 0 && g <= gens[i - 1])) throw bad('stream header lists its snapshots out of order');
+    if (baseEntry && gens[gens.length - 1] <= baseEntry.generation) throw bad(`the newest snapshot of the stream is older than its base '${baseEntry.name}'`);
+    if (entries.length + header.snapshots.length > 255) {
+      throw new SnapplaneError('LIMIT', `'${label}' has ${entries.length} snapshots; ${header.snapshots.length} more would pass the limit of 255`, { volume: label });
+    }
+    const fp = fingerprint(header);
+    if (header.resumeFromVbn !== null) {
+      let token: TokenFile | null = null;
+      try {
+        token = JSON.parse(await readFile(tokenPath, 'utf8')) as TokenFile;
+      } catch {
+        // handled below
+      }
+      if (!token || token.streamId !== header.streamId) throw new SnapplaneError('INVALID', `'${label}' has no interrupted receive of stream ${header.streamId} to resume; send the stream from the start`, { volume: label });
+      if (token.fingerprint !== fp) throw new SnapplaneError('INVALID', `the resumed stream does not match the interrupted one (the source's snapshots changed); send it from the start`, { volume: label });
+      if (token.destGeneration !== volume.fsinfo.generation) throw new SnapplaneError('INVALID', `'${label}' changed after the interrupted receive (CP ${token.destGeneration} → ${volume.fsinfo.generation}); send the stream from the start`, { volume: label });
+      if (header.resumeFromVbn > token.nextVbn) throw new SnapplaneError('INVALID', `the stream resumes at VBN ${header.resumeFromVbn} but only blocks before VBN ${token.nextVbn} landed`, { volume: label });
+    }
+
+    // ---- the image: which blocks will come ------------------------------------------------------------------
+    let item: StreamItem = await reader.next();
+    const image = new SparsePlane();
+    while (item.type === 'image') {
+      image.setChunk(item.chunk, item.words);
+      item = await reader.next();
+    }
+    if (image.count !== header.imageBlocks) throw bad(`the image records hold ${image.count} blocks, the header says ${header.imageBlocks}`);
+    const first = image.chunk(0);
+    if (first && (first[0] & 3) !== 0) throw bad('the image includes the fsinfo blocks (VBN 0 and 1)');
+    const lastChunk = image.chunkIndexes().at(-1) ?? -1;
+    if (lastChunk >= 0) {
+      const words = image.chunk(lastChunk)!;
+      let top = -1;
+      for (let i = WORDS_PER_CHUNK - 1; i >= 0 && top < 0; i--) if (words[i] !== 0) top = lastChunk * BITS_PER_CHUNK + i * 32 + 31 - Math.clz32(words[i]);
+      if (top >= volume.fsinfo.blockCount) {
+        throw new SnapplaneError('LIMIT', `the stream needs blocks up to VBN ${top}, but '${label}' has only ${volume.fsinfo.blockCount} blocks; receive into a volume of at least ${header.blockCount} blocks`, { volume: label, vbn: top });
+      }
+    }
+
+    // ---- fence the image off, moving our own metadata out of it first --------------------------------------
+    const metaTrees: [FileTree, string][] = [
+      [map.tree, 'block map'],
+      [volume.snapshots.tree, 'snapshot table'],
+    ];
+    const fence = new Uint32Array(map.active.words.length);
+    for (const c of image.chunkIndexes()) fence.set(image.chunk(c)!, c * WORDS_PER_CHUNK);
+    const inFence = (v: number): boolean => (fence[v >>> 5] & (1 << (v & 31))) !== 0;
+    const meta = new Set<number>();
+    const toRewrite: [FileTree, number[]][] = [];
+    for (const [tree, name] of metaTrees) {
+      const blocks = await treeBlocks(volume, tree, name);
+      for (const b of blocks) meta.add(b.vbn);
+      const ranges = blocks.filter((b) => inFence(b.vbn)).map((b) => [b.index * 512 ** b.level, (b.index + 1) * 512 ** b.level]);
+      if (ranges.length > 0) toRewrite.push([tree, blocks.filter((b) => b.level === 0 && ranges.some(([lo, hi]) => b.index >= lo && b.index < hi)).map((b) => b.index)]);
+    }
+    // An empty destination's only state is its inode file (its root folder has no blocks): rewritten elsewhere too.
+    let touchRoot = false;
+    if (header.kind === 'full') {
+      const blocks = await treeBlocks(volume, volume.inodes.tree, 'inode file');
+      for (const b of blocks) meta.add(b.vbn);
+      touchRoot = blocks.some((b) => inFence(b.vbn));
+    }
+    for (const c of image.chunkIndexes()) {
+      const w = image.chunk(c)!;
+      const base = c * WORDS_PER_CHUNK;
+      for (let i = 0; i < WORDS_PER_CHUNK; i++) {
+        if (w[i] === 0) continue;
+        const pinned = w[i] & map.summary.words[base + i];
+        let used = w[i] & map.active.words[base + i];
+        if (pinned !== 0) {
+          const v = (base + i) * 32 + 31 - Math.clz32(pinned);
+          throw new SnapplaneError('INVALID', `'${label}' has a snapshot of its own that uses VBN ${v}, which the stream needs; delete snapshots the source does not have first`, { volume: label, vbn: v });
+        }
+        for (const [p, shadow] of map.shadows) {
+          if ((w[i] & shadow.words[base + i]) !== 0) {
+            const e = entries.find((x) => x.plane === p);
+            throw new SnapplaneError('INVALID', `shadow snapshot '${e?.name ?? p}' on '${label}' uses blocks the stream needs; delete it first`, { volume: label });
+          }
+        }
+        while (used !== 0) {
+          const t = used & -used;
+          const v = (base + i) * 32 + 31 - Math.clz32(t);
+          if (!meta.has(v)) throw new SnapplaneError('INVALID', `'${label}' has changed since its base (VBN ${v} is in use by its files); revert it first`, { volume: label, vbn: v });
+          used ^= t;
+        }
+      }
+    }
+    map.setFence(fence);
+    try {
+      if (touchRoot) {
+        await volume.inodes.get(ROOT_INODE);
+        volume.inodes.touch(ROOT_INODE);
+      }
+      if (toRewrite.length > 0 || touchRoot) {
+        for (const [tree, leaves] of toRewrite) {
+          for (const i of leaves) {
+            const data = await tree.readBlock(i);
+            if (data) await tree.writeBlock(i, Buffer.from(data));
+          }
+        }
+        await volume.consistencyPoint();
+        const moved: [FileTree, string][] = header.kind === 'full' ? [...metaTrees, [volume.inodes.tree, 'inode file']] : metaTrees;
+        for (const [tree, name] of moved) {
+          for (const b of await treeBlocks(volume, tree, name)) {
+            if (inFence(b.vbn)) throw new SnapplaneError('IO', `internal: ${name} block at VBN ${b.vbn} did not move out of the incoming image`, { volume: label, vbn: b.vbn });
+          }
+        }
+      }
+      const resumeFrom = header.resumeFromVbn ?? 0;
+      const saveToken = async (nextVbn: number): Promise<void> => {
+        const t: TokenFile = { streamId: header.streamId, fingerprint: fp, destGeneration: volume.fsinfo.generation, nextVbn, expression: header.expression };
+        await writeFile(`${tokenPath}.tmp`, JSON.stringify(t));
+        await rename(`${tokenPath}.tmp`, tokenPath);
+      };
+      await saveToken(resumeFrom);
+
+      // ---- deallocation list and planes --------------------------------------------------------------------
+      let deallocated = 0;
+      while (item.type === 'dealloc') {
+        if (!baseEntry) throw bad('a deallocation list in a full stream');
+        const b = await planeChunk(map, baseEntry.plane, item.chunk);
+        for (let i = 0; i < WORDS_PER_CHUNK; i++) if ((item.words[i] & ~(b ? b[i] : 0)) !== 0) throw bad(`the deallocation list frees blocks its base '${baseEntry.name}' does not have`);
+        deallocated += popcountWords(item.words);
+        item = await reader.next();
+      }
+      const planes: Map<number, Uint32Array>[] = header.snapshots.map(() => new Map());
+      while (item.type === 'plane') {
+        const have = baseEntry ? await planeChunk(map, baseEntry.plane, item.chunk) : null;
+        const img = image.chunk(item.chunk);
+        for (let i = 0; i < WORDS_PER_CHUNK; i++) {
+          const reserved = item.chunk === 0 && i === 0 ? 3 : 0;
+          const outside = item.words[i] & ~((img ? img[i] : 0) | (have ? have[i] : 0) | reserved);
+          if (outside !== 0) {
+            const v = item.chunk * BITS_PER_CHUNK + i * 32 + 31 - Math.clz32(outside);
+            throw bad(`the plane of '${header.snapshots[item.ordinal].name}' holds VBN ${v}, which neither the stream nor its base carries`);
+          }
+        }
+        planes[item.ordinal].set(item.chunk, item.words);
+        item = await reader.next();
+      }
+      if (planes.some((p) => p.size === 0)) throw bad('a carried snapshot has no plane records');
+
+      // ---- the blocks -----------------------------------------------------------------------------------------
+      let expected = 0;
+      for (const c of image.chunkIndexes()) {
+        const w = image.chunk(c)!;
+        if ((c + 1) * BITS_PER_CHUNK <= resumeFrom) continue;
+        if (c * BITS_PER_CHUNK >= resumeFrom) expected += popcountWords(w);
+        else for (let v = resumeFrom; v < (c + 1) * BITS_PER_CHUNK; v++) if (image.has(v)) expected++;
+      }
+      let landed = 0;
+      let sinceFlush = 0;
+      let nextVbn = resumeFrom;
+      while (item.type === 'blocks') {
+        if (opts.signal?.cancelled) throw new SnapplaneError('CANCELLED', 'receive cancelled', { volume: label });
+        if (item.vbn < resumeFrom) throw bad(`block record for VBN ${item.vbn} before the resume point ${resumeFrom}`);
+        for (let v = item.vbn; v < item.vbn + item.count; v++) if (!image.has(v)) throw bad(`block record carries VBN ${v}, which is not in the image`);
+        await volume.device.writeBlocks(item.vbn, item.data);
+        landed += item.count;
+        sinceFlush += item.count;
+        nextVbn = item.vbn + item.count;
+        if (sinceFlush >= 16384) {
+          await volume.device.flush();
+          await saveToken(nextVbn);
+          sinceFlush = 0;
+        }
+        opts.onProgress?.({ blocks: landed, totalBlocks: expected });
+        item = await reader.next();
+      }
+      if (item.type === 'position') item = await reader.next();
+      if (item.type !== 'end') throw bad(`unexpected ${item.type} record after the blocks`);
+      await volume.device.flush();
+      await saveToken(nextVbn);
+      if (landed !== expected) throw bad(`the stream carried ${landed} blocks of the ${expected} its image needs`);
+
+      // ---- commit: the new snapshots, planes and current state in one CP -------------------------------------
+      const top = header.snapshots[header.snapshots.length - 1];
+      const topInodeFile = inodeOf(top.inodeFile);
+      const inodes = new InodeTable(cloneInode(topInodeFile), top.inodeCount, volume.ctx);
+      const state = new BitPlane(map.blockCount);
+      for (let v = 0; v < RESERVED_BLOCKS; v++) state.set(v);
+      try {
+        await collectState(volume, { name: top.name, inodes, ns: new Namespace(inodes, label), entry: null }, state);
+      } catch (e) {
+        throw bad(`the received state of '${top.name}' does not read back: ${(e as Error).message}`);
+      }
+      try {
+        for (const [tree, name] of metaTrees) for (const b of await treeBlocks(volume, tree, name)) state.set(b.vbn);
+        const a = map.active.words;
+        const n = state.words;
+        for (let i = 0; i < a.length; i++) {
+          if (a[i] === n[i]) continue;
+          let drop = a[i] & ~n[i];
+          let add = n[i] & ~a[i];
+          while (drop !== 0) {
+            const t = drop & -drop;
+            map.release(i * 32 + (31 - Math.clz32(t)));
+            drop ^= t;
+          }
+          while (add !== 0) {
+            const t = add & -add;
+            map.markUsed(i * 32 + (31 - Math.clz32(t)));
+            add ^= t;
+          }
+        }
+        volume.replaceRoot(topInodeFile, top.inodeCount);
+        let nextId = volume.fsinfo.nextSnapshotId;
+        const usedIds = new Set(entries.map((e) => e.id));
+        for (const [k, s] of header.snapshots.entries() as IterableIterator<[number, StreamSnapshot]>) {
+          const plane = volume.snapshots.freePlane(label);
+          const id = usedIds.has(s.id) ? nextId++ : s.id;
+          usedIds.add(id);
+          nextId = Math.max(nextId, id + 1);
+          volume.snapshots.put({ id, plane, flags: s.flags & SnapshotFlag.master, createdAtMs: s.createdAtMs, generation: s.generation, name: s.name, inodeCount: s.inodeCount, inodeFile: inodeOf(s.inodeFile), blockMap: inodeOf(s.blockMap) });
+          for (const [c, w] of planes[k]) {
+            await map.tree.writeBlock(map.fileBlock(plane, c), Buffer.from(w.buffer, w.byteOffset, BLOCK_SIZE));
+            const sum = map.summary.chunkWords(c);
+            for (let i = 0; i < WORDS_PER_CHUNK; i++) sum[i] |= w[i];
+            map.summary.recount(c, true);
+          }
+        }
+        volume.fsinfo = { ...volume.fsinfo, nextSnapshotId: nextId, uuid: header.sourceVolume };
+        map.setFence(null);
+        await volume.consistencyPoint();
+        map.recountFree();
+      } catch (e) {
+        const err = e instanceof SnapplaneError ? e : new SnapplaneError('IO', `receive failed while committing: ${(e as Error).message}`, { volume: label });
+        volume.markFailed(err);
+        throw err;
+      }
+      await rm(tokenPath, { force: true });
+      void deallocated;
+      return {
+        volume: label,
+        streamId: header.streamId,
+        kind: header.kind,
+        expression: header.expression,
+        base: baseEntry?.name ?? null,
+        snapshots: header.snapshots.map((s) => s.name),
+        current: top.name,
+        blocks: landed,
+        bytes: landed * BLOCK_SIZE,
+        resumedFromVbn: header.resumeFromVbn,
+        generation: volume.fsinfo.generation,
+      };
+    } finally {
+      map.setFence(null);
+    }
+  });
+}

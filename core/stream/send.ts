@@ -1,0 +1,290 @@
+/**
+ * The sender: turns a storage image of a volume into an image stream. Blocks are read as blocks (no file-system
+ * walk on the sender); the snapshot entries and planes travel with them so the receiver can rebuild the snapshots.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { deflateRawSync } from 'node:zlib';
+import { compressSync } from 'lz4-napi';
+import { SnapplaneError } from '../common/errors.js';
+import { BLOCK_SIZE } from '../common/units.js';
+import { WORDS_PER_CHUNK, popcount32 } from '../planes/bit-plane.js';
+import { SparsePlane } from '../planes/sparse-plane.js';
+import { INODE_SIZE, encodeInode, type SnapshotEntry } from '../fs/format.js';
+import type { Volume } from '../fs/volume.js';
+import { bindNames, evaluateBound, planeChunk, runsInChunk } from '../image/evaluate.js';
+import { parseImageExpr, streamShape, formatImageExpr } from '../image/expression.js';
+import {
+  MAX_RUN_BLOCKS,
+  NO_STREAM_ID,
+  PREAMBLE_SIZE,
+  RECORD_HEADER_SIZE,
+  RecordFlag,
+  RecordType,
+  encodePreamble,
+  encodeRecordHeader,
+  streamIdBytes,
+  type RecordTypeCode,
+  type StreamCodec,
+  type StreamHeader,
+  type StreamOrder,
+  type StreamSnapshot,
+  type StreamTrailer,
+} from './format.js';
+
+export interface SendOptions {
+  order?: StreamOrder;
+  codec?: StreamCodec;
+  /** Resume: keep this stream id and skip block records before `fromVbn`. */
+  resume?: { streamId: string; fromVbn: number };
+  now?: () => number;
+}
+
+/** Everything decided before a byte of data is read: the header, the planes to send and the block runs. */
+export interface StreamPlan {
+  header: StreamHeader;
+  image: SparsePlane;
+  /** Plane chunks per carried snapshot (same order as header.snapshots). */
+  planes: Map<number, Uint32Array>[];
+  dealloc: SparsePlane | null;
+  runs: [number, number][];
+  /** Blocks the block records of this transmission carry (fewer than imageBlocks when resumed). */
+  sendBlocks: number;
+}
+
+function entryToStream(e: SnapshotEntry): StreamSnapshot {
+  const inode = (i: SnapshotEntry['inodeFile']): string => {
+    const b = Buffer.alloc(INODE_SIZE);
+    encodeInode(i, b, 0);
+    return b.toString('base64');
+  };
+  return { id: e.id, name: e.name, flags: e.flags, createdAtMs: e.createdAtMs, generation: e.generation, inodeCount: e.inodeCount, inodeFile: inode(e.inodeFile), blockMap: inode(e.blockMap) };
+}
+
+/** Splits the image into block records: runs of consecutive VBNs, cut at MAX_RUN_BLOCKS (and at stripe edges for `raid`). */
+function planRuns(image: SparsePlane, order: StreamOrder, members: number | null, fromVbn: number): [number, number][] {
+  const out: [number, number][] = [];
+  const unit = order === 'raid' && members ? Math.max(members, Math.floor(MAX_RUN_BLOCKS / members) * members) : MAX_RUN_BLOCKS;
+  let open: [number, number] | null = null;
+  const push = (first: number, count: number): void => {
+    if (first + count <= fromVbn) return;
+    if (first < fromVbn) {
+      count -= fromVbn - first;
+      first = fromVbn;
+    }
+    if (open && open[0] + open[1] === first) open[1] += count;
+    else {
+      if (open) out.push(open);
+      open = [first, count];
+    }
+  };
+  for (const c of image.chunkIndexes()) for (const [first, count] of runsInChunk(c, image.chunk(c)!)) push(first, count);
+  const last = open as [number, number] | null;
+  if (last) out.push(last);
+  // Cut at aligned boundaries of `unit` so records of a RAID source cover whole stripes.
+  const cut: [number, number][] = [];
+  for (const [first, count] of out) {
+    let v = first;
+    const end = first + count;
+    while (v < end) {
+      const boundary = (Math.floor(v / unit) + 1) * unit;
+      const n = Math.min(end, boundary) - v;
+      cut.push([v, n]);
+      v += n;
+    }
+  }
+  return cut;
+}
+
+/** Evaluates the expression and fixes the stream's header, planes and runs; refuses images that cannot be streamed. */
+export async function planStream(volume: Volume, expression: string, opts: SendOptions = {}): Promise<StreamPlan> {
+  return volume.exclusive(async () => {
+    const expr = parseImageExpr(expression);
+    const shape = streamShape(expr);
+    if ('reason' in shape) throw new SnapplaneError('INVALID', `"${expression}" cannot be streamed: ${shape.reason}`, { volume: volume.label });
+    const entries = volume.snapshots.list();
+    const bound = bindNames(expr, expression, entries, volume.label);
+    const tops = shape.tops.map((t) => {
+      const b = bound.get(t.name)!;
+      if (!b.entry) throw new SnapplaneError('INVALID', `a stream carries snapshots, not the changing active file system ('active' at column ${t.column}); take a snapshot and send that`, { volume: volume.label });
+      return b.entry;
+    });
+    const carried = [...new Map(tops.map((e) => [e.plane, e])).values()].sort((a, b) => a.generation - b.generation);
+    const baseEntry = shape.base ? bound.get(shape.base.name)!.entry : null;
+    if (shape.base && !baseEntry) throw new SnapplaneError('INVALID', `the base of an incremental must be a snapshot, not 'active' (column ${shape.base.column})`, { volume: volume.label });
+    if (baseEntry && carried.some((e) => e.plane === baseEntry.plane)) throw new SnapplaneError('INVALID', `snapshot '${baseEntry.name}' cannot be both sent and the base`, { volume: volume.label });
+    const map = await volume.planeMap();
+    const image = await evaluateBound(expr, bound, map);
+    // fsinfo never travels as a block: the receiver writes its own, last, to commit (SPEC §2.6).
+    const first = image.plane.chunk(0);
+    if (first && (first[0] & 3) !== 0) {
+      const w = first.slice();
+      w[0] &= ~3;
+      image.blocks -= popcount32(first[0] & 3);
+      image.plane.setChunk(0, w);
+    }
+    const planes: Map<number, Uint32Array>[] = [];
+    for (const e of carried) {
+      const chunks = new Map<number, Uint32Array>();
+      for (let c = 0; c < map.summary.chunks; c++) {
+        const w = await planeChunk(map, e.plane, c);
+        if (w) chunks.set(c, w.slice());
+      }
+      planes.push(chunks);
+    }
+    let dealloc: SparsePlane | null = null;
+    if (baseEntry) {
+      const top = carried[carried.length - 1];
+      dealloc = new SparsePlane();
+      for (let c = 0; c < map.summary.chunks; c++) {
+        const b = await planeChunk(map, baseEntry.plane, c);
+        if (!b) continue;
+        const t = await planeChunk(map, top.plane, c);
+        const w = new Uint32Array(WORDS_PER_CHUNK);
+        let any = false;
+        for (let i = 0; i < WORDS_PER_CHUNK; i++) {
+          w[i] = b[i] & ~(t ? t[i] : 0);
+          if (w[i] !== 0) any = true;
+        }
+        if (any) dealloc.setChunk(c, w);
+      }
+    }
+    const order = opts.order ?? 'vbn';
+    const health = volume.device.health();
+    const raidMembers = health.kind === 'raid4' ? health.members.filter((m) => m.role === 'data').length : null;
+    if (order === 'raid' && raidMembers === null) throw new SnapplaneError('INVALID', `order 'raid' needs a RAID-4 source; '${volume.label}' is a single image`, { volume: volume.label });
+    const fromVbn = opts.resume?.fromVbn ?? 0;
+    const runs = planRuns(image.plane, order, raidMembers, fromVbn);
+    const now = opts.now ?? Date.now;
+    const header: StreamHeader = {
+      format: 'snapplane-image-stream',
+      version: 1,
+      streamId: opts.resume?.streamId ?? randomBytes(16).toString('hex'),
+      sourceVolume: volume.fsinfo.uuid,
+      sourceLabel: volume.label,
+      blockSize: BLOCK_SIZE,
+      blockCount: volume.fsinfo.blockCount,
+      kind: baseEntry ? 'incremental' : 'full',
+      expression: formatImageExpr(expr),
+      base: baseEntry ? { id: baseEntry.id, name: baseEntry.name, generation: baseEntry.generation, createdAtMs: baseEntry.createdAtMs } : null,
+      order,
+      codec: opts.codec ?? 'none',
+      createdAt: new Date(now()).toISOString(),
+      snapshots: carried.map(entryToStream),
+      imageBlocks: image.blocks,
+      resumeFromVbn: opts.resume ? fromVbn : null,
+      raidMembers,
+    };
+    return { header, image: image.plane, planes, dealloc, runs, sendBlocks: runs.reduce((s, r) => s + r[1], 0) };
+  });
+}
+
+/** One record of the stream before framing. */
+interface PendingRecord {
+  type: RecordTypeCode;
+  flags: number;
+  vbn: number;
+  count: number;
+  payload: Buffer;
+}
+
+function bitmapRecord(type: RecordTypeCode, chunk: number, count: number, words: Uint32Array): PendingRecord {
+  const raw = Buffer.from(words.buffer, words.byteOffset, WORDS_PER_CHUNK * 4);
+  return { type, flags: RecordFlag.deflate, vbn: chunk, count, payload: deflateRawSync(raw) };
+}
+
+/** Every record of the plan except block records and the end, in stream order. */
+function metadataRecords(plan: StreamPlan): PendingRecord[] {
+  const out: PendingRecord[] = [];
+  for (const c of plan.image.chunkIndexes()) out.push(bitmapRecord(RecordType.image, c, 0, plan.image.chunk(c)!));
+  if (plan.dealloc) for (const c of plan.dealloc.chunkIndexes()) out.push(bitmapRecord(RecordType.dealloc, c, 0, plan.dealloc.chunk(c)!));
+  plan.planes.forEach((chunks, ordinal) => {
+    for (const [c, w] of [...chunks.entries()].sort((a, b) => a[0] - b[0])) out.push(bitmapRecord(RecordType.plane, c, ordinal, w));
+  });
+  return out;
+}
+
+/** Exact size in bytes of the stream a plan produces without compression (no data is read). */
+export function streamSize(plan: StreamPlan): { bytes: number; dataBytes: number; records: number } {
+  const headerJson = Buffer.byteLength(JSON.stringify(plan.header));
+  const meta = metadataRecords(plan);
+  let bytes = PREAMBLE_SIZE + RECORD_HEADER_SIZE + headerJson;
+  for (const r of meta) bytes += RECORD_HEADER_SIZE + r.payload.length;
+  const dataBytes = plan.sendBlocks * BLOCK_SIZE;
+  bytes += plan.runs.length * RECORD_HEADER_SIZE + dataBytes;
+  if (plan.header.order === 'tape') bytes += RECORD_HEADER_SIZE + plan.runs.length * 20;
+  const records = 2 + meta.length + plan.runs.length + (plan.header.order === 'tape' ? 1 : 0);
+  const trailer: StreamTrailer = { records, blocks: plan.sendBlocks, dataBytes, digest: '0'.repeat(64) };
+  bytes += RECORD_HEADER_SIZE + Buffer.byteLength(JSON.stringify(trailer));
+  return { bytes, dataBytes, records };
+}
+
+export interface StreamProgress {
+  blocks: number;
+  totalBlocks: number;
+  bytes: number;
+}
+
+/**
+ * Produces the stream of a plan as buffers. Reads blocks in runs through the volume's device, a few runs ahead,
+ * so member reads of a RAID source overlap and the consumer's writes overlap the next reads.
+ */
+export async function* writeStream(volume: Volume, plan: StreamPlan, onProgress?: (p: StreamProgress) => void, signal?: { cancelled: boolean }): AsyncGenerator<Buffer> {
+  const id = streamIdBytes(plan.header.streamId);
+  const digest = createHash('sha256');
+  let seq = 0;
+  let bytes = 0;
+  let records = 0;
+  const emit = (r: PendingRecord, streamId: Buffer = id): Buffer[] => {
+    const h = encodeRecordHeader(streamId, { type: r.type, flags: r.flags, payloadLength: r.payload.length, seq: seq++, vbn: r.vbn, count: r.count }, r.payload);
+    digest.update(h);
+    digest.update(r.payload);
+    bytes += h.length + r.payload.length;
+    records++;
+    return [h, r.payload];
+  };
+  const pre = encodePreamble();
+  digest.update(pre);
+  bytes += pre.length;
+  yield pre;
+  for (const b of emit({ type: RecordType.header, flags: 0, vbn: 0, count: 0, payload: Buffer.from(JSON.stringify(plan.header)) }, NO_STREAM_ID)) yield b;
+  for (const r of metadataRecords(plan)) for (const b of emit(r)) yield b;
+
+  const positions: { vbn: number; count: number; offset: number }[] = [];
+  let blocks = 0;
+  const codec = plan.header.codec;
+  const read = (run: [number, number]): Promise<Buffer> => volume.exclusive(() => volume.device.readBlocks(run[0], run[1]));
+  const ahead = 4;
+  const queue: Promise<Buffer>[] = [];
+  for (let i = 0; i < Math.min(ahead, plan.runs.length); i++) queue.push(read(plan.runs[i]));
+  for (let i = 0; i < plan.runs.length; i++) {
+    if (signal?.cancelled) throw new SnapplaneError('CANCELLED', 'send cancelled', { volume: volume.label });
+    const data = await queue.shift()!;
+    if (i + ahead < plan.runs.length) queue.push(read(plan.runs[i + ahead]));
+    const [vbn, count] = plan.runs[i];
+    let payload = data;
+    let flags = 0;
+    if (codec === 'lz4') {
+      const packed = compressSync(data);
+      if (packed.length < data.length) {
+        payload = packed;
+        flags = RecordFlag.codec;
+      }
+    }
+    positions.push({ vbn, count, offset: bytes });
+    for (const b of emit({ type: RecordType.blocks, flags, vbn, count, payload })) yield b;
+    blocks += count;
+    onProgress?.({ blocks, totalBlocks: plan.sendBlocks, bytes });
+  }
+  if (plan.header.order === 'tape') {
+    const table = Buffer.alloc(positions.length * 20);
+    positions.forEach((p, k) => {
+      table.writeBigUInt64LE(BigInt(p.vbn), k * 20);
+      table.writeUInt32LE(p.count, k * 20 + 8);
+      table.writeBigUInt64LE(BigInt(p.offset), k * 20 + 12);
+    });
+    for (const b of emit({ type: RecordType.position, flags: 0, vbn: 0, count: positions.length, payload: table })) yield b;
+  }
+  const trailer: StreamTrailer = { records: records + 1, blocks, dataBytes: blocks * BLOCK_SIZE, digest: digest.copy().digest('hex') };
+  for (const b of emit({ type: RecordType.end, flags: 0, vbn: 0, count: 0, payload: Buffer.from(JSON.stringify(trailer)) })) yield b;
+}
+
