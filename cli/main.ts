@@ -7,6 +7,7 @@ import { registerCheck } from './commands/check.js';
 import { registerRaid } from './commands/raid.js';
 import { registerDemo } from './commands/demo.js';
 import { registerSchedule } from './commands/schedule.js';
+import { registerStream } from './commands/stream.js';
 
 const program = new Command();
 program
@@ -23,6 +24,7 @@ registerSnap(program);
 registerCheck(program);
 registerRaid(program);
 registerSchedule(program);
+registerStream(program);
 registerDemo(program);
 
 try {

@@ -182,3 +182,68 @@ export interface ScheduleRunReport {
   /** Exact bytes pruning frees, from the planes. */
   freedBytes: number;
 }
+
+/** `image eval`: what an expression selects. */
+export interface ImageEvalReport {
+  volume: string;
+  /** The expression in canonical form. */
+  expression: string;
+  blocks: number;
+  bytes: number;
+  /** Each name of the expression and the plane it resolved to (`master` shows the snapshot it points at). */
+  planes: { name: string; plane: number; snapshot: string | null }[];
+  /** Whether the image can be streamed (a sum of snapshots minus at most one), and why not. */
+  streamable: boolean;
+  reason?: string;
+  kind?: 'full' | 'incremental';
+}
+
+/** `send --dry-run` and the summary of a send: sizes are exact, from the planes. */
+export interface SendReport {
+  volume: string;
+  streamId: string;
+  kind: 'full' | 'incremental';
+  expression: string;
+  base: string | null;
+  snapshots: string[];
+  current: string;
+  order: 'vbn' | 'raid' | 'tape';
+  codec: 'none' | 'lz4';
+  blocks: number;
+  dataBytes: number;
+  /** Bytes of the stream (exact without compression; with lz4, the uncompressed size on a dry run). */
+  streamBytes: number;
+  /** Stream bytes beyond the data, as a fraction of the data. */
+  overhead: number;
+  resumedFromVbn: number | null;
+  dryRun: boolean;
+  target?: string;
+}
+
+export interface ReceiveReport {
+  volume: string;
+  streamId: string;
+  kind: 'full' | 'incremental';
+  expression: string;
+  base: string | null;
+  snapshots: string[];
+  current: string;
+  blocks: number;
+  bytes: number;
+  resumedFromVbn: number | null;
+  generation: number;
+  created?: boolean;
+}
+
+export interface BackupCheck {
+  file: string;
+  kind: 'full' | 'incremental';
+  expression: string;
+  base: string | null;
+  snapshots: string[];
+  sourceVolume: string;
+  blocks: number;
+  bytes: number;
+  ok: boolean;
+  error?: string;
+}

@@ -299,6 +299,11 @@ export class Volume {
     }
   }
 
+  /** True once the volume stopped after a failed commit (it must be reopened). */
+  get isFailed(): boolean {
+    return this.failure !== null;
+  }
+
   /** @internal Stops the volume after a half-applied change: nothing more is committed; reopen to continue. */
   markFailed(e: SnapplaneError): void {
     this.failure ??= e;

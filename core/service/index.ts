@@ -9,3 +9,4 @@ export { parseInterval, parseAt } from '../jobs/cadence.js';
 export type { Cadence } from '../jobs/cadence.js';
 export type { JobRecord } from './state-store.js';
 export { snapplaneHome } from './state-store.js';
+export type { SendOptions } from '../stream/send.js';

@@ -16,6 +16,24 @@ import { openDeviceAt } from '../raid/open-device.js';
 import { Raid4Device } from '../raid/raid4-device.js';
 import type { RaidScrubReport, ScheduleInfo, ScheduleRunReport, SpaceReport } from '../api/types.js';
 import { resolve as resolvePath } from 'node:path';
+import { access } from 'node:fs/promises';
+import { BLOCK_SIZE } from '../common/units.js';
+import { parseImageExpr, formatImageExpr, streamShape } from '../image/expression.js';
+import { bindNames, evaluateBound } from '../image/evaluate.js';
+import { planStream, streamSize, writeStream, type SendOptions, type StreamPlan } from '../stream/send.js';
+import { StreamReader } from '../stream/reader.js';
+import { readResumeToken, receiveStream } from '../stream/receive.js';
+import { checkChain, fileSource, sendToFile, verifyStream } from '../stream/transfer.js';
+import type { BackupCheck, ImageEvalReport, ReceiveReport, SendReport } from '../api/types.js';
+
+async function pathExists(p: string): Promise<boolean> {
+  try {
+    await access(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
 import { describeCadence, nextSlot, type Cadence } from '../jobs/cadence.js';
 import { StateStore, type JobRecord } from './state-store.js';
 import { defaultGuards, planScheduleRun, type RetentionGuard } from './scheduler.js';
@@ -274,6 +292,170 @@ export class SnapplaneService {
       clean: unrepairable.length === 0 && fsck.clean,
       degraded: dev.health().degraded,
     };
+  }
+
+  // ---- storage images and streams ----------------------------------------------------------------------
+
+  /** Evaluates a storage-image expression over the volume's planes: its blocks and bytes, and whether it can be streamed. */
+  async imageEval(volume: string, expression: string): Promise<ImageEvalReport> {
+    const v = await this.volume({ volume }, false);
+    return v.exclusive(async () => {
+      const expr = parseImageExpr(expression);
+      const entries = v.snapshots.list();
+      const bound = bindNames(expr, expression, entries, volume);
+      const image = await evaluateBound(expr, bound, await v.planeMap());
+      const shape = streamShape(expr);
+      const report: ImageEvalReport = {
+        volume,
+        expression: formatImageExpr(expr),
+        blocks: image.blocks,
+        bytes: image.blocks * BLOCK_SIZE,
+        planes: [...bound.values()].map((b) => ({ name: b.name, plane: b.plane, snapshot: b.entry?.name ?? null })),
+        streamable: !('reason' in shape) && shape.tops.every((t) => bound.get(t.name)!.entry !== null) && (shape.base === null || bound.get(shape.base.name)!.entry !== null),
+      };
+      if ('reason' in shape) report.reason = shape.reason;
+      else if (!report.streamable) report.reason = "a stream carries snapshots, not 'active'; take a snapshot first";
+      else report.kind = shape.base ? 'incremental' : 'full';
+      return report;
+    });
+  }
+
+  private sendReport(volume: string, plan: StreamPlan, dryRun: boolean, streamBytes: number): SendReport {
+    const h = plan.header;
+    const dataBytes = plan.sendBlocks * BLOCK_SIZE;
+    return {
+      volume,
+      streamId: h.streamId,
+      kind: h.kind,
+      expression: h.expression,
+      base: h.base?.name ?? null,
+      snapshots: h.snapshots.map((x) => x.name),
+      current: h.snapshots[h.snapshots.length - 1].name,
+      order: h.order,
+      codec: h.codec,
+      blocks: plan.sendBlocks,
+      dataBytes,
+      streamBytes,
+      overhead: dataBytes === 0 ? 0 : (streamBytes - dataBytes) / dataBytes,
+      resumedFromVbn: h.resumeFromVbn,
+      dryRun,
+    };
+  }
+
+  /** Plans a send: exact sizes from the planes, no data read (`send --dry-run`). */
+  async sendDryRun(volume: string, expression: string, options: SendOptions = {}): Promise<SendReport> {
+    const v = await this.volume({ volume }, false);
+    const plan = await planStream(v, expression, { ...options, now: this.now });
+    return this.sendReport(volume, plan, true, streamSize(plan).bytes);
+  }
+
+  /** Sends an image as a stream of buffers (to a pipe or socket); the report comes once the stream is consumed. */
+  async sendStream(volume: string, expression: string, options: SendOptions = {}, onProgress?: ProgressCallback): Promise<{ report: SendReport; stream: AsyncIterable<Buffer> }> {
+    const v = await this.volume({ volume }, false);
+    const plan = await planStream(v, expression, { ...options, now: this.now });
+    const report = this.sendReport(volume, plan, false, 0);
+    const self = this;
+    async function* run(): AsyncGenerator<Buffer> {
+      for await (const b of writeStream(v, plan, (p) => onProgress?.({ phase: 'send', done: p.blocks * BLOCK_SIZE, total: plan.sendBlocks * BLOCK_SIZE, unit: 'bytes' }))) {
+        report.streamBytes += b.length;
+        yield b;
+      }
+      report.overhead = report.dataBytes === 0 ? 0 : (report.streamBytes - report.dataBytes) / report.dataBytes;
+      void self;
+    }
+    return { report, stream: run() };
+  }
+
+  /** Sends an image into a file (a file backup): written under a temporary name and renamed when complete. */
+  async sendToFile(volume: string, expression: string, path: string, options: SendOptions = {}, onProgress?: ProgressCallback): Promise<SendReport> {
+    const v = await this.volume({ volume }, false);
+    const plan = await planStream(v, expression, { ...options, now: this.now });
+    const bytes = await sendToFile(v, plan, path, (p) => onProgress?.({ phase: 'send', done: p.blocks * BLOCK_SIZE, total: plan.sendBlocks * BLOCK_SIZE, unit: 'bytes' }));
+    return { ...this.sendReport(volume, plan, false, bytes), target: path };
+  }
+
+  /**
+   * Receives a stream into a volume. A full stream into a volume that does not exist creates it (an image file
+   * of the source's size, or `raid` data members plus parity). On any error the destination stays at its base.
+   */
+  async receive(volume: string, source: AsyncIterable<Buffer>, options: { force?: boolean; raid?: number } = {}, onProgress?: ProgressCallback): Promise<ReceiveReport> {
+    const reader = new StreamReader(source);
+    const header = await reader.open();
+    let created = false;
+    if (!(await pathExists(volume))) {
+      if (header.kind !== 'full') {
+        throw new SnapplaneError('NOT_FOUND', `volume '${volume}' does not exist; an incremental stream (based on '${header.base!.name}') needs a destination that has that snapshot`, { volume });
+      }
+      const size = header.blockCount * BLOCK_SIZE;
+      await this.createVolume(volume, options.raid ? Math.ceil(header.blockCount / options.raid) * BLOCK_SIZE + 16 * BLOCK_SIZE : size, options.raid ? { raid: options.raid } : {});
+      created = true;
+    }
+    const v = await this.volume({ volume }, true);
+    try {
+      const report = await receiveStream(v, reader, { force: options.force, onProgress: (p) => onProgress?.({ phase: 'receive', done: p.blocks * BLOCK_SIZE, total: p.totalBlocks * BLOCK_SIZE, unit: 'bytes' }) });
+      return created ? { ...report, created } : report;
+    } catch (e) {
+      // A volume stopped half-way through committing must be reopened from disk.
+      if (v.isFailed) await this.forget(volume);
+      const token = await readResumeToken(volume);
+      if (token && e instanceof SnapplaneError && (e.code === 'BAD_STREAM' || e.code === 'IO' || e.code === 'CANCELLED')) {
+        throw new SnapplaneError(e.code, `${e.message}; blocks that landed are kept: resume with \`snapplane send ... --resume ${token}\``, { volume, cause: e });
+      }
+      throw e;
+    }
+  }
+
+  /** Receives a stream from a file (a file backup). */
+  async receiveFile(volume: string, path: string, options: { force?: boolean; raid?: number } = {}, onProgress?: ProgressCallback): Promise<ReceiveReport> {
+    if (!(await pathExists(path))) throw new SnapplaneError('NOT_FOUND', `backup '${path}' does not exist`, { path });
+    return this.receive(volume, fileSource(path), options, onProgress);
+  }
+
+  /** The resume token an interrupted receive into `volume` left behind, or null. */
+  async receiveToken(volume: string): Promise<string | null> {
+    return readResumeToken(volume);
+  }
+
+  /** Copies an image of one volume to another (full or incremental), blocks at the same VBNs, in this process. */
+  async copy(source: string, destination: string, expression: string, options: SendOptions & { force?: boolean } = {}, onProgress?: ProgressCallback): Promise<ReceiveReport> {
+    if (resolvePath(source) === resolvePath(destination)) throw new SnapplaneError('INVALID', 'source and destination are the same volume', { volume: source });
+    const { stream } = await this.sendStream(source, expression, options);
+    return this.receive(destination, stream, { force: options.force }, onProgress);
+  }
+
+  /** Verifies backups end to end (every record, counts, digests) and that they form a restorable chain. */
+  async verify(files: string[]): Promise<{ ok: boolean; chain: string | null; backups: BackupCheck[] }> {
+    const backups: BackupCheck[] = [];
+    for (const f of files) {
+      if (!(await pathExists(f))) backups.push({ file: f, kind: 'full', expression: '', base: null, snapshots: [], sourceVolume: '', blocks: 0, bytes: 0, ok: false, error: 'no such file' });
+      else backups.push(await verifyStream(fileSource(f), f));
+    }
+    let chain: string | null = null;
+    if (backups.every((b) => b.ok)) {
+      try {
+        await checkChain(files);
+      } catch (e) {
+        chain = (e as Error).message;
+      }
+    }
+    return { ok: backups.every((b) => b.ok) && chain === null, chain, backups };
+  }
+
+  /** Restores a chain of backups (a full one, then incrementals) into a volume, checking the chain before writing anything. */
+  async restore(volume: string, files: string[], options: { raid?: number } = {}, onProgress?: ProgressCallback): Promise<ReceiveReport[]> {
+    await checkChain(files);
+    const out: ReceiveReport[] = [];
+    for (const f of files) out.push(await this.receiveFile(volume, f, options, onProgress));
+    return out;
+  }
+
+  private async forget(volume: string): Promise<void> {
+    for (const [k, v] of this.open) {
+      if (k.startsWith(`${volume}\u0000`)) {
+        await v.abort().catch(() => undefined);
+        this.open.delete(k);
+      }
+    }
   }
 
   /** Capacity, generation, device health and counts of a volume or snapshot. */

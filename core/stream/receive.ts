@@ -5,7 +5,7 @@
  * after the end record has verified. A crash or a bad stream before that leaves the destination at its base.
  */
 import { createHash } from 'node:crypto';
-import { readFile, rm, stat, writeFile, rename } from 'node:fs/promises';
+import { open, readFile, rm, stat, writeFile, rename, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SnapplaneError } from '../common/errors.js';
 import { BLOCK_SIZE } from '../common/units.js';
@@ -21,6 +21,7 @@ import type { Volume } from '../fs/volume.js';
 import { planeChunk } from '../image/evaluate.js';
 import type { StreamReader, StreamItem } from './reader.js';
 import type { StreamHeader, StreamSnapshot } from './format.js';
+import type { ReceiveReport } from '../api/types.js';
 
 export interface ReceiveOptions {
   onProgress?: (p: { blocks: number; totalBlocks: number }) => void;
@@ -29,19 +30,7 @@ export interface ReceiveOptions {
   force?: boolean;
 }
 
-export interface ReceiveReport {
-  volume: string;
-  streamId: string;
-  kind: 'full' | 'incremental';
-  expression: string;
-  base: string | null;
-  snapshots: string[];
-  current: string;
-  blocks: number;
-  bytes: number;
-  resumedFromVbn: number | null;
-  generation: number;
-}
+export type { ReceiveReport } from '../api/types.js';
 
 /** What an interrupted receive leaves behind, so the sender can continue where it stopped. */
 interface TokenFile {
@@ -245,29 +234,26 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
         }
       }
     }
+    // Incoming blocks that land on our own current metadata wait in a spool (memory + a sidecar file, so a resumed
+    // receive still has them) until the stream has verified; only then is the metadata moved and are they written.
+    const held = new Set<number>();
+    for (const v of meta) if (inFence(v)) held.add(v);
+    const spoolPath = `${tokenPath.replace(/\.json$/, '')}.spool`;
+    const spool = new Map<number, Buffer>();
+    const resumeFrom = header.resumeFromVbn ?? 0;
+    if (resumeFrom > 0) {
+      const bytes = await readFile(spoolPath).catch(() => Buffer.alloc(0));
+      for (let o = 0; o + 8 + BLOCK_SIZE <= bytes.length; o += 8 + BLOCK_SIZE) {
+        const v = Number(bytes.readBigUInt64LE(o));
+        if (v < resumeFrom && held.has(v)) spool.set(v, Buffer.from(bytes.subarray(o + 8, o + 8 + BLOCK_SIZE)));
+      }
+    }
+    const spoolFile = await open(spoolPath, 'w');
+    for (const [v, data] of spool) await appendSpool(spoolFile, v, data);
     map.setFence(fence);
     try {
-      if (touchRoot) {
-        await volume.inodes.get(ROOT_INODE);
-        volume.inodes.touch(ROOT_INODE);
-      }
-      if (toRewrite.length > 0 || touchRoot) {
-        for (const [tree, leaves] of toRewrite) {
-          for (const i of leaves) {
-            const data = await tree.readBlock(i);
-            if (data) await tree.writeBlock(i, Buffer.from(data));
-          }
-        }
-        await volume.consistencyPoint();
-        const moved: [FileTree, string][] = header.kind === 'full' ? [...metaTrees, [volume.inodes.tree, 'inode file']] : metaTrees;
-        for (const [tree, name] of moved) {
-          for (const b of await treeBlocks(volume, tree, name)) {
-            if (inFence(b.vbn)) throw new SnapplaneError('IO', `internal: ${name} block at VBN ${b.vbn} did not move out of the incoming image`, { volume: label, vbn: b.vbn });
-          }
-        }
-      }
-      const resumeFrom = header.resumeFromVbn ?? 0;
       const saveToken = async (nextVbn: number): Promise<void> => {
+        await spoolFile.datasync();
         const t: TokenFile = { streamId: header.streamId, fingerprint: fp, destGeneration: volume.fsinfo.generation, nextVbn, expression: header.expression };
         await writeFile(`${tokenPath}.tmp`, JSON.stringify(t));
         await rename(`${tokenPath}.tmp`, tokenPath);
@@ -315,7 +301,10 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
         if (opts.signal?.cancelled) throw new SnapplaneError('CANCELLED', 'receive cancelled', { volume: label });
         if (item.vbn < resumeFrom) throw bad(`block record for VBN ${item.vbn} before the resume point ${resumeFrom}`);
         for (let v = item.vbn; v < item.vbn + item.count; v++) if (!image.has(v)) throw bad(`block record carries VBN ${v}, which is not in the image`);
-        await volume.device.writeBlocks(item.vbn, item.data);
+        await writeAround(volume, item.vbn, item.count, item.data, held, async (v, data) => {
+          spool.set(v, Buffer.from(data));
+          await appendSpool(spoolFile, v, data);
+        });
         landed += item.count;
         sinceFlush += item.count;
         nextVbn = item.vbn + item.count;
@@ -332,6 +321,31 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
       await volume.device.flush();
       await saveToken(nextVbn);
       if (landed !== expected) throw bad(`the stream carried ${landed} blocks of the ${expected} its image needs`);
+      if (spool.size !== held.size) throw bad(`internal: ${held.size - spool.size} held blocks never arrived`);
+
+      // ---- the stream is good: move our metadata out of the image, then write the held blocks in its place -------
+      if (held.size > 0) {
+        if (touchRoot) {
+          await volume.inodes.get(ROOT_INODE);
+          volume.inodes.touch(ROOT_INODE);
+        }
+        for (const [tree, leaves] of toRewrite) {
+          for (const i of leaves) {
+            const data = await tree.readBlock(i);
+            if (data) await tree.writeBlock(i, Buffer.from(data));
+          }
+        }
+        await volume.consistencyPoint();
+        const moved: [FileTree, string][] = header.kind === 'full' ? [...metaTrees, [volume.inodes.tree, 'inode file']] : metaTrees;
+        for (const [tree, name] of moved) {
+          for (const b of await treeBlocks(volume, tree, name)) {
+            if (inFence(b.vbn)) throw new SnapplaneError('IO', `internal: ${name} block at VBN ${b.vbn} did not move out of the incoming image`, { volume: label, vbn: b.vbn });
+          }
+        }
+        await saveToken(nextVbn);
+        for (const [v, data] of [...spool].sort((a, b) => a[0] - b[0])) await volume.device.writeBlocks(v, data);
+        await volume.device.flush();
+      }
 
       // ---- commit: the new snapshots, planes and current state in one CP -------------------------------------
       const top = header.snapshots[header.snapshots.length - 1];
@@ -389,6 +403,7 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
         throw err;
       }
       await rm(tokenPath, { force: true });
+      await rm(spoolPath, { force: true });
       void deallocated;
       return {
         volume: label,
@@ -405,6 +420,24 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
       };
     } finally {
       map.setFence(null);
+      await spoolFile.close();
     }
   });
+}
+
+async function appendSpool(f: FileHandle, vbn: number, data: Buffer): Promise<void> {
+  const h = Buffer.alloc(8);
+  h.writeBigUInt64LE(BigInt(vbn));
+  await f.write(Buffer.concat([h, data]));
+}
+
+/** Writes a run of blocks, handing blocks in `held` to `hold` instead (sub-runs between them go out whole). */
+async function writeAround(volume: Volume, vbn: number, count: number, data: Buffer, held: Set<number>, hold: (vbn: number, data: Buffer) => Promise<void>): Promise<void> {
+  let start = 0;
+  for (let k = 0; k <= count; k++) {
+    if (k < count && !held.has(vbn + k)) continue;
+    if (k > start) await volume.device.writeBlocks(vbn + start, data.subarray(start * BLOCK_SIZE, k * BLOCK_SIZE));
+    if (k < count) await hold(vbn + k, data.subarray(k * BLOCK_SIZE, (k + 1) * BLOCK_SIZE));
+    start = k + 1;
+  }
 }

@@ -1,0 +1,194 @@
+/** `snapplane image eval`, `send`, `receive`, `copy`, `backup`, `restore`, `verify`: storage images and image streams. */
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { Command } from 'commander';
+import { formatBytes, type ReceiveReport, type SendReport } from '../../core/service/index.js';
+import { printJson } from '../output.js';
+import { progressBar } from '../progress.js';
+import { UsageError, withService } from '../run.js';
+
+const ORDERS = ['vbn', 'raid', 'tape'] as const;
+const CODECS = ['none', 'lz4'] as const;
+
+function sendOptions(opts: { order?: string; compress?: string; resume?: string }): { order: (typeof ORDERS)[number]; codec: (typeof CODECS)[number]; resume?: { streamId: string; fromVbn: number } } {
+  const order = (opts.order ?? 'vbn') as (typeof ORDERS)[number];
+  if (!ORDERS.includes(order)) throw new UsageError(`--order must be one of ${ORDERS.join(', ')} (got '${opts.order}')`);
+  const codec = (opts.compress ?? 'none') as (typeof CODECS)[number];
+  if (!CODECS.includes(codec)) throw new UsageError(`--compress must be one of ${CODECS.join(', ')} (got '${opts.compress}')`);
+  let resume: { streamId: string; fromVbn: number } | undefined;
+  if (opts.resume) {
+    const m = /^([0-9a-f]{32})-([0-9a-f]{1,14})$/.exec(opts.resume.trim());
+    if (!m) throw new UsageError(`bad resume token '${opts.resume}' (use the token the interrupted receive printed)`);
+    resume = { streamId: m[1], fromVbn: parseInt(m[2], 16) };
+  }
+  return { order, codec, resume };
+}
+
+function sendLine(r: SendReport): string {
+  const what = r.kind === 'full' ? `full image of ${r.snapshots.join(', ')}` : `incremental ${r.snapshots.join(', ')} over ${r.base}`;
+  return `${r.dryRun ? 'would send' : 'sent'} ${what}: ${r.blocks} blocks, ${formatBytes(r.dataBytes)} of data, stream ${formatBytes(r.streamBytes)} (${r.streamBytes} bytes, overhead ${(r.overhead * 100).toFixed(3)}%)${r.target ? ` to ${r.target}` : ''}\n`;
+}
+
+function receiveLine(r: ReceiveReport): string {
+  return `received ${r.kind === 'full' ? 'full image' : `incremental over ${r.base}`} into ${r.volume}${r.created ? ' (created)' : ''}: ${r.snapshots.join(', ')}; current state is ${r.current}; ${r.blocks} blocks (${formatBytes(r.bytes)})${r.resumedFromVbn !== null ? `, resumed at VBN ${r.resumedFromVbn}` : ''}\n`;
+}
+
+export function registerStream(program: Command): void {
+  const image = program.command('image').description('storage images: set arithmetic on bit planes');
+  image
+    .command('eval <vol> <expr>')
+    .description('evaluate an image expression ("June5 + June4 - June3"; + union, - difference, & intersection, parentheses)')
+    .option('--json', 'print a JSON report')
+    .action((vol: string, expr: string, opts: { json?: boolean }) =>
+      withService(async (s) => {
+        const r = await s.imageEval(vol, expr);
+        if (opts.json) return printJson(r);
+        process.stdout.write(`${r.expression}: ${r.blocks} blocks, ${formatBytes(r.bytes)}\n`);
+        process.stdout.write(r.streamable ? `streamable as a${r.kind === 'full' ? ' full' : 'n incremental'} image\n` : `not streamable: ${r.reason}\n`);
+      }),
+    );
+
+  program
+    .command('send <vol> <expr>')
+    .description('write an image stream of snapshots: "S3 + S2 + S1" (full) or "S5 + S4 - S3" (incremental over S3)')
+    .option('--order <order>', 'block order: vbn, raid (whole stripes per record) or tape (with a position table)', 'vbn')
+    .option('--compress <codec>', 'compress block records: none or lz4', 'none')
+    .option('--dry-run', 'print the exact size without reading any data')
+    .option('-o, --output <file>', "write to a file ('-' for stdout, the default)")
+    .option('--resume <token>', 'continue an interrupted receive from the token it printed')
+    .option('--json', 'print a JSON report (to stderr when the stream goes to stdout)')
+    .action((vol: string, expr: string, opts: { order?: string; compress?: string; dryRun?: boolean; output?: string; resume?: string; json?: boolean }) =>
+      withService(async (s) => {
+        const o = sendOptions(opts);
+        if (opts.dryRun) {
+          const r = await s.sendDryRun(vol, expr, o);
+          if (opts.json) return printJson(r);
+          process.stdout.write(sendLine(r));
+          return;
+        }
+        const bar = progressBar(opts.json === true);
+        try {
+          if (opts.output && opts.output !== '-') {
+            const r = await s.sendToFile(vol, expr, opts.output, o, bar);
+            bar.stop();
+            if (opts.json) return printJson(r);
+            process.stdout.write(sendLine(r));
+            return;
+          }
+          if (process.stdout.isTTY) throw new UsageError('refusing to write a binary stream to a terminal; use -o <file> or a pipe');
+          const { report, stream } = await s.sendStream(vol, expr, o, bar);
+          await pipeline(Readable.from(stream), process.stdout);
+          bar.stop();
+          if (opts.json) process.stderr.write(`${JSON.stringify(report)}\n`);
+        } finally {
+          bar.stop();
+        }
+      }),
+    );
+
+  program
+    .command('receive <vol>')
+    .description('apply an image stream to a volume (a full stream into a missing volume creates it); atomic: on any error the volume stays at its base')
+    .option('-i, --input <file>', "read from a file ('-' for stdin, the default)")
+    .option('--force', 'an incremental into a volume changed since its base: revert it to the base first')
+    .option('--raid <n>', 'when the stream creates the volume: a RAID-4 group of n data members plus parity')
+    .option('--token', 'print the resume token an interrupted receive left, and exit')
+    .option('--json', 'print a JSON report')
+    .action((vol: string, opts: { input?: string; force?: boolean; raid?: string; token?: boolean; json?: boolean }) =>
+      withService(async (s) => {
+        if (opts.token) {
+          const t = await s.receiveToken(vol);
+          if (opts.json) return printJson({ volume: vol, token: t });
+          if (!t) {
+            process.stderr.write(`snapplane: no interrupted receive into ${vol}\n`);
+            return 1;
+          }
+          process.stdout.write(`${t}\n`);
+          return;
+        }
+        const raid = opts.raid ? Number(opts.raid) : undefined;
+        if (raid !== undefined && (!Number.isInteger(raid) || raid < 2)) throw new UsageError('--raid needs at least 2 data members');
+        const bar = progressBar(opts.json === true);
+        try {
+          let r: ReceiveReport;
+          if (opts.input && opts.input !== '-') r = await s.receiveFile(vol, opts.input, { force: opts.force, raid }, bar);
+          else {
+            if (process.stdin.isTTY) throw new UsageError('reading a stream from a terminal; pipe one in or use -i <file>');
+            r = await s.receive(vol, process.stdin as AsyncIterable<Buffer>, { force: opts.force, raid }, bar);
+          }
+          bar.stop();
+          if (opts.json) return printJson(r);
+          process.stdout.write(receiveLine(r));
+        } finally {
+          bar.stop();
+        }
+      }),
+    );
+
+  program
+    .command('copy <src-vol> <dst-vol> <expr>')
+    .description('disk copy: the image\'s blocks to the same VBNs of a second volume (full creates it; incremental updates it)')
+    .option('--force', 'revert a destination changed since its base first')
+    .option('--json', 'print a JSON report')
+    .action((src: string, dst: string, expr: string, opts: { force?: boolean; json?: boolean }) =>
+      withService(async (s) => {
+        const bar = progressBar(opts.json === true);
+        const r = await s.copy(src, dst, expr, { force: opts.force }, bar);
+        bar.stop();
+        if (opts.json) return printJson(r);
+        process.stdout.write(receiveLine(r));
+      }),
+    );
+
+  program
+    .command('backup <vol> <expr>')
+    .description('file backup: write the image stream to --to file:<path>')
+    .requiredOption('--to <target>', 'file:<path>')
+    .option('--compress <codec>', 'none or lz4', 'none')
+    .option('--json', 'print a JSON report')
+    .action((vol: string, expr: string, opts: { to: string; compress?: string; json?: boolean }) =>
+      withService(async (s) => {
+        const m = /^file:(.+)$/.exec(opts.to);
+        if (!m) throw new UsageError(`--to must be file:<path> (got '${opts.to}'); tape folders are not supported yet`);
+        const bar = progressBar(opts.json === true);
+        const r = await s.sendToFile(vol, expr, m[1], sendOptions({ compress: opts.compress }), bar);
+        bar.stop();
+        if (opts.json) return printJson(r);
+        process.stdout.write(sendLine(r));
+      }),
+    );
+
+  program
+    .command('restore <dst-vol> <backups...>')
+    .description('restore a chain of backups (full first, then incrementals) into a volume; the chain is checked before anything is written')
+    .option('--raid <n>', 'create the volume as a RAID-4 group of n data members plus parity')
+    .option('--json', 'print a JSON report')
+    .action((dst: string, backups: string[], opts: { raid?: string; json?: boolean }) =>
+      withService(async (s) => {
+        const bar = progressBar(opts.json === true);
+        const r = await s.restore(dst, backups, { raid: opts.raid ? Number(opts.raid) : undefined }, bar);
+        bar.stop();
+        if (opts.json) return printJson(r);
+        for (const x of r) process.stdout.write(receiveLine(x));
+      }),
+    );
+
+  program
+    .command('verify <backups...>')
+    .description('check backups end to end (every record, counts, digest) and that they form a restorable chain, without restoring')
+    .option('--json', 'print a JSON report')
+    .action((backups: string[], opts: { json?: boolean }) =>
+      withService(async (s) => {
+        const r = await s.verify(backups);
+        if (opts.json) printJson(r);
+        else {
+          for (const b of r.backups) {
+            process.stdout.write(b.ok ? `ok   ${b.file}: ${b.kind} ${b.expression}, ${b.blocks} blocks (${formatBytes(b.bytes)})\n` : `BAD  ${b.file}: ${b.error}\n`);
+          }
+          if (r.chain) process.stdout.write(`chain: ${r.chain}\n`);
+          else if (r.ok && backups.length > 1) process.stdout.write('chain: restorable in this order\n');
+        }
+        return r.ok ? 0 : 1;
+      }),
+    );
+}

@@ -1,0 +1,119 @@
+/**
+ * Transfers built from the sender and the receiver: streams to and from files, checking a backup chain before
+ * restoring it, and verifying backups without a destination.
+ */
+import { createReadStream } from 'node:fs';
+import { open, rename, rm } from 'node:fs/promises';
+import { SnapplaneError } from '../common/errors.js';
+import { BLOCK_SIZE } from '../common/units.js';
+import { WORDS_PER_CHUNK, popcountWords } from '../planes/bit-plane.js';
+import type { Volume } from '../fs/volume.js';
+import { StreamReader } from './reader.js';
+import { writeStream, type StreamPlan, type StreamProgress } from './send.js';
+import type { StreamHeader } from './format.js';
+import type { BackupCheck } from '../api/types.js';
+
+/** The bytes of a file as an async sequence of buffers (1 MiB reads). */
+export function fileSource(path: string): AsyncIterable<Buffer> {
+  return createReadStream(path, { highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>;
+}
+
+/** Writes a planned stream to a file (through a temporary name, so a half-written backup never looks complete). */
+export async function sendToFile(volume: Volume, plan: StreamPlan, path: string, onProgress?: (p: StreamProgress) => void, signal?: { cancelled: boolean }): Promise<number> {
+  const tmp = `${path}.partial`;
+  const fh = await open(tmp, 'w');
+  let bytes = 0;
+  try {
+    let pending: Buffer[] = [];
+    let size = 0;
+    const flush = async (): Promise<void> => {
+      if (size === 0) return;
+      await fh.write(pending.length === 1 ? pending[0] : Buffer.concat(pending, size));
+      pending = [];
+      size = 0;
+    };
+    for await (const b of writeStream(volume, plan, onProgress, signal)) {
+      pending.push(b);
+      size += b.length;
+      bytes += b.length;
+      if (size >= 4 << 20) await flush();
+    }
+    await flush();
+    await fh.datasync();
+  } catch (e) {
+    await fh.close();
+    await rm(tmp, { force: true });
+    throw e;
+  }
+  await fh.close();
+  await rename(tmp, path);
+  return bytes;
+}
+
+export type { BackupCheck } from '../api/types.js';
+
+/** Reads a whole stream, verifying every record, the counts and the digest; no destination is touched. */
+export async function verifyStream(source: AsyncIterable<Buffer>, label: string): Promise<BackupCheck> {
+  const reader = new StreamReader(source);
+  let header: StreamHeader | null = null;
+  let blocks = 0;
+  try {
+    header = await reader.open();
+    let imageBlocks = 0;
+    let image: Map<number, Uint32Array> = new Map();
+    for (;;) {
+      const item = await reader.next();
+      if (item.type === 'image') {
+        image.set(item.chunk, item.words);
+        imageBlocks += popcountWords(item.words);
+      } else if (item.type === 'blocks') {
+        for (let v = item.vbn; v < item.vbn + item.count; v++) {
+          const w = image.get(Math.floor(v / (WORDS_PER_CHUNK * 32)));
+          const o = v % (WORDS_PER_CHUNK * 32);
+          if (!w || (w[o >>> 5] & (1 << (o & 31))) === 0) throw new SnapplaneError('BAD_STREAM', `${label}: block record carries VBN ${v}, which is not in the image`);
+        }
+        blocks += item.count;
+      } else if (item.type === 'end') break;
+    }
+    if (imageBlocks !== header.imageBlocks) throw new SnapplaneError('BAD_STREAM', `${label}: image records hold ${imageBlocks} blocks, the header says ${header.imageBlocks}`);
+    if (header.resumeFromVbn === null && blocks !== header.imageBlocks) throw new SnapplaneError('BAD_STREAM', `${label}: carries ${blocks} of its ${header.imageBlocks} blocks`);
+    image = new Map();
+    return summary(label, header, blocks, true);
+  } catch (e) {
+    const message = e instanceof Error ? e.message : String(e);
+    if (!header) return { file: label, kind: 'full', expression: '', base: null, snapshots: [], sourceVolume: '', blocks, bytes: blocks * BLOCK_SIZE, ok: false, error: message };
+    return { ...summary(label, header, blocks, false), error: message };
+  }
+}
+
+function summary(file: string, h: StreamHeader, blocks: number, ok: boolean): BackupCheck {
+  return { file, kind: h.kind, expression: h.expression, base: h.base?.name ?? null, snapshots: h.snapshots.map((s) => s.name), sourceVolume: h.sourceVolume, blocks, bytes: blocks * BLOCK_SIZE, ok };
+}
+
+/** Reads only the headers of a backup chain and checks it restores in order: a full first, each next based on a snapshot before it. */
+export async function checkChain(files: string[]): Promise<StreamHeader[]> {
+  if (files.length === 0) throw new SnapplaneError('INVALID', 'name at least one backup');
+  const headers: StreamHeader[] = [];
+  for (const f of files) {
+    const r = new StreamReader(fileSource(f));
+    try {
+      headers.push(await r.open());
+    } catch (e) {
+      throw new SnapplaneError('BAD_STREAM', `${f}: ${(e as Error).message}`, { path: f });
+    }
+  }
+  const have = new Map<string, { generation: number; createdAtMs: number }>();
+  headers.forEach((h, k) => {
+    if (k === 0 && h.kind !== 'full') throw new SnapplaneError('INVALID', `${files[0]} is an incremental (based on '${h.base!.name}'); a restore starts with a full (level-0) backup`, { path: files[0] });
+    if (k > 0 && h.kind === 'full') throw new SnapplaneError('INVALID', `${files[k]} is a full backup; only the first backup of a chain may be full`, { path: files[k] });
+    if (k > 0 && h.sourceVolume !== headers[0].sourceVolume) throw new SnapplaneError('INVALID', `${files[k]} is from another volume (${h.sourceVolume}) than ${files[0]} (${headers[0].sourceVolume})`, { path: files[k] });
+    if (h.base) {
+      const b = have.get(h.base.name);
+      if (!b || b.generation !== h.base.generation || b.createdAtMs !== h.base.createdAtMs) {
+        throw new SnapplaneError('INVALID', `${files[k]} needs snapshot '${h.base.name}', which no earlier backup of the chain carries (carried so far: ${[...have.keys()].join(', ')})`, { path: files[k] });
+      }
+    }
+    for (const s of h.snapshots) have.set(s.name, { generation: s.generation, createdAtMs: s.createdAtMs });
+  });
+  return headers;
+}
