@@ -258,7 +258,6 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
         await writeFile(`${tokenPath}.tmp`, JSON.stringify(t));
         await rename(`${tokenPath}.tmp`, tokenPath);
       };
-      await saveToken(resumeFrom);
 
       // ---- deallocation list and planes --------------------------------------------------------------------
       let deallocated = 0;
@@ -297,24 +296,33 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
       let landed = 0;
       let sinceFlush = 0;
       let nextVbn = resumeFrom;
-      while (item.type === 'blocks') {
-        if (opts.signal?.cancelled) throw new SnapplaneError('CANCELLED', 'receive cancelled', { volume: label });
-        if (item.vbn < resumeFrom) throw bad(`block record for VBN ${item.vbn} before the resume point ${resumeFrom}`);
-        for (let v = item.vbn; v < item.vbn + item.count; v++) if (!image.has(v)) throw bad(`block record carries VBN ${v}, which is not in the image`);
-        await writeAround(volume, item.vbn, item.count, item.data, held, async (v, data) => {
-          spool.set(v, Buffer.from(data));
-          await appendSpool(spoolFile, v, data);
-        });
-        landed += item.count;
-        sinceFlush += item.count;
-        nextVbn = item.vbn + item.count;
-        if (sinceFlush >= 16384) {
+      try {
+        while (item.type === 'blocks') {
+          if (opts.signal?.cancelled) throw new SnapplaneError('CANCELLED', 'receive cancelled', { volume: label });
+          if (item.vbn < resumeFrom) throw bad(`block record for VBN ${item.vbn} before the resume point ${resumeFrom}`);
+          for (let v = item.vbn; v < item.vbn + item.count; v++) if (!image.has(v)) throw bad(`block record carries VBN ${v}, which is not in the image`);
+          await writeAround(volume, item.vbn, item.count, item.data, held, async (v, data) => {
+            spool.set(v, Buffer.from(data));
+            await appendSpool(spoolFile, v, data);
+          });
+          landed += item.count;
+          sinceFlush += item.count;
+          nextVbn = item.vbn + item.count;
+          if (sinceFlush >= 16384) {
+            await volume.device.flush();
+            await saveToken(nextVbn);
+            sinceFlush = 0;
+          }
+          opts.onProgress?.({ blocks: landed, totalBlocks: expected });
+          item = await reader.next();
+        }
+      } catch (e) {
+        // Blocks that landed were each verified by their record's checksum: keep them for a resumed send.
+        if (landed > 0) {
           await volume.device.flush();
           await saveToken(nextVbn);
-          sinceFlush = 0;
         }
-        opts.onProgress?.({ blocks: landed, totalBlocks: expected });
-        item = await reader.next();
+        throw e;
       }
       if (item.type === 'position') item = await reader.next();
       if (item.type !== 'end') throw bad(`unexpected ${item.type} record after the blocks`);
