@@ -1,0 +1,99 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SnapplaneService, SnapplaneError } from '../../../core/service/index.js';
+import { pattern } from '../../helpers/model.js';
+
+let dir: string;
+let s: SnapplaneService;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'snapplane-resume-'));
+  s = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, 'state.json') });
+});
+afterAll(async () => {
+  await s.closeAll();
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** Passes the stream through until `limit` bytes, then fails like a dropped connection. */
+async function* dropAfter(src: AsyncIterable<Buffer>, limit: number): AsyncGenerator<Buffer> {
+  let n = 0;
+  for await (const b of src) {
+    if (n + b.length > limit) {
+      yield b.subarray(0, limit - n);
+      throw new Error('connection reset by peer');
+    }
+    n += b.length;
+    yield b;
+  }
+}
+
+async function hostFiles(at: string, n: number, size: number): Promise<void> {
+  await mkdir(at, { recursive: true });
+  for (let i = 0; i < n; i++) await writeFile(join(at, `f${i}.bin`), pattern(size, i));
+}
+
+async function total(src: AsyncIterable<Buffer>): Promise<number> {
+  let n = 0;
+  for await (const b of src) n += b.length;
+  return n;
+}
+
+describe('resumable receive', () => {
+  it('a dropped stream leaves a token; sending from it finishes without resending what landed', async () => {
+    const src = join(dir, 'src.img');
+    const dst = join(dir, 'dst.img');
+    await s.createVolume(src, 256 * 2 ** 20);
+    await hostFiles(join(dir, 'h1'), 12, 2 * 2 ** 20);
+    await s.put(src, join(dir, 'h1'), '/data');
+    await s.snapCreate(src, 'base');
+    const whole = await total((await s.sendStream(src, 'base')).stream);
+
+    // Drop the connection two thirds of the way through.
+    const first = await s.sendStream(src, 'base');
+    const err = await s.receive(dst, dropAfter(first.stream, Math.floor((whole * 2) / 3))).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SnapplaneError);
+    expect((err as SnapplaneError).message).toMatch(/resume with/);
+    const token = await s.receiveToken(dst);
+    expect(token).toMatch(/^[0-9a-f]{32}-[0-9a-f]+$/);
+    expect(await s.snapList({ volume: dst })).toEqual([]); // still at its base (the new, empty volume)
+
+    const [streamId, from] = token!.split('-');
+    const resumed = await s.sendStream(src, 'base', { resume: { streamId, fromVbn: parseInt(from, 16) } });
+    const parts: Buffer[] = [];
+    const report = await s.receive(dst, (async function* () {
+      for await (const b of resumed.stream) {
+        parts.push(b);
+        yield b;
+      }
+    })());
+    const resent = parts.reduce((n, b) => n + b.length, 0);
+    expect(report.resumedFromVbn).toBe(parseInt(from, 16));
+    expect(resent).toBeLessThan(whole / 2); // about a third, plus headers and planes
+    expect((await s.fsck(dst)).clean).toBe(true);
+    await s.get({ volume: dst }, '/data', join(dir, 'back'));
+    for (let i = 0; i < 12; i++) expect((await readFile(join(dir, 'back', `f${i}.bin`))).equals(pattern(2 * 2 ** 20, i))).toBe(true);
+    expect(await s.receiveToken(dst)).toBeNull();
+  }, 120_000);
+
+  it('a token is refused once the destination changed, and a wrong token is refused', async () => {
+    const src = join(dir, 'src2.img');
+    const dst = join(dir, 'dst2.img');
+    await s.createVolume(src, 64 * 2 ** 20);
+    await hostFiles(join(dir, 'h2'), 4, 3 * 2 ** 20);
+    await s.put(src, join(dir, 'h2'), '/data');
+    await s.snapCreate(src, 'one');
+    const whole = await total((await s.sendStream(src, 'one')).stream);
+    await s.receive(dst, dropAfter((await s.sendStream(src, 'one')).stream, Math.floor(whole / 2))).catch(() => undefined);
+    const token = (await s.receiveToken(dst))!;
+    expect(token).not.toBeNull();
+    await s.mkdir(dst, '/local-change');
+    await s.sync(dst);
+    const [streamId, from] = token.split('-');
+    const err = await s.receive(dst, (await s.sendStream(src, 'one', { resume: { streamId, fromVbn: parseInt(from, 16) } })).stream).catch((e: unknown) => e);
+    expect(String((err as Error).message)).toMatch(/changed after the interrupted receive|already has files/);
+    const err2 = await s.receive(join(dir, 'fresh.img'), (await s.sendStream(src, 'one', { resume: { streamId: 'ab'.repeat(16), fromVbn: 100 } })).stream).catch((e: unknown) => e);
+    expect(String((err2 as Error).message)).toMatch(/no interrupted receive/);
+  }, 120_000);
+});
