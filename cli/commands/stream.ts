@@ -3,7 +3,8 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Command } from 'commander';
 import { formatBytes, type ReceiveReport, type SendReport } from '../../core/service/index.js';
-import { printJson } from '../output.js';
+import { readFile } from 'node:fs/promises';
+import { printJson, printTable } from '../output.js';
 import { progressBar } from '../progress.js';
 import { UsageError, withService } from '../run.js';
 
@@ -45,6 +46,31 @@ export function registerStream(program: Command): void {
         if (opts.json) return printJson(r);
         process.stdout.write(`${r.expression}: ${r.blocks} blocks, ${formatBytes(r.bytes)}\n`);
         process.stdout.write(r.streamable ? `streamable as a${r.kind === 'full' ? ' full' : 'n incremental'} image\n` : `not streamable: ${r.reason}\n`);
+      }),
+    );
+
+  image
+    .command('plan <vol>')
+    .description('plan level-0/1/2 backups of the snapshots: each point\'s image expression and exact size, and the chain restoring a date')
+    .requiredOption('--policy <policy>', 'a file, or inline level=interval pairs, e.g. 0=7d,1=1d,2=6h')
+    .option('--at <date>', 'also show the chain that restores this date (ISO 8601)')
+    .option('--json', 'print a JSON report')
+    .action((vol: string, opts: { policy: string; at?: string; json?: boolean }) =>
+      withService(async (s) => {
+        const text = /^\s*[{\d]/.test(opts.policy) ? opts.policy : await readFile(opts.policy, 'utf8');
+        const r = await s.imagePlan(vol, text, opts.at);
+        if (opts.json) return printJson(r);
+        printTable(
+          ['SNAPSHOT', 'TAKEN', 'LEVEL', 'SIZE', 'IMAGE'],
+          r.points.map((p) => [p.snapshot, p.at.replace('T', ' ').slice(0, 16), p.level, formatBytes(p.bytes), p.expression]),
+        );
+        for (const t of r.totals) process.stdout.write(`level ${t.level}: ${t.points} backups, ${formatBytes(t.bytes)}\n`);
+        if (r.unplanned.length) process.stdout.write(`not yet in a backup: ${r.unplanned.join(', ')}\n`);
+        if (r.restore) {
+          process.stdout.write(
+            r.restore.snapshot ? `restore ${r.restore.at}: ${r.restore.chain.join(' + ')} (${formatBytes(r.restore.bytes)}) gives ${r.restore.snapshot}\n` : `restore ${r.restore.at}: no backup that early\n`,
+          );
+        }
       }),
     );
 

@@ -247,3 +247,33 @@ export interface BackupCheck {
   ok: boolean;
   error?: string;
 }
+
+/** A backup policy: one cadence per level, level 0 the rarest. */
+export interface LevelPolicy {
+  levels: { level: number; every: string; everyMs: number }[];
+}
+
+/** One backup point of a plan: a snapshot whose level-N image is backed up. */
+export interface BackupPoint {
+  snapshot: string;
+  at: string;
+  level: number;
+  /** e.g. `June5 + June4 - June3` */
+  expression: string;
+  base: string | null;
+  snapshots: string[];
+  /** Exact, from the planes: what the stream's block records carry. */
+  blocks: number;
+  bytes: number;
+}
+
+/** `image plan`: the points, sizes per level and, for a date, the chain that restores it. */
+export interface BackupPlan {
+  volume: string;
+  policy: LevelPolicy;
+  points: BackupPoint[];
+  /** Snapshots after the newest point: the next point will carry them. */
+  unplanned: string[];
+  totals: { level: number; points: number; bytes: number }[];
+  restore?: { at: string; snapshot: string | null; chain: string[]; bytes: number };
+}

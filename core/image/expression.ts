@@ -107,9 +107,14 @@ export function namesIn(e: ImageExpr): { name: string; column: number }[] {
   return [...namesIn(e.left), ...namesIn(e.right)];
 }
 
+/** True when a name must be quoted to read back as one name. */
+export function needsQuotes(name: string): boolean {
+  return /[\s+&()']/u.test(name) || name.startsWith('-');
+}
+
 /** Writes the expression back in canonical form (spaces around operators, parentheses only where needed). */
 export function formatImageExpr(e: ImageExpr, parentPrecedence = 0, rightOperand = false): string {
-  if (e.kind === 'name') return /[\s+&()'-]/u.test(e.name) ? `'${e.name}'` : e.name;
+  if (e.kind === 'name') return needsQuotes(e.name) ? `'${e.name}'` : e.name;
   const prec = e.kind === 'intersection' ? 2 : 1;
   const op = e.kind === 'union' ? '+' : e.kind === 'difference' ? '-' : '&';
   const text = `${formatImageExpr(e.left, prec)} ${op} ${formatImageExpr(e.right, prec, true)}`;

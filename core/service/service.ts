@@ -20,11 +20,12 @@ import { access } from 'node:fs/promises';
 import { BLOCK_SIZE } from '../common/units.js';
 import { parseImageExpr, formatImageExpr, streamShape } from '../image/expression.js';
 import { bindNames, evaluateBound } from '../image/evaluate.js';
+import { parseLevelPolicy, planBackups } from '../image/plan.js';
 import { planStream, streamSize, writeStream, type SendOptions, type StreamPlan } from '../stream/send.js';
 import { StreamReader } from '../stream/reader.js';
 import { readResumeToken, receiveStream } from '../stream/receive.js';
 import { checkChain, fileSource, sendToFile, verifyStream } from '../stream/transfer.js';
-import type { BackupCheck, ImageEvalReport, ReceiveReport, SendReport } from '../api/types.js';
+import type { BackupCheck, BackupPlan, ImageEvalReport, ReceiveReport, SendReport } from '../api/types.js';
 
 async function pathExists(p: string): Promise<boolean> {
   try {
@@ -318,6 +319,18 @@ export class SnapplaneService {
       else report.kind = shape.base ? 'incremental' : 'full';
       return report;
     });
+  }
+
+  /** Plans level-0/1/2... backups of the volume's snapshots under a policy, with exact sizes; `at` asks for a restore chain. */
+  async imagePlan(volume: string, policy: string, at?: string): Promise<BackupPlan> {
+    const parsed = parseLevelPolicy(policy);
+    let atMs: number | undefined;
+    if (at !== undefined) {
+      atMs = Date.parse(at);
+      if (Number.isNaN(atMs)) throw new SnapplaneError('INVALID', `bad date '${at}' (use ISO 8601, e.g. 2026-06-05T12:00)`, { volume });
+    }
+    const v = await this.volume({ volume }, false);
+    return v.exclusive(async () => planBackups(await v.planeMap(), v.snapshots.list(), parsed, volume, atMs));
   }
 
   private sendReport(volume: string, plan: StreamPlan, dryRun: boolean, streamBytes: number): SendReport {
