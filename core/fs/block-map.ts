@@ -21,6 +21,12 @@ export class BlockMap {
   /** Shadow planes whose blocks were reused since open (their snapshots become stale). */
   readonly shadowsReused = new Set<number>();
   private pending: Uint32Array | null = null;
+  /** The current mark-on-allocate image: every block that entered the active file system since its base. */
+  marks: BitPlane | null = null;
+  /** The plane of the marks' base snapshot: a block of it re-entering the active file system is not new. */
+  marksBase: BitPlane | null = null;
+  /** The previous mark-on-allocate image (the one swapped out when the last incremental transfer started). */
+  marksPrevious: BitPlane | null = null;
   /** Blocks a receive is writing into: off limits to the allocator until the receive commits or gives up. */
   private fence: Uint32Array | null = null;
   private pendingList: number[] = [];
@@ -171,6 +177,7 @@ export class BlockMap {
         continue;
       }
       this.active.set(vbn);
+      this.marks?.set(vbn);
       this.free--;
       this.cursor = vbn + 1;
       if (this.shadows.size > 0) this.reuseFromShadows(vbn);
@@ -194,6 +201,7 @@ export class BlockMap {
     // Pin first: while the active bit is still set the block is not counted free, so the count stays right.
     this.pin(vbn);
     this.active.clear(vbn);
+    this.marks?.clear(vbn);
   }
 
   /** Keeps `vbn` unallocatable until the next CP commits (the committed state may still use it). */
@@ -213,6 +221,7 @@ export class BlockMap {
       throw new SnapplaneError('BAD_FORMAT', `pointer to out-of-range VBN ${vbn}`, { vbn, volume: this.volumeLabel });
     }
     const wasAllocatable = this.isAllocatable(vbn);
+    if (this.marks && !this.marksBase?.has(vbn)) this.marks.set(vbn);
     if (this.active.set(vbn) && wasAllocatable) this.free--;
   }
 

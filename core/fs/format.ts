@@ -46,6 +46,8 @@ export const SnapshotFlag = {
   hold: 4,
   /** A shadow snapshot some of whose blocks were reused: no longer consistent. */
   stale: 8,
+  /** The snapshot at which the mark-on-allocate images were last swapped (their base). */
+  markBase: 16,
 } as const;
 
 export interface BlockPointer {

@@ -12,7 +12,7 @@ import type { BlockDevice } from '../device/block-device.js';
 import { ImageFileDevice } from '../device/image-file-device.js';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { BitPlane, chunkCount } from '../planes/bit-plane.js';
+import { BitPlane, WORDS_PER_CHUNK, chunkCount } from '../planes/bit-plane.js';
 import { planeStatistics } from './plane-stats.js';
 import { diffTrees } from './diff.js';
 import { restorePath, revertTo } from './restore.js';
@@ -286,6 +286,7 @@ export class Volume {
         }
       }
     }
+    if (blockMap) await rebuildMarks(blockMap, snapshots.list());
     return new Volume(device, label, readOnly, fsinfo, snapshots, blockMap, view, ctx, lock, opts);
   }
 
@@ -1065,6 +1066,26 @@ export class Volume {
     this.ns = new Namespace(this.inodes, this.label);
   }
 
+  /**
+   * Swaps the mark-on-allocate images at snapshot `base` (an incremental transfer starts there): the current image
+   * becomes the previous one, and a new current one starts as `active - base`.
+   */
+  swapMarkImages(base: string): Promise<void> {
+    return this.run(true, async () => {
+      const entry = this.snapshots.byName(base, this.label);
+      if (entry.flags & SnapshotFlag.shadow) throw new SnapplaneError('INVALID', `the base of the mark-on-allocate images must be a regular snapshot; '${base}' is a shadow`, { volume: this.label, snapshot: base });
+      const map = this.blockMap!;
+      await this.settle();
+      for (const e of this.snapshots.list()) if (e.flags & SnapshotFlag.markBase && e.plane !== entry.plane) this.snapshots.put({ ...e, flags: e.flags & ~SnapshotFlag.markBase });
+      this.snapshots.put({ ...entry, flags: entry.flags | SnapshotFlag.markBase });
+      map.marksPrevious = map.marks;
+      map.marks = null;
+      await this.consistencyPoint();
+      map.marks = await subtractPlane(map, map.active, entry.plane);
+      map.marksBase = await map.loadPlane(entry.plane);
+    });
+  }
+
   /** Verifies every invariant; see FsckReport. */
   fsck(): Promise<FsckReport> {
     return this.run(false, async () => {
@@ -1114,3 +1135,37 @@ export class Volume {
   }
 }
 
+/** `plane - snapshot plane`, chunk by chunk. */
+async function subtractPlane(map: BlockMap, plane: BitPlane, snapshotPlane: number): Promise<BitPlane> {
+  const out = new BitPlane(map.blockCount);
+  for (let c = 0; c < plane.chunks; c++) {
+    if (plane.chunkPopulation[c] === 0) continue;
+    const a = plane.chunkWords(c);
+    const b = await map.readChunk(snapshotPlane, c);
+    const w = out.chunkWords(c);
+    if (!b) w.set(a);
+    else {
+      const bw = new Uint32Array(b.buffer, b.byteOffset, WORDS_PER_CHUNK);
+      for (let i = 0; i < WORDS_PER_CHUNK; i++) w[i] = a[i] & ~bw[i];
+    }
+    out.recount(c, false);
+  }
+  return out;
+}
+
+/**
+ * After open the mark-on-allocate images are rebuilt by subtraction: current = active - (the snapshot flagged as
+ * their base), or the whole active plane when none is; previous = base - (the newest regular snapshot before it).
+ */
+async function rebuildMarks(map: BlockMap, entries: SnapshotEntry[]): Promise<void> {
+  const base = entries.find((e) => e.flags & SnapshotFlag.markBase);
+  if (!base) {
+    map.marks = new BitPlane(map.blockCount);
+    map.marks.copyFrom(map.active);
+    return;
+  }
+  map.marks = await subtractPlane(map, map.active, base.plane);
+  map.marksBase = await map.loadPlane(base.plane);
+  const before = entries.filter((e) => !(e.flags & SnapshotFlag.shadow) && e.generation < base.generation).sort((a, b) => b.generation - a.generation)[0];
+  map.marksPrevious = before ? await subtractPlane(map, map.marksBase, before.plane) : map.marksBase;
+}

@@ -18,6 +18,11 @@ export interface BoundPlane {
 
 /** The named pointer that follows the newest master snapshot. */
 export const MASTER_POINTER = 'master';
+/** The mark-on-allocate images: blocks that entered the active file system since their base, now and before the last swap. */
+export const MARKS = '@moa';
+export const MARKS_PREVIOUS = '@moa.previous';
+const MARKS_PLANE = -1;
+const MARKS_PREVIOUS_PLANE = -2;
 
 /** Binds every name of `expr` to a plane: `active`, a snapshot, or the `master` named pointer. */
 export function bindNames(expr: ImageExpr, source: string, entries: SnapshotEntry[], volume: string): Map<string, BoundPlane> {
@@ -26,6 +31,10 @@ export function bindNames(expr: ImageExpr, source: string, entries: SnapshotEntr
     if (bound.has(name)) continue;
     if (name === 'active') {
       bound.set(name, { name, plane: ACTIVE_PLANE, entry: null });
+      continue;
+    }
+    if (name === MARKS || name === MARKS_PREVIOUS) {
+      bound.set(name, { name, plane: name === MARKS ? MARKS_PLANE : MARKS_PREVIOUS_PLANE, entry: null });
       continue;
     }
     let entry = entries.find((e) => e.name === name);
@@ -67,6 +76,11 @@ function compile(e: ImageExpr, bound: Map<string, BoundPlane>, out: Op[]): void 
 
 /** Reads chunk `c` of any plane as words (null when the chunk is all clear). */
 export async function planeChunk(map: BlockMap, plane: number, c: number): Promise<Uint32Array | null> {
+  if (plane === MARKS_PLANE || plane === MARKS_PREVIOUS_PLANE) {
+    const marks = plane === MARKS_PLANE ? map.marks : map.marksPrevious;
+    if (plane === MARKS_PLANE && !marks) throw new SnapplaneError('INVALID', 'the mark-on-allocate images exist only on a volume open for writing');
+    return marks && marks.chunkPopulation[c] !== 0 ? marks.chunkWords(c) : null;
+  }
   if (plane === ACTIVE_PLANE) return map.active.chunkPopulation[c] === 0 ? null : map.active.chunkWords(c);
   const shadow = map.shadows.get(plane);
   if (shadow) return shadow.chunkPopulation[c] === 0 ? null : shadow.chunkWords(c);
@@ -93,7 +107,8 @@ export async function evaluateBound(expr: ImageExpr, bound: Map<string, BoundPla
   let blocks = 0;
   const chunks = map.active.chunks;
   for (let c = 0; c < chunks; c++) {
-    if (map.active.chunkPopulation[c] === 0 && map.summary.chunkPopulation[c] === 0 && ![...map.shadows.values()].some((s) => s.chunkPopulation[c] !== 0)) continue;
+    const empty = (p: { chunkPopulation: Uint32Array } | null): boolean => !p || p.chunkPopulation[c] === 0;
+    if (empty(map.active) && empty(map.summary) && empty(map.marks) && empty(map.marksPrevious) && [...map.shadows.values()].every(empty)) continue;
     const loaded = new Map<number, Uint32Array | null>();
     for (const p of planes) loaded.set(p, await planeChunk(map, p, c));
     let sp = 0;
