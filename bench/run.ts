@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { snapshotCreate, writeRead, residentMemory } from './engine.js';
 import { raid } from './raid.js';
 import { space } from './space.js';
+import { streams } from './streams.js';
 import { machine, row, type Result } from './lib/measure.js';
 
 const suites: Record<string, (quick: boolean) => Promise<Result[]>> = {
@@ -15,6 +16,7 @@ const suites: Record<string, (quick: boolean) => Promise<Result[]>> = {
   rss: residentMemory,
   raid,
   space,
+  streams,
 };
 
 const args = process.argv.slice(2);

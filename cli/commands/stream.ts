@@ -200,6 +200,22 @@ export function registerStream(program: Command): void {
     );
 
   program
+    .command('restore-file <vol-path> <host-path>')
+    .description('restore one file or folder out of a backup chain, reading only its metadata and its blocks')
+    .requiredOption('--from <backups...>', 'the backup chain: a full backup, then incrementals')
+    .option('--snapshot <name>', 'restore it as of this snapshot of the chain (default: the newest)')
+    .option('--json', 'print a JSON report')
+    .action((volPath: string, hostPath: string, opts: { from: string[]; snapshot?: string; json?: boolean }) =>
+      withService(async (s) => {
+        const bar = progressBar(opts.json === true);
+        const r = await s.restoreFile(opts.from, volPath, hostPath, { snapshot: opts.snapshot }, bar);
+        bar.stop();
+        if (opts.json) return printJson(r);
+        process.stdout.write(`restored ${volPath} to ${hostPath}: ${r.files} files, ${formatBytes(r.bytes)}; read ${formatBytes(r.backupBytesRead)} of the backups\n`);
+      }),
+    );
+
+  program
     .command('verify <backups...>')
     .description('check backups end to end (every record, counts, digest) and that they form a restorable chain, without restoring')
     .option('--json', 'print a JSON report')

@@ -26,3 +26,16 @@ export function formatBytes(bytes: number): string {
   }
   return i === 0 ? `${v} B` : `${v.toFixed(v >= 100 ? 0 : v >= 10 ? 1 : 2)} ${units[i]}`;
 }
+
+/** Interval suffixes and their lengths in ms. */
+export const INTERVAL_UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
+
+/** Parses an interval such as "15m", "1h", "2d", "1w". */
+export function parseInterval(text: string): number {
+  const m = /^(\d+)\s*([smhdw])$/i.exec(text.trim());
+  if (!m || Number(m[1]) <= 0) throw new SnapplaneError('INVALID', `bad interval '${text}': use a number and s, m, h, d or w (e.g. 15m, 1h, 1d)`);
+  const ms = Number(m[1]) * INTERVAL_UNITS[m[2].toLowerCase()];
+  if (ms < 60_000) throw new SnapplaneError('INVALID', `interval '${text}' is shorter than a minute`);
+  return ms;
+}
+

@@ -8,7 +8,7 @@ import { BLOCK_SIZE } from '../common/units.js';
 import { popcount32 } from '../planes/bit-plane.js';
 import { SnapshotFlag, type SnapshotEntry } from '../fs/format.js';
 import type { BlockMap } from '../fs/block-map.js';
-import { parseInterval } from '../jobs/cadence.js';
+import { parseInterval } from '../common/units.js';
 import { bindNames, evaluateBound } from './evaluate.js';
 import { formatImageExpr, needsQuotes, parseImageExpr } from './expression.js';
 import type { BackupPlan, BackupPoint, LevelPolicy } from '../api/types.js';

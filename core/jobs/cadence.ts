@@ -8,17 +8,9 @@ import { SnapplaneError } from '../common/errors.js';
 
 export type Cadence = { kind: 'every'; everyMs: number } | { kind: 'at'; hour: number; minute: number; weekday?: number };
 
-const UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
+export { parseInterval } from '../common/units.js';
 export const WEEKDAYS = ['sunday', 'monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday'];
-
-/** Parses an interval such as "15m", "1h", "2d", "1w". */
-export function parseInterval(text: string): number {
-  const m = /^(\d+)\s*([smhdw])$/i.exec(text.trim());
-  if (!m || Number(m[1]) <= 0) throw new SnapplaneError('INVALID', `bad interval '${text}': use a number and s, m, h, d or w (e.g. 15m, 1h, 1d)`);
-  const ms = Number(m[1]) * UNITS[m[2].toLowerCase()];
-  if (ms < 60_000) throw new SnapplaneError('INVALID', `interval '${text}' is shorter than a minute`);
-  return ms;
-}
+import { INTERVAL_UNITS } from '../common/units.js';
 
 /** Parses "--at HH:MM" with an optional weekday name (or its first three letters). */
 export function parseAt(time: string, weekday?: string): Cadence {
@@ -60,7 +52,7 @@ export function nextSlot(c: Cadence, now: number): number {
 /** Human description ("every 1h", "at 00:00 on sunday"). */
 export function describeCadence(c: Cadence): string {
   if (c.kind === 'every') {
-    for (const [u, ms] of Object.entries(UNITS).reverse()) if (c.everyMs % ms === 0) return `every ${c.everyMs / ms}${u}`;
+    for (const [u, ms] of Object.entries(INTERVAL_UNITS).reverse()) if (c.everyMs % ms === 0) return `every ${c.everyMs / ms}${u}`;
     return `every ${c.everyMs}ms`;
   }
   const t = `${String(c.hour).padStart(2, '0')}:${String(c.minute).padStart(2, '0')}`;

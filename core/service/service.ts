@@ -25,6 +25,7 @@ import { planStream, streamSize, writeStream, type SendOptions, type StreamPlan 
 import { StreamReader } from '../stream/reader.js';
 import { readResumeToken, receiveStream } from '../stream/receive.js';
 import { checkChain, fileSource, sendToFile, verifyStream } from '../stream/transfer.js';
+import { BackupChainDevice } from '../stream/backup-device.js';
 import type { BackupCheck, BackupPlan, ImageEvalReport, ReceiveReport, SendReport } from '../api/types.js';
 
 async function pathExists(p: string): Promise<boolean> {
@@ -367,14 +368,12 @@ export class SnapplaneService {
     const v = await this.volume({ volume }, false);
     const plan = await planStream(v, expression, { ...options, now: this.now });
     const report = this.sendReport(volume, plan, false, 0);
-    const self = this;
     async function* run(): AsyncGenerator<Buffer> {
       for await (const b of writeStream(v, plan, (p) => onProgress?.({ phase: 'send', done: p.blocks * BLOCK_SIZE, total: plan.sendBlocks * BLOCK_SIZE, unit: 'bytes' }))) {
         report.streamBytes += b.length;
         yield b;
       }
       report.overhead = report.dataBytes === 0 ? 0 : (report.streamBytes - report.dataBytes) / report.dataBytes;
-      void self;
     }
     return { report, stream: run() };
   }
@@ -460,6 +459,23 @@ export class SnapplaneService {
     const out: ReceiveReport[] = [];
     for (const f of files) out.push(await this.receiveFile(volume, f, options, onProgress));
     return out;
+  }
+
+  /**
+   * Restores one file or folder out of a backup chain without restoring the volume: only the record headers are
+   * scanned, and only the metadata on its path and its own blocks are read.
+   */
+  async restoreFile(files: string[], volPath: string, hostPath: string, options: { snapshot?: string } = {}, onProgress?: ProgressCallback): Promise<CopySummary & { backupBytesRead: number }> {
+    const headers = await checkChain(files);
+    const device = await BackupChainDevice.open(files, headers, options.snapshot);
+    try {
+      const v = await Volume.openDevice(device, { readOnly: true, cpIntervalMs: 0 });
+      const summary = await copyToHost(v, volPath, hostPath, onProgress);
+      await v.close();
+      return { ...summary, backupBytesRead: device.bytesRead };
+    } finally {
+      await device.close();
+    }
   }
 
   private async forget(volume: string): Promise<void> {

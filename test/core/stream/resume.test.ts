@@ -97,3 +97,28 @@ describe('resumable receive', () => {
     expect(String((err2 as Error).message)).toMatch(/no interrupted receive/);
   }, 120_000);
 });
+
+describe('restore one file out of a backup chain', () => {
+  it('reads only the metadata and that file\'s blocks, at the newest or a chosen snapshot', async () => {
+    const vol = join(dir, 'files.img');
+    await s.createVolume(vol, 128 * 2 ** 20);
+    await hostFiles(join(dir, 'h3'), 8, 4 * 2 ** 20);
+    await s.put(vol, join(dir, 'h3'), '/data');
+    await s.snapCreate(vol, 'mon');
+    await writeFile(join(dir, 'h3', 'f2.bin'), pattern(100_000, 222));
+    await s.put(vol, join(dir, 'h3', 'f2.bin'), '/data/f2.bin');
+    await s.snapCreate(vol, 'tue');
+    const l0 = join(dir, 'files.level0');
+    const l1 = join(dir, 'files.level1');
+    await s.sendToFile(vol, 'mon', l0, { codec: 'lz4' });
+    await s.sendToFile(vol, 'tue - mon', l1);
+    const newest = await s.restoreFile([l0, l1], '/data/f2.bin', join(dir, 'f2-tue.bin'));
+    expect((await readFile(join(dir, 'f2-tue.bin'))).equals(pattern(100_000, 222))).toBe(true);
+    expect(newest.backupBytesRead).toBeLessThan(3 * 2 ** 20); // of about 32 MiB of backups
+    const older = await s.restoreFile([l0, l1], '/data/f5.bin', join(dir, 'f5-mon.bin'), { snapshot: 'mon' });
+    expect((await readFile(join(dir, 'f5-mon.bin'))).equals(pattern(4 * 2 ** 20, 5))).toBe(true);
+    expect(older.backupBytesRead).toBeLessThan(8 * 2 ** 20);
+    await expect(s.restoreFile([l1], '/data/f2.bin', join(dir, 'x'))).rejects.toThrow(/starts with a full/);
+    await expect(s.restoreFile([l0, l1], '/data/nope', join(dir, 'x'))).rejects.toThrow(/no such file/);
+  }, 60_000);
+});
