@@ -19,6 +19,8 @@ export interface BlockDevice {
   /** A human label (the image path or group folder) used in error messages. */
   readonly label: string;
   readonly readOnly: boolean;
+  /** True when several readBlocks calls may run at once (a plain image: positional reads share nothing). */
+  readonly concurrentReads?: boolean;
   /**
    * Reads `count` consecutive blocks starting at `vbn` into one buffer of count*4096 bytes. With `into`
    * (exactly count*4096 bytes) the device may read into it and return it, sparing a fresh allocation; callers

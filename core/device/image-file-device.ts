@@ -5,6 +5,7 @@ import { SnapplaneError, asIoError } from '../common/errors.js';
 import type { BlockDevice, DeviceHealth } from './block-device.js';
 
 export class ImageFileDevice implements BlockDevice {
+  readonly concurrentReads = true;
   private handle: FileHandle | undefined;
 
   private constructor(

@@ -106,6 +106,8 @@ export class Volume {
   /** The snapshot this volume shows, when opened as `vol@snap`. */
   readonly snapshotView: SnapshotEntry | null;
   private pendingSnapshot: PendingSnapshot | null = null;
+  /** Snapshot planes a transfer is reading: they may not be deleted until it ends. */
+  private readonly pinnedPlanes = new Map<number, number>();
   private failure: SnapplaneError | null = null;
   private dirtyBlocks = 0;
   private timer: NodeJS.Timeout | null = null;
@@ -943,10 +945,28 @@ export class Volume {
     });
   }
 
+  /** @internal Keeps snapshot planes from deletion while a transfer reads their blocks; returns the release. */
+  pinPlanes(planes: number[]): () => void {
+    for (const p of planes) this.pinnedPlanes.set(p, (this.pinnedPlanes.get(p) ?? 0) + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      for (const p of planes) {
+        const n = (this.pinnedPlanes.get(p) ?? 1) - 1;
+        if (n <= 0) this.pinnedPlanes.delete(p);
+        else this.pinnedPlanes.set(p, n);
+      }
+    };
+  }
+
   /** Deletes a snapshot: its plane is cleared and the blocks only it held become free at the CP. */
   deleteSnapshot(name: string): Promise<void> {
     return this.run(true, async () => {
       const entry = this.snapshots.byName(name, this.label);
+      if (this.pinnedPlanes.has(entry.plane)) {
+        throw new SnapplaneError('HELD', `snapshot '${name}' is being sent; delete it after the transfer ends`, { volume: this.label, snapshot: name });
+      }
       if (entry.flags & SnapshotFlag.hold) {
         throw new SnapplaneError('HELD', `snapshot '${name}' has a hold; release it first (snapplane snap release)`, { volume: this.label, snapshot: name });
       }

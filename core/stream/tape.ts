@@ -1,0 +1,209 @@
+/**
+ * Tape backup: an image stream (in `tape` order) written across a folder of tape files of fixed capacity, each
+ * with a tape header, the stream cut into fixed-size tape blocks. A hook runs before each further tape (to change
+ * a cartridge, or to prompt). Reading a tape set gives the stream back, sequentially or at any offset.
+ */
+import { crc32 } from 'node:zlib';
+import { spawnSync } from 'node:child_process';
+import { mkdir, open, readdir, stat, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { SnapplaneError } from '../common/errors.js';
+
+export const TAPE_MAGIC = Buffer.from('SNAPTAPE', 'ascii');
+export const TAPE_HEADER_SIZE = 4096;
+/** Bytes per tape block: the unit written to tape (the last block of a tape is zero-padded). */
+export const TAPE_BLOCK = 65536;
+
+export interface TapeHeader {
+  tape: number;
+  streamId: string;
+  capacity: number;
+  dataBytes: number;
+  last: boolean;
+  label: string;
+}
+
+function encodeTapeHeader(h: TapeHeader): Buffer {
+  const b = Buffer.alloc(TAPE_HEADER_SIZE);
+  TAPE_MAGIC.copy(b, 0);
+  b.writeUInt32LE(1, 8);
+  b.writeUInt32LE(h.tape, 12);
+  Buffer.from(h.streamId, 'hex').copy(b, 16);
+  b.writeUInt32LE(TAPE_BLOCK, 32);
+  b.writeUInt32LE(h.last ? 1 : 0, 36);
+  b.writeBigUInt64LE(BigInt(h.capacity), 40);
+  b.writeBigUInt64LE(BigInt(h.dataBytes), 48);
+  const label = Buffer.from(h.label.slice(0, 1000), 'utf8');
+  b.writeUInt16LE(label.length, 56);
+  label.copy(b, 64);
+  b.writeUInt32LE(crc32(b.subarray(0, TAPE_HEADER_SIZE - 4)) >>> 0, TAPE_HEADER_SIZE - 4);
+  return b;
+}
+
+function decodeTapeHeader(b: Buffer, path: string): TapeHeader {
+  if (b.length < TAPE_HEADER_SIZE || !b.subarray(0, 8).equals(TAPE_MAGIC)) throw new SnapplaneError('BAD_STREAM', `${path} is not a Snapplane tape (bad magic)`, { path });
+  if (b.readUInt32LE(TAPE_HEADER_SIZE - 4) !== crc32(b.subarray(0, TAPE_HEADER_SIZE - 4)) >>> 0) throw new SnapplaneError('BAD_STREAM', `${path}: tape header checksum mismatch`, { path });
+  if (b.readUInt32LE(8) !== 1 || b.readUInt32LE(32) !== TAPE_BLOCK) throw new SnapplaneError('BAD_STREAM', `${path}: unsupported tape version or blocking`, { path });
+  return {
+    tape: b.readUInt32LE(12),
+    streamId: b.subarray(16, 32).toString('hex'),
+    last: b.readUInt32LE(36) === 1,
+    capacity: Number(b.readBigUInt64LE(40)),
+    dataBytes: Number(b.readBigUInt64LE(48)),
+    label: b.subarray(64, 64 + b.readUInt16LE(56)).toString('utf8'),
+  };
+}
+
+/** The file name of tape `n` (1-based) in a tape folder. */
+export function tapeName(n: number): string {
+  return `tape-${String(n).padStart(4, '0')}.tap`;
+}
+
+export interface TapeWriteOptions {
+  /** Bytes per tape file, header included; rounded down to whole tape blocks. */
+  tapeSize: number;
+  /** A shell command run before each tape after the first (env SNAPPLANE_TAPE, SNAPPLANE_TAPE_PATH); non-zero exit aborts. */
+  nextTape?: string;
+  label: string;
+  streamId: string;
+}
+
+/** Writes a stream across tape files in `dir`; returns the tapes written. */
+export async function writeTapes(dir: string, stream: AsyncIterable<Buffer>, o: TapeWriteOptions): Promise<{ tapes: number; bytes: number }> {
+  const perTape = Math.floor((o.tapeSize - TAPE_HEADER_SIZE) / TAPE_BLOCK) * TAPE_BLOCK;
+  if (perTape < TAPE_BLOCK) throw new SnapplaneError('INVALID', `--tape-size must be at least ${TAPE_HEADER_SIZE + TAPE_BLOCK} bytes`);
+  await mkdir(dir, { recursive: true });
+  const existing = (await readdir(dir)).filter((f) => f.endsWith('.tap'));
+  if (existing.length > 0) throw new SnapplaneError('EXISTS', `tape folder ${dir} already holds tapes (${existing[0]}, ...); use an empty folder`, { path: dir });
+  let tape = 0;
+  let fh: FileHandle | null = null;
+  let inTape = 0;
+  let total = 0;
+  const block = Buffer.alloc(TAPE_BLOCK);
+  let fill = 0;
+  const header = (last: boolean): Buffer => encodeTapeHeader({ tape, streamId: o.streamId, capacity: TAPE_HEADER_SIZE + perTape, dataBytes: inTape, last, label: o.label });
+  const finish = async (last: boolean): Promise<void> => {
+    if (!fh) return;
+    await fh.write(header(last), 0, TAPE_HEADER_SIZE, 0);
+    await fh.datasync();
+    await fh.close();
+    fh = null;
+  };
+  const startTape = async (): Promise<void> => {
+    tape++;
+    const path = join(dir, tapeName(tape));
+    if (tape > 1 && o.nextTape) {
+      const r = spawnSync(o.nextTape, { shell: true, stdio: ['inherit', 'inherit', 'inherit'], env: { ...process.env, SNAPPLANE_TAPE: String(tape), SNAPPLANE_TAPE_PATH: path } });
+      if (r.status !== 0) throw new SnapplaneError('CANCELLED', `--next-tape hook exited with ${r.status ?? r.signal} before tape ${tape}`, { path });
+    }
+    fh = await open(path, 'w');
+    inTape = 0;
+    await fh.write(header(false), 0, TAPE_HEADER_SIZE, 0);
+  };
+  const writeBlock = async (): Promise<void> => {
+    if (!fh || inTape + TAPE_BLOCK > perTape) {
+      await finish(false);
+      await startTape();
+    }
+    block.fill(0, fill);
+    await fh!.write(block, 0, TAPE_BLOCK, TAPE_HEADER_SIZE + Math.ceil(inTape / TAPE_BLOCK) * TAPE_BLOCK);
+    inTape += fill;
+    fill = 0;
+  };
+  for await (const chunk of stream) {
+    let o2 = 0;
+    while (o2 < chunk.length) {
+      const n = Math.min(chunk.length - o2, TAPE_BLOCK - fill);
+      chunk.copy(block, fill, o2, o2 + n);
+      fill += n;
+      o2 += n;
+      total += n;
+      if (fill === TAPE_BLOCK) await writeBlock();
+    }
+  }
+  if (fill > 0) await writeBlock();
+  await finish(true);
+  return { tapes: tape, bytes: total };
+}
+
+/** A tape set read back: the stream's bytes at any offset, checked tape by tape (same stream, in order, complete). */
+export class TapeSet {
+  private constructor(
+    private readonly files: FileHandle[],
+    private readonly sizes: number[],
+    readonly streamId: string,
+  ) {}
+
+  /** Opens every tape of a folder, in order. */
+  static async open(dir: string): Promise<TapeSet> {
+    const names = (await readdir(dir)).filter((f) => /^tape-\d{4}\.tap$/.test(f)).sort();
+    if (names.length === 0) throw new SnapplaneError('NOT_FOUND', `no tapes in ${dir}`, { path: dir });
+    const files: FileHandle[] = [];
+    const sizes: number[] = [];
+    let id = '';
+    try {
+      for (let k = 0; k < names.length; k++) {
+        const path = join(dir, names[k]);
+        const fh = await open(path, 'r');
+        files.push(fh);
+        const b = Buffer.alloc(TAPE_HEADER_SIZE);
+        await fh.read(b, 0, TAPE_HEADER_SIZE, 0);
+        const h = decodeTapeHeader(b, path);
+        if (h.tape !== k + 1) throw new SnapplaneError('BAD_STREAM', `${path} is tape ${h.tape}, expected tape ${k + 1} (a tape is missing or misplaced)`, { path });
+        if (k === 0) id = h.streamId;
+        else if (h.streamId !== id) throw new SnapplaneError('BAD_STREAM', `${path} belongs to another backup`, { path });
+        if (h.last !== (k === names.length - 1)) throw new SnapplaneError('BAD_STREAM', h.last ? `${path} is the last tape, but more follow` : `${path} is not the last tape, and no tape ${k + 2} is in ${dir}`, { path });
+        const { size } = await fh.stat();
+        if (size < TAPE_HEADER_SIZE + Math.ceil(h.dataBytes / TAPE_BLOCK) * TAPE_BLOCK) throw new SnapplaneError('BAD_STREAM', `${path} is truncated`, { path });
+        sizes.push(h.dataBytes);
+      }
+    } catch (e) {
+      for (const f of files) await f.close();
+      throw e;
+    }
+    return new TapeSet(files, sizes, id);
+  }
+
+  /** Stream bytes in the whole set. */
+  get size(): number {
+    return this.sizes.reduce((a, b) => a + b, 0);
+  }
+
+  /** Reads stream bytes [offset, offset + buf.length) into `buf`. */
+  async read(buf: Buffer, offset: number): Promise<void> {
+    let done = 0;
+    let t = 0;
+    let base = 0;
+    while (done < buf.length) {
+      while (t < this.sizes.length && offset + done >= base + this.sizes[t]) base += this.sizes[t++];
+      if (t >= this.sizes.length) throw new SnapplaneError('BAD_STREAM', `read past the end of the tape set at stream byte ${offset + done}`);
+      const within = offset + done - base;
+      const n = Math.min(buf.length - done, this.sizes[t] - within);
+      await this.files[t].read(buf, done, n, TAPE_HEADER_SIZE + within);
+      done += n;
+    }
+  }
+
+  /** The stream, start to end. */
+  async *bytes(): AsyncGenerator<Buffer> {
+    const step = 1 << 20;
+    for (let o = 0; o < this.size; o += step) {
+      const b = Buffer.alloc(Math.min(step, this.size - o));
+      await this.read(b, o);
+      yield b;
+    }
+  }
+
+  async close(): Promise<void> {
+    for (const f of this.files) await f.close();
+  }
+}
+
+/** True when a backup path is a tape folder (a directory) rather than a stream file. */
+export async function isTapeFolder(path: string): Promise<boolean> {
+  try {
+    return (await stat(path)).isDirectory();
+  } catch {
+    return false;
+  }
+}
