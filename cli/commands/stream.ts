@@ -2,7 +2,7 @@
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Command } from 'commander';
-import { formatBytes, type ReceiveReport, type SendReport } from '../../core/service/index.js';
+import { formatBytes, parseSize, type ReceiveReport, type SendReport } from '../../core/service/index.js';
 import { readFile } from 'node:fs/promises';
 import { printJson, printTable } from '../output.js';
 import { progressBar } from '../progress.js';
@@ -168,16 +168,26 @@ export function registerStream(program: Command): void {
 
   program
     .command('backup <vol> <expr>')
-    .description('file backup: write the image stream to --to file:<path>')
-    .requiredOption('--to <target>', 'file:<path>')
+    .description('file or tape backup of an image: --to file:<path> (one stream file) or --to tape:<folder> (tape files of --tape-size)')
+    .requiredOption('--to <target>', 'file:<path> or tape:<folder>')
+    .option('--tape-size <size>', 'capacity of each tape file (e.g. 800G, 64M)', '1G')
+    .option('--next-tape <command>', 'shell command run before each further tape (env SNAPPLANE_TAPE, SNAPPLANE_TAPE_PATH); non-zero exit aborts')
     .option('--compress <codec>', 'none or lz4', 'none')
     .option('--json', 'print a JSON report')
-    .action((vol: string, expr: string, opts: { to: string; compress?: string; json?: boolean }) =>
+    .action((vol: string, expr: string, opts: { to: string; tapeSize: string; nextTape?: string; compress?: string; json?: boolean }) =>
       withService(async (s) => {
-        const m = /^file:(.+)$/.exec(opts.to);
-        if (!m) throw new UsageError(`--to must be file:<path> (got '${opts.to}'); tape folders are not supported yet`);
+        const m = /^(file|tape):(.+)$/.exec(opts.to);
+        if (!m) throw new UsageError(`--to must be file:<path> or tape:<folder> (got '${opts.to}')`);
+        const o = sendOptions({ compress: opts.compress });
         const bar = progressBar(opts.json === true);
-        const r = await s.sendToFile(vol, expr, m[1], sendOptions({ compress: opts.compress }), bar);
+        if (m[1] === 'tape') {
+          const r = await s.sendToTape(vol, expr, m[2], { tapeSize: parseSize(opts.tapeSize), nextTape: opts.nextTape, codec: o.codec }, bar);
+          bar.stop();
+          if (opts.json) return printJson(r);
+          process.stdout.write(sendLine(r).replace(/\n$/, `, on ${r.tapes} tape(s)\n`));
+          return;
+        }
+        const r = await s.sendToFile(vol, expr, m[2], o, bar);
         bar.stop();
         if (opts.json) return printJson(r);
         process.stdout.write(sendLine(r));

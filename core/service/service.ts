@@ -26,6 +26,7 @@ import { StreamReader } from '../stream/reader.js';
 import { readResumeToken, receiveStream } from '../stream/receive.js';
 import { checkChain, fileSource, sendToFile, verifyStream } from '../stream/transfer.js';
 import { BackupChainDevice } from '../stream/backup-device.js';
+import { writeTapes } from '../stream/tape.js';
 import type { BackupCheck, BackupPlan, ImageEvalReport, ReceiveReport, SendReport } from '../api/types.js';
 
 async function pathExists(p: string): Promise<boolean> {
@@ -385,6 +386,18 @@ export class SnapplaneService {
     const plan = await planStream(v, expression, { ...options, now: this.now });
     const bytes = await sendToFile(v, plan, path, (p) => onProgress?.({ phase: 'send', done: p.blocks * BLOCK_SIZE, total: plan.sendBlocks * BLOCK_SIZE, unit: 'bytes' }));
     return { ...this.sendReport(volume, plan, false, bytes), target: path };
+  }
+
+  /**
+   * Tape backup: the image in `tape` order across tape files of `tapeSize` bytes in folder `dir` (tape headers,
+   * 64 KiB tape blocks, a position table at the end); `nextTape` is a shell command run before each further tape.
+   */
+  async sendToTape(volume: string, expression: string, dir: string, options: { tapeSize: number; nextTape?: string; codec?: 'none' | 'lz4' }, onProgress?: ProgressCallback): Promise<SendReport & { tapes: number }> {
+    const v = await this.volume({ volume }, false);
+    const plan = await planStream(v, expression, { order: 'tape', codec: options.codec, now: this.now });
+    const progress = (p: StreamProgress): void => onProgress?.({ phase: 'tape', done: p.blocks * BLOCK_SIZE, total: plan.sendBlocks * BLOCK_SIZE, unit: 'bytes' });
+    const r = await writeTapes(dir, writeStream(v, plan, progress, undefined, true), { tapeSize: options.tapeSize, nextTape: options.nextTape, label: `${volume}: ${plan.header.expression}`, streamId: plan.header.streamId });
+    return { ...this.sendReport(volume, plan, false, r.bytes), target: dir, tapes: r.tapes };
   }
 
   /**

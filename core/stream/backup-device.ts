@@ -26,7 +26,8 @@ export class BackupChainDevice implements BlockDevice {
   readonly readOnly = true;
   /** Payload bytes read from the backup files so far (to show a single-file restore reads little). */
   bytesRead = 0;
-  private cache: { ref: RecordRef; data: Buffer } | null = null;
+  /** The last few records read (metadata and data reads interleave, so one is not enough). */
+  private readonly cache = new Map<RecordRef, Buffer>();
   private closed = false;
 
   private constructor(
@@ -95,7 +96,12 @@ export class BackupChainDevice implements BlockDevice {
   }
 
   private async record(ref: RecordRef): Promise<Buffer> {
-    if (this.cache?.ref === ref) return this.cache.data;
+    const hit = this.cache.get(ref);
+    if (hit) {
+      this.cache.delete(ref);
+      this.cache.set(ref, hit);
+      return hit;
+    }
     const payload = Buffer.alloc(ref.payloadLength);
     await this.files[ref.file].read(payload, ref.payloadOffset);
     this.bytesRead += ref.payloadLength;
@@ -104,7 +110,8 @@ export class BackupChainDevice implements BlockDevice {
     }
     const data = ref.flags & RecordFlag.codec ? uncompressSync(payload) : payload;
     if (data.length !== ref.count * BLOCK_SIZE) throw new SnapplaneError('BAD_STREAM', `backup record for VBN ${ref.vbn} has the wrong size`, { vbn: ref.vbn });
-    this.cache = { ref, data };
+    this.cache.set(ref, data);
+    if (this.cache.size > 8) this.cache.delete(this.cache.keys().next().value!);
     return data;
   }
 
