@@ -8,6 +8,7 @@ import { snapshotCreate, writeRead, residentMemory } from './engine.js';
 import { raid } from './raid.js';
 import { space } from './space.js';
 import { streams } from './streams.js';
+import { image } from './image.js';
 import { machine, row, type Result } from './lib/measure.js';
 
 const suites: Record<string, (quick: boolean) => Promise<Result[]>> = {
@@ -17,6 +18,7 @@ const suites: Record<string, (quick: boolean) => Promise<Result[]>> = {
   raid,
   space,
   streams,
+  image,
 };
 
 const args = process.argv.slice(2);

@@ -3,7 +3,8 @@
  * time, so a volume of any size with many planes evaluates without loading any plane whole.
  */
 import { SnapplaneError } from '../common/errors.js';
-import { BITS_PER_CHUNK, WORDS_PER_CHUNK, popcountWords } from '../planes/bit-plane.js';
+import { BITS_PER_CHUNK, WORDS_PER_CHUNK } from '../planes/bit-plane.js';
+import { PlaneKernel, type KernelOp } from '../planes/plane-kernel.js';
 import { SparsePlane } from '../planes/sparse-plane.js';
 import { ACTIVE_PLANE, SnapshotFlag, type SnapshotEntry } from '../fs/format.js';
 import type { BlockMap } from '../fs/block-map.js';
@@ -62,15 +63,13 @@ export interface EvaluatedImage {
   bound: Map<string, BoundPlane>;
 }
 
-type Op = { op: 'load'; plane: number } | { op: 'union' | 'difference' | 'intersection' };
-
-function compile(e: ImageExpr, bound: Map<string, BoundPlane>, out: Op[]): void {
+function compile(e: ImageExpr, bound: Map<string, BoundPlane>, planes: number[], out: KernelOp[]): void {
   if (e.kind === 'name') {
-    out.push({ op: 'load', plane: bound.get(e.name)!.plane });
+    out.push({ op: 'load', index: planes.indexOf(bound.get(e.name)!.plane) });
     return;
   }
-  compile(e.left, bound, out);
-  compile(e.right, bound, out);
+  compile(e.left, bound, planes, out);
+  compile(e.right, bound, planes, out);
   out.push({ op: e.kind });
 }
 
@@ -98,38 +97,46 @@ export async function evaluateImage(source: string, map: BlockMap, entries: Snap
 
 /** Evaluates a parsed expression whose names are already bound. */
 export async function evaluateBound(expr: ImageExpr, bound: Map<string, BoundPlane>, map: BlockMap): Promise<EvaluatedImage> {
-  const program: Op[] = [];
-  compile(expr, bound, program);
   const planes = [...new Set([...bound.values()].map((b) => b.plane))];
-  // A stack of chunk buffers reused across chunks: the only allocation per chunk is the result's, when non-empty.
-  const stack = Array.from({ length: program.length }, () => new Uint32Array(WORDS_PER_CHUNK));
+  const program: KernelOp[] = [];
+  compile(expr, bound, planes, program);
+  // Up to BATCH consecutive chunks go through the kernel at once (fewer calls; the batch stays in cache).
+  const BATCH = 16;
+  const kernel = new PlaneKernel(program, planes.length, BATCH * WORDS_PER_CHUNK);
   const result = new SparsePlane();
   let blocks = 0;
   const chunks = map.active.chunks;
-  for (let c = 0; c < chunks; c++) {
-    const empty = (p: { chunkPopulation: Uint32Array } | null): boolean => !p || p.chunkPopulation[c] === 0;
-    if (empty(map.active) && empty(map.summary) && empty(map.marks) && empty(map.marksPrevious) && [...map.shadows.values()].every(empty)) continue;
-    const loaded = new Map<number, Uint32Array | null>();
-    for (const p of planes) loaded.set(p, await planeChunk(map, p, c));
-    let sp = 0;
-    for (const op of program) {
-      if (op.op === 'load') {
-        const src = loaded.get(op.plane)!;
-        if (src) stack[sp].set(src);
-        else stack[sp].fill(0);
-        sp++;
+  const present: boolean[] = planes.map(() => false);
+  const empty = (c: number, p: { chunkPopulation: Uint32Array } | null): boolean => !p || p.chunkPopulation[c] === 0;
+  for (let c0 = 0; c0 < chunks; c0 += BATCH) {
+    const n = Math.min(BATCH, chunks - c0);
+    present.fill(false);
+    let any = false;
+    for (let j = 0; j < n; j++) {
+      const c = c0 + j;
+      if (empty(c, map.active) && empty(c, map.summary) && empty(c, map.marks) && empty(c, map.marksPrevious) && [...map.shadows.values()].every((p) => empty(c, p))) {
+        for (let k = 0; k < planes.length; k++) kernel.region(k).fill(0, j * WORDS_PER_CHUNK, (j + 1) * WORDS_PER_CHUNK);
         continue;
       }
-      const b = stack[--sp];
-      const a = stack[sp - 1];
-      if (op.op === 'union') for (let i = 0; i < WORDS_PER_CHUNK; i++) a[i] |= b[i];
-      else if (op.op === 'difference') for (let i = 0; i < WORDS_PER_CHUNK; i++) a[i] &= ~b[i];
-      else for (let i = 0; i < WORDS_PER_CHUNK; i++) a[i] &= b[i];
+      any = true;
+      for (let k = 0; k < planes.length; k++) {
+        const w = await planeChunk(map, planes[k], c);
+        const region = kernel.region(k);
+        if (w) {
+          region.set(w, j * WORDS_PER_CHUNK);
+          present[k] = true;
+        } else region.fill(0, j * WORDS_PER_CHUNK, (j + 1) * WORDS_PER_CHUNK);
+      }
     }
-    const n = popcountWords(stack[0]);
-    if (n === 0) continue;
-    result.setChunk(c, stack[0].slice());
-    blocks += n;
+    if (!any) continue;
+    const out = kernel.run(present, n * WORDS_PER_CHUNK);
+    if (!out) continue;
+    for (let j = 0; j < n; j++) {
+      const count = kernel.popcount(out, j * WORDS_PER_CHUNK, WORDS_PER_CHUNK);
+      if (count === 0) continue;
+      result.setChunk(c0 + j, out.slice(j * WORDS_PER_CHUNK, (j + 1) * WORDS_PER_CHUNK));
+      blocks += count;
+    }
   }
   return { plane: result, blocks, bound };
 }
