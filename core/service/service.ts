@@ -406,21 +406,28 @@ export class SnapplaneService {
    */
   async receive(volume: string, source: AsyncIterable<Buffer>, options: { force?: boolean; raid?: number } = {}, onProgress?: ProgressCallback): Promise<ReceiveReport> {
     const reader = new StreamReader(source);
-    const header = await reader.open();
     let created = false;
-    if (!(await pathExists(volume))) {
-      if (header.kind !== 'full') {
-        throw new SnapplaneError('NOT_FOUND', `volume '${volume}' does not exist; an incremental stream (based on '${header.base!.name}') needs a destination that has that snapshot`, { volume });
+    let v: Volume;
+    try {
+      const header = await reader.open();
+      if (!(await pathExists(volume))) {
+        if (header.kind !== 'full') {
+          throw new SnapplaneError('NOT_FOUND', `volume '${volume}' does not exist; an incremental stream (based on '${header.base!.name}') needs a destination that has that snapshot`, { volume });
+        }
+        const size = header.blockCount * BLOCK_SIZE;
+        await this.createVolume(volume, options.raid ? Math.ceil(header.blockCount / options.raid) * BLOCK_SIZE + 16 * BLOCK_SIZE : size, options.raid ? { raid: options.raid } : {});
+        created = true;
       }
-      const size = header.blockCount * BLOCK_SIZE;
-      await this.createVolume(volume, options.raid ? Math.ceil(header.blockCount / options.raid) * BLOCK_SIZE + 16 * BLOCK_SIZE : size, options.raid ? { raid: options.raid } : {});
-      created = true;
+      v = await this.volume({ volume }, true);
+    } catch (e) {
+      await reader.close();
+      throw e;
     }
-    const v = await this.volume({ volume }, true);
     try {
       const report = await receiveStream(v, reader, { force: options.force, onProgress: (p) => onProgress?.({ phase: 'receive', done: p.blocks * BLOCK_SIZE, total: p.totalBlocks * BLOCK_SIZE, unit: 'bytes' }) });
       return created ? { ...report, created } : report;
     } catch (e) {
+      await reader.close();
       // A volume stopped half-way through committing must be reopened from disk.
       if (v.isFailed) await this.forget(volume);
       const token = await readResumeToken(volume);

@@ -79,6 +79,14 @@ class ByteSource {
     return out;
   }
 
+  /** Stops the input early (closes the file or tape behind it). */
+  async close(): Promise<void> {
+    if (!this.done) {
+      this.done = true;
+      await this.it.return?.();
+    }
+  }
+
   /** True when the input has no bytes left. */
   async atEnd(): Promise<boolean> {
     if (this.have > 0) return false;
@@ -142,6 +150,11 @@ export class StreamReader {
 
   constructor(source: AsyncIterable<Buffer | Uint8Array | string>) {
     this.src = new ByteSource(source);
+  }
+
+  /** Releases the input (a file or tape set) when the stream is abandoned before its end. */
+  close(): Promise<void> {
+    return this.src.close();
   }
 
   /** Bytes read so far. */

@@ -85,6 +85,7 @@ export async function verifyStream(source: AsyncIterable<Buffer>, label: string)
     image = new Map();
     return summary(label, header, blocks, true);
   } catch (e) {
+    await reader.close();
     const message = e instanceof Error ? e.message : String(e);
     if (!header) return { file: label, kind: 'full', expression: '', base: null, snapshots: [], sourceVolume: '', blocks, bytes: blocks * BLOCK_SIZE, ok: false, error: message };
     return { ...summary(label, header, blocks, false), error: message };
@@ -104,7 +105,9 @@ export async function checkChain(files: string[]): Promise<StreamHeader[]> {
     try {
       headers.push(await r.open());
     } catch (e) {
-      throw new SnapplaneError('BAD_STREAM', `${f}: ${(e as Error).message}`, { path: f });
+      throw new SnapplaneError(e instanceof SnapplaneError && e.code === 'NOT_FOUND' ? 'NOT_FOUND' : 'BAD_STREAM', `${f}: ${(e as Error).message}`, { path: f });
+    } finally {
+      await r.close();
     }
   }
   const have = new Map<string, { generation: number; createdAtMs: number }>();
