@@ -19,6 +19,7 @@ import { Namespace } from '../fs/namespace.js';
 import type { FileTree } from '../fs/file-tree.js';
 import type { Volume } from '../fs/volume.js';
 import { planeChunk } from '../image/evaluate.js';
+import { PointerFixer, planRemap, remapPlane, type Remap } from './remap.js';
 import type { StreamReader, StreamItem } from './reader.js';
 import type { StreamHeader, StreamSnapshot } from './format.js';
 import type { ReceiveReport } from '../api/types.js';
@@ -179,13 +180,18 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
     if (image.count !== header.imageBlocks) throw bad(`the image records hold ${image.count} blocks, the header says ${header.imageBlocks}`);
     const first = image.chunk(0);
     if (first && (first[0] & 3) !== 0) throw bad('the image includes the fsinfo blocks (VBN 0 and 1)');
+    let needRemap = false;
     const lastChunk = image.chunkIndexes().at(-1) ?? -1;
     if (lastChunk >= 0) {
       const words = image.chunk(lastChunk)!;
       let top = -1;
       for (let i = WORDS_PER_CHUNK - 1; i >= 0 && top < 0; i--) if (words[i] !== 0) top = lastChunk * BITS_PER_CHUNK + i * 32 + 31 - Math.clz32(words[i]);
       if (top >= volume.fsinfo.blockCount) {
-        throw new SnapplaneError('LIMIT', `the stream needs blocks up to VBN ${top}, but '${label}' has only ${volume.fsinfo.blockCount} blocks; receive into a volume of at least ${header.blockCount} blocks`, { volume: label, vbn: top });
+        // A full copy to a smaller volume moves the blocks past its end (and fixes every pointer to them).
+        if (header.kind !== 'full') {
+          throw new SnapplaneError('LIMIT', `the stream needs blocks up to VBN ${top}, but '${label}' has only ${volume.fsinfo.blockCount} blocks; an incremental needs the same VBNs as its base`, { volume: label, vbn: top });
+        }
+        needRemap = true;
       }
     }
 
@@ -194,26 +200,33 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
       [map.tree, 'block map'],
       [volume.snapshots.tree, 'snapshot table'],
     ];
-    const fence = new Uint32Array(map.active.words.length);
-    for (const c of image.chunkIndexes()) fence.set(image.chunk(c)!, c * WORDS_PER_CHUNK);
-    const inFence = (v: number): boolean => (fence[v >>> 5] & (1 << (v & 31))) !== 0;
     const meta = new Set<number>();
-    const toRewrite: [FileTree, number[]][] = [];
+    const walked: [FileTree, { vbn: number; level: number; index: number }[]][] = [];
     for (const [tree, name] of metaTrees) {
       const blocks = await treeBlocks(volume, tree, name);
       for (const b of blocks) meta.add(b.vbn);
+      walked.push([tree, blocks]);
+    }
+    // An empty destination's only state is its inode file (its root folder has no blocks): rewritten elsewhere too.
+    const rootBlocks = header.kind === 'full' ? await treeBlocks(volume, volume.inodes.tree, 'inode file') : [];
+    for (const b of rootBlocks) meta.add(b.vbn);
+    let remap: Remap | null = null;
+    let destImage = image;
+    if (needRemap) {
+      remap = planRemap(image, volume.fsinfo.blockCount, (v) => meta.has(v), 64 + 8 * header.snapshots.length, label);
+      destImage = remapPlane(image, remap);
+    }
+    const fence = new Uint32Array(map.active.words.length);
+    for (const c of destImage.chunkIndexes()) fence.set(destImage.chunk(c)!, c * WORDS_PER_CHUNK);
+    const inFence = (v: number): boolean => (fence[v >>> 5] & (1 << (v & 31))) !== 0;
+    const toRewrite: [FileTree, number[]][] = [];
+    for (const [tree, blocks] of walked) {
       const ranges = blocks.filter((b) => inFence(b.vbn)).map((b) => [b.index * 512 ** b.level, (b.index + 1) * 512 ** b.level]);
       if (ranges.length > 0) toRewrite.push([tree, blocks.filter((b) => b.level === 0 && ranges.some(([lo, hi]) => b.index >= lo && b.index < hi)).map((b) => b.index)]);
     }
-    // An empty destination's only state is its inode file (its root folder has no blocks): rewritten elsewhere too.
-    let touchRoot = false;
-    if (header.kind === 'full') {
-      const blocks = await treeBlocks(volume, volume.inodes.tree, 'inode file');
-      for (const b of blocks) meta.add(b.vbn);
-      touchRoot = blocks.some((b) => inFence(b.vbn));
-    }
-    for (const c of image.chunkIndexes()) {
-      const w = image.chunk(c)!;
+    const touchRoot = rootBlocks.some((b) => inFence(b.vbn));
+    for (const c of destImage.chunkIndexes()) {
+      const w = destImage.chunk(c)!;
       const base = c * WORDS_PER_CHUNK;
       for (let i = 0; i < WORDS_PER_CHUNK; i++) {
         if (w[i] === 0) continue;
@@ -256,6 +269,7 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
     map.setFence(fence);
     try {
       const saveToken = async (nextVbn: number): Promise<void> => {
+        if (remap) return; // a copy to another size starts over: its block placement is not kept
         await spoolFile.datasync();
         const t: TokenFile = { streamId: header.streamId, fingerprint: fp, destGeneration: volume.fsinfo.generation, nextVbn, expression: header.expression };
         await writeFile(`${tokenPath}.tmp`, JSON.stringify(t));
@@ -308,7 +322,7 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
           for (let v = item.vbn; v < item.vbn + item.count; v++) if (!image.has(v)) throw bad(`block record carries VBN ${v}, which is not in the image`);
           // Up to WRITES_IN_FLIGHT record writes overlap the next records' reads and checks.
           inFlight.push(
-            writeAround(volume, item.vbn, item.count, item.data, held, async (v, data) => {
+            writeAround(volume, item.vbn, item.count, item.data, held, remap, async (v, data) => {
               spool.set(v, Buffer.from(data));
               await appendSpool(spoolFile, v, data);
             }),
@@ -370,8 +384,22 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
       }
 
       // ---- commit: the new snapshots, planes and current state in one CP -------------------------------------
+      // ---- another size: fix every pointer to a moved block, and the planes -----------------------------------
+      const roots = header.snapshots.map((x) => ({ inodeFile: inodeOf(x.inodeFile), blockMap: inodeOf(x.blockMap) }));
+      if (remap) {
+        const fixer = new PointerFixer(volume.device, remap, label);
+        for (const r of roots) {
+          r.inodeFile = await fixer.inode(r.inodeFile, 'inodes');
+          r.blockMap = await fixer.inode(r.blockMap, 'file');
+        }
+        await volume.device.flush();
+        for (let k = 0; k < planes.length; k++) {
+          const moved = remapPlane(planes[k], remap);
+          planes[k] = new Map(moved.chunkIndexes().map((c) => [c, moved.chunk(c)!]));
+        }
+      }
       const top = header.snapshots[header.snapshots.length - 1];
-      const topInodeFile = inodeOf(top.inodeFile);
+      const topInodeFile = roots[roots.length - 1].inodeFile;
       const inodes = new InodeTable(cloneInode(topInodeFile), top.inodeCount, volume.ctx);
       const state = new BitPlane(map.blockCount);
       for (let v = 0; v < RESERVED_BLOCKS; v++) state.set(v);
@@ -407,7 +435,7 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
           const id = usedIds.has(s.id) ? nextId++ : s.id;
           usedIds.add(id);
           nextId = Math.max(nextId, id + 1);
-          volume.snapshots.put({ id, plane, flags: s.flags & SnapshotFlag.master, createdAtMs: s.createdAtMs, generation: s.generation, name: s.name, inodeCount: s.inodeCount, inodeFile: inodeOf(s.inodeFile), blockMap: inodeOf(s.blockMap) });
+          volume.snapshots.put({ id, plane, flags: s.flags & SnapshotFlag.master, createdAtMs: s.createdAtMs, generation: s.generation, name: s.name, inodeCount: s.inodeCount, inodeFile: roots[k].inodeFile, blockMap: roots[k].blockMap });
           for (const [c, w] of planes[k]) {
             await map.tree.writeBlock(map.fileBlock(plane, c), Buffer.from(w.buffer, w.byteOffset, BLOCK_SIZE));
             const sum = map.summary.chunkWords(c);
@@ -415,7 +443,8 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
             map.summary.recount(c, true);
           }
         }
-        volume.fsinfo = { ...volume.fsinfo, nextSnapshotId: nextId, uuid: header.sourceVolume };
+        // A copy at the same VBNs takes the source's identity (incrementals follow); a moved copy is a volume of its own.
+        volume.fsinfo = { ...volume.fsinfo, nextSnapshotId: nextId, uuid: remap ? volume.fsinfo.uuid : header.sourceVolume };
         map.setFence(null);
         await volume.consistencyPoint();
         map.recountFree();
@@ -453,13 +482,19 @@ async function appendSpool(f: FileHandle, vbn: number, data: Buffer): Promise<vo
   await f.write(Buffer.concat([h, data]));
 }
 
-/** Writes a run of blocks, handing blocks in `held` to `hold` instead (sub-runs between them go out whole). */
-async function writeAround(volume: Volume, vbn: number, count: number, data: Buffer, held: Set<number>, hold: (vbn: number, data: Buffer) => Promise<void>): Promise<void> {
+/**
+ * Writes a run of blocks at their destination VBNs (moved ones through `remap`), handing blocks in `held` to
+ * `hold` instead; stretches of consecutive destination VBNs go out as one write.
+ */
+async function writeAround(volume: Volume, vbn: number, count: number, data: Buffer, held: Set<number>, remap: Remap | null, hold: (vbn: number, data: Buffer) => Promise<void>): Promise<void> {
+  const dest = (k: number): number => (remap ? (remap.get(vbn + k) ?? vbn + k) : vbn + k);
   let start = 0;
   for (let k = 0; k <= count; k++) {
-    if (k < count && !held.has(vbn + k)) continue;
-    if (k > start) await volume.device.writeBlocks(vbn + start, data.subarray(start * BLOCK_SIZE, k * BLOCK_SIZE));
-    if (k < count) await hold(vbn + k, data.subarray(k * BLOCK_SIZE, (k + 1) * BLOCK_SIZE));
-    start = k + 1;
+    if (k < count && !held.has(dest(k)) && (k === start || dest(k) === dest(k - 1) + 1)) continue;
+    if (k > start) await volume.device.writeBlocks(dest(start), data.subarray(start * BLOCK_SIZE, k * BLOCK_SIZE));
+    if (k < count && held.has(dest(k))) {
+      await hold(dest(k), data.subarray(k * BLOCK_SIZE, (k + 1) * BLOCK_SIZE));
+      start = k + 1;
+    } else start = k;
   }
 }
