@@ -1,6 +1,5 @@
 /** A backup as random-access stream bytes: a stream file, or a tape folder read back as one stream. */
 import { open } from 'node:fs/promises';
-import { createReadStream } from 'node:fs';
 import { SnapplaneError } from '../common/errors.js';
 import { TapeSet, isTapeFolder } from './tape.js';
 
@@ -45,7 +44,7 @@ export async function* backupBytes(path: string): AsyncGenerator<Buffer> {
     } catch {
       throw new SnapplaneError('NOT_FOUND', `backup '${path}' does not exist`, { path });
     }
-    yield* createReadStream(path, { highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>;
+    yield* fileBytes(path);
     return;
   }
   const set = await TapeSet.open(path);
@@ -53,5 +52,35 @@ export async function* backupBytes(path: string): AsyncGenerator<Buffer> {
     yield* set.bytes();
   } finally {
     await set.close();
+  }
+}
+
+/** Ring size of fileBytes: a yielded buffer stays valid until this many more have been yielded, minus one. */
+const FILE_RING = 6;
+
+/** A file's bytes in 4 MiB pieces read into a ring of reused buffers, one read ahead of the consumer. */
+async function* fileBytes(path: string): AsyncGenerator<Buffer> {
+  const fh = await open(path, 'r');
+  const ring = Array.from({ length: FILE_RING }, () => Buffer.allocUnsafe(4 << 20));
+  let k = 0;
+  let pos = 0;
+  const next = (): Promise<Buffer> => {
+    const buf = ring[k++ % FILE_RING];
+    const at = pos;
+    pos += buf.length;
+    return fh.read(buf, 0, buf.length, at).then((r) => buf.subarray(0, r.bytesRead));
+  };
+  let pending: Promise<Buffer> | null = null;
+  try {
+    pending = next();
+    for (;;) {
+      const b: Buffer = await pending;
+      if (b.length === 0) return;
+      pending = next();
+      yield b;
+    }
+  } finally {
+    await pending?.catch(() => undefined);
+    await fh.close();
   }
 }

@@ -28,8 +28,13 @@ import {
 } from './format.js';
 
 /** Pulls exact byte counts out of an async sequence of buffers. */
+/** Gathered reads kept valid at once: more than the receiver's writes in flight plus the record in hand. */
+const SPAN_RING = 8;
+
 class ByteSource {
   private chunks: Buffer[] = [];
+  private readonly spans: Buffer[] = [];
+  private span = 0;
   private have = 0;
   private done = false;
   private readonly it: AsyncIterator<Buffer | Uint8Array | string>;
@@ -63,7 +68,15 @@ class ByteSource {
       this.chunks[0] = this.chunks[0].subarray(n);
       if (this.chunks[0].length === 0) this.chunks.shift();
     } else {
-      out = Buffer.allocUnsafe(n);
+      // A read spanning input buffers is gathered into one of a ring of reused buffers (fresh 1 MiB buffers cost
+      // more in page faults than the data's disk read): a result stays valid for the next SPAN_RING - 1 such reads.
+      let scratch = this.spans[this.span % SPAN_RING];
+      if (!scratch || scratch.length < n) {
+        scratch = Buffer.allocUnsafe(Math.max(n, 1 << 20));
+        this.spans[this.span % SPAN_RING] = scratch;
+      }
+      this.span++;
+      out = scratch.subarray(0, n);
       let o = 0;
       while (o < n) {
         const c = this.chunks[0];
