@@ -331,8 +331,9 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
           landed += item.count;
           sinceFlush += item.count;
           nextVbn = item.vbn + item.count;
-          // A resume point costs a flush: every 256 MiB, or every 10 s on a slow link.
-          if (sinceFlush >= 65536 || (sinceFlush > 0 && Date.now() - lastToken > 10_000)) {
+          // A resume point costs a flush, which stalls the pipeline while the page cache drains: one every 10 s
+          // (a broken connection saves one at once; only a killed receiver loses up to 10 s of transfer).
+          if (sinceFlush >= 16384 && Date.now() - lastToken > 10_000) {
             while (inFlight.length) await inFlight.shift();
             await volume.device.flush();
             await saveToken(nextVbn);
