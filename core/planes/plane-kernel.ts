@@ -1,31 +1,16 @@
 /**
- * Plane algebra in WebAssembly SIMD (plane-kernel.wat). A batch of operand words is copied into the module's
+ * Plane algebra in WebAssembly SIMD (core/common/simd-kernel.wat). A batch of operand words is copied into the module's
  * memory (small enough to stay in cache), combined there 16 bytes per instruction, counted, and copied out:
  * memory traffic is one read of each operand and one write of the result, about what a copy costs.
  */
-import { PLANE_KERNEL_WASM } from './plane-kernel-wasm.js';
-
-interface KernelExports {
-  memory: { buffer: ArrayBuffer; grow(pages: number): number };
-  or(d: number, a: number, b: number, n: number): void;
-  andnot(d: number, a: number, b: number, n: number): void;
-  and(d: number, a: number, b: number, n: number): void;
-  popcount(p: number, n: number): number;
-}
-
-/** The WebAssembly API, typed here because core/ is compiled without the DOM library that declares it. */
-interface WasmApi {
-  Module: new (bytes: Uint8Array) => object;
-  Instance: new (module: object) => { exports: unknown };
-}
-const wasm = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
+import { simdKernel, type SimdKernel } from '../common/simd.js';
 
 /** One step of a compiled expression: push operand `index`, or combine the top two entries. */
 export type KernelOp = { op: 'load'; index: number } | { op: 'union' | 'difference' | 'intersection' };
 
 /** Runs one compiled expression over batches of words; each operand has a region of `batchWords` words. */
 export class PlaneKernel {
-  private readonly exports: KernelExports;
+  private readonly exports: SimdKernel;
   private words: Uint32Array;
   private readonly regionBytes: number;
   private readonly temps: number;
@@ -36,13 +21,10 @@ export class PlaneKernel {
     readonly batchWords: number,
   ) {
     if (batchWords % 16 !== 0) throw new RangeError('batchWords must be a multiple of 16');
-    this.exports = new wasm.Instance(new wasm.Module(Buffer.from(PLANE_KERNEL_WASM, 'base64'))).exports as KernelExports;
     this.regionBytes = batchWords * 4;
     // Operand regions, then one temporary region per load at most (intermediate results).
     this.temps = program.filter((p) => p.op === 'load').length;
-    const need = Math.ceil(((operands + this.temps) * this.regionBytes) / 65536);
-    const have = this.exports.memory.buffer.byteLength / 65536;
-    if (need > have) this.exports.memory.grow(need - have);
+    this.exports = simdKernel((operands + this.temps) * this.regionBytes);
     this.words = new Uint32Array(this.exports.memory.buffer);
   }
 
@@ -107,3 +89,4 @@ export class PlaneKernel {
     return this.exports.popcount(result.byteOffset + from * 4, words * 4);
   }
 }
+

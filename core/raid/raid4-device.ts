@@ -16,6 +16,7 @@ import { BLOCK_SIZE } from '../common/units.js';
 import { SnapplaneError, asIoError } from '../common/errors.js';
 import type { BlockDevice, DeviceHealth, DeviceMember } from '../device/block-device.js';
 import { Mutex } from '../common/mutex.js';
+import { XorArena } from '../common/simd.js';
 import {
   INTENT_LOG_BLOCKS,
   INTENT_REGION_STRIPES,
@@ -56,6 +57,9 @@ function isZero(b: Buffer): boolean {
 export class Raid4Device implements BlockDevice {
   readonly blockCount: number;
   private readonly writeLock = new Mutex();
+  /** Rebuild reads land in WebAssembly memory so they XOR there (kept for the rebuild's duration). */
+  private rebuildArena: XorArena | null = null;
+  private rebuildBuffers: Buffer[][] | null = null;
   private closed = false;
   private intentDirty = false;
   private readonly intent: Buffer;
@@ -188,8 +192,8 @@ export class Raid4Device implements BlockDevice {
     return b.subarray(0, bytes);
   }
 
-  private async readMember(m: Member, firstStripe: number, stripes: number, slot?: string): Promise<Buffer> {
-    const buf = slot ? this.scratch(slot, stripes * BLOCK_SIZE) : Buffer.allocUnsafe(stripes * BLOCK_SIZE);
+  private async readMember(m: Member, firstStripe: number, stripes: number, slot?: string, into?: Buffer): Promise<Buffer> {
+    const buf = into ? into.subarray(0, stripes * BLOCK_SIZE) : slot ? this.scratch(slot, stripes * BLOCK_SIZE) : Buffer.allocUnsafe(stripes * BLOCK_SIZE);
     if (!m.handle) throw new SnapplaneError('IO', `member ${basename(m.path)} is unavailable`, { volume: this.label });
     let done = 0;
     try {
@@ -465,11 +469,16 @@ export class Raid4Device implements BlockDevice {
     const first = this.rebuildWatermark;
     const count = Math.min(stripes, total - first);
     if (count > 0) {
-      // Pipelined: the next batch's member reads run while this batch is XORed and written.
+      // Pipelined: the next batch's member reads run while this batch is XORed (in WebAssembly SIMD, in the
+      // arena the reads land in) and written.
       const others = this.members.filter((o) => o.index !== m.index);
       const batch = 1024;
+      this.rebuildArena ??= new XorArena(2 * others.length * batch * BLOCK_SIZE);
+      const arena = this.rebuildArena;
+      this.rebuildBuffers ??= [0, 1].map(() => others.map(() => arena.alloc(batch * BLOCK_SIZE)));
+      const bufs = this.rebuildBuffers;
       const read = (at: number, n: number, side: number): Promise<Buffer[]> =>
-        Promise.all(others.map((o) => this.readMember(o, at, n, `rebuild${side}/${o.index}`)));
+        Promise.all(others.map((o, k) => this.readMember(o, at, n, undefined, bufs[side][k])));
       let pending = read(first, Math.min(batch, count), 0);
       for (let at = first, side = 0; at < first + count; at += batch, side ^= 1) {
         const n = Math.min(batch, first + count - at);
@@ -477,13 +486,15 @@ export class Raid4Device implements BlockDevice {
         const nextAt = at + n;
         if (nextAt < first + count) pending = read(nextAt, Math.min(batch, first + count - nextAt), side ^ 1);
         const out = parts[0];
-        for (let k = 1; k < parts.length; k++) xorInto(out, parts[k]);
+        for (let k = 1; k < parts.length; k++) arena.xorInto(out, parts[k], n * BLOCK_SIZE);
         // The new image is sparse and reads back zeros where nothing was written: skip all-zero stretches.
         if (!isZero(out)) await m.handle!.write(out, 0, out.length, (MEMBER_DATA_START + at) * BLOCK_SIZE);
       }
       this.rebuildWatermark = first + count;
     }
     if (this.rebuildWatermark >= total) {
+      this.rebuildArena = null;
+      this.rebuildBuffers = null;
       await m.handle!.datasync();
       m.state = 'ok';
       this.groupLabel = { ...this.groupLabel, generation: this.groupLabel.generation + 1, failedMask: this.groupLabel.failedMask & ~(1 << m.index) };

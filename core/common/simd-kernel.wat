@@ -45,6 +45,20 @@
       (local.set $b (i32.add (local.get $b) (i32.const 64)))
       (br $l))))
 
+  (func (export "xor") (param $d i32) (param $a i32) (param $b i32) (param $n i32)
+    (local $end i32)
+    (local.set $end (i32.add (local.get $d) (local.get $n)))
+    (block $done (loop $l
+      (br_if $done (i32.ge_u (local.get $d) (local.get $end)))
+      (v128.store offset=0 (local.get $d) (v128.xor (v128.load offset=0 (local.get $a)) (v128.load offset=0 (local.get $b))))
+      (v128.store offset=16 (local.get $d) (v128.xor (v128.load offset=16 (local.get $a)) (v128.load offset=16 (local.get $b))))
+      (v128.store offset=32 (local.get $d) (v128.xor (v128.load offset=32 (local.get $a)) (v128.load offset=32 (local.get $b))))
+      (v128.store offset=48 (local.get $d) (v128.xor (v128.load offset=48 (local.get $a)) (v128.load offset=48 (local.get $b))))
+      (local.set $d (i32.add (local.get $d) (i32.const 64)))
+      (local.set $a (i32.add (local.get $a) (i32.const 64)))
+      (local.set $b (i32.add (local.get $b) (i32.const 64)))
+      (br $l))))
+
   ;; Set bits in [p, p + n).
   (func (export "popcount") (param $p i32) (param $n i32) (result i32)
     (local $end i32) (local $acc v128) (local $v v128)
