@@ -51,6 +51,16 @@ export class XorArena {
     return b;
   }
 
+  /** Bytes left for alloc. */
+  get free(): number {
+    return this.exports.memory.buffer.byteLength - this.used;
+  }
+
+  /** True when `b` lies in this arena. */
+  owns(b: Buffer): boolean {
+    return b.buffer === this.exports.memory.buffer;
+  }
+
   /** dst ^= src over `bytes` (a multiple of 64); both must be buffers of this arena. */
   xorInto(dst: Buffer, src: Buffer, bytes = dst.length): void {
     this.exports.xor(dst.byteOffset, dst.byteOffset, src.byteOffset, bytes);

@@ -225,6 +225,27 @@ export class BlockMap {
     if (this.active.set(vbn) && wasAllocatable) this.free--;
   }
 
+  /** Makes the active plane equal `next`: blocks leaving it are released (pinned until the CP), new ones marked used. */
+  setActive(next: BitPlane): void {
+    const a = this.active.words;
+    const n = next.words;
+    for (let i = 0; i < a.length; i++) {
+      if (a[i] === n[i]) continue;
+      let drop = a[i] & ~n[i];
+      let add = n[i] & ~a[i];
+      while (drop !== 0) {
+        const t = drop & -drop;
+        this.release(i * 32 + (31 - Math.clz32(t)));
+        drop ^= t;
+      }
+      while (add !== 0) {
+        const t = add & -add;
+        this.markUsed(i * 32 + (31 - Math.clz32(t)));
+        add ^= t;
+      }
+    }
+  }
+
   /** After a CP commits: blocks freed before it become allocatable. */
   commitFrees(): void {
     if (!this.pending) return;

@@ -1,7 +1,7 @@
 /** Restoring from a snapshot: one file or folder by pointing at its blocks, or the whole volume (revert). */
 import { SnapplaneError } from '../common/errors.js';
-import { BitPlane, WORDS_PER_CHUNK } from '../planes/bit-plane.js';
-import { INODES_PER_BLOCK, INODE_SIZE, InodeType, RESERVED_BLOCKS, ROOT_INODE, decodeInode, type BlockPointer, type Inode } from './format.js';
+import { BitPlane } from '../planes/bit-plane.js';
+import { INODES_PER_BLOCK, INODE_SIZE, InodeType, RESERVED_BLOCKS, decodeInode, type BlockPointer, type Inode } from './format.js';
 import { normalizePath, type ResolvedPath } from './namespace.js';
 import { openView, type TreeView } from './snapshot-view.js';
 import { walkTree } from './walk.js';
@@ -111,25 +111,7 @@ export async function revertTo(volume: Volume, snapshot: string): Promise<void> 
   // The block map and snapshot table stay the current ones.
   await walkTree(map.tree.inode, volume.ctx, 'block map', (p) => next.set(p.vbn));
   await walkTree(volume.snapshots.tree.inode, volume.ctx, 'snapshot table', (p) => next.set(p.vbn));
-  const a = map.active.words;
-  const n = next.words;
-  for (let i = 0; i < a.length; i++) {
-    if (a[i] === n[i]) continue;
-    let drop = a[i] & ~n[i];
-    let add = n[i] & ~a[i];
-    while (drop !== 0) {
-      const t = drop & -drop;
-      map.release(i * 32 + (31 - Math.clz32(t)));
-      drop ^= t;
-    }
-    while (add !== 0) {
-      const t = add & -add;
-      map.markUsed(i * 32 + (31 - Math.clz32(t)));
-      add ^= t;
-    }
-  }
-  void WORDS_PER_CHUNK;
+  map.setActive(next);
   volume.replaceRoot(view.entry!.inodeFile, view.entry!.inodeCount);
-  void ROOT_INODE;
   await volume.consistencyPoint();
 }

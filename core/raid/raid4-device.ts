@@ -54,11 +54,16 @@ function isZero(b: Buffer): boolean {
   return true;
 }
 
+/** WebAssembly memory for scratch slots: 48 slots of 1 MiB (read and reconstruct slots of a group of up to 16). */
+const SCRATCH_ARENA_BYTES = 48 << 20;
+
 export class Raid4Device implements BlockDevice {
   readonly blockCount: number;
   private readonly writeLock = new Mutex();
   /** Rebuild reads land in WebAssembly memory so they XOR there (kept for the rebuild's duration). */
   private rebuildArena: XorArena | null = null;
+  /** Scratch slots of up to 1 MiB (member reads, reconstruction) in WebAssembly memory. */
+  private scratchArena: XorArena | null = null;
   private rebuildBuffers: Buffer[][] | null = null;
   private closed = false;
   private intentDirty = false;
@@ -186,7 +191,10 @@ export class Raid4Device implements BlockDevice {
   private scratch(slot: string, bytes: number): Buffer {
     let b = this.scratchBuffers.get(slot);
     if (!b || b.length < bytes) {
-      b = Buffer.allocUnsafeSlow(Math.max(bytes, 1 << 20));
+      // Slots up to 1 MiB live in WebAssembly memory, where reconstruction XORs them with SIMD.
+      this.scratchArena ??= new XorArena(SCRATCH_ARENA_BYTES);
+      const arena = this.scratchArena;
+      b = !b && bytes <= 1 << 20 && arena.free >= 1 << 20 ? arena.alloc(1 << 20) : Buffer.allocUnsafeSlow(Math.max(bytes, 1 << 20));
       this.scratchBuffers.set(slot, b);
     }
     return b.subarray(0, bytes);
@@ -225,7 +233,11 @@ export class Raid4Device implements BlockDevice {
     }
     const parts = await Promise.all(others.map((o) => this.readMember(o, first, count, slot ? `${slot}/${o.index}` : undefined)));
     const out = parts[0];
-    for (let k = 1; k < parts.length; k++) xorInto(out, parts[k]);
+    const arena = this.scratchArena;
+    for (let k = 1; k < parts.length; k++) {
+      if (arena && arena.owns(out) && arena.owns(parts[k]) && out.length % 64 === 0) arena.xorInto(out, parts[k]);
+      else xorInto(out, parts[k]);
+    }
     return out;
   }
 

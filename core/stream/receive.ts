@@ -411,23 +411,7 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
       }
       try {
         for (const [tree, name] of metaTrees) for (const b of await treeBlocks(volume, tree, name)) state.set(b.vbn);
-        const a = map.active.words;
-        const n = state.words;
-        for (let i = 0; i < a.length; i++) {
-          if (a[i] === n[i]) continue;
-          let drop = a[i] & ~n[i];
-          let add = n[i] & ~a[i];
-          while (drop !== 0) {
-            const t = drop & -drop;
-            map.release(i * 32 + (31 - Math.clz32(t)));
-            drop ^= t;
-          }
-          while (add !== 0) {
-            const t = add & -add;
-            map.markUsed(i * 32 + (31 - Math.clz32(t)));
-            add ^= t;
-          }
-        }
+        map.setActive(state);
         volume.replaceRoot(topInodeFile, top.inodeCount);
         let nextId = volume.fsinfo.nextSnapshotId;
         const usedIds = new Set(entries.map((e) => e.id));
