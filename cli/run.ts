@@ -21,6 +21,13 @@ export function reportError(e: unknown): number {
 /** Calls `fn` with a fresh service; the final consistency point is written only when `fn` succeeds. */
 export async function withService(fn: (s: SnapplaneService) => Promise<number | void>): Promise<void> {
   const service = new SnapplaneService({ cpIntervalMs: 0 });
+  // Ctrl-C stops a transfer cleanly (a receive stays at its base and keeps a resume token); a second one quits.
+  const onInterrupt = (): void => {
+    if (service.cancelJobs() === 0) process.exit(130);
+    process.stderr.write('\nsnapplane: cancelling (Ctrl-C again to quit at once)\n');
+    process.once('SIGINT', () => process.exit(130));
+  };
+  process.once('SIGINT', onInterrupt);
   let status = 0;
   try {
     status = (await fn(service)) ?? 0;
@@ -29,6 +36,7 @@ export async function withService(fn: (s: SnapplaneService) => Promise<number | 
     await service.abortAll();
     status = reportError(e);
   }
+  process.removeListener('SIGINT', onInterrupt);
   process.exitCode = status;
 }
 

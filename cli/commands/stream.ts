@@ -226,6 +226,32 @@ export function registerStream(program: Command): void {
     );
 
   program
+    .command('jobs')
+    .description('the job history: schedule runs and transfers, with outcome, phases, bytes and resume tokens')
+    .option('--last <n>', 'show the newest n jobs', '20')
+    .option('--json', 'print a JSON report')
+    .action((opts: { last: string; json?: boolean }) =>
+      withService(async (s) => {
+        const all = await s.jobHistory();
+        const jobs = all.slice(-Math.max(1, Number(opts.last) || 20));
+        if (opts.json) return printJson(jobs);
+        printTable(
+          ['ID', 'KIND', 'STARTED', 'OUTCOME', 'VOLUME', 'DETAIL'],
+          jobs.map((j) => [
+            j.id,
+            j.kind,
+            j.startedAt.replace('T', ' ').slice(0, 19),
+            j.outcome,
+            j.volume,
+            j.kind === 'schedule-run'
+              ? `took ${j.taken.length}, pruned ${j.pruned.length}, freed ${formatBytes(j.freedBytes)}`
+              : `${j.expression ? `${j.expression} ` : ''}→ ${j.target}: ${formatBytes(j.bytes)}${j.resumeToken ? `; resume token ${j.resumeToken}` : ''}${j.error ? `; ${j.error}` : ''}`,
+          ]),
+        );
+      }),
+    );
+
+  program
     .command('verify <backups...>')
     .description('check backups end to end (every record, counts, digest) and that they form a restorable chain, without restoring')
     .option('--json', 'print a JSON report')

@@ -7,6 +7,6 @@ export { parseSize, formatBytes, BLOCK_SIZE } from '../common/units.js';
 export type * from "../api/types.js";
 export { parseInterval, parseAt } from '../jobs/cadence.js';
 export type { Cadence } from '../jobs/cadence.js';
-export type { JobRecord } from './state-store.js';
+export type { JobRecord, ScheduleJobRecord, TransferJobRecord } from './state-store.js';
 export { snapplaneHome } from './state-store.js';
 export type { SendOptions } from '../stream/send.js';

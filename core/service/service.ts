@@ -38,7 +38,7 @@ async function pathExists(p: string): Promise<boolean> {
   }
 }
 import { describeCadence, nextSlot, type Cadence } from '../jobs/cadence.js';
-import { StateStore, type JobRecord } from './state-store.js';
+import { StateStore, type JobRecord, type TransferJobRecord } from './state-store.js';
 import { defaultGuards, planScheduleRun, type RetentionGuard } from './scheduler.js';
 
 /** A volume reference: a volume path, optionally at a snapshot (`vol@snap`, read-only). */
@@ -297,6 +297,59 @@ export class SnapplaneService {
     };
   }
 
+  // ---- transfer jobs ------------------------------------------------------------------------------------
+
+  private readonly running = new Map<number, { cancelled: boolean }>();
+  private jobSeq = 0;
+
+  /** Asks every running transfer to stop (a receive stays at its base and keeps a resume token); returns how many. */
+  cancelJobs(): number {
+    for (const signal of this.running.values()) signal.cancelled = true;
+    return this.running.size;
+  }
+
+  /** Runs a transfer as a job: cancellable, its phases collected from progress, its outcome kept in the history. */
+  private async transferJob<T>(
+    kind: TransferJobRecord['kind'],
+    volume: string,
+    target: string,
+    expression: string | undefined,
+    onProgress: ProgressCallback | undefined,
+    fn: (signal: { cancelled: boolean }, progress: ProgressCallback) => Promise<T>,
+    bytesOf: (r: T) => number,
+  ): Promise<T> {
+    const signal = { cancelled: false };
+    const id = ++this.jobSeq;
+    this.running.set(id, signal);
+    const phases: string[] = [];
+    const progress: ProgressCallback = (p) => {
+      if (phases[phases.length - 1] !== p.phase) phases.push(p.phase);
+      onProgress?.(p);
+    };
+    const startedAt = new Date(this.clock()).toISOString();
+    let outcome: TransferJobRecord['outcome'] = 'ok';
+    let error: string | undefined;
+    let bytes = 0;
+    try {
+      const r = await fn(signal, progress);
+      bytes = bytesOf(r);
+      return r;
+    } catch (e) {
+      outcome = e instanceof SnapplaneError && e.code === 'CANCELLED' ? 'cancelled' : 'error';
+      error = e instanceof Error ? e.message : String(e);
+      throw e;
+    } finally {
+      this.running.delete(id);
+      const resumeToken = kind === 'receive' || kind === 'copy' ? ((await readResumeToken(target).catch(() => null)) ?? undefined) : undefined;
+      const record: TransferJobRecord = { id: 0, kind, volume: resolvePath(volume), target, expression, startedAt, finishedAt: new Date(this.clock()).toISOString(), outcome, phases, bytes, error, resumeToken };
+      await this.state
+        .update((st) => {
+          st.history.push({ ...record, id: st.nextJobId++ });
+        })
+        .catch(() => undefined); // the history is a record, never a reason to fail a transfer
+    }
+  }
+
   // ---- storage images and streams ----------------------------------------------------------------------
 
   /** Evaluates a storage-image expression over the volume's planes: its blocks and bytes, and whether it can be streamed. */
@@ -365,13 +418,13 @@ export class SnapplaneService {
   }
 
   /** Sends an image as a stream of buffers (to a pipe or socket); the report comes once the stream is consumed. */
-  async sendStream(volume: string, expression: string, options: SendOptions & { reuseBuffers?: boolean } = {}, onProgress?: ProgressCallback): Promise<{ report: SendReport; stream: AsyncIterable<Buffer> }> {
+  async sendStream(volume: string, expression: string, options: SendOptions & { reuseBuffers?: boolean; signal?: { cancelled: boolean } } = {}, onProgress?: ProgressCallback): Promise<{ report: SendReport; stream: AsyncIterable<Buffer> }> {
     const v = await this.volume({ volume }, false);
     const plan = await planStream(v, expression, { ...options, now: this.now });
     const report = this.sendReport(volume, plan, false, 0);
     async function* run(): AsyncGenerator<Buffer> {
       const progress = (p: StreamProgress): void => onProgress?.({ phase: 'send', done: p.blocks * BLOCK_SIZE, total: plan.sendBlocks * BLOCK_SIZE, unit: 'bytes' });
-      for await (const b of writeStream(v, plan, progress, undefined, options.reuseBuffers === true)) {
+      for await (const b of writeStream(v, plan, progress, options.signal, options.reuseBuffers === true)) {
         report.streamBytes += b.length;
         yield b;
       }
@@ -382,10 +435,13 @@ export class SnapplaneService {
 
   /** Sends an image into a file (a file backup): written under a temporary name and renamed when complete. */
   async sendToFile(volume: string, expression: string, path: string, options: SendOptions = {}, onProgress?: ProgressCallback): Promise<SendReport> {
-    const v = await this.volume({ volume }, false);
-    const plan = await planStream(v, expression, { ...options, now: this.now });
-    const bytes = await sendToFile(v, plan, path, (p) => onProgress?.({ phase: 'send', done: p.blocks * BLOCK_SIZE, total: plan.sendBlocks * BLOCK_SIZE, unit: 'bytes' }));
-    return { ...this.sendReport(volume, plan, false, bytes), target: path };
+    return this.transferJob('backup', volume, path, expression, onProgress, async (signal, progress) => {
+      const v = await this.volume({ volume }, false);
+      progress({ phase: 'plan', done: 0, total: 1, unit: 'items' });
+      const plan = await planStream(v, expression, { ...options, now: this.now });
+      const bytes = await sendToFile(v, plan, path, (p) => progress({ phase: 'send', done: p.blocks * BLOCK_SIZE, total: plan.sendBlocks * BLOCK_SIZE, unit: 'bytes' }), signal);
+      return { ...this.sendReport(volume, plan, false, bytes), target: path };
+    }, (r) => r.streamBytes);
   }
 
   /**
@@ -393,11 +449,13 @@ export class SnapplaneService {
    * 64 KiB tape blocks, a position table at the end); `nextTape` is a shell command run before each further tape.
    */
   async sendToTape(volume: string, expression: string, dir: string, options: { tapeSize: number; nextTape?: string; codec?: 'none' | 'lz4' }, onProgress?: ProgressCallback): Promise<SendReport & { tapes: number }> {
-    const v = await this.volume({ volume }, false);
-    const plan = await planStream(v, expression, { order: 'tape', codec: options.codec, now: this.now });
-    const progress = (p: StreamProgress): void => onProgress?.({ phase: 'tape', done: p.blocks * BLOCK_SIZE, total: plan.sendBlocks * BLOCK_SIZE, unit: 'bytes' });
-    const r = await writeTapes(dir, writeStream(v, plan, progress, undefined, true), { tapeSize: options.tapeSize, nextTape: options.nextTape, label: `${volume}: ${plan.header.expression}`, streamId: plan.header.streamId });
-    return { ...this.sendReport(volume, plan, false, r.bytes), target: dir, tapes: r.tapes };
+    return this.transferJob('backup', volume, dir, expression, onProgress, async (signal, progress) => {
+      const v = await this.volume({ volume }, false);
+      const plan = await planStream(v, expression, { order: 'tape', codec: options.codec, now: this.now });
+      const tapeProgress = (p: StreamProgress): void => progress({ phase: 'tape', done: p.blocks * BLOCK_SIZE, total: plan.sendBlocks * BLOCK_SIZE, unit: 'bytes' });
+      const r = await writeTapes(dir, writeStream(v, plan, tapeProgress, signal, true), { tapeSize: options.tapeSize, nextTape: options.nextTape, label: `${volume}: ${plan.header.expression}`, streamId: plan.header.streamId });
+      return { ...this.sendReport(volume, plan, false, r.bytes), target: dir, tapes: r.tapes };
+    }, (r) => r.streamBytes);
   }
 
   /**
@@ -405,6 +463,10 @@ export class SnapplaneService {
    * of the source's size, or `raid` data members plus parity). On any error the destination stays at its base.
    */
   async receive(volume: string, source: AsyncIterable<Buffer>, options: { force?: boolean; raid?: number } = {}, onProgress?: ProgressCallback): Promise<ReceiveReport> {
+    return this.transferJob('receive', volume, volume, undefined, onProgress, (signal, progress) => this.receiveInto(volume, source, options, progress, signal), (r) => r.bytes);
+  }
+
+  private async receiveInto(volume: string, source: AsyncIterable<Buffer>, options: { force?: boolean; raid?: number }, onProgress: ProgressCallback | undefined, signal: { cancelled: boolean }): Promise<ReceiveReport> {
     const reader = new StreamReader(source);
     let created = false;
     let v: Volume;
@@ -424,7 +486,7 @@ export class SnapplaneService {
       throw e;
     }
     try {
-      const report = await receiveStream(v, reader, { force: options.force, onProgress: (p) => onProgress?.({ phase: 'receive', done: p.blocks * BLOCK_SIZE, total: p.totalBlocks * BLOCK_SIZE, unit: 'bytes' }) });
+      const report = await receiveStream(v, reader, { force: options.force, signal, onProgress: (p) => onProgress?.({ phase: 'receive', done: p.blocks * BLOCK_SIZE, total: p.totalBlocks * BLOCK_SIZE, unit: 'bytes' }) });
       return created ? { ...report, created } : report;
     } catch (e) {
       await reader.close();
@@ -452,9 +514,11 @@ export class SnapplaneService {
   /** Copies an image of one volume to another (full or incremental), blocks at the same VBNs, in this process. */
   async copy(source: string, destination: string, expression: string, options: SendOptions & { force?: boolean } = {}, onProgress?: ProgressCallback): Promise<ReceiveReport> {
     if (resolvePath(source) === resolvePath(destination)) throw new SnapplaneError('INVALID', 'source and destination are the same volume', { volume: source });
-    // The receiver is done with each buffer before it asks for the next, so the sender may reuse them.
-    const { stream } = await this.sendStream(source, expression, { ...options, reuseBuffers: true });
-    return this.receive(destination, stream, { force: options.force }, onProgress);
+    return this.transferJob('copy', source, destination, expression, onProgress, async (signal, progress) => {
+      // The receiver is done with each buffer before it asks for the next, so the sender may reuse them.
+      const { stream } = await this.sendStream(source, expression, { ...options, reuseBuffers: true, signal });
+      return this.receiveInto(destination, stream, { force: options.force }, progress, signal);
+    }, (r) => r.bytes);
   }
 
   /** Verifies backups end to end (every record, counts, digests) and that they form a restorable chain. */
@@ -477,10 +541,13 @@ export class SnapplaneService {
 
   /** Restores a chain of backups (a full one, then incrementals) into a volume, checking the chain before writing anything. */
   async restore(volume: string, files: string[], options: { raid?: number } = {}, onProgress?: ProgressCallback): Promise<ReceiveReport[]> {
-    await checkChain(files);
-    const out: ReceiveReport[] = [];
-    for (const f of files) out.push(await this.receiveFile(volume, f, options, onProgress));
-    return out;
+    return this.transferJob('restore', volume, files.join(' '), undefined, onProgress, async (signal, progress) => {
+      progress({ phase: 'check chain', done: 0, total: files.length, unit: 'items' });
+      await checkChain(files);
+      const out: ReceiveReport[] = [];
+      for (const f of files) out.push(await this.receiveInto(volume, fileSource(f), options, progress, signal));
+      return out;
+    }, (r) => r.reduce((n, x) => n + x.bytes, 0));
   }
 
   /**
@@ -488,16 +555,18 @@ export class SnapplaneService {
    * scanned, and only the metadata on its path and its own blocks are read.
    */
   async restoreFile(files: string[], volPath: string, hostPath: string, options: { snapshot?: string } = {}, onProgress?: ProgressCallback): Promise<CopySummary & { backupBytesRead: number }> {
-    const headers = await checkChain(files);
-    const device = await BackupChainDevice.open(files, headers, options.snapshot);
-    try {
-      const v = await Volume.openDevice(device, { readOnly: true, cpIntervalMs: 0 });
-      const summary = await copyToHost(v, volPath, hostPath, onProgress);
-      await v.close();
-      return { ...summary, backupBytesRead: device.bytesRead };
-    } finally {
-      await device.close();
-    }
+    return this.transferJob('restore-file', files[files.length - 1] ?? '', hostPath, volPath, onProgress, async (_signal, progress) => {
+      const headers = await checkChain(files);
+      const device = await BackupChainDevice.open(files, headers, options.snapshot);
+      try {
+        const v = await Volume.openDevice(device, { readOnly: true, cpIntervalMs: 0 });
+        const summary = await copyToHost(v, volPath, hostPath, progress);
+        await v.close();
+        return { ...summary, backupBytesRead: device.bytesRead };
+      } finally {
+        await device.close();
+      }
+    }, (r) => r.bytes);
   }
 
   private async forget(volume: string): Promise<void> {

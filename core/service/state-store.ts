@@ -15,7 +15,28 @@ export interface ScheduleRecord {
   createdAt: string;
 }
 
-export interface JobRecord {
+/** A transfer job: send, receive, copy, backup or restore, with its outcome. */
+export interface TransferJobRecord {
+  id: number;
+  kind: 'send' | 'receive' | 'copy' | 'backup' | 'restore' | 'restore-file';
+  volume: string;
+  /** Where it went or came from (a file, a tape folder, another volume). */
+  target: string;
+  expression?: string;
+  startedAt: string;
+  finishedAt: string;
+  outcome: 'ok' | 'error' | 'cancelled';
+  /** Phases it went through, in order (e.g. plan, send, receive, commit). */
+  phases: string[];
+  bytes: number;
+  error?: string;
+  /** An interrupted receive: the token to resume it with. */
+  resumeToken?: string;
+}
+
+export type JobRecord = ScheduleJobRecord | TransferJobRecord;
+
+export interface ScheduleJobRecord {
   id: number;
   kind: 'schedule-run';
   volume: string;

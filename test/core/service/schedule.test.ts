@@ -71,7 +71,7 @@ describe('schedules over weeks of simulated time', () => {
     const history = await s.jobHistory();
     expect(history.length).toBe(500); // the history keeps the newest 500 runs
     expect(history.every((h) => h.outcome === 'ok')).toBe(true);
-    expect(history.some((h) => h.kept.some((k) => k.name === held && k.reason === 'held'))).toBe(true);
+    expect(history.some((h) => h.kind === 'schedule-run' && h.kept.some((k) => k.name === held && k.reason === 'held'))).toBe(true);
     // A dry run changes nothing and predicts exactly what the real run frees.
     clock += 2 * HOUR;
     const dry = await s.scheduleRun(vol, { dryRun: true });

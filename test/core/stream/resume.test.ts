@@ -122,3 +122,35 @@ describe('restore one file out of a backup chain', () => {
     await expect(s.restoreFile([l0, l1], '/data/nope', join(dir, 'x'))).rejects.toThrow(/no such file/);
   }, 60_000);
 });
+
+describe('transfers are jobs', () => {
+  it('a cancelled copy stays at its base, keeps a resume token, and the history says so', async () => {
+    const src = join(dir, 'jobsrc.img');
+    const dst = join(dir, 'jobdst.img');
+    await s.createVolume(src, 128 * 2 ** 20);
+    await hostFiles(join(dir, 'h4'), 6, 4 * 2 ** 20);
+    await s.put(src, join(dir, 'h4'), '/data');
+    await s.snapCreate(src, 'one');
+    let cancelled = 0;
+    const err = await s
+      .copy(src, dst, 'one', {}, (p) => {
+        if (p.phase === 'receive' && p.done > 8 * 2 ** 20 && cancelled === 0) cancelled = s.cancelJobs();
+      })
+      .catch((e: unknown) => e);
+    expect(cancelled).toBe(1);
+    expect((err as SnapplaneError).code).toBe('CANCELLED');
+    expect(await s.snapList({ volume: dst })).toEqual([]);
+    const history = await s.jobHistory();
+    const job = history[history.length - 1];
+    expect(job.kind).toBe('copy');
+    expect(job.outcome).toBe('cancelled');
+    expect(job.kind !== 'schedule-run' && job.resumeToken).toMatch(/^[0-9a-f]{32}-/);
+    expect(job.kind !== 'schedule-run' && job.phases).toContain('receive');
+    // Finishing it from the token is recorded as a second, successful job.
+    const [streamId, from] = (await s.receiveToken(dst))!.split('-');
+    await s.copy(src, dst, 'one', { resume: { streamId, fromVbn: parseInt(from, 16) } });
+    const last = (await s.jobHistory()).at(-1)!;
+    expect([last.kind, last.outcome]).toEqual(['copy', 'ok']);
+    expect((await s.fsck(dst)).clean).toBe(true);
+  }, 60_000);
+});
