@@ -2,7 +2,8 @@
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Command } from 'commander';
-import { formatBytes, parseSize, type ReceiveReport, type SendReport } from '../../core/service/index.js';
+import { spawnSync } from 'node:child_process';
+import { SnapplaneError, decodeResumeToken, formatBytes, parseSize, type ReceiveReport, type SendReport } from '../../core/service/index.js';
 import { readFile } from 'node:fs/promises';
 import { printJson, printTable } from '../output.js';
 import { progressBar } from '../progress.js';
@@ -16,13 +17,15 @@ function sendOptions(opts: { order?: string; compress?: string; resume?: string 
   if (!ORDERS.includes(order)) throw new UsageError(`--order must be one of ${ORDERS.join(', ')} (got '${opts.order}')`);
   const codec = (opts.compress ?? 'none') as (typeof CODECS)[number];
   if (!CODECS.includes(codec)) throw new UsageError(`--compress must be one of ${CODECS.join(', ')} (got '${opts.compress}')`);
-  let resume: { streamId: string; fromVbn: number } | undefined;
-  if (opts.resume) {
-    const m = /^([0-9a-f]{32})-([0-9a-f]{1,14})$/.exec(opts.resume.trim());
-    if (!m) throw new UsageError(`bad resume token '${opts.resume}' (use the token the interrupted receive printed)`);
-    resume = { streamId: m[1], fromVbn: parseInt(m[2], 16) };
-  }
-  return { order, codec, resume };
+  return { order, codec, resume: opts.resume ? decodeResumeToken(opts.resume) : undefined };
+}
+
+/** `--next-tape`: a shell command run before each further tape, with the tape's number and path in its environment. */
+function shellHook(command: string): (tape: number, path: string) => Promise<void> {
+  return async (tape, path) => {
+    const r = spawnSync(command, { shell: true, stdio: 'inherit', env: { ...process.env, SNAPPLANE_TAPE: String(tape), SNAPPLANE_TAPE_PATH: path } });
+    if (r.status !== 0) throw new SnapplaneError('CANCELLED', `--next-tape hook exited with ${r.status ?? r.signal} before tape ${tape}; backup stopped`, { path });
+  };
 }
 
 function sendLine(r: SendReport): string {
@@ -181,7 +184,8 @@ export function registerStream(program: Command): void {
         const o = sendOptions({ compress: opts.compress });
         const bar = progressBar(opts.json === true);
         if (m[1] === 'tape') {
-          const r = await s.sendToTape(vol, expr, m[2], { tapeSize: parseSize(opts.tapeSize), nextTape: opts.nextTape, codec: o.codec }, bar);
+          const beforeTape = opts.nextTape ? shellHook(opts.nextTape) : undefined;
+          const r = await s.sendToTape(vol, expr, m[2], { tapeSize: parseSize(opts.tapeSize), beforeTape, codec: o.codec }, bar);
           bar.stop();
           if (opts.json) return printJson(r);
           process.stdout.write(sendLine(r).replace(/\n$/, `, on ${r.tapes} tape(s)\n`));

@@ -198,15 +198,21 @@ export interface ImageEvalReport {
   kind?: 'full' | 'incremental';
 }
 
-/** `send --dry-run` and the summary of a send: sizes are exact, from the planes. */
-export interface SendReport {
+/** What both ends of a transfer report about the stream. */
+export interface StreamSummary {
   volume: string;
   streamId: string;
   kind: 'full' | 'incremental';
   expression: string;
   base: string | null;
+  /** Snapshots the stream carries, oldest first; `current` becomes the destination's state. */
   snapshots: string[];
   current: string;
+  resumedFromVbn: number | null;
+}
+
+/** `send --dry-run` and the summary of a send: sizes are exact, from the planes. */
+export interface SendReport extends StreamSummary {
   order: 'vbn' | 'raid' | 'tape';
   codec: 'none' | 'lz4';
   blocks: number;
@@ -215,22 +221,13 @@ export interface SendReport {
   streamBytes: number;
   /** Stream bytes beyond the data, as a fraction of the data. */
   overhead: number;
-  resumedFromVbn: number | null;
   dryRun: boolean;
   target?: string;
 }
 
-export interface ReceiveReport {
-  volume: string;
-  streamId: string;
-  kind: 'full' | 'incremental';
-  expression: string;
-  base: string | null;
-  snapshots: string[];
-  current: string;
+export interface ReceiveReport extends StreamSummary {
   blocks: number;
   bytes: number;
-  resumedFromVbn: number | null;
   generation: number;
   created?: boolean;
 }

@@ -5,7 +5,7 @@
  * plane, in the summary of regular snapshots, and was not freed since the last committed CP.
  */
 import { SnapplaneError } from '../common/errors.js';
-import { BitPlane, WORDS_PER_CHUNK, chunkCount } from '../planes/bit-plane.js';
+import { BitPlane, WORDS_PER_CHUNK, chunkCount, forEachSetBit } from '../planes/bit-plane.js';
 import { ACTIVE_PLANE, RESERVED_BLOCKS, SUMMARY_PLANE } from './format.js';
 import type { FileTree } from './file-tree.js';
 
@@ -231,18 +231,8 @@ export class BlockMap {
     const n = next.words;
     for (let i = 0; i < a.length; i++) {
       if (a[i] === n[i]) continue;
-      let drop = a[i] & ~n[i];
-      let add = n[i] & ~a[i];
-      while (drop !== 0) {
-        const t = drop & -drop;
-        this.release(i * 32 + (31 - Math.clz32(t)));
-        drop ^= t;
-      }
-      while (add !== 0) {
-        const t = add & -add;
-        this.markUsed(i * 32 + (31 - Math.clz32(t)));
-        add ^= t;
-      }
+      forEachSetBit(Uint32Array.of(a[i] & ~n[i]), i * 32, (v) => this.release(v));
+      forEachSetBit(Uint32Array.of(n[i] & ~a[i]), i * 32, (v) => this.markUsed(v));
     }
   }
 

@@ -22,6 +22,18 @@ export function popcountWords(words: Uint32Array, start = 0, end = words.length)
   return n;
 }
 
+/** Calls `fn` with the VBN of every set bit of `words`, ascending; word 0 bit 0 is VBN `firstVbn`. */
+export function forEachSetBit(words: Uint32Array, firstVbn: number, fn: (vbn: number) => void): void {
+  for (let i = 0; i < words.length; i++) {
+    let w = words[i];
+    while (w !== 0) {
+      const t = w & -w;
+      fn(firstVbn + i * 32 + (31 - Math.clz32(t)));
+      w ^= t;
+    }
+  }
+}
+
 export class BitPlane {
   readonly words: Uint32Array;
   /** Set bits per 4 KiB chunk, so whole-plane work can skip empty chunks. */
@@ -143,19 +155,9 @@ export class BitPlane {
 
   /** Calls `fn` for every set bit, in ascending order. */
   forEach(fn: (vbn: number) => void): void {
-    for (let c = 0; c < this.chunks; c++) {
-      if (this.chunkPopulation[c] === 0) continue;
-      const base = c * WORDS_PER_CHUNK;
-      for (let i = base; i < base + WORDS_PER_CHUNK; i++) {
-        let w = this.words[i];
-        while (w !== 0) {
-          const t = w & -w;
-          fn(i * 32 + (31 - Math.clz32(t)));
-          w ^= t;
-        }
-      }
-    }
+    for (let c = 0; c < this.chunks; c++) if (this.chunkPopulation[c] !== 0) forEachSetBit(this.chunkWords(c), c * BITS_PER_CHUNK, fn);
   }
+
 }
 
 /** Chunks needed for a plane over `blockCount` blocks. */

@@ -10,3 +10,4 @@ export type { Cadence } from '../jobs/cadence.js';
 export type { JobRecord, ScheduleJobRecord, TransferJobRecord } from './state-store.js';
 export { snapplaneHome } from './state-store.js';
 export type { SendOptions } from '../stream/send.js';
+export { decodeResumeToken } from '../stream/receive.js';

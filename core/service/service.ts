@@ -24,7 +24,8 @@ import { parseLevelPolicy, planBackups } from '../image/plan.js';
 import { planStream, streamSize, writeStream, type SendOptions, type StreamPlan, type StreamProgress } from '../stream/send.js';
 import { StreamReader } from '../stream/reader.js';
 import { readResumeToken, receiveStream } from '../stream/receive.js';
-import { checkChain, fileSource, sendToFile, verifyStream } from '../stream/transfer.js';
+import { checkChain, sendToFile, verifyStream } from '../stream/transfer.js';
+import { backupBytes } from '../stream/backup-source.js';
 import { BackupChainDevice } from '../stream/backup-device.js';
 import { writeTapes } from '../stream/tape.js';
 import type { BackupCheck, BackupPlan, ImageEvalReport, ReceiveReport, SendReport } from '../api/types.js';
@@ -446,14 +447,14 @@ export class SnapplaneService {
 
   /**
    * Tape backup: the image in `tape` order across tape files of `tapeSize` bytes in folder `dir` (tape headers,
-   * 64 KiB tape blocks, a position table at the end); `nextTape` is a shell command run before each further tape.
+   * 64 KiB tape blocks, a position table at the end); `beforeTape` runs before each further tape.
    */
-  async sendToTape(volume: string, expression: string, dir: string, options: { tapeSize: number; nextTape?: string; codec?: 'none' | 'lz4' }, onProgress?: ProgressCallback): Promise<SendReport & { tapes: number }> {
+  async sendToTape(volume: string, expression: string, dir: string, options: { tapeSize: number; beforeTape?: (tape: number, path: string) => Promise<void>; codec?: 'none' | 'lz4' }, onProgress?: ProgressCallback): Promise<SendReport & { tapes: number }> {
     return this.transferJob('backup', volume, dir, expression, onProgress, async (signal, progress) => {
       const v = await this.volume({ volume }, false);
       const plan = await planStream(v, expression, { order: 'tape', codec: options.codec, now: this.now });
       const tapeProgress = (p: StreamProgress): void => progress({ phase: 'tape', done: p.blocks * BLOCK_SIZE, total: plan.sendBlocks * BLOCK_SIZE, unit: 'bytes' });
-      const r = await writeTapes(dir, writeStream(v, plan, tapeProgress, signal, true), { tapeSize: options.tapeSize, nextTape: options.nextTape, label: `${volume}: ${plan.header.expression}`, streamId: plan.header.streamId });
+      const r = await writeTapes(dir, writeStream(v, plan, tapeProgress, signal, true), { tapeSize: options.tapeSize, beforeTape: options.beforeTape, label: `${volume}: ${plan.header.expression}`, streamId: plan.header.streamId });
       return { ...this.sendReport(volume, plan, false, r.bytes), target: dir, tapes: r.tapes };
     }, (r) => r.streamBytes);
   }
@@ -503,7 +504,7 @@ export class SnapplaneService {
   /** Receives a stream from a file (a file backup). */
   async receiveFile(volume: string, path: string, options: { force?: boolean; raid?: number } = {}, onProgress?: ProgressCallback): Promise<ReceiveReport> {
     if (!(await pathExists(path))) throw new SnapplaneError('NOT_FOUND', `backup '${path}' does not exist`, { path });
-    return this.receive(volume, fileSource(path), options, onProgress);
+    return this.receive(volume, backupBytes(path), options, onProgress);
   }
 
   /** The resume token an interrupted receive into `volume` left behind, or null. */
@@ -526,7 +527,7 @@ export class SnapplaneService {
     const backups: BackupCheck[] = [];
     for (const f of files) {
       if (!(await pathExists(f))) backups.push({ file: f, kind: 'full', expression: '', base: null, snapshots: [], sourceVolume: '', blocks: 0, bytes: 0, ok: false, error: 'no such file' });
-      else backups.push(await verifyStream(fileSource(f), f));
+      else backups.push(await verifyStream(backupBytes(f), f));
     }
     let chain: string | null = null;
     if (backups.every((b) => b.ok)) {
@@ -545,7 +546,7 @@ export class SnapplaneService {
       progress({ phase: 'check chain', done: 0, total: files.length, unit: 'items' });
       await checkChain(files);
       const out: ReceiveReport[] = [];
-      for (const f of files) out.push(await this.receiveInto(volume, fileSource(f), options, progress, signal));
+      for (const f of files) out.push(await this.receiveInto(volume, backupBytes(f), options, progress, signal));
       return out;
     }, (r) => r.reduce((n, x) => n + x.bytes, 0));
   }

@@ -165,6 +165,11 @@ export function decodeRecordHeader(b: Buffer): RecordHeader {
   };
 }
 
+/** The digest as it is written in the end record: 16 lowercase hex digits. */
+export function digestHex(h: Xxh64): string {
+  return h.digest().toString(16).padStart(16, '0');
+}
+
 /** Stream ids travel as 32 hex digits and enter checksums as their 16 bytes. */
 export function streamIdBytes(id: string): Buffer {
   if (!/^[0-9a-f]{32}$/.test(id)) throw new SnapplaneError('BAD_STREAM', `bad stream id '${id}'`);

@@ -20,6 +20,7 @@ import {
   RecordType,
   checkPreamble,
   decodeRecordHeader,
+  digestHex,
   recordChecksum,
   streamIdBytes,
   type RecordHeader,
@@ -294,7 +295,7 @@ export class StreamReader {
         const trailer = t.data;
         if (trailer.records !== this.seq) throw this.fail(`end record counts ${trailer.records} records, the stream had ${this.seq}`);
         if (trailer.blocks !== this.blocks) throw this.fail(`end record counts ${trailer.blocks} blocks, the stream had ${this.blocks}`);
-        if (trailer.digest !== this.digest.digest().toString(16).padStart(16, '0')) throw this.fail('stream digest mismatch');
+        if (trailer.digest !== digestHex(this.digest)) throw this.fail('stream digest mismatch');
         if (!(await this.src.atEnd())) throw this.fail('bytes after the end record');
         this.finished = true;
         return { type: 'end', trailer };

@@ -277,12 +277,10 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
       };
 
       // ---- deallocation list and planes --------------------------------------------------------------------
-      let deallocated = 0;
       while (item.type === 'dealloc') {
         if (!baseEntry) throw bad('a deallocation list in a full stream');
         const b = await planeChunk(map, baseEntry.plane, item.chunk);
         for (let i = 0; i < WORDS_PER_CHUNK; i++) if ((item.words[i] & ~(b ? b[i] : 0)) !== 0) throw bad(`the deallocation list frees blocks its base '${baseEntry.name}' does not have`);
-        deallocated += popcountWords(item.words);
         item = await reader.next();
       }
       const planes: Map<number, Uint32Array>[] = header.snapshots.map(() => new Map());
@@ -440,7 +438,6 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
       }
       await rm(tokenPath, { force: true });
       await rm(spoolPath, { force: true });
-      void deallocated;
       return {
         volume: label,
         streamId: header.streamId,

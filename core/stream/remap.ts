@@ -5,7 +5,7 @@
  */
 import { SnapplaneError } from '../common/errors.js';
 import { blockChecksum } from '../common/checksum.js';
-import { BITS_PER_CHUNK, WORDS_PER_CHUNK } from '../planes/bit-plane.js';
+import { BITS_PER_CHUNK, forEachSetBit } from '../planes/bit-plane.js';
 import { SparsePlane } from '../planes/sparse-plane.js';
 import { INODES_PER_BLOCK, INODE_SIZE, InodeType, POINTERS_PER_BLOCK, RESERVED_BLOCKS, cloneInode, decodeInode, encodeInode, readPointer, writePointer, type BlockPointer, type Inode } from '../fs/format.js';
 import type { BlockDevice } from '../device/block-device.js';
@@ -21,16 +21,9 @@ export function planRemap(image: SparsePlane, blockCount: number, avoid: (vbn: n
   const moving: number[] = [];
   for (const c of image.chunkIndexes()) {
     if ((c + 1) * BITS_PER_CHUNK <= blockCount) continue;
-    const w = image.chunk(c)!;
-    for (let i = 0; i < WORDS_PER_CHUNK; i++) {
-      let x = w[i];
-      while (x !== 0) {
-        const t = x & -x;
-        const v = c * BITS_PER_CHUNK + i * 32 + (31 - Math.clz32(t));
-        if (v >= blockCount) moving.push(v);
-        x ^= t;
-      }
-    }
+    forEachSetBit(image.chunk(c)!, c * BITS_PER_CHUNK, (v) => {
+      if (v >= blockCount) moving.push(v);
+    });
   }
   const map: Remap = new Map();
   let cursor = RESERVED_BLOCKS;
@@ -51,17 +44,7 @@ export function planRemap(image: SparsePlane, blockCount: number, avoid: (vbn: n
 export function remapPlane(plane: SparsePlane | Map<number, Uint32Array>, map: Remap): SparsePlane {
   const out = new SparsePlane();
   const chunks = plane instanceof SparsePlane ? plane.chunkIndexes().map((c) => [c, plane.chunk(c)!] as const) : [...plane.entries()];
-  for (const [c, w] of chunks) {
-    for (let i = 0; i < WORDS_PER_CHUNK; i++) {
-      let x = w[i];
-      while (x !== 0) {
-        const t = x & -x;
-        const v = c * BITS_PER_CHUNK + i * 32 + (31 - Math.clz32(t));
-        out.set(map.get(v) ?? v);
-        x ^= t;
-      }
-    }
-  }
+  for (const [c, w] of chunks) forEachSetBit(w, c * BITS_PER_CHUNK, (v) => out.set(map.get(v) ?? v));
   return out;
 }
 

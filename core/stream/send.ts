@@ -22,6 +22,7 @@ import {
   RECORD_HEADER_SIZE,
   RecordFlag,
   RecordType,
+  digestHex,
   encodePreamble,
   encodeRecordHeader,
   streamIdBytes,
@@ -316,7 +317,7 @@ export async function* writeStream(volume: Volume, plan: StreamPlan, onProgress?
     });
     for (const b of emit({ type: RecordType.position, flags: 0, vbn: 0, count: positions.length, payload: table })) yield b;
   }
-  const trailer: StreamTrailer = { records: records + 1, blocks, dataBytes: blocks * BLOCK_SIZE, digest: digest.digest().toString(16).padStart(16, '0') };
+  const trailer: StreamTrailer = { records: records + 1, blocks, dataBytes: blocks * BLOCK_SIZE, digest: digestHex(digest) };
   for (const b of emit({ type: RecordType.end, flags: 0, vbn: 0, count: 0, payload: Buffer.from(JSON.stringify(trailer)) })) yield b;
 }
 

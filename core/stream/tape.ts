@@ -1,10 +1,9 @@
 /**
  * Tape backup: an image stream (in `tape` order) written across a folder of tape files of fixed capacity, each
- * with a tape header, the stream cut into fixed-size tape blocks. A hook runs before each further tape (to change
- * a cartridge, or to prompt). Reading a tape set gives the stream back, sequentially or at any offset.
+ * with a tape header, the stream cut into fixed-size tape blocks. A callback runs before each further tape (the
+ * CLI's --next-tape hook changes a cartridge or prompts there). Reading a tape set gives the stream back, sequentially or at any offset.
  */
 import { crc32 } from 'node:zlib';
-import { spawnSync } from 'node:child_process';
 import { mkdir, open, readdir, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SnapplaneError } from '../common/errors.js';
@@ -62,8 +61,8 @@ export function tapeName(n: number): string {
 export interface TapeWriteOptions {
   /** Bytes per tape file, header included; rounded down to whole tape blocks. */
   tapeSize: number;
-  /** A shell command run before each tape after the first (env SNAPPLANE_TAPE, SNAPPLANE_TAPE_PATH); non-zero exit aborts. */
-  nextTape?: string;
+  /** Called before each tape after the first (to change a cartridge or prompt); throwing aborts the backup. */
+  beforeTape?: (tape: number, path: string) => Promise<void>;
   label: string;
   streamId: string;
 }
@@ -92,10 +91,7 @@ export async function writeTapes(dir: string, stream: AsyncIterable<Buffer>, o: 
   const startTape = async (): Promise<void> => {
     tape++;
     const path = join(dir, tapeName(tape));
-    if (tape > 1 && o.nextTape) {
-      const r = spawnSync(o.nextTape, { shell: true, stdio: ['inherit', 'inherit', 'inherit'], env: { ...process.env, SNAPPLANE_TAPE: String(tape), SNAPPLANE_TAPE_PATH: path } });
-      if (r.status !== 0) throw new SnapplaneError('CANCELLED', `--next-tape hook exited with ${r.status ?? r.signal} before tape ${tape}`, { path });
-    }
+    if (tape > 1 && o.beforeTape) await o.beforeTape(tape, path);
     fh = await open(path, 'w');
     inTape = 0;
     await fh.write(header(false), 0, TAPE_HEADER_SIZE, 0);

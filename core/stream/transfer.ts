@@ -6,17 +6,12 @@ import { backupBytes } from './backup-source.js';
 import { open, rename, rm } from 'node:fs/promises';
 import { SnapplaneError } from '../common/errors.js';
 import { BLOCK_SIZE } from '../common/units.js';
-import { WORDS_PER_CHUNK, popcountWords } from '../planes/bit-plane.js';
+import { SparsePlane } from '../planes/sparse-plane.js';
 import type { Volume } from '../fs/volume.js';
 import { StreamReader } from './reader.js';
 import { writeStream, type StreamPlan, type StreamProgress } from './send.js';
 import type { StreamHeader } from './format.js';
 import type { BackupCheck } from '../api/types.js';
-
-/** The stream bytes of a backup (a stream file or a tape folder). */
-export function fileSource(path: string): AsyncIterable<Buffer> {
-  return backupBytes(path);
-}
 
 /** Writes a planned stream to a file (through a temporary name, so a half-written backup never looks complete). */
 export async function sendToFile(volume: Volume, plan: StreamPlan, path: string, onProgress?: (p: StreamProgress) => void, signal?: { cancelled: boolean }): Promise<number> {
@@ -64,25 +59,20 @@ export async function verifyStream(source: AsyncIterable<Buffer>, label: string)
   let blocks = 0;
   try {
     header = await reader.open();
-    let imageBlocks = 0;
-    let image: Map<number, Uint32Array> = new Map();
+    const image = new SparsePlane();
     for (;;) {
       const item = await reader.next();
-      if (item.type === 'image') {
-        image.set(item.chunk, item.words);
-        imageBlocks += popcountWords(item.words);
-      } else if (item.type === 'blocks') {
+      if (item.type === 'image') image.setChunk(item.chunk, item.words);
+      else if (item.type === 'blocks') {
         for (let v = item.vbn; v < item.vbn + item.count; v++) {
-          const w = image.get(Math.floor(v / (WORDS_PER_CHUNK * 32)));
-          const o = v % (WORDS_PER_CHUNK * 32);
-          if (!w || (w[o >>> 5] & (1 << (o & 31))) === 0) throw new SnapplaneError('BAD_STREAM', `${label}: block record carries VBN ${v}, which is not in the image`);
+          if (!image.has(v)) throw new SnapplaneError('BAD_STREAM', `${label}: block record carries VBN ${v}, which is not in the image`);
         }
         blocks += item.count;
       } else if (item.type === 'end') break;
     }
+    const imageBlocks = image.count;
     if (imageBlocks !== header.imageBlocks) throw new SnapplaneError('BAD_STREAM', `${label}: image records hold ${imageBlocks} blocks, the header says ${header.imageBlocks}`);
     if (header.resumeFromVbn === null && blocks !== header.imageBlocks) throw new SnapplaneError('BAD_STREAM', `${label}: carries ${blocks} of its ${header.imageBlocks} blocks`);
-    image = new Map();
     return summary(label, header, blocks, true);
   } catch (e) {
     await reader.close();
@@ -101,7 +91,7 @@ export async function checkChain(files: string[]): Promise<StreamHeader[]> {
   if (files.length === 0) throw new SnapplaneError('INVALID', 'name at least one backup');
   const headers: StreamHeader[] = [];
   for (const f of files) {
-    const r = new StreamReader(fileSource(f));
+    const r = new StreamReader(backupBytes(f));
     try {
       headers.push(await r.open());
     } catch (e) {

@@ -76,6 +76,21 @@ describe('snapplane image, send, receive, backup, restore, verify', () => {
     expect(bad.stdout).toMatch(/BAD .*checksum mismatch/);
   });
 
+  it('backup to tape runs the --next-tape hook before each further tape, and a failing hook stops it', async () => {
+    const log = join(dir, 'tapes.log');
+    const tapes = join(dir, 'tapes');
+    const r = await snapplane('backup', vol, 'June5 + June4 + June3 + June2 + June1', '--to', `tape:${tapes}`, '--tape-size', '1M', '--next-tape', `echo "$SNAPPLANE_TAPE $SNAPPLANE_TAPE_PATH" >> ${log}`);
+    expect(r.code).toBe(0);
+    const n = Number(/on (\d+) tape/.exec(r.stdout)![1]);
+    expect(n).toBeGreaterThan(1);
+    const lines = (await readFile(log, 'utf8')).trim().split('\n');
+    expect(lines).toEqual(Array.from({ length: n - 1 }, (_, k) => `${k + 2} ${join(tapes, `tape-000${k + 2}.tap`)}`));
+    expect((await json<{ ok: boolean }>('verify', tapes)).ok).toBe(true);
+    const bad = await snapplane('backup', vol, 'June5 + June4 + June3 + June2 + June1', '--to', `tape:${join(dir, 'tapes-b')}`, '--tape-size', '1M', '--next-tape', 'exit 3');
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/--next-tape hook exited with 3 before tape 2/);
+  });
+
   it('send | receive through a pipe, then copy an incremental', async () => {
     const dst = join(dir, 'piped.img');
     const code = await new Promise<number>((resolve) => {

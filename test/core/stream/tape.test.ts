@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdir, mkdtemp, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { SnapplaneService } from '../../../core/service/index.js';
 import { pattern } from '../../helpers/model.js';
 
@@ -28,12 +28,12 @@ describe('tape backup', () => {
     await writeFile(join(host, 'f1.bin'), pattern(700_000, 11));
     await s.put(vol, join(host, 'f1.bin'), '/data/f1.bin');
     await s.snapCreate(vol, 'tue');
-    const hookLog = join(dir, 'hook.log');
+    const loaded: string[] = [];
     const t0 = join(dir, 'tapes0');
-    const r = await s.sendToTape(vol, 'mon', t0, { tapeSize: 5 * 2 ** 20, nextTape: `echo "load $SNAPPLANE_TAPE" >> ${hookLog}` });
+    const r = await s.sendToTape(vol, 'mon', t0, { tapeSize: 5 * 2 ** 20, beforeTape: async (n, path) => void loaded.push(`load ${n} ${basename(path)}`) });
     expect(r.tapes).toBe(4); // about 17.3 MiB of stream on 5 MiB tapes
     expect((await readdir(t0)).sort()).toEqual(['tape-0001.tap', 'tape-0002.tap', 'tape-0003.tap', 'tape-0004.tap']);
-    expect((await readFile(hookLog, 'utf8')).trim().split('\n')).toEqual(['load 2', 'load 3', 'load 4']);
+    expect(loaded).toEqual(['load 2 tape-0002.tap', 'load 3 tape-0003.tap', 'load 4 tape-0004.tap']);
     const t1 = join(dir, 'tapes1');
     await s.sendToTape(vol, 'tue - mon', t1, { tapeSize: 2 * 2 ** 20 });
     const v = await s.verify([t0, t1]);
@@ -52,7 +52,10 @@ describe('tape backup', () => {
     const bad = await s.verify([t0]);
     expect(bad.ok).toBe(false);
     expect(bad.backups[0].error).toMatch(/tape-0004.tap is tape 4, expected tape 3|not the last tape/);
-    await expect(s.sendToTape(vol, 'mon', join(dir, 'tapes2'), { tapeSize: 5 * 2 ** 20, nextTape: 'exit 3' })).rejects.toThrow(/hook exited with 3 before tape 2/);
+    const refuse = async (): Promise<void> => {
+      throw new Error('operator did not load tape 2');
+    };
+    await expect(s.sendToTape(vol, 'mon', join(dir, 'tapes2'), { tapeSize: 5 * 2 ** 20, beforeTape: refuse })).rejects.toThrow(/did not load tape 2/);
     await expect(s.sendToTape(vol, 'mon', t1, { tapeSize: 2 * 2 ** 20 })).rejects.toThrow(/already holds tapes/);
   }, 60_000);
 });
