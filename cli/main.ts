@@ -8,6 +8,7 @@ import { registerRaid } from './commands/raid.js';
 import { registerDemo } from './commands/demo.js';
 import { registerSchedule } from './commands/schedule.js';
 import { registerStream } from './commands/stream.js';
+import { registerReplication } from './commands/replication.js';
 
 const program = new Command();
 program
@@ -25,6 +26,7 @@ registerCheck(program);
 registerRaid(program);
 registerSchedule(program);
 registerStream(program);
+registerReplication(program);
 registerDemo(program);
 
 try {

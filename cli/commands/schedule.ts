@@ -61,7 +61,7 @@ export function registerSchedule(program: Command): void {
     );
   program
     .command('daemon')
-    .description('run every schedule of every known volume until stopped (SIGINT/SIGTERM)')
+    .description('run every snapshot schedule of every known volume, and every mirror relationship with --every, until stopped (SIGINT/SIGTERM)')
     .option('--interval <seconds>', 'how often to look for due schedules', '30')
     .option('--once', 'one pass, then exit')
     .action(async (opts: { interval: string; once?: boolean }) => {
@@ -86,6 +86,16 @@ export function registerSchedule(program: Command): void {
               process.stdout.write(`${r.at} ${vol}: took ${r.take.join(', ') || '-'}; pruned ${r.prune.join(', ') || '-'}; freed ${formatBytes(r.freedBytes)}\n`);
             }
             await s.close(vol);
+          } catch (e) {
+            failures++;
+            await s.abortAll();
+            reportError(e);
+          }
+        }
+        for (const name of await s.dueMirrors()) {
+          try {
+            const r = await s.mirrorUpdate(name);
+            process.stdout.write(`${new Date().toISOString()} mirror ${name}: ${r.transfer} ${r.from ?? ''}${r.from ? ' → ' : ''}${r.to}, ${formatBytes(r.bytes)}\n`);
           } catch (e) {
             failures++;
             await s.abortAll();

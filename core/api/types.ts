@@ -274,3 +274,117 @@ export interface BackupPlan {
   totals: { level: number; points: number; bytes: number }[];
   restore?: { at: string; snapshot: string | null; chain: string[]; bytes: number };
 }
+
+/** A snapshot as both ends of a replication know it: the same name, CP generation and creation time. */
+export interface SnapshotRef {
+  id: number;
+  name: string;
+  generation: number;
+  createdAtMs: number;
+}
+
+/** What a destination tells a source before a transfer (the seed's update request: its newest master). */
+export interface DestinationStatus {
+  volume: string;
+  exists: boolean;
+  uuid: string | null;
+  blockCount: number | null;
+  /** No snapshots and no files: a full stream may land here. */
+  empty: boolean;
+  snapshots: (SnapshotRef & { master: boolean })[];
+  newestMaster: SnapshotRef | null;
+  /** An interrupted receive: its token and the expression of its stream. */
+  resume: { token: string; expression: string } | null;
+  /** Set while the volume is the read-only destination of a mirror relationship. */
+  mirrorOf: MirrorMarker | null;
+  /** A destination being updated from a shadow master is off-line (SPEC §2, the seed's shadow masters). */
+  offline: string | null;
+}
+
+/** The sidecar that keeps a mirror destination read-only until the relationship is broken. */
+export interface MirrorMarker {
+  relationship: string;
+  source: string;
+  sourceUuid: string;
+  since: string;
+}
+
+/** `master list`: master snapshots, oldest first, with the destinations that still need each. */
+export interface MasterInfo {
+  name: string;
+  createdAt: string;
+  generation: number;
+  shadow: boolean;
+  /** The newest master: what the `master` named pointer resolves to. */
+  pointer: boolean;
+  /** Known destinations that have not moved past it; while any is listed, it cannot be deleted or unmarked. */
+  neededBy: string[];
+}
+
+/** A destination the source has replicated to, with the newest master it holds. */
+export interface KnownDestination {
+  destination: string;
+  master: SnapshotRef | null;
+  updatedAt: string;
+}
+
+/** `replicate`: what was decided and sent. */
+export interface ReplicateReport {
+  source: string;
+  destination: string;
+  /** `none`: the destination already has the source's newest master. */
+  kind: 'full' | 'incremental' | 'none';
+  from: string | null;
+  to: string;
+  /** Why a full copy was chosen, or why nothing was sent. */
+  reason: string;
+  resumedFromVbn: number | null;
+  blocks: number;
+  bytes: number;
+  /** Bytes that went over the wire (frames included; 0 for a local destination). */
+  wireBytes: number;
+  seconds: number;
+}
+
+export type MirrorKind = 'full' | 'incremental' | 'replica';
+export type MirrorState = 'uninitialized' | 'idle' | 'transferring' | 'lagging' | 'broken' | 'failed';
+
+/** A relationship: source, destination, kind, schedule and state (`mirror status`). */
+export interface MirrorInfo {
+  name: string;
+  kind: MirrorKind;
+  source: string;
+  destination: string;
+  /** Incremental mirrors: where the base image lives (`file:<path>` or `tape:<folder>`). */
+  slow: string | null;
+  every: string | null;
+  state: MirrorState;
+  /** The newest snapshot both sides have. */
+  lastCommon: string | null;
+  lastTransferAt: string | null;
+  lastTransferBytes: number;
+  lastError: string | null;
+  /** Time since the last common snapshot was taken, and blocks written on the source since. */
+  lagSeconds: number | null;
+  lagBlocks: number | null;
+  /** How the last incremental chose its blocks: the mark-on-allocate images, or subtraction when they could not. */
+  lastSelection: 'marks' | 'subtraction' | 'full' | null;
+  nextAt: string | null;
+}
+
+/** `mirror update`: one transfer of a relationship. */
+export interface MirrorUpdateReport {
+  name: string;
+  kind: MirrorKind;
+  transfer: 'full' | 'incremental' | 'none';
+  from: string | null;
+  to: string;
+  selection: 'marks' | 'subtraction' | 'full' | null;
+  blocks: number;
+  bytes: number;
+  resumedFromVbn: number | null;
+  seconds: number;
+  /** Incremental mirrors: blocks and bytes the sparse incremental structure holds after the update. */
+  deltaBlocks?: number;
+  deltaBytes?: number;
+}

@@ -18,7 +18,10 @@ export type ErrorCode =
   | 'LIMIT'
   | 'OUTSIDE'
   | 'CANCELLED'
-  | 'CLOSED';
+  | 'CLOSED'
+  | 'AUTH'
+  | 'NET'
+  | 'BUSY';
 
 export interface ErrorContext {
   volume?: string;

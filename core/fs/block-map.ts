@@ -27,6 +27,8 @@ export class BlockMap {
   marksBase: BitPlane | null = null;
   /** The previous mark-on-allocate image (the one swapped out when the last incremental transfer started). */
   marksPrevious: BitPlane | null = null;
+  /** The snapshots (by CP generation) the previous image counts from and ends at: it equals `to - from`. */
+  marksPreviousSpan: { from: number; to: number } | null = null;
   /** Blocks a receive is writing into: off limits to the allocator until the receive commits or gives up. */
   private fence: Uint32Array | null = null;
   private pendingList: number[] = [];

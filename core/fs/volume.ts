@@ -909,40 +909,54 @@ export class Volume {
 
   /** Takes a snapshot at a new CP: the CP copies its final active plane into the snapshot's plane. */
   createSnapshot(name: string, opts: { shadow?: boolean } = {}): Promise<SnapshotInfo> {
+    return this.run(true, () => this.takeSnapshot(name, opts));
+  }
+
+  /**
+   * Takes a snapshot and swaps the mark-on-allocate images at it in one step, so nothing is written in between and
+   * the swapped-out image is exactly `name - (the previous base)`: the start of an incremental transfer.
+   */
+  snapshotForTransfer(name: string): Promise<SnapshotInfo> {
     return this.run(true, async () => {
-      validateSnapshotName(name, this.label);
-      if (this.snapshots.has(name)) throw new SnapplaneError('EXISTS', `snapshot '${name}' already exists on volume '${this.label}'`, { volume: this.label, snapshot: name });
-      await this.reserve(16);
-      const plane = this.snapshots.freePlane(this.label);
-      const entry: SnapshotEntry = {
-        id: this.fsinfo.nextSnapshotId,
-        plane,
-        flags: opts.shadow ? SnapshotFlag.shadow : 0,
-        createdAtMs: Math.round(this.now()),
-        generation: 0,
-        name,
-        inodeCount: 0,
-        inodeFile: newInode(InodeType.File),
-        blockMap: newInode(InodeType.File),
-      };
-      this.fsinfo = { ...this.fsinfo, nextSnapshotId: this.fsinfo.nextSnapshotId + 1 };
-      this.snapshots.put(entry);
-      this.pendingSnapshot = { entry, regular: !opts.shadow };
-      await this.consistencyPoint();
-      // A new snapshot's plane equals the active plane, so it holds no block alone.
-      const blocks = this.blockMap!.active.count;
-      return {
-        id: entry.id,
-        name,
-        plane,
-        createdAt: new Date(entry.createdAtMs).toISOString(),
-        generation: entry.generation,
-        flags: { shadow: opts.shadow === true, master: false, hold: false, stale: false },
-        blocks,
-        uniqueBlocks: 0,
-        uniqueBytes: 0,
-      };
+      const info = await this.takeSnapshot(name, {});
+      await this.swapMarks(this.snapshots.byName(name, this.label), true);
+      return info;
     });
+  }
+
+  private async takeSnapshot(name: string, opts: { shadow?: boolean }): Promise<SnapshotInfo> {
+    validateSnapshotName(name, this.label);
+    if (this.snapshots.has(name)) throw new SnapplaneError('EXISTS', `snapshot '${name}' already exists on volume '${this.label}'`, { volume: this.label, snapshot: name });
+    await this.reserve(16);
+    const plane = this.snapshots.freePlane(this.label);
+    const entry: SnapshotEntry = {
+      id: this.fsinfo.nextSnapshotId,
+      plane,
+      flags: opts.shadow ? SnapshotFlag.shadow : 0,
+      createdAtMs: Math.round(this.now()),
+      generation: 0,
+      name,
+      inodeCount: 0,
+      inodeFile: newInode(InodeType.File),
+      blockMap: newInode(InodeType.File),
+    };
+    this.fsinfo = { ...this.fsinfo, nextSnapshotId: this.fsinfo.nextSnapshotId + 1 };
+    this.snapshots.put(entry);
+    this.pendingSnapshot = { entry, regular: !opts.shadow };
+    await this.consistencyPoint();
+    // A new snapshot's plane equals the active plane, so it holds no block alone.
+    const blocks = this.blockMap!.active.count;
+    return {
+      id: entry.id,
+      name,
+      plane,
+      createdAt: new Date(entry.createdAtMs).toISOString(),
+      generation: this.snapshots.byName(name, this.label).generation,
+      flags: { shadow: opts.shadow === true, master: false, hold: false, stale: false },
+      blocks,
+      uniqueBlocks: 0,
+      uniqueBytes: 0,
+    };
   }
 
   /** @internal Keeps snapshot planes from deletion while a transfer reads their blocks; returns the release. */
@@ -1094,16 +1108,23 @@ export class Volume {
     return this.run(true, async () => {
       const entry = this.snapshots.byName(base, this.label);
       if (entry.flags & SnapshotFlag.shadow) throw new SnapplaneError('INVALID', `the base of the mark-on-allocate images must be a regular snapshot; '${base}' is a shadow`, { volume: this.label, snapshot: base });
-      const map = this.blockMap!;
       await this.settle();
-      for (const e of this.snapshots.list()) if (e.flags & SnapshotFlag.markBase && e.plane !== entry.plane) this.snapshots.put({ ...e, flags: e.flags & ~SnapshotFlag.markBase });
-      this.snapshots.put({ ...entry, flags: entry.flags | SnapshotFlag.markBase });
-      map.marksPrevious = map.marks;
-      map.marks = null;
-      await this.consistencyPoint();
-      map.marks = await subtractPlane(map, map.active, entry.plane);
-      map.marksBase = await map.loadPlane(entry.plane);
+      await this.swapMarks(entry, false);
     });
+  }
+
+  /** `exact`: the active file system is still `entry` (it was just taken), so the swapped-out image ends there. */
+  private async swapMarks(entry: SnapshotEntry, exact: boolean): Promise<void> {
+    const map = this.blockMap!;
+    const old = this.snapshots.list().find((e) => e.flags & SnapshotFlag.markBase && e.plane !== entry.plane);
+    if (old) this.snapshots.put({ ...old, flags: old.flags & ~SnapshotFlag.markBase });
+    this.snapshots.put({ ...this.snapshots.byName(entry.name, this.label), flags: entry.flags | SnapshotFlag.markBase });
+    map.marksPreviousSpan = old && exact ? { from: old.generation, to: this.snapshots.byName(entry.name, this.label).generation } : null;
+    map.marksPrevious = map.marks;
+    map.marks = null;
+    await this.consistencyPoint();
+    map.marks = await subtractPlane(map, map.active, entry.plane);
+    map.marksBase = await map.loadPlane(entry.plane);
   }
 
   /** Verifies every invariant; see FsckReport. */
@@ -1188,4 +1209,5 @@ async function rebuildMarks(map: BlockMap, entries: SnapshotEntry[]): Promise<vo
   map.marksBase = await map.loadPlane(base.plane);
   const before = entries.filter((e) => !(e.flags & SnapshotFlag.shadow) && e.generation < base.generation).sort((a, b) => b.generation - a.generation)[0];
   map.marksPrevious = before ? await subtractPlane(map, map.marksBase, before.plane) : map.marksBase;
+  map.marksPreviousSpan = before ? { from: before.generation, to: base.generation } : null;
 }

@@ -10,11 +10,8 @@ import type { ScheduleRecord } from './state-store.js';
 /** Says why a snapshot must be kept, or null when pruning may delete it. */
 export type RetentionGuard = (volume: string, snapshot: SnapshotInfo) => string | null;
 
-/** The built-in guards: holds, and master snapshots. */
-export const defaultGuards: RetentionGuard[] = [
-  (_v, s) => (s.flags.hold ? 'held' : null),
-  (_v, s) => (s.flags.master ? 'master snapshot (a destination may still need it)' : null),
-];
+/** The built-in guard: holds. (The service adds one for master snapshots that a known destination still needs.) */
+export const defaultGuards: RetentionGuard[] = [(_v, s) => (s.flags.hold ? 'held' : null)];
 
 export interface SchedulePlan {
   take: { label: string; name: string; slot: number }[];

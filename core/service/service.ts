@@ -41,6 +41,10 @@ async function pathExists(p: string): Promise<boolean> {
 import { describeCadence, nextSlot, type Cadence } from '../jobs/cadence.js';
 import { StateStore, type JobRecord, type TransferJobRecord } from './state-store.js';
 import { defaultGuards, planScheduleRun, type RetentionGuard } from './scheduler.js';
+import { readMarker, readOffline } from '../transfer/sidecars.js';
+import { Replication, type ReplicationHost, type TransferOptions } from './replication.js';
+import type { Endpoint } from '../net/endpoint.js';
+import type { MasterInfo, MirrorInfo, MirrorKind, MirrorUpdateReport, ReplicateReport } from '../api/types.js';
 
 /** A volume reference: a volume path, optionally at a snapshot (`vol@snap`, read-only). */
 export interface VolumeRef {
@@ -76,10 +80,21 @@ export class SnapplaneService {
   /** Reasons to keep a snapshot that retention would otherwise prune (replication adds its own). */
   readonly retentionGuards: RetentionGuard[] = [...defaultGuards];
 
+  private readonly replication: Replication;
+
   constructor(options: ServiceOptions = {}) {
     this.cpIntervalMs = options.cpIntervalMs ?? 10_000;
     this.now = options.now;
     this.state = new StateStore(options.stateFile);
+    const host: ReplicationHost = {
+      openVolume: (path, write, mirrorWrite) => this.volume({ volume: path }, write, mirrorWrite === true),
+      closeVolume: (path) => this.close(path),
+      receiveInto: (path, source, opts, onProgress, signal) => this.receiveInto(path, source, opts, onProgress, signal),
+      job: (kind, volume, target, expression, onProgress, fn, bytesOf) => this.transferJob(kind, volume, target, expression, onProgress, fn, bytesOf),
+      clock: () => this.clock(),
+      state: this.state,
+    };
+    this.replication = new Replication(host);
   }
 
   private clock(): number {
@@ -134,7 +149,8 @@ export class SnapplaneService {
     const schedules = st.volumes[resolvePath(volume)]?.schedules ?? [];
     const now = this.clock();
     const snapshots = await this.snapList({ volume });
-    const plan = planScheduleRun(volume, schedules, snapshots, now, this.retentionGuards);
+    const needed = await this.replication.neededMasterReasons(volume);
+    const plan = planScheduleRun(volume, schedules, snapshots, now, [...this.retentionGuards, (_v, snap) => needed.get(snap.name) ?? null]);
     const freed = await this.space(volume, plan.prune.map((p) => p.name));
     const report: ScheduleRunReport = {
       volume,
@@ -193,7 +209,7 @@ export class SnapplaneService {
   }
 
   /** Opens (or reuses) a volume for reading or writing. */
-  private async volume(ref: VolumeRef, write: boolean): Promise<Volume> {
+  private async volume(ref: VolumeRef, write: boolean, mirrorWrite = false): Promise<Volume> {
     if (write && ref.snapshot !== undefined) {
       throw new SnapplaneError('READ_ONLY', `snapshot '${ref.snapshot}' is read-only`, {
         volume: ref.volume,
@@ -208,6 +224,12 @@ export class SnapplaneService {
     const k = this.key(ref, !write);
     let v = this.open.get(k);
     if (!v) {
+      const offline = await readOffline(ref.volume);
+      if (offline) throw new SnapplaneError('BUSY', `volume '${ref.volume}' is off-line: ${offline}; try again when that update has finished`, { volume: ref.volume });
+      if (write && !mirrorWrite) {
+        const marker = await readMarker(ref.volume);
+        if (marker) throw new SnapplaneError('READ_ONLY', `volume '${ref.volume}' is the mirror of '${marker.source}' (relationship '${marker.relationship}'); it changes only by mirror updates until \`snapplane mirror break ${marker.relationship}\` makes it writable`, { volume: ref.volume });
+      }
       v = await Volume.open(ref.volume, {
         readOnly: !write,
         snapshot: ref.snapshot,
@@ -467,7 +489,7 @@ export class SnapplaneService {
     return this.transferJob('receive', volume, volume, undefined, onProgress, (signal, progress) => this.receiveInto(volume, source, options, progress, signal), (r) => r.bytes);
   }
 
-  private async receiveInto(volume: string, source: AsyncIterable<Buffer>, options: { force?: boolean; raid?: number }, onProgress: ProgressCallback | undefined, signal: { cancelled: boolean }): Promise<ReceiveReport> {
+  private async receiveInto(volume: string, source: AsyncIterable<Buffer>, options: { force?: boolean; raid?: number; mirrorWrite?: boolean }, onProgress: ProgressCallback | undefined, signal: { cancelled: boolean }): Promise<ReceiveReport> {
     const reader = new StreamReader(source);
     let created = false;
     let v: Volume;
@@ -481,7 +503,7 @@ export class SnapplaneService {
         await this.createVolume(volume, options.raid ? Math.ceil(header.blockCount / options.raid) * BLOCK_SIZE + 16 * BLOCK_SIZE : size, options.raid ? { raid: options.raid } : {});
         created = true;
       }
-      v = await this.volume({ volume }, true);
+      v = await this.volume({ volume }, true, options.mirrorWrite === true);
     } catch (e) {
       await reader.close();
       throw e;
@@ -628,7 +650,9 @@ export class SnapplaneService {
 
   /** Deletes a snapshot (clears its plane); refuses a held one. */
   async snapDelete(volume: string, name: string): Promise<void> {
-    await (await this.volume({ volume }, true)).deleteSnapshot(name);
+    const v = await this.volume({ volume }, true);
+    await this.replication.checkNotNeeded(volume, [v.snapshots.byName(name, volume)], 'delete');
+    await v.deleteSnapshot(name);
   }
 
   /** Renames a snapshot. */
@@ -691,6 +715,73 @@ export class SnapplaneService {
   /** Exact bytes that deleting the snapshots `names` would free, with per-snapshot figures. */
   async space(volume: string, names: string[]): Promise<SpaceReport> {
     return (await this.volume({ volume }, false)).space(names);
+  }
+
+  // ---- replication and mirroring ----------------------------------------------------------------------------
+
+  /** Master snapshots, oldest first, with the destinations that still need each (`master list`). */
+  masterList(volume: string): Promise<MasterInfo[]> {
+    return this.replication.masterList(volume);
+  }
+
+  /** Marks (or unmarks) a master snapshot; the `master` named pointer follows the newest. */
+  masterMark(volume: string, snapshot: string, mark: boolean): Promise<MasterInfo[]> {
+    return this.replication.masterMark(volume, snapshot, mark);
+  }
+
+  /** Sends a destination (a local volume or host:port/name) up to the source's newest master snapshot. */
+  replicate(source: string, destination: string, options: TransferOptions & { raid?: number } = {}, onProgress?: ProgressCallback): Promise<ReplicateReport> {
+    return this.replication.replicate(source, destination, options, onProgress);
+  }
+
+  /** Runs a replication endpoint on a TCP port for volumes under `root` (`snapplane serve`). */
+  serve(options: { host?: string; port: number; root: string; keyFile: string; log?: (line: string) => void }): Promise<Endpoint> {
+    return this.replication.serve(options);
+  }
+
+  /** Records a mirror relationship; its first update initializes the mirror. */
+  mirrorCreate(name: string, source: string, destination: string, options: TransferOptions & { kind: MirrorKind; everyMs?: number; slow?: string }): Promise<MirrorInfo> {
+    return this.replication.mirrorCreate(name, source, destination, options);
+  }
+
+  /** One transfer of a relationship. */
+  mirrorUpdate(name: string, onProgress?: ProgressCallback): Promise<MirrorUpdateReport> {
+    return this.replication.mirrorUpdate(name, onProgress);
+  }
+
+  /** Takeover: breaks a relationship and makes its mirror writable. */
+  mirrorBreak(nameOrVolume: string): Promise<{ relationship: string | null; destination: string; writable: boolean }> {
+    return this.replication.mirrorBreak(nameOrVolume);
+  }
+
+  /** Re-establishes a relationship from the newest common snapshot (no full copy). */
+  mirrorResync(name: string, options: { reverse?: boolean } = {}, onProgress?: ProgressCallback): Promise<MirrorUpdateReport & { common: string; discarded: string[] }> {
+    return this.replication.mirrorResync(name, options, onProgress);
+  }
+
+  /** A relationship's state and lag. */
+  mirrorStatus(name: string): Promise<MirrorInfo> {
+    return this.replication.mirrorStatus(name);
+  }
+
+  /** Every relationship. */
+  mirrorList(): Promise<MirrorInfo[]> {
+    return this.replication.mirrorList();
+  }
+
+  /** Deletes a relationship record (snapshots stay). */
+  mirrorDelete(name: string): Promise<void> {
+    return this.replication.mirrorDelete(name);
+  }
+
+  /** Rebuilds an incremental mirror's newest state into a new volume. */
+  mirrorReconstruct(name: string, volume: string, onProgress?: ProgressCallback): Promise<ReceiveReport> {
+    return this.replication.mirrorReconstruct(name, volume, onProgress);
+  }
+
+  /** Relationships whose schedule is due (the daemon runs them). */
+  dueMirrors(): Promise<string[]> {
+    return this.replication.dueMirrors(this.clock());
   }
 
   /** Closes every volume this service opened. */

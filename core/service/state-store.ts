@@ -7,6 +7,7 @@ import { homedir, platform } from 'node:os';
 import { dirname, join } from 'node:path';
 import { SnapplaneError } from '../common/errors.js';
 import type { Cadence } from '../jobs/cadence.js';
+import type { MirrorKind, SnapshotRef } from '../api/types.js';
 
 export interface ScheduleRecord {
   label: string;
@@ -18,7 +19,7 @@ export interface ScheduleRecord {
 /** A transfer job: send, receive, copy, backup or restore, with its outcome. */
 export interface TransferJobRecord {
   id: number;
-  kind: 'send' | 'receive' | 'copy' | 'backup' | 'restore' | 'restore-file';
+  kind: 'send' | 'receive' | 'copy' | 'backup' | 'restore' | 'restore-file' | 'replicate' | 'mirror-update' | 'reconstruct';
   volume: string;
   /** Where it went or came from (a file, a tape folder, another volume). */
   target: string;
@@ -50,9 +51,35 @@ export interface ScheduleJobRecord {
   error?: string;
 }
 
+/** A mirror or replica relationship as persisted (MirrorInfo is what front ends see). */
+export interface RelationshipRecord {
+  name: string;
+  kind: MirrorKind;
+  /** Absolute path of the source volume. */
+  source: string;
+  /** Absolute path of a local volume (or, for an incremental mirror, of its fast folder), or host:port/name. */
+  destination: string;
+  slow: string | null;
+  keyFile: string | null;
+  everyMs: number | null;
+  limit: number | null;
+  broken: boolean;
+  lastCommon: SnapshotRef | null;
+  /** A snapshot taken for a transfer that has not completed (sent again, resumed where possible). */
+  pending: string | null;
+  seq: number;
+  transferring: { pid: number; since: string } | null;
+  lastTransferAt: string | null;
+  lastTransferBytes: number;
+  lastError: string | null;
+  lastSelection: 'marks' | 'subtraction' | 'full' | null;
+  createdAt: string;
+}
+
 export interface ConsoleState {
   version: 1;
   volumes: Record<string, { schedules: ScheduleRecord[] }>;
+  relationships?: Record<string, RelationshipRecord>;
   history: JobRecord[];
   nextJobId: number;
 }

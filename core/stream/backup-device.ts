@@ -115,6 +115,11 @@ export class BackupChainDevice implements BlockDevice {
     return data;
   }
 
+  /** True when some backup of the chain carries VBN `vbn`. */
+  holds(vbn: number): boolean {
+    return this.index.has(vbn);
+  }
+
   /** Reads blocks from the newest backup carrying each VBN; fsinfo is the chosen snapshot's root. */
   async readBlocks(vbn: number, count: number, into?: Buffer): Promise<Buffer> {
     if (this.closed) throw new SnapplaneError('CLOSED', 'backup device is closed');

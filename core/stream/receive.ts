@@ -5,8 +5,8 @@
  * after the end record has verified. A crash or a bad stream before that leaves the destination at its base.
  */
 import { createHash } from 'node:crypto';
-import { open, readFile, rm, stat, writeFile, rename, type FileHandle } from 'node:fs/promises';
-import { join } from 'node:path';
+import { open, readFile, rm, writeFile, rename, type FileHandle } from 'node:fs/promises';
+import { sidecarPath } from '../fs/sidecar.js';
 import { SnapplaneError } from '../common/errors.js';
 import { BLOCK_SIZE } from '../common/units.js';
 import { BITS_PER_CHUNK, BitPlane, WORDS_PER_CHUNK, popcountWords } from '../planes/bit-plane.js';
@@ -43,20 +43,20 @@ interface TokenFile {
 }
 
 /** The receive-token file of a volume (beside an image; inside a RAID group's folder). */
-export async function tokenPathFor(volumePath: string): Promise<string> {
-  try {
-    if ((await stat(volumePath)).isDirectory()) return join(volumePath, 'receive-token.json');
-  } catch {
-    // a volume that does not exist yet has no token
-  }
-  return `${volumePath}.receive-token.json`;
+export function tokenPathFor(volumePath: string): Promise<string> {
+  return sidecarPath(volumePath, 'receive-token.json');
 }
 
 /** The resume token of an interrupted receive into `volumePath`, or null. */
 export async function readResumeToken(volumePath: string): Promise<string | null> {
+  return (await readResumeState(volumePath))?.token ?? null;
+}
+
+/** The resume token of an interrupted receive and the expression of its stream (a sender resumes only the same image). */
+export async function readResumeState(volumePath: string): Promise<{ token: string; expression: string } | null> {
   try {
     const t = JSON.parse(await readFile(await tokenPathFor(volumePath), 'utf8')) as TokenFile;
-    return encodeResumeToken(t.streamId, t.nextVbn);
+    return { token: encodeResumeToken(t.streamId, t.nextVbn), expression: t.expression };
   } catch {
     return null;
   }

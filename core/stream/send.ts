@@ -8,7 +8,7 @@ import { deflateRawSync } from 'node:zlib';
 import { compressSync } from 'lz4-napi';
 import { SnapplaneError } from '../common/errors.js';
 import { BLOCK_SIZE } from '../common/units.js';
-import { WORDS_PER_CHUNK, popcount32 } from '../planes/bit-plane.js';
+import { WORDS_PER_CHUNK, popcount32, type BitPlane } from '../planes/bit-plane.js';
 import { SparsePlane } from '../planes/sparse-plane.js';
 import { INODE_SIZE, encodeInode, type SnapshotEntry } from '../fs/format.js';
 import type { Volume } from '../fs/volume.js';
@@ -39,6 +39,11 @@ export interface SendOptions {
   codec?: StreamCodec;
   /** Resume: keep this stream id and skip block records before `fromVbn`. */
   resume?: { streamId: string; fromVbn: number };
+  /**
+   * `marks`: an incremental `top - base` takes its blocks from the swapped-out mark-on-allocate image when that image
+   * spans exactly base → top (Volume.snapshotForTransfer), instead of subtracting planes; otherwise it subtracts.
+   */
+  selection?: 'marks' | 'subtraction';
   now?: () => number;
 }
 
@@ -55,6 +60,8 @@ export interface StreamPlan {
   generations: number[];
   /** Blocks the block records of this transmission carry (fewer than imageBlocks when resumed). */
   sendBlocks: number;
+  /** How the image's blocks were chosen. */
+  selection: 'marks' | 'subtraction' | 'full';
 }
 
 function entryToStream(e: SnapshotEntry): StreamSnapshot {
@@ -101,6 +108,13 @@ function planRuns(image: SparsePlane, order: StreamOrder, members: number | null
   return cut;
 }
 
+/** The swapped-out mark-on-allocate image as a stream image (a copy: the live one keeps changing). */
+function marksImage(marks: BitPlane): { plane: SparsePlane; blocks: number } {
+  const plane = new SparsePlane();
+  for (let c = 0; c < marks.chunks; c++) if (marks.chunkPopulation[c] > 0) plane.setChunk(c, marks.chunkWords(c).slice());
+  return { plane, blocks: plane.count };
+}
+
 /** Evaluates the expression and fixes the stream's header, planes and runs; refuses images that cannot be streamed. */
 export async function planStream(volume: Volume, expression: string, opts: SendOptions = {}): Promise<StreamPlan> {
   return volume.exclusive(async () => {
@@ -119,7 +133,9 @@ export async function planStream(volume: Volume, expression: string, opts: SendO
     if (shape.base && !baseEntry) throw new SnapplaneError('INVALID', `the base of an incremental must be a snapshot, not 'active' (column ${shape.base.column})`, { volume: volume.label });
     if (baseEntry && carried.some((e) => e.plane === baseEntry.plane)) throw new SnapplaneError('INVALID', `snapshot '${baseEntry.name}' cannot be both sent and the base`, { volume: volume.label });
     const map = await volume.planeMap();
-    const image = await evaluateBound(expr, bound, map);
+    const span = map.marksPrevious ? map.marksPreviousSpan : null;
+    const useMarks = opts.selection === 'marks' && baseEntry !== null && carried.length === 1 && span !== null && span.from === baseEntry.generation && span.to === carried[0].generation;
+    const image = useMarks ? marksImage(map.marksPrevious!) : await evaluateBound(expr, bound, map);
     // fsinfo never travels as a block: the receiver writes its own, last, to commit (SPEC §2.6).
     const first = image.plane.chunk(0);
     if (first && (first[0] & 3) !== 0) {
@@ -181,7 +197,8 @@ export async function planStream(volume: Volume, expression: string, opts: SendO
       raidMembers,
     };
     const pinned = baseEntry ? [...carried, baseEntry] : carried;
-    return { header, image: image.plane, planes, dealloc, runs, planeSlots: pinned.map((e) => e.plane), generations: pinned.map((e) => e.generation), sendBlocks: runs.reduce((s, r) => s + r[1], 0) };
+    const selection = baseEntry ? (useMarks ? 'marks' : 'subtraction') : 'full';
+    return { header, image: image.plane, planes, dealloc, runs, planeSlots: pinned.map((e) => e.plane), generations: pinned.map((e) => e.generation), sendBlocks: runs.reduce((s, r) => s + r[1], 0), selection };
   });
 }
 
@@ -234,12 +251,31 @@ export interface StreamProgress {
 /**
  * Produces the stream of a plan as buffers. Reads blocks in runs through the volume's device, a few runs ahead,
  * so member reads of a RAID source overlap and the consumer's writes overlap the next reads.
- */
-/**
+ *
  * With `reuse`, block payloads are read into a small ring of buffers: a yielded buffer is valid only until the
  * consumer asks for the next one after it (fresh 1 MiB buffers cost more in page faults than the disk read here).
  */
 export async function* writeStream(volume: Volume, plan: StreamPlan, onProgress?: (p: StreamProgress) => void, signal?: { cancelled: boolean }, reuse = false): AsyncGenerator<Buffer> {
+  const release = volume.pinPlanes(plan.planeSlots);
+  try {
+    const live = new Map(volume.snapshots.list().map((e) => [e.plane, e.generation]));
+    plan.planeSlots.forEach((p, k) => {
+      if (live.get(p) !== plan.generations[k]) throw new SnapplaneError('NOT_FOUND', 'a snapshot of this stream was deleted after the send was planned', { volume: volume.label });
+    });
+    const concurrent = volume.device.concurrentReads === true;
+    // Snapshot blocks never change while their planes are pinned, so a plain image is read without the volume lock.
+    const read: RunReader = (vbn, count, into) => (concurrent ? volume.device.readBlocks(vbn, count, into) : volume.exclusive(() => volume.device.readBlocks(vbn, count, into)));
+    yield* emitStream(plan, read, volume.label, onProgress, signal, reuse);
+  } finally {
+    release();
+  }
+}
+
+/** Reads `count` blocks from `vbn` (into `into` when given). */
+export type RunReader = (vbn: number, count: number, into?: Buffer) => Promise<Buffer>;
+
+/** The stream of a plan whose blocks come from `read` (a volume, or another block source such as a mirror's). */
+export async function* emitStream(plan: StreamPlan, readRun: RunReader, label: string, onProgress?: (p: StreamProgress) => void, signal?: { cancelled: boolean }, reuse = false): AsyncGenerator<Buffer> {
   const id = streamIdBytes(plan.header.streamId);
   const digest = new Xxh64(0n);
   let seq = 0;
@@ -263,30 +299,18 @@ export async function* writeStream(volume: Volume, plan: StreamPlan, onProgress?
   let blocks = 0;
   const codec = plan.header.codec;
   const ahead = 8;
-  const concurrent = volume.device.concurrentReads === true;
-  const release = volume.pinPlanes(plan.planeSlots);
-  try {
-    const live = new Map(volume.snapshots.list().map((e) => [e.plane, e.generation]));
-    plan.planeSlots.forEach((p, k) => {
-      if (live.get(p) !== plan.generations[k]) throw new SnapplaneError('NOT_FOUND', 'a snapshot of this stream was deleted after the send was planned', { volume: volume.label });
-    });
-  } catch (e) {
-    release();
-    throw e;
-  }
   // Read-ahead, plus the receiver's writes in flight, plus the record being handed over.
   const ring = reuse ? Array.from({ length: ahead + WRITES_IN_FLIGHT + 2 }, () => Buffer.allocUnsafe(MAX_RUN_BLOCKS * BLOCK_SIZE)) : [];
   let slot = 0;
   const read = (run: [number, number]): Promise<Buffer> => {
     const into = reuse ? ring[slot++ % ring.length].subarray(0, run[1] * BLOCK_SIZE) : undefined;
-    // Snapshot blocks never change while their planes are pinned, so a plain image is read without the volume lock.
-    return concurrent ? volume.device.readBlocks(run[0], run[1], into) : volume.exclusive(() => volume.device.readBlocks(run[0], run[1], into));
+    return readRun(run[0], run[1], into);
   };
   const queue: Promise<Buffer>[] = [];
   try {
     for (let i = 0; i < Math.min(ahead, plan.runs.length); i++) queue.push(read(plan.runs[i]));
     for (let i = 0; i < plan.runs.length; i++) {
-      if (signal?.cancelled) throw new SnapplaneError('CANCELLED', 'send cancelled', { volume: volume.label });
+      if (signal?.cancelled) throw new SnapplaneError('CANCELLED', 'send cancelled', { volume: label });
       const data = await queue.shift()!;
       if (i + ahead < plan.runs.length) queue.push(read(plan.runs[i + ahead]));
       const [vbn, count] = plan.runs[i];
@@ -305,7 +329,6 @@ export async function* writeStream(volume: Volume, plan: StreamPlan, onProgress?
       onProgress?.({ blocks, totalBlocks: plan.sendBlocks, bytes });
     }
   } finally {
-    release();
     await Promise.allSettled(queue);
   }
   if (plan.header.order === 'tape') {

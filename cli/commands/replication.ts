@@ -1,0 +1,242 @@
+/** `snapplane serve`, `master`, `replicate`, `mirror …`: master snapshots, replication between hosts, mirror relationships. */
+import type { Command } from 'commander';
+import { formatBytes, parseInterval, parseSize, type MirrorInfo, type MirrorUpdateReport } from '../../core/service/index.js';
+import { SnapplaneService } from '../../core/service/index.js';
+import { printFields, printJson, printTable } from '../output.js';
+import { progressBar } from '../progress.js';
+import { UsageError, parseInteger, reportError, withService } from '../run.js';
+
+const KINDS = ['full', 'incremental', 'replica'] as const;
+
+function limitOption(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const n = parseSize(text.replace(/\/s$/i, ''));
+  if (n <= 0) throw new UsageError(`--limit must be a positive rate, e.g. 50M (got '${text}')`);
+  return n;
+}
+
+function ago(seconds: number | null): string {
+  if (seconds === null) return '-';
+  if (seconds < 120) return `${Math.round(seconds)}s`;
+  if (seconds < 7200) return `${Math.round(seconds / 60)}m`;
+  if (seconds < 172800) return `${Math.round(seconds / 3600)}h`;
+  return `${Math.round(seconds / 86400)}d`;
+}
+
+function updateLine(r: MirrorUpdateReport): string {
+  if (r.transfer === 'none') return `${r.name}: already at ${r.to}\n`;
+  const how = r.transfer === 'full' ? `initialized with a full image of ${r.to}` : `sent ${r.from} → ${r.to} (blocks chosen by ${r.selection === 'marks' ? 'the mark-on-allocate image' : 'subtraction'})`;
+  const delta = r.deltaBlocks !== undefined ? `; the sparse incremental structure holds ${r.deltaBlocks} blocks (${formatBytes(r.deltaBytes ?? 0)} on disk)` : '';
+  return `${r.name}: ${how}: ${r.blocks} blocks, ${formatBytes(r.bytes)} in ${r.seconds.toFixed(1)} s${r.resumedFromVbn !== null ? `, resumed at VBN ${r.resumedFromVbn}` : ''}${delta}\n`;
+}
+
+function statusRows(list: MirrorInfo[]): (string | number)[][] {
+  return list.map((m) => [m.name, m.kind, m.state, m.source, m.destination, m.lastCommon ?? '-', ago(m.lagSeconds), m.lagBlocks ?? '-', m.every ?? '-']);
+}
+
+export function registerReplication(program: Command): void {
+  program
+    .command('serve')
+    .description('run a replication endpoint: other hosts replicate into volumes under --root after proving the pre-shared key')
+    .requiredOption('--port <port>', 'TCP port (0 picks a free one)')
+    .requiredOption('--key-file <file>', 'pre-shared key (at least 16 bytes), the same on both hosts')
+    .requiredOption('--root <dir>', 'folder whose volumes remote hosts may receive into (by name)')
+    .option('--listen <address>', 'address to listen on', '127.0.0.1')
+    .action(async (opts: { port: string; keyFile: string; root: string; listen: string }) => {
+      const service = new SnapplaneService({ cpIntervalMs: 0 });
+      try {
+        const ep = await service.serve({ host: opts.listen, port: parseInteger(opts.port, '--port'), root: opts.root, keyFile: opts.keyFile, log: (l) => process.stderr.write(`${new Date().toISOString()} ${l}\n`) });
+        process.stdout.write(`snapplane serve: listening on ${ep.host}:${ep.port}, volumes under ${opts.root}\n`);
+        await new Promise<void>((resolve) => {
+          process.once('SIGINT', resolve);
+          process.once('SIGTERM', resolve);
+        });
+        await ep.close();
+        await service.closeAll();
+      } catch (e) {
+        await service.abortAll();
+        process.exitCode = reportError(e);
+      }
+    });
+
+  const master = program.command('master').description('master snapshots: the ones destinations replicate against ("master" names the newest)');
+  for (const [verb, mark] of [['mark', true], ['unmark', false]] as const) {
+    master
+      .command(`${verb} <vol> <snap>`)
+      .description(mark ? 'mark a snapshot as a master snapshot' : 'unmark a master snapshot (refused while a destination still needs it)')
+      .option('--json', 'print a JSON report')
+      .action((vol: string, snap: string, opts: { json?: boolean }) =>
+        withService(async (s) => {
+          const list = await s.masterMark(vol, snap, mark);
+          if (opts.json) return printJson(list);
+          process.stdout.write(`${mark ? 'marked' : 'unmarked'} ${snap}; master now points at ${list.find((m) => m.pointer)?.name ?? 'nothing'}\n`);
+        }),
+      );
+  }
+  master
+    .command('list <vol>')
+    .description('master snapshots, oldest first, and which destinations still need each')
+    .option('--json', 'print a JSON report')
+    .action((vol: string, opts: { json?: boolean }) =>
+      withService(async (s) => {
+        const list = await s.masterList(vol);
+        if (opts.json) return printJson(list);
+        if (list.length === 0) return void process.stdout.write(`${vol} has no master snapshots\n`);
+        printTable(['MASTER', 'TAKEN', 'POINTER', 'NEEDED BY'], list.map((m) => [m.name + (m.shadow ? ' (shadow)' : ''), m.createdAt.replace('T', ' ').slice(0, 19), m.pointer ? 'master' : '', m.neededBy.join(', ') || '-']));
+      }),
+    );
+
+  program
+    .command('replicate <src-vol> <dest>')
+    .description("bring <dest> (a local volume, or <host>:<port>/<name>) up to the source's newest master snapshot")
+    .option('--key-file <file>', 'pre-shared key for a remote destination')
+    .option('--limit <rate>', 'bandwidth limit in bytes per second, e.g. 50M')
+    .option('--raid <N>', 'a destination created by a full copy: a RAID-4 group of N data members')
+    .option('--json', 'print a JSON report')
+    .action((src: string, dest: string, opts: { keyFile?: string; limit?: string; raid?: string; json?: boolean }) =>
+      withService(async (s) => {
+        const bar = progressBar(opts.json === true);
+        try {
+          const r = await s.replicate(src, dest, { keyFile: opts.keyFile, limit: limitOption(opts.limit), raid: opts.raid ? parseInteger(opts.raid, '--raid') : undefined }, bar);
+          bar.stop();
+          if (opts.json) return printJson(r);
+          if (r.kind === 'none') return void process.stdout.write(`${r.destination} is up to date: ${r.reason}\n`);
+          process.stdout.write(`replicated ${r.kind === 'full' ? `a full copy of ${r.to} (${r.reason})` : `${r.from} → ${r.to}`} to ${r.destination}: ${r.blocks} blocks, ${formatBytes(r.bytes)} in ${r.seconds.toFixed(1)} s${r.resumedFromVbn !== null ? `, resumed at VBN ${r.resumedFromVbn}` : ''}\n`);
+        } finally {
+          bar.stop();
+        }
+      }),
+    );
+
+  const mirror = program.command('mirror').description('mirror relationships: full mirrors, incremental mirrors (slow base + fast sparse incrementals), replicas');
+  mirror
+    .command('create <name> <src-vol> <dest>')
+    .description('record a relationship; `mirror update` initializes it (dest: a volume, host:port/name, or for --kind incremental the fast folder)')
+    .requiredOption('--kind <kind>', 'full | incremental | replica')
+    .option('--every <interval>', 'update schedule for `snapplane daemon`, e.g. 15m')
+    .option('--slow <medium>', 'incremental mirrors: the base image, file:<path> or tape:<folder>')
+    .option('--key-file <file>', 'pre-shared key for a remote destination')
+    .option('--limit <rate>', 'bandwidth limit in bytes per second, e.g. 50M')
+    .option('--json', 'print a JSON report')
+    .action((name: string, src: string, dest: string, opts: { kind: string; every?: string; slow?: string; keyFile?: string; limit?: string; json?: boolean }) =>
+      withService(async (s) => {
+        const kind = opts.kind as (typeof KINDS)[number];
+        if (!KINDS.includes(kind)) throw new UsageError(`--kind must be one of ${KINDS.join(', ')} (got '${opts.kind}')`);
+        const r = await s.mirrorCreate(name, src, dest, { kind, everyMs: opts.every ? parseInterval(opts.every) : undefined, slow: opts.slow, keyFile: opts.keyFile, limit: limitOption(opts.limit) });
+        if (opts.json) return printJson(r);
+        process.stdout.write(`created ${r.kind} mirror ${r.name}: ${r.source} → ${r.destination}${r.slow ? ` (base on ${r.slow})` : ''}; \`snapplane mirror update ${r.name}\` initializes it\n`);
+      }),
+    );
+  mirror
+    .command('update <name>')
+    .description('one transfer: initialize, or send what changed since the last common snapshot')
+    .option('--json', 'print a JSON report')
+    .action((name: string, opts: { json?: boolean }) =>
+      withService(async (s) => {
+        const bar = progressBar(opts.json === true);
+        try {
+          const r = await s.mirrorUpdate(name, bar);
+          bar.stop();
+          if (opts.json) return printJson(r);
+          process.stdout.write(updateLine(r));
+        } finally {
+          bar.stop();
+        }
+      }),
+    );
+  mirror
+    .command('break <name>')
+    .description('takeover: stop updates and make the mirror writable (on the destination host, give the mirror volume instead)')
+    .option('--json', 'print a JSON report')
+    .action((name: string, opts: { json?: boolean }) =>
+      withService(async (s) => {
+        const r = await s.mirrorBreak(name);
+        if (opts.json) return printJson(r);
+        process.stdout.write(`${r.relationship ?? name}: broken; ${r.destination} is ${r.writable ? 'now writable' : 'not reachable (its marker stays until `snapplane mirror break <volume>` runs on its host)'}\n`);
+      }),
+    );
+  mirror
+    .command('resync <name>')
+    .description('re-establish from the newest common snapshot without a full copy (the destination loses its changes after it)')
+    .option('--reverse', 'swap the direction: the old source becomes the mirror of the volume that took over')
+    .option('--json', 'print a JSON report')
+    .action((name: string, opts: { reverse?: boolean; json?: boolean }) =>
+      withService(async (s) => {
+        const bar = progressBar(opts.json === true);
+        try {
+          const r = await s.mirrorResync(name, { reverse: opts.reverse }, bar);
+          bar.stop();
+          if (opts.json) return printJson(r);
+          process.stdout.write(`${name}: resynced from common snapshot ${r.common}${r.discarded.length ? `; discarded on the destination: ${r.discarded.join(', ')} and changes after ${r.common}` : ''}\n`);
+          process.stdout.write(updateLine(r));
+        } finally {
+          bar.stop();
+        }
+      }),
+    );
+  mirror
+    .command('status [name]')
+    .description('state, last common snapshot and lag of one relationship (or all)')
+    .option('--json', 'print a JSON report')
+    .action((name: string | undefined, opts: { json?: boolean }) =>
+      withService(async (s) => {
+        if (name) {
+          const m = await s.mirrorStatus(name);
+          if (opts.json) return printJson(m);
+          printFields([
+            ['relationship', `${m.name} (${m.kind})`],
+            ['state', m.state],
+            ['source', m.source],
+            ['destination', m.destination + (m.slow ? ` (base on ${m.slow})` : '')],
+            ['last common', m.lastCommon ?? '-'],
+            ['lag', m.lagSeconds === null ? '-' : `${ago(m.lagSeconds)}, ${m.lagBlocks ?? '?'} blocks written since`],
+            ['last transfer', m.lastTransferAt ? `${m.lastTransferAt} (${formatBytes(m.lastTransferBytes)}, ${m.lastSelection ?? '-'})` : '-'],
+            ['schedule', m.every ? `${m.every}, next ${m.nextAt}` : 'on demand'],
+            ...(m.lastError ? ([['last error', m.lastError]] as [string, string][]) : []),
+          ]);
+          return;
+        }
+        const list = await s.mirrorList();
+        if (opts.json) return printJson(list);
+        printTable(['NAME', 'KIND', 'STATE', 'SOURCE', 'DESTINATION', 'LAST COMMON', 'LAG', 'LAG BLOCKS', 'EVERY'], statusRows(list));
+      }),
+    );
+  mirror
+    .command('list')
+    .description('every relationship')
+    .option('--json', 'print a JSON report')
+    .action((opts: { json?: boolean }) =>
+      withService(async (s) => {
+        const list = await s.mirrorList();
+        if (opts.json) return printJson(list);
+        if (list.length === 0) return void process.stdout.write('no mirror relationships\n');
+        printTable(['NAME', 'KIND', 'STATE', 'SOURCE', 'DESTINATION', 'LAST COMMON', 'LAG', 'LAG BLOCKS', 'EVERY'], statusRows(list));
+      }),
+    );
+  mirror
+    .command('delete <name>')
+    .description('forget a relationship (snapshots stay; a local mirror becomes writable)')
+    .action((name: string) =>
+      withService(async (s) => {
+        await s.mirrorDelete(name);
+        process.stdout.write(`deleted relationship ${name}\n`);
+      }),
+    );
+  mirror
+    .command('reconstruct <name> <new-vol>')
+    .description('incremental mirrors: rebuild the newest state from the base image plus the sparse incrementals into a new volume')
+    .option('--json', 'print a JSON report')
+    .action((name: string, vol: string, opts: { json?: boolean }) =>
+      withService(async (s) => {
+        const bar = progressBar(opts.json === true);
+        try {
+          const r = await s.mirrorReconstruct(name, vol, bar);
+          bar.stop();
+          if (opts.json) return printJson(r);
+          process.stdout.write(`reconstructed ${r.current} into ${r.volume}: ${r.blocks} blocks (${formatBytes(r.bytes)})\n`);
+        } finally {
+          bar.stop();
+        }
+      }),
+    );
+}

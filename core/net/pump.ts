@@ -1,0 +1,94 @@
+/**
+ * Image-stream bytes over a wire connection: the sender packs them into pooled frames (no fresh buffer per frame,
+ * optional rate limit); the receiver gets them back as an async iterable that ends at the end-of-data frame.
+ */
+import { SnapplaneError } from '../common/errors.js';
+import { FrameType, type WireConnection, type WireMessage } from './wire.js';
+
+const FRAME = 1 << 20;
+const POOL = 8;
+
+/** A token bucket in bytes per second (one second of burst). */
+export class RateLimit {
+  private allowance: number;
+  private last = performance.now();
+  constructor(readonly bytesPerSecond: number) {
+    this.allowance = bytesPerSecond;
+  }
+
+  /** Waits until `n` more bytes may go. */
+  async take(n: number): Promise<void> {
+    for (;;) {
+      const now = performance.now();
+      this.allowance = Math.min(this.bytesPerSecond, this.allowance + ((now - this.last) / 1000) * this.bytesPerSecond);
+      this.last = now;
+      if (this.allowance >= n || n > this.bytesPerSecond) {
+        this.allowance -= n;
+        return;
+      }
+      await new Promise((r) => setTimeout(r, Math.ceil(((n - this.allowance) / this.bytesPerSecond) * 1000)));
+    }
+  }
+}
+
+/**
+ * Sends a stream's bytes as data frames followed by the end-of-data frame. Incoming buffers may be reused by their
+ * producer once the next one is asked for, so they are copied into frames the socket hands back when written.
+ */
+export async function pumpStream(conn: WireConnection, stream: AsyncIterable<Buffer>, limit: RateLimit | null): Promise<number> {
+  const free: Buffer[] = Array.from({ length: POOL }, () => Buffer.allocUnsafe(FRAME));
+  let waiting: (() => void) | null = null;
+  const release = (b: Buffer): void => {
+    free.push(b);
+    const w = waiting;
+    waiting = null;
+    w?.();
+  };
+  const frame = async (): Promise<Buffer> => {
+    while (free.length === 0) {
+      if (conn.isClosed) throw new SnapplaneError('NET', `connection to ${conn.peer} closed`);
+      await new Promise<void>((r) => {
+        waiting = r;
+        // A socket that died without calling back: look again shortly.
+        setTimeout(r, 1000).unref();
+      });
+    }
+    return free.pop()!;
+  };
+  let cur = await frame();
+  let fill = 0;
+  let total = 0;
+  const flush = async (): Promise<void> => {
+    if (fill === 0) return;
+    if (limit) await limit.take(fill);
+    const out = cur;
+    conn.writeOwned(FrameType.data, out.subarray(0, fill), () => release(out));
+    total += fill;
+    cur = await frame();
+    fill = 0;
+  };
+  for await (const b of stream) {
+    let off = 0;
+    while (off < b.length) {
+      const n = Math.min(b.length - off, FRAME - fill);
+      b.copy(cur, fill, off, off + n);
+      fill += n;
+      off += n;
+      if (fill === FRAME) await flush();
+    }
+  }
+  await flush();
+  await conn.write(FrameType.dataEnd, Buffer.alloc(0));
+  return total;
+}
+
+/** The stream bytes of the connection, up to the end-of-data frame; control messages in between go to `onMessage`. */
+export async function* receiveStreamBytes(conn: WireConnection, onMessage?: (m: WireMessage) => void): AsyncGenerator<Buffer> {
+  for (;;) {
+    const e = await conn.next();
+    if (e.type === 'data') yield e.data;
+    else if (e.type === 'dataEnd') return;
+    else if (onMessage) onMessage(e.message);
+    else throw new SnapplaneError('NET', `${conn.peer}: unexpected control message inside stream bytes`);
+  }
+}

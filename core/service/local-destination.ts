@@ -1,0 +1,220 @@
+/**
+ * A destination volume on this host, and the request handler of `snapplane serve`, which answers a remote source's
+ * requests with the same object, so a local and a remote destination behave alike.
+ */
+import { access } from 'node:fs/promises';
+import { join } from 'node:path';
+import { SnapplaneError } from '../common/errors.js';
+import { FIRST_FREE_INODE, SnapshotFlag, type SnapshotEntry } from '../fs/format.js';
+import type { Volume } from '../fs/volume.js';
+import { readResumeState } from '../stream/receive.js';
+import { readMarker, readOffline, writeMarker, writeOffline } from '../transfer/sidecars.js';
+import type { Destination, ReceiveRequest } from '../transfer/destination.js';
+import { receiveStreamBytes } from '../net/pump.js';
+import type { WireConnection, WireMessage } from '../net/wire.js';
+import type { DestinationStatus, MirrorMarker, ProgressEvent, ReceiveReport, SnapshotRef } from '../api/types.js';
+
+/** What a destination needs from the engine host (the service facade's internals). */
+export interface EngineAccess {
+  openVolume(path: string, write: boolean, mirrorWrite?: boolean): Promise<Volume>;
+  closeVolume(path: string): Promise<void>;
+  receiveInto(path: string, source: AsyncIterable<Buffer>, options: { force?: boolean; raid?: number; mirrorWrite?: boolean }, onProgress: ((p: ProgressEvent) => void) | undefined, signal: { cancelled: boolean }): Promise<ReceiveReport>;
+}
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await access(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The identity both ends compare. */
+export function refOf(e: SnapshotEntry): SnapshotRef {
+  return { id: e.id, name: e.name, generation: e.generation, createdAtMs: e.createdAtMs };
+}
+
+/** Same snapshot on two volumes: same name, CP generation and creation time. */
+export function sameRef(a: SnapshotRef, b: SnapshotRef): boolean {
+  return a.name === b.name && a.generation === b.generation && a.createdAtMs === b.createdAtMs;
+}
+
+export class LocalDestination implements Destination {
+  readonly remote = false;
+  constructor(
+    private readonly engine: EngineAccess,
+    readonly label: string,
+    private readonly signal: { cancelled: boolean } = { cancelled: false },
+  ) {}
+
+  async status(): Promise<DestinationStatus> {
+    const empty: DestinationStatus = { volume: this.label, exists: false, uuid: null, blockCount: null, empty: true, snapshots: [], newestMaster: null, resume: null, mirrorOf: null, offline: null };
+    if (!(await exists(this.label))) return { ...empty, resume: await readResumeState(this.label) };
+    const offline = await readOffline(this.label);
+    const mirrorOf = await readMarker(this.label);
+    const resume = await readResumeState(this.label);
+    if (offline) return { ...empty, exists: true, empty: false, offline, mirrorOf, resume };
+    const v = await this.engine.openVolume(this.label, false);
+    try {
+      const entries = v.snapshots.list().sort((a, b) => a.generation - b.generation);
+      const masters = entries.filter((e) => e.flags & SnapshotFlag.master);
+      return {
+        volume: this.label,
+        exists: true,
+        uuid: v.fsinfo.uuid,
+        blockCount: v.fsinfo.blockCount,
+        empty: entries.length === 0 && v.fsinfo.inodeCount <= FIRST_FREE_INODE,
+        snapshots: entries.map((e) => ({ ...refOf(e), master: (e.flags & SnapshotFlag.master) !== 0 })),
+        newestMaster: masters.length > 0 ? refOf(masters[masters.length - 1]) : null,
+        resume,
+        mirrorOf,
+        offline: null,
+      };
+    } finally {
+      await this.engine.closeVolume(this.label);
+    }
+  }
+
+  async receive(stream: AsyncIterable<Buffer>, request: ReceiveRequest, onProgress?: (p: ProgressEvent) => void): Promise<ReceiveReport> {
+    const mirrorWrite = request.marker !== undefined && (await readMarker(this.label).then((m) => m === null || m.relationship === request.marker!.relationship));
+    if (request.marker && !mirrorWrite) {
+      const m = (await readMarker(this.label))!;
+      throw new SnapplaneError('INVALID', `'${this.label}' is already the mirror of '${m.source}' in relationship '${m.relationship}'`, { volume: this.label });
+    }
+    const existed = await exists(this.label);
+    if (request.offline && existed) {
+      // Opened first, so the off-line flag keeps out everyone but this update.
+      await this.engine.openVolume(this.label, true, mirrorWrite);
+      await writeOffline(this.label, request.offline);
+    }
+    try {
+      const report = await this.engine.receiveInto(this.label, stream, { force: request.force, raid: request.raid, mirrorWrite }, onProgress, this.signal);
+      if (request.marker) await writeMarker(this.label, request.marker);
+      return report;
+    } finally {
+      if (request.offline && existed) await writeOffline(this.label, null);
+      await this.engine.closeVolume(this.label);
+    }
+  }
+
+  async deleteSnapshots(names: string[]): Promise<void> {
+    const v = await this.engine.openVolume(this.label, true, true);
+    try {
+      for (const n of names) if (v.snapshots.has(n)) await v.deleteSnapshot(n);
+    } finally {
+      await this.engine.closeVolume(this.label);
+    }
+  }
+
+  async rollBack(common: string): Promise<{ discarded: string[] }> {
+    const v = await this.engine.openVolume(this.label, true, true);
+    try {
+      const base = v.snapshots.byName(common, this.label);
+      const newer = v.snapshots.list().filter((e) => e.generation > base.generation);
+      const discarded = newer.map((e) => e.name);
+      await v.revertToSnapshot(common);
+      for (const e of newer) {
+        if (e.flags & SnapshotFlag.hold) await v.setSnapshotFlags(e.name, { hold: false });
+        await v.deleteSnapshot(e.name);
+      }
+      return { discarded };
+    } finally {
+      await this.engine.closeVolume(this.label);
+    }
+  }
+
+  async setMarker(marker: MirrorMarker | null): Promise<void> {
+    await writeMarker(this.label, marker);
+  }
+
+  wireBytes(): number {
+    return 0;
+  }
+
+  async close(): Promise<void> {
+    await this.engine.closeVolume(this.label);
+  }
+}
+
+/** Volume names a remote may use under the server's root: one path component, no dot-dot. */
+function volumeUnder(root: string, name: unknown): string {
+  if (typeof name !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(name) || name.includes('..')) {
+    throw new SnapplaneError('INVALID', `bad volume name ${JSON.stringify(name)}: one name under the server's root (letters, digits, '.', '_', '-')`);
+  }
+  return join(root, name);
+}
+
+/** Serves one authenticated connection: requests until the peer closes it. */
+export async function serveConnection(engine: EngineAccess, root: string, conn: WireConnection, log?: (line: string) => void): Promise<void> {
+  const busy = serving;
+  for (;;) {
+    let req: WireMessage;
+    try {
+      req = await conn.nextMessage();
+    } catch {
+      return;
+    }
+    const op = req.op;
+    let path: string | null = null;
+    try {
+      path = volumeUnder(root, req.volume);
+      const dest = new LocalDestination(engine, path);
+      switch (op) {
+        case 'status':
+          await conn.send({ status: { ...(await dest.status()), volume: String(req.volume) } });
+          break;
+        case 'receive': {
+          if (busy.has(path)) throw new SnapplaneError('BUSY', `volume '${String(req.volume)}' is receiving from another connection`, { volume: String(req.volume) });
+          busy.add(path);
+          try {
+            await conn.send({ ready: true });
+            let last = 0;
+            const report = await dest.receive(
+              receiveStreamBytes(conn),
+              { force: req.force === true, raid: typeof req.raid === 'number' ? req.raid : undefined, marker: (req.marker as MirrorMarker | undefined) ?? undefined, offline: typeof req.offline === 'string' ? req.offline : undefined },
+              (p) => {
+                const now = performance.now();
+                if (now - last < 200 && p.done < p.total) return;
+                last = now;
+                void conn.send({ progress: p }).catch(() => undefined);
+              },
+            );
+            await conn.send({ result: { ...report, volume: String(req.volume) } });
+            log?.(`received ${report.kind} ${report.expression} into ${String(req.volume)}: ${report.blocks} blocks`);
+          } finally {
+            busy.delete(path);
+          }
+          break;
+        }
+        case 'deleteSnapshots':
+          await dest.deleteSnapshots(Array.isArray(req.names) ? req.names.filter((n): n is string => typeof n === 'string') : []);
+          await conn.send({ ok: true });
+          break;
+        case 'rollBack':
+          if (typeof req.common !== 'string') throw new SnapplaneError('INVALID', 'rollBack needs the common snapshot');
+          await conn.send({ rolledBack: await dest.rollBack(req.common) });
+          break;
+        case 'setMarker':
+          await dest.setMarker((req.marker as MirrorMarker | null) ?? null);
+          await conn.send({ ok: true });
+          break;
+        default:
+          throw new SnapplaneError('INVALID', `unknown request ${JSON.stringify(op)}`);
+      }
+    } catch (e) {
+      log?.(`${String(op)} ${String(req.volume)}: ${(e as Error).message}`);
+      await conn.sendError(e);
+      if (op === 'receive') {
+        // The peer may still be sending stream bytes; the connection cannot carry another request.
+        await conn.end();
+        return;
+      }
+    } finally {
+      if (path) await engine.closeVolume(path).catch(() => undefined);
+    }
+  }
+}
+
+/** Volumes receiving right now in this process (one receive per volume at a time). */
+const serving = new Set<string>();

@@ -1,0 +1,595 @@
+/**
+ * Volume replication and mirroring (SPEC §2, the seed's "Volume Mirroring" and "Volume Replication"): master
+ * snapshots and their holds, `replicate` to a local or remote destination, and persisted mirror relationships
+ * (full mirrors, incremental mirrors on a slow + fast medium, replicas) with update, break and resync.
+ */
+import { readFile } from 'node:fs/promises';
+import { resolve as resolvePath } from 'node:path';
+import { SnapplaneError } from '../common/errors.js';
+import { BLOCK_SIZE } from '../common/units.js';
+import { SnapshotFlag, type SnapshotEntry } from '../fs/format.js';
+import type { Volume } from '../fs/volume.js';
+import { formatImageExpr, parseImageExpr } from '../image/expression.js';
+import { bindNames, evaluateBound } from '../image/evaluate.js';
+import { planStream, writeStream, type StreamPlan } from '../stream/send.js';
+import { StreamReader } from '../stream/reader.js';
+import { decodeResumeToken } from '../stream/receive.js';
+import { sendToFile } from '../stream/transfer.js';
+import { writeTapes } from '../stream/tape.js';
+import { parseKey } from '../net/wire.js';
+import { RateLimit } from '../net/pump.js';
+import { listen, type Endpoint } from '../net/endpoint.js';
+import { parseRemote, type Destination, type ReceiveRequest } from '../transfer/destination.js';
+import { RemoteDestination } from '../transfer/remote-destination.js';
+import { IncrementalMirror } from '../transfer/incremental-mirror.js';
+import { neededMasters, readDestinations, readMarker, recordDestination, writeMarker } from '../transfer/sidecars.js';
+import { describeCadence } from '../jobs/cadence.js';
+import { LocalDestination, refOf, sameRef, serveConnection, type EngineAccess } from './local-destination.js';
+import type { StateStore, RelationshipRecord, TransferJobRecord } from './state-store.js';
+import type { DestinationStatus, MasterInfo, MirrorInfo, MirrorKind, MirrorMarker, MirrorUpdateReport, ProgressEvent, ReceiveReport, ReplicateReport } from '../api/types.js';
+
+type Progress = (p: ProgressEvent) => void;
+
+/** The service internals replication runs on. */
+export interface ReplicationHost extends EngineAccess {
+  job<T>(kind: TransferJobRecord['kind'], volume: string, target: string, expression: string | undefined, onProgress: Progress | undefined, fn: (signal: { cancelled: boolean }, progress: Progress) => Promise<T>, bytesOf: (r: T) => number): Promise<T>;
+  clock(): number;
+  readonly state: StateStore;
+}
+
+export interface TransferOptions {
+  keyFile?: string;
+  /** Bytes per second. */
+  limit?: number;
+}
+
+function quoted(name: string): string {
+  return formatImageExpr({ kind: 'name', name, column: 1 });
+}
+
+function canonical(expression: string): string {
+  return formatImageExpr(parseImageExpr(expression));
+}
+
+function byGeneration(a: SnapshotEntry, b: SnapshotEntry): number {
+  return a.generation - b.generation;
+}
+
+/** What a replication sends, given the source's masters and the destination's update request. */
+export interface ReplicationChoice {
+  kind: 'none' | 'full' | 'incremental';
+  from: SnapshotEntry | null;
+  to: SnapshotEntry;
+  expression: string;
+  reason: string;
+}
+
+/**
+ * The seed's rule: the incremental from the destination's newest master to the source's newest master; a full copy
+ * when the destination has no master, or its newest is not on the source (e.g. older than the source's oldest).
+ */
+export function chooseReplication(masters: SnapshotEntry[], status: DestinationStatus, source: string, sourceUuid: string): ReplicationChoice {
+  if (masters.length === 0) throw new SnapplaneError('NOT_FOUND', `'${source}' has no master snapshot to replicate; mark one with \`snapplane master mark ${source} <snap>\``, { volume: source });
+  const newest = masters[masters.length - 1];
+  const have = status.newestMaster;
+  if (have && sameRef(have, refOf(newest))) return { kind: 'none', from: newest, to: newest, expression: quoted(newest.name), reason: `the destination already has the newest master '${newest.name}'` };
+  const common = have ? masters.find((m) => sameRef(refOf(m), have)) : undefined;
+  if (common && have) {
+    if (status.uuid !== sourceUuid) throw new SnapplaneError('INVALID', `'${status.volume}' is a copy of volume ${status.uuid}, not of '${source}' (${sourceUuid})`, { volume: source });
+    return { kind: 'incremental', from: common, to: newest, expression: `${quoted(newest.name)} - ${quoted(common.name)}`, reason: `the destination's newest master is '${have.name}'` };
+  }
+  const reason = !have
+    ? 'the destination has no master snapshot'
+    : masters[0].generation > have.generation
+      ? `the source's oldest master '${masters[0].name}' is newer than the destination's newest '${have.name}'`
+      : `the destination's newest master '${have.name}' is not on the source`;
+  if (status.exists && !status.empty) {
+    throw new SnapplaneError('EXISTS', `'${status.volume}' needs a full copy (${reason}), but it is not empty; a full copy lands only on a new, empty volume (give a new destination name)`, { volume: status.volume });
+  }
+  return { kind: 'full', from: null, to: newest, expression: quoted(newest.name), reason };
+}
+
+export class Replication {
+  constructor(private readonly host: ReplicationHost) {}
+
+  // ---- master snapshots and their holds ------------------------------------------------------------------
+
+  /** Master snapshots of a volume, oldest first, with the destinations that still need each. */
+  async masterList(volume: string): Promise<MasterInfo[]> {
+    const v = await this.host.openVolume(volume, false);
+    const masters = v.snapshots.list().filter((e) => e.flags & SnapshotFlag.master).sort(byGeneration);
+    const needed = neededMasters(masters, await readDestinations(volume));
+    return masters.map((m, i) => ({
+      name: m.name,
+      createdAt: new Date(m.createdAtMs).toISOString(),
+      generation: m.generation,
+      shadow: (m.flags & SnapshotFlag.shadow) !== 0,
+      pointer: i === masters.length - 1,
+      neededBy: needed.get(m.name) ?? [],
+    }));
+  }
+
+  /** Marks or unmarks a master snapshot; a master some destination still needs cannot be unmarked. */
+  async masterMark(volume: string, snapshot: string, mark: boolean): Promise<MasterInfo[]> {
+    const v = await this.host.openVolume(volume, true);
+    const entry = v.snapshots.byName(snapshot, volume);
+    if (!mark) await this.checkNotNeeded(volume, [entry], 'unmark');
+    await v.setSnapshotFlags(snapshot, { master: mark });
+    return this.masterList(volume);
+  }
+
+  /** Refuses (HELD) when a destination still needs one of these master snapshots. */
+  async checkNotNeeded(volume: string, entries: SnapshotEntry[], verb: string): Promise<void> {
+    const masters = entries.filter((e) => e.flags & SnapshotFlag.master);
+    if (masters.length === 0) return;
+    const v = await this.host.openVolume(volume, false);
+    const all = v.snapshots.list().filter((e) => e.flags & SnapshotFlag.master);
+    const needed = neededMasters(all, await readDestinations(volume));
+    for (const m of masters) {
+      const by = needed.get(m.name);
+      if (by) throw new SnapplaneError('HELD', `cannot ${verb} master snapshot '${m.name}': ${by.join(', ')} ${by.length === 1 ? 'has' : 'have'} not moved past it yet (replicate to ${by.length === 1 ? 'it' : 'them'} first)`, { volume, snapshot: m.name });
+    }
+  }
+
+  /** Master snapshots of `volume` that retention must keep, with the reason. */
+  async neededMasterReasons(volume: string): Promise<Map<string, string>> {
+    const v = await this.host.openVolume(volume, false);
+    const masters = v.snapshots.list().filter((e) => e.flags & SnapshotFlag.master);
+    const out = new Map<string, string>();
+    for (const [name, by] of neededMasters(masters, await readDestinations(volume))) out.set(name, `master snapshot needed by ${by.join(', ')}`);
+    return out;
+  }
+
+  // ---- destinations ----------------------------------------------------------------------------------------
+
+  private async destination(label: string, opts: TransferOptions, signal: { cancelled: boolean }): Promise<Destination> {
+    const remote = parseRemote(label);
+    if (!remote) return new LocalDestination(this.host, resolvePath(label), signal);
+    if (!opts.keyFile) throw new SnapplaneError('INVALID', `'${label}' is a remote destination: give the pre-shared key with --key-file`);
+    const key = await readKeyFile(opts.keyFile);
+    return RemoteDestination.connect(remote.host, remote.port, remote.name, key, opts.limit ? new RateLimit(opts.limit) : null);
+  }
+
+  /**
+   * Plans and sends one stream to a destination, resuming an interrupted receive of the same image. A resume the
+   * destination refuses (it changed since) is retried once from the start.
+   */
+  private async sendTo(v: Volume, connect: () => Promise<Destination>, first: Destination, status: DestinationStatus, expression: string, request: ReceiveRequest, selection: 'marks' | 'subtraction', signal: { cancelled: boolean }, progress: Progress): Promise<{ report: ReceiveReport; plan: StreamPlan; destination: Destination }> {
+    let d = first;
+    let resume: { streamId: string; fromVbn: number } | undefined;
+    if (status.resume && status.resume.expression === canonical(expression)) {
+      try {
+        resume = decodeResumeToken(status.resume.token);
+      } catch {
+        resume = undefined;
+      }
+    }
+    for (;;) {
+      const plan = await planStream(v, expression, { resume, selection, now: () => this.host.clock() });
+      const stream = writeStream(v, plan, undefined, signal, true);
+      try {
+        const report = await d.receive(stream, request, (p) => progress({ ...p, phase: 'transfer' }));
+        return { report, plan, destination: d };
+      } catch (e) {
+        if (!resume || !(e instanceof SnapplaneError) || e.code !== 'INVALID') throw e;
+        resume = undefined;
+        await d.close().catch(() => undefined);
+        d = await connect();
+      }
+    }
+  }
+
+  // ---- replicate --------------------------------------------------------------------------------------------
+
+  /** Brings a destination up to the source's newest master snapshot (incremental, or full when none is in common). */
+  async replicate(source: string, dest: string, opts: TransferOptions & { raid?: number } = {}, onProgress?: Progress): Promise<ReplicateReport> {
+    return this.host.job('replicate', source, dest, undefined, onProgress, async (signal, progress) => {
+      const t0 = performance.now();
+      const connect = (): Promise<Destination> => this.destination(dest, opts, signal);
+      let d = await connect();
+      try {
+        const status = await d.status();
+        if (status.offline) throw new SnapplaneError('BUSY', `'${dest}' is off-line (${status.offline}); try again when its update has finished`, { volume: dest });
+        if (status.mirrorOf) throw new SnapplaneError('INVALID', `'${dest}' is the mirror of '${status.mirrorOf.source}' in relationship '${status.mirrorOf.relationship}'; it is updated by \`snapplane mirror update ${status.mirrorOf.relationship}\``, { volume: dest });
+        const v = await this.host.openVolume(source, false);
+        const masters = v.snapshots.list().filter((e) => e.flags & SnapshotFlag.master).sort(byGeneration);
+        const choice = chooseReplication(masters, status, source, v.fsinfo.uuid);
+        const report: ReplicateReport = { source, destination: d.label, kind: choice.kind, from: choice.from?.name ?? null, to: choice.to.name, reason: choice.reason, resumedFromVbn: null, blocks: 0, bytes: 0, wireBytes: 0, seconds: 0 };
+        if (choice.kind !== 'none') {
+          // A shadow master's blocks may be reused under the destination's copy of it: keep readers out meanwhile.
+          const offline = choice.from && choice.from.flags & SnapshotFlag.shadow ? `being updated from shadow master '${choice.from.name}'` : undefined;
+          const sent = await this.sendTo(v, connect, d, status, choice.expression, { raid: opts.raid, offline }, 'subtraction', signal, progress);
+          d = sent.destination;
+          report.resumedFromVbn = sent.report.resumedFromVbn;
+          report.blocks = sent.report.blocks;
+          report.bytes = sent.report.bytes;
+        }
+        await recordDestination(source, d.label, refOf(choice.to), new Date(this.host.clock()));
+        report.wireBytes = d.wireBytes();
+        report.seconds = (performance.now() - t0) / 1000;
+        return report;
+      } finally {
+        await d.close().catch(() => undefined);
+      }
+    }, (r) => r.bytes);
+  }
+
+  // ---- serve ------------------------------------------------------------------------------------------------
+
+  /** Runs a replication endpoint: volumes live under `root`; every connection must prove the pre-shared key. */
+  async serve(opts: { host?: string; port: number; root: string; keyFile: string; log?: (line: string) => void }): Promise<Endpoint> {
+    const key = await readKeyFile(opts.keyFile);
+    const root = resolvePath(opts.root);
+    return listen(opts.host ?? '127.0.0.1', opts.port, key, (conn) => {
+      opts.log?.(`connection from ${conn.peer}`);
+      return serveConnection(this.host, root, conn, opts.log);
+    }, (peer, e) => opts.log?.(`refused ${peer}: ${e.message}`));
+  }
+
+  // ---- relationships ------------------------------------------------------------------------------------------
+
+  private async load(name: string): Promise<RelationshipRecord> {
+    const st = await this.host.state.load();
+    const rel = st.relationships?.[name];
+    if (!rel) {
+      const known = Object.keys(st.relationships ?? {});
+      throw new SnapplaneError('NOT_FOUND', `no mirror relationship '${name}'${known.length ? ` (known: ${known.join(', ')})` : ''}`);
+    }
+    return rel;
+  }
+
+  private async save(rel: RelationshipRecord): Promise<void> {
+    await this.host.state.update((s) => {
+      s.relationships ??= {};
+      s.relationships[rel.name] = rel;
+    });
+  }
+
+  /** Records a relationship (the first `mirror update` initializes it). */
+  async mirrorCreate(name: string, source: string, destination: string, opts: TransferOptions & { kind: MirrorKind; everyMs?: number; slow?: string }): Promise<MirrorInfo> {
+    if (!/^[A-Za-z][A-Za-z0-9_-]{0,39}$/.test(name)) throw new SnapplaneError('INVALID', `bad relationship name '${name}': a letter, then letters, digits, '_' or '-' (at most 40)`);
+    const st = await this.host.state.load();
+    if (st.relationships?.[name]) throw new SnapplaneError('EXISTS', `relationship '${name}' already exists`);
+    const remote = parseRemote(destination);
+    if (opts.kind === 'incremental') {
+      if (!opts.slow || !/^(file|tape):.+/.test(opts.slow)) throw new SnapplaneError('INVALID', 'an incremental mirror needs --slow file:<path> or --slow tape:<folder> for its base image (the destination is the fast folder)');
+      if (remote) throw new SnapplaneError('INVALID', 'an incremental mirror keeps its fast half in a local folder');
+    } else if (opts.slow) throw new SnapplaneError('INVALID', '--slow is for incremental mirrors');
+    if (remote && !opts.keyFile) throw new SnapplaneError('INVALID', `'${destination}' is remote: give --key-file`);
+    const src = resolvePath(source);
+    const v = await this.host.openVolume(src, false);
+    if (!remote && resolvePath(destination) === src) throw new SnapplaneError('INVALID', 'source and destination are the same volume', { volume: source });
+    void v;
+    const slow = opts.slow ? opts.slow.replace(/^(file|tape):(.*)$/, (_m, k: string, p: string) => `${k}:${resolvePath(p)}`) : null;
+    const rel: RelationshipRecord = {
+      name,
+      kind: opts.kind,
+      source: src,
+      destination: remote ? destination : resolvePath(destination),
+      slow,
+      keyFile: opts.keyFile ? resolvePath(opts.keyFile) : null,
+      everyMs: opts.everyMs ?? null,
+      limit: opts.limit ?? null,
+      broken: false,
+      lastCommon: null,
+      pending: null,
+      seq: 0,
+      transferring: null,
+      lastTransferAt: null,
+      lastTransferBytes: 0,
+      lastError: null,
+      lastSelection: null,
+      createdAt: new Date(this.host.clock()).toISOString(),
+    };
+    await this.save(rel);
+    return this.info(rel);
+  }
+
+  /** Every relationship with its state. */
+  async mirrorList(): Promise<MirrorInfo[]> {
+    const st = await this.host.state.load();
+    const out: MirrorInfo[] = [];
+    for (const rel of Object.values(st.relationships ?? {})) out.push(await this.info(rel));
+    return out;
+  }
+
+  /** One relationship's state, lag included. */
+  async mirrorStatus(name: string): Promise<MirrorInfo> {
+    return this.info(await this.load(name));
+  }
+
+  /** Deletes a relationship record (its snapshots stay; the destination's marker is removed when reachable). */
+  async mirrorDelete(name: string): Promise<void> {
+    const rel = await this.load(name);
+    if (!parseRemote(rel.destination) && rel.kind !== 'incremental') await writeMarker(rel.destination, null).catch(() => undefined);
+    await this.host.state.update((s) => {
+      delete s.relationships?.[name];
+    });
+  }
+
+  private async info(rel: RelationshipRecord): Promise<MirrorInfo> {
+    const now = this.host.clock();
+    let lagBlocks: number | null = null;
+    if (rel.lastCommon) {
+      try {
+        const v = await this.host.openVolume(rel.source, false);
+        const expr = parseImageExpr(`active - ${quoted(rel.lastCommon.name)}`);
+        const image = await v.exclusive(async () => evaluateBound(expr, bindNames(expr, '', v.snapshots.list(), rel.source), await v.planeMap()));
+        lagBlocks = image.blocks;
+      } catch {
+        lagBlocks = null;
+      }
+    }
+    const alive = rel.transferring !== null && processAlive(rel.transferring.pid);
+    const lagSeconds = rel.lastCommon ? Math.max(0, (now - rel.lastCommon.createdAtMs) / 1000) : null;
+    let state: MirrorInfo['state'] = 'idle';
+    if (rel.broken) state = 'broken';
+    else if (alive) state = 'transferring';
+    else if (!rel.lastCommon) state = rel.lastError ? 'failed' : 'uninitialized';
+    else if (rel.lastError) state = 'failed';
+    else if (rel.everyMs !== null && lagSeconds !== null && lagSeconds * 1000 > 2 * rel.everyMs) state = 'lagging';
+    const last = rel.lastTransferAt ? Date.parse(rel.lastTransferAt) : null;
+    return {
+      name: rel.name,
+      kind: rel.kind,
+      source: rel.source,
+      destination: rel.destination,
+      slow: rel.slow,
+      every: rel.everyMs !== null ? describeCadence({ kind: 'every', everyMs: rel.everyMs }) : null,
+      state,
+      lastCommon: rel.lastCommon?.name ?? null,
+      lastTransferAt: rel.lastTransferAt,
+      lastTransferBytes: rel.lastTransferBytes,
+      lastError: rel.lastError,
+      lagSeconds,
+      lagBlocks,
+      lastSelection: rel.lastSelection,
+      nextAt: rel.everyMs !== null && !rel.broken ? new Date(last === null ? now : last + rel.everyMs).toISOString() : null,
+    };
+  }
+
+  /** Relationships whose schedule is due at `now` (for the daemon). */
+  async dueMirrors(now: number): Promise<string[]> {
+    const st = await this.host.state.load();
+    return Object.values(st.relationships ?? {})
+      .filter((r) => r.everyMs !== null && !r.broken && (r.lastTransferAt === null || now - Date.parse(r.lastTransferAt) >= r.everyMs))
+      .map((r) => r.name);
+  }
+
+  /** One transfer of a relationship: initializes it the first time, then sends what changed since the last common snapshot. */
+  async mirrorUpdate(name: string, onProgress?: Progress): Promise<MirrorUpdateReport> {
+    const rel = await this.load(name);
+    if (rel.broken) throw new SnapplaneError('INVALID', `relationship '${name}' is broken (its mirror was taken over); \`snapplane mirror resync ${name}\` re-establishes it`);
+    if (rel.transferring && processAlive(rel.transferring.pid) && rel.transferring.pid !== process.pid) {
+      throw new SnapplaneError('BUSY', `relationship '${name}' is transferring in process ${rel.transferring.pid} since ${rel.transferring.since}`);
+    }
+    rel.transferring = { pid: process.pid, since: new Date(this.host.clock()).toISOString() };
+    await this.save(rel);
+    return this.host.job('mirror-update', rel.source, rel.destination, undefined, onProgress, async (signal, progress) => {
+      const t0 = performance.now();
+      try {
+        const r = rel.kind === 'replica' ? await this.replicaUpdate(rel, signal, progress) : rel.kind === 'incremental' ? await this.incrementalUpdate(rel, signal, progress) : await this.fullUpdate(rel, signal, progress);
+        r.seconds = (performance.now() - t0) / 1000;
+        rel.lastError = null;
+        rel.lastTransferAt = new Date(this.host.clock()).toISOString();
+        rel.lastTransferBytes = r.bytes;
+        rel.lastSelection = r.selection;
+        return r;
+      } catch (e) {
+        rel.lastError = e instanceof Error ? e.message : String(e);
+        throw e;
+      } finally {
+        rel.transferring = null;
+        await this.save(rel);
+      }
+    }, (r) => r.bytes);
+  }
+
+  private marker(rel: RelationshipRecord, v: Volume): MirrorMarker {
+    return { relationship: rel.name, source: rel.source, sourceUuid: v.fsinfo.uuid, since: rel.createdAt };
+  }
+
+  /** The snapshot this update sends up to: the one an interrupted update took, else a new one at the latest CP. */
+  private async topSnapshot(rel: RelationshipRecord, v: Volume): Promise<SnapshotEntry> {
+    const pending = rel.pending ? v.snapshots.list().find((e) => e.name === rel.pending) : undefined;
+    if (pending) return pending;
+    let name: string;
+    do name = `mirror.${rel.name}.${++rel.seq}`;
+    while (v.snapshots.has(name));
+    await v.snapshotForTransfer(name);
+    // Kept from deletion until the next update supersedes it.
+    await v.setSnapshotFlags(name, { hold: true });
+    rel.pending = name;
+    await this.save(rel);
+    return v.snapshots.byName(name, rel.source);
+  }
+
+  /** After an update: the new snapshot is the common one; the previous one goes on both sides. */
+  private async advance(rel: RelationshipRecord, v: Volume, top: SnapshotEntry, old: SnapshotEntry | null, d: Destination | null): Promise<void> {
+    rel.lastCommon = refOf(v.snapshots.byName(top.name, rel.source));
+    rel.pending = null;
+    await this.save(rel);
+    if (old && old.name !== top.name) {
+      if (d) await d.deleteSnapshots([old.name]);
+      if (v.snapshots.has(old.name)) {
+        await v.setSnapshotFlags(old.name, { hold: false });
+        await v.deleteSnapshot(old.name);
+      }
+    }
+  }
+
+  private async baseOf(rel: RelationshipRecord, v: Volume): Promise<SnapshotEntry | null> {
+    if (!rel.lastCommon) return null;
+    const base = v.snapshots.list().find((e) => sameRef(refOf(e), rel.lastCommon!));
+    if (!base) throw new SnapplaneError('NOT_FOUND', `the source lost snapshot '${rel.lastCommon.name}', the last one it had in common with the mirror; delete and recreate relationship '${rel.name}' (a full copy)`, { volume: rel.source, snapshot: rel.lastCommon.name });
+    return base;
+  }
+
+  private async fullUpdate(rel: RelationshipRecord, signal: { cancelled: boolean }, progress: Progress): Promise<MirrorUpdateReport> {
+    const connect = (): Promise<Destination> => this.destination(rel.destination, { keyFile: rel.keyFile ?? undefined, limit: rel.limit ?? undefined }, signal);
+    let d = await connect();
+    try {
+      const status = await d.status();
+      if (status.offline) throw new SnapplaneError('BUSY', `'${rel.destination}' is off-line (${status.offline})`, { volume: rel.destination });
+      if (status.mirrorOf && status.mirrorOf.relationship !== rel.name) throw new SnapplaneError('INVALID', `'${rel.destination}' is the mirror of '${status.mirrorOf.source}' in relationship '${status.mirrorOf.relationship}'`, { volume: rel.destination });
+      const v = await this.host.openVolume(rel.source, true);
+      const base = await this.baseOf(rel, v);
+      if (base && !status.snapshots.some((s) => sameRef(s, refOf(base)))) {
+        throw new SnapplaneError('NOT_FOUND', `'${rel.destination}' no longer has snapshot '${base.name}', the base of relationship '${rel.name}'; \`snapplane mirror resync ${rel.name}\` finds the newest common one`, { volume: rel.destination });
+      }
+      if (!base && status.exists && !status.empty && !(status.mirrorOf?.relationship === rel.name && status.resume)) {
+        throw new SnapplaneError('EXISTS', `'${rel.destination}' is not empty; a mirror is initialized into a new volume`, { volume: rel.destination });
+      }
+      const top = await this.topSnapshot(rel, v);
+      const expression = base ? `${quoted(top.name)} - ${quoted(base.name)}` : quoted(top.name);
+      const sent = await this.sendTo(v, connect, d, status, expression, { marker: this.marker(rel, v) }, 'marks', signal, progress);
+      d = sent.destination;
+      await this.advance(rel, v, top, base, d);
+      return { name: rel.name, kind: rel.kind, transfer: base ? 'incremental' : 'full', from: base?.name ?? null, to: top.name, selection: sent.plan.selection, blocks: sent.report.blocks, bytes: sent.report.bytes, resumedFromVbn: sent.report.resumedFromVbn, seconds: 0 };
+    } finally {
+      await d.close().catch(() => undefined);
+    }
+  }
+
+  private async replicaUpdate(rel: RelationshipRecord, _signal: { cancelled: boolean }, progress: Progress): Promise<MirrorUpdateReport> {
+    const r = await this.replicate(rel.source, rel.destination, { keyFile: rel.keyFile ?? undefined, limit: rel.limit ?? undefined }, progress);
+    const v = await this.host.openVolume(rel.source, false);
+    rel.lastCommon = refOf(v.snapshots.byName(r.to, rel.source));
+    return { name: rel.name, kind: rel.kind, transfer: r.kind, from: r.from, to: r.to, selection: r.kind === 'incremental' ? 'subtraction' : r.kind === 'full' ? 'full' : null, blocks: r.blocks, bytes: r.bytes, resumedFromVbn: r.resumedFromVbn, seconds: 0 };
+  }
+
+  private async incrementalUpdate(rel: RelationshipRecord, signal: { cancelled: boolean }, progress: Progress): Promise<MirrorUpdateReport> {
+    const v = await this.host.openVolume(rel.source, true);
+    const [kind, slowPath] = splitSlow(rel.slow!);
+    const base = await this.baseOf(rel, v);
+    const top = await this.topSnapshot(rel, v);
+    let blocks: number;
+    let selection: MirrorUpdateReport['selection'];
+    if (!base) {
+      const plan = await planStream(v, quoted(top.name), { order: kind === 'tape' ? 'tape' : 'vbn', now: () => this.host.clock() });
+      const onSend = (p: { blocks: number; totalBlocks: number }): void => progress({ phase: 'base', done: p.blocks * BLOCK_SIZE, total: p.totalBlocks * BLOCK_SIZE, unit: 'bytes' });
+      if (kind === 'file') await sendToFile(v, plan, slowPath, onSend, signal);
+      else await writeTapes(slowPath, writeStream(v, plan, onSend, signal, true), { tapeSize: 1 << 40, label: `${rel.source}: ${plan.header.expression}`, streamId: plan.header.streamId });
+      await IncrementalMirror.create(rel.destination, slowPath);
+      blocks = plan.sendBlocks;
+      selection = 'full';
+    } else {
+      const mirror = await IncrementalMirror.open(rel.destination);
+      if (!sameRef({ ...mirror.current, id: 0 }, { ...rel.lastCommon!, id: 0 })) throw new SnapplaneError('INVALID', `the incremental mirror in '${rel.destination}' is at '${mirror.current.name}', the relationship at '${rel.lastCommon!.name}'`, { path: rel.destination });
+      const plan = await planStream(v, `${quoted(top.name)} - ${quoted(base.name)}`, { selection: 'marks', now: () => this.host.clock() });
+      const reader = new StreamReader(writeStream(v, plan, undefined, signal, true));
+      await reader.open();
+      try {
+        blocks = (await mirror.apply(reader, (b, t) => progress({ phase: 'transfer', done: b * BLOCK_SIZE, total: t * BLOCK_SIZE, unit: 'bytes' }))).blocks;
+      } finally {
+        await reader.close();
+      }
+      selection = plan.selection;
+    }
+    await this.advance(rel, v, top, base, null);
+    const mirror = await IncrementalMirror.open(rel.destination);
+    return { name: rel.name, kind: rel.kind, transfer: base ? 'incremental' : 'full', from: base?.name ?? null, to: top.name, selection, blocks, bytes: blocks * BLOCK_SIZE, resumedFromVbn: null, seconds: 0, deltaBlocks: mirror.presentBlocks, deltaBytes: await mirror.diskBytes() };
+  }
+
+  /**
+   * Takeover: breaks the relationship and makes the mirror writable. Given a volume path instead of a relationship
+   * name (on the destination's host, where the relationship is not known), it removes that volume's mirror marker.
+   */
+  async mirrorBreak(nameOrVolume: string): Promise<{ relationship: string | null; destination: string; writable: boolean }> {
+    const st = await this.host.state.load();
+    const rel = st.relationships?.[nameOrVolume];
+    if (!rel) {
+      const marker = await readMarker(nameOrVolume);
+      if (!marker) throw new SnapplaneError('NOT_FOUND', `'${nameOrVolume}' is neither a known relationship nor a mirror volume`);
+      await writeMarker(nameOrVolume, null);
+      return { relationship: marker.relationship, destination: nameOrVolume, writable: true };
+    }
+    if (rel.kind === 'incremental') throw new SnapplaneError('INVALID', `'${rel.name}' is an incremental mirror: there is no volume to take over; \`snapplane mirror reconstruct ${rel.name} <new-vol>\` builds one`);
+    rel.broken = true;
+    await this.save(rel);
+    let writable = false;
+    try {
+      const d = await this.destination(rel.destination, { keyFile: rel.keyFile ?? undefined }, { cancelled: false });
+      try {
+        await d.setMarker(null);
+        writable = true;
+      } finally {
+        await d.close();
+      }
+    } catch {
+      writable = false;
+    }
+    return { relationship: rel.name, destination: rel.destination, writable };
+  }
+
+  /**
+   * Re-establishes a broken (or diverged) relationship from the newest snapshot both sides still have: the
+   * destination is rolled back to it (its changes after it are discarded, and listed), then updated. With
+   * `reverse`, source and destination swap first (the old source becomes the mirror of the volume that took over).
+   */
+  async mirrorResync(name: string, opts: { reverse?: boolean } = {}, onProgress?: Progress): Promise<MirrorUpdateReport & { common: string; discarded: string[] }> {
+    const rel = await this.load(name);
+    if (rel.kind === 'incremental') throw new SnapplaneError('INVALID', `'${name}' is an incremental mirror; resync applies to full mirrors and replicas`);
+    if (opts.reverse) {
+      if (parseRemote(rel.destination)) throw new SnapplaneError('INVALID', `a reverse resync makes '${rel.destination}' the source; run it on that host (create the relationship there)`);
+      [rel.source, rel.destination] = [rel.destination, rel.source];
+      await writeMarker(rel.source, null);
+    }
+    const d = await this.destination(rel.destination, { keyFile: rel.keyFile ?? undefined }, { cancelled: false });
+    let common: SnapshotEntry;
+    let discarded: string[];
+    try {
+      const status = await d.status();
+      const v = await this.host.openVolume(rel.source, true);
+      const candidates = v.snapshots.list().filter((e) => status.snapshots.some((s) => sameRef(s, refOf(e)))).sort(byGeneration);
+      if (candidates.length === 0) throw new SnapplaneError('NOT_FOUND', `'${rel.source}' and '${rel.destination}' have no snapshot in common; delete relationship '${name}' and create a new one (a full copy)`);
+      common = candidates[candidates.length - 1];
+      discarded = (await d.rollBack(common.name)).discarded;
+      await d.setMarker(this.marker(rel, v));
+      if (!(common.flags & SnapshotFlag.hold)) await v.setSnapshotFlags(common.name, { hold: true });
+      rel.lastCommon = refOf(common);
+      rel.pending = null;
+      rel.broken = false;
+      rel.lastError = null;
+      await this.save(rel);
+    } finally {
+      await d.close();
+    }
+    const r = await this.mirrorUpdate(name, onProgress);
+    return { ...r, common: common.name, discarded };
+  }
+
+  /** Incremental mirrors: rebuilds the newest state (base + sparse incrementals) into a new volume. */
+  async mirrorReconstruct(name: string, volume: string, onProgress?: Progress): Promise<ReceiveReport> {
+    const rel = await this.load(name);
+    if (rel.kind !== 'incremental') throw new SnapplaneError('INVALID', `'${name}' is a ${rel.kind} mirror; its destination volume already holds the state (open it, or \`mirror break\` to write to it)`);
+    const mirror = await IncrementalMirror.open(rel.destination);
+    return this.host.job('reconstruct', rel.destination, volume, undefined, onProgress, async (signal, progress) =>
+      this.host.receiveInto(volume, mirror.reconstruct(), {}, progress, signal), (r) => r.bytes);
+  }
+}
+
+function splitSlow(slow: string): ['file' | 'tape', string] {
+  const m = /^(file|tape):(.+)$/.exec(slow);
+  if (!m) throw new SnapplaneError('INVALID', `bad slow medium '${slow}' (file:<path> or tape:<folder>)`);
+  return [m[1] as 'file' | 'tape', m[2]];
+}
+
+async function readKeyFile(path: string): Promise<Buffer> {
+  let text: Buffer;
+  try {
+    text = await readFile(path);
+  } catch (e) {
+    throw new SnapplaneError('NOT_FOUND', `cannot read key file '${path}': ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`, { path });
+  }
+  return parseKey(text, path);
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

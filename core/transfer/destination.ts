@@ -1,0 +1,42 @@
+/**
+ * Where a replication or mirror transfer lands: a volume of this host, or a volume under a remote `snapplane serve`.
+ * Both answer the same requests, so choosing and sending the image is written once.
+ */
+import type { DestinationStatus, MirrorMarker, ProgressEvent, ReceiveReport } from '../api/types.js';
+
+export interface ReceiveRequest {
+  force?: boolean;
+  /** A volume created by a full stream: this many data members plus parity. */
+  raid?: number;
+  /** Receive into a mirror destination (its marker makes it read-only to everything else) and keep it marked. */
+  marker?: MirrorMarker;
+  /** Take the destination off-line during the update (the base is a shadow master). */
+  offline?: string;
+}
+
+export interface Destination {
+  /** How users name it: a path, or host:port/name. */
+  readonly label: string;
+  readonly remote: boolean;
+  status(): Promise<DestinationStatus>;
+  /** Applies a stream (atomically: on any failure the destination stays at its base and may keep a resume token). */
+  receive(stream: AsyncIterable<Buffer>, request: ReceiveRequest, onProgress?: (p: ProgressEvent) => void): Promise<ReceiveReport>;
+  /** Deletes snapshots the relationship no longer needs (older mirror bases). */
+  deleteSnapshots(names: string[]): Promise<void>;
+  /** Resync: revert to the common snapshot and delete the destination's snapshots newer than it; says what was discarded. */
+  rollBack(common: string): Promise<{ discarded: string[] }>;
+  /** Sets or removes the mirror marker. */
+  setMarker(marker: MirrorMarker | null): Promise<void>;
+  /** Bytes that crossed the network so far. */
+  wireBytes(): number;
+  close(): Promise<void>;
+}
+
+/** Parses `host:port/name` (a remote volume); null for a local path. */
+export function parseRemote(dest: string): { host: string; port: number; name: string } | null {
+  const m = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})\/(.+)$/.exec(dest);
+  if (!m) return null;
+  const port = Number(m[2]);
+  if (port < 1 || port > 65535) return null;
+  return { host: m[1].replace(/^\[|\]$/g, ''), port, name: m[3] };
+}

@@ -1,0 +1,366 @@
+/**
+ * The incremental mirror's fast half (the seed's "incremental mirror data structure"): a sparse file that holds, at
+ * each block's VBN, only the blocks that differ from the base image on the slow medium. Each incremental stream
+ * overwrites its blocks in place; its deallocation list drops blocks the source freed, so the structure stays about
+ * as large as the real difference. The newest state is rebuilt as one full stream: blocks from here where present,
+ * else from the base. Layout in core/STREAM.md §10.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { SnapplaneError } from '../common/errors.js';
+import { writeFileAtomic } from '../common/atomic-file.js';
+import { BLOCK_SIZE } from '../common/units.js';
+import { BITS_PER_CHUNK, WORDS_PER_CHUNK, forEachSetBit } from '../planes/bit-plane.js';
+import { SparsePlane } from '../planes/sparse-plane.js';
+import { RESERVED_BLOCKS } from '../fs/format.js';
+import { BackupChainDevice } from '../stream/backup-device.js';
+import { checkChain } from '../stream/transfer.js';
+import { emitStream, type StreamPlan } from '../stream/send.js';
+import { formatImageExpr } from '../image/expression.js';
+import { MAX_RUN_BLOCKS, type StreamHeader, type StreamSnapshot } from '../stream/format.js';
+import { StreamReader } from '../stream/reader.js';
+import { backupBytes } from '../stream/backup-source.js';
+
+const STATE = 'delta.json';
+const BLOCKS = 'delta.blocks';
+
+interface DeltaState {
+  format: 'snapplane-incremental-mirror';
+  version: 1;
+  sourceVolume: string;
+  sourceLabel: string;
+  blockCount: number;
+  /** The base image on the slow medium: a stream file or tape folder. */
+  base: { path: string; streamId: string; snapshot: StreamSnapshot };
+  /** The newest state the structure reconstructs. */
+  current: StreamSnapshot;
+  updates: number;
+  /** Plane files of this commit (names change with every commit, so a commit is the rename of this file). */
+  planes: { present: string; stored: string; current: string };
+  presentBlocks: number;
+  storedBlocks: number;
+}
+
+function samePoint(s: { name: string; generation: number; createdAtMs: number }, t: { name: string; generation: number; createdAtMs: number }): boolean {
+  return s.name === t.name && s.generation === t.generation && s.createdAtMs === t.createdAtMs;
+}
+
+async function writePlane(path: string, plane: SparsePlane): Promise<void> {
+  const idx = plane.chunkIndexes();
+  const out = Buffer.alloc(idx.length * (4 + WORDS_PER_CHUNK * 4));
+  idx.forEach((c, k) => {
+    const o = k * (4 + WORDS_PER_CHUNK * 4);
+    out.writeUInt32LE(c, o);
+    const w = plane.chunk(c)!;
+    Buffer.from(w.buffer, w.byteOffset, WORDS_PER_CHUNK * 4).copy(out, o + 4);
+  });
+  const fh = await open(path, 'w');
+  try {
+    await fh.writeFile(out);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+async function readPlane(path: string): Promise<SparsePlane> {
+  const b = await readFile(path);
+  const rec = 4 + WORDS_PER_CHUNK * 4;
+  if (b.length % rec !== 0) throw new SnapplaneError('BAD_FORMAT', `plane file '${path}' is damaged (size ${b.length})`, { path });
+  const plane = new SparsePlane();
+  for (let o = 0; o < b.length; o += rec) {
+    const words = new Uint32Array(WORDS_PER_CHUNK);
+    Buffer.from(words.buffer).set(b.subarray(o + 4, o + rec));
+    plane.setChunk(b.readUInt32LE(o), words);
+  }
+  return plane;
+}
+
+export class IncrementalMirror {
+  private constructor(
+    readonly dir: string,
+    private state: DeltaState,
+  ) {}
+
+  /** The base snapshot and the newest state the mirror holds. */
+  get base(): StreamSnapshot {
+    return this.state.base.snapshot;
+  }
+  get current(): StreamSnapshot {
+    return this.state.current;
+  }
+  get basePath(): string {
+    return this.state.base.path;
+  }
+  get presentBlocks(): number {
+    return this.state.presentBlocks;
+  }
+
+  /** Starts an incremental mirror in `dir` over the base backup at `basePath` (a full stream, already written). */
+  static async create(dir: string, basePath: string): Promise<IncrementalMirror> {
+    const [h] = await checkChain([basePath]);
+    if (h.kind !== 'full') throw new SnapplaneError('INVALID', `the base of an incremental mirror must be a full image; '${basePath}' is an incremental`, { path: basePath });
+    await mkdir(dir, { recursive: true });
+    try {
+      await stat(join(dir, STATE));
+      throw new SnapplaneError('EXISTS', `'${dir}' already holds an incremental mirror`, { path: dir });
+    } catch (e) {
+      if (e instanceof SnapplaneError) throw e;
+    }
+    const top = h.snapshots[h.snapshots.length - 1];
+    const tag = randomBytes(4).toString('hex');
+    const state: DeltaState = {
+      format: 'snapplane-incremental-mirror',
+      version: 1,
+      sourceVolume: h.sourceVolume,
+      sourceLabel: h.sourceLabel,
+      blockCount: h.blockCount,
+      base: { path: basePath, streamId: h.streamId, snapshot: top },
+      current: top,
+      updates: 0,
+      planes: { present: `present.${tag}.plane`, stored: `stored.${tag}.plane`, current: `current.${tag}.plane` },
+      presentBlocks: 0,
+      storedBlocks: 0,
+    };
+    await (await open(join(dir, BLOCKS), 'w')).close();
+    await writePlane(join(dir, state.planes.present), new SparsePlane());
+    await writePlane(join(dir, state.planes.stored), new SparsePlane());
+    await writePlane(join(dir, state.planes.current), await basePlane(basePath));
+    await writeFileAtomic(join(dir, STATE), JSON.stringify(state, null, 2));
+    return new IncrementalMirror(dir, state);
+  }
+
+  /** Opens the incremental mirror in `dir`. */
+  static async open(dir: string): Promise<IncrementalMirror> {
+    let text: string;
+    try {
+      text = await readFile(join(dir, STATE), 'utf8');
+    } catch {
+      throw new SnapplaneError('NOT_FOUND', `'${dir}' holds no incremental mirror (no ${STATE})`, { path: dir });
+    }
+    const state = JSON.parse(text) as DeltaState;
+    if (state.format !== 'snapplane-incremental-mirror' || state.version !== 1) throw new SnapplaneError('BAD_FORMAT', `'${join(dir, STATE)}' is not an incremental mirror state of version 1`, { path: dir });
+    return new IncrementalMirror(dir, state);
+  }
+
+  /**
+   * Applies a verified incremental stream based on the current state. New blocks land only in slots the current
+   * state does not use, and the state file's rename commits; a crash or bad stream leaves the previous state.
+   */
+  async apply(reader: StreamReader, onProgress?: (blocks: number, total: number) => void): Promise<{ blocks: number }> {
+    const h = reader.header;
+    const bad = (m: string): SnapplaneError => new SnapplaneError('BAD_STREAM', m, { path: this.dir });
+    if (h.sourceVolume !== this.state.sourceVolume) throw new SnapplaneError('INVALID', `stream is from volume ${h.sourceVolume}, but the incremental mirror in '${this.dir}' mirrors ${this.state.sourceVolume}`, { path: this.dir });
+    if (h.kind !== 'incremental' || !h.base || !samePoint(h.base, this.state.current)) {
+      throw new SnapplaneError('INVALID', `the incremental mirror in '${this.dir}' is at '${this.state.current.name}'; the stream ${h.base ? `is based on '${h.base.name}'` : 'is a full image'}`, { path: this.dir });
+    }
+    if (h.snapshots.length !== 1) throw bad('an incremental mirror takes streams that carry one snapshot');
+    const present = await readPlane(join(this.dir, this.state.planes.present));
+    const stored = await readPlane(join(this.dir, this.state.planes.stored));
+    const image = new SparsePlane();
+    const dealloc = new SparsePlane();
+    const top = new SparsePlane();
+    let item = await reader.next();
+    while (item.type === 'image') {
+      image.setChunk(item.chunk, item.words);
+      item = await reader.next();
+    }
+    while (item.type === 'dealloc') {
+      dealloc.setChunk(item.chunk, item.words);
+      item = await reader.next();
+    }
+    while (item.type === 'plane') {
+      top.setChunk(item.chunk, item.words);
+      item = await reader.next();
+    }
+    // A new block must not land on one the current state reads (it never does for a stream based on it).
+    for (const c of image.chunkIndexes()) {
+      const p = present.chunk(c);
+      if (!p) continue;
+      const w = image.chunk(c)!;
+      for (let i = 0; i < WORDS_PER_CHUNK; i++) if ((w[i] & p[i]) !== 0) throw bad(`the stream rewrites VBN ${c * BITS_PER_CHUNK + i * 32 + 31 - Math.clz32(w[i] & p[i])}, which the current state holds`);
+    }
+    const fh = await open(join(this.dir, BLOCKS), 'r+');
+    let landed = 0;
+    try {
+      while (item.type === 'blocks') {
+        for (let v = item.vbn; v < item.vbn + item.count; v++) if (!image.has(v)) throw bad(`block record carries VBN ${v}, which is not in the image`);
+        await fh.write(item.data, 0, item.count * BLOCK_SIZE, item.vbn * BLOCK_SIZE);
+        landed += item.count;
+        onProgress?.(landed, image.count);
+        item = await reader.next();
+      }
+      if (item.type === 'position') item = await reader.next();
+      if (item.type !== 'end') throw bad(`unexpected ${item.type} record after the blocks`);
+      if (landed !== image.count) throw bad(`the stream carried ${landed} blocks of the ${image.count} its image needs`);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    // present' = (present - dealloc) | image; stored' = stored | image.
+    const chunks = new Set([...present.chunkIndexes(), ...image.chunkIndexes()]);
+    const nextPresent = new SparsePlane();
+    for (const c of chunks) {
+      const p = present.chunk(c);
+      const d = dealloc.chunk(c);
+      const im = image.chunk(c);
+      const w = new Uint32Array(WORDS_PER_CHUNK);
+      let any = 0;
+      for (let i = 0; i < WORDS_PER_CHUNK; i++) {
+        w[i] = ((p ? p[i] : 0) & ~(d ? d[i] : 0)) | (im ? im[i] : 0);
+        any |= w[i];
+      }
+      if (any) nextPresent.setChunk(c, w);
+    }
+    for (const c of image.chunkIndexes()) {
+      const s = stored.chunk(c);
+      const w = new Uint32Array(WORDS_PER_CHUNK);
+      const im = image.chunk(c)!;
+      for (let i = 0; i < WORDS_PER_CHUNK; i++) w[i] = (s ? s[i] : 0) | im[i];
+      stored.setChunk(c, w);
+    }
+    await this.commit(nextPresent, stored, top, { ...this.state, current: h.snapshots[0], updates: this.state.updates + 1 });
+    // Freed blocks still take room in the file; once they outweigh a quarter of what it holds, copy it compact.
+    if (this.state.storedBlocks - this.state.presentBlocks > Math.max(256, this.state.presentBlocks / 4)) await this.compact();
+    return { blocks: landed };
+  }
+
+  private async commit(present: SparsePlane, stored: SparsePlane, current: SparsePlane, next: DeltaState): Promise<void> {
+    const tag = randomBytes(4).toString('hex');
+    const planes = { present: `present.${tag}.plane`, stored: `stored.${tag}.plane`, current: `current.${tag}.plane` };
+    await writePlane(join(this.dir, planes.present), present);
+    await writePlane(join(this.dir, planes.stored), stored);
+    await writePlane(join(this.dir, planes.current), current);
+    const old = this.state.planes;
+    const state: DeltaState = { ...next, planes, presentBlocks: present.count, storedBlocks: stored.count };
+    await writeFileAtomic(join(this.dir, STATE), JSON.stringify(state, null, 2));
+    this.state = state;
+    for (const f of Object.values(old)) await rm(join(this.dir, f), { force: true });
+  }
+
+  /** Rewrites the block file with only the blocks the current state uses. */
+  async compact(): Promise<void> {
+    const present = await readPlane(join(this.dir, this.state.planes.present));
+    const current = await readPlane(join(this.dir, this.state.planes.current));
+    const tmp = join(this.dir, `${BLOCKS}.compact`);
+    const src = await open(join(this.dir, BLOCKS), 'r');
+    const dst = await open(tmp, 'w');
+    try {
+      const buf = Buffer.alloc(BLOCK_SIZE);
+      for (const c of present.chunkIndexes()) {
+        for (const v of setBits(c, present.chunk(c)!)) {
+          await src.read(buf, 0, BLOCK_SIZE, v * BLOCK_SIZE);
+          await dst.write(buf, 0, BLOCK_SIZE, v * BLOCK_SIZE);
+        }
+      }
+      await dst.sync();
+    } finally {
+      await src.close();
+      await dst.close();
+    }
+    // The block file is replaced before the state names it as compact; either order leaves `present` readable.
+    await rename(tmp, join(this.dir, BLOCKS));
+    await this.commit(present, present, current, this.state);
+  }
+
+  /** Bytes the block file takes on disk (allocated, not its apparent size). */
+  async diskBytes(): Promise<number> {
+    const s = await stat(join(this.dir, BLOCKS));
+    return s.blocks * 512;
+  }
+
+  /**
+   * The newest state as one full image stream: blocks from the sparse file where present, else from the base
+   * backup. Receiving it into a new volume reconstructs the source as of the last update.
+   */
+  async *reconstruct(onProgress?: (blocks: number, total: number) => void): AsyncGenerator<Buffer> {
+    const present = await readPlane(join(this.dir, this.state.planes.present));
+    const current = await readPlane(join(this.dir, this.state.planes.current));
+    const headers = await checkChain([this.state.base.path]);
+    if (headers[0].streamId !== this.state.base.streamId) throw new SnapplaneError('INVALID', `'${this.state.base.path}' is not the base this incremental mirror was built on`, { path: this.state.base.path });
+    const base = await BackupChainDevice.open([this.state.base.path], headers);
+    const fh = await open(join(this.dir, BLOCKS), 'r');
+    try {
+      const image = new SparsePlane();
+      for (const c of current.chunkIndexes()) {
+        const w = current.chunk(c)!.slice();
+        if (c === 0) for (let v = 0; v < RESERVED_BLOCKS; v++) w[v >>> 5] &= ~(1 << (v & 31));
+        image.setChunk(c, w);
+      }
+      const runs: [number, number][] = [];
+      for (const c of image.chunkIndexes()) {
+        for (const v of setBits(c, image.chunk(c)!)) {
+          const last = runs[runs.length - 1];
+          if (last && last[0] + last[1] === v && last[1] < MAX_RUN_BLOCKS) last[1]++;
+          else runs.push([v, 1]);
+        }
+      }
+      const baseHeader = headers[0];
+      const header: StreamHeader = {
+        ...baseHeader,
+        streamId: randomBytes(16).toString('hex'),
+        kind: 'full',
+        expression: formatImageExpr({ kind: 'name', name: this.state.current.name, column: 1 }),
+        base: null,
+        order: 'vbn',
+        codec: 'none',
+        createdAt: new Date().toISOString(),
+        snapshots: [this.state.current],
+        imageBlocks: image.count,
+        resumeFromVbn: null,
+      };
+      const plan: StreamPlan = {
+        header,
+        image,
+        planes: [new Map(current.chunkIndexes().map((c) => [c, current.chunk(c)!]))],
+        dealloc: null,
+        runs,
+        planeSlots: [],
+        generations: [],
+        sendBlocks: image.count,
+        selection: 'full',
+      };
+      const read = async (vbn: number, count: number, into?: Buffer): Promise<Buffer> => {
+        const out = into && into.length === count * BLOCK_SIZE ? into : Buffer.alloc(count * BLOCK_SIZE);
+        for (let k = 0; k < count; k++) {
+          const v = vbn + k;
+          const at = out.subarray(k * BLOCK_SIZE, (k + 1) * BLOCK_SIZE);
+          if (present.has(v)) await fh.read(at, 0, BLOCK_SIZE, v * BLOCK_SIZE);
+          else if (base.holds(v)) await base.readBlocks(v, 1, at);
+          else throw new SnapplaneError('BAD_FORMAT', `the incremental mirror in '${this.dir}' has no copy of VBN ${v}: neither the sparse file nor the base holds it`, { path: this.dir, vbn: v });
+        }
+        return out;
+      };
+      yield* emitStream(plan, read, this.dir, (p) => onProgress?.(p.blocks, image.count), undefined, true);
+    } finally {
+      await fh.close();
+      await base.close();
+    }
+  }
+}
+
+/** VBNs set in chunk `c`, ascending. */
+function setBits(c: number, words: Uint32Array): number[] {
+  const out: number[] = [];
+  forEachSetBit(words, c * BITS_PER_CHUNK, (v) => out.push(v));
+  return out;
+}
+
+/** The plane of the base backup's newest snapshot (its plane records). */
+async function basePlane(path: string): Promise<SparsePlane> {
+  const reader = new StreamReader(backupBytes(path));
+  try {
+    const h = await reader.open();
+    const last = h.snapshots.length - 1;
+    const plane = new SparsePlane();
+    for (;;) {
+      const item = await reader.next();
+      if (item.type === 'plane' && item.ordinal === last) plane.setChunk(item.chunk, item.words);
+      else if (item.type === 'blocks' || item.type === 'end') break;
+    }
+    return plane;
+  } finally {
+    await reader.close();
+  }
+}

@@ -1,0 +1,84 @@
+/**
+ * Replication state kept beside a volume, so it travels with the volume and any process opening it sees it:
+ * the mirror marker of a destination, the destinations a source knows (for master holds), and the off-line flag
+ * of a destination being updated from a shadow master.
+ */
+import { readFile } from 'node:fs/promises';
+import { SnapplaneError } from '../common/errors.js';
+import { removeFile, writeFileAtomic } from '../common/atomic-file.js';
+import { sidecarPath } from '../fs/sidecar.js';
+import type { KnownDestination, MirrorMarker, SnapshotRef } from '../api/types.js';
+
+async function readJson<T>(path: string): Promise<T | null> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch {
+    return null;
+  }
+  try {
+    return JSON.parse(text) as T;
+  } catch (e) {
+    throw new SnapplaneError('BAD_FORMAT', `'${path}' is damaged (${(e as Error).message})`, { path });
+  }
+}
+
+/** The mirror marker of a destination volume, or null. */
+export async function readMarker(volume: string): Promise<MirrorMarker | null> {
+  return readJson<MirrorMarker>(await sidecarPath(volume, 'mirror.json'));
+}
+
+/** Sets (or with null removes) the mirror marker. */
+export async function writeMarker(volume: string, marker: MirrorMarker | null): Promise<void> {
+  const path = await sidecarPath(volume, 'mirror.json');
+  if (marker) await writeFileAtomic(path, JSON.stringify(marker, null, 2));
+  else await removeFile(path);
+}
+
+/** Why the volume is off-line, or null. */
+export async function readOffline(volume: string): Promise<string | null> {
+  return (await readJson<{ reason: string }>(await sidecarPath(volume, 'offline.json')))?.reason ?? null;
+}
+
+/** Takes the volume off-line with a reason, or (null) back on-line. */
+export async function writeOffline(volume: string, reason: string | null): Promise<void> {
+  const path = await sidecarPath(volume, 'offline.json');
+  if (reason) await writeFileAtomic(path, JSON.stringify({ reason, since: new Date().toISOString() }));
+  else await removeFile(path);
+}
+
+/** The destinations this source volume has replicated to. */
+export async function readDestinations(volume: string): Promise<KnownDestination[]> {
+  return (await readJson<KnownDestination[]>(await sidecarPath(volume, 'destinations.json'))) ?? [];
+}
+
+/** Records that `destination` now holds `master` as its newest master snapshot. */
+export async function recordDestination(volume: string, destination: string, master: SnapshotRef | null, now: Date): Promise<void> {
+  const list = (await readDestinations(volume)).filter((d) => d.destination !== destination);
+  list.push({ destination, master, updatedAt: now.toISOString() });
+  list.sort((a, b) => a.destination.localeCompare(b.destination));
+  await writeFileAtomic(await sidecarPath(volume, 'destinations.json'), JSON.stringify(list, null, 2));
+}
+
+/** Forgets a destination (its holds go with it). */
+export async function forgetDestination(volume: string, destination: string): Promise<boolean> {
+  const list = await readDestinations(volume);
+  const rest = list.filter((d) => d.destination !== destination);
+  if (rest.length === list.length) return false;
+  await writeFileAtomic(await sidecarPath(volume, 'destinations.json'), JSON.stringify(rest, null, 2));
+  return true;
+}
+
+/**
+ * Which master snapshots known destinations still need: a destination at master M needs M (the base of its next
+ * incremental) and every newer master (it has not moved past them). A destination that holds no master needs none:
+ * it gets a full copy. Masters older than every destination's newest are free to go.
+ */
+export function neededMasters(masters: { name: string; generation: number }[], destinations: KnownDestination[]): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const m of masters) {
+    const by = destinations.filter((d) => d.master !== null && d.master.generation <= m.generation).map((d) => d.destination);
+    if (by.length > 0) out.set(m.name, by);
+  }
+  return out;
+}
