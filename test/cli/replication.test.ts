@@ -1,0 +1,150 @@
+/**
+ * Replication between Snapplane processes on 127.0.0.1: `snapplane serve` children, `snapplane replicate` children,
+ * real sockets, a proxy that drops connections, and processes killed at random points of a transfer.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect } from 'node:net';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Volume } from '../../core/fs/volume.js';
+import type { ReplicateReport, SnapshotInfo } from '../../core/api/index.js';
+import { json, snapplane } from './cli-helpers.js';
+import { makeKey, randomWork, seeded, startServer, treeDigest, treeOf } from '../helpers/replication.js';
+import { runReplicationDrills } from '../helpers/replication-drills.js';
+import { expectSameTree } from '../helpers/model.js';
+
+const DRILLS = 50;
+
+let dir: string;
+let key: string;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'snapplane-repl-'));
+  process.env.SNAPPLANE_HOME = join(dir, 'home');
+  key = await makeKey(dir);
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** Changes the source, takes snapshot `name` and marks it master; returns the tree it holds. */
+async function newMaster(src: string, name: string, rnd: () => number, ops: number): Promise<string> {
+  const v = await Volume.open(src, { cpIntervalMs: 0 });
+  try {
+    await randomWork(v, rnd, ops, name);
+    await v.createSnapshot(name);
+    await v.setSnapshotFlags(name, { master: true });
+  } finally {
+    await v.close();
+  }
+  return treeDigest(await treeOf(src, name));
+}
+
+async function snapshots(path: string): Promise<SnapshotInfo[]> {
+  const v = await Volume.open(path, { readOnly: true, cpIntervalMs: 0 });
+  try {
+    return await v.listSnapshots();
+  } finally {
+    await v.close();
+  }
+}
+
+describe('replication between processes over TCP', () => {
+  it('initializes, then sends incrementals after random work; the destination tree equals the source master each time', async () => {
+    const src = join(dir, 'a.img');
+    const rootB = join(dir, 'hostB');
+    await mkdir(rootB);
+    const v = await Volume.create(src, { sizeBytes: 48 << 20, cpIntervalMs: 0 });
+    await v.close();
+    const b = await startServer(rootB, key);
+    try {
+      const rnd = seeded(11);
+      for (let round = 1; round <= 4; round++) {
+        await newMaster(src, `m${round}`, rnd, 12);
+        const r = await json<ReplicateReport>('replicate', src, `127.0.0.1:${b.port}/a`, '--key-file', key);
+        expect(r.kind).toBe(round === 1 ? 'full' : 'incremental');
+        expect(r.to).toBe(`m${round}`);
+        expect(r.wireBytes).toBeGreaterThan(r.bytes);
+        expectSameTree(await treeOf(join(rootB, 'a')), await treeOf(src, `m${round}`), `round ${round}`);
+      }
+      // Nothing new: nothing sent.
+      const again = await json<ReplicateReport>('replicate', src, `127.0.0.1:${b.port}/a`, '--key-file', key);
+      expect(again.kind).toBe('none');
+      const masters = (await snapshots(join(rootB, 'a'))).filter((s) => s.flags.master).map((s) => s.name);
+      expect(masters).toEqual(['m1', 'm2', 'm3', 'm4']);
+      // The destination is known to the source: its newest master is held.
+      const list = await json<{ name: string; neededBy: string[] }[]>('master', 'list', src);
+      expect(list.find((m) => m.name === 'm4')!.neededBy).toEqual([`127.0.0.1:${b.port}/a`]);
+      expect(list.find((m) => m.name === 'm3')!.neededBy).toEqual([]);
+    } finally {
+      await b.kill();
+    }
+  }, 120_000);
+
+  it('cascades: A replicates to B, B serves C; C equals A', async () => {
+    const src = join(dir, 'cascade.img');
+    const [rootB, rootC] = [join(dir, 'casB'), join(dir, 'casC')];
+    await mkdir(rootB);
+    await mkdir(rootC);
+    const v = await Volume.create(src, { sizeBytes: 32 << 20, cpIntervalMs: 0 });
+    await v.close();
+    const b = await startServer(rootB, key);
+    const c = await startServer(rootC, key);
+    try {
+      const rnd = seeded(5);
+      for (let round = 1; round <= 3; round++) {
+        await newMaster(src, `c${round}`, rnd, 10);
+        await json<ReplicateReport>('replicate', src, `127.0.0.1:${b.port}/vol`, '--key-file', key);
+        // On host B: its copy is the source for C (multiple replication, a tree of hosts).
+        const r = await json<ReplicateReport>('replicate', join(rootB, 'vol'), `127.0.0.1:${c.port}/vol`, '--key-file', key);
+        expect(r.kind).toBe(round === 1 ? 'full' : 'incremental');
+        expectSameTree(await treeOf(join(rootC, 'vol')), await treeOf(src, `c${round}`), `cascade round ${round}`);
+      }
+    } finally {
+      await b.kill();
+      await c.kill();
+    }
+  }, 120_000);
+
+  it('refuses a wrong key before reading anything, and survives garbage', async () => {
+    const src = join(dir, 'keyed.img');
+    const root = join(dir, 'keyed');
+    await mkdir(root);
+    const v = await Volume.create(src, { sizeBytes: 16 << 20, cpIntervalMs: 0 });
+    await v.close();
+    await newMaster(src, 'k1', seeded(2), 3);
+    const s = await startServer(root, key);
+    try {
+      const wrong = await makeKey(dir, 'wrong-key');
+      const r = await snapplane('replicate', src, `127.0.0.1:${s.port}/x`, '--key-file', wrong);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/authentication failed/);
+      expect(r.stderr).toMatch(/\(AUTH\)/);
+      // A client that does not speak the protocol: closed after the fixed-size hello, and the server lives on.
+      await new Promise<void>((resolve) => {
+        const sock = connect(s.port, '127.0.0.1', () => sock.write(Buffer.alloc(1 << 20, 0x41)));
+        sock.on('error', () => resolve());
+        sock.on('close', () => resolve());
+      });
+      const okRun = await json<ReplicateReport>('replicate', src, `127.0.0.1:${s.port}/x`, '--key-file', key);
+      expect(okRun.kind).toBe('full');
+      expect(s.log()).toMatch(/refused 127\.0\.0\.1:\d+: .*authentication failed|refused .*did not speak/);
+      const short = await snapplane('replicate', src, `127.0.0.1:${s.port}/x`, '--key-file', join(dir, 'no-such-key'));
+      expect(short.stderr).toMatch(/cannot read key file/);
+      const bad = await snapplane('replicate', src, `127.0.0.1:${s.port}/../escape`, '--key-file', key);
+      expect(bad.code).toBe(1);
+      expect(bad.stderr).toMatch(/bad volume name/);
+    } finally {
+      await s.kill();
+    }
+  }, 60_000);
+
+  it(`${DRILLS} drills: dropped connections and killed processes at random points; the destination always equals one source master, moves only forward, and converges`, async () => {
+    const outcomes = await runReplicationDrills(dir, key, DRILLS, 2026);
+    expect(outcomes.failed, JSON.stringify(outcomes)).toBeGreaterThan(DRILLS / 5);
+    expect(outcomes.ok).toBeGreaterThan(0);
+    expect(outcomes.resumed).toBeGreaterThan(0);
+    expect(outcomes.serverKills + outcomes.clientKills).toBeGreaterThan(0);
+  }, 600_000);
+});

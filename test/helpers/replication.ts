@@ -1,0 +1,158 @@
+/** Helpers for replication tests: a `snapplane serve` child process, a fault-injecting TCP proxy, workloads, tree digests. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { createServer, connect, type Server, type Socket } from 'node:net';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Volume } from '../../core/fs/volume.js';
+import { readTree, pattern, type Tree } from './model.js';
+
+const BIN = join(process.cwd(), 'bin', 'snapplane.js');
+
+export interface ServerProcess {
+  port: number;
+  proc: ChildProcess;
+  log: () => string;
+  kill(signal?: NodeJS.Signals): Promise<void>;
+}
+
+/** Starts `snapplane serve` over `root` and waits until it listens. */
+export function startServer(root: string, keyFile: string, port = 0, env: NodeJS.ProcessEnv = process.env): Promise<ServerProcess> {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(process.execPath, [BIN, 'serve', '--port', String(port), '--key-file', keyFile, '--root', root], { stdio: ['ignore', 'pipe', 'pipe'], env });
+    let out = '';
+    let err = '';
+    const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+    proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    proc.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /listening on 127\.0\.0\.1:(\d+)/.exec(out);
+      if (m) {
+        resolve({
+          port: Number(m[1]),
+          proc,
+          log: () => err,
+          kill: async (signal = 'SIGKILL') => {
+            if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+            await exited;
+          },
+        });
+      }
+    });
+    proc.once('exit', (code) => reject(new Error(`serve exited (${code}) before listening: ${err}`)));
+  });
+}
+
+/** A key file with a fresh random key. */
+export async function makeKey(dir: string, name = 'key'): Promise<string> {
+  const path = join(dir, name);
+  await writeFile(path, randomBytes(32).toString('base64'));
+  return path;
+}
+
+/**
+ * A TCP proxy in front of a server. `cutAt` (bytes from the client) drops both sides once that many have passed;
+ * `onBytes` sees the running count (to kill a process at that point).
+ */
+export class FaultProxy {
+  private server!: Server;
+  port = 0;
+  passed = 0;
+  cutAt: number | null = null;
+  onBytes: ((n: number) => void) | null = null;
+  private readonly sockets = new Set<Socket>();
+
+  constructor(private readonly target: number) {}
+
+  async start(): Promise<void> {
+    this.server = createServer((client) => {
+      const upstream = connect(this.target, '127.0.0.1');
+      this.sockets.add(client);
+      this.sockets.add(upstream);
+      const drop = (): void => {
+        client.destroy();
+        upstream.destroy();
+      };
+      client.on('error', drop);
+      upstream.on('error', drop);
+      client.on('close', drop);
+      upstream.on('close', drop);
+      upstream.on('data', (d: Buffer) => client.write(d));
+      client.on('data', (d: Buffer) => {
+        if (this.cutAt !== null && this.passed + d.length >= this.cutAt) {
+          upstream.write(d.subarray(0, Math.max(0, this.cutAt - this.passed)));
+          this.passed = this.cutAt;
+          drop();
+          return;
+        }
+        this.passed += d.length;
+        upstream.write(d);
+        this.onBytes?.(this.passed);
+      });
+    });
+    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', () => r()));
+    const a = this.server.address();
+    this.port = typeof a === 'object' && a ? a.port : 0;
+  }
+
+  async stop(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    await new Promise<void>((r) => this.server.close(() => r()));
+  }
+}
+
+/** A deterministic random number source. */
+export function seeded(seed: number): () => number {
+  let x = seed >>> 0 || 1;
+  return () => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    return x / 2 ** 32;
+  };
+}
+
+/** Random changes: new files, rewrites in place, deletions, renames, a folder now and then. */
+export async function randomWork(v: Volume, rnd: () => number, ops: number, tag: string): Promise<void> {
+  for (let i = 0; i < ops; i++) {
+    const files = (await v.readdir('/')).filter((e) => e.type === 'file');
+    const r = rnd();
+    if (r < 0.45 || files.length < 3) {
+      await v.writeFile(`/${tag}-${i}.bin`, pattern(Math.floor(rnd() * 300_000) + 1, Math.floor(rnd() * 1e9)));
+    } else if (r < 0.7) {
+      const f = files[Math.floor(rnd() * files.length)];
+      await v.writeAt(f.path, Math.floor(rnd() * Math.max(1, f.size)), pattern(Math.floor(rnd() * 20_000) + 1, Math.floor(rnd() * 1e9)));
+    } else if (r < 0.88) {
+      await v.remove(files[Math.floor(rnd() * files.length)].path);
+    } else if (r < 0.95) {
+      const f = files[Math.floor(rnd() * files.length)];
+      await v.rename(f.path, `/${tag}-moved-${i}.bin`);
+    } else {
+      await v.mkdir(`/${tag}-dir-${i}`);
+      await v.writeFile(`/${tag}-dir-${i}/inner.txt`, Buffer.from(`round ${tag} op ${i}\n`));
+    }
+  }
+}
+
+/** A digest of a tree: paths and contents. */
+export function treeDigest(t: Tree): string {
+  const h = createHash('sha256');
+  for (const p of [...t.keys()].sort()) {
+    const x = t.get(p)!;
+    h.update(p).update('\0');
+    h.update(x === 'dir' ? 'dir' : x).update('\0');
+  }
+  return h.digest('hex');
+}
+
+/** The tree of a volume (or one of its snapshots), opened read-only. */
+export async function treeOf(path: string, snapshot?: string): Promise<Tree> {
+  const v = await Volume.open(path, { readOnly: true, snapshot, cpIntervalMs: 0 });
+  try {
+    return await readTree(v);
+  } finally {
+    await v.close();
+  }
+}
