@@ -101,7 +101,12 @@ export class LocalDestination implements Destination {
   async deleteSnapshots(names: string[]): Promise<void> {
     const v = await this.engine.openVolume(this.label, true, true);
     try {
-      for (const n of names) if (v.snapshots.has(n)) await v.deleteSnapshot(n);
+      for (const n of names) {
+        if (!v.snapshots.has(n)) continue;
+        // The relationship's own snapshot: a hold it got as the source's copy does not bind the mirror.
+        if (v.snapshots.byName(n, this.label).flags & SnapshotFlag.hold) await v.setSnapshotFlags(n, { hold: false });
+        await v.deleteSnapshot(n);
+      }
     } finally {
       await this.engine.closeVolume(this.label);
     }

@@ -3,7 +3,7 @@
  * snapshots and their holds, `replicate` to a local or remote destination, and persisted mirror relationships
  * (full mirrors, incremental mirrors on a slow + fast medium, replicas) with update, break and resync.
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { resolve as resolvePath } from 'node:path';
 import { SnapplaneError } from '../common/errors.js';
 import { BLOCK_SIZE } from '../common/units.js';
@@ -220,6 +220,8 @@ export class Replication {
   async serve(opts: { host?: string; port: number; root: string; keyFile: string; log?: (line: string) => void }): Promise<Endpoint> {
     const key = await readKeyFile(opts.keyFile);
     const root = resolvePath(opts.root);
+    const kind = await stat(root).then((st) => (st.isDirectory() ? 'dir' : 'file'), () => 'missing');
+    if (kind !== 'dir') throw new SnapplaneError('NOT_FOUND', `--root '${opts.root}' ${kind === 'missing' ? 'does not exist' : 'is not a folder'}; create it first`, { path: root });
     return listen(opts.host ?? '127.0.0.1', opts.port, key, (conn) => {
       opts.log?.(`connection from ${conn.peer}`);
       return serveConnection(this.host, root, conn, opts.log);

@@ -1,0 +1,286 @@
+/**
+ * Mirror relationships and master holds through the service facade, on real image files (and a real endpoint on
+ * 127.0.0.1 for throttling and progress over the wire).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SnapplaneService, type ProgressEvent } from '../../../core/service/index.js';
+import { Volume } from '../../../core/fs/volume.js';
+import { planStream } from '../../../core/stream/send.js';
+import { expectSameTree } from '../../helpers/model.js';
+import { makeKey, randomWork, seeded, treeOf } from '../../helpers/replication.js';
+import { pattern } from '../../helpers/model.js';
+
+let dir: string;
+let n = 0;
+const fresh = (): string => join(dir, `case${++n}`);
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'snapplane-mirror-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+function service(): SnapplaneService {
+  return new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, 'state.json') });
+}
+
+async function work(path: string, seed: number, ops: number): Promise<void> {
+  const v = await Volume.open(path, { cpIntervalMs: 0 });
+  try {
+    await randomWork(v, seeded(seed), ops, `w${seed}`);
+  } finally {
+    await v.close();
+  }
+}
+
+describe('mark-on-allocate selection', () => {
+  it('the swapped-out image of a transfer equals `top - base` exactly, also after a reopen', async () => {
+    const path = `${fresh()}.img`;
+    let v = await Volume.create(path, { sizeBytes: 32 << 20, cpIntervalMs: 0 });
+    await randomWork(v, seeded(1), 10, 'a');
+    await v.snapshotForTransfer('t1');
+    for (let round = 2; round <= 5; round++) {
+      await randomWork(v, seeded(round), 12, `r${round}`);
+      if (round === 4) {
+        await v.close();
+        v = await Volume.open(path, { cpIntervalMs: 0 });
+      }
+      await v.snapshotForTransfer(`t${round}`);
+      const expr = `t${round} - t${round - 1}`;
+      const marks = await planStream(v, expr, { selection: 'marks' });
+      const sub = await planStream(v, expr, { selection: 'subtraction' });
+      expect(marks.selection).toBe('marks');
+      expect(sub.selection).toBe('subtraction');
+      expect(marks.header.imageBlocks).toBe(sub.header.imageBlocks);
+      for (const c of new Set([...marks.image.chunkIndexes(), ...sub.image.chunkIndexes()])) expect(marks.image.chunk(c), `chunk ${c}`).toEqual(sub.image.chunk(c));
+      // Writes after the transfer's snapshot do not leak into its image.
+      await v.writeFile(`/after-${round}`, pattern(50_000, round));
+    }
+    await v.close();
+  });
+});
+
+describe('full mirrors', () => {
+  it('initializes, updates with the mark-on-allocate images, keeps the mirror read-only, and reports lag', async () => {
+    const base = fresh();
+    const src = `${base}-src.img`;
+    const dst = `${base}-dst.img`;
+    const s = service();
+    await s.createVolume(src, 48 << 20);
+    await s.closeAll();
+    await work(src, 10, 15);
+    await s.mirrorCreate('m-full', src, dst, { kind: 'full', everyMs: 3_600_000 });
+    expect((await s.mirrorStatus('m-full')).state).toBe('uninitialized');
+    const init = await s.mirrorUpdate('m-full');
+    expect(init.transfer).toBe('full');
+    await s.closeAll();
+    expectSameTree(await treeOf(dst), await treeOf(src, init.to), 'after initialize');
+    for (let round = 1; round <= 3; round++) {
+      await work(src, 10 + round, 10);
+      const s2 = service();
+      const r = await s2.mirrorUpdate('m-full');
+      await s2.closeAll();
+      expect(r.transfer).toBe('incremental');
+      expect(r.selection).toBe('marks');
+      expectSameTree(await treeOf(dst), await treeOf(src, r.to), `update ${round}`);
+      // Only the newest common snapshot stays on both sides.
+      expect((await s2.snapList({ volume: dst })).map((x) => x.name)).toEqual([r.to]);
+      expect((await s2.snapList({ volume: src })).filter((x) => x.name.startsWith('mirror.')).map((x) => x.name)).toEqual([r.to]);
+      await s2.closeAll();
+    }
+    const s3 = service();
+    await expect(s3.put(dst, __filename, '/x')).rejects.toMatchObject({ code: 'READ_ONLY', message: expect.stringMatching(/mirror of .*mirror break m-full/) });
+    await expect(s3.snapDelete(src, (await s3.mirrorStatus('m-full')).lastCommon!)).rejects.toMatchObject({ code: 'HELD' });
+    await s3.closeAll();
+    await work(src, 99, 5);
+    const st = await s3.mirrorStatus('m-full');
+    expect(st.state).toBe('idle');
+    expect(st.lagBlocks).toBeGreaterThan(0);
+    expect(st.lastSelection).toBe('marks');
+    await s3.closeAll();
+  });
+
+  it('takeover, then resync from the newest common snapshot without a full copy; and a reverse resync', async () => {
+    const base = fresh();
+    const src = `${base}-src.img`;
+    const dst = `${base}-dst.img`;
+    const s = service();
+    await s.createVolume(src, 48 << 20);
+    await s.closeAll();
+    await work(src, 20, 20);
+    await s.mirrorCreate('m-take', src, dst, { kind: 'full' });
+    const init = await s.mirrorUpdate('m-take');
+    await s.closeAll();
+    // The source fails; the mirror takes over and is written to.
+    const br = await s.mirrorBreak('m-take');
+    expect(br.writable).toBe(true);
+    await expect(s.mirrorUpdate('m-take')).rejects.toThrow(/broken/);
+    await work(dst, 21, 6);
+    await s.snapCreate(dst, 'after-takeover');
+    await s.closeAll();
+    expect((await s.mirrorStatus('m-take')).state).toBe('broken');
+    // The old source comes back with changes of its own; resync discards the mirror's changes since the common snapshot.
+    await work(src, 22, 6);
+    const r = await s.mirrorResync('m-take');
+    await s.closeAll();
+    expect(r.common).toBe(init.to);
+    expect(r.discarded).toEqual(['after-takeover']);
+    expect(r.transfer).toBe('incremental');
+    expect(r.bytes).toBeLessThan(init.bytes);
+    expectSameTree(await treeOf(dst), await treeOf(src, r.to), 'after resync');
+    await expect(s.put(dst, __filename, '/y')).rejects.toMatchObject({ code: 'READ_ONLY' });
+    await s.closeAll();
+
+    // Takeover again; this time the mirror's new data wins: the old source becomes its mirror.
+    await s.mirrorBreak('m-take');
+    await work(dst, 23, 6);
+    await s.closeAll();
+    const rev = await s.mirrorResync('m-take', { reverse: true });
+    await s.closeAll();
+    expect(rev.transfer).toBe('incremental');
+    expectSameTree(await treeOf(src), await treeOf(dst, rev.to), 'after reverse resync');
+    const info = await s.mirrorStatus('m-take');
+    expect(info.source).toBe(dst);
+    expect(info.destination).toBe(src);
+    await s.closeAll();
+  });
+});
+
+describe('incremental mirrors', () => {
+  it('keep a sparse structure no larger than the difference from the base, and reconstruct the source', async () => {
+    const base = fresh();
+    const src = `${base}-src.img`;
+    const fast = `${base}-fast`;
+    const slow = `${base}-base.snap`;
+    const s = service();
+    await s.createVolume(src, 64 << 20);
+    await s.closeAll();
+    await work(src, 30, 25);
+    await s.mirrorCreate('m-inc', src, fast, { kind: 'incremental', slow: `file:${slow}` });
+    const init = await s.mirrorUpdate('m-inc');
+    expect(init.transfer).toBe('full');
+    expect(init.deltaBlocks).toBe(0);
+    await s.closeAll();
+    let last = init;
+    for (let round = 1; round <= 3; round++) {
+      await work(src, 30 + round, 12);
+      last = await s.mirrorUpdate('m-inc');
+      expect(last.selection).toBe('marks');
+      await s.closeAll();
+      // The structure holds exactly the blocks of the newest state that are not the base's.
+      const v = await Volume.open(src, { readOnly: true, cpIntervalMs: 0 });
+      await v.close();
+      expect(last.deltaBytes!).toBeLessThanOrEqual(last.deltaBlocks! * 4096 + 64 * 4096);
+      const out = `${base}-recon${round}.img`;
+      const rec = await s.mirrorReconstruct('m-inc', out);
+      expect(rec.current).toBe(last.to);
+      await s.closeAll();
+      expectSameTree(await treeOf(out), await treeOf(src, last.to), `reconstruct after update ${round}`);
+      expect((await s.fsck(out)).clean).toBe(true);
+      await s.closeAll();
+    }
+    // Big writes, then deleting them: the deallocation lists shrink the structure back.
+    const v = await Volume.open(src, { cpIntervalMs: 0 });
+    for (let i = 0; i < 8; i++) await v.writeFile(`/big${i}`, pattern(1 << 20, i));
+    await v.close();
+    const grown = await s.mirrorUpdate('m-inc');
+    await s.closeAll();
+    const v2 = await Volume.open(src, { cpIntervalMs: 0 });
+    for (let i = 0; i < 8; i++) await v2.remove(`/big${i}`);
+    await v2.close();
+    const shrunk = await s.mirrorUpdate('m-inc');
+    await s.closeAll();
+    expect(grown.deltaBlocks! - shrunk.deltaBlocks!).toBeGreaterThanOrEqual(8 * 256);
+    expect(shrunk.deltaBytes!).toBeLessThan(grown.deltaBytes! - 4 * (1 << 20));
+    const out = `${base}-recon-final.img`;
+    await s.mirrorReconstruct('m-inc', out);
+    await s.closeAll();
+    expectSameTree(await treeOf(out), await treeOf(src, shrunk.to), 'final reconstruct');
+    expect((await stat(slow)).size).toBeGreaterThan(0);
+  });
+});
+
+describe('master snapshots and holds', () => {
+  it('a master is kept exactly until every known destination has moved past it, then deleting it frees what was predicted', async () => {
+    const base = fresh();
+    const src = `${base}-src.img`;
+    const d1 = `${base}-d1.img`;
+    const d2 = `${base}-d2.img`;
+    const s = service();
+    await s.createVolume(src, 48 << 20);
+    await s.closeAll();
+    await work(src, 40, 15);
+    await s.snapCreate(src, 'M1');
+    await s.masterMark(src, 'M1', true);
+    expect((await s.replicate(src, d1)).kind).toBe('full');
+    expect((await s.replicate(src, d2)).kind).toBe('full');
+    await s.closeAll();
+    await work(src, 41, 15);
+    await s.snapCreate(src, 'M2');
+    await s.masterMark(src, 'M2', true);
+    const r1 = await s.replicate(src, d1);
+    expect(r1.kind).toBe('incremental');
+    expect(r1.from).toBe('M1');
+    // d2 is still at M1: M1 stays, and so do the blocks only it holds.
+    const masters = await s.masterList(src);
+    expect(masters.find((m) => m.name === 'M1')!.neededBy).toEqual([d2]);
+    await expect(s.snapDelete(src, 'M1')).rejects.toMatchObject({ code: 'HELD', message: expect.stringContaining(d2) });
+    await expect(s.masterMark(src, 'M1', false)).rejects.toMatchObject({ code: 'HELD' });
+    await s.scheduleAdd(src, 'M', { kind: 'every', everyMs: 3_600_000 }, 1);
+    const dry = await s.scheduleRun(src, { dryRun: true });
+    expect(dry.prune).not.toContain('M1');
+    await s.scheduleRemove(src, 'M');
+    const predicted = await s.space(src, ['M1']);
+    expect(predicted.freedBytes).toBeGreaterThan(0);
+    expect((await s.replicate(src, d2)).kind).toBe('incremental');
+    // Every destination is past M1 now.
+    expect((await s.masterList(src)).find((m) => m.name === 'M1')!.neededBy).toEqual([]);
+    const before = (await s.volumeInfo({ volume: src })).freeBytes;
+    await s.snapDelete(src, 'M1');
+    const after = (await s.volumeInfo({ volume: src })).freeBytes;
+    expect(Math.abs(after - before - predicted.freedBytes)).toBeLessThanOrEqual(16 * 4096);
+    await s.closeAll();
+    expectSameTree(await treeOf(d2), await treeOf(src, 'M2'), 'd2 at M2');
+  });
+
+  it('over the wire: --limit holds the rate down and progress arrives as the receiver lands blocks', async () => {
+    const base = fresh();
+    const src = `${base}-src.img`;
+    const root = `${base}-root`;
+    await mkdir(root);
+    const key = await makeKey(dir, 'wire-key');
+    const s = service();
+    await s.createVolume(src, 32 << 20);
+    await s.closeAll();
+    const v = await Volume.open(src, { cpIntervalMs: 0 });
+    await v.writeFile('/payload', pattern(3 << 20, 7));
+    await v.createSnapshot('W1');
+    await v.setSnapshotFlags('W1', { master: true });
+    await v.close();
+    const server = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, 'server-state.json') });
+    const ep = await server.serve({ port: 0, root, keyFile: key });
+    try {
+      const events: ProgressEvent[] = [];
+      const t0 = performance.now();
+      const r = await s.replicate(src, `127.0.0.1:${ep.port}/w`, { keyFile: key, limit: 1 << 20 }, (p) => events.push(p));
+      const seconds = (performance.now() - t0) / 1000;
+      // One second of burst, then 1 MiB/s: a bit over 3 MiB needs at least 2 s.
+      expect(seconds).toBeGreaterThan(1.9);
+      expect(r.bytes).toBeGreaterThan(3 << 20);
+      expect(events.length).toBeGreaterThan(3);
+      expect(events.every((e) => e.phase === 'transfer')).toBe(true);
+      expect(events.at(-1)!.done).toBe(events.at(-1)!.total);
+      const doneSeries = events.map((e) => e.done);
+      expect([...doneSeries].sort((a, b) => a - b)).toEqual(doneSeries);
+      expectSameTree(await treeOf(join(root, 'w')), await treeOf(src, 'W1'), 'over the wire');
+    } finally {
+      await ep.close();
+      await s.closeAll();
+      await server.closeAll();
+    }
+  });
+});
