@@ -9,6 +9,7 @@ import { raid } from './raid.js';
 import { space } from './space.js';
 import { streams } from './streams.js';
 import { image } from './image.js';
+import { replication } from './replication.js';
 import { machine, row, type Result } from './lib/measure.js';
 
 const suites: Record<string, (quick: boolean) => Promise<Result[]>> = {
@@ -19,6 +20,7 @@ const suites: Record<string, (quick: boolean) => Promise<Result[]>> = {
   space,
   streams,
   image,
+  replication,
 };
 
 const args = process.argv.slice(2);

@@ -1,0 +1,170 @@
+/**
+ * Replication over loopback TCP to a `snapplane serve` child process: a full replication ÷ piping the image file
+ * through a plain TCP socket pair into a file; an incremental update after 1% of blocks changed ÷ reading just those
+ * blocks from the source, and ÷ `rsync --inplace --no-whole-file` of the image through an rsync daemon on 127.0.0.1.
+ */
+import { execSync, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes, randomFillSync } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, open, rm, stat, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { SnapplaneService } from '../core/service/index.js';
+import { Volume } from '../core/fs/volume.js';
+import { planStream } from '../core/stream/send.js';
+import { benchDir, randomFiles, removeDir } from './lib/files.js';
+import { dropCaches, time, type Result } from './lib/measure.js';
+
+const MiB = 2 ** 20;
+const BIN = join(process.cwd(), 'bin', 'snapplane.js');
+
+function sh(cmd: string): void {
+  execSync(cmd, { stdio: 'ignore', shell: '/bin/sh' });
+}
+
+/** Starts a child that prints a line matching `ready` once it listens; returns the child and the match. */
+function child(args: string[], ready: RegExp): Promise<{ proc: ChildProcess; match: RegExpExecArray }> {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    proc.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = ready.exec(out);
+      if (m) resolve({ proc, match: m });
+    });
+    proc.once('exit', (c) => reject(new Error(`child exited (${c}) before it was ready: ${out}`)));
+  });
+}
+
+// The baseline's receiver: accepts one connection, writes what arrives to a file, fsyncs, says "done".
+const PIPE_RECEIVER = `
+const net = require('node:net'); const fs = require('node:fs');
+const out = fs.openSync(process.argv[1], 'w');
+const srv = net.createServer((s) => {
+  s.on('data', (d) => fs.writeSync(out, d));
+  s.on('end', () => { fs.fsyncSync(out); fs.closeSync(out); process.stdout.write('done\\n'); srv.close(); });
+});
+srv.listen(0, '127.0.0.1', () => process.stdout.write('port ' + srv.address().port + '\\n'));
+`;
+
+/** Pipes a file through a plain TCP socket pair into another file (another process), as fast as Node goes. */
+async function pipeFile(path: string, to: string): Promise<number> {
+  const { proc, match } = await child(['-e', PIPE_RECEIVER, to], /port (\d+)/);
+  const done = new Promise<void>((r) => proc.stdout!.on('data', (d: Buffer) => d.toString().includes('done') && r()));
+  return time(async () => {
+    const sock = connect(Number(match[1]), '127.0.0.1');
+    await new Promise<void>((r) => sock.once('connect', () => r()));
+    const fh = await open(path, 'r');
+    const bufs = Array.from({ length: 8 }, () => Buffer.allocUnsafe(MiB));
+    let k = 0;
+    for (;;) {
+      const buf = bufs[k++ % bufs.length];
+      const { bytesRead } = await fh.read(buf, 0, buf.length, null);
+      if (bytesRead === 0) break;
+      // A copy: the socket keeps the buffer until it is written out, and the ring moves on.
+      if (!sock.write(Buffer.from(buf.subarray(0, bytesRead)))) await new Promise<void>((r) => sock.once('drain', () => r()));
+    }
+    await fh.close();
+    sock.end();
+    await done;
+  });
+}
+
+export async function replication(quick: boolean): Promise<Result[]> {
+  const dir = await benchDir();
+  const s = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, 'state.json') });
+  const root = join(dir, 'remote');
+  await mkdir(root);
+  const keyFile = join(dir, 'key');
+  await writeFile(keyFile, randomBytes(32).toString('base64'));
+  let server: ChildProcess | null = null;
+  let rsyncd: ChildProcess | null = null;
+  try {
+    const used = quick ? 512 * MiB : 4096 * MiB;
+    const fileSize = 64 * MiB;
+    const src = join(dir, 'src.img');
+    // Little free space beyond the data, so the image file the baseline pipes is about the data's size.
+    await s.createVolume(src, used + used / 32 + 64 * MiB);
+    const host = await randomFiles(dir, used / fileSize, fileSize);
+    await s.put(src, host, '/data');
+    await rm(host, { recursive: true, force: true });
+    await s.snapCreate(src, 'r0');
+    await s.masterMark(src, 'r0', true);
+    await s.closeAll();
+    const imageBytes = (await stat(src)).size;
+
+    const srv = await child([BIN, 'serve', '--port', '0', '--key-file', keyFile, '--root', root], /listening on 127\.0\.0\.1:(\d+)/);
+    server = srv.proc;
+    const port = Number(srv.match[1]);
+
+    dropCaches();
+    const full = await time(async () => {
+      await s.replicate(src, `127.0.0.1:${port}/r`, { keyFile });
+      await s.closeAll();
+    });
+    dropCaches();
+    const pipe = await pipeFile(src, join(dir, 'piped.img'));
+    await rm(join(dir, 'piped.img'), { force: true });
+
+    // rsync's baseline needs the old image as a plain file in the daemon's module.
+    const module = join(dir, 'rsync');
+    await mkdir(module);
+    sh(`cp --sparse=always ${src} ${join(module, 'old.img')}`);
+
+    // Change 1% of the used blocks in place, spread over the files; take r1 and mark it master.
+    const changes = Math.floor(used / 4096 / 100);
+    const buf = Buffer.alloc(4096);
+    const files = used / fileSize;
+    const vol = await Volume.open(src, { cpIntervalMs: 0 });
+    for (let i = 0; i < changes; i++) {
+      randomFillSync(buf);
+      await vol.writeAt(`/data/f${i % files}.bin`, ((i * 7919) % (fileSize / 4096)) * 4096, buf);
+    }
+    await vol.createSnapshot('r1');
+    await vol.setSnapshotFlags('r1', { master: true });
+    await vol.close();
+
+    dropCaches();
+    let incrBytes = 0;
+    const incr = await time(async () => {
+      incrBytes = (await s.replicate(src, `127.0.0.1:${port}/r`, { keyFile })).bytes;
+      await s.closeAll();
+    });
+
+    // Reading just the changed blocks from the source image (the runs the planes give), cold.
+    const ro = await Volume.open(src, { readOnly: true, cpIntervalMs: 0 });
+    const plan = await planStream(ro, 'r1 - r0');
+    await ro.close();
+    dropCaches();
+    const readChanged = await time(async () => {
+      const fh = await open(src, 'r');
+      const b = Buffer.allocUnsafe(256 * 4096);
+      for (const [vbn, count] of plan.runs) await fh.read(b, 0, count * 4096, vbn * 4096);
+      await fh.close();
+    });
+
+    let rsyncNote = 'rsync not installed';
+    let rsync = NaN;
+    if (existsSync('/usr/bin/rsync')) {
+      const conf = join(dir, 'rsyncd.conf');
+      const rport = 20000 + Math.floor(Math.random() * 20000);
+      await writeFile(conf, `use chroot = no\nuid = root\ngid = root\n[bench]\npath = ${module}\nread only = no\n`);
+      rsyncd = spawn('rsync', ['--daemon', '--no-detach', `--port=${rport}`, `--config=${conf}`], { stdio: 'ignore' });
+      await new Promise((r) => setTimeout(r, 500));
+      dropCaches();
+      rsync = await time(() => sh(`rsync -I --inplace --no-whole-file ${src} rsync://127.0.0.1:${rport}/bench/old.img`));
+      rsyncNote = `rsync daemon on 127.0.0.1: ${rsync.toFixed(0)} ms`;
+    }
+    const gib = (used / 2 ** 30).toFixed(used >= 2 ** 30 ? 0 : 1);
+    return [
+      { name: `full replication of ${gib} GiB over loopback TCP`, figure: `${full.toFixed(0)} ms vs a plain TCP pipe of the image ${pipe.toFixed(0)} ms`, ratio: full / pipe, target: 1.3, detail: `image file ${(imageBytes / MiB).toFixed(0)} MiB; to a \`snapplane serve\` child process, HMAC-authenticated, receive committed and flushed; ${((used / full) * 1000 / MiB).toFixed(0)} MiB/s; cold cache` },
+      { name: `incremental replication after 1% of blocks changed (${changes} blocks)`, figure: `${incr.toFixed(0)} ms vs reading the changed blocks ${readChanged.toFixed(0)} ms`, ratio: incr / readChanged, target: 2, detail: `${(incrBytes / MiB).toFixed(1)} MiB sent; ${plan.runs.length} runs; cold cache; includes connect, authentication, status and the destination's CP` },
+      { name: 'incremental replication after 1% change vs rsync of the image over loopback', figure: `${incr.toFixed(0)} ms vs rsync --inplace --no-whole-file ${Number.isNaN(rsync) ? '-' : rsync.toFixed(0)} ms`, ratio: incr / rsync, target: 0.05, detail: rsyncNote },
+    ];
+  } finally {
+    server?.kill('SIGTERM');
+    rsyncd?.kill('SIGTERM');
+    await s.closeAll().catch(() => undefined);
+    await removeDir(dir);
+  }
+}
