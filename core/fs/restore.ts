@@ -100,6 +100,33 @@ export async function collectState(volume: Volume, view: TreeView, into: BitPlan
   }
 }
 
+/**
+ * The blocks of a state that are new since a base (`isNew`), plus the roots of its unchanged subtrees: only new
+ * indirect and inode-file blocks are read, since a block of the base points only to blocks of the base (COW).
+ * With the base's own blocks still in use, this gives the whole state at the cost of the change.
+ */
+export async function collectChangedState(volume: Volume, view: TreeView, into: BitPlane, isNew: (vbn: number) => boolean): Promise<void> {
+  const add = (p: BlockPointer): void => {
+    into.set(p.vbn);
+  };
+  const descend = (p: BlockPointer): boolean => isNew(p.vbn);
+  const changed: number[] = [];
+  await walkTree(view.inodes.tree.inode, volume.ctx, `inode file of ${view.name}`, (p, level, index) => {
+    add(p);
+    if (level === 0 && isNew(p.vbn)) changed.push(index);
+  }, { descend });
+  for (const b of changed) {
+    const block = await view.inodes.tree.readBlock(b);
+    if (!block) continue;
+    for (let r = 0; r < INODES_PER_BLOCK; r++) {
+      const ino = b * INODES_PER_BLOCK + r;
+      if (ino === 0 || ino >= view.inodes.count) continue;
+      const inode = decodeInode(block, r * INODE_SIZE);
+      if (inode.type !== InodeType.Free) await walkTree(inode, volume.ctx, `inode ${ino} of ${view.name}`, add, { descend });
+    }
+  }
+}
+
 /** Reverts the active file system to a snapshot. Later snapshots are kept; unsaved and later changes are lost. */
 export async function revertTo(volume: Volume, snapshot: string): Promise<void> {
   await volume.consistencyPoint();

@@ -10,6 +10,8 @@ export interface WalkOptions {
   readData?: boolean;
   /** Data blocks already known good: not read again. */
   skipData?: (vbn: number) => boolean;
+  /** Whether to read an indirect block's children (default: always); a skipped subtree still visits its root. */
+  descend?: (pointer: BlockPointer, level: number) => boolean;
   /** Called for a block that fails to read or verify; the walk goes on without its subtree. */
   onError?: (e: SnapplaneError, pointer: BlockPointer, level: number) => void;
 }
@@ -41,26 +43,38 @@ export async function walkTree(
       }
     }
   };
-  const node = async (level: number, index: number, p: BlockPointer): Promise<void> => {
+  const node = async (level: number, index: number, p: BlockPointer, preread?: Buffer): Promise<void> => {
     visit(p, level, index);
-    if (level === 0) return;
+    if (level === 0 || (options.descend && !options.descend(p, level))) return;
     let data: Buffer;
     try {
-      data = await ctx.readVerified(p, label);
+      data = preread ?? (await ctx.readVerified(p, label));
     } catch (e) {
       fail(e, p, level);
       return;
     }
     const leaves: BlockPointer[] = [];
+    const children: [number, BlockPointer][] = [];
     for (let s = 0; s < POINTERS_PER_BLOCK; s++) {
       const c = readPointer(data, s);
       if (c.vbn === 0) continue;
       if (level === 1) {
         visit(c, 0, index * POINTERS_PER_BLOCK + s);
         leaves.push(c);
-      } else {
-        await node(level - 1, index * POINTERS_PER_BLOCK + s, c);
+      } else children.push([index * POINTERS_PER_BLOCK + s, c]);
+    }
+    if (children.length > 0) {
+      // Indirect children are read together (runs of consecutive VBNs in one read), then walked in order.
+      const wanted = children.filter(([, c]) => !options.descend || options.descend(c, level - 1));
+      let got: Buffer[] | null = null;
+      try {
+        got = wanted.length > 1 ? await ctx.readManyVerified(wanted.map(([, c]) => c), label) : null;
+      } catch {
+        got = null; // one by one below, so a bad block is reported as itself
       }
+      const pre = new Map<BlockPointer, Buffer>();
+      if (got) wanted.forEach(([, c], k) => pre.set(c, got![k]));
+      for (const [i, c] of children) await node(level - 1, i, c, pre.get(c));
     }
     if (options.readData) await verifyLeaves(leaves);
   };

@@ -13,7 +13,7 @@ import { BITS_PER_CHUNK, BitPlane, WORDS_PER_CHUNK, popcountWords } from '../pla
 import { SparsePlane } from '../planes/sparse-plane.js';
 import { FIRST_FREE_INODE, RESERVED_BLOCKS, ROOT_INODE, SnapshotFlag, cloneInode, decodeInode, type Inode, type SnapshotEntry } from '../fs/format.js';
 import { walkTree } from '../fs/walk.js';
-import { collectState, revertTo } from '../fs/restore.js';
+import { collectChangedState, collectState, revertTo } from '../fs/restore.js';
 import { InodeTable } from '../fs/inode-table.js';
 import { Namespace } from '../fs/namespace.js';
 import type { FileTree } from '../fs/file-tree.js';
@@ -225,6 +225,15 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
       if (ranges.length > 0) toRewrite.push([tree, blocks.filter((b) => b.level === 0 && ranges.some(([lo, hi]) => b.index >= lo && b.index < hi)).map((b) => b.index)]);
     }
     const touchRoot = rootBlocks.some((b) => inFence(b.vbn));
+    // An incremental's new state keeps the base's file blocks that its snapshot plane still holds: remember which
+    // blocks the base's files use (the active plane without our own metadata) before that metadata moves.
+    let baseFiles: BitPlane | null = null;
+    if (baseEntry) {
+      baseFiles = new BitPlane(map.blockCount);
+      baseFiles.copyFrom(map.active);
+      for (const v of meta) baseFiles.clear(v);
+      for (let v = 0; v < RESERVED_BLOCKS; v++) baseFiles.clear(v);
+    }
     for (const c of destImage.chunkIndexes()) {
       const w = destImage.chunk(c)!;
       const base = c * WORDS_PER_CHUNK;
@@ -403,7 +412,22 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
       const state = new BitPlane(map.blockCount);
       for (let v = 0; v < RESERVED_BLOCKS; v++) state.set(v);
       try {
-        await collectState(volume, { name: top.name, inodes, ns: new Namespace(inodes, label), entry: null }, state);
+        const view = { name: top.name, inodes, ns: new Namespace(inodes, label), entry: null };
+        if (baseFiles) {
+          // Base blocks its plane still holds, then the new blocks found by walking only the new tree parts.
+          const topPlane = planes[planes.length - 1];
+          for (let c = 0; c < baseFiles.chunks; c++) {
+            if (baseFiles.chunkPopulation[c] === 0) continue;
+            const t = topPlane.get(c);
+            if (!t) continue;
+            const b = baseFiles.chunkWords(c);
+            const im = image.chunk(c);
+            const w = state.chunkWords(c);
+            for (let i = 0; i < WORDS_PER_CHUNK; i++) w[i] |= b[i] & t[i] & ~(im ? im[i] : 0);
+            state.recount(c, false);
+          }
+          await collectChangedState(volume, view, state, (v) => image.has(v));
+        } else await collectState(volume, view, state);
       } catch (e) {
         throw bad(`the received state of '${top.name}' does not read back: ${(e as Error).message}`);
       }

@@ -87,6 +87,9 @@ describe('full mirrors', () => {
       expect(r.transfer).toBe('incremental');
       expect(r.selection).toBe('marks');
       expectSameTree(await treeOf(dst), await treeOf(src, r.to), `update ${round}`);
+      // The incremental's new active plane (base blocks still held + new blocks) is exactly what fsck expects.
+      expect((await s2.fsck(dst)).issues).toEqual([]);
+      await s2.closeAll();
       // Only the newest common snapshot stays on both sides.
       expect((await s2.snapList({ volume: dst })).map((x) => x.name)).toEqual([r.to]);
       expect((await s2.snapList({ volume: src })).filter((x) => x.name.startsWith('mirror.')).map((x) => x.name)).toEqual([r.to]);
