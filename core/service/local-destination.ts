@@ -150,9 +150,11 @@ function volumeUnder(root: string, name: unknown): string {
   return join(root, name);
 }
 
+/** Volumes receiving right now in this process (one receive per volume at a time). */
+const busy = new Set<string>();
+
 /** Serves one authenticated connection: requests until the peer closes it. */
 export async function serveConnection(engine: EngineAccess, root: string, conn: WireConnection, log?: (line: string) => void): Promise<void> {
-  const busy = serving;
   for (;;) {
     let req: WireMessage;
     try {
@@ -220,6 +222,3 @@ export async function serveConnection(engine: EngineAccess, root: string, conn: 
     }
   }
 }
-
-/** Volumes receiving right now in this process (one receive per volume at a time). */
-const serving = new Set<string>();

@@ -259,9 +259,9 @@ export class Replication {
     } else if (opts.slow) throw new SnapplaneError('INVALID', '--slow is for incremental mirrors');
     if (remote && !opts.keyFile) throw new SnapplaneError('INVALID', `'${destination}' is remote: give --key-file`);
     const src = resolvePath(source);
-    const v = await this.host.openVolume(src, false);
+    // The source must open (a clear NOT_FOUND or BAD_FORMAT now, not at the first update).
+    await this.host.openVolume(src, false);
     if (!remote && resolvePath(destination) === src) throw new SnapplaneError('INVALID', 'source and destination are the same volume', { volume: source });
-    void v;
     const slow = opts.slow ? opts.slow.replace(/^(file|tape):(.*)$/, (_m, k: string, p: string) => `${k}:${resolvePath(p)}`) : null;
     const rel: RelationshipRecord = {
       name,
