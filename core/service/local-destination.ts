@@ -8,7 +8,7 @@ import { SnapplaneError } from '../common/errors.js';
 import { FIRST_FREE_INODE, SnapshotFlag, type SnapshotEntry } from '../fs/format.js';
 import type { Volume } from '../fs/volume.js';
 import { readResumeState } from '../stream/receive.js';
-import { readMarker, readOffline, writeMarker, writeOffline } from '../transfer/sidecars.js';
+import { neededMasters, readDestinations, readMarker, readOffline, writeMarker, writeOffline } from '../transfer/sidecars.js';
 import type { Destination, ReceiveRequest } from '../transfer/destination.js';
 import { receiveStreamBytes } from '../net/pump.js';
 import type { WireConnection, WireMessage } from '../net/wire.js';
@@ -83,6 +83,7 @@ export class LocalDestination implements Destination {
       throw new SnapplaneError('INVALID', `'${this.label}' is already the mirror of '${m.source}' in relationship '${m.relationship}'`, { volume: this.label });
     }
     const existed = await exists(this.label);
+    if (request.sourceMasters && existed) await this.dropObsoleteMasters(request.sourceMasters, mirrorWrite);
     if (request.offline && existed) {
       // Opened first, so the off-line flag keeps out everyone but this update.
       await this.engine.openVolume(this.label, true, mirrorWrite);
@@ -95,6 +96,18 @@ export class LocalDestination implements Destination {
     } finally {
       if (request.offline && existed) await writeOffline(this.label, null);
       await this.engine.closeVolume(this.label);
+    }
+  }
+
+  /** Deletes master snapshots the source no longer has, except held ones and ones this volume's destinations need. */
+  private async dropObsoleteMasters(sourceMasters: SnapshotRef[], mirrorWrite: boolean): Promise<void> {
+    const v = await this.engine.openVolume(this.label, true, mirrorWrite);
+    const entries = v.snapshots.list();
+    const masters = entries.filter((e) => e.flags & SnapshotFlag.master);
+    const needed = neededMasters(masters, await readDestinations(this.label));
+    for (const e of masters) {
+      if (sourceMasters.some((m) => sameRef(m, refOf(e))) || e.flags & SnapshotFlag.hold || needed.has(e.name)) continue;
+      await v.deleteSnapshot(e.name);
     }
   }
 
@@ -179,7 +192,13 @@ export async function serveConnection(engine: EngineAccess, root: string, conn: 
             let last = 0;
             const report = await dest.receive(
               receiveStreamBytes(conn),
-              { force: req.force === true, raid: typeof req.raid === 'number' ? req.raid : undefined, marker: (req.marker as MirrorMarker | undefined) ?? undefined, offline: typeof req.offline === 'string' ? req.offline : undefined },
+              {
+                force: req.force === true,
+                raid: typeof req.raid === 'number' ? req.raid : undefined,
+                marker: (req.marker as MirrorMarker | undefined) ?? undefined,
+                offline: typeof req.offline === 'string' ? req.offline : undefined,
+                sourceMasters: Array.isArray(req.sourceMasters) ? (req.sourceMasters as SnapshotRef[]) : undefined,
+              },
               (p) => {
                 const now = performance.now();
                 if (now - last < 200 && p.done < p.total) return;

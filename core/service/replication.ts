@@ -195,10 +195,15 @@ export class Replication {
         const masters = v.snapshots.list().filter((e) => e.flags & SnapshotFlag.master).sort(byGeneration);
         const choice = chooseReplication(masters, status, source, v.fsinfo.uuid);
         const report: ReplicateReport = { source, destination: d.label, kind: choice.kind, from: choice.from?.name ?? null, to: choice.to.name, reason: choice.reason, resumedFromVbn: null, blocks: 0, bytes: 0, wireBytes: 0, seconds: 0 };
+        if (choice.kind !== 'none' && choice.from) {
+          // Known before the transfer: if this process dies after the destination commits but before it hears so,
+          // the base stays held (longer than needed, never shorter).
+          await recordDestination(source, d.label, refOf(choice.from), new Date(this.host.clock()));
+        }
         if (choice.kind !== 'none') {
           // A shadow master's blocks may be reused under the destination's copy of it: keep readers out meanwhile.
           const offline = choice.from && choice.from.flags & SnapshotFlag.shadow ? `being updated from shadow master '${choice.from.name}'` : undefined;
-          const sent = await this.sendTo(v, connect, d, status, choice.expression, { raid: opts.raid, offline }, 'subtraction', signal, progress);
+          const sent = await this.sendTo(v, connect, d, status, choice.expression, { raid: opts.raid, offline, sourceMasters: masters.map(refOf) }, 'subtraction', signal, progress);
           d = sent.destination;
           report.resumedFromVbn = sent.report.resumedFromVbn;
           report.blocks = sent.report.blocks;

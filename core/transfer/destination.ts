@@ -2,7 +2,7 @@
  * Where a replication or mirror transfer lands: a volume of this host, or a volume under a remote `snapplane serve`.
  * Both answer the same requests, so choosing and sending the image is written once.
  */
-import type { DestinationStatus, MirrorMarker, ProgressEvent, ReceiveReport } from '../api/types.js';
+import type { DestinationStatus, MirrorMarker, ProgressEvent, ReceiveReport, SnapshotRef } from '../api/types.js';
 
 export interface ReceiveRequest {
   force?: boolean;
@@ -12,6 +12,11 @@ export interface ReceiveRequest {
   marker?: MirrorMarker;
   /** Take the destination off-line during the update (the base is a shadow master). */
   offline?: string;
+  /**
+   * Replication: the source's master snapshots. The destination first deletes master snapshots the source no
+   * longer has (their blocks may be reused by the incoming stream), unless held or needed by its own destinations.
+   */
+  sourceMasters?: SnapshotRef[];
 }
 
 export interface Destination {
