@@ -8,9 +8,9 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Volume } from '../../core/fs/volume.js';
-import type { ReplicateReport, SnapshotInfo } from '../../core/api/index.js';
+import type { ReplicateReport } from '../../core/api/index.js';
 import { json, snapplane } from './cli-helpers.js';
-import { makeKey, randomWork, seeded, startServer, treeDigest, treeOf } from '../helpers/replication.js';
+import { makeKey, newMaster, seeded, snapshots, startServer, treeOf } from '../helpers/replication.js';
 import { runReplicationDrills } from '../helpers/replication-drills.js';
 import { expectSameTree } from '../helpers/model.js';
 
@@ -27,28 +27,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
-
-/** Changes the source, takes snapshot `name` and marks it master; returns the tree it holds. */
-async function newMaster(src: string, name: string, rnd: () => number, ops: number): Promise<string> {
-  const v = await Volume.open(src, { cpIntervalMs: 0 });
-  try {
-    await randomWork(v, rnd, ops, name);
-    await v.createSnapshot(name);
-    await v.setSnapshotFlags(name, { master: true });
-  } finally {
-    await v.close();
-  }
-  return treeDigest(await treeOf(src, name));
-}
-
-async function snapshots(path: string): Promise<SnapshotInfo[]> {
-  const v = await Volume.open(path, { readOnly: true, cpIntervalMs: 0 });
-  try {
-    return await v.listSnapshots();
-  } finally {
-    await v.close();
-  }
-}
 
 describe('replication between processes over TCP', () => {
   it('initializes, then sends incrementals after random work; the destination tree equals the source master each time', async () => {

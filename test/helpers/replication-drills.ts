@@ -5,9 +5,9 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Volume } from '../../core/fs/volume.js';
 import { SnapplaneService } from '../../core/service/index.js';
-import type { ReplicateReport, SnapshotInfo } from '../../core/api/index.js';
+import type { ReplicateReport } from '../../core/api/index.js';
 import { json } from '../cli/cli-helpers.js';
-import { FaultProxy, randomWork, seeded, startServer, treeDigest, treeOf, type ServerProcess } from './replication.js';
+import { FaultProxy, newMaster, seeded, snapshots, startServer, treeDigest, treeOf, type ServerProcess } from './replication.js';
 import { expectSameTree } from './model.js';
 
 const BIN = join(process.cwd(), 'bin', 'snapplane.js');
@@ -19,30 +19,6 @@ export interface DrillOutcomes {
   serverKills: number;
   clientKills: number;
   drops: number;
-}
-
-async function newMaster(src: string, name: string, rnd: () => number, ops: number): Promise<string> {
-  const v = await Volume.open(src, { cpIntervalMs: 0 });
-  try {
-    // Long runs would fill the volume: thin the files out now and then.
-    const files = (await v.readdir('/')).filter((e) => e.type === 'file');
-    if (files.length > 40) for (const f of files.slice(0, 20)) await v.remove(f.path);
-    await randomWork(v, rnd, ops, name);
-    await v.createSnapshot(name);
-    await v.setSnapshotFlags(name, { master: true });
-  } finally {
-    await v.close();
-  }
-  return treeDigest(await treeOf(src, name));
-}
-
-async function snapshots(path: string): Promise<SnapshotInfo[]> {
-  const v = await Volume.open(path, { readOnly: true, cpIntervalMs: 0 });
-  try {
-    return await v.listSnapshots();
-  } finally {
-    await v.close();
-  }
 }
 
 /**

@@ -5,6 +5,7 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Volume } from '../../core/fs/volume.js';
+import type { SnapshotInfo } from '../../core/api/index.js';
 import { readTree, pattern, type Tree } from './model.js';
 
 const BIN = join(process.cwd(), 'bin', 'snapplane.js');
@@ -152,6 +153,32 @@ export async function treeOf(path: string, snapshot?: string): Promise<Tree> {
   const v = await Volume.open(path, { readOnly: true, snapshot, cpIntervalMs: 0 });
   try {
     return await readTree(v);
+  } finally {
+    await v.close();
+  }
+}
+
+/** Changes the source (thinning its files now and then), takes snapshot `name`, marks it master; returns its tree digest. */
+export async function newMaster(src: string, name: string, rnd: () => number, ops: number): Promise<string> {
+  const v = await Volume.open(src, { cpIntervalMs: 0 });
+  try {
+    // Long runs would fill the volume: thin the files out now and then.
+    const files = (await v.readdir('/')).filter((e) => e.type === 'file');
+    if (files.length > 40) for (const f of files.slice(0, 20)) await v.remove(f.path);
+    await randomWork(v, rnd, ops, name);
+    await v.createSnapshot(name);
+    await v.setSnapshotFlags(name, { master: true });
+  } finally {
+    await v.close();
+  }
+  return treeDigest(await treeOf(src, name));
+}
+
+/** A volume's snapshots, opened read-only. */
+export async function snapshots(path: string): Promise<SnapshotInfo[]> {
+  const v = await Volume.open(path, { readOnly: true, cpIntervalMs: 0 });
+  try {
+    return await v.listSnapshots();
   } finally {
     await v.close();
   }
