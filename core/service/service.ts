@@ -908,7 +908,9 @@ export class SnapplaneService {
           if (newest) state = { name: newest.name, inodeFile: newest.inodeFile, inodeCount: newest.inodeCount, blockMap: newest.blockMap, snapshotTable: null };
         }
         const found = state ? await findBlockOwner(v, state, target) : null;
-        if (found && state) owner = { ...found, state: state.name };
+        // A block a plane holds that no tree of that state reaches: metadata of its consistency point (a snapshot
+        // plane also holds the snapshot table of the CP that took it).
+        if (state) owner = found ? { ...found, state: state.name } : { kind: 'metadata', path: null, inode: null, indirect: false, state: state.name };
       }
       return {
         vbn: target,

@@ -1,5 +1,5 @@
 /** Small shared pieces: notices, the capacity bar, a progress bar, a measured width. */
-import { useEffect, useRef, useState, type ReactNode, type RefObject } from 'react';
+import { useEffect, useState, type ReactNode } from 'react';
 import { formatBytes, percent } from '../format.js';
 import type { VolumeInfo } from '../../../core/api/index.js';
 
@@ -49,12 +49,11 @@ export function ProgressBar({ value, label }: { value: number; label?: string })
   );
 }
 
-/** The width of an element (ResizeObserver where there is one). */
-export function useWidth(fallback = 640): [RefObject<HTMLDivElement | null>, number] {
-  const ref = useRef<HTMLDivElement>(null);
+/** The width of an element (ResizeObserver where there is one); pass the returned callback as its `ref`. */
+export function useWidth(fallback = 640): [(el: HTMLElement | null) => void, number] {
+  const [el, setEl] = useState<HTMLElement | null>(null);
   const [w, setW] = useState(fallback);
   useEffect(() => {
-    const el = ref.current;
     if (!el) return;
     const measure = (): void => setW(Math.max(200, el.clientWidth || fallback));
     measure();
@@ -62,6 +61,6 @@ export function useWidth(fallback = 640): [RefObject<HTMLDivElement | null>, num
     const ro = new ResizeObserver(measure);
     ro.observe(el);
     return () => ro.disconnect();
-  }, [fallback]);
-  return [ref, w];
+  }, [el, fallback]);
+  return [setEl, w];
 }
