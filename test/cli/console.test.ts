@@ -11,7 +11,7 @@ import fc from 'fast-check';
 import { WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SnapshotInfo } from '../../core/api/index.js';
-import { startConsole, type HostProcess } from '../e2e/harness.js';
+import { startConsole, type HostProcess } from '../helpers/console-host.js';
 import { json, ok } from './cli-helpers.js';
 
 let dir: string;

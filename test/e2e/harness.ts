@@ -1,52 +1,12 @@
 /** The e2e harness: the real web host as a child process, Debian's Chromium driven by playwright-core, and pixel reads. */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { chromium, type Browser, type Page } from 'playwright-core';
+export { startConsole, type HostProcess } from '../helpers/console-host.js';
 
 export const CHROMIUM = process.env.SNAPPLANE_CHROMIUM ?? '/usr/bin/chromium';
 export const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 export const ARTIFACTS = join(process.cwd(), 'test-artifacts');
-
-export interface HostProcess {
-  url: string;
-  port: number;
-  token: string;
-  child: ChildProcess;
-  stderr: () => string;
-  stop(): Promise<number | null>;
-}
-
-/** Starts `snapplane console` and reads the URL from the first line of its stdout. */
-export async function startConsole(args: string[], env: Record<string, string>): Promise<HostProcess> {
-  const child = spawn(process.execPath, [join(process.cwd(), 'bin', 'snapplane.js'), 'console', '--port', '0', ...args], {
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let err = '';
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const first = await new Promise<string>((resolve, reject) => {
-    const rl = createInterface({ input: child.stdout! });
-    rl.once('line', (l) => resolve(l));
-    child.once('exit', (code) => reject(new Error(`snapplane console exited (${code}): ${err}`)));
-  });
-  const m = /^http:\/\/127\.0\.0\.1:(\d+)\/#token=([A-Za-z0-9_-]+)$/.exec(first);
-  if (!m) throw new Error(`the first line of stdout is not the URL: ${first}`);
-  return {
-    url: first,
-    port: Number(m[1]),
-    token: m[2],
-    child,
-    stderr: () => err,
-    stop: () =>
-      new Promise((resolve) => {
-        if (child.exitCode !== null) return resolve(child.exitCode);
-        child.once('exit', (code) => resolve(code));
-        child.kill('SIGTERM');
-      }),
-  };
-}
 
 export async function launchBrowser(): Promise<Browser> {
   return chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
