@@ -167,7 +167,11 @@ export async function startWebHost(options: WebHostOptions): Promise<WebHost> {
           let id: number | null = null;
           try {
             if (isBinary) throw new Error('binary frames are not part of the protocol');
-            const parsed = requestSchema.safeParse(JSON.parse(data.toString()));
+            const frame: unknown = JSON.parse(data.toString());
+            // A malformed request that still carries a usable id gets its answer under that id.
+            const given = (frame as { id?: unknown } | null)?.id;
+            if (typeof given === 'number' && Number.isSafeInteger(given) && given >= 0) id = given;
+            const parsed = requestSchema.safeParse(frame);
             if (!parsed.success) throw new Error('a request is {"id": number, "method": string, "args": object}');
             id = parsed.data.id;
             const reply = await host.router.call(parsed.data.method, parsed.data.args);

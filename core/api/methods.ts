@@ -54,7 +54,7 @@ export const jobSpec = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('verify'), files: z.array(pathText).min(1).max(256) }),
   z.strictObject({ kind: z.literal('mirror-update'), name: label }),
   z.strictObject({ kind: z.literal('mirror-resync'), name: label, reverse: z.boolean().optional() }),
-  z.strictObject({ kind: z.literal('replicate'), source: volumePath, destination: pathText, keyFile: pathText.optional() }),
+  z.strictObject({ kind: z.literal('replicate'), source: volumePath, destination: pathText, keyFile: pathText.optional(), limit: z.number().int().min(1024).max(2 ** 40).optional() }),
 ]);
 export type JobSpec = z.infer<typeof jobSpec>;
 
@@ -139,6 +139,8 @@ export const methodArgs = {
     every: z.string().min(1).max(32).optional(),
     slow: pathText.optional(),
     keyFile: pathText.optional(),
+    /** Bytes per second over the wire (remote destinations). */
+    limit: z.number().int().min(1024).max(2 ** 40).optional(),
   }),
   mirrorBreak: z.strictObject({ name: label }),
   mirrorDelete: z.strictObject({ name: label }),
@@ -258,7 +260,7 @@ export const consoleEventSchema = z.discriminatedUnion('type', [
 ]);
 
 /** One request on a message transport (WebSocket, worker port). */
-export const requestSchema = z.strictObject({ id: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER), method: z.string().max(64), args: z.unknown() });
+export const requestSchema = z.strictObject({ id: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER), method: z.string().max(64), args: z.unknown().optional() });
 export type Request = z.infer<typeof requestSchema>;
 
 /** What a transport answers for one call. */

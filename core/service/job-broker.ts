@@ -28,13 +28,13 @@ interface Running {
   state: JobState;
   signal: { cancelled: boolean };
   last: ProgressEvent | null;
-  dirty: boolean;
-  /** For the rate: the last sample's time and amount. */
-  sampleAt: number;
-  sampleDone: number;
-  sampleTotal: number;
+  /** Progress reports of the current phase in the last RATE_WINDOW_MS: when, and how much was done. */
+  window: { t: number; done: number }[];
   timer: NodeJS.Timeout | null;
 }
+
+/** The rate is measured over this window of progress reports. */
+const RATE_WINDOW_MS = 2000;
 
 function describe(spec: JobSpec): { kind: JobKind; title: string; volume: string; target: string } {
   switch (spec.kind) {
@@ -94,19 +94,19 @@ export class JobBroker {
       },
       signal: { cancelled: false },
       last: null,
-      dirty: false,
-      sampleAt: now,
-      sampleDone: 0,
-      sampleTotal: 0,
+      window: [],
       timer: null,
     };
     this.jobs.set(job.state.id, job);
     job.timer = setInterval(() => this.flush(job), this.sampleMs);
     job.timer.unref();
     const progress = (p: ProgressEvent): void => {
-      const phaseChanged = job.last?.phase !== p.phase;
+      const phaseChanged = job.last?.phase !== p.phase || job.last.unit !== p.unit || p.done < job.last.done;
+      if (phaseChanged) job.window = [];
       job.last = p;
-      job.dirty = true;
+      const t = Date.now();
+      job.window.push({ t, done: p.done });
+      while (job.window.length > 2 && t - job.window[0].t > RATE_WINDOW_MS) job.window.shift();
       if (phaseChanged) this.flush(job);
     };
     void jobSignalScope.run(job.signal, () => this.run(spec, progress)).then(
@@ -138,40 +138,35 @@ export class JobBroker {
       case 'mirror-resync':
         return s.mirrorResync(spec.name, { reverse: spec.reverse }, progress);
       case 'replicate':
-        return s.replicate(spec.source, spec.destination, { keyFile: spec.keyFile }, progress);
+        return s.replicate(spec.source, spec.destination, { keyFile: spec.keyFile, limit: spec.limit }, progress);
     }
   }
 
-  /** Pushes the job's state when it changed since the last push. */
+  /**
+   * Pushes the job's state: on every tick while it runs (the engine reports progress as records land, which on a
+   * slow link can be less often than the screen wants; the rate and ETA still move), and at each new phase.
+   */
   private flush(job: Running): void {
-    if (!job.dirty || !job.last || job.state.state !== 'running') return;
-    job.dirty = false;
-    const p = job.last;
-    const now = Date.now();
+    if (job.state.state !== 'running') return;
     const st = job.state;
-    if (p.phase !== st.phase || p.unit !== st.unit || p.done < job.sampleDone) {
-      // A new phase starts its own rate.
-      job.sampleAt = now;
-      job.sampleDone = p.done;
-      st.rate = 0;
-    } else if (now > job.sampleAt) {
-      const instant = ((p.done - job.sampleDone) * 1000) / (now - job.sampleAt);
-      st.rate = st.rate === 0 ? instant : 0.7 * st.rate + 0.3 * instant;
-      job.sampleAt = now;
-      job.sampleDone = p.done;
+    const p = job.last;
+    if (p) {
+      const now = Date.now();
+      const first = job.window[0];
+      // Done over the window, up to now: a stall shows as a falling rate.
+      st.rate = first && now - first.t > 50 ? Math.max(0, ((p.done - first.done) * 1000) / (now - first.t)) : st.phase === p.phase ? st.rate : 0;
+      st.phase = p.phase;
+      st.unit = p.unit;
+      st.done = p.done;
+      st.total = p.total;
+      st.etaSeconds = st.rate > 0 && p.total >= p.done ? (p.total - p.done) / st.rate : null;
     }
-    st.phase = p.phase;
-    st.unit = p.unit;
-    st.done = p.done;
-    st.total = p.total;
-    st.etaSeconds = st.rate > 0 && p.total >= p.done ? (p.total - p.done) / st.rate : null;
     st.updates++;
     this.emit({ type: 'job', job: { ...st } });
   }
 
   private finish(job: Running, outcome: JobState['state'], result: unknown, error: WireError | null): void {
     if (job.timer) clearInterval(job.timer);
-    job.dirty = true;
     this.flush(job);
     const st = job.state;
     st.state = outcome;

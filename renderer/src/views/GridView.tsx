@@ -321,6 +321,7 @@ export function GridView() {
   return (
     <div className="grid-view">
       <div className="toolbar">
+        <h1 className="inline">Bit-plane grid</h1>
         <button onClick={() => usePlanes.getState().zoomBy(-1)} title="zoom in (+)" data-testid="zoom-in">
           +
         </button>
