@@ -1,16 +1,11 @@
 /** The e2e harness: the real web host as a child process, Debian's Chromium driven by playwright-core, and pixel reads. */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
+export { CHROMIUM, CHROMIUM_ARGS, launchBrowser } from '../helpers/browser.js';
 export { startConsole, type HostProcess } from '../helpers/console-host.js';
 
-export const CHROMIUM = process.env.SNAPPLANE_CHROMIUM ?? '/usr/bin/chromium';
-export const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 export const ARTIFACTS = join(process.cwd(), 'test-artifacts');
-
-export async function launchBrowser(): Promise<Browser> {
-  return chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
-}
 
 export async function screenshot(page: Page, name: string): Promise<void> {
   await mkdir(ARTIFACTS, { recursive: true });

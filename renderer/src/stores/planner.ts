@@ -149,9 +149,3 @@ export function perDay(points: BackupPoint[], levels: number): PlannerDay[] {
   return [...days.values()].sort((a, b) => a.day.localeCompare(b.day));
 }
 
-useVolumes.subscribe((v, prev) => {
-  if (v.current !== prev.current || v.version !== prev.version) {
-    void usePlanner.getState().compute();
-    if (v.current !== prev.current) void usePlanner.getState().loadSchedules();
-  }
-});

@@ -2,7 +2,7 @@
  * View 5: jobs — forms that start copy, backup, restore, verify, mirror update and replication jobs; live progress
  * (phase, done of total, rate, ETA) pushed several times a second; a throughput chart; cancel; the history.
  */
-import { useEffect, useState, type FormEvent } from 'react';
+import { memo, useEffect, useMemo, useRef, useState, type FormEvent } from 'react';
 import { CartesianGrid, Line, LineChart, Tooltip, XAxis, YAxis } from 'recharts';
 import { useShallow } from 'zustand/react/shallow';
 import type { JobSpec, JobState } from '../../../core/api/index.js';
@@ -25,6 +25,8 @@ function JobForm() {
   const [files, setFiles] = useState('');
   const [mirror, setMirror] = useState('');
   const [compress, setCompress] = useState(false);
+  const [keyFile, setKeyFile] = useState('');
+  const [limit, setLimit] = useState('');
   useEffect(() => {
     if (!volume && current) setVolume(current);
   }, [current, volume]);
@@ -48,7 +50,7 @@ function JobForm() {
               ? { kind, files: list }
               : kind === 'mirror-update'
                 ? { kind, name: mirror || mirrors[0]?.name || '' }
-                : { kind, source: volume, destination: target };
+                : { kind, source: volume, destination: target, ...(keyFile ? { keyFile } : {}), ...(Number(limit) > 0 ? { limit: Math.round(Number(limit) * 2 ** 20) } : {}) };
     void useJobs.getState().start(spec);
   };
   return (
@@ -120,9 +122,17 @@ function JobForm() {
         )
       ) : null}
       {kind === 'replicate' ? (
-        <label>
-          Destination <input value={target} onChange={(e) => setTarget(e.target.value)} placeholder="/data/replica.img or host:port/name" required name="target" />
-        </label>
+        <>
+          <label>
+            Destination <input value={target} onChange={(e) => setTarget(e.target.value)} placeholder="/data/replica.img or host:port/name" required name="target" />
+          </label>
+          <label>
+            Key file <input value={keyFile} onChange={(e) => setKeyFile(e.target.value)} placeholder="for host:port/name: the pre-shared key" name="keyFile" />
+          </label>
+          <label>
+            Limit <input value={limit} onChange={(e) => setLimit(e.target.value)} placeholder="MiB/s (blank: no limit)" name="limit" size={8} /> MiB/s over the wire
+          </label>
+        </>
       ) : null}
       <button type="submit" data-testid="job-start">
         Start
@@ -131,7 +141,7 @@ function JobForm() {
   );
 }
 
-function JobCard({ job }: { job: JobState }) {
+const JobCard = memo(function JobCard({ job }: { job: JobState }) {
   const received = useJobs((s) => s.received[job.id] ?? 0);
   const pct = jobPercent(job);
   return (
@@ -162,37 +172,70 @@ function JobCard({ job }: { job: JobState }) {
       {job.error ? <Notice kind="error">{`${job.error.message} (${job.error.code})`}</Notice> : null}
     </div>
   );
+});
+
+/** `value`, but at most once per `ms` (the chart redraws twice a second; the progress bars every update). */
+function useThrottled<T>(value: T, ms: number): T {
+  const [shown, setShown] = useState(value);
+  const last = useRef(0);
+  useEffect(() => {
+    const wait = last.current + ms - Date.now();
+    if (wait <= 0) {
+      last.current = Date.now();
+      setShown(value);
+      return;
+    }
+    const t = setTimeout(() => {
+      last.current = Date.now();
+      setShown(value);
+    }, wait);
+    return () => clearTimeout(t);
+  }, [value, ms]);
+  return shown;
 }
+
+const RateChart = memo(function RateChart({ data, width, unit }: { data: { t: number; rate: number }[]; width: number; unit: string }) {
+  return (
+    <LineChart width={width} height={220} data={data} margin={{ top: 8, right: 16, bottom: 16, left: 8 }}>
+      <CartesianGrid stroke="#1f2a3a" />
+      <XAxis dataKey="t" type="number" domain={[0, 'dataMax']} unit=" s" stroke="#8a97a8" />
+      <YAxis stroke="#8a97a8" unit={` ${unit}`} width={90} />
+      <Tooltip formatter={(v) => `${Number(v).toFixed(1)} ${unit}`} labelFormatter={(t) => `${String(t)} s`} contentStyle={{ background: '#162131', border: '1px solid #2a3547' }} />
+      <Line type="linear" dataKey="rate" stroke="#4da3ff" dot={false} isAnimationActive={false} />
+    </LineChart>
+  );
+});
 
 function Throughput() {
   const list = useJobs(useShallow(selectJobList));
   const [selected, setSelected] = useState<number | null>(null);
   const id = selected ?? list[0]?.id ?? null;
-  const samples = useJobs((s) => (id === null ? undefined : s.samples[id]));
+  const samples = useThrottled(useJobs((s) => (id === null ? undefined : s.samples[id])), 500);
   const job = list.find((j) => j.id === id);
   const [ref, width] = useWidth();
-  if (!job || !samples) return null;
-  const bytes = job.unit === 'bytes';
-  const data = samples.map((s) => ({ t: Number(s.t.toFixed(2)), rate: bytes ? s.rate / 2 ** 20 : s.rate }));
+  const bytes = (job?.unit ?? 'bytes') === 'bytes';
+  const data = useMemo(() => (samples ?? []).map((s) => ({ t: Number(s.t.toFixed(2)), rate: bytes ? s.rate / 2 ** 20 : s.rate })), [samples, bytes]);
+  // The chart is there from the start (empty until a job runs), so drawing it first never lands mid-transfer.
   return (
     <section ref={ref} data-testid="throughput">
       <h3>
-        Throughput of{' '}
-        <select value={id ?? ''} onChange={(e) => setSelected(Number(e.target.value))}>
-          {list.map((j) => (
-            <option key={j.id} value={j.id}>
-              #{j.id} {j.kind}
-            </option>
-          ))}
-        </select>
+        Throughput{' '}
+        {list.length > 0 ? (
+          <>
+            of{' '}
+            <select value={id ?? ''} onChange={(e) => setSelected(Number(e.target.value))}>
+              {list.map((j) => (
+                <option key={j.id} value={j.id}>
+                  #{j.id} {j.kind}
+                </option>
+              ))}
+            </select>
+          </>
+        ) : (
+          <span className="muted">(no job yet)</span>
+        )}
       </h3>
-      <LineChart width={width} height={220} data={data} margin={{ top: 8, right: 16, bottom: 16, left: 8 }}>
-        <CartesianGrid strokeDasharray="3 3" stroke="#2a3547" />
-        <XAxis dataKey="t" type="number" domain={['dataMin', 'dataMax']} unit=" s" stroke="#8a97a8" />
-        <YAxis stroke="#8a97a8" unit={bytes ? ' MiB/s' : ` ${job.unit}/s`} width={90} />
-        <Tooltip formatter={(v) => `${Number(v).toFixed(1)} ${bytes ? 'MiB/s' : `${job.unit}/s`}`} labelFormatter={(t) => `${String(t)} s`} contentStyle={{ background: '#162131', border: '1px solid #2a3547' }} />
-        <Line type="monotone" dataKey="rate" stroke="#4da3ff" dot={false} isAnimationActive={false} />
-      </LineChart>
+      <RateChart data={data} width={width} unit={bytes ? 'MiB/s' : `${job?.unit ?? ''}/s`} />
     </section>
   );
 }
@@ -250,13 +293,13 @@ export function JobsView() {
           {error}
         </Notice>
       ) : null}
+      <Throughput />
       <section data-testid="job-list">
         {list.map((j) => (
           <JobCard key={j.id} job={j} />
         ))}
         {list.length === 0 ? <p className="muted">No jobs in this session yet.</p> : null}
       </section>
-      <Throughput />
       <History />
     </div>
   );

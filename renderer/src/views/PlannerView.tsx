@@ -206,9 +206,13 @@ function Schedules() {
 
 export function PlannerView() {
   const volume = useVolumes((s) => s.current);
+  const version = useVolumes((s) => s.version);
   const error = usePlanner((s) => s.error);
+  // The plan is computed while this view is open: on opening it, and again when the volume changes.
   useEffect(() => {
     void usePlanner.getState().compute();
+  }, [volume, version]);
+  useEffect(() => {
     void usePlanner.getState().loadSchedules();
   }, [volume]);
   if (!volume) return <p className="muted">Open a volume first (Volumes).</p>;

@@ -74,6 +74,7 @@ function CreateForm() {
   const [kind, setKind] = useState<'full' | 'incremental' | 'replica'>('full');
   const [every, setEvery] = useState('');
   const [slow, setSlow] = useState('');
+  const [keyFile, setKeyFile] = useState('');
   return (
     <form
       className="card"
@@ -86,6 +87,7 @@ function CreateForm() {
           kind,
           ...(every ? { every } : {}),
           ...(kind === 'incremental' && slow ? { slow } : {}),
+          ...(keyFile ? { keyFile } : {}),
         });
       }}
       data-testid="mirror-create"
@@ -118,6 +120,9 @@ function CreateForm() {
           Base image <input value={slow} onChange={(e) => setSlow(e.target.value)} placeholder="file:/slow/base or tape:/slow/tapes" required name="slow" />
         </label>
       ) : null}
+      <label>
+        Key file <input value={keyFile} onChange={(e) => setKeyFile(e.target.value)} placeholder="for host:port/name destinations" name="keyFile" />
+      </label>
       <label>
         Update every <input value={every} onChange={(e) => setEvery(e.target.value)} placeholder="e.g. 1h (blank: by hand)" size={8} name="every" />
       </label>
