@@ -10,6 +10,7 @@ import { space } from './space.js';
 import { streams } from './streams.js';
 import { image } from './image.js';
 import { replication } from './replication.js';
+import { consoleBench } from './console.js';
 import { machine, row, type Result } from './lib/measure.js';
 
 const suites: Record<string, (quick: boolean) => Promise<Result[]>> = {
@@ -21,6 +22,7 @@ const suites: Record<string, (quick: boolean) => Promise<Result[]>> = {
   streams,
   image,
   replication,
+  console: consoleBench,
 };
 
 const args = process.argv.slice(2);

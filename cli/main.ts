@@ -9,6 +9,7 @@ import { registerDemo } from './commands/demo.js';
 import { registerSchedule } from './commands/schedule.js';
 import { registerStream } from './commands/stream.js';
 import { registerReplication } from './commands/replication.js';
+import { registerConsole } from './commands/console.js';
 
 const program = new Command();
 program
@@ -28,6 +29,7 @@ registerSchedule(program);
 registerStream(program);
 registerReplication(program);
 registerDemo(program);
+registerConsole(program);
 
 try {
   await program.parseAsync(process.argv);

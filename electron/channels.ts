@@ -1,24 +1,34 @@
 /**
- * The one typed channel table shared by Electron main and preload: each IPC channel maps to one service
- * method, with its argument and result types. The console (renderer) grows this table; it starts read-only.
+ * The one typed channel table of Electron main and preload: one IPC channel per method of the contract
+ * (core/api/methods.ts), plus the event channel (main → renderer) and the folder dialog (main only). The worker
+ * protocol between main and the engine worker is here too.
  */
-import type { DirEntryInfo, PlaneInfo, SnapshotInfo, VolumeInfo } from '../core/api/index.js';
+import { METHOD_LIST } from '../core/api/method-names.js';
+import type { ConsoleEvent, MethodName, Reply } from '../core/api/index.js';
 
-export interface Channels {
-  'snapplane:volumeInfo': { args: [volume: string]; result: VolumeInfo };
-  'snapplane:snapList': { args: [volume: string]; result: SnapshotInfo[] };
-  'snapplane:planes': { args: [volume: string]; result: PlaneInfo[] };
-  'snapplane:ls': { args: [volume: string, path: string]; result: DirEntryInfo[] };
+export type MethodChannel = `snapplane:${MethodName}`;
+
+export function channelOf(method: MethodName): MethodChannel {
+  return `snapplane:${method}`;
 }
 
-export type Channel = keyof Channels;
+/** Every method channel main handles. */
+export const METHOD_CHANNELS: readonly { method: MethodName; channel: MethodChannel }[] = METHOD_LIST.map((method) => ({ method, channel: channelOf(method) }));
 
-export const CHANNELS: readonly Channel[] = ['snapplane:volumeInfo', 'snapplane:snapList', 'snapplane:planes', 'snapplane:ls'];
+/** Events the engine pushes (main → renderer). */
+export const EVENT_CHANNEL = 'snapplane:event';
+/** The native folder dialog (handled by main itself). */
+export const PICK_FOLDER_CHANNEL = 'snapplane:pickFolder';
 
-/** The API the preload exposes to the renderer as `window.snapplane`: one function per channel. */
-export interface SnapplaneBridge {
-  volumeInfo(volume: string): Promise<VolumeInfo>;
-  snapList(volume: string): Promise<SnapshotInfo[]>;
-  planes(volume: string): Promise<PlaneInfo[]>;
-  ls(volume: string, path: string): Promise<DirEntryInfo[]>;
+/** Main → engine worker. */
+export type ToWorker = { type: 'call'; id: number; method: MethodName; args: unknown } | { type: 'close' };
+/** Engine worker → main. */
+export type FromWorker = { type: 'ready' } | { type: 'reply'; id: number; reply: Reply } | { type: 'event'; event: ConsoleEvent } | { type: 'closed' } | { type: 'fatal'; message: string };
+
+/** What main gives the worker at start. */
+export interface WorkerConfig {
+  volumes: string[];
+  /** Build and show the demo volume (when no volume was given). */
+  demo: boolean;
+  version: string;
 }

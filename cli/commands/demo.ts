@@ -3,59 +3,12 @@
  * generated history (files changing day by day, a snapshot each evening) and shows what the engine reports.
  */
 import type { Command } from 'commander';
-import { mkdir, stat, writeFile, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { tmpdir } from 'node:os';
-import { SnapplaneService, formatBytes } from '../../core/service/index.js';
+import { buildDemoVolume, formatBytes } from '../../core/service/index.js';
 import { printTable } from '../output.js';
 import { withService } from '../run.js';
 import { printVolumeInfo } from './volume.js';
-
-const DAY = 86_400_000;
-
-function text(seed: number, lines: number): string {
-  const words = ['plane', 'block', 'snapshot', 'mirror', 'stripe', 'parity', 'tape', 'image', 'consistency', 'point'];
-  let x = seed;
-  const out: string[] = [];
-  for (let l = 0; l < lines; l++) {
-    const w: string[] = [];
-    for (let k = 0; k < 12; k++) {
-      x = (x * 1103515245 + 12345) >>> 0;
-      w.push(words[x % words.length]);
-    }
-    out.push(w.join(' '));
-  }
-  return out.join('\n') + '\n';
-}
-
-async function buildHistory(volume: string): Promise<void> {
-  const start = Date.UTC(2026, 5, 1, 18, 0, 0);
-  let clock = start;
-  const s = new SnapplaneService({ cpIntervalMs: 0, now: () => clock });
-  const work = await mkdtemp(join(tmpdir(), 'snapplane-demo-'));
-  try {
-    await s.createVolume(volume, 256 * 2 ** 20);
-    await s.mkdir(volume, '/home', true);
-    for (let day = 1; day <= 7; day++) {
-      clock = start + (day - 1) * DAY;
-      const today = join(work, `day${day}`);
-      await mkdir(join(today, 'reports'), { recursive: true });
-      await mkdir(join(today, 'photos'), { recursive: true });
-      await writeFile(join(today, 'reports', `june${day}.txt`), text(day, 400));
-      await writeFile(join(today, 'photos', `img${day}.raw`), Buffer.alloc(256 * 1024 * day, day));
-      await s.put(volume, today, '/home');
-      const notes = join(work, `notes${day}.md`);
-      await writeFile(notes, `# Notes\n\nDay ${day} of June.\n` + text(day * 7, 20));
-      await s.put(volume, notes, '/home/notes.md');
-      if (day === 3) await s.rm(volume, '/home/day1/photos', true);
-      if (day === 5) await s.mv(volume, '/home/day2', '/archive');
-      await s.snapCreate(volume, `June${day}`);
-    }
-    await s.closeAll();
-  } finally {
-    await rm(work, { recursive: true, force: true });
-  }
-}
 
 export function registerDemo(program: Command): void {
   program
@@ -73,7 +26,7 @@ export function registerDemo(program: Command): void {
         );
         if (!exists) {
           process.stdout.write(`Building a demo volume with a week of history at ${volume} ...\n\n`);
-          await buildHistory(volume);
+          await buildDemoVolume(volume);
         } else {
           process.stdout.write(`Using the demo volume at ${volume}\n\n`);
         }

@@ -1,2 +1,4 @@
-/** The engine's contract, shared by every front end: DTO types (and, later, the method table and schemas). */
+/** The engine's contract, shared by every front end: DTO types, the console's method table and its schemas. */
 export type * from './types.js';
+export type * from './console-types.js';
+export * from './methods.js';

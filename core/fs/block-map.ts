@@ -88,7 +88,7 @@ export class BlockMap {
     const batch = 256;
     for (let c = 0; c < this.stride; c += batch) {
       const n = Math.min(batch, this.stride - c);
-      const blocks = await this.tree.readBlocks(this.fileBlock(plane, c), n);
+      const blocks = await this.tree.readBlocksOrHoles(this.fileBlock(plane, c), n);
       for (let j = 0; j < n; j++) into.loadChunk(c + j, blocks[j]);
     }
   }

@@ -165,6 +165,11 @@ export class FileTree {
 
   /** Contents of data blocks [first, first+count): holes come back as zero blocks; runs are read together. */
   async readBlocks(first: number, count: number): Promise<Buffer[]> {
+    return (await this.readBlocksOrHoles(first, count)).map((b) => b ?? Buffer.alloc(BLOCK_SIZE));
+  }
+
+  /** Like readBlocks, with holes as null (a sparse reader skips them without allocating zero blocks). */
+  async readBlocksOrHoles(first: number, count: number): Promise<(Buffer | null)[]> {
     const out: (Buffer | null)[] = new Array(count).fill(null);
     const wanted: BlockPointer[] = [];
     const slots: number[] = [];
@@ -185,7 +190,7 @@ export class FileTree {
       const got = await this.ctx.readManyVerified(wanted, this.label);
       for (let k = 0; k < got.length; k++) out[slots[k]] = got[k];
     }
-    return out.map((b) => b ?? Buffer.alloc(BLOCK_SIZE));
+    return out;
   }
 
   /**

@@ -100,6 +100,7 @@ export class BitPlane {
 
   /** Replaces chunk `c` with `bytes` (4096 bytes, or null for all-zero) without marking it dirty. */
   loadChunk(c: number, bytes: Uint8Array | null): void {
+    if (bytes === null && this.chunkPopulation[c] === 0) return; // a hole over a clear chunk: nothing to do
     const dst = this.chunkWords(c);
     if (bytes === null) dst.fill(0);
     else new Uint8Array(dst.buffer, dst.byteOffset, 4096).set(bytes.subarray(0, 4096));

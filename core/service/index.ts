@@ -11,3 +11,7 @@ export type { JobRecord, ScheduleJobRecord, TransferJobRecord } from './state-st
 export { snapplaneHome } from './state-store.js';
 export type { SendOptions } from '../stream/send.js';
 export { decodeResumeToken } from '../stream/receive.js';
+export { ConsoleHost } from './console-host.js';
+export type { ConsoleHostOptions } from './console-host.js';
+export type { Router, Reply } from './router.js';
+export { buildDemoVolume, ensureDemoVolume } from './demo.js';

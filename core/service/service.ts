@@ -41,6 +41,11 @@ async function pathExists(p: string): Promise<boolean> {
 import { describeCadence, nextSlot, type Cadence } from '../jobs/cadence.js';
 import { StateStore, type JobRecord, type TransferJobRecord } from './state-store.js';
 import { defaultGuards, planScheduleRun, type RetentionGuard } from './scheduler.js';
+import { jobSignalScope } from './job-signal.js';
+import { planeTiles, imageTiles, planesHolding } from '../image/tiles.js';
+import { findBlockOwner, type OwnerState } from '../fs/block-owner.js';
+import { restoreIntoFolder } from '../fs/host-restore.js';
+import type { BlockInfo, PlaneTiles, RevertPreview, SavedImage } from '../api/console-types.js';
 import { readMarker, readOffline } from '../transfer/sidecars.js';
 import { Replication, type ReplicationHost, type TransferOptions } from './replication.js';
 import type { Endpoint } from '../net/endpoint.js';
@@ -341,7 +346,7 @@ export class SnapplaneService {
     fn: (signal: { cancelled: boolean }, progress: ProgressCallback) => Promise<T>,
     bytesOf: (r: T) => number,
   ): Promise<T> {
-    const signal = { cancelled: false };
+    const signal = jobSignalScope.getStore() ?? { cancelled: false };
     const id = ++this.jobSeq;
     this.running.set(id, signal);
     const phases: string[] = [];
@@ -797,5 +802,185 @@ export class SnapplaneService {
       }
     }
     if (first !== undefined) throw first;
+  }
+
+  // ---- the console (renderer views) --------------------------------------------------------------------------
+
+  /** Volumes the console knows (given to it, created or opened in it, or scheduled), remembered in the state file. */
+  async knownVolumes(): Promise<string[]> {
+    const st = await this.state.load();
+    return Object.entries(st.volumes)
+      .filter(([, v]) => v.known === true || v.schedules.length > 0)
+      .map(([k]) => k);
+  }
+
+  /** Remembers a volume for the console (or, with `known` false, forgets it; its schedules stay). */
+  async rememberVolume(volume: string, known = true): Promise<void> {
+    const key = resolvePath(volume);
+    await this.state.update((st) => {
+      const rec = (st.volumes[key] ??= { schedules: [] });
+      rec.known = known;
+    });
+  }
+
+  /** Writes one file into the volume from bytes (the console's upload); parents must exist. */
+  async writeFile(volume: string, volPath: string, data: Buffer): Promise<CopySummary> {
+    await (await this.volume({ volume }, true)).writeFile(volPath, data);
+    return { files: 1, dirs: 0, symlinks: 0, bytes: data.length };
+  }
+
+  private readonly imageCache = new Map<string, { generation: number; plane: import('../planes/sparse-plane.js').SparsePlane; blocks: number }>();
+
+  /**
+   * Aggregated tiles of the planes for the grid: per row of `blocksPerRow` blocks, a density per plane (and for
+   * the storage image `expression`, when given), computed word-parallel from the planes; never whole planes.
+   */
+  async planeTiles(volume: string, req: { firstVbn: number; blocksPerRow: number; rows: number; planes: number[]; expression?: string }): Promise<PlaneTiles> {
+    const v = await this.volume({ volume }, false);
+    return v.exclusive(async () => {
+      const map = await v.planeMap();
+      const entries = v.snapshots.list();
+      const t = await planeTiles(map, entries, req);
+      let image: string | null = null;
+      let imageBlocks: number | null = null;
+      if (req.expression !== undefined) {
+        const key = `${resolvePath(volume)}\u0000${req.expression}`;
+        let cached = this.imageCache.get(key);
+        if (!cached || cached.generation !== v.fsinfo.generation || v.isDirty) {
+          const expr = parseImageExpr(req.expression);
+          const evaluated = await evaluateBound(expr, bindNames(expr, req.expression, entries, volume), map);
+          cached = { generation: v.fsinfo.generation, plane: evaluated.plane, blocks: evaluated.blocks };
+          this.imageCache.clear(); // one image at a time: the composer's current one
+          this.imageCache.set(key, cached);
+        }
+        const it = await imageTiles(cached.plane, map.blockCount, req);
+        image = Buffer.from(it.densities.buffer, it.densities.byteOffset, it.densities.byteLength).toString('base64');
+        imageBlocks = cached.blocks;
+      }
+      return {
+        firstVbn: req.firstVbn,
+        blocksPerRow: req.blocksPerRow,
+        rows: req.rows,
+        validRows: t.validRows,
+        planes: req.planes,
+        densities: Buffer.from(t.densities.buffer, t.densities.byteOffset, t.densities.byteLength).toString('base64'),
+        image,
+        imageBlocks,
+        counts: t.counts,
+      };
+    });
+  }
+
+  /**
+   * What the grid's hover shows for VBN `vbn` (or, with `count`, for the first used block of the range): RAID
+   * member and stripe, the planes that hold it, and the file, folder or metadata tree that uses it.
+   */
+  async blockInfo(volume: string, vbn: number, count = 1): Promise<BlockInfo> {
+    const v = await this.volume({ volume }, false);
+    if (!v.readOnly && v.isDirty) await v.sync(); // the owner search walks the committed state
+    return v.exclusive(async () => {
+      const map = await v.planeMap();
+      if (vbn >= map.blockCount) throw new SnapplaneError('INVALID', `VBN ${vbn} is past the end of the volume (${map.blockCount} blocks)`, { volume, vbn });
+      const entries = v.snapshots.list();
+      const planes = [0, ...entries.map((e) => e.plane)];
+      const range = await planesHolding(map, entries, planes, vbn, count);
+      const target = range.firstUsed ?? vbn;
+      const names = new Map<number, string>([[0, 'active'], ...entries.map((e): [number, string] => [e.plane, e.name])]);
+      let member = 0;
+      let stripe: number | null = null;
+      let diskBlock: number | null = null;
+      let memberPath = v.device.label;
+      if (v.device instanceof Raid4Device) {
+        const loc = v.device.locate(target);
+        member = loc.member;
+        stripe = loc.stripe;
+        diskBlock = loc.diskBlock;
+        memberPath = v.device.health().members[loc.member]?.path ?? memberPath;
+      } else diskBlock = target;
+      let owner: BlockInfo['owner'] = null;
+      if (range.firstUsed !== null) {
+        const here = count === 1 ? range.holding : (await planesHolding(map, entries, planes, target, 1)).holding;
+        let state: OwnerState | null = null;
+        if (here.includes(0)) {
+          state = { name: 'active', inodeFile: v.fsinfo.inodeFile, inodeCount: v.fsinfo.inodeCount, blockMap: v.fsinfo.blockMap, snapshotTable: v.fsinfo.snapshotTable };
+        } else {
+          const newest = entries.filter((e) => here.includes(e.plane)).sort((a, b) => b.generation - a.generation)[0];
+          if (newest) state = { name: newest.name, inodeFile: newest.inodeFile, inodeCount: newest.inodeCount, blockMap: newest.blockMap, snapshotTable: null };
+        }
+        const found = state ? await findBlockOwner(v, state, target) : null;
+        // A block a plane holds that no tree of that state reaches: metadata of its consistency point (a snapshot
+        // plane also holds the snapshot table of the CP that took it).
+        if (state) owner = found ? { ...found, state: state.name } : { kind: 'metadata', path: null, inode: null, indirect: false, state: state.name };
+      }
+      return {
+        vbn: target,
+        rangeFirst: vbn,
+        rangeCount: Math.min(count, map.blockCount - vbn),
+        member,
+        memberPath,
+        stripe,
+        diskBlock,
+        planes: range.holding.map((p) => ({ plane: p, name: names.get(p) ?? `plane ${p}` })),
+        owner,
+      };
+    });
+  }
+
+  /**
+   * Copies a file or folder of a snapshot (or `active`) into host folder `folder` as `name` (default: its own
+   * name), never writing outside `folder` and never over anything already there.
+   */
+  async restoreToHost(volume: string, snapshot: string, volPath: string, folder: string, name?: string): Promise<CopySummary & { target: string }> {
+    const v = await this.volume(snapshot === 'active' ? { volume } : { volume, snapshot }, false);
+    return restoreIntoFolder(v, volPath, folder, name);
+  }
+
+  /** What reverting to `snapshot` would lose: changes since it, and the blocks only the active file system holds. */
+  async revertPreview(volume: string, snapshot: string): Promise<RevertPreview> {
+    const diff = await this.snapDiff(volume, snapshot, 'active');
+    const planes = await this.planes(volume);
+    const snaps = await this.snapList({ volume });
+    const me = snaps.find((s) => s.name === snapshot);
+    if (!me) throw new SnapplaneError('NOT_FOUND', `no snapshot '${snapshot}' on volume '${volume}'`, { volume, snapshot });
+    const lost = planes.find((p) => p.plane === 0)?.uniqueBlocks ?? 0;
+    return {
+      snapshot,
+      added: diff.added,
+      changed: diff.changed,
+      removed: diff.removed,
+      lostBlocks: lost,
+      lostBytes: lost * BLOCK_SIZE,
+      laterSnapshots: snaps.filter((s) => s.generation > me.generation).map((s) => s.name),
+    };
+  }
+
+  /** Saved storage-image expressions of a volume. */
+  async imageList(volume: string): Promise<SavedImage[]> {
+    const st = await this.state.load();
+    return [...(st.volumes[resolvePath(volume)]?.images ?? [])];
+  }
+
+  /** Saves (or replaces) a named storage-image expression after checking that it evaluates. */
+  async imageSave(volume: string, name: string, expression: string): Promise<SavedImage[]> {
+    const report = await this.imageEval(volume, expression);
+    const key = resolvePath(volume);
+    await this.state.update((st) => {
+      const rec = (st.volumes[key] ??= { schedules: [] });
+      rec.images = [...(rec.images ?? []).filter((x) => x.name !== name), { name, expression: report.expression, createdAt: new Date(this.clock()).toISOString() }];
+    });
+    return this.imageList(volume);
+  }
+
+  /** Deletes a saved expression. */
+  async imageDelete(volume: string, name: string): Promise<SavedImage[]> {
+    const key = resolvePath(volume);
+    const found = await this.state.update((st) => {
+      const rec = st.volumes[key];
+      const before = rec?.images?.length ?? 0;
+      if (rec?.images) rec.images = rec.images.filter((x) => x.name !== name);
+      return before !== (rec?.images?.length ?? 0);
+    });
+    if (!found) throw new SnapplaneError('NOT_FOUND', `volume '${volume}' has no saved image '${name}'`, { volume });
+    return this.imageList(volume);
   }
 }

@@ -76,9 +76,16 @@ export interface RelationshipRecord {
   createdAt: string;
 }
 
+/** A storage-image expression saved from the console. */
+export interface SavedImageRecord {
+  name: string;
+  expression: string;
+  createdAt: string;
+}
+
 export interface ConsoleState {
   version: 1;
-  volumes: Record<string, { schedules: ScheduleRecord[] }>;
+  volumes: Record<string, { schedules: ScheduleRecord[]; images?: SavedImageRecord[]; known?: boolean }>;
   relationships?: Record<string, RelationshipRecord>;
   history: JobRecord[];
   nextJobId: number;

@@ -1,0 +1,91 @@
+/**
+ * The console's engine host: one service, its job broker, the scheduler loop and the router, with one event
+ * stream. The web host (`snapplane console`) and the Electron engine worker each run one; their transports only
+ * carry `router.call` and the events.
+ */
+import { resolve as resolvePath } from 'node:path';
+import type { ConsoleEvent, HostInfo } from '../api/console-types.js';
+import { JobBroker } from './job-broker.js';
+import { createRouter, type Router } from './router.js';
+import { ScheduleLoop } from './schedule-loop.js';
+import { SnapplaneService } from './service.js';
+import { snapplaneHome } from './state-store.js';
+
+export interface ConsoleHostOptions {
+  transport: HostInfo['transport'];
+  /** Volumes to show (remembered in the state). */
+  volumes?: string[];
+  stateFile?: string;
+  /** How often the scheduler looks for due schedules (default 30 s); 0 turns it off. */
+  schedulerIntervalMs?: number;
+  cpIntervalMs?: number;
+  /** Progress push interval of jobs (default 125 ms). */
+  sampleMs?: number;
+  version?: string;
+  log?: (line: string) => void;
+}
+
+export class ConsoleHost {
+  readonly service: SnapplaneService;
+  readonly jobs: JobBroker;
+  readonly router: Router;
+  private readonly scheduler: ScheduleLoop | null;
+  private readonly listeners = new Set<(e: ConsoleEvent) => void>();
+
+  private constructor(private readonly options: ConsoleHostOptions) {
+    this.service = new SnapplaneService({ cpIntervalMs: options.cpIntervalMs, stateFile: options.stateFile });
+    const emit = (e: ConsoleEvent): void => {
+      for (const l of this.listeners) {
+        try {
+          l(e);
+        } catch {
+          // a listener's failure is its transport's business
+        }
+      }
+    };
+    this.jobs = new JobBroker(this.service, emit, { sampleMs: options.sampleMs });
+    const interval = options.schedulerIntervalMs ?? 30_000;
+    this.scheduler =
+      interval > 0
+        ? new ScheduleLoop(this.service, this.jobs, emit, {
+            intervalMs: interval,
+            onError: (v, e) => options.log?.(`schedule of ${v}: ${e instanceof Error ? e.message : String(e)}`),
+          })
+        : null;
+    this.router = createRouter({
+      service: this.service,
+      jobs: this.jobs,
+      emit,
+      hostInfo: () => ({
+        version: options.version ?? '0.1.0',
+        pid: process.pid,
+        platform: process.platform,
+        home: snapplaneHome(),
+        schedulerIntervalMs: interval,
+        transport: options.transport,
+      }),
+    });
+  }
+
+  /** Creates the host, remembers the given volumes and starts the scheduler. */
+  static async start(options: ConsoleHostOptions): Promise<ConsoleHost> {
+    const host = new ConsoleHost(options);
+    for (const v of options.volumes ?? []) await host.service.rememberVolume(resolvePath(v));
+    host.scheduler?.start();
+    return host;
+  }
+
+  /** Subscribes to events; returns the unsubscribe function. */
+  onEvent(listener: (e: ConsoleEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Stops the scheduler, cancels running jobs and closes every volume (each writes a final CP). */
+  async close(): Promise<void> {
+    await this.scheduler?.stop();
+    await this.jobs.stopAll();
+    this.listeners.clear();
+    await this.service.closeAll().catch(async () => this.service.abortAll());
+  }
+}

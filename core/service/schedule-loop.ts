@@ -1,0 +1,81 @@
+/**
+ * The scheduler of a long-running engine host (the console's web host and Electron worker): every interval it runs
+ * each known volume's due snapshot schedules (with retention) on the host's own service, so the volumes it has
+ * open stay open, and starts due mirror updates as console jobs. What `snapplane daemon` does, inside the console.
+ */
+import type { ConsoleEvent } from '../api/console-types.js';
+import type { JobBroker } from './job-broker.js';
+import type { SnapplaneService } from './service.js';
+
+export interface ScheduleLoopOptions {
+  intervalMs: number;
+  /** Called with each failure (the loop goes on). */
+  onError?: (volume: string, e: unknown) => void;
+}
+
+export class ScheduleLoop {
+  private timer: NodeJS.Timeout | null = null;
+  private running: Promise<void> | null = null;
+  private stopped = false;
+  /** Mirror updates this loop started and that have not finished. */
+  private readonly mirrorsBusy = new Set<string>();
+
+  constructor(
+    private readonly service: SnapplaneService,
+    private readonly jobs: JobBroker,
+    private readonly emit: (e: ConsoleEvent) => void,
+    private readonly options: ScheduleLoopOptions,
+  ) {}
+
+  /** Starts the loop: a first pass at once, then one per interval. */
+  start(): void {
+    this.stopped = false;
+    const tick = (): void => {
+      if (this.stopped) return;
+      this.running = this.runOnce().finally(() => {
+        this.running = null;
+        if (!this.stopped) {
+          this.timer = setTimeout(tick, this.options.intervalMs);
+          this.timer.unref();
+        }
+      });
+    };
+    tick();
+  }
+
+  /** One pass: due snapshot schedules of every scheduled volume, then due mirror updates. */
+  async runOnce(): Promise<void> {
+    for (const volume of await this.service.scheduledVolumes().catch(() => [] as string[])) {
+      if (this.stopped) return;
+      try {
+        const r = await this.service.scheduleRun(volume);
+        if (r.take.length > 0 || r.prune.length > 0) {
+          this.emit({ type: 'scheduleRan', report: r });
+          this.emit({ type: 'volumeChanged', volume, reason: `schedule: took ${r.take.join(', ') || 'nothing'}, pruned ${r.prune.join(', ') || 'nothing'}` });
+        }
+      } catch (e) {
+        this.options.onError?.(volume, e);
+      }
+    }
+    for (const name of await this.service.dueMirrors().catch(() => [] as string[])) {
+      if (this.stopped || this.mirrorsBusy.has(name)) continue;
+      const job = this.jobs.start({ kind: 'mirror-update', name });
+      this.mirrorsBusy.add(name);
+      const poll = setInterval(() => {
+        const now = this.jobs.list().find((j) => j.id === job.id);
+        if (!now || now.state !== 'running') {
+          clearInterval(poll);
+          this.mirrorsBusy.delete(name);
+        }
+      }, 500);
+      poll.unref();
+    }
+  }
+
+  /** Stops the loop and waits for a pass in progress. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.running;
+  }
+}

@@ -1,0 +1,107 @@
+/** Relationships: mirrors and replicas (state, lag, last transfer) as the engine persists them, and their actions. */
+import { create } from 'zustand';
+import type { MasterInfo, MirrorInfo, MethodArgs } from '../../../core/api/index.js';
+import { errorText } from '../client/client.js';
+import { client } from '../client/current.js';
+import { useJobs } from './jobs.js';
+import { useVolumes } from './volumes.js';
+
+export interface RelationshipsState {
+  mirrors: MirrorInfo[];
+  masters: MasterInfo[];
+  error: string | null;
+  notice: string | null;
+  refresh(): Promise<void>;
+  create(args: MethodArgs<'mirrorCreate'>): Promise<boolean>;
+  update(name: string): Promise<void>;
+  resync(name: string): Promise<void>;
+  breakOff(name: string): Promise<void>;
+  remove(name: string): Promise<void>;
+}
+
+export const useRelationships = create<RelationshipsState>()((set, get) => ({
+  mirrors: [],
+  masters: [],
+  error: null,
+  notice: null,
+
+  async refresh() {
+    try {
+      const volume = useVolumes.getState().current;
+      const [mirrors, masters] = await Promise.all([client().call('mirrorList', {}), volume ? client().call('masterList', { volume }) : Promise.resolve([])]);
+      set({ mirrors, masters, error: null });
+    } catch (e) {
+      set({ error: errorText(e) });
+    }
+  },
+  async create(args) {
+    try {
+      await client().call('mirrorCreate', args);
+      set({ notice: `created relationship ${args.name}; its first update initializes the mirror`, error: null });
+      await get().refresh();
+      return true;
+    } catch (e) {
+      set({ error: errorText(e) });
+      return false;
+    }
+  },
+  async update(name) {
+    await useJobs.getState().start({ kind: 'mirror-update', name });
+    set({ notice: `update of ${name} started (see Jobs)` });
+  },
+  async resync(name) {
+    await useJobs.getState().start({ kind: 'mirror-resync', name });
+    set({ notice: `resync of ${name} started (see Jobs)` });
+  },
+  async breakOff(name) {
+    try {
+      const r = await client().call('mirrorBreak', { name });
+      set({ notice: `broke ${name}: ${r.destination} is ${r.writable ? 'writable' : 'still read-only'}`, error: null });
+      await get().refresh();
+    } catch (e) {
+      set({ error: errorText(e) });
+    }
+  },
+  async remove(name) {
+    try {
+      set({ mirrors: await client().call('mirrorDelete', { name }), notice: `deleted relationship ${name} (snapshots stay)` });
+    } catch (e) {
+      set({ error: errorText(e) });
+    }
+  },
+}));
+
+export interface TopologyNode {
+  id: string;
+  depth: number;
+  row: number;
+}
+
+/** Lays relationships out as a tree (sources left, destinations right, cascades further right). */
+export function topology(mirrors: MirrorInfo[]): { nodes: TopologyNode[]; edges: MirrorInfo[] } {
+  const ids = new Set<string>();
+  for (const m of mirrors) {
+    ids.add(m.source);
+    ids.add(m.destination);
+  }
+  const depth = new Map<string, number>();
+  const incoming = new Map<string, string[]>();
+  for (const m of mirrors) incoming.set(m.destination, [...(incoming.get(m.destination) ?? []), m.source]);
+  const depthOf = (id: string, seen: Set<string>): number => {
+    if (depth.has(id)) return depth.get(id)!;
+    if (seen.has(id)) return 0; // a cycle (a reversed resync): stop
+    seen.add(id);
+    const d = Math.max(-1, ...(incoming.get(id) ?? []).map((s) => depthOf(s, seen))) + 1;
+    depth.set(id, d);
+    return d;
+  };
+  for (const id of ids) depthOf(id, new Set());
+  const rows = new Map<number, number>();
+  const nodes = [...ids].sort().map((id) => {
+    const d = depth.get(id) ?? 0;
+    const row = rows.get(d) ?? 0;
+    rows.set(d, row + 1);
+    return { id, depth: d, row };
+  });
+  return { nodes, edges: mirrors };
+}

@@ -1,0 +1,306 @@
+/**
+ * View 5: jobs — forms that start copy, backup, restore, verify, mirror update and replication jobs; live progress
+ * (phase, done of total, rate, ETA) pushed several times a second; a throughput chart; cancel; the history.
+ */
+import { memo, useEffect, useMemo, useRef, useState, type FormEvent } from 'react';
+import { CartesianGrid, Line, LineChart, Tooltip, XAxis, YAxis } from 'recharts';
+import { useShallow } from 'zustand/react/shallow';
+import type { JobSpec, JobState } from '../../../core/api/index.js';
+import { Notice, ProgressBar, useWidth } from '../components/common.js';
+import { formatAmount, formatBytes, formatDate, formatEta, formatRate } from '../format.js';
+import { jobPercent, selectJobList, useJobs } from '../stores/jobs.js';
+import { useRelationships } from '../stores/relationships.js';
+import { useVolumes } from '../stores/volumes.js';
+
+type FormKind = 'copy' | 'backup' | 'restore' | 'verify' | 'mirror-update' | 'replicate';
+
+function JobForm() {
+  const current = useVolumes((s) => s.current);
+  const known = useVolumes((s) => s.known);
+  const mirrors = useRelationships((s) => s.mirrors);
+  const [kind, setKind] = useState<FormKind>('copy');
+  const [volume, setVolume] = useState(current ?? '');
+  const [expression, setExpression] = useState('');
+  const [target, setTarget] = useState('');
+  const [files, setFiles] = useState('');
+  const [mirror, setMirror] = useState('');
+  const [compress, setCompress] = useState(false);
+  const [keyFile, setKeyFile] = useState('');
+  const [limit, setLimit] = useState('');
+  useEffect(() => {
+    if (!volume && current) setVolume(current);
+  }, [current, volume]);
+  useEffect(() => {
+    void useRelationships.getState().refresh();
+  }, []);
+  const submit = (e: FormEvent): void => {
+    e.preventDefault();
+    const list = files
+      .split('\n')
+      .map((x) => x.trim())
+      .filter(Boolean);
+    const spec: JobSpec =
+      kind === 'copy'
+        ? { kind, source: volume, destination: target, expression }
+        : kind === 'backup'
+          ? { kind, volume, expression, file: target, compress: compress ? 'lz4' : 'none' }
+          : kind === 'restore'
+            ? { kind, volume: target, files: list }
+            : kind === 'verify'
+              ? { kind, files: list }
+              : kind === 'mirror-update'
+                ? { kind, name: mirror || mirrors[0]?.name || '' }
+                : { kind, source: volume, destination: target, ...(keyFile ? { keyFile } : {}), ...(Number(limit) > 0 ? { limit: Math.round(Number(limit) * 2 ** 20) } : {}) };
+    void useJobs.getState().start(spec);
+  };
+  return (
+    <form className="card jobform" onSubmit={submit} data-testid="job-form">
+      <div className="tabs">
+        {(['copy', 'backup', 'restore', 'verify', 'mirror-update', 'replicate'] as const).map((k) => (
+          <button type="button" key={k} className={k === kind ? 'active' : ''} onClick={() => setKind(k)} data-testid={`jobkind-${k}`}>
+            {k}
+          </button>
+        ))}
+      </div>
+      {kind === 'copy' || kind === 'backup' || kind === 'replicate' ? (
+        <label>
+          Source volume{' '}
+          <select value={volume} onChange={(e) => setVolume(e.target.value)} name="volume">
+            {known.map((k) => (
+              <option key={k.path}>{k.path}</option>
+            ))}
+          </select>
+        </label>
+      ) : null}
+      {kind === 'copy' || kind === 'backup' ? (
+        <label>
+          Image <input value={expression} onChange={(e) => setExpression(e.target.value)} placeholder="s2 + s1   or   s3 - s2" required name="expression" className="mono" />
+        </label>
+      ) : null}
+      {kind === 'copy' ? (
+        <label>
+          Destination volume <input value={target} onChange={(e) => setTarget(e.target.value)} placeholder="/data/copy.img (created when new)" required name="target" />
+        </label>
+      ) : null}
+      {kind === 'backup' ? (
+        <>
+          <label>
+            Backup file <input value={target} onChange={(e) => setTarget(e.target.value)} placeholder="/backups/vol.level0" required name="target" />
+          </label>
+          <label>
+            <input type="checkbox" checked={compress} onChange={(e) => setCompress(e.target.checked)} /> lz4
+          </label>
+        </>
+      ) : null}
+      {kind === 'restore' ? (
+        <>
+          <label>
+            Into volume <input value={target} onChange={(e) => setTarget(e.target.value)} placeholder="/data/restored.img" required name="target" />
+          </label>
+          <label className="block">
+            Backup files, full first, one per line <textarea value={files} onChange={(e) => setFiles(e.target.value)} rows={3} required name="files" />
+          </label>
+        </>
+      ) : null}
+      {kind === 'verify' ? (
+        <label className="block">
+          Backup files, one per line <textarea value={files} onChange={(e) => setFiles(e.target.value)} rows={3} required name="files" />
+        </label>
+      ) : null}
+      {kind === 'mirror-update' ? (
+        mirrors.length === 0 ? (
+          <p className="muted">No mirror relationships yet (create one under Relationships).</p>
+        ) : (
+          <label>
+            Relationship{' '}
+            <select value={mirror} onChange={(e) => setMirror(e.target.value)} name="mirror">
+              {mirrors.map((m) => (
+                <option key={m.name}>{m.name}</option>
+              ))}
+            </select>
+          </label>
+        )
+      ) : null}
+      {kind === 'replicate' ? (
+        <>
+          <label>
+            Destination <input value={target} onChange={(e) => setTarget(e.target.value)} placeholder="/data/replica.img or host:port/name" required name="target" />
+          </label>
+          <label>
+            Key file <input value={keyFile} onChange={(e) => setKeyFile(e.target.value)} placeholder="for host:port/name: the pre-shared key" name="keyFile" />
+          </label>
+          <label>
+            Limit <input value={limit} onChange={(e) => setLimit(e.target.value)} placeholder="MiB/s (blank: no limit)" name="limit" size={8} /> MiB/s over the wire
+          </label>
+        </>
+      ) : null}
+      <button type="submit" data-testid="job-start">
+        Start
+      </button>
+    </form>
+  );
+}
+
+const JobCard = memo(function JobCard({ job }: { job: JobState }) {
+  const received = useJobs((s) => s.received[job.id] ?? 0);
+  const pct = jobPercent(job);
+  return (
+    <div className={`card job ${job.state}`} data-testid={`job-${job.id}`} data-state={job.state} data-percent={pct.toFixed(1)}>
+      <div className="row">
+        <b>
+          #{job.id} {job.kind}
+        </b>
+        <span className="muted">{job.title}</span>
+        {job.state === 'running' ? (
+          <button className="danger" onClick={() => void useJobs.getState().cancel(job.id)} data-testid={`cancel-${job.id}`}>
+            Cancel
+          </button>
+        ) : (
+          <span className={job.state === 'ok' ? 'ok' : 'error'}>{job.state}</span>
+        )}
+      </div>
+      <ProgressBar value={pct} label={`job ${job.id}`} />
+      <div className="row muted">
+        <span data-testid="job-phase">{job.phase}</span>
+        <span data-testid="job-progress">
+          {formatAmount(job.done, job.unit)} of {formatAmount(job.total, job.unit)} ({pct.toFixed(0)}%)
+        </span>
+        <span>{formatRate(job.rate, job.unit)}</span>
+        <span>ETA {job.state === 'running' ? formatEta(job.etaSeconds) : '—'}</span>
+        <span title="progress updates that reached this screen">{received} updates</span>
+      </div>
+      {job.error ? <Notice kind="error">{`${job.error.message} (${job.error.code})`}</Notice> : null}
+    </div>
+  );
+});
+
+/** `value`, but at most once per `ms` (the chart redraws twice a second; the progress bars every update). */
+function useThrottled<T>(value: T, ms: number): T {
+  const [shown, setShown] = useState(value);
+  const last = useRef(0);
+  useEffect(() => {
+    const wait = last.current + ms - Date.now();
+    if (wait <= 0) {
+      last.current = Date.now();
+      setShown(value);
+      return;
+    }
+    const t = setTimeout(() => {
+      last.current = Date.now();
+      setShown(value);
+    }, wait);
+    return () => clearTimeout(t);
+  }, [value, ms]);
+  return shown;
+}
+
+const RateChart = memo(function RateChart({ data, width, unit }: { data: { t: number; rate: number }[]; width: number; unit: string }) {
+  return (
+    <LineChart width={width} height={220} data={data} margin={{ top: 8, right: 16, bottom: 16, left: 8 }}>
+      <CartesianGrid stroke="#1f2a3a" />
+      <XAxis dataKey="t" type="number" domain={[0, 'dataMax']} unit=" s" stroke="#8a97a8" />
+      <YAxis stroke="#8a97a8" unit={` ${unit}`} width={90} />
+      <Tooltip formatter={(v) => `${Number(v).toFixed(1)} ${unit}`} labelFormatter={(t) => `${String(t)} s`} contentStyle={{ background: '#162131', border: '1px solid #2a3547' }} />
+      <Line type="linear" dataKey="rate" stroke="#4da3ff" dot={false} isAnimationActive={false} />
+    </LineChart>
+  );
+});
+
+function Throughput() {
+  const list = useJobs(useShallow(selectJobList));
+  const [selected, setSelected] = useState<number | null>(null);
+  const id = selected ?? list[0]?.id ?? null;
+  const samples = useThrottled(useJobs((s) => (id === null ? undefined : s.samples[id])), 500);
+  const job = list.find((j) => j.id === id);
+  const [ref, width] = useWidth();
+  const bytes = (job?.unit ?? 'bytes') === 'bytes';
+  const data = useMemo(() => (samples ?? []).map((s) => ({ t: Number(s.t.toFixed(2)), rate: bytes ? s.rate / 2 ** 20 : s.rate })), [samples, bytes]);
+  // The chart is there from the start (empty until a job runs), so drawing it first never lands mid-transfer.
+  return (
+    <section ref={ref} data-testid="throughput">
+      <h3>
+        Throughput{' '}
+        {list.length > 0 ? (
+          <>
+            of{' '}
+            <select value={id ?? ''} onChange={(e) => setSelected(Number(e.target.value))}>
+              {list.map((j) => (
+                <option key={j.id} value={j.id}>
+                  #{j.id} {j.kind}
+                </option>
+              ))}
+            </select>
+          </>
+        ) : (
+          <span className="muted">(no job yet)</span>
+        )}
+      </h3>
+      <RateChart data={data} width={width} unit={bytes ? 'MiB/s' : `${job?.unit ?? ''}/s`} />
+    </section>
+  );
+}
+
+function History() {
+  const history = useJobs((s) => s.history);
+  return (
+    <section>
+      <h3>History</h3>
+      <table className="table" data-testid="job-history">
+        <thead>
+          <tr>
+            <th>#</th>
+            <th>Job</th>
+            <th>Volume</th>
+            <th>Target</th>
+            <th>Finished</th>
+            <th>Outcome</th>
+            <th>Bytes</th>
+          </tr>
+        </thead>
+        <tbody>
+          {history.map((h) => (
+            <tr key={h.id}>
+              <td>{h.id}</td>
+              <td>{h.kind}</td>
+              <td className="mono">{h.volume}</td>
+              <td className="mono">{h.target ?? (h.taken ? `took ${h.taken.join(', ') || '—'}; pruned ${h.pruned?.join(', ') || '—'}` : '')}</td>
+              <td>{formatDate(h.finishedAt)}</td>
+              <td className={h.outcome === 'ok' ? 'ok' : 'error'} title={h.error}>
+                {h.outcome}
+                {h.error ? `: ${h.error}` : ''}
+              </td>
+              <td>{h.bytes !== undefined ? formatBytes(h.bytes) : ''}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </section>
+  );
+}
+
+export function JobsView() {
+  const list = useJobs(useShallow(selectJobList));
+  const error = useJobs((s) => s.error);
+  useEffect(() => {
+    void useJobs.getState().refresh();
+  }, []);
+  return (
+    <div className="view">
+      <h1>Jobs</h1>
+      <JobForm />
+      {error ? (
+        <Notice kind="error" onClose={() => useJobs.setState({ error: null })}>
+          {error}
+        </Notice>
+      ) : null}
+      <Throughput />
+      <section data-testid="job-list">
+        {list.map((j) => (
+          <JobCard key={j.id} job={j} />
+        ))}
+        {list.length === 0 ? <p className="muted">No jobs in this session yet.</p> : null}
+      </section>
+      <History />
+    </div>
+  );
+}

@@ -1,0 +1,229 @@
+/** View 7: relationships — mirrors and replicas as a topology (sources → destinations, cascades), lag, state, actions. */
+import { useEffect, useState } from 'react';
+import type { MirrorInfo } from '../../../core/api/index.js';
+import { Notice } from '../components/common.js';
+import { formatBytes, formatCount, formatDate } from '../format.js';
+import { topology, useRelationships } from '../stores/relationships.js';
+import { useVolumes } from '../stores/volumes.js';
+
+function ago(seconds: number | null): string {
+  if (seconds === null) return '—';
+  if (seconds < 120) return `${Math.round(seconds)} s`;
+  if (seconds < 7200) return `${Math.round(seconds / 60)} min`;
+  if (seconds < 172800) return `${Math.round(seconds / 3600)} h`;
+  return `${Math.round(seconds / 86400)} d`;
+}
+
+function short(path: string): string {
+  const parts = path.split('/');
+  return parts.length > 2 ? `…/${parts.slice(-2).join('/')}` : path;
+}
+
+function Topology({ mirrors }: { mirrors: MirrorInfo[] }) {
+  const { nodes, edges } = topology(mirrors);
+  if (nodes.length === 0) return null;
+  const W = 230;
+  const H = 56;
+  const pos = new Map(nodes.map((n) => [n.id, { x: 10 + n.depth * (W + 90), y: 10 + n.row * (H + 24) }]));
+  const width = Math.max(...[...pos.values()].map((p) => p.x)) + W + 10;
+  const height = Math.max(...[...pos.values()].map((p) => p.y)) + H + 10;
+  return (
+    <svg className="topology" width={width} height={height} role="img" aria-label="relationship topology" data-testid="topology">
+      <defs>
+        <marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto">
+          <path d="M0,0 L10,5 L0,10 z" className="arrowhead" />
+        </marker>
+      </defs>
+      {edges.map((m) => {
+        const a = pos.get(m.source)!;
+        const b = pos.get(m.destination)!;
+        return (
+          <g key={m.name} className={`edge ${m.state}`}>
+            <line x1={a.x + W} y1={a.y + H / 2} x2={b.x} y2={b.y + H / 2} markerEnd="url(#arrow)" />
+            <text x={(a.x + W + b.x) / 2} y={(a.y + b.y) / 2 + H / 2 - 6} textAnchor="middle">
+              {m.name} ({m.kind}) · {m.state}
+            </text>
+          </g>
+        );
+      })}
+      {nodes.map((n) => {
+        const p = pos.get(n.id)!;
+        return (
+          <g key={n.id} className="node">
+            <rect x={p.x} y={p.y} width={W} height={H} rx={6} />
+            <text x={p.x + 10} y={p.y + 22}>
+              {short(n.id)}
+            </text>
+            <text x={p.x + 10} y={p.y + 42} className="muted">
+              {n.depth === 0 ? 'source' : `destination${n.depth > 1 ? ' (cascade)' : ''}`}
+            </text>
+            <title>{n.id}</title>
+          </g>
+        );
+      })}
+    </svg>
+  );
+}
+
+function CreateForm() {
+  const known = useVolumes((s) => s.known);
+  const current = useVolumes((s) => s.current);
+  const [name, setName] = useState('');
+  const [source, setSource] = useState(current ?? '');
+  const [destination, setDestination] = useState('');
+  const [kind, setKind] = useState<'full' | 'incremental' | 'replica'>('full');
+  const [every, setEvery] = useState('');
+  const [slow, setSlow] = useState('');
+  const [keyFile, setKeyFile] = useState('');
+  return (
+    <form
+      className="card"
+      onSubmit={(e) => {
+        e.preventDefault();
+        void useRelationships.getState().create({
+          name,
+          source: source || current || '',
+          destination,
+          kind,
+          ...(every ? { every } : {}),
+          ...(kind === 'incremental' && slow ? { slow } : {}),
+          ...(keyFile ? { keyFile } : {}),
+        });
+      }}
+      data-testid="mirror-create"
+    >
+      <h3>New relationship</h3>
+      <label>
+        Name <input value={name} onChange={(e) => setName(e.target.value)} required name="name" />
+      </label>
+      <label>
+        Source{' '}
+        <select value={source || current || ''} onChange={(e) => setSource(e.target.value)} name="source">
+          {known.map((k) => (
+            <option key={k.path}>{k.path}</option>
+          ))}
+        </select>
+      </label>
+      <label>
+        Destination <input value={destination} onChange={(e) => setDestination(e.target.value)} placeholder="/data/mirror.img or host:port/name" required name="destination" />
+      </label>
+      <label>
+        Kind{' '}
+        <select value={kind} onChange={(e) => setKind(e.target.value as typeof kind)} name="kind">
+          <option value="full">full mirror</option>
+          <option value="incremental">incremental mirror (slow base + fast deltas)</option>
+          <option value="replica">replica (master snapshots)</option>
+        </select>
+      </label>
+      {kind === 'incremental' ? (
+        <label>
+          Base image <input value={slow} onChange={(e) => setSlow(e.target.value)} placeholder="file:/slow/base or tape:/slow/tapes" required name="slow" />
+        </label>
+      ) : null}
+      <label>
+        Key file <input value={keyFile} onChange={(e) => setKeyFile(e.target.value)} placeholder="for host:port/name destinations" name="keyFile" />
+      </label>
+      <label>
+        Update every <input value={every} onChange={(e) => setEvery(e.target.value)} placeholder="e.g. 1h (blank: by hand)" size={8} name="every" />
+      </label>
+      <button type="submit">Create</button>
+    </form>
+  );
+}
+
+export function RelationshipsView() {
+  const mirrors = useRelationships((s) => s.mirrors);
+  const masters = useRelationships((s) => s.masters);
+  const error = useRelationships((s) => s.error);
+  const notice = useRelationships((s) => s.notice);
+  const volume = useVolumes((s) => s.current);
+  useEffect(() => {
+    void useRelationships.getState().refresh();
+  }, [volume]);
+  const st = useRelationships.getState();
+  return (
+    <div className="view">
+      <h1>Relationships</h1>
+      {error ? <Notice kind="error" onClose={() => useRelationships.setState({ error: null })}>{error}</Notice> : null}
+      {notice ? <Notice kind="ok" onClose={() => useRelationships.setState({ notice: null })}>{notice}</Notice> : null}
+      {mirrors.length === 0 ? <p className="muted">No mirrors or replicas yet.</p> : <Topology mirrors={mirrors} />}
+      <table className="table" data-testid="mirror-list">
+        <thead>
+          <tr>
+            <th>Name</th>
+            <th>Kind</th>
+            <th>State</th>
+            <th>Last common</th>
+            <th>Lag</th>
+            <th>Last transfer</th>
+            <th>Next</th>
+            <th />
+          </tr>
+        </thead>
+        <tbody>
+          {mirrors.map((m) => (
+            <tr key={m.name} data-testid={`mirror-${m.name}`}>
+              <td>
+                <b>{m.name}</b>
+                <div className="muted mono">
+                  {short(m.source)} → {short(m.destination)}
+                </div>
+              </td>
+              <td>{m.kind}</td>
+              <td className={m.state === 'failed' || m.state === 'broken' ? 'error' : m.state === 'lagging' ? 'warn' : ''}>
+                {m.state}
+                {m.lastError ? <div className="error small">{m.lastError}</div> : null}
+              </td>
+              <td>{m.lastCommon ?? '—'}</td>
+              <td>
+                {ago(m.lagSeconds)}
+                {m.lagBlocks !== null ? `, ${formatCount(m.lagBlocks)} blocks` : ''}
+              </td>
+              <td>{m.lastTransferAt ? `${formatDate(m.lastTransferAt)}, ${formatBytes(m.lastTransferBytes)}${m.lastSelection ? ` (${m.lastSelection})` : ''}` : '—'}</td>
+              <td>{m.nextAt ? formatDate(m.nextAt) : m.every ? m.every : 'by hand'}</td>
+              <td className="actions">
+                <button className="link" onClick={() => void st.update(m.name)} disabled={m.state === 'broken'}>
+                  update
+                </button>
+                <button className="link" onClick={() => void st.breakOff(m.name)} disabled={m.state === 'broken'}>
+                  break
+                </button>
+                <button className="link" onClick={() => void st.resync(m.name)} disabled={m.kind === 'incremental'}>
+                  resync
+                </button>
+                <button className="link danger" onClick={() => void st.remove(m.name)}>
+                  delete
+                </button>
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      <CreateForm />
+      {volume ? (
+        <section>
+          <h3>Master snapshots of the current volume</h3>
+          <table className="table" data-testid="masters">
+            <tbody>
+              {masters.map((m) => (
+                <tr key={m.name}>
+                  <td>
+                    {m.name}
+                    {m.pointer ? ' (master →)' : ''}
+                  </td>
+                  <td>{formatDate(m.createdAt)}</td>
+                  <td>{m.neededBy.length > 0 ? `needed by ${m.neededBy.join(', ')}` : 'no destination needs it'}</td>
+                </tr>
+              ))}
+              {masters.length === 0 ? (
+                <tr>
+                  <td className="muted">No master snapshots (mark one under Snapshots).</td>
+                </tr>
+              ) : null}
+            </tbody>
+          </table>
+        </section>
+      ) : null}
+    </div>
+  );
+}

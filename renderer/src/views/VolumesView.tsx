@@ -1,0 +1,295 @@
+/** View 1: volumes — the known list, create (image or RAID-4) and open, members and health, capacity, CP status, files. */
+import { useEffect, useState, type FormEvent } from 'react';
+import type { DirEntryInfo } from '../../../core/api/index.js';
+import { errorText } from '../client/client.js';
+import { client } from '../client/current.js';
+import { CapacityBar, Notice } from '../components/common.js';
+import { formatBytes, formatCount, formatDate } from '../format.js';
+import { useVolumes } from '../stores/volumes.js';
+
+function VolumeList() {
+  const known = useVolumes((s) => s.known);
+  const current = useVolumes((s) => s.current);
+  return (
+    <table className="table" data-testid="volume-list">
+      <thead>
+        <tr>
+          <th>Volume</th>
+          <th>Device</th>
+          <th>Size</th>
+          <th>Snapshots</th>
+          <th>Health</th>
+          <th />
+        </tr>
+      </thead>
+      <tbody>
+        {known.map((k) => (
+          <tr key={k.path} className={k.path === current ? 'selected' : ''} onClick={() => void useVolumes.getState().select(k.path)}>
+            <td className="mono">{k.path}</td>
+            <td>{k.info ? (k.info.device.kind === 'raid4' ? `RAID-4, ${k.info.device.members.length} members` : 'image') : '—'}</td>
+            <td>{k.info ? formatBytes(k.info.sizeBytes) : '—'}</td>
+            <td>{k.info ? k.info.snapshotCount : '—'}</td>
+            <td>{k.error ? <span className="error">{k.error.message}</span> : k.info?.device.degraded ? <span className="warn">degraded</span> : 'ok'}</td>
+            <td>
+              <button
+                className="link"
+                onClick={(e) => {
+                  e.stopPropagation();
+                  void useVolumes.getState().forget(k.path);
+                }}
+              >
+                forget
+              </button>
+            </td>
+          </tr>
+        ))}
+        {known.length === 0 ? (
+          <tr>
+            <td colSpan={6} className="muted">
+              No volumes yet: create one or open an existing image below.
+            </td>
+          </tr>
+        ) : null}
+      </tbody>
+    </table>
+  );
+}
+
+function CreateOpen() {
+  const [path, setPath] = useState('');
+  const [size, setSize] = useState('256');
+  const [kind, setKind] = useState<'image' | 'raid'>('image');
+  const [members, setMembers] = useState('4');
+  const [openPath, setOpenPath] = useState('');
+  const [msg, setMsg] = useState<{ kind: 'ok' | 'error'; text: string } | null>(null);
+  const create = async (e: FormEvent): Promise<void> => {
+    e.preventDefault();
+    try {
+      const mib = Number(size);
+      await useVolumes.getState().create(path, Math.floor(mib * 2 ** 20), kind === 'raid' ? Number(members) : undefined);
+      setMsg({ kind: 'ok', text: `created ${path}` });
+    } catch (err) {
+      setMsg({ kind: 'error', text: errorText(err) });
+    }
+  };
+  const open = async (e: FormEvent): Promise<void> => {
+    e.preventDefault();
+    try {
+      await useVolumes.getState().open(openPath);
+      setMsg({ kind: 'ok', text: `opened ${openPath}` });
+    } catch (err) {
+      setMsg({ kind: 'error', text: errorText(err) });
+    }
+  };
+  return (
+    <div className="cards">
+      <form className="card" onSubmit={(e) => void create(e)} data-testid="create-volume">
+        <h3>Create a volume</h3>
+        <label>
+          Path <input value={path} onChange={(e) => setPath(e.target.value)} placeholder="/data/vol.img or a RAID folder" required name="path" />
+        </label>
+        <label>
+          Size (MiB{kind === 'raid' ? ' per member' : ''}) <input value={size} onChange={(e) => setSize(e.target.value)} type="number" min={1} name="size" />
+        </label>
+        <label>
+          Device{' '}
+          <select value={kind} onChange={(e) => setKind(e.target.value as 'image' | 'raid')} name="kind">
+            <option value="image">image file (sparse)</option>
+            <option value="raid">RAID-4 group</option>
+          </select>
+        </label>
+        {kind === 'raid' ? (
+          <label>
+            Data members <input value={members} onChange={(e) => setMembers(e.target.value)} type="number" min={2} max={15} />
+          </label>
+        ) : null}
+        <button type="submit">Create</button>
+      </form>
+      <form className="card" onSubmit={(e) => void open(e)} data-testid="open-volume">
+        <h3>Open a volume</h3>
+        <label>
+          Path <input value={openPath} onChange={(e) => setOpenPath(e.target.value)} placeholder="/data/vol.img" required name="path" />
+        </label>
+        <button type="submit">Open</button>
+      </form>
+      {msg ? <Notice kind={msg.kind} onClose={() => setMsg(null)}>{msg.text}</Notice> : null}
+    </div>
+  );
+}
+
+function Details() {
+  const info = useVolumes((s) => s.info);
+  const error = useVolumes((s) => s.error);
+  if (error && !info) return <Notice kind="error">{error}</Notice>;
+  if (!info) return null;
+  return (
+    <section data-testid="volume-details">
+      <h2 className="mono">{info.path}</h2>
+      <CapacityBar info={info} />
+      <dl className="facts">
+        <dt>Blocks</dt>
+        <dd>
+          {formatCount(info.blockCount)} × 4 KiB = {formatBytes(info.sizeBytes)}
+        </dd>
+        <dt>Consistency point</dt>
+        <dd data-testid="cp-status">
+          #{info.generation} at {formatDate(info.lastCpAt)}{info.readOnly ? ' (open for reading; the first change opens it for writing)' : ' (open for writing; a CP every 10 s when changed)'}
+        </dd>
+        <dt>Snapshots</dt>
+        <dd>{info.snapshotCount}</dd>
+        <dt>Inodes</dt>
+        <dd>{formatCount(info.inodeCount)}</dd>
+        <dt>Device</dt>
+        <dd>
+          {info.device.kind === 'raid4' ? 'RAID-4 group' : 'image file'} {info.device.degraded ? <span className="warn">DEGRADED</span> : <span className="ok">healthy</span>}
+        </dd>
+      </dl>
+      <table className="table" data-testid="members">
+        <thead>
+          <tr>
+            <th>Member</th>
+            <th>Role</th>
+            <th>State</th>
+            <th>Image</th>
+          </tr>
+        </thead>
+        <tbody>
+          {info.device.members.map((m) => (
+            <tr key={m.index}>
+              <td>{m.index}</td>
+              <td>{m.role}</td>
+              <td className={m.state === 'ok' ? 'ok' : 'warn'}>{m.state}</td>
+              <td className="mono">{m.path}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </section>
+  );
+}
+
+function readAsBase64(file: File): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const r = new FileReader();
+    r.onload = () => {
+      const url = String(r.result);
+      resolve(url.slice(url.indexOf(',') + 1));
+    };
+    r.onerror = () => reject(r.error ?? new Error('cannot read the file'));
+    r.readAsDataURL(file);
+  });
+}
+
+function Files() {
+  const volume = useVolumes((s) => s.current);
+  const version = useVolumes((s) => s.version);
+  const [path, setPath] = useState('/');
+  const [entries, setEntries] = useState<DirEntryInfo[]>([]);
+  const [msg, setMsg] = useState<{ kind: 'ok' | 'error'; text: string } | null>(null);
+  const [hostPath, setHostPath] = useState('');
+  const [folder, setFolder] = useState('');
+  useEffect(() => {
+    if (!volume) return;
+    let live = true;
+    client()
+      .call('ls', { volume, path })
+      .then(
+        (p) => live && setEntries(p.entries),
+        (e: unknown) => live && setMsg({ kind: 'error', text: errorText(e) }),
+      );
+    return () => {
+      live = false;
+    };
+  }, [volume, path, version]);
+  if (!volume) return null;
+  const join = (name: string): string => (path === '/' ? `/${name}` : `${path}/${name}`);
+  const run = async (text: string, fn: () => Promise<unknown>): Promise<void> => {
+    try {
+      await fn();
+      setMsg({ kind: 'ok', text });
+    } catch (e) {
+      setMsg({ kind: 'error', text: errorText(e) });
+    }
+  };
+  return (
+    <section data-testid="files">
+      <h3>
+        Files in <span className="mono">{path}</span>
+      </h3>
+      <div className="toolbar">
+        {path !== '/' ? <button onClick={() => setPath(path.split('/').slice(0, -1).join('/') || '/')}>Up</button> : null}
+        <label className="button">
+          Upload files…
+          <input
+            type="file"
+            multiple
+            hidden
+            data-testid="upload"
+            onChange={(e) => {
+              const files = [...(e.target.files ?? [])];
+              e.target.value = '';
+              void run(`uploaded ${files.map((f) => f.name).join(', ')}`, async () => {
+                for (const f of files) await client().call('writeFile', { volume, path: join(f.name), base64: await readAsBase64(f) });
+              });
+            }}
+          />
+        </label>
+        <form
+          onSubmit={(e) => {
+            e.preventDefault();
+            void run(`made folder ${folder}`, () => client().call('mkdir', { volume, path: join(folder) }));
+            setFolder('');
+          }}
+        >
+          <input value={folder} onChange={(e) => setFolder(e.target.value)} placeholder="new folder" name="folder" /> <button type="submit">Make folder</button>
+        </form>
+        <form
+          onSubmit={(e) => {
+            e.preventDefault();
+            void run(`imported ${hostPath}`, () => client().call('put', { volume, hostPath, path }));
+          }}
+        >
+          <input value={hostPath} onChange={(e) => setHostPath(e.target.value)} placeholder="host file or folder to import" name="hostPath" size={30} /> <button type="submit">Import</button>
+        </form>
+      </div>
+      {msg ? <Notice kind={msg.kind} onClose={() => setMsg(null)}>{msg.text}</Notice> : null}
+      <table className="table">
+        <tbody>
+          {entries.map((e) => (
+            <tr key={e.name} data-testid={`file-${e.name}`}>
+              <td className="typ">{e.type === 'dir' ? 'dir' : e.type === 'symlink' ? 'link' : 'file'}</td>
+              <td>
+                {e.type === 'dir' ? (
+                  <button className="link" onClick={() => setPath(e.path)}>
+                    {e.name}
+                  </button>
+                ) : (
+                  e.name
+                )}
+              </td>
+              <td>{e.type === 'file' ? formatBytes(e.size) : ''}</td>
+              <td>{formatDate(e.mtime)}</td>
+              <td>
+                <button className="link" onClick={() => void run(`deleted ${e.path}`, () => client().call('rm', { volume, path: e.path, recursive: true }))} data-testid={`delete-${e.name}`}>
+                  delete
+                </button>
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </section>
+  );
+}
+
+export function VolumesView() {
+  return (
+    <div className="view">
+      <h1>Volumes</h1>
+      <VolumeList />
+      <CreateOpen />
+      <Details />
+      <Files />
+    </div>
+  );
+}

@@ -1,0 +1,104 @@
+/**
+ * Console jobs on the real engine over a real socket: a replication throttled to a known rate runs long enough to
+ * measure how often progress is pushed (at least 4 updates a second), ends at 100% with its report, and a second
+ * job is cancelled on request and recorded as cancelled.
+ */
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ConsoleEvent, JobState } from '../../../core/api/index.js';
+import { ConsoleHost, SnapplaneService } from '../../../core/service/index.js';
+import { makeKey } from '../../helpers/replication.js';
+
+let dir: string;
+let host: ConsoleHost;
+let server: SnapplaneService;
+let port: number;
+let closeEndpoint: () => Promise<void>;
+let key: string;
+let src: string;
+const events: { at: number; job: JobState }[] = [];
+
+async function call<T>(method: string, args: unknown): Promise<T> {
+  const r = await host.router.call(method, args);
+  if (!r.ok) throw new Error(`${method}: ${r.error.code} ${r.error.message}`);
+  return r.result as T;
+}
+
+/** Waits for a job to leave the running state. */
+async function finished(id: number): Promise<JobState> {
+  for (;;) {
+    const done = events.find((e) => e.job.id === id && e.job.state !== 'running');
+    if (done) return done.job;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'snapplane-jobs-'));
+  host = await ConsoleHost.start({ transport: 'direct', stateFile: join(dir, 'state.json'), schedulerIntervalMs: 0, cpIntervalMs: 0 });
+  host.onEvent((e: ConsoleEvent) => {
+    if (e.type === 'job') events.push({ at: performance.now(), job: e.job });
+  });
+  src = join(dir, 'src.img');
+  await call('volumeCreate', { path: src, sizeBytes: 32 * 2 ** 20 });
+  const data = Buffer.alloc(5 * 2 ** 20);
+  for (let i = 0; i < data.length; i += 4096) data.writeUInt32LE(i, i);
+  await call('writeFile', { volume: src, path: '/payload', base64: data.toString('base64') });
+  await call('snapCreate', { volume: src, name: 'M1' });
+  await call('masterMark', { volume: src, name: 'M1', mark: true });
+  key = await makeKey(dir);
+  const root = join(dir, 'remote');
+  await mkdir(root);
+  server = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, 'server-state.json') });
+  const ep = await server.serve({ port: 0, root, keyFile: key });
+  port = ep.port;
+  closeEndpoint = () => ep.close();
+});
+
+afterAll(async () => {
+  await host.close();
+  await closeEndpoint();
+  await server.closeAll();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('console jobs', () => {
+  it('pushes progress at least 4 times a second and ends at 100% with the report', async () => {
+    const started = await call<JobState>('jobStart', { kind: 'replicate', source: src, destination: `127.0.0.1:${port}/a`, keyFile: key, limit: 2 * 2 ** 20 });
+    expect(started.state).toBe('running');
+    const end = await finished(started.id);
+    expect(end.state).toBe('ok');
+    expect(end.done).toBe(end.total);
+    expect(end.total).toBeGreaterThan(5 * 2 ** 20);
+    expect(end.result).toMatchObject({ kind: 'full', to: 'M1' });
+    const mine = events.filter((e) => e.job.id === started.id && e.job.state === 'running' && e.job.phase === 'transfer');
+    const seconds = (mine.at(-1)!.at - mine[0].at) / 1000;
+    expect(seconds).toBeGreaterThan(1); // the limit makes it last
+    expect(mine.length / seconds).toBeGreaterThanOrEqual(4);
+    // Real progress, not only ticks: the amount done moves, never backwards.
+    const done = mine.map((e) => e.job.done);
+    expect(new Set(done).size).toBeGreaterThanOrEqual(3);
+    expect([...done].sort((a, b) => a - b)).toEqual(done);
+    // Rate and ETA while it ran: the rate near the limit once the first second's burst is over.
+    const late = mine.filter((e) => e.job.done > 3 * 2 ** 20);
+    expect(late.some((e) => e.job.etaSeconds !== null && e.job.rate > 0)).toBe(true);
+    const history = await call<{ kind: string; outcome: string }[]>('jobHistory', {});
+    expect(history[0]).toMatchObject({ kind: 'replicate', outcome: 'ok' });
+  });
+
+  it('cancels one job on request', async () => {
+    const job = await call<JobState>('jobStart', { kind: 'replicate', source: src, destination: `127.0.0.1:${port}/b`, keyFile: key, limit: 1 * 2 ** 20 });
+    while (!events.some((e) => e.job.id === job.id && e.job.phase === 'transfer' && e.job.done > 0)) await new Promise((r) => setTimeout(r, 20));
+    const asked = await call<JobState>('jobCancel', { id: job.id });
+    expect(asked.id).toBe(job.id);
+    const end = await finished(job.id);
+    expect(end.state).toBe('cancelled');
+    expect(end.error?.code).toBe('CANCELLED');
+    expect(end.done).toBeLessThan(end.total);
+    const history = await call<{ kind: string; outcome: string }[]>('jobHistory', {});
+    expect(history[0]).toMatchObject({ kind: 'replicate', outcome: 'cancelled' });
+    expect((await host.router.call('jobCancel', { id: 999 })).ok).toBe(false);
+  });
+});

@@ -1,0 +1,217 @@
+/**
+ * End to end in a real browser: the web host (`snapplane console`) on a temp volume, Debian's Chromium driven by
+ * playwright-core, one browser for the whole file. Every figure the page shows is checked against the CLI, which
+ * reads the same volume from disk. Screenshots of every view land in test-artifacts/.
+ */
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ImageEvalReport, PlaneInfo, SnapshotInfo, DirEntryInfo } from '../../core/api/index.js';
+import { json, ok } from '../cli/cli-helpers.js';
+import { cellColors, gridGeometry, launchBrowser, screenshot, startConsole, type HostProcess } from './harness.js';
+
+const XSS = '<img src=x onerror=alert(1)>';
+
+let dir: string;
+let host: HostProcess;
+let browser: Browser;
+let page: Page;
+let vol: string;
+const problems: string[] = [];
+const A = Buffer.alloc(40_000);
+for (let i = 0; i < A.length; i++) A[i] = (i * 31 + 7) & 0xff;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'snapplane-e2e-'));
+  vol = join(dir, 'e2e.img');
+  host = await startConsole(['--schedule-interval', '0'], { SNAPPLANE_HOME: join(dir, 'home') });
+  browser = await launchBrowser();
+  page = await browser.newPage({ viewport: { width: 1400, height: 1000 }, deviceScaleFactor: 1 });
+  page.setDefaultTimeout(15_000);
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error') problems.push(`console: ${m.text()}`);
+  });
+  page.on('dialog', (d) => {
+    problems.push(`dialog: ${d.message()}`);
+    void d.dismiss();
+  });
+  await page.goto(host.url);
+  await page.getByTestId('connection').getByText('connected').waitFor();
+});
+
+afterAll(async () => {
+  await browser?.close();
+  const code = await host?.stop();
+  expect(code).toBe(0);
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function nav(view: string): Promise<void> {
+  await page.getByTestId(`nav-${view}`).click();
+  await page.getByTestId(`view-${view}`).waitFor();
+}
+
+describe('console in Chromium', () => {
+  it('creates a volume, adds files and takes snapshots', async () => {
+    await nav('volumes');
+    const form = page.getByTestId('create-volume');
+    await form.locator('input[name=path]').fill(vol);
+    await form.locator('input[name=size]').fill('2');
+    await form.getByRole('button', { name: 'Create' }).click();
+    await page.getByTestId('volume-details').getByRole('heading', { name: vol }).waitFor();
+    await page.getByTestId('upload').setInputFiles([
+      { name: 'a.txt', mimeType: 'text/plain', buffer: A },
+      { name: 'b.txt', mimeType: 'text/plain', buffer: Buffer.from('bee\n'.repeat(2000)) },
+      { name: XSS, mimeType: 'text/plain', buffer: Buffer.from('x') },
+    ]);
+    await page.getByTestId('file-a.txt').waitFor();
+    await page.getByTestId(`file-${XSS}`).waitFor();
+    await nav('snapshots');
+    await page.getByTestId('create-snapshot').locator('input[name=snapName]').fill('s1');
+    await page.getByTestId('create-snapshot').getByRole('button', { name: 'Take snapshot' }).click();
+    await page.getByTestId('snap-s1').waitFor();
+    await nav('volumes');
+    await page.getByTestId('delete-a.txt').click();
+    await page.getByTestId('file-a.txt').waitFor({ state: 'detached' });
+    await nav('snapshots');
+    await page.getByTestId('create-snapshot').locator('input[name=snapName]').fill('s2');
+    await page.getByTestId('create-snapshot').getByRole('button', { name: 'Take snapshot' }).click();
+    await page.getByTestId('snap-s2').waitFor();
+    // The CLI reads the volume from disk: it sees what the page did.
+    const snaps = await json<SnapshotInfo[]>('snap', 'list', vol);
+    expect(snaps.map((s) => s.name)).toEqual(['s1', 's2']);
+    const files = await json<DirEntryInfo[]>('ls', vol, '/');
+    expect(files.map((f) => f.name).sort()).toEqual([XSS, 'b.txt'].sort());
+    await screenshot(page, '4-snapshots');
+  });
+
+  it('draws the planes on the grid pixel for pixel', async () => {
+    await nav('grid');
+    await page.mouse.move(1, 1);
+    await expect.poll(async () => (await gridGeometry(page)).columns).toEqual(['active', 's1', 's2']);
+    await expect.poll(() => page.getByTestId('grid-canvas').getAttribute('data-missing-tiles')).toBe('0');
+    const g = await gridGeometry(page);
+    // A 2 MiB volume is 512 blocks: one block per row fits on screen.
+    expect(g.blocksPerRow).toBe(1);
+    expect(g.topVbn).toBe(0);
+    const vbns = Array.from({ length: 512 }, (_, v) => v);
+    const [active, s1, s2] = await Promise.all([0, 1, 2].map((k) => cellColors(page, g, k, vbns)));
+    const lit = (c: [number, number, number]): boolean => c.join() !== '22,31,45';
+    // Set cells carry the column's colour exactly; clear ones the empty colour.
+    for (const c of active) expect(['77,163,255', '22,31,45']).toContain(c.join());
+    for (const c of [...s1, ...s2]) expect(['63,201,126', '22,31,45']).toContain(c.join());
+    // VBN 0 and 1 (the two fsinfo copies) are in every plane.
+    for (const col of [active, s1, s2]) expect(lit(col[0]) && lit(col[1])).toBe(true);
+    // Cell counts equal the engine's plane counts, and s1-but-not-s2 cells equal `image eval "s1 - s2"`.
+    const planes = await json<PlaneInfo[]>('planes', vol);
+    expect(active.filter(lit).length).toBe(planes.find((p) => p.name === 'active')!.blocks);
+    expect(s1.filter(lit).length).toBe(planes.find((p) => p.name === 's1')!.blocks);
+    expect(s2.filter(lit).length).toBe(planes.find((p) => p.name === 's2')!.blocks);
+    const gone = await json<ImageEvalReport>('image', 'eval', vol, 's1 - s2');
+    const onlyS1 = vbns.filter((v) => lit(s1[v]) && !lit(s2[v]));
+    expect(onlyS1.length).toBe(gone.blocks);
+    expect(gone.blocks).toBeGreaterThanOrEqual(10); // a.txt's 40,000 bytes are 10 data blocks
+    await screenshot(page, '2-grid');
+
+    // Hover over a block only s1 holds: the panel names the deleted file and the plane.
+    const v = onlyS1[Math.floor(onlyS1.length / 2)];
+    const box = (await page.getByTestId('grid-canvas').boundingBox())!;
+    await page.mouse.move(box.x + g.colWidth * 1.5, box.y + (v - g.topVbn) * g.rowHeight + g.rowHeight / 2);
+    await expect.poll(() => page.getByTestId('block-owner').textContent(), { timeout: 10_000 }).toContain('/a.txt');
+    expect(await page.getByTestId('block-planes').textContent()).toBe('s1');
+    await screenshot(page, '2-grid-hover');
+    // Zoom with the keyboard and back.
+    await page.getByTestId('grid').focus();
+    await page.keyboard.press('+');
+    await expect.poll(async () => (await gridGeometry(page)).rowHeight).toBe(2);
+    await page.keyboard.press('0');
+    await expect.poll(async () => (await gridGeometry(page)).rowHeight).toBe(1);
+  });
+
+  it('composes s2 - s1 and counts what the CLI counts', async () => {
+    await nav('composer');
+    await page.getByTestId('chip-s2').dragTo(page.getByTestId('expression-drop'));
+    await page.getByTestId('op--').click();
+    await page.getByTestId('chip-s1').dragTo(page.getByTestId('expression-drop'));
+    await expect.poll(() => page.getByTestId('expression-text').inputValue()).toBe('s2 - s1');
+    await page.getByTestId('image-blocks').waitFor();
+    const cli = await json<ImageEvalReport>('image', 'eval', vol, 's2 - s1');
+    await expect.poll(() => page.getByTestId('image-blocks').getAttribute('data-blocks')).toBe(String(cli.blocks));
+    await page.getByTestId('highlight').check();
+    await screenshot(page, '3-composer');
+    await nav('grid');
+    await expect.poll(async () => (await gridGeometry(page)).colWidth).toBeGreaterThan(0);
+    await expect.poll(() => page.getByTestId('grid-canvas').getAttribute('data-missing-tiles')).toBe('0');
+    await screenshot(page, '2-grid-image');
+    // An invalid expression explains itself.
+    await nav('composer');
+    await page.getByTestId('expression-text').fill('s2 - s9');
+    await page.getByTestId('expression-text').press('Enter');
+    await expect.poll(() => page.getByTestId('expression-error').textContent()).toContain("unknown snapshot 's9'");
+    await screenshot(page, '3-composer-error');
+  });
+
+  it('restores a deleted file by click, and the CLI finds it on disk', async () => {
+    await nav('snapshots');
+    await page.getByTestId('browse-s1').click();
+    await page.getByTestId('entry-a.txt').waitFor();
+    await page.getByTestId('restore-a.txt').click();
+    await page.getByTestId('notice-ok').getByText('restored /a.txt from s1').waitFor();
+    await screenshot(page, '4-snapshots-restore');
+    const files = await json<DirEntryInfo[]>('ls', vol, '/');
+    expect(files.map((f) => f.name)).toContain('a.txt');
+    const out = join(dir, 'a.out');
+    await ok('get', vol, '/a.txt', out);
+    expect((await readFile(out)).equals(A)).toBe(true);
+  });
+
+  it('runs a copy job with live progress to 100%', async () => {
+    await nav('jobs');
+    const form = page.getByTestId('job-form');
+    await form.locator('input[name=expression]').fill('s2 + s1');
+    await form.locator('input[name=target]').fill(join(dir, 'copy.img'));
+    await page.getByTestId('job-start').click();
+    const card = page.locator('[data-testid^=job-][data-state]').first();
+    await expect.poll(() => card.getAttribute('data-state'), { timeout: 60_000 }).toBe('ok');
+    expect(await card.getAttribute('data-percent')).toBe('100.0');
+    expect(await card.getByTestId('job-progress').textContent()).toContain('(100%)');
+    await page.getByTestId('job-history').getByText('copy').first().waitFor();
+    await screenshot(page, '5-jobs');
+    const copied = await json<SnapshotInfo[]>('snap', 'list', join(dir, 'copy.img'));
+    expect(copied.map((s) => s.name)).toEqual(['s1', 's2']);
+  });
+
+  it('renders hostile names as text', async () => {
+    await nav('snapshots');
+    await page.getByTestId('create-snapshot').locator('input[name=snapName]').fill('<b>bold<i>');
+    await page.getByTestId('create-snapshot').getByRole('button', { name: 'Take snapshot' }).click();
+    await page.getByTestId('snap-<b>bold<i>').waitFor();
+    await page.getByTestId('browse-s2').click();
+    await page.getByTestId(`entry-${XSS}`).waitFor();
+    await nav('volumes');
+    const evil = join(dir, `${XSS}.img`);
+    const form = page.getByTestId('create-volume');
+    await form.locator('input[name=path]').fill(evil);
+    await form.locator('input[name=size]').fill('1');
+    await form.getByRole('button', { name: 'Create' }).click();
+    await page.getByTestId('volume-list').getByText(evil).waitFor();
+    await page.getByTestId('volume-select').selectOption(vol);
+    await page.getByTestId(`file-${XSS}`).waitFor();
+    await screenshot(page, '1-volumes');
+    const injected = await page.evaluate(() => ({ img: document.querySelectorAll('img[src="x"]').length, b: document.querySelectorAll('b > i').length }));
+    expect(injected).toEqual({ img: 0, b: 0 });
+  });
+
+  it('shows the planner and relationships views on the real engine', async () => {
+    await nav('planner');
+    await page.getByTestId('plan-points').getByText('s1').first().waitFor();
+    await screenshot(page, '6-planner');
+    await nav('relationships');
+    await page.getByTestId('mirror-create').waitFor();
+    await screenshot(page, '7-relationships');
+    expect(problems).toEqual([]);
+  });
+});
