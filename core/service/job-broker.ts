@@ -8,6 +8,7 @@ import type { ConsoleEvent, JobKind, JobState, WireError } from '../api/console-
 import type { JobSpec } from '../api/methods.js';
 import type { ProgressEvent } from '../api/types.js';
 import { SnapplaneError } from '../common/errors.js';
+import { parseRemote } from '../transfer/destination.js';
 import { jobSignalScope } from './job-signal.js';
 import type { SnapplaneService } from './service.js';
 
@@ -110,7 +111,10 @@ export class JobBroker {
       if (phaseChanged) this.flush(job);
     };
     void jobSignalScope.run(job.signal, () => this.run(spec, progress)).then(
-      (result) => this.finish(job, 'ok', result, null),
+      async (result) => {
+        const landed = await this.rememberDestination(spec).catch(() => null);
+        this.finish(job, 'ok', result, null, landed);
+      },
       (e: unknown) => this.finish(job, job.signal.cancelled || (e instanceof SnapplaneError && e.code === 'CANCELLED') ? 'cancelled' : 'error', null, wireError(e)),
     );
     this.emit({ type: 'job', job: { ...job.state } });
@@ -165,7 +169,24 @@ export class JobBroker {
     this.emit({ type: 'job', job: { ...st } });
   }
 
-  private finish(job: Running, outcome: JobState['state'], result: unknown, error: WireError | null): void {
+  /**
+   * A local volume a copy, replication or mirror update wrote becomes a known volume of this host, so it can be
+   * browsed (read-only while it is a mirror) and serve as the source of a cascade. Returns it.
+   */
+  private async rememberDestination(spec: JobSpec): Promise<string | null> {
+    let destination: string | null = null;
+    if (spec.kind === 'copy' || spec.kind === 'replicate') destination = spec.destination;
+    else if (spec.kind === 'mirror-update' || spec.kind === 'mirror-resync') {
+      const m = await this.service.mirrorStatus(spec.name);
+      if (m.kind !== 'incremental') destination = m.destination; // an incremental mirror's destination is a folder
+    }
+    if (destination === null || parseRemote(destination)) return null;
+    const path = resolvePath(destination);
+    await this.service.rememberVolume(path);
+    return path;
+  }
+
+  private finish(job: Running, outcome: JobState['state'], result: unknown, error: WireError | null, landed: string | null = null): void {
     if (job.timer) clearInterval(job.timer);
     this.flush(job);
     const st = job.state;
@@ -182,7 +203,7 @@ export class JobBroker {
     this.finished.push(st);
     if (this.finished.length > this.keep) this.finished.shift();
     this.emit({ type: 'job', job: { ...st } });
-    for (const v of this.touched(st)) this.emit({ type: 'volumeChanged', volume: v, reason: `${st.kind} job ${st.id} ${outcome}` });
+    for (const v of new Set([...this.touched(st), ...(landed ? [landed] : [])])) this.emit({ type: 'volumeChanged', volume: v, reason: `${st.kind} job ${st.id} ${outcome}` });
   }
 
   /** Volumes a job may have changed. */

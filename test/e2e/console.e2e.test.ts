@@ -209,9 +209,54 @@ describe('console in Chromium', () => {
     await nav('planner');
     await page.getByTestId('plan-points').getByText('s1').first().waitFor();
     await screenshot(page, '6-planner');
+    expect(problems).toEqual([]);
+  });
+
+  it('relationships: a full mirror and a cascade of replicas, updated, broken and resynced from the view', async () => {
+    await page.getByTestId('volume-select').selectOption(vol);
+    await nav('snapshots');
+    await page.getByTestId('snap-s2').getByRole('button', { name: 'mark master' }).click();
+    await page.getByTestId('snap-s2').getByRole('button', { name: 'unmark master' }).waitFor();
     await nav('relationships');
-    await page.getByTestId('mirror-create').waitFor();
+    const mirror = join(dir, 'mirror.img');
+    const replica1 = join(dir, 'replica1.img');
+    const replica2 = join(dir, 'replica2.img');
+    const create = async (name: string, kind: string, destination: string, source = vol): Promise<void> => {
+      const form = page.getByTestId('mirror-create');
+      await form.locator('input[name=name]').fill(name);
+      await form.locator('select[name=source]').selectOption(source);
+      await form.locator('input[name=destination]').fill(destination);
+      await form.locator('select[name=kind]').selectOption(kind);
+      await form.getByRole('button', { name: 'Create' }).click();
+      await page.getByTestId(`mirror-${name}`).getByText('uninitialized').waitFor();
+    };
+    const update = async (name: string): Promise<void> => {
+      await page.getByTestId(`mirror-${name}`).getByRole('button', { name: 'update' }).click();
+      await page.getByTestId(`mirror-${name}`).getByText('idle', { exact: true }).waitFor({ timeout: 60_000 });
+    };
+    await create('m1', 'full', mirror);
+    await update('m1');
+    await create('r1', 'replica', replica1);
+    await update('r1');
+    // The replica is a volume the console now knows; the cascade's second hop starts from it.
+    await create('r2', 'replica', replica2, replica1);
+    await update('r2');
+    const topo = page.getByTestId('topology');
+    await topo.getByText('destination (cascade)').waitFor();
+    expect(await topo.textContent()).toMatch(/m1 \(full\) · idle.*r1 \(replica\) · idle.*r2 \(replica\) · idle/s);
+    // What the view says matches the CLI reading the volumes from disk: both replicas hold s2 with its files.
+    for (const r of [replica1, replica2]) {
+      const snaps = await json<SnapshotInfo[]>('snap', 'list', r);
+      expect(snaps.map((s) => s.name)).toContain('s2');
+      const out = `${r}.b.txt`;
+      await ok('get', `${r}@s2`, '/b.txt', out);
+      expect(await readFile(out, 'utf8')).toBe('bee\n'.repeat(2000));
+    }
+    await page.getByTestId('mirror-m1').getByRole('button', { name: 'break' }).click();
+    await page.getByTestId('mirror-m1').getByText('broken', { exact: true }).waitFor();
     await screenshot(page, '7-relationships');
+    await page.getByTestId('mirror-m1').getByRole('button', { name: 'resync' }).click();
+    await page.getByTestId('mirror-m1').getByText('idle', { exact: true }).waitFor({ timeout: 60_000 });
     expect(problems).toEqual([]);
   });
 });

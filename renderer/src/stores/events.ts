@@ -11,6 +11,7 @@ export function connectEvents(client: Client): () => void {
       useJobs.getState().jobEvent(e.job);
       if (e.job.state !== 'running' && (e.job.kind === 'mirror-update' || e.job.kind === 'mirror-resync' || e.job.kind === 'replicate')) void useRelationships.getState().refresh();
     } else if (e.type === 'volumeChanged') useVolumes.getState().volumeChanged(e.volume);
+    else if (e.type === 'scheduleRan') void useJobs.getState().refresh(); // the run is in the history now
   });
   const offConnection = client.onConnection((c) => useUi.getState().setConnection(c));
   return () => {

@@ -94,7 +94,7 @@ export const useVolumes = create<VolumesState>()((set, get) => ({
 
   volumeChanged(volume) {
     if (volume === get().current) void get().refreshCurrent();
-    else if (get().known.some((k) => k.path === volume)) void get().refreshList();
+    else void get().refreshList(); // a known volume changed, or a job's destination just became known
   },
 
   clearError() {

@@ -19,12 +19,18 @@ function short(path: string): string {
   return parts.length > 2 ? `…/${parts.slice(-2).join('/')}` : path;
 }
 
+/** `text`, cut in the middle to at most `max` characters (the box has a fixed width; the full path is its title). */
+function fit(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, 8)}…${text.slice(text.length - (max - 9))}`;
+}
+
 function Topology({ mirrors }: { mirrors: MirrorInfo[] }) {
   const { nodes, edges } = topology(mirrors);
   if (nodes.length === 0) return null;
-  const W = 230;
+  const W = 250;
   const H = 56;
-  const pos = new Map(nodes.map((n) => [n.id, { x: 10 + n.depth * (W + 90), y: 10 + n.row * (H + 24) }]));
+  const GAP = 190; // room for an edge's label between two columns
+  const pos = new Map(nodes.map((n) => [n.id, { x: 10 + n.depth * (W + GAP), y: 10 + n.row * (H + 24) }]));
   const width = Math.max(...[...pos.values()].map((p) => p.x)) + W + 10;
   const height = Math.max(...[...pos.values()].map((p) => p.y)) + H + 10;
   return (
@@ -40,8 +46,8 @@ function Topology({ mirrors }: { mirrors: MirrorInfo[] }) {
         return (
           <g key={m.name} className={`edge ${m.state}`}>
             <line x1={a.x + W} y1={a.y + H / 2} x2={b.x} y2={b.y + H / 2} markerEnd="url(#arrow)" />
-            <text x={(a.x + W + b.x) / 2} y={(a.y + b.y) / 2 + H / 2 - 6} textAnchor="middle">
-              {m.name} ({m.kind}) · {m.state}
+            <text x={(a.x + W + b.x) / 2} y={(a.y + b.y) / 2 + H / 2 - 8} textAnchor="middle">
+              {fit(`${m.name} (${m.kind}) · ${m.state}`, 30)}
             </text>
           </g>
         );
@@ -52,7 +58,7 @@ function Topology({ mirrors }: { mirrors: MirrorInfo[] }) {
           <g key={n.id} className="node">
             <rect x={p.x} y={p.y} width={W} height={H} rx={6} />
             <text x={p.x + 10} y={p.y + 22}>
-              {short(n.id)}
+              {fit(short(n.id), 36)}
             </text>
             <text x={p.x + 10} y={p.y + 42} className="muted">
               {n.depth === 0 ? 'source' : `destination${n.depth > 1 ? ' (cascade)' : ''}`}
@@ -169,9 +175,9 @@ export function RelationshipsView() {
                   {short(m.source)} → {short(m.destination)}
                 </div>
               </td>
-              <td>{m.kind}</td>
+              <td className="nowrap">{m.kind}</td>
               <td className={m.state === 'failed' || m.state === 'broken' ? 'error' : m.state === 'lagging' ? 'warn' : ''}>
-                {m.state}
+                <span className="nowrap">{m.state}</span>
                 {m.lastError ? <div className="error small">{m.lastError}</div> : null}
               </td>
               <td>{m.lastCommon ?? '—'}</td>
