@@ -179,6 +179,7 @@ describe('console in Chromium', () => {
     expect(await card.getAttribute('data-percent')).toBe('100.0');
     expect(await card.getByTestId('job-progress').textContent()).toContain('(100%)');
     await page.getByTestId('job-history').getByText('copy').first().waitFor();
+    await page.waitForTimeout(600); // the throughput chart redraws at most twice a second: let it show the whole job
     await screenshot(page, '5-jobs');
     const copied = await json<SnapshotInfo[]>('snap', 'list', join(dir, 'copy.img'));
     expect(copied.map((s) => s.name)).toEqual(['s1', 's2']);
