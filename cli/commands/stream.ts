@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Command } from 'commander';
 import { spawnSync } from 'node:child_process';
-import { SnapplaneError, decodeResumeToken, formatBytes, parseSize, type ReceiveReport, type SendReport } from '../../core/service/index.js';
+import { SnapplaneError, decodeResumeToken, formatBytes, parseSize, parseVolumeRef, type ReceiveReport, type SendReport } from '../../core/service/index.js';
 import { readFile } from 'node:fs/promises';
 import { printJson, printTable } from '../output.js';
 import { progressBar } from '../progress.js';
@@ -121,9 +121,10 @@ export function registerStream(program: Command): void {
     .option('-i, --input <file>', "read from a file ('-' for stdin, the default)")
     .option('--force', 'an incremental into a volume changed since its base: revert it to the base first')
     .option('--raid <n>', 'when the stream creates the volume: a RAID-4 group of n data members plus parity')
+    .option('--in <vol>', 'the -i file is inside this volume (or vol@snapshot), not on the host')
     .option('--token', 'print the resume token an interrupted receive left, and exit')
     .option('--json', 'print a JSON report')
-    .action((vol: string, opts: { input?: string; force?: boolean; raid?: string; token?: boolean; json?: boolean }) =>
+    .action((vol: string, opts: { input?: string; in?: string; force?: boolean; raid?: string; token?: boolean; json?: boolean }) =>
       withService(async (s) => {
         if (opts.token) {
           const t = await s.receiveToken(vol);
@@ -140,7 +141,8 @@ export function registerStream(program: Command): void {
         const bar = progressBar(opts.json === true);
         try {
           let r: ReceiveReport;
-          if (opts.input && opts.input !== '-') r = await s.receiveFile(vol, opts.input, { force: opts.force, raid }, bar);
+          if (opts.in && (!opts.input || opts.input === '-')) throw new UsageError('--in needs -i <path inside that volume>');
+          if (opts.input && opts.input !== '-') r = await s.receiveFile(vol, opts.input, { force: opts.force, raid, inVolume: opts.in ? parseVolumeRef(opts.in) : undefined }, bar);
           else {
             if (process.stdin.isTTY) throw new UsageError('reading a stream from a terminal; pipe one in or use -i <file>');
             r = await s.receive(vol, process.stdin as AsyncIterable<Buffer>, { force: opts.force, raid }, bar);
@@ -173,17 +175,19 @@ export function registerStream(program: Command): void {
     .command('backup <vol> <expr>')
     .description('file or tape backup of an image: --to file:<path> (one stream file) or --to tape:<folder> (tape files of --tape-size)')
     .requiredOption('--to <target>', 'file:<path> or tape:<folder>')
+    .option('--in <vol>', 'with --to file:<path>: the path is inside this volume, not on the host')
     .option('--tape-size <size>', 'capacity of each tape file (e.g. 800G, 64M)', '1G')
     .option('--next-tape <command>', 'shell command run before each further tape (env SNAPPLANE_TAPE, SNAPPLANE_TAPE_PATH); non-zero exit aborts')
     .option('--compress <codec>', 'none or lz4', 'none')
     .option('--json', 'print a JSON report')
-    .action((vol: string, expr: string, opts: { to: string; tapeSize: string; nextTape?: string; compress?: string; json?: boolean }) =>
+    .action((vol: string, expr: string, opts: { to: string; in?: string; tapeSize: string; nextTape?: string; compress?: string; json?: boolean }) =>
       withService(async (s) => {
         const m = /^(file|tape):(.+)$/.exec(opts.to);
         if (!m) throw new UsageError(`--to must be file:<path> or tape:<folder> (got '${opts.to}')`);
         const o = sendOptions({ compress: opts.compress });
         const bar = progressBar(opts.json === true);
         if (m[1] === 'tape') {
+          if (opts.in) throw new UsageError('--in is for --to file:<path> (tapes are host folders or devices)');
           const beforeTape = opts.nextTape ? shellHook(opts.nextTape) : undefined;
           const r = await s.sendToTape(vol, expr, m[2], { tapeSize: parseSize(opts.tapeSize), beforeTape, codec: o.codec }, bar);
           bar.stop();
@@ -191,7 +195,7 @@ export function registerStream(program: Command): void {
           process.stdout.write(sendLine(r).replace(/\n$/, `, on ${r.tapes} tape(s)\n`));
           return;
         }
-        const r = await s.sendToFile(vol, expr, m[2], o, bar);
+        const r = await s.sendToFile(vol, expr, m[2], { ...o, inVolume: opts.in }, bar);
         bar.stop();
         if (opts.json) return printJson(r);
         process.stdout.write(sendLine(r));
@@ -202,11 +206,12 @@ export function registerStream(program: Command): void {
     .command('restore <dst-vol> <backups...>')
     .description('restore a chain of backups (full first, then incrementals) into a volume; the chain is checked before anything is written')
     .option('--raid <n>', 'create the volume as a RAID-4 group of n data members plus parity')
+    .option('--in <vol>', 'the backup files are inside this volume (or vol@snapshot), not on the host')
     .option('--json', 'print a JSON report')
-    .action((dst: string, backups: string[], opts: { raid?: string; json?: boolean }) =>
+    .action((dst: string, backups: string[], opts: { raid?: string; in?: string; json?: boolean }) =>
       withService(async (s) => {
         const bar = progressBar(opts.json === true);
-        const r = await s.restore(dst, backups, { raid: opts.raid ? Number(opts.raid) : undefined }, bar);
+        const r = await s.restore(dst, backups, { raid: opts.raid ? Number(opts.raid) : undefined, inVolume: opts.in ? parseVolumeRef(opts.in) : undefined }, bar);
         bar.stop();
         if (opts.json) return printJson(r);
         for (const x of r) process.stdout.write(receiveLine(x));
@@ -218,11 +223,12 @@ export function registerStream(program: Command): void {
     .description('restore one file or folder out of a backup chain, reading only its metadata and its blocks')
     .requiredOption('--from <backups...>', 'the backup chain: a full backup, then incrementals')
     .option('--snapshot <name>', 'restore it as of this snapshot of the chain (default: the newest)')
+    .option('--in <vol>', 'the backup files are inside this volume (or vol@snapshot), not on the host')
     .option('--json', 'print a JSON report')
-    .action((volPath: string, hostPath: string, opts: { from: string[]; snapshot?: string; json?: boolean }) =>
+    .action((volPath: string, hostPath: string, opts: { from: string[]; snapshot?: string; in?: string; json?: boolean }) =>
       withService(async (s) => {
         const bar = progressBar(opts.json === true);
-        const r = await s.restoreFile(opts.from, volPath, hostPath, { snapshot: opts.snapshot }, bar);
+        const r = await s.restoreFile(opts.from, volPath, hostPath, { snapshot: opts.snapshot, inVolume: opts.in ? parseVolumeRef(opts.in) : undefined }, bar);
         bar.stop();
         if (opts.json) return printJson(r);
         process.stdout.write(`restored ${volPath} to ${hostPath}: ${r.files} files, ${formatBytes(r.bytes)}; read ${formatBytes(r.backupBytesRead)} of the backups\n`);
@@ -258,10 +264,11 @@ export function registerStream(program: Command): void {
   program
     .command('verify <backups...>')
     .description('check backups end to end (every record, counts, digest) and that they form a restorable chain, without restoring')
+    .option('--in <vol>', 'the backup files are inside this volume (or vol@snapshot), not on the host')
     .option('--json', 'print a JSON report')
-    .action((backups: string[], opts: { json?: boolean }) =>
+    .action((backups: string[], opts: { in?: string; json?: boolean }) =>
       withService(async (s) => {
-        const r = await s.verify(backups);
+        const r = await s.verify(backups, { inVolume: opts.in ? parseVolumeRef(opts.in) : undefined });
         if (opts.json) printJson(r);
         else {
           for (const b of r.backups) {

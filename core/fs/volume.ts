@@ -616,6 +616,26 @@ export class Volume {
     }
   }
 
+  /** A file's size in bytes and a reader of any byte range of it (each read under the volume lock). */
+  async fileReader(path: string): Promise<{ size: number; read: (into: Buffer, offset: number) => Promise<number> }> {
+    const r = await this.run(false, () => this.resolveFile(path));
+    const size = r.inode.size;
+    const read = (into: Buffer, offset: number): Promise<number> =>
+      this.run(false, async () => {
+        const end = Math.min(size, offset + into.length);
+        if (end <= offset) return 0;
+        const first = Math.floor(offset / BLOCK_SIZE);
+        const count = Math.ceil(end / BLOCK_SIZE) - first;
+        const tree = await this.inodes.fileTree(r.ino, r.path);
+        const aligned = offset % BLOCK_SIZE === 0 && end - offset === count * BLOCK_SIZE;
+        const buf = aligned ? into.subarray(0, count * BLOCK_SIZE) : Buffer.allocUnsafe(count * BLOCK_SIZE);
+        await tree.readBlocksInto(first, count, buf);
+        if (!aligned) buf.copy(into, 0, offset - first * BLOCK_SIZE, end - first * BLOCK_SIZE);
+        return end - offset;
+      });
+    return { size, read };
+  }
+
   /** The target of a symbolic link. */
   readlink(path: string): Promise<string> {
     return this.run(false, async () => {

@@ -24,8 +24,8 @@ import { parseLevelPolicy, planBackups } from '../image/plan.js';
 import { planStream, streamSize, writeStream, type SendOptions, type StreamPlan, type StreamProgress } from '../stream/send.js';
 import { StreamReader } from '../stream/reader.js';
 import { readResumeToken, receiveStream } from '../stream/receive.js';
-import { checkChain, sendToFile, verifyStream } from '../stream/transfer.js';
-import { backupBytes } from '../stream/backup-source.js';
+import { checkChain, sendToFile, sendToVolumeFile, verifyStream } from '../stream/transfer.js';
+import { backupBytes, backupLabel, type BackupLocation } from '../stream/backup-source.js';
 import { BackupChainDevice } from '../stream/backup-device.js';
 import { writeTapes } from '../stream/tape.js';
 import type { BackupCheck, BackupPlan, ImageEvalReport, ReceiveReport, SendReport } from '../api/types.js';
@@ -461,15 +461,33 @@ export class SnapplaneService {
     return { report, stream: run() };
   }
 
-  /** Sends an image into a file (a file backup): written under a temporary name and renamed when complete. */
-  async sendToFile(volume: string, expression: string, path: string, options: SendOptions = {}, onProgress?: ProgressCallback): Promise<SendReport> {
-    return this.transferJob('backup', volume, path, expression, onProgress, async (signal, progress) => {
+  /**
+   * Sends an image into a file (a file backup): on the host, or with `inVolume` inside another volume; written under
+   * a temporary name and renamed when complete.
+   */
+  async sendToFile(volume: string, expression: string, path: string, options: SendOptions & { inVolume?: string } = {}, onProgress?: ProgressCallback): Promise<SendReport> {
+    const inVolume = options.inVolume;
+    if (inVolume !== undefined && resolvePath(inVolume) === resolvePath(volume)) {
+      throw new SnapplaneError('INVALID', `a backup of '${volume}' cannot be written inside '${inVolume}' itself: its writes would change the volume being read; use another volume`, { volume: inVolume });
+    }
+    const target = inVolume === undefined ? path : `${inVolume}:${path}`;
+    return this.transferJob('backup', volume, target, expression, onProgress, async (signal, progress) => {
       const v = await this.volume({ volume }, false);
+      const into = inVolume === undefined ? null : await this.volume({ volume: inVolume }, true);
       progress({ phase: 'plan', done: 0, total: 1, unit: 'items' });
       const plan = await planStream(v, expression, { ...options, now: this.now });
-      const bytes = await sendToFile(v, plan, path, (p) => progress({ phase: 'send', done: p.blocks * BLOCK_SIZE, total: plan.sendBlocks * BLOCK_SIZE, unit: 'bytes' }), signal);
-      return { ...this.sendReport(volume, plan, false, bytes), target: path };
+      const sendProgress = (p: StreamProgress): void => progress({ phase: 'send', done: p.blocks * BLOCK_SIZE, total: plan.sendBlocks * BLOCK_SIZE, unit: 'bytes' });
+      const bytes = into ? await sendToVolumeFile(v, plan, into, path, sendProgress, signal) : await sendToFile(v, plan, path, sendProgress, signal);
+      return { ...this.sendReport(volume, plan, false, bytes), target };
     }, (r) => r.streamBytes);
+  }
+
+  /** The backups named by `files`: host paths, or with `inVolume` files inside that volume (or one of its snapshots). */
+  private async backupLocations(files: string[], inVolume?: VolumeRef): Promise<BackupLocation[]> {
+    if (!inVolume) return files;
+    const v = await this.volume(inVolume, false);
+    const label = inVolume.snapshot ? `${inVolume.volume}@${inVolume.snapshot}` : inVolume.volume;
+    return files.map((f) => ({ label: `${label}:${f}`, open: () => v.fileReader(f) }));
   }
 
   /**
@@ -528,10 +546,18 @@ export class SnapplaneService {
     }
   }
 
-  /** Receives a stream from a file (a file backup). */
-  async receiveFile(volume: string, path: string, options: { force?: boolean; raid?: number } = {}, onProgress?: ProgressCallback): Promise<ReceiveReport> {
-    if (!(await pathExists(path))) throw new SnapplaneError('NOT_FOUND', `backup '${path}' does not exist`, { path });
-    return this.receive(volume, backupBytes(path), options, onProgress);
+  /** Receives a stream from a file (a file backup, on the host or with `inVolume` inside a volume). */
+  async receiveFile(volume: string, path: string, options: { force?: boolean; raid?: number; inVolume?: VolumeRef } = {}, onProgress?: ProgressCallback): Promise<ReceiveReport> {
+    this.refuseSameVolume(volume, options.inVolume);
+    if (!options.inVolume && !(await pathExists(path))) throw new SnapplaneError('NOT_FOUND', `backup '${path}' does not exist`, { path });
+    const [loc] = await this.backupLocations([path], options.inVolume);
+    return this.receive(volume, backupBytes(loc), options, onProgress);
+  }
+
+  private refuseSameVolume(volume: string, inVolume: VolumeRef | undefined): void {
+    if (inVolume && resolvePath(inVolume.volume) === resolvePath(volume)) {
+      throw new SnapplaneError('INVALID', `the backups are inside '${inVolume.volume}', the volume being restored; restore into another volume`, { volume });
+    }
   }
 
   /** The resume token an interrupted receive into `volume` left behind, or null. */
@@ -550,16 +576,18 @@ export class SnapplaneService {
   }
 
   /** Verifies backups end to end (every record, counts, digests) and that they form a restorable chain. */
-  async verify(files: string[]): Promise<{ ok: boolean; chain: string | null; backups: BackupCheck[] }> {
+  async verify(files: string[], options: { inVolume?: VolumeRef } = {}): Promise<{ ok: boolean; chain: string | null; backups: BackupCheck[] }> {
     const backups: BackupCheck[] = [];
-    for (const f of files) {
-      if (!(await pathExists(f))) backups.push({ file: f, kind: 'full', expression: '', base: null, snapshots: [], sourceVolume: '', blocks: 0, bytes: 0, ok: false, error: 'no such file' });
-      else backups.push(await verifyStream(backupBytes(f), f));
+    const locations = await this.backupLocations(files, options.inVolume);
+    for (const loc of locations) {
+      const f = backupLabel(loc);
+      if (typeof loc === 'string' && !(await pathExists(loc))) backups.push({ file: f, kind: 'full', expression: '', base: null, snapshots: [], sourceVolume: '', blocks: 0, bytes: 0, ok: false, error: 'no such file' });
+      else backups.push(await verifyStream(backupBytes(loc), f));
     }
     let chain: string | null = null;
     if (backups.every((b) => b.ok)) {
       try {
-        await checkChain(files);
+        await checkChain(locations);
       } catch (e) {
         chain = (e as Error).message;
       }
@@ -568,12 +596,14 @@ export class SnapplaneService {
   }
 
   /** Restores a chain of backups (a full one, then incrementals) into a volume, checking the chain before writing anything. */
-  async restore(volume: string, files: string[], options: { raid?: number } = {}, onProgress?: ProgressCallback): Promise<ReceiveReport[]> {
-    return this.transferJob('restore', volume, files.join(' '), undefined, onProgress, async (signal, progress) => {
+  async restore(volume: string, files: string[], options: { raid?: number; inVolume?: VolumeRef } = {}, onProgress?: ProgressCallback): Promise<ReceiveReport[]> {
+    this.refuseSameVolume(volume, options.inVolume);
+    const locations = await this.backupLocations(files, options.inVolume);
+    return this.transferJob('restore', volume, locations.map(backupLabel).join(' '), undefined, onProgress, async (signal, progress) => {
       progress({ phase: 'check chain', done: 0, total: files.length, unit: 'items' });
-      await checkChain(files);
+      await checkChain(locations);
       const out: ReceiveReport[] = [];
-      for (const f of files) out.push(await this.receiveInto(volume, backupBytes(f), options, progress, signal));
+      for (const loc of locations) out.push(await this.receiveInto(volume, backupBytes(loc), options, progress, signal));
       return out;
     }, (r) => r.reduce((n, x) => n + x.bytes, 0));
   }
@@ -582,10 +612,11 @@ export class SnapplaneService {
    * Restores one file or folder out of a backup chain without restoring the volume: only the record headers are
    * scanned, and only the metadata on its path and its own blocks are read.
    */
-  async restoreFile(files: string[], volPath: string, hostPath: string, options: { snapshot?: string } = {}, onProgress?: ProgressCallback): Promise<CopySummary & { backupBytesRead: number }> {
-    return this.transferJob('restore-file', files[files.length - 1] ?? '', hostPath, volPath, onProgress, async (_signal, progress) => {
-      const headers = await checkChain(files);
-      const device = await BackupChainDevice.open(files, headers, options.snapshot);
+  async restoreFile(files: string[], volPath: string, hostPath: string, options: { snapshot?: string; inVolume?: VolumeRef } = {}, onProgress?: ProgressCallback): Promise<CopySummary & { backupBytesRead: number }> {
+    const locations = await this.backupLocations(files, options.inVolume);
+    return this.transferJob('restore-file', locations.length > 0 ? backupLabel(locations[locations.length - 1]) : '', hostPath, volPath, onProgress, async (_signal, progress) => {
+      const headers = await checkChain(locations);
+      const device = await BackupChainDevice.open(locations, headers, options.snapshot);
       try {
         const v = await Volume.openDevice(device, { readOnly: true, cpIntervalMs: 0 });
         const summary = await copyToHost(v, volPath, hostPath, progress);

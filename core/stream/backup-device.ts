@@ -9,7 +9,7 @@ import { BLOCK_SIZE } from '../common/units.js';
 import { chunkCount } from '../planes/bit-plane.js';
 import { FORMAT_VERSION, InodeType, decodeInode, encodeFsinfo, newInode } from '../fs/format.js';
 import type { BlockDevice, DeviceHealth } from '../device/block-device.js';
-import { openBackup, type BackupSource } from './backup-source.js';
+import { backupLabel, openBackup, type BackupLocation, type BackupSource } from './backup-source.js';
 import { PREAMBLE_SIZE, RECORD_HEADER_SIZE, RecordFlag, RecordType, checkPreamble, decodeRecordHeader, recordChecksum, streamIdBytes, type StreamHeader } from './format.js';
 
 interface RecordRef {
@@ -40,12 +40,13 @@ export class BackupChainDevice implements BlockDevice {
   ) {}
 
   /** Indexes a chain (oldest first) whose headers are already checked; `snapshot` picks a carried snapshot (default: the newest). */
-  static async open(paths: string[], headers: StreamHeader[], snapshot?: string): Promise<BackupChainDevice> {
+  static async open(locations: BackupLocation[], headers: StreamHeader[], snapshot?: string): Promise<BackupChainDevice> {
+    const paths = locations.map(backupLabel);
     const files: BackupSource[] = [];
     const index = new Map<number, RecordRef>();
     try {
       for (let k = 0; k < paths.length; k++) {
-        const fh = await openBackup(paths[k]);
+        const fh = await openBackup(locations[k]);
         files.push(fh);
         const size = fh.size;
         const pre = Buffer.alloc(PREAMBLE_SIZE);

@@ -11,8 +11,41 @@ export interface BackupSource {
   close(): Promise<void>;
 }
 
-/** Opens a backup file or tape folder for random access. */
-export async function openBackup(path: string): Promise<BackupSource> {
+/**
+ * A backup stored as a file inside a volume (a file backup "inside another volume"): the service opens the volume
+ * and hands over its file's size and a range reader.
+ */
+export interface VolumeFileBackup {
+  /** `<volume>:<path>`, for messages. */
+  readonly label: string;
+  open(): Promise<{ size: number; read: (into: Buffer, offset: number) => Promise<number> }>;
+}
+
+/** Where a backup is: a host path (a stream file or a tape folder), or a file inside a volume. */
+export type BackupLocation = string | VolumeFileBackup;
+
+/** The name of a backup in messages and reports. */
+export function backupLabel(loc: BackupLocation): string {
+  return typeof loc === 'string' ? loc : loc.label;
+}
+
+async function openVolumeFile(loc: VolumeFileBackup): Promise<BackupSource> {
+  const f = await loc.open();
+  return {
+    path: loc.label,
+    size: f.size,
+    read: async (b, o) => {
+      const n = await f.read(b, o);
+      if (n !== b.length) throw new SnapplaneError('BAD_STREAM', `${loc.label}: truncated at byte ${o + n}`, { path: loc.label });
+    },
+    close: async () => undefined,
+  };
+}
+
+/** Opens a backup (a file, a tape folder, or a file inside a volume) for random access. */
+export async function openBackup(loc: BackupLocation): Promise<BackupSource> {
+  if (typeof loc !== 'string') return openVolumeFile(loc);
+  const path = loc;
   if (await isTapeFolder(path)) {
     const set = await TapeSet.open(path);
     return { path, size: set.size, read: (b, o) => set.read(b, o), close: () => set.close() };
@@ -37,7 +70,17 @@ export async function openBackup(path: string): Promise<BackupSource> {
 }
 
 /** A backup's stream bytes, start to end (1 MiB pieces). */
-export async function* backupBytes(path: string): AsyncGenerator<Buffer> {
+export async function* backupBytes(loc: BackupLocation): AsyncGenerator<Buffer> {
+  if (typeof loc !== 'string') {
+    const src = await openVolumeFile(loc);
+    for (let o = 0; o < src.size; o += 4 << 20) {
+      const b = Buffer.allocUnsafe(Math.min(4 << 20, src.size - o));
+      await src.read(b, o);
+      yield b;
+    }
+    return;
+  }
+  const path = loc;
   if (!(await isTapeFolder(path))) {
     try {
       await (await open(path, 'r')).close();

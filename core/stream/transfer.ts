@@ -2,7 +2,7 @@
  * Transfers built from the sender and the receiver: streams to and from files, checking a backup chain before
  * restoring it, and verifying backups without a destination.
  */
-import { backupBytes } from './backup-source.js';
+import { backupBytes, backupLabel, type BackupLocation } from './backup-source.js';
 import { open, rename, rm } from 'node:fs/promises';
 import { SnapplaneError } from '../common/errors.js';
 import { BLOCK_SIZE } from '../common/units.js';
@@ -86,12 +86,38 @@ function summary(file: string, h: StreamHeader, blocks: number, ok: boolean): Ba
   return { file, kind: h.kind, expression: h.expression, base: h.base?.name ?? null, snapshots: h.snapshots.map((s) => s.name), sourceVolume: h.sourceVolume, blocks, bytes: blocks * BLOCK_SIZE, ok };
 }
 
+/**
+ * Writes a planned stream into a file inside another volume (a file backup inside a volume): under a temporary
+ * name, renamed when complete, then committed with a CP, so a half-written backup never looks complete there either.
+ */
+export async function sendToVolumeFile(volume: Volume, plan: StreamPlan, target: Volume, path: string, onProgress?: (p: StreamProgress) => void, signal?: { cancelled: boolean }): Promise<number> {
+  const tmp = `${path}.partial`;
+  let bytes = 0;
+  async function* counted(): AsyncGenerator<Buffer> {
+    // Fresh buffers (no reuse): the target's writer may hold a chunk while it asks for the next.
+    for await (const b of writeStream(volume, plan, onProgress, signal, false)) {
+      bytes += b.length;
+      yield b;
+    }
+  }
+  try {
+    await target.writeFile(tmp, counted());
+    await target.rename(tmp, path);
+    await target.sync();
+  } catch (e) {
+    await target.remove(tmp).catch(() => undefined);
+    throw e;
+  }
+  return bytes;
+}
+
 /** Reads only the headers of a backup chain and checks it restores in order: a full first, each next based on a snapshot before it. */
-export async function checkChain(files: string[]): Promise<StreamHeader[]> {
-  if (files.length === 0) throw new SnapplaneError('INVALID', 'name at least one backup');
+export async function checkChain(locations: BackupLocation[]): Promise<StreamHeader[]> {
+  if (locations.length === 0) throw new SnapplaneError('INVALID', 'name at least one backup');
+  const files = locations.map(backupLabel);
   const headers: StreamHeader[] = [];
-  for (const f of files) {
-    const r = new StreamReader(backupBytes(f));
+  for (const [k, f] of files.entries()) {
+    const r = new StreamReader(backupBytes(locations[k]));
     try {
       headers.push(await r.open());
     } catch (e) {

@@ -91,6 +91,61 @@ describe('snapplane image, send, receive, backup, restore, verify', () => {
     expect(bad.stderr).toMatch(/--next-tape hook exited with 3 before tape 2/);
   });
 
+  it('file backups inside another volume: backup, verify, restore, restore-file, receive, from a snapshot of it too', async () => {
+    const store = join(dir, 'store.img');
+    await ok('volume', 'create', store, '--size', '64M');
+    await ok('mkdir', store, '/backups');
+    const dry = await json<SendReport>('send', vol, 'June3 + June2 + June1', '--dry-run');
+    const b0 = await json<SendReport & { target: string }>('backup', vol, 'June3 + June2 + June1', '--to', 'file:/backups/june3.level0', '--in', store);
+    expect(b0.streamBytes).toBe(dry.streamBytes);
+    expect(b0.target).toBe(`${store}:/backups/june3.level0`);
+    const b1 = await json<SendReport>('backup', vol, 'June5 + June4 - June3', '--to', 'file:/backups/june5.level1', '--in', store);
+    // The backups are files of the store volume, and nothing half-written is left beside them.
+    const listed = await json<{ name: string; size: number }[]>('ls', store, '/backups');
+    expect(listed.map((e) => e.name).sort()).toEqual(['june3.level0', 'june5.level1']);
+    expect(listed.find((e) => e.name === 'june3.level0')!.size).toBe(dry.streamBytes);
+    await ok('snap', 'create', store, 'kept');
+    const v = await json<{ ok: boolean; backups: BackupCheck[] }>('verify', '/backups/june3.level0', '/backups/june5.level1', '--in', store);
+    expect(v.ok).toBe(true);
+    expect(v.backups.map((b) => b.file)).toEqual([`${store}:/backups/june3.level0`, `${store}:/backups/june5.level1`]);
+    const restored = join(dir, 'from-store.img');
+    const r = await json<ReceiveReport[]>('restore', restored, '/backups/june3.level0', '/backups/june5.level1', '--in', store);
+    expect(r.map((x) => x.current)).toEqual(['June3', 'June5']);
+    expect((await json<FsckReport>('fsck', restored)).clean).toBe(true);
+    // One file out of the chain, read from a snapshot of the store after the live backups are gone.
+    await ok('rm', store, '/backups', '--recursive');
+    const one = join(dir, 'report5-from-store.txt');
+    const rf = await json<{ bytes: number; backupBytesRead: number }>('restore-file', '/day5/report5.txt', one, '--from', '/backups/june3.level0', '/backups/june5.level1', '--in', `${store}@kept`);
+    expect(await readFile(one, 'utf8')).toBe('June 5\n'.repeat(100000));
+    // It reads only the records holding its metadata and blocks, exactly as from the same chain as host files.
+    expect(rf.backupBytesRead).toBeLessThan(b0.streamBytes + b1.streamBytes);
+    const host = await json<{ backupBytesRead: number }>('restore-file', '/day5/report5.txt', `${one}.host`, '--from', join(dir, 'june3.level0'), join(dir, 'june5.level1'));
+    expect(rf.backupBytesRead).toBe(host.backupBytesRead);
+    const recv = join(dir, 'recv-from-store.img');
+    await json<ReceiveReport>('receive', recv, '-i', '/backups/june3.level0', '--in', `${store}@kept`);
+    expect((await json<SnapshotInfo[]>('snap', 'list', recv)).map((x) => x.name)).toEqual(['June1', 'June2', 'June3']);
+    // Wrong names and the volume itself are refused with the reason.
+    const missing = await snapplane('verify', '/backups/nope', '--in', store);
+    expect(missing.code).toBe(1);
+    expect(missing.stdout + missing.stderr).toMatch(/nope/);
+    const self = await snapplane('backup', vol, 'June2', '--to', 'file:/self.level0', '--in', vol);
+    expect(self.code).toBe(1);
+    expect(self.stderr).toMatch(/cannot be written inside .* itself/);
+    // A store too small: a clear ENOSPC, and the store keeps what it had, with no half-written backup.
+    const small = join(dir, 'small-store.img');
+    await ok('volume', 'create', small, '--size', '1M');
+    await writeFile(join(dir, 'keep.txt'), 'keep\n');
+    await ok('put', small, join(dir, 'keep.txt'), '/keep.txt');
+    const full = await snapplane('backup', vol, 'June3 + June2 + June1', '--to', 'file:/b.level0', '--in', small);
+    expect(full.code).toBe(1);
+    expect(full.stderr).toMatch(/small-store\.img' is full .*\(ENOSPC\)/);
+    expect((await json<{ name: string }[]>('ls', small, '/')).map((e) => e.name)).toEqual(['keep.txt']);
+    expect((await json<FsckReport>('fsck', small)).clean).toBe(true);
+    const into = await snapplane('restore', store, '/backups/june3.level0', '--in', `${store}@kept`);
+    expect(into.code).toBe(1);
+    expect(into.stderr).toMatch(/the volume being restored/);
+  });
+
   it('send | receive through a pipe, then copy an incremental', async () => {
     const dst = join(dir, 'piped.img');
     const code = await new Promise<number>((resolve) => {
