@@ -49,9 +49,10 @@ const ref = { volume: volumePath, snapshot: snapshotName.optional() };
 /** What a console job does; `kind` picks the transfer. */
 export const jobSpec = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('copy'), source: volumePath, destination: volumePath, expression, force: z.boolean().optional() }),
-  z.strictObject({ kind: z.literal('backup'), volume: volumePath, expression, file: pathText, compress: z.enum(['none', 'lz4']).optional() }),
-  z.strictObject({ kind: z.literal('restore'), volume: volumePath, files: z.array(pathText).min(1).max(256) }),
-  z.strictObject({ kind: z.literal('verify'), files: z.array(pathText).min(1).max(256) }),
+  // `inVolume`: the backup files are inside that volume rather than on the host.
+  z.strictObject({ kind: z.literal('backup'), volume: volumePath, expression, file: pathText, compress: z.enum(['none', 'lz4']).optional(), inVolume: volumePath.optional() }),
+  z.strictObject({ kind: z.literal('restore'), volume: volumePath, files: z.array(pathText).min(1).max(256), inVolume: volumePath.optional() }),
+  z.strictObject({ kind: z.literal('verify'), files: z.array(pathText).min(1).max(256), inVolume: volumePath.optional() }),
   z.strictObject({ kind: z.literal('mirror-update'), name: label }),
   z.strictObject({ kind: z.literal('mirror-resync'), name: label, reverse: z.boolean().optional() }),
   z.strictObject({ kind: z.literal('replicate'), source: volumePath, destination: pathText, keyFile: pathText.optional(), limit: z.number().int().min(1024).max(2 ** 40).optional() }),

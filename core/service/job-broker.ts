@@ -127,12 +127,12 @@ export class JobBroker {
       case 'copy':
         return s.copy(spec.source, spec.destination, spec.expression, { force: spec.force }, progress);
       case 'backup':
-        return s.sendToFile(spec.volume, spec.expression, spec.file, { codec: spec.compress ?? 'none' }, progress);
+        return s.sendToFile(spec.volume, spec.expression, spec.file, { codec: spec.compress ?? 'none', inVolume: spec.inVolume }, progress);
       case 'restore':
-        return s.restore(spec.volume, spec.files, {}, progress);
+        return s.restore(spec.volume, spec.files, { inVolume: spec.inVolume === undefined ? undefined : { volume: spec.inVolume } }, progress);
       case 'verify': {
         progress({ phase: 'verify', done: 0, total: spec.files.length, unit: 'files' });
-        const r = await s.verify(spec.files);
+        const r = await s.verify(spec.files, { inVolume: spec.inVolume === undefined ? undefined : { volume: spec.inVolume } });
         progress({ phase: 'verify', done: spec.files.length, total: spec.files.length, unit: 'files' });
         if (!r.ok) throw new SnapplaneError('BAD_STREAM', r.chain ?? r.backups.find((b) => !b.ok)?.error ?? 'verification failed');
         return r;

@@ -27,6 +27,7 @@ function JobForm() {
   const [compress, setCompress] = useState(false);
   const [keyFile, setKeyFile] = useState('');
   const [limit, setLimit] = useState('');
+  const [inVolume, setInVolume] = useState('');
   useEffect(() => {
     if (!volume && current) setVolume(current);
   }, [current, volume]);
@@ -39,15 +40,16 @@ function JobForm() {
       .split('\n')
       .map((x) => x.trim())
       .filter(Boolean);
+    const inside = inVolume ? { inVolume } : {};
     const spec: JobSpec =
       kind === 'copy'
         ? { kind, source: volume, destination: target, expression }
         : kind === 'backup'
-          ? { kind, volume, expression, file: target, compress: compress ? 'lz4' : 'none' }
+          ? { kind, volume, expression, file: target, compress: compress ? 'lz4' : 'none', ...inside }
           : kind === 'restore'
-            ? { kind, volume: target, files: list }
+            ? { kind, volume: target, files: list, ...inside }
             : kind === 'verify'
-              ? { kind, files: list }
+              ? { kind, files: list, ...inside }
               : kind === 'mirror-update'
                 ? { kind, name: mirror || mirrors[0]?.name || '' }
                 : { kind, source: volume, destination: target, ...(keyFile ? { keyFile } : {}), ...(Number(limit) > 0 ? { limit: Math.round(Number(limit) * 2 ** 20) } : {}) };
@@ -105,6 +107,19 @@ function JobForm() {
       {kind === 'verify' ? (
         <label className="block">
           Backup files, one per line <textarea value={files} onChange={(e) => setFiles(e.target.value)} rows={3} required name="files" />
+        </label>
+      ) : null}
+      {kind === 'backup' || kind === 'restore' || kind === 'verify' ? (
+        <label>
+          Backup files are{' '}
+          <select value={inVolume} onChange={(e) => setInVolume(e.target.value)} name="inVolume">
+            <option value="">on the host</option>
+            {known.map((k) => (
+              <option key={k.path} value={k.path}>
+                inside {k.path}
+              </option>
+            ))}
+          </select>
         </label>
       ) : null}
       {kind === 'mirror-update' ? (

@@ -101,4 +101,26 @@ describe('console jobs', () => {
     expect(history[0]).toMatchObject({ kind: 'replicate', outcome: 'cancelled' });
     expect((await host.router.call('jobCancel', { id: 999 })).ok).toBe(false);
   });
+
+  it('backs up into a file inside another volume, verifies and restores it from there as jobs', async () => {
+    const store = join(dir, 'store.img');
+    await call('volumeCreate', { path: store, sizeBytes: 32 * 2 ** 20 });
+    const backup = await call<JobState>('jobStart', { kind: 'backup', volume: src, expression: 'M1', file: '/M1.level0', inVolume: store });
+    expect((await finished(backup.id)).state).toBe('ok');
+    const files = await call<{ entries: { name: string; size: number }[] }>('ls', { volume: store, path: '/' });
+    expect(files.entries.map((e) => e.name)).toEqual(['M1.level0']);
+    const verify = await call<JobState>('jobStart', { kind: 'verify', files: ['/M1.level0'], inVolume: store });
+    expect((await finished(verify.id)).state).toBe('ok');
+    const back = join(dir, 'back.img');
+    const restore = await call<JobState>('jobStart', { kind: 'restore', volume: back, files: ['/M1.level0'], inVolume: store });
+    expect((await finished(restore.id)).state).toBe('ok');
+    const original = await call<{ entries: { name: string; size: number }[] }>('ls', { volume: src, path: '/' });
+    const restored = await call<{ entries: { name: string; size: number }[] }>('ls', { volume: back, path: '/' });
+    expect(restored.entries.map((e) => [e.name, e.size])).toEqual(original.entries.map((e) => [e.name, e.size]));
+    // A verify of a name the store does not have ends in an error that names it.
+    const missing = await call<JobState>('jobStart', { kind: 'verify', files: ['/nope'], inVolume: store });
+    const end = await finished(missing.id);
+    expect(end.state).toBe('error');
+    expect(end.error?.message).toMatch(/nope/);
+  });
 });
