@@ -5,6 +5,7 @@ import type { Command } from 'commander';
 import { spawnSync } from 'node:child_process';
 import { SnapplaneError, decodeResumeToken, formatBytes, parseSize, parseVolumeRef, type ReceiveReport, type SendReport } from '../../core/service/index.js';
 import { readFile } from 'node:fs/promises';
+import { createInterface } from 'node:readline/promises';
 import { printJson, printTable } from '../output.js';
 import { progressBar } from '../progress.js';
 import { UsageError, withService } from '../run.js';
@@ -24,9 +25,29 @@ function sendOptions(opts: { order?: string; compress?: string; resume?: string 
 function shellHook(command: string): (tape: number, path: string) => Promise<void> {
   return async (tape, path) => {
     const r = spawnSync(command, { shell: true, stdio: 'inherit', env: { ...process.env, SNAPPLANE_TAPE: String(tape), SNAPPLANE_TAPE_PATH: path } });
-    if (r.status !== 0) throw new SnapplaneError('CANCELLED', `--next-tape hook exited with ${r.status ?? r.signal} before tape ${tape}; backup stopped`, { path });
+    if (r.status !== 0) throw new SnapplaneError('CANCELLED', `--next-tape hook exited with ${r.status ?? r.signal} before tape ${tape}; stopped`, { path });
   };
 }
+
+/** Asks the operator on the terminal to load the next cartridge. */
+function promptHook(): (tape: number, path: string) => Promise<void> {
+  return async (tape, path) => {
+    const rl = createInterface({ input: process.stdin, output: process.stderr });
+    try {
+      await rl.question(`\nLoad tape ${tape} into ${path} and press Enter (Ctrl-C stops) `);
+    } finally {
+      rl.close();
+    }
+  };
+}
+
+/** How further cartridges get loaded: the --next-tape command, else a prompt on a terminal, else none (an error names the tape needed). */
+function tapeChanger(command: string | undefined): ((tape: number, path: string) => Promise<void>) | undefined {
+  if (command) return shellHook(command);
+  return process.stdin.isTTY && process.stderr.isTTY ? promptHook() : undefined;
+}
+
+const NEXT_TAPE_HELP = 'shell command run before each further tape of a tape device (env SNAPPLANE_TAPE, SNAPPLANE_TAPE_PATH); non-zero exit stops; on a terminal without it you are prompted';
 
 function sendLine(r: SendReport): string {
   const what = r.kind === 'full' ? `full image of ${r.snapshots.join(', ')}` : `incremental ${r.snapshots.join(', ')} over ${r.base}`;
@@ -122,9 +143,10 @@ export function registerStream(program: Command): void {
     .option('--force', 'an incremental into a volume changed since its base: revert it to the base first')
     .option('--raid <n>', 'when the stream creates the volume: a RAID-4 group of n data members plus parity')
     .option('--in <vol>', 'the -i file is inside this volume (or vol@snapshot), not on the host')
+    .option('--next-tape <command>', NEXT_TAPE_HELP)
     .option('--token', 'print the resume token an interrupted receive left, and exit')
     .option('--json', 'print a JSON report')
-    .action((vol: string, opts: { input?: string; in?: string; force?: boolean; raid?: string; token?: boolean; json?: boolean }) =>
+    .action((vol: string, opts: { input?: string; in?: string; nextTape?: string; force?: boolean; raid?: string; token?: boolean; json?: boolean }) =>
       withService(async (s) => {
         if (opts.token) {
           const t = await s.receiveToken(vol);
@@ -142,7 +164,7 @@ export function registerStream(program: Command): void {
         try {
           let r: ReceiveReport;
           if (opts.in && (!opts.input || opts.input === '-')) throw new UsageError('--in needs -i <path inside that volume>');
-          if (opts.input && opts.input !== '-') r = await s.receiveFile(vol, opts.input, { force: opts.force, raid, inVolume: opts.in ? parseVolumeRef(opts.in) : undefined }, bar);
+          if (opts.input && opts.input !== '-') r = await s.receiveFile(vol, opts.input, { force: opts.force, raid, inVolume: opts.in ? parseVolumeRef(opts.in) : undefined, nextTape: tapeChanger(opts.nextTape) }, bar);
           else {
             if (process.stdin.isTTY) throw new UsageError('reading a stream from a terminal; pipe one in or use -i <file>');
             r = await s.receive(vol, process.stdin as AsyncIterable<Buffer>, { force: opts.force, raid }, bar);
@@ -173,8 +195,8 @@ export function registerStream(program: Command): void {
 
   program
     .command('backup <vol> <expr>')
-    .description('file or tape backup of an image: --to file:<path> (one stream file) or --to tape:<folder> (tape files of --tape-size)')
-    .requiredOption('--to <target>', 'file:<path> or tape:<folder>')
+    .description('file or tape backup of an image: --to file:<path> (one stream file), tape:<folder> (tape files of --tape-size) or tape:<device> (e.g. /dev/nst0, cartridges of --tape-size)')
+    .requiredOption('--to <target>', 'file:<path>, tape:<folder> or tape:<device>')
     .option('--in <vol>', 'with --to file:<path>: the path is inside this volume, not on the host')
     .option('--tape-size <size>', 'capacity of each tape file (e.g. 800G, 64M)', '1G')
     .option('--next-tape <command>', 'shell command run before each further tape (env SNAPPLANE_TAPE, SNAPPLANE_TAPE_PATH); non-zero exit aborts')
@@ -189,7 +211,8 @@ export function registerStream(program: Command): void {
         if (m[1] === 'tape') {
           if (opts.in) throw new UsageError('--in is for --to file:<path> (tapes are host folders or devices)');
           const beforeTape = opts.nextTape ? shellHook(opts.nextTape) : undefined;
-          const r = await s.sendToTape(vol, expr, m[2], { tapeSize: parseSize(opts.tapeSize), beforeTape, codec: o.codec }, bar);
+          const askOperator = tapeChanger(undefined);
+          const r = await s.sendToTape(vol, expr, m[2], { tapeSize: parseSize(opts.tapeSize), beforeTape, askOperator, codec: o.codec }, bar);
           bar.stop();
           if (opts.json) return printJson(r);
           process.stdout.write(sendLine(r).replace(/\n$/, `, on ${r.tapes} tape(s)\n`));
@@ -207,11 +230,12 @@ export function registerStream(program: Command): void {
     .description('restore a chain of backups (full first, then incrementals) into a volume; the chain is checked before anything is written')
     .option('--raid <n>', 'create the volume as a RAID-4 group of n data members plus parity')
     .option('--in <vol>', 'the backup files are inside this volume (or vol@snapshot), not on the host')
+    .option('--next-tape <command>', NEXT_TAPE_HELP)
     .option('--json', 'print a JSON report')
-    .action((dst: string, backups: string[], opts: { raid?: string; in?: string; json?: boolean }) =>
+    .action((dst: string, backups: string[], opts: { raid?: string; in?: string; nextTape?: string; json?: boolean }) =>
       withService(async (s) => {
         const bar = progressBar(opts.json === true);
-        const r = await s.restore(dst, backups, { raid: opts.raid ? Number(opts.raid) : undefined, inVolume: opts.in ? parseVolumeRef(opts.in) : undefined }, bar);
+        const r = await s.restore(dst, backups, { raid: opts.raid ? Number(opts.raid) : undefined, inVolume: opts.in ? parseVolumeRef(opts.in) : undefined, nextTape: tapeChanger(opts.nextTape) }, bar);
         bar.stop();
         if (opts.json) return printJson(r);
         for (const x of r) process.stdout.write(receiveLine(x));
@@ -224,11 +248,12 @@ export function registerStream(program: Command): void {
     .requiredOption('--from <backups...>', 'the backup chain: a full backup, then incrementals')
     .option('--snapshot <name>', 'restore it as of this snapshot of the chain (default: the newest)')
     .option('--in <vol>', 'the backup files are inside this volume (or vol@snapshot), not on the host')
+    .option('--next-tape <command>', NEXT_TAPE_HELP)
     .option('--json', 'print a JSON report')
-    .action((volPath: string, hostPath: string, opts: { from: string[]; snapshot?: string; in?: string; json?: boolean }) =>
+    .action((volPath: string, hostPath: string, opts: { from: string[]; snapshot?: string; in?: string; nextTape?: string; json?: boolean }) =>
       withService(async (s) => {
         const bar = progressBar(opts.json === true);
-        const r = await s.restoreFile(opts.from, volPath, hostPath, { snapshot: opts.snapshot, inVolume: opts.in ? parseVolumeRef(opts.in) : undefined }, bar);
+        const r = await s.restoreFile(opts.from, volPath, hostPath, { snapshot: opts.snapshot, inVolume: opts.in ? parseVolumeRef(opts.in) : undefined, nextTape: tapeChanger(opts.nextTape) }, bar);
         bar.stop();
         if (opts.json) return printJson(r);
         process.stdout.write(`restored ${volPath} to ${hostPath}: ${r.files} files, ${formatBytes(r.bytes)}; read ${formatBytes(r.backupBytesRead)} of the backups\n`);
@@ -265,10 +290,11 @@ export function registerStream(program: Command): void {
     .command('verify <backups...>')
     .description('check backups end to end (every record, counts, digest) and that they form a restorable chain, without restoring')
     .option('--in <vol>', 'the backup files are inside this volume (or vol@snapshot), not on the host')
+    .option('--next-tape <command>', NEXT_TAPE_HELP)
     .option('--json', 'print a JSON report')
-    .action((backups: string[], opts: { in?: string; json?: boolean }) =>
+    .action((backups: string[], opts: { in?: string; nextTape?: string; json?: boolean }) =>
       withService(async (s) => {
-        const r = await s.verify(backups, { inVolume: opts.in ? parseVolumeRef(opts.in) : undefined });
+        const r = await s.verify(backups, { inVolume: opts.in ? parseVolumeRef(opts.in) : undefined, nextTape: tapeChanger(opts.nextTape) });
         if (opts.json) printJson(r);
         else {
           for (const b of r.backups) {

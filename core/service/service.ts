@@ -16,7 +16,12 @@ import { openDeviceAt } from '../raid/open-device.js';
 import { Raid4Device } from '../raid/raid4-device.js';
 import type { RaidScrubReport, ScheduleInfo, ScheduleRunReport, SpaceReport } from '../api/types.js';
 import { resolve as resolvePath } from 'node:path';
-import { access } from 'node:fs/promises';
+import { access, mkdtemp, open as openFile, rm } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join as joinPath } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { BLOCK_SIZE } from '../common/units.js';
 import { parseImageExpr, formatImageExpr, streamShape } from '../image/expression.js';
 import { bindNames, evaluateBound } from '../image/evaluate.js';
@@ -25,7 +30,8 @@ import { planStream, streamSize, writeStream, type SendOptions, type StreamPlan,
 import { StreamReader } from '../stream/reader.js';
 import { readResumeToken, receiveStream } from '../stream/receive.js';
 import { checkChain, sendToFile, sendToVolumeFile, verifyStream } from '../stream/transfer.js';
-import { backupBytes, backupLabel, type BackupLocation } from '../stream/backup-source.js';
+import { backupBytes, backupLabel, isSequentialBackup, type BackupLocation } from '../stream/backup-source.js';
+import { isTapeDevice, writeTapeDevice, type NextTape } from '../stream/tape-device.js';
 import { BackupChainDevice } from '../stream/backup-device.js';
 import { writeTapes } from '../stream/tape.js';
 import type { BackupCheck, BackupPlan, ImageEvalReport, ReceiveReport, SendReport } from '../api/types.js';
@@ -491,15 +497,60 @@ export class SnapplaneService {
   }
 
   /**
-   * Tape backup: the image in `tape` order across tape files of `tapeSize` bytes in folder `dir` (tape headers,
-   * 64 KiB tape blocks, a position table at the end); `beforeTape` runs before each further tape.
+   * Reads each tape device among `locations` once into a spool file (under $SNAPPLANE_SPOOL or the temp folder):
+   * restore, restore-file and verify check a whole chain before they write and seek within it, and a tape reads
+   * only in order. `receive -i` reads a tape directly instead.
    */
-  async sendToTape(volume: string, expression: string, dir: string, options: { tapeSize: number; beforeTape?: (tape: number, path: string) => Promise<void>; codec?: 'none' | 'lz4' }, onProgress?: ProgressCallback): Promise<SendReport & { tapes: number }> {
+  private async spoolTapes(locations: BackupLocation[], nextTape: NextTape | undefined, progress: ProgressCallback): Promise<{ locations: BackupLocation[]; done: () => Promise<void> }> {
+    if (!(await Promise.all(locations.map(isSequentialBackup))).some(Boolean)) return { locations, done: async () => undefined };
+    const dir = await mkdtemp(joinPath(process.env.SNAPPLANE_SPOOL ?? tmpdir(), 'snapplane-spool-'));
+    const done = (): Promise<void> => rm(dir, { recursive: true, force: true });
+    const out: BackupLocation[] = [];
+    try {
+      for (const [k, loc] of locations.entries()) {
+        if (!(await isSequentialBackup(loc))) {
+          out.push(loc);
+          continue;
+        }
+        const file = joinPath(dir, `${k}.stream`);
+        let bytes = 0;
+        async function* counted(): AsyncGenerator<Buffer> {
+          for await (const b of backupBytes(loc, { nextTape })) {
+            bytes += b.length;
+            progress({ phase: `read tape ${backupLabel(loc)}`, done: bytes, total: 0, unit: 'bytes' });
+            yield b;
+          }
+        }
+        await pipeline(Readable.from(counted()), createWriteStream(file));
+        out.push({
+          label: backupLabel(loc),
+          open: async () => {
+            const fh = await openFile(file, 'r');
+            return { size: (await fh.stat()).size, read: async (b, o) => (await fh.read(b, 0, b.length, o)).bytesRead, close: () => fh.close() };
+          },
+        });
+      }
+    } catch (e) {
+      await done();
+      throw e;
+    }
+    return { locations: out, done };
+  }
+
+  /**
+   * Tape backup: the image in `tape` order across tape files of `tapeSize` bytes in folder `dir`, or across
+   * cartridges of a tape device `dir` (tape headers, 64 KiB tape blocks, a position table at the end);
+   * `beforeTape` runs before each further tape, `askOperator` before each further cartridge when there is no hook.
+   */
+  async sendToTape(volume: string, expression: string, dir: string, options: { tapeSize: number; beforeTape?: NextTape; askOperator?: NextTape; codec?: 'none' | 'lz4' }, onProgress?: ProgressCallback): Promise<SendReport & { tapes: number }> {
     return this.transferJob('backup', volume, dir, expression, onProgress, async (signal, progress) => {
       const v = await this.volume({ volume }, false);
       const plan = await planStream(v, expression, { order: 'tape', codec: options.codec, now: this.now });
       const tapeProgress = (p: StreamProgress): void => progress({ phase: 'tape', done: p.blocks * BLOCK_SIZE, total: plan.sendBlocks * BLOCK_SIZE, unit: 'bytes' });
-      const r = await writeTapes(dir, writeStream(v, plan, tapeProgress, signal, true), { tapeSize: options.tapeSize, beforeTape: options.beforeTape, label: `${volume}: ${plan.header.expression}`, streamId: plan.header.streamId });
+      const tapeOptions = { tapeSize: options.tapeSize, beforeTape: options.beforeTape, label: `${volume}: ${plan.header.expression}`, streamId: plan.header.streamId };
+      const stream = writeStream(v, plan, tapeProgress, signal, true);
+      // A folder takes its next tape file on its own; a device needs a cartridge change, by the hook or the operator.
+      const r = (await isTapeDevice(dir)) ? await writeTapeDevice(dir, stream, { ...tapeOptions, beforeTape: options.beforeTape ?? options.askOperator }) : await writeTapes(dir, stream, tapeOptions);
       return { ...this.sendReport(volume, plan, false, r.bytes), target: dir, tapes: r.tapes };
     }, (r) => r.streamBytes);
   }
@@ -547,11 +598,11 @@ export class SnapplaneService {
   }
 
   /** Receives a stream from a file (a file backup, on the host or with `inVolume` inside a volume). */
-  async receiveFile(volume: string, path: string, options: { force?: boolean; raid?: number; inVolume?: VolumeRef } = {}, onProgress?: ProgressCallback): Promise<ReceiveReport> {
+  async receiveFile(volume: string, path: string, options: { force?: boolean; raid?: number; inVolume?: VolumeRef; nextTape?: NextTape } = {}, onProgress?: ProgressCallback): Promise<ReceiveReport> {
     this.refuseSameVolume(volume, options.inVolume);
     if (!options.inVolume && !(await pathExists(path))) throw new SnapplaneError('NOT_FOUND', `backup '${path}' does not exist`, { path });
     const [loc] = await this.backupLocations([path], options.inVolume);
-    return this.receive(volume, backupBytes(loc), options, onProgress);
+    return this.receive(volume, backupBytes(loc, { nextTape: options.nextTape }), options, onProgress);
   }
 
   private refuseSameVolume(volume: string, inVolume: VolumeRef | undefined): void {
@@ -576,9 +627,17 @@ export class SnapplaneService {
   }
 
   /** Verifies backups end to end (every record, counts, digests) and that they form a restorable chain. */
-  async verify(files: string[], options: { inVolume?: VolumeRef } = {}): Promise<{ ok: boolean; chain: string | null; backups: BackupCheck[] }> {
+  async verify(files: string[], options: { inVolume?: VolumeRef; nextTape?: NextTape } = {}, onProgress?: ProgressCallback): Promise<{ ok: boolean; chain: string | null; backups: BackupCheck[] }> {
+    const spooled = await this.spoolTapes(await this.backupLocations(files, options.inVolume), options.nextTape, (p) => onProgress?.(p));
+    try {
+      return await this.verifyLocations(spooled.locations);
+    } finally {
+      await spooled.done();
+    }
+  }
+
+  private async verifyLocations(locations: BackupLocation[]): Promise<{ ok: boolean; chain: string | null; backups: BackupCheck[] }> {
     const backups: BackupCheck[] = [];
-    const locations = await this.backupLocations(files, options.inVolume);
     for (const loc of locations) {
       const f = backupLabel(loc);
       if (typeof loc === 'string' && !(await pathExists(loc))) backups.push({ file: f, kind: 'full', expression: '', base: null, snapshots: [], sourceVolume: '', blocks: 0, bytes: 0, ok: false, error: 'no such file' });
@@ -596,15 +655,20 @@ export class SnapplaneService {
   }
 
   /** Restores a chain of backups (a full one, then incrementals) into a volume, checking the chain before writing anything. */
-  async restore(volume: string, files: string[], options: { raid?: number; inVolume?: VolumeRef } = {}, onProgress?: ProgressCallback): Promise<ReceiveReport[]> {
+  async restore(volume: string, files: string[], options: { raid?: number; inVolume?: VolumeRef; nextTape?: NextTape } = {}, onProgress?: ProgressCallback): Promise<ReceiveReport[]> {
     this.refuseSameVolume(volume, options.inVolume);
-    const locations = await this.backupLocations(files, options.inVolume);
-    return this.transferJob('restore', volume, locations.map(backupLabel).join(' '), undefined, onProgress, async (signal, progress) => {
-      progress({ phase: 'check chain', done: 0, total: files.length, unit: 'items' });
-      await checkChain(locations);
-      const out: ReceiveReport[] = [];
-      for (const loc of locations) out.push(await this.receiveInto(volume, backupBytes(loc), options, progress, signal));
-      return out;
+    const named = await this.backupLocations(files, options.inVolume);
+    return this.transferJob('restore', volume, named.map(backupLabel).join(' '), undefined, onProgress, async (signal, progress) => {
+      const { locations, done } = await this.spoolTapes(named, options.nextTape, progress);
+      try {
+        progress({ phase: 'check chain', done: 0, total: files.length, unit: 'items' });
+        await checkChain(locations);
+        const out: ReceiveReport[] = [];
+        for (const loc of locations) out.push(await this.receiveInto(volume, backupBytes(loc), options, progress, signal));
+        return out;
+      } finally {
+        await done();
+      }
     }, (r) => r.reduce((n, x) => n + x.bytes, 0));
   }
 
@@ -612,20 +676,29 @@ export class SnapplaneService {
    * Restores one file or folder out of a backup chain without restoring the volume: only the record headers are
    * scanned, and only the metadata on its path and its own blocks are read.
    */
-  async restoreFile(files: string[], volPath: string, hostPath: string, options: { snapshot?: string; inVolume?: VolumeRef } = {}, onProgress?: ProgressCallback): Promise<CopySummary & { backupBytesRead: number }> {
-    const locations = await this.backupLocations(files, options.inVolume);
-    return this.transferJob('restore-file', locations.length > 0 ? backupLabel(locations[locations.length - 1]) : '', hostPath, volPath, onProgress, async (_signal, progress) => {
-      const headers = await checkChain(locations);
-      const device = await BackupChainDevice.open(locations, headers, options.snapshot);
+  async restoreFile(files: string[], volPath: string, hostPath: string, options: { snapshot?: string; inVolume?: VolumeRef; nextTape?: NextTape } = {}, onProgress?: ProgressCallback): Promise<CopySummary & { backupBytesRead: number }> {
+    const named = await this.backupLocations(files, options.inVolume);
+    return this.transferJob('restore-file', named.length > 0 ? backupLabel(named[named.length - 1]) : '', hostPath, volPath, onProgress, async (_signal, progress) => {
+      const { locations, done } = await this.spoolTapes(named, options.nextTape, progress);
       try {
-        const v = await Volume.openDevice(device, { readOnly: true, cpIntervalMs: 0 });
-        const summary = await copyToHost(v, volPath, hostPath, progress);
-        await v.close();
-        return { ...summary, backupBytesRead: device.bytesRead };
+        return await this.restoreFileFrom(locations, volPath, hostPath, options.snapshot, progress);
       } finally {
-        await device.close();
+        await done();
       }
     }, (r) => r.bytes);
+  }
+
+  private async restoreFileFrom(locations: BackupLocation[], volPath: string, hostPath: string, snapshot: string | undefined, progress: ProgressCallback): Promise<CopySummary & { backupBytesRead: number }> {
+    const headers = await checkChain(locations);
+    const device = await BackupChainDevice.open(locations, headers, snapshot);
+    try {
+      const v = await Volume.openDevice(device, { readOnly: true, cpIntervalMs: 0 });
+      const summary = await copyToHost(v, volPath, hostPath, progress);
+      await v.close();
+      return { ...summary, backupBytesRead: device.bytesRead };
+    } finally {
+      await device.close();
+    }
   }
 
   private async forget(volume: string): Promise<void> {

@@ -2,6 +2,7 @@
 import { open } from 'node:fs/promises';
 import { SnapplaneError } from '../common/errors.js';
 import { TapeSet, isTapeFolder } from './tape.js';
+import { isTapeDevice, isTapeImage, readTapeDevice, type NextTape } from './tape-device.js';
 
 export interface BackupSource {
   readonly path: string;
@@ -12,24 +13,24 @@ export interface BackupSource {
 }
 
 /**
- * A backup stored as a file inside a volume (a file backup "inside another volume"): the service opens the volume
- * and hands over its file's size and a range reader.
+ * A backup the service opens itself and hands over as a size and a range reader: a file inside a volume (a file
+ * backup "inside another volume"), or a tape device's stream spooled to a host file.
  */
-export interface VolumeFileBackup {
+export interface ReadableBackup {
   /** `<volume>:<path>`, for messages. */
   readonly label: string;
-  open(): Promise<{ size: number; read: (into: Buffer, offset: number) => Promise<number> }>;
+  open(): Promise<{ size: number; read: (into: Buffer, offset: number) => Promise<number>; close?: () => Promise<void> }>;
 }
 
 /** Where a backup is: a host path (a stream file or a tape folder), or a file inside a volume. */
-export type BackupLocation = string | VolumeFileBackup;
+export type BackupLocation = string | ReadableBackup;
 
 /** The name of a backup in messages and reports. */
 export function backupLabel(loc: BackupLocation): string {
   return typeof loc === 'string' ? loc : loc.label;
 }
 
-async function openVolumeFile(loc: VolumeFileBackup): Promise<BackupSource> {
+async function openVolumeFile(loc: ReadableBackup): Promise<BackupSource> {
   const f = await loc.open();
   return {
     path: loc.label,
@@ -38,7 +39,7 @@ async function openVolumeFile(loc: VolumeFileBackup): Promise<BackupSource> {
       const n = await f.read(b, o);
       if (n !== b.length) throw new SnapplaneError('BAD_STREAM', `${loc.label}: truncated at byte ${o + n}`, { path: loc.label });
     },
-    close: async () => undefined,
+    close: async () => f.close?.(),
   };
 }
 
@@ -46,6 +47,9 @@ async function openVolumeFile(loc: VolumeFileBackup): Promise<BackupSource> {
 export async function openBackup(loc: BackupLocation): Promise<BackupSource> {
   if (typeof loc !== 'string') return openVolumeFile(loc);
   const path = loc;
+  if ((await isTapeDevice(path)) || (await isTapeImage(path))) {
+    throw new SnapplaneError('INVALID', `${path} is a tape device (or a copy of one): it reads only in order, and this needs a stream file or a tape folder`, { path });
+  }
   if (await isTapeFolder(path)) {
     const set = await TapeSet.open(path);
     return { path, size: set.size, read: (b, o) => set.read(b, o), close: () => set.close() };
@@ -69,14 +73,27 @@ export async function openBackup(loc: BackupLocation): Promise<BackupSource> {
   };
 }
 
-/** A backup's stream bytes, start to end (1 MiB pieces). */
-export async function* backupBytes(loc: BackupLocation): AsyncGenerator<Buffer> {
+/** True when a backup is read strictly in order (a tape device, or a tape copied from one to a file). */
+export async function isSequentialBackup(loc: BackupLocation): Promise<boolean> {
+  return typeof loc === 'string' && ((await isTapeDevice(loc)) || (await isTapeImage(loc)));
+}
+
+/** A backup's stream bytes, start to end; `nextTape` loads each further cartridge of a tape device. */
+export async function* backupBytes(loc: BackupLocation, o: { nextTape?: NextTape } = {}): AsyncGenerator<Buffer> {
+  if (await isSequentialBackup(loc)) {
+    yield* readTapeDevice(loc as string, o);
+    return;
+  }
   if (typeof loc !== 'string') {
     const src = await openVolumeFile(loc);
-    for (let o = 0; o < src.size; o += 4 << 20) {
-      const b = Buffer.allocUnsafe(Math.min(4 << 20, src.size - o));
-      await src.read(b, o);
-      yield b;
+    try {
+      for (let o = 0; o < src.size; o += 4 << 20) {
+        const b = Buffer.allocUnsafe(Math.min(4 << 20, src.size - o));
+        await src.read(b, o);
+        yield b;
+      }
+    } finally {
+      await src.close();
     }
     return;
   }

@@ -22,10 +22,17 @@ export interface TapeHeader {
   label: string;
 }
 
-function encodeTapeHeader(h: TapeHeader): Buffer {
+/** Tape header versions: 1 = a tape file of a folder (header rewritten at the end), 2 = a tape on a device (leader and trailer). */
+export type TapeFormat = 1 | 2;
+/** Which header a version-2 block is: the leader (first block of a tape) or the trailer (last block, before the filemark). */
+export type TapeRole = 0 | 1 | 2;
+
+/** Encodes a tape header (4096 bytes). */
+export function encodeTapeHeader(h: TapeHeader, format: TapeFormat = 1, role: TapeRole = 0): Buffer {
   const b = Buffer.alloc(TAPE_HEADER_SIZE);
   TAPE_MAGIC.copy(b, 0);
-  b.writeUInt32LE(1, 8);
+  b.writeUInt32LE(format, 8);
+  b.writeUInt8(role, 58);
   b.writeUInt32LE(h.tape, 12);
   Buffer.from(h.streamId, 'hex').copy(b, 16);
   b.writeUInt32LE(TAPE_BLOCK, 32);
@@ -39,10 +46,16 @@ function encodeTapeHeader(h: TapeHeader): Buffer {
   return b;
 }
 
-function decodeTapeHeader(b: Buffer, path: string): TapeHeader {
+/** Decodes and checks a tape header of the given format (and, for format 2, role). */
+export function decodeTapeHeader(b: Buffer, path: string, format: TapeFormat = 1, role: TapeRole = 0): TapeHeader {
   if (b.length < TAPE_HEADER_SIZE || !b.subarray(0, 8).equals(TAPE_MAGIC)) throw new SnapplaneError('BAD_STREAM', `${path} is not a Snapplane tape (bad magic)`, { path });
   if (b.readUInt32LE(TAPE_HEADER_SIZE - 4) !== crc32(b.subarray(0, TAPE_HEADER_SIZE - 4)) >>> 0) throw new SnapplaneError('BAD_STREAM', `${path}: tape header checksum mismatch`, { path });
-  if (b.readUInt32LE(8) !== 1 || b.readUInt32LE(32) !== TAPE_BLOCK) throw new SnapplaneError('BAD_STREAM', `${path}: unsupported tape version or blocking`, { path });
+  const version = b.readUInt32LE(8);
+  if (version !== format) {
+    throw new SnapplaneError('BAD_STREAM', version === 1 || version === 2 ? `${path}: a tape ${version === 1 ? 'file of a tape folder' : 'written to a device'}, read here as ${format === 1 ? 'a tape folder' : 'a device'}` : `${path}: unsupported tape version ${version}`, { path });
+  }
+  if (b.readUInt32LE(32) !== TAPE_BLOCK) throw new SnapplaneError('BAD_STREAM', `${path}: unsupported tape blocking`, { path });
+  if (b.readUInt8(58) !== role) throw new SnapplaneError('BAD_STREAM', `${path}: expected the tape's ${role === 1 ? 'leader' : 'trailer'} block`, { path });
   return {
     tape: b.readUInt32LE(12),
     streamId: b.subarray(16, 32).toString('hex'),
