@@ -17,7 +17,7 @@ export interface BackupSource {
  * backup "inside another volume"), or a tape device's stream spooled to a host file.
  */
 export interface ReadableBackup {
-  /** `<volume>:<path>`, for messages. */
+  /** What to call it in messages: `<volume>:<path>`, or the tape device's path. */
   readonly label: string;
   open(): Promise<{ size: number; read: (into: Buffer, offset: number) => Promise<number>; close?: () => Promise<void> }>;
 }
@@ -30,7 +30,7 @@ export function backupLabel(loc: BackupLocation): string {
   return typeof loc === 'string' ? loc : loc.label;
 }
 
-async function openVolumeFile(loc: ReadableBackup): Promise<BackupSource> {
+async function openReadable(loc: ReadableBackup): Promise<BackupSource> {
   const f = await loc.open();
   return {
     path: loc.label,
@@ -45,7 +45,7 @@ async function openVolumeFile(loc: ReadableBackup): Promise<BackupSource> {
 
 /** Opens a backup (a file, a tape folder, or a file inside a volume) for random access. */
 export async function openBackup(loc: BackupLocation): Promise<BackupSource> {
-  if (typeof loc !== 'string') return openVolumeFile(loc);
+  if (typeof loc !== 'string') return openReadable(loc);
   const path = loc;
   if ((await isTapeDevice(path)) || (await isTapeImage(path))) {
     throw new SnapplaneError('INVALID', `${path} is a tape device (or a copy of one): it reads only in order, and this needs a stream file or a tape folder`, { path });
@@ -85,11 +85,11 @@ export async function* backupBytes(loc: BackupLocation, o: { nextTape?: NextTape
     return;
   }
   if (typeof loc !== 'string') {
-    const src = await openVolumeFile(loc);
+    const src = await openReadable(loc);
     try {
-      for (let o = 0; o < src.size; o += 4 << 20) {
-        const b = Buffer.allocUnsafe(Math.min(4 << 20, src.size - o));
-        await src.read(b, o);
+      for (let at = 0; at < src.size; at += 4 << 20) {
+        const b = Buffer.allocUnsafe(Math.min(4 << 20, src.size - at));
+        await src.read(b, at);
         yield b;
       }
     } finally {
