@@ -6,7 +6,7 @@
  */
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import { SnapplaneError } from '../common/errors.js';
-import { TAPE_BLOCK, TAPE_HEADER_SIZE, TAPE_MAGIC, decodeTapeHeader, encodeTapeHeader, type TapeHeader, type TapeWriteOptions } from './tape.js';
+import { TAPE_BLOCK, TAPE_HEADER_SIZE, TAPE_MAGIC, decodeTapeHeader, encodeTapeHeader, tapeBlocks, type TapeHeader, type TapeWriteOptions } from './tape.js';
 
 /** Called before tape `tape` (2, 3, …) is written or read at `path`; throwing stops the transfer. */
 export type NextTape = (tape: number, path: string) => Promise<void>;
@@ -49,8 +49,6 @@ export async function writeTapeDevice(path: string, stream: AsyncIterable<Buffer
   let fh: FileHandle | null = null;
   let inTape = 0;
   let total = 0;
-  const block = Buffer.alloc(TAPE_BLOCK);
-  let fill = 0;
   const header = (role: 1 | 2, last: boolean): Buffer => {
     const b = Buffer.alloc(TAPE_BLOCK);
     const h: TapeHeader = { tape, streamId: o.streamId, capacity: 2 * TAPE_BLOCK + perTape, dataBytes: role === 1 ? 0 : inTape, last, label: o.label };
@@ -90,29 +88,17 @@ export async function writeTapeDevice(path: string, stream: AsyncIterable<Buffer
     inTape = 0;
     await put(header(1, false));
   };
-  const writeBlock = async (): Promise<void> => {
-    if (!fh || inTape + TAPE_BLOCK > perTape) {
-      if (fh) await finish(false);
-      await startTape();
-    }
-    block.fill(0, fill);
-    await put(block);
-    inTape += fill;
-    fill = 0;
-  };
   try {
-    for await (const chunk of stream) {
-      let at = 0;
-      while (at < chunk.length) {
-        const n = Math.min(chunk.length - at, TAPE_BLOCK - fill);
-        chunk.copy(block, fill, at, at + n);
-        fill += n;
-        at += n;
-        total += n;
-        if (fill === TAPE_BLOCK) await writeBlock();
+    for await (const { block, fill } of tapeBlocks(stream)) {
+      if (!fh || inTape + TAPE_BLOCK > perTape) {
+        if (fh) await finish(false);
+        await startTape();
       }
+      await put(block);
+      inTape += fill;
+      total += fill;
     }
-    if (fill > 0 || !fh) await writeBlock();
+    if (!fh) await startTape(); // an empty stream still gets a cartridge with its leader and trailer
     await finish(true);
   } finally {
     await (fh as FileHandle | null)?.close();

@@ -80,6 +80,32 @@ export interface TapeWriteOptions {
   streamId: string;
 }
 
+/**
+ * A stream cut into tape blocks: one reused 64 KiB buffer per step (overwritten by the next) and how many of its
+ * bytes are the stream's; the last block is zero-padded.
+ */
+export async function* tapeBlocks(stream: AsyncIterable<Buffer>): AsyncGenerator<{ block: Buffer; fill: number }> {
+  const block = Buffer.alloc(TAPE_BLOCK);
+  let fill = 0;
+  for await (const chunk of stream) {
+    let at = 0;
+    while (at < chunk.length) {
+      const n = Math.min(chunk.length - at, TAPE_BLOCK - fill);
+      chunk.copy(block, fill, at, at + n);
+      fill += n;
+      at += n;
+      if (fill === TAPE_BLOCK) {
+        yield { block, fill };
+        fill = 0;
+      }
+    }
+  }
+  if (fill > 0) {
+    block.fill(0, fill);
+    yield { block, fill };
+  }
+}
+
 /** Writes a stream across tape files in `dir`; returns the tapes written. */
 export async function writeTapes(dir: string, stream: AsyncIterable<Buffer>, o: TapeWriteOptions): Promise<{ tapes: number; bytes: number }> {
   const perTape = Math.floor((o.tapeSize - TAPE_HEADER_SIZE) / TAPE_BLOCK) * TAPE_BLOCK;
@@ -91,8 +117,6 @@ export async function writeTapes(dir: string, stream: AsyncIterable<Buffer>, o: 
   let fh: FileHandle | null = null;
   let inTape = 0;
   let total = 0;
-  const block = Buffer.alloc(TAPE_BLOCK);
-  let fill = 0;
   const header = (last: boolean): Buffer => encodeTapeHeader({ tape, streamId: o.streamId, capacity: TAPE_HEADER_SIZE + perTape, dataBytes: inTape, last, label: o.label });
   const finish = async (last: boolean): Promise<void> => {
     if (!fh) return;
@@ -109,28 +133,15 @@ export async function writeTapes(dir: string, stream: AsyncIterable<Buffer>, o: 
     inTape = 0;
     await fh.write(header(false), 0, TAPE_HEADER_SIZE, 0);
   };
-  const writeBlock = async (): Promise<void> => {
+  for await (const { block, fill } of tapeBlocks(stream)) {
     if (!fh || inTape + TAPE_BLOCK > perTape) {
       await finish(false);
       await startTape();
     }
-    block.fill(0, fill);
     await fh!.write(block, 0, TAPE_BLOCK, TAPE_HEADER_SIZE + Math.ceil(inTape / TAPE_BLOCK) * TAPE_BLOCK);
     inTape += fill;
-    fill = 0;
-  };
-  for await (const chunk of stream) {
-    let o2 = 0;
-    while (o2 < chunk.length) {
-      const n = Math.min(chunk.length - o2, TAPE_BLOCK - fill);
-      chunk.copy(block, fill, o2, o2 + n);
-      fill += n;
-      o2 += n;
-      total += n;
-      if (fill === TAPE_BLOCK) await writeBlock();
-    }
+    total += fill;
   }
-  if (fill > 0) await writeBlock();
   await finish(true);
   return { tapes: tape, bytes: total };
 }

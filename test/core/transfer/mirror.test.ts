@@ -28,6 +28,17 @@ function service(): SnapplaneService {
   return new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, 'state.json') });
 }
 
+/** A new case: its base path, a source volume of `mib` MiB with `ops` random operations done, and a service. */
+async function sourceWithWork(mib: number, seed: number, ops: number): Promise<{ base: string; src: string; s: SnapplaneService }> {
+  const base = fresh();
+  const src = `${base}-src.img`;
+  const s = service();
+  await s.createVolume(src, mib << 20);
+  await s.closeAll();
+  await work(src, seed, ops);
+  return { base, src, s };
+}
+
 async function work(path: string, seed: number, ops: number): Promise<void> {
   const v = await Volume.open(path, { cpIntervalMs: 0 });
   try {
@@ -66,13 +77,8 @@ describe('mark-on-allocate selection', () => {
 
 describe('full mirrors', () => {
   it('initializes, updates with the mark-on-allocate images, keeps the mirror read-only, and reports lag', async () => {
-    const base = fresh();
-    const src = `${base}-src.img`;
+    const { base, src, s } = await sourceWithWork(48, 10, 15);
     const dst = `${base}-dst.img`;
-    const s = service();
-    await s.createVolume(src, 48 << 20);
-    await s.closeAll();
-    await work(src, 10, 15);
     await s.mirrorCreate('m-full', src, dst, { kind: 'full', everyMs: 3_600_000 });
     expect((await s.mirrorStatus('m-full')).state).toBe('uninitialized');
     const init = await s.mirrorUpdate('m-full');
@@ -108,13 +114,8 @@ describe('full mirrors', () => {
   });
 
   it('takeover, then resync from the newest common snapshot without a full copy; and a reverse resync', async () => {
-    const base = fresh();
-    const src = `${base}-src.img`;
+    const { base, src, s } = await sourceWithWork(48, 20, 20);
     const dst = `${base}-dst.img`;
-    const s = service();
-    await s.createVolume(src, 48 << 20);
-    await s.closeAll();
-    await work(src, 20, 20);
     await s.mirrorCreate('m-take', src, dst, { kind: 'full' });
     const init = await s.mirrorUpdate('m-take');
     await s.closeAll();
@@ -155,14 +156,9 @@ describe('full mirrors', () => {
 
 describe('incremental mirrors', () => {
   it('keep a sparse structure no larger than the difference from the base, and reconstruct the source', async () => {
-    const base = fresh();
-    const src = `${base}-src.img`;
+    const { base, src, s } = await sourceWithWork(64, 30, 25);
     const fast = `${base}-fast`;
     const slow = `${base}-base.snap`;
-    const s = service();
-    await s.createVolume(src, 64 << 20);
-    await s.closeAll();
-    await work(src, 30, 25);
     await s.mirrorCreate('m-inc', src, fast, { kind: 'incremental', slow: `file:${slow}` });
     const init = await s.mirrorUpdate('m-inc');
     expect(init.transfer).toBe('full');
@@ -209,14 +205,9 @@ describe('incremental mirrors', () => {
 
 describe('master snapshots and holds', () => {
   it('a master is kept exactly until every known destination has moved past it, then deleting it frees what was predicted', async () => {
-    const base = fresh();
-    const src = `${base}-src.img`;
+    const { base, src, s } = await sourceWithWork(48, 40, 15);
     const d1 = `${base}-d1.img`;
     const d2 = `${base}-d2.img`;
-    const s = service();
-    await s.createVolume(src, 48 << 20);
-    await s.closeAll();
-    await work(src, 40, 15);
     await s.snapCreate(src, 'M1');
     await s.masterMark(src, 'M1', true);
     expect((await s.replicate(src, d1)).kind).toBe('full');
