@@ -199,7 +199,7 @@ export function registerStream(program: Command): void {
     .requiredOption('--to <target>', 'file:<path>, tape:<folder> or tape:<device>')
     .option('--in <vol>', 'with --to file:<path>: the path is inside this volume, not on the host')
     .option('--tape-size <size>', 'capacity of each tape file (e.g. 800G, 64M)', '1G')
-    .option('--next-tape <command>', 'shell command run before each further tape (env SNAPPLANE_TAPE, SNAPPLANE_TAPE_PATH); non-zero exit aborts')
+    .option('--next-tape <command>', 'shell command run before each further tape (env SNAPPLANE_TAPE, SNAPPLANE_TAPE_PATH); non-zero exit aborts; a tape device without it prompts on a terminal')
     .option('--compress <codec>', 'none or lz4', 'none')
     .option('--json', 'print a JSON report')
     .action((vol: string, expr: string, opts: { to: string; in?: string; tapeSize: string; nextTape?: string; compress?: string; json?: boolean }) =>
