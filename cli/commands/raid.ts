@@ -37,7 +37,7 @@ export function registerRaid(program: Command): void {
     );
   raid
     .command('scrub <vol>')
-    .description('verify every block checksum and every stripe parity, repairing from redundancy (exit 1 if anything is unrepairable)')
+    .description('verify every block checksum and the parity of every stripe that holds data, repairing from redundancy (exit 1 if anything is unrepairable)')
     .option('--json', 'print a JSON report')
     .action((vol: string, opts: { json?: boolean }) =>
       withService(async (s) => {
@@ -49,7 +49,7 @@ export function registerRaid(program: Command): void {
           else {
             for (const u of r.unrepairable) process.stdout.write(`unrepairable: ${u.message}\n`);
             process.stdout.write(
-              `scrubbed ${r.stripes} stripes: ${r.dataBlocksRepaired} data block(s) and ${r.parityStripesRepaired} parity stripe(s) repaired, ${r.unrepairable.length} unrepairable${r.degraded ? ' (group is DEGRADED: parity not checked)' : ''}\n`,
+              `scrubbed ${r.stripes} stripes (parity checked on the ${r.stripesChecked} holding data): ${r.dataBlocksRepaired} data block(s) and ${r.parityStripesRepaired} parity stripe(s) repaired, ${r.unrepairable.length} unrepairable${r.degraded ? ' (group is DEGRADED: parity not checked)' : ''}\n`,
             );
           }
           return r.clean ? 0 : 1;

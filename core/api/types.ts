@@ -140,6 +140,8 @@ export interface ProgressEvent {
 export interface RaidScrubReport {
   volume: string;
   stripes: number;
+  /** Stripes whose parity was checked: those holding data (parity of a stripe with none is not kept up). */
+  stripesChecked: number;
   /** Blocks whose copy on their member failed its checksum and were rebuilt from parity and rewritten. */
   dataBlocksRepaired: number;
   /** Stripes whose parity did not match their data and was rewritten. */

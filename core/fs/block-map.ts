@@ -128,6 +128,18 @@ export class BlockMap {
     return (used & m) === 0;
   }
 
+  /**
+   * True when some block of [vbn, vbn+count) may hold data anyone can read: reserved, active, in a snapshot or a
+   * shadow snapshot, freed since the last CP (the committed state still uses it), or fenced by a receive.
+   */
+  holdsData(vbn: number, count: number): boolean {
+    for (let v = vbn; v < vbn + count && v < this.blockCount; v++) {
+      if (v < RESERVED_BLOCKS || !this.isAllocatable(v)) return true;
+      for (const plane of this.shadows.values()) if (plane.has(v)) return true;
+    }
+    return false;
+  }
+
   /** Recomputes the free count from the planes (after open, revert or snapshot deletion). */
   recountFree(): void {
     let used = 0;

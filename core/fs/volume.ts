@@ -375,6 +375,14 @@ export class Volume {
     return this.run(false, fn);
   }
 
+  /**
+   * True when some block of [vbn, vbn+count) may hold data anyone can read (device maintenance skips the rest);
+   * always true on a read-only volume, which keeps no allocator state.
+   */
+  holdsData(vbn: number, count: number): boolean {
+    return this.blockMap ? this.blockMap.holdsData(vbn, count) : true;
+  }
+
   /** @internal True when changes wait for a CP. */
   get isDirty(): boolean {
     return this.inodes.isDirty || this.ns.isDirty || this.snapshots.isDirty || this.pendingSnapshot !== null || (this.blockMap?.tree.isDirty ?? false);
@@ -603,15 +611,22 @@ export class Volume {
     const blocks = Math.ceil(r.inode.size / BLOCK_SIZE);
     const size = r.inode.size;
     const step = opts.reuse ? 1024 : 256;
-    const shared = opts.reuse ? Buffer.allocUnsafeSlow(step * BLOCK_SIZE) : null;
-    for (let b = 0; b < blocks; b += step) {
-      const n = Math.min(step, blocks - b);
-      const chunk = await this.run(false, async () => {
+    // With reuse, two buffers take turns: the next chunk is read while the caller works on this one.
+    const shared = opts.reuse ? [Buffer.allocUnsafeSlow(step * BLOCK_SIZE), Buffer.allocUnsafeSlow(step * BLOCK_SIZE)] : null;
+    const read = (b: number, turn: number): Promise<Buffer> =>
+      this.run(false, async () => {
+        const n = Math.min(step, blocks - b);
         const tree = await this.inodes.fileTree(r.ino, r.path);
-        const buf = shared ? shared.subarray(0, n * BLOCK_SIZE) : Buffer.allocUnsafe(n * BLOCK_SIZE);
+        const buf = shared ? shared[turn].subarray(0, n * BLOCK_SIZE) : Buffer.allocUnsafe(n * BLOCK_SIZE);
         await tree.readBlocksInto(b, n, buf);
         return buf.subarray(0, Math.min(buf.length, size - b * BLOCK_SIZE));
       });
+    let next = blocks > 0 ? read(0, 0) : null;
+    for (let b = 0, turn = 0; b < blocks; b += step, turn ^= 1) {
+      const chunk = await next!;
+      next = b + step < blocks ? read(b + step, turn ^ 1) : null;
+      // A failed read-ahead is reported when its chunk is asked for, not before.
+      next?.catch(() => undefined);
       yield chunk;
     }
   }

@@ -504,34 +504,40 @@ export class Raid4Device implements BlockDevice {
     this.rebuildWatermark = 0;
   }
 
-  /** Reconstructs the next `stripes` stripes of the member being rebuilt; true when it is complete. */
-  async rebuildStep(stripes = 1024): Promise<{ done: number; total: number; complete: boolean }> {
+  /**
+   * Reconstructs the next `stripes` stripes of the member being rebuilt; true when it is complete. With `holdsData`
+   * (does any of these VBNs hold data?), stripes that hold none are skipped: the new image reads zeros there, and
+   * the first write into such a stripe computes its parity from all members anyway (writes never patch parity).
+   */
+  async rebuildStep(stripes = 1024, holdsData?: (vbn: number, count: number) => boolean): Promise<{ done: number; total: number; complete: boolean; rebuilt: number }> {
     const m = this.members.find((o) => o.state === 'rebuilding');
     const total = this.groupLabel.stripes;
-    if (!m) return { done: total, total, complete: true };
+    if (!m) return { done: total, total, complete: true, rebuilt: 0 };
     const first = this.rebuildWatermark;
     const count = Math.min(stripes, total - first);
+    let rebuilt = 0;
     if (count > 0) {
-      // Pipelined: the next batch's member reads run while this batch is XORed (in WebAssembly SIMD, in the
+      const batch = 1024;
+      const pieces = liveRuns(first, count, batch, (s) => !holdsData || holdsData(s * this.n, this.n));
+      // Pipelined: the next piece's member reads run while this piece is XORed (in WebAssembly SIMD, in the
       // arena the reads land in) and written.
       const others = this.members.filter((o) => o.index !== m.index);
-      const batch = 1024;
       this.rebuildArena ??= new XorArena(2 * others.length * batch * BLOCK_SIZE);
       const arena = this.rebuildArena;
       this.rebuildBuffers ??= [0, 1].map(() => others.map(() => arena.alloc(batch * BLOCK_SIZE)));
       const bufs = this.rebuildBuffers;
       const read = (at: number, n: number, side: number): Promise<Buffer[]> =>
         Promise.all(others.map((o, k) => this.readMember(o, at, n, undefined, bufs[side][k])));
-      let pending = read(first, Math.min(batch, count), 0);
-      for (let at = first, side = 0; at < first + count; at += batch, side ^= 1) {
-        const n = Math.min(batch, first + count - at);
-        const parts = await pending;
-        const nextAt = at + n;
-        if (nextAt < first + count) pending = read(nextAt, Math.min(batch, first + count - nextAt), side ^ 1);
+      let pending = pieces.length > 0 ? read(pieces[0][0], pieces[0][1], 0) : null;
+      for (let i = 0, side = 0; i < pieces.length; i++, side ^= 1) {
+        const [at, n] = pieces[i];
+        const parts = await pending!;
+        if (i + 1 < pieces.length) pending = read(pieces[i + 1][0], pieces[i + 1][1], side ^ 1);
         const out = parts[0];
         for (let k = 1; k < parts.length; k++) arena.xorInto(out, parts[k], n * BLOCK_SIZE);
         // The new image is sparse and reads back zeros where nothing was written: skip all-zero stretches.
         if (!isZero(out)) await m.handle!.write(out, 0, out.length, (MEMBER_DATA_START + at) * BLOCK_SIZE);
+        rebuilt += n;
       }
       this.rebuildWatermark = first + count;
     }
@@ -542,27 +548,34 @@ export class Raid4Device implements BlockDevice {
       m.state = 'ok';
       this.groupLabel = { ...this.groupLabel, generation: this.groupLabel.generation + 1, failedMask: this.groupLabel.failedMask & ~(1 << m.index) };
       await this.writeLabels();
-      return { done: total, total, complete: true };
+      return { done: total, total, complete: true, rebuilt };
     }
-    return { done: this.rebuildWatermark, total, complete: false };
+    return { done: this.rebuildWatermark, total, complete: false, rebuilt };
   }
 
-  /** Checks parity of stripes [first, first+count); rewrites parity that does not match (data is verified above). */
-  async scrubStripes(first: number, count: number, repair: boolean): Promise<{ mismatches: number[] }> {
+  /**
+   * Checks parity of stripes [first, first+count); rewrites parity that does not match (data is verified above).
+   * With `holdsData`, stripes that hold no data are not checked (a rebuild leaves their parity stale on purpose).
+   */
+  async scrubStripes(first: number, count: number, repair: boolean, holdsData?: (vbn: number, count: number) => boolean): Promise<{ mismatches: number[]; checked: number }> {
     const mismatches: number[] = [];
-    if (this.members.some((m) => m.state !== 'ok')) return { mismatches };
-    const cols = await Promise.all(this.members.map((m) => this.readMember(m, first, count, `scrub/${m.index}`)));
-    const x = Buffer.from(cols[0]);
-    for (let m = 1; m <= this.n; m++) xorInto(x, cols[m]);
-    for (let s = 0; s < count; s++) {
-      const block = x.subarray(s * BLOCK_SIZE, (s + 1) * BLOCK_SIZE);
-      if (block.some((b) => b !== 0)) mismatches.push(first + s);
+    if (this.members.some((m) => m.state !== 'ok')) return { mismatches, checked: 0 };
+    let checked = 0;
+    for (const [at, n] of liveRuns(first, count, count, (s) => !holdsData || holdsData(s * this.n, this.n))) {
+      const cols = await Promise.all(this.members.map((m) => this.readMember(m, at, n, `scrub/${m.index}`)));
+      const x = Buffer.from(cols[0]);
+      for (let m = 1; m <= this.n; m++) xorInto(x, cols[m]);
+      for (let s = 0; s < n; s++) {
+        const block = x.subarray(s * BLOCK_SIZE, (s + 1) * BLOCK_SIZE);
+        if (block.some((b) => b !== 0)) mismatches.push(at + s);
+      }
+      checked += n;
     }
     if (repair && mismatches.length > 0 && !this.readOnly) {
       for (const s of mismatches) await this.rewriteParity(s, 1);
       await this.parity.handle!.datasync();
     }
-    return { mismatches };
+    return { mismatches, checked };
   }
 
   /** Stripes in the group. */
@@ -574,4 +587,26 @@ export class Raid4Device implements BlockDevice {
   get dataMembers(): number {
     return this.n;
   }
+}
+
+/**
+ * The stripes of [first, first+count) for which `live(stripe)` holds, as runs of at most `max` stripes. Gaps of
+ * fewer than 16 dead stripes are read through: one longer read costs less than two seeks.
+ */
+export function liveRuns(first: number, count: number, max: number, live: (stripe: number) => boolean): [number, number][] {
+  const runs: [number, number][] = [];
+  let start = -1;
+  let end = -1;
+  for (let s = first; s < first + count; s++) {
+    if (!live(s)) continue;
+    if (start >= 0 && s - end <= 16 && s - start < max) {
+      end = s + 1;
+      continue;
+    }
+    if (start >= 0) runs.push([start, end - start]);
+    start = s;
+    end = s + 1;
+  }
+  if (start >= 0) runs.push([start, end - start]);
+  return runs;
 }

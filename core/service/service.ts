@@ -294,7 +294,8 @@ export class SnapplaneService {
     const { v, dev } = await this.raidDevice(volume);
     await v.exclusive(() => dev.beginReplace(member, image));
     for (;;) {
-      const step = await v.exclusive(() => dev.rebuildStep(4096));
+      // Only stripes holding data are rebuilt (as a resilver copies only allocated blocks).
+      const step = await v.exclusive(() => dev.rebuildStep(4096, (vbn, count) => v.holdsData(vbn, count)));
       onProgress?.({ phase: 'rebuild', done: step.done, total: step.total, unit: 'blocks' });
       if (step.complete) break;
     }
@@ -313,16 +314,19 @@ export class SnapplaneService {
     const dataRepaired = v.ctx.repaired - before;
     const total = dev.stripeCount;
     let parityRepaired = 0;
+    let checked = 0;
     for (let s = 0; s < total; s += 4096) {
       const n = Math.min(4096, total - s);
-      const { mismatches } = await v.exclusive(() => dev.scrubStripes(s, n, true));
+      const { mismatches, checked: c } = await v.exclusive(() => dev.scrubStripes(s, n, true, (vbn, count) => v.holdsData(vbn, count)));
       parityRepaired += mismatches.length;
+      checked += c;
       onProgress?.({ phase: 'verify parity', done: s + n, total, unit: 'items' });
     }
     const unrepairable = fsck.issues.filter((i) => i.kind === 'checksum').map((i) => ({ vbn: i.vbn ?? -1, path: i.path ?? '', message: i.message }));
     return {
       volume,
       stripes: total,
+      stripesChecked: checked,
       dataBlocksRepaired: dataRepaired,
       parityStripesRepaired: parityRepaired,
       unrepairable,

@@ -104,16 +104,29 @@ describe('RAID-4 groups', () => {
     const after = await s.raidReplace(group, 2, 'data-2b.img', (p) => seen.push(p.done));
     expect(after.device.degraded).toBe(false);
     expect(seen.at(-1)).toBe(after.device.members.length > 0 ? seen.at(-1) : 0);
+    // Only stripes holding data were rebuilt: the new image is sparse over the free ones.
+    const { stat } = await import('node:fs/promises');
+    const rebuiltImage = await stat(join(group, 'data-2b.img'));
+    expect(rebuiltImage.blocks * 512).toBeLessThan(rebuiltImage.size / 4);
     const scrub = await s.raidScrub(group);
     expect(scrub.parityStripesRepaired).toBe(0);
     expect(scrub.dataBlocksRepaired).toBe(0);
     expect(scrub.clean).toBe(true);
+    expect(scrub.stripesChecked).toBeGreaterThan(0);
+    expect(scrub.stripesChecked).toBeLessThan(scrub.stripes);
     expect((await readAll(s, '/g')).equals(pattern(300_000, 9))).toBe(true);
+    // Writes into stripes the rebuild skipped (their parity was stale) compute parity from every member.
+    await (await import('node:fs/promises')).writeFile(host, pattern(700_000, 11));
+    await s.put(group, host, '/h');
+    await s.sync(group);
+    expect((await s.raidScrub(group)).parityStripesRepaired).toBe(0);
     await s.closeAll();
     // The rebuilt member alone now serves its share: lose a different member and read everything back.
     await rm(join(group, 'data-0.img'));
     const r = await reopen({ readOnly: true });
     for (let i = 1; i < 5; i++) expect((await r.readFile(`/f${i}`)).equals(pattern(200_000 + i, i))).toBe(true);
+    expect((await r.readFile('/h')).equals(pattern(700_000, 11))).toBe(true);
+    expect((await r.readFile('/g')).equals(pattern(300_000, 9))).toBe(true);
     expect((await r.fsck()).clean).toBe(true);
     await r.close();
   });
