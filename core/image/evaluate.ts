@@ -88,6 +88,36 @@ export async function planeChunk(map: BlockMap, plane: number, c: number): Promi
   return bytes ? new Uint32Array(bytes.buffer, bytes.byteOffset, WORDS_PER_CHUNK) : null;
 }
 
+/** Reads plane chunks (as planeChunk does). */
+export type PlaneChunkReader = (plane: number, c: number) => Promise<Uint32Array | null>;
+
+/**
+ * A planeChunk reader for one operation (a plan, a receive): a stored snapshot plane is read 256 chunks (32 GiB of
+ * volume) at a time in one pass over the block map file, and the last 16 such windows are kept, so the several
+ * passes a plan makes over the same planes read each chunk from disk once, while a huge volume's planes still
+ * stream. Only for one operation under the volume lock: a plane slot is reused after its snapshot is deleted.
+ */
+export function planeChunkReader(map: BlockMap): PlaneChunkReader {
+  const WINDOW = 256;
+  const KEEP = 16;
+  const windows = new Map<string, Promise<(Buffer | null)[]>>();
+  return async (plane, c) => {
+    if (plane === MARKS_PLANE || plane === MARKS_PREVIOUS_PLANE || plane === ACTIVE_PLANE || map.shadows.has(plane)) return planeChunk(map, plane, c);
+    if (map.summary.chunkPopulation[c] === 0) return null;
+    const w0 = c - (c % WINDOW);
+    const k = `${plane}/${w0}`;
+    let win = windows.get(k);
+    if (!win) {
+      win = map.tree.readBlocksOrHoles(map.fileBlock(plane, w0), Math.min(WINDOW, map.summary.chunks - w0));
+      windows.set(k, win);
+      // At most KEEP windows (1 MiB each) stay: a huge volume's planes still stream instead of loading whole.
+      if (windows.size > KEEP) windows.delete(windows.keys().next().value!);
+    }
+    const bytes = (await win)[c - w0];
+    return bytes ? new Uint32Array(bytes.buffer, bytes.byteOffset, WORDS_PER_CHUNK) : null;
+  };
+}
+
 /** Evaluates `source` over the volume's committed planes. */
 export async function evaluateImage(source: string, map: BlockMap, entries: SnapshotEntry[], volume: string): Promise<EvaluatedImage> {
   const expr = parseImageExpr(source);
@@ -96,7 +126,7 @@ export async function evaluateImage(source: string, map: BlockMap, entries: Snap
 }
 
 /** Evaluates a parsed expression whose names are already bound. */
-export async function evaluateBound(expr: ImageExpr, bound: Map<string, BoundPlane>, map: BlockMap): Promise<EvaluatedImage> {
+export async function evaluateBound(expr: ImageExpr, bound: Map<string, BoundPlane>, map: BlockMap, read: PlaneChunkReader = (p, c) => planeChunk(map, p, c)): Promise<EvaluatedImage> {
   const planes = [...new Set([...bound.values()].map((b) => b.plane))];
   const program: KernelOp[] = [];
   compile(expr, bound, planes, program);
@@ -120,7 +150,7 @@ export async function evaluateBound(expr: ImageExpr, bound: Map<string, BoundPla
       }
       any = true;
       for (let k = 0; k < planes.length; k++) {
-        const w = await planeChunk(map, planes[k], c);
+        const w = await read(planes[k], c);
         const region = kernel.region(k);
         if (w) {
           region.set(w, j * WORDS_PER_CHUNK);

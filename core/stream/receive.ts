@@ -18,7 +18,7 @@ import { InodeTable } from '../fs/inode-table.js';
 import { Namespace } from '../fs/namespace.js';
 import type { FileTree } from '../fs/file-tree.js';
 import type { Volume } from '../fs/volume.js';
-import { planeChunk } from '../image/evaluate.js';
+import { planeChunkReader } from '../image/evaluate.js';
 import { PointerFixer, planRemap, remapPlane, type Remap } from './remap.js';
 import type { StreamReader, StreamItem } from './reader.js';
 import type { StreamHeader, StreamSnapshot } from './format.js';
@@ -285,16 +285,17 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
         await rename(`${tokenPath}.tmp`, tokenPath);
       };
 
+      const baseChunk = planeChunkReader(map);
       // ---- deallocation list and planes --------------------------------------------------------------------
       while (item.type === 'dealloc') {
         if (!baseEntry) throw bad('a deallocation list in a full stream');
-        const b = await planeChunk(map, baseEntry.plane, item.chunk);
+        const b = await baseChunk(baseEntry.plane, item.chunk);
         for (let i = 0; i < WORDS_PER_CHUNK; i++) if ((item.words[i] & ~(b ? b[i] : 0)) !== 0) throw bad(`the deallocation list frees blocks its base '${baseEntry.name}' does not have`);
         item = await reader.next();
       }
       const planes: Map<number, Uint32Array>[] = header.snapshots.map(() => new Map());
       while (item.type === 'plane') {
-        const have = baseEntry ? await planeChunk(map, baseEntry.plane, item.chunk) : null;
+        const have = baseEntry ? await baseChunk(baseEntry.plane, item.chunk) : null;
         const img = image.chunk(item.chunk);
         for (let i = 0; i < WORDS_PER_CHUNK; i++) {
           const reserved = item.chunk === 0 && i === 0 ? 3 : 0;

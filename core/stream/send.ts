@@ -12,7 +12,7 @@ import { WORDS_PER_CHUNK, popcount32, type BitPlane } from '../planes/bit-plane.
 import { SparsePlane } from '../planes/sparse-plane.js';
 import { INODE_SIZE, encodeInode, type SnapshotEntry } from '../fs/format.js';
 import type { Volume } from '../fs/volume.js';
-import { bindNames, evaluateBound, planeChunk, runsInChunk } from '../image/evaluate.js';
+import { bindNames, evaluateBound, planeChunkReader, runsInChunk } from '../image/evaluate.js';
 import { WRITES_IN_FLIGHT } from './receive.js';
 import { parseImageExpr, streamShape, formatImageExpr } from '../image/expression.js';
 import {
@@ -135,7 +135,8 @@ export async function planStream(volume: Volume, expression: string, opts: SendO
     const map = await volume.planeMap();
     const span = map.marksPrevious ? map.marksPreviousSpan : null;
     const useMarks = opts.selection === 'marks' && baseEntry !== null && carried.length === 1 && span !== null && span.from === baseEntry.generation && span.to === carried[0].generation;
-    const image = useMarks ? marksImage(map.marksPrevious!) : await evaluateBound(expr, bound, map);
+    const chunkOf = planeChunkReader(map);
+    const image = useMarks ? marksImage(map.marksPrevious!) : await evaluateBound(expr, bound, map, chunkOf);
     // fsinfo never travels as a block: the receiver writes its own, last, to commit (SPEC §2.6).
     const first = image.plane.chunk(0);
     if (first && (first[0] & 3) !== 0) {
@@ -148,7 +149,7 @@ export async function planStream(volume: Volume, expression: string, opts: SendO
     for (const e of carried) {
       const chunks = new Map<number, Uint32Array>();
       for (let c = 0; c < map.summary.chunks; c++) {
-        const w = await planeChunk(map, e.plane, c);
+        const w = await chunkOf(e.plane, c);
         if (w) chunks.set(c, w.slice());
       }
       planes.push(chunks);
@@ -158,9 +159,9 @@ export async function planStream(volume: Volume, expression: string, opts: SendO
       const top = carried[carried.length - 1];
       dealloc = new SparsePlane();
       for (let c = 0; c < map.summary.chunks; c++) {
-        const b = await planeChunk(map, baseEntry.plane, c);
+        const b = await chunkOf(baseEntry.plane, c);
         if (!b) continue;
-        const t = await planeChunk(map, top.plane, c);
+        const t = await chunkOf(top.plane, c);
         const w = new Uint32Array(WORDS_PER_CHUNK);
         let any = false;
         for (let i = 0; i < WORDS_PER_CHUNK; i++) {
