@@ -1,16 +1,12 @@
 /**
- * The SIMD kernel (simd-kernel.wat, WebAssembly SIMD): word-parallel OR, AND-NOT, AND, XOR and popcount over its
- * own memory. Plane algebra and RAID parity both use it; callers place their data in the instance's memory.
+ * The XOR kernel (simd-kernel.wat, WebAssembly SIMD) over its own memory, for RAID parity and reconstruction;
+ * callers place their data in the instance's memory.
  */
 import { SIMD_KERNEL_WASM } from './simd-kernel-wasm.js';
 
 export interface SimdKernel {
   memory: { buffer: ArrayBuffer; grow(pages: number): number };
-  or(d: number, a: number, b: number, n: number): void;
-  andnot(d: number, a: number, b: number, n: number): void;
-  and(d: number, a: number, b: number, n: number): void;
   xor(d: number, a: number, b: number, n: number): void;
-  popcount(p: number, n: number): number;
 }
 
 /** The WebAssembly API, typed here because core/ is compiled without the DOM library that declares it. */

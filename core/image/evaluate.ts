@@ -159,10 +159,10 @@ export async function evaluateBound(expr: ImageExpr, bound: Map<string, BoundPla
       }
     }
     if (!any) continue;
-    const out = kernel.run(present, n * WORDS_PER_CHUNK);
+    const out = kernel.run(present, n * WORDS_PER_CHUNK, WORDS_PER_CHUNK);
     if (!out) continue;
     for (let j = 0; j < n; j++) {
-      const count = kernel.popcount(out, j * WORDS_PER_CHUNK, WORDS_PER_CHUNK);
+      const count = kernel.counts[j];
       if (count === 0) continue;
       result.setChunk(c0 + j, out.slice(j * WORDS_PER_CHUNK, (j + 1) * WORDS_PER_CHUNK));
       blocks += count;

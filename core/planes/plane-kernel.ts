@@ -1,19 +1,35 @@
 /**
- * Plane algebra in WebAssembly SIMD (core/common/simd-kernel.wat). A batch of operand words is copied into the module's
- * memory (small enough to stay in cache), combined there 16 bytes per instruction, counted, and copied out:
- * memory traffic is one read of each operand and one write of the result, about what a copy costs.
+ * Plane algebra in WebAssembly SIMD. Operand words are placed in regions of the kernel's memory (a batch small
+ * enough to stay in cache); the expression, compiled to one fused pass (kernel-compiler.ts), combines them 16 bytes
+ * per instruction, writes the result region and counts its bits. Memory traffic is one read of each operand and one
+ * write of the result.
  */
-import { simdKernel, type SimdKernel } from '../common/simd.js';
+import { fusedKernelModule, type FusedOp } from './kernel-compiler.js';
 
 /** One step of a compiled expression: push operand `index`, or combine the top two entries. */
 export type KernelOp = { op: 'load'; index: number } | { op: 'union' | 'difference' | 'intersection' };
 
+/** The WebAssembly API, typed here because core/ is compiled without the DOM library that declares it. */
+interface WasmApi {
+  Memory: new (d: { initial: number }) => { buffer: ArrayBuffer };
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object, imports: object) => { exports: unknown };
+}
+const wasm = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
+type Fused = (from: number, to: number) => number;
+
+// Compiled modules by program and layout: evaluations of the same expression shape reuse them.
+const modules = new Map<string, object>();
+
 /** Runs one compiled expression over batches of words; each operand has a region of `batchWords` words. */
 export class PlaneKernel {
-  private readonly exports: SimdKernel;
-  private words: Uint32Array;
+  private readonly memory: { buffer: ArrayBuffer };
+  private readonly words: Uint32Array;
   private readonly regionBytes: number;
-  private readonly temps: number;
+  private readonly pages: number;
+  private readonly variants = new Map<string, Fused | null>();
+  /** Set bits per segment of the last `run`'s result. */
+  readonly counts: Uint32Array;
 
   constructor(
     private readonly program: KernelOp[],
@@ -22,10 +38,10 @@ export class PlaneKernel {
   ) {
     if (batchWords % 16 !== 0) throw new RangeError('batchWords must be a multiple of 16');
     this.regionBytes = batchWords * 4;
-    // Operand regions, then one temporary region per load at most (intermediate results).
-    this.temps = program.filter((p) => p.op === 'load').length;
-    this.exports = simdKernel((operands + this.temps) * this.regionBytes);
-    this.words = new Uint32Array(this.exports.memory.buffer);
+    this.pages = Math.ceil(((operands + 1) * this.regionBytes) / 65536);
+    this.memory = new wasm.Memory({ initial: this.pages });
+    this.words = new Uint32Array(this.memory.buffer);
+    this.counts = new Uint32Array(batchWords / 16);
   }
 
   /** Operand `k`'s region (fill it before `run`). */
@@ -35,58 +51,48 @@ export class PlaneKernel {
 
   /**
    * Evaluates the program over the first `words` words of each region; `present[k]` false means operand k is all
-   * clear in this batch (its region is not read). Returns the region holding the result, or null when it is empty
-   * by construction. The result region is overwritten by the next run.
+   * clear in this batch (its region is not read). Returns the result region, or null when it is empty by
+   * construction; `counts[j]` then holds the set bits of words [j × segmentWords, (j + 1) × segmentWords).
+   * The result region is overwritten by the next run.
    */
-  run(present: boolean[], words: number): Uint32Array | null {
-    const stack: (number | null)[] = [];
-    const bytes = Math.ceil(words / 16) * 64;
-    const at = (k: number): number => k * this.regionBytes;
-    const free: number[] = Array.from({ length: this.temps }, (_, i) => this.operands + i);
-    const isTemp = (x: number | null): x is number => x !== null && x >= this.operands;
-    // Element-wise ops may write over either input, so a result reuses an input's temporary when it has one.
-    const combine = (fn: 'or' | 'andnot' | 'and', a: number, b: number): number => {
-      let d: number;
-      if (isTemp(a)) {
-        d = a;
-        if (isTemp(b)) free.push(b);
-      } else if (isTemp(b)) d = b;
-      else d = free.pop()!;
-      this.exports[fn](at(d), at(a), at(b), bytes);
-      return d;
-    };
-    const drop = (x: number | null): void => {
-      if (isTemp(x)) free.push(x);
-    };
+  run(present: boolean[], words: number, segmentWords = words): Uint32Array | null {
+    if (segmentWords % 16 !== 0 || words % segmentWords !== 0) throw new RangeError('segments must be multiples of 16 words that divide the run');
+    const fn = this.variant(present);
+    if (!fn) return null;
+    const segBytes = segmentWords * 4;
+    for (let j = 0, at = 0; at < words * 4; j++, at += segBytes) this.counts[j] = fn(at, at + segBytes);
+    return this.region(this.operands);
+  }
+
+  /** The fused function for one pattern of present operands (absent ones fold away), compiled on first use. */
+  private variant(present: boolean[]): Fused | null {
+    const key = present.map((p) => (p ? '1' : '0')).join('');
+    if (this.variants.has(key)) return this.variants.get(key)!;
+    const stack: (FusedOp[] | null)[] = [];
     for (const step of this.program) {
       if (step.op === 'load') {
-        stack.push(present[step.index] ? step.index : null);
+        stack.push(present[step.index] ? [{ op: 'load', index: step.index }] : null);
         continue;
       }
       const b = stack.pop()!;
       const a = stack.pop()!;
-      if (step.op === 'union') {
-        if (a === null || b === null) stack.push(a ?? b);
-        else stack.push(combine('or', a, b));
-      } else if (step.op === 'difference') {
-        if (a === null) {
-          drop(b);
-          stack.push(null);
-        } else if (b === null) stack.push(a);
-        else stack.push(combine('andnot', a, b));
-      } else if (a === null || b === null) {
-        drop(a);
-        drop(b);
-        stack.push(null);
-      } else stack.push(combine('and', a, b));
+      if (step.op === 'union') stack.push(a && b ? [...a, ...b, { op: 'or' }] : (a ?? b));
+      else if (step.op === 'difference') stack.push(a && b ? [...a, ...b, { op: 'andnot' }] : a);
+      else stack.push(a && b ? [...a, ...b, { op: 'and' }] : null);
     }
-    const r = stack.pop()!;
-    return r === null ? null : this.region(r);
-  }
-
-  /** Set bits in `words` words of a region returned by `run`, starting at word `from` (multiples of 16). */
-  popcount(result: Uint32Array, from: number, words: number): number {
-    return this.exports.popcount(result.byteOffset + from * 4, words * 4);
+    const ops = stack.pop()!;
+    let fn: Fused | null = null;
+    if (ops) {
+      const id = `${JSON.stringify(ops)}|${this.operands}|${this.regionBytes}|${this.pages}`;
+      let mod = modules.get(id);
+      if (!mod) {
+        mod = new wasm.Module(fusedKernelModule(ops, this.operands, this.regionBytes, this.pages));
+        if (modules.size >= 256) modules.clear();
+        modules.set(id, mod);
+      }
+      fn = (new wasm.Instance(mod, { env: { memory: this.memory } }).exports as { run: Fused }).run;
+    }
+    this.variants.set(key, fn);
+    return fn;
   }
 }
-
