@@ -60,7 +60,7 @@ export async function walkTree(
       if (c.vbn === 0) continue;
       if (level === 1) {
         visit(c, 0, index * POINTERS_PER_BLOCK + s);
-        leaves.push(c);
+        if (options.readData) leaves.push(c);
       } else children.push([index * POINTERS_PER_BLOCK + s, c]);
     }
     if (children.length > 0) {
