@@ -52,9 +52,9 @@ const V128_AND = 78;
 const V128_ANDNOT = 79;
 const V128_OR = 80;
 const I8X16_POPCNT = 98;
+const I8X16_ADD = 110;
 const I16X8_EXTADD_PAIRWISE_I8X16_U = 125;
 const I32X4_EXTADD_PAIRWISE_I16X8_U = 127;
-const I16X8_ADD = 142;
 const I32X4_ADD = 174;
 
 // Locals: params from (0) and to (1); then $v (2), $s (3), $acc (4).
@@ -84,12 +84,13 @@ export function fusedKernelModule(program: FusedOp[], out: number, regionBytes: 
       else body.push(...simd(step.op === 'or' ? V128_OR : step.op === 'andnot' ? V128_ANDNOT : V128_AND));
     }
     body.push(...tee(V), ...simd(V128_STORE), ...memarg(out * regionBytes + off));
-    // Byte counts (≤ 8) summed pairwise into 16-bit lanes; four lanes' worth stays ≤ 64 per lane.
-    body.push(...get(V), ...simd(I8X16_POPCNT), ...simd(I16X8_EXTADD_PAIRWISE_I8X16_U));
-    if (lane > 0) body.push(...get(S), ...simd(I16X8_ADD));
+    // Byte counts (≤ 8 each) added bytewise: four vectors' worth stays ≤ 32 per byte.
+    body.push(...get(V), ...simd(I8X16_POPCNT));
+    if (lane > 0) body.push(...get(S), ...simd(I8X16_ADD));
     body.push(...set(S));
   }
-  body.push(...get(ACC), ...get(S), ...simd(I32X4_EXTADD_PAIRWISE_I16X8_U), ...simd(I32X4_ADD), ...set(ACC));
+  // Widened once per 64 bytes: bytes pairwise into 16-bit lanes, those pairwise into the 32-bit accumulators.
+  body.push(...get(ACC), ...get(S), ...simd(I16X8_EXTADD_PAIRWISE_I8X16_U), ...simd(I32X4_EXTADD_PAIRWISE_I16X8_U), ...simd(I32X4_ADD), ...set(ACC));
   body.push(...get(FROM), 0x41, ...sleb(64), 0x6a, ...set(FROM), 0x0c, 0, 0x0b, 0x0b);
   // Sum of the four 32-bit accumulator lanes.
   for (let lane = 0; lane < 4; lane++) {
