@@ -3,7 +3,8 @@
  * time, so a volume of any size with many planes evaluates without loading any plane whole.
  */
 import { SnapplaneError } from '../common/errors.js';
-import { BITS_PER_CHUNK, WORDS_PER_CHUNK } from '../planes/bit-plane.js';
+import { BITS_PER_CHUNK, WORDS_PER_CHUNK, type BitPlane } from '../planes/bit-plane.js';
+import { allocate, arenaWords } from '../planes/plane-arena.js';
 import { PlaneKernel, type KernelOp } from '../planes/plane-kernel.js';
 import { SparsePlane } from '../planes/sparse-plane.js';
 import { ACTIVE_PLANE, SnapshotFlag, type SnapshotEntry } from '../fs/format.js';
@@ -125,50 +126,133 @@ export async function evaluateImage(source: string, map: BlockMap, entries: Snap
   return evaluateBound(expr, bound, map);
 }
 
-/** Evaluates a parsed expression whose names are already bound. */
+/** Where an operand's words come from: an in-memory bit plane, nowhere (all clear), or the stored snapshot plane. */
+export type OperandSource = BitPlane | 'clear' | 'stored';
+
+function operandSource(map: BlockMap, plane: number): OperandSource {
+  if (plane === ACTIVE_PLANE) return map.active;
+  if (plane === MARKS_PLANE) {
+    if (!map.marks) throw new SnapplaneError('INVALID', 'the mark-on-allocate images exist only on a volume open for writing');
+    return map.marks;
+  }
+  if (plane === MARKS_PREVIOUS_PLANE) return map.marksPrevious ?? 'clear';
+  return map.shadows.get(plane) ?? 'stored';
+}
+
+/**
+ * Evaluates a parsed expression whose names are already bound. In-memory planes are read in place by the kernel
+ * (they live in the plane arena); stored snapshot planes come from `read` and are copied in a batch at a time.
+ */
 export async function evaluateBound(expr: ImageExpr, bound: Map<string, BoundPlane>, map: BlockMap, read: PlaneChunkReader = (p, c) => planeChunk(map, p, c)): Promise<EvaluatedImage> {
   const planes = [...new Set([...bound.values()].map((b) => b.plane))];
   const program: KernelOp[] = [];
   compile(expr, bound, planes, program);
-  // Up to BATCH consecutive chunks go through the kernel at once (fewer calls; the batch stays in cache).
+  const empty = (c: number, p: { chunkPopulation: Uint32Array } | null): boolean => !p || !(p.chunkPopulation[c] > 0);
+  // A chunk where no plane of the volume has a block cannot hold a bit of any image.
+  const live = (c: number): boolean =>
+    !(empty(c, map.active) && empty(c, map.summary) && empty(c, map.marks) && empty(c, map.marksPrevious) && [...map.shadows.values()].every((p) => empty(c, p)));
+  const sources = planes.map((p) => operandSource(map, p));
+  const { plane, blocks } = await evaluatePlanes(program, sources, map.active.chunks, (k, c) => read(planes[k], c), live);
+  return { plane, blocks, bound };
+}
+
+/**
+ * Runs a compiled expression over its operands' chunks [0, chunks) and returns the image: the kernel writes the
+ * result's chunks straight into arena slabs the result plane owns. `read(k, c)` gives chunk c of a stored operand
+ * k; chunks where `live` is false are skipped.
+ */
+export async function evaluatePlanes(program: KernelOp[], sources: OperandSource[], chunks: number, read: (k: number, c: number) => Promise<Uint32Array | null>, live: (c: number) => boolean): Promise<{ plane: SparsePlane; blocks: number }> {
+  // Up to BATCH consecutive chunks are bound at once (fewer calls; copied operands stay in cache).
   const BATCH = 16;
-  const kernel = new PlaneKernel(program, planes.length, BATCH * WORDS_PER_CHUNK);
+  const kernel = new PlaneKernel(program, sources.length, BATCH * WORDS_PER_CHUNK);
   const result = new SparsePlane();
+  const slabs = new ResultSlabs(result, kernel);
   let blocks = 0;
-  const chunks = map.active.chunks;
-  const present: boolean[] = planes.map(() => false);
-  const empty = (c: number, p: { chunkPopulation: Uint32Array } | null): boolean => !p || p.chunkPopulation[c] === 0;
-  for (let c0 = 0; c0 < chunks; c0 += BATCH) {
-    const n = Math.min(BATCH, chunks - c0);
-    present.fill(false);
-    let any = false;
-    for (let j = 0; j < n; j++) {
-      const c = c0 + j;
-      if (empty(c, map.active) && empty(c, map.summary) && empty(c, map.marks) && empty(c, map.marksPrevious) && [...map.shadows.values()].every((p) => empty(c, p))) {
-        for (let k = 0; k < planes.length; k++) kernel.region(k).fill(0, j * WORDS_PER_CHUNK, (j + 1) * WORDS_PER_CHUNK);
-        continue;
+  try {
+    for (let c0 = 0; c0 < chunks; c0 += BATCH) {
+      const n = Math.min(BATCH, chunks - c0);
+      let any = false;
+      for (let j = 0; j < n && !any; j++) any = live(c0 + j);
+      if (!any) continue;
+      for (let k = 0; k < sources.length; k++) {
+        const src = sources[k];
+        if (src === 'clear') {
+          kernel.bind(k, null);
+          continue;
+        }
+        if (src !== 'stored') {
+          let populated = false;
+          for (let j = 0; j < n && !populated; j++) populated = src.chunkPopulation[c0 + j] > 0;
+          kernel.bind(k, populated ? src.words.subarray(c0 * WORDS_PER_CHUNK, (c0 + n) * WORDS_PER_CHUNK) : null);
+          continue;
+        }
+        let populated = false;
+        for (let j = 0; j < n; j++) {
+          const w = live(c0 + j) ? await read(k, c0 + j) : null;
+          if (w) populated = true;
+          kernel.fill(k, j, WORDS_PER_CHUNK, w);
+        }
+        if (!populated) kernel.bind(k, null);
       }
-      any = true;
-      for (let k = 0; k < planes.length; k++) {
-        const w = await read(planes[k], c);
-        const region = kernel.region(k);
-        if (w) {
-          region.set(w, j * WORDS_PER_CHUNK);
-          present[k] = true;
-        } else region.fill(0, j * WORDS_PER_CHUNK, (j + 1) * WORDS_PER_CHUNK);
-      }
+      blocks += kernel.run(n, WORDS_PER_CHUNK, slabs.reserve(n));
+      slabs.keep(c0, n);
     }
-    if (!any) continue;
-    const out = kernel.run(present, n * WORDS_PER_CHUNK, WORDS_PER_CHUNK);
-    if (!out) continue;
+  } finally {
+    kernel.dispose();
+  }
+  return { plane: result, blocks };
+}
+
+/**
+ * Where the kernel writes result chunks: 1 MiB slabs of the arena owned by the result plane. A batch is written
+ * at the slab's cursor and its empty chunks squeezed out, so a sparse result takes only the room of its
+ * populated chunks. Without arena room, the kernel's own result region, populated chunks copied out.
+ */
+class ResultSlabs {
+  private static readonly SLAB = 256;
+  private at = -1;
+  private used = ResultSlabs.SLAB;
+  private inSlab = false;
+
+  constructor(
+    private readonly plane: SparsePlane,
+    private readonly kernel: PlaneKernel,
+  ) {}
+
+  /** Address for the next `n` chunks of results. */
+  reserve(n: number): number {
+    this.inSlab = false;
+    if (!this.kernel.inArena) return this.kernel.resultRegion;
+    if (this.used + n > ResultSlabs.SLAB) {
+      const at = allocate(ResultSlabs.SLAB * 4096, false); // every kept slot is written by the kernel first
+      if (at < 0) return this.kernel.resultRegion;
+      this.plane.ownArena(at, ResultSlabs.SLAB * 4096);
+      this.at = at;
+      this.used = 0;
+    }
+    this.inSlab = true;
+    return this.at + this.used * 4096;
+  }
+
+  /** Installs the populated chunks of the batch just written (chunks c0 …) into the result plane. */
+  keep(c0: number, n: number): void {
+    const counts = this.kernel.counts;
+    if (!this.inSlab) {
+      const out = this.kernel.view(this.kernel.resultRegion, n * WORDS_PER_CHUNK);
+      for (let j = 0; j < n; j++) if (counts[j] !== 0) this.plane.setChunk(c0 + j, out.slice(j * WORDS_PER_CHUNK, (j + 1) * WORDS_PER_CHUNK), counts[j]);
+      return;
+    }
+    const slab = arenaWords(this.at, ResultSlabs.SLAB * WORDS_PER_CHUNK);
+    const start = this.used;
     for (let j = 0; j < n; j++) {
-      const count = kernel.counts[j];
-      if (count === 0) continue;
-      result.setChunk(c0 + j, out.slice(j * WORDS_PER_CHUNK, (j + 1) * WORDS_PER_CHUNK));
-      blocks += count;
+      if (counts[j] === 0) continue;
+      const from = (start + j) * WORDS_PER_CHUNK;
+      const to = this.used * WORDS_PER_CHUNK;
+      if (from !== to) slab.copyWithin(to, from, from + WORDS_PER_CHUNK);
+      this.plane.setChunk(c0 + j, slab.subarray(to, to + WORDS_PER_CHUNK), counts[j]);
+      this.used++;
     }
   }
-  return { plane: result, blocks, bound };
 }
 
 /** Bits of chunk `c` as VBN runs [first, count], ascending. */

@@ -5,7 +5,6 @@
  */
 import { SnapplaneError } from '../common/errors.js';
 import { BLOCK_SIZE } from '../common/units.js';
-import { popcount32 } from '../planes/bit-plane.js';
 import { SnapshotFlag, type SnapshotEntry } from '../fs/format.js';
 import type { BlockMap } from '../fs/block-map.js';
 import { parseInterval } from '../common/units.js';
@@ -85,8 +84,9 @@ export async function planBackups(map: BlockMap, all: SnapshotEntry[], policy: L
     const text = [...tops].reverse().map((e) => quote(e.name)).join(' + ') + (level > 0 && base ? ` - ${quote(base.name)}` : '');
     const expr = parseImageExpr(text);
     const image = await evaluateBound(expr, bindNames(expr, text, all, volume), map);
-    const first = image.plane.chunk(0);
-    const blocks = image.blocks - (first ? popcount32(first[0] & 3) : 0);
+    // The two reserved fsinfo blocks (VBNs 0 and 1) never travel as blocks (send.ts drops them likewise).
+    const blocks = image.blocks - (image.plane.has(0) ? 1 : 0) - (image.plane.has(1) ? 1 : 0);
+    image.plane.release();
     points.push({
       snapshot: entry.name,
       at: new Date(entry.createdAtMs).toISOString(),

@@ -1,4 +1,5 @@
 /** Bit planes: one bit per block, stored as 32-bit words (bit v lives in word v>>5, bit v&31: LSB-first bytes on disk). */
+import { account, allocate, arenaWords, keepAlive, releaseWith } from './plane-arena.js';
 
 /** Bits held by one 4 KiB block of a plane. */
 export const BITS_PER_CHUNK = 4096 * 8;
@@ -42,10 +43,28 @@ export class BitPlane {
   readonly dirtyChunks = new Set<number>();
   private population = 0;
 
+  /**
+   * The words live in the plane arena when it has room (the plane kernel then reads them in place), else in
+   * ordinary memory. Views handed out (`words`, chunkWords, chunkBytes) keep the plane, and so its arena span,
+   * alive; a view derived from them by hand (`new Uint8Array(w.buffer, …)`) does not, so derive from chunkBytes.
+   */
   constructor(readonly blockCount: number) {
-    this.words = new Uint32Array(chunkCount(blockCount) * WORDS_PER_CHUNK);
+    const words = chunkCount(blockCount) * WORDS_PER_CHUNK;
+    const at = allocate(words * 4);
+    if (at >= 0) {
+      this.words = keepAlive(arenaWords(at, words), this);
+      releaseWith(this, at, words * 4);
+      account(this, words * 4);
+      this.resident = true;
+    } else {
+      this.words = new Uint32Array(words);
+      this.resident = false;
+    }
     this.chunkPopulation = new Uint32Array(chunkCount(blockCount));
   }
+
+  /** True when the words are in the plane arena. */
+  readonly resident: boolean;
 
   /** Number of chunks (4 KiB blocks of bitmap) the plane spans. */
   get chunks(): number {
@@ -90,18 +109,25 @@ export class BitPlane {
 
   /** The words of chunk `c` (a view, not a copy). */
   chunkWords(c: number): Uint32Array {
+    const w = this.span(c);
+    return this.resident ? keepAlive(w, this) : w;
+  }
+
+  /** Chunk `c`'s words for use within one call of this class (not kept alive: never handed out). */
+  private span(c: number): Uint32Array {
     return this.words.subarray(c * WORDS_PER_CHUNK, (c + 1) * WORDS_PER_CHUNK);
   }
 
   /** Chunk `c` as bytes (a view over the plane's memory). */
   chunkBytes(c: number): Buffer {
-    return Buffer.from(this.words.buffer, this.words.byteOffset + c * 4096, 4096);
+    const b = Buffer.from(this.words.buffer, this.words.byteOffset + c * 4096, 4096);
+    return this.resident ? keepAlive(b, this) : b;
   }
 
   /** Replaces chunk `c` with `bytes` (4096 bytes, or null for all-zero) without marking it dirty. */
   loadChunk(c: number, bytes: Uint8Array | null): void {
     if (bytes === null && this.chunkPopulation[c] === 0) return; // a hole over a clear chunk: nothing to do
-    const dst = this.chunkWords(c);
+    const dst = this.span(c);
     if (bytes === null) dst.fill(0);
     else new Uint8Array(dst.buffer, dst.byteOffset, 4096).set(bytes.subarray(0, 4096));
     const before = this.chunkPopulation[c];
@@ -113,7 +139,7 @@ export class BitPlane {
   /** Recounts chunk `c` after its words were changed directly, and marks it dirty when it changed. */
   recount(c: number, markDirty: boolean): void {
     const before = this.chunkPopulation[c];
-    const after = popcountWords(this.chunkWords(c));
+    const after = popcountWords(this.span(c));
     this.chunkPopulation[c] = after;
     this.population += after - before;
     if (markDirty) this.dirtyChunks.add(c);
@@ -130,8 +156,8 @@ export class BitPlane {
   orWith(other: BitPlane): void {
     for (let c = 0; c < other.chunks; c++) {
       if (other.chunkPopulation[c] === 0) continue;
-      const a = this.chunkWords(c);
-      const b = other.chunkWords(c);
+      const a = this.span(c);
+      const b = other.span(c);
       let changed = false;
       for (let i = 0; i < a.length; i++) {
         const v = (a[i] | b[i]) >>> 0;
@@ -148,7 +174,7 @@ export class BitPlane {
   clearAll(): void {
     for (let c = 0; c < this.chunks; c++) {
       if (this.chunkPopulation[c] !== 0) {
-        this.chunkWords(c).fill(0);
+        this.span(c).fill(0);
         this.recount(c, true);
       }
     }
@@ -156,7 +182,7 @@ export class BitPlane {
 
   /** Calls `fn` for every set bit, in ascending order. */
   forEach(fn: (vbn: number) => void): void {
-    for (let c = 0; c < this.chunks; c++) if (this.chunkPopulation[c] !== 0) forEachSetBit(this.chunkWords(c), c * BITS_PER_CHUNK, fn);
+    for (let c = 0; c < this.chunks; c++) if (this.chunkPopulation[c] !== 0) forEachSetBit(this.span(c), c * BITS_PER_CHUNK, fn);
   }
 
 }

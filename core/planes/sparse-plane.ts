@@ -1,9 +1,13 @@
 /** A sparse bit plane: 4 KiB chunks allocated only where bits are set (for sets much smaller than the volume). */
 import { BITS_PER_CHUNK, WORDS_PER_CHUNK, popcountWords } from './bit-plane.js';
+import { account, keepAlive, releaseNow, releaseWith } from './plane-arena.js';
 
 export class SparsePlane {
   private readonly chunks = new Map<number, Uint32Array>();
   private population = 0;
+  private inArena = false;
+  private viewed = false;
+  private arenaBytes = 0;
 
   /** Total set bits. */
   get count(): number {
@@ -34,17 +38,44 @@ export class SparsePlane {
     return true;
   }
 
-  /** Installs `words` as chunk `c` (taken over, not copied), replacing what was there. */
-  setChunk(c: number, words: Uint32Array): void {
+  /** Installs `words` as chunk `c` (taken over, not copied), replacing what was there; `bits` is its count when known. */
+  setChunk(c: number, words: Uint32Array, bits = popcountWords(words)): void {
     const old = this.chunks.get(c);
     if (old) this.population -= popcountWords(old);
     this.chunks.set(c, words);
-    this.population += popcountWords(words);
+    this.population += bits;
   }
 
-  /** The words of chunk `c`, or null when no bit is set there. */
+  /** Makes this plane the owner of an arena span its chunks live in: the span is freed when the plane is. */
+  ownArena(offset: number, bytes: number): void {
+    releaseWith(this, offset, bytes);
+    this.arenaBytes += bytes;
+    this.inArena = true;
+  }
+
+  /** The words of chunk `c`, or null when no bit is set there (the view keeps this plane's memory alive). */
   chunk(c: number): Uint32Array | null {
-    return this.chunks.get(c) ?? null;
+    const w = this.chunks.get(c);
+    if (!w || !this.inArena) return w ?? null;
+    if (!this.viewed) {
+      // From now on the memory goes back only when the plane is collected: let the collector see it.
+      this.viewed = true;
+      account(this, this.arenaBytes);
+    }
+    return keepAlive(w, this);
+  }
+
+  /**
+   * For a plane that is done with: gives its arena memory back now when no chunk view was ever handed out
+   * (`chunk`), leaving the plane empty, and returns true; otherwise the memory goes back when the plane is collected.
+   */
+  release(): boolean {
+    if (!this.inArena || this.viewed) return false;
+    releaseNow(this);
+    this.chunks.clear();
+    this.population = 0;
+    this.inArena = false;
+    return true;
   }
 
   /** Chunk indexes with bits set, ascending. */

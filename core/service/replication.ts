@@ -323,6 +323,7 @@ export class Replication {
         const expr = parseImageExpr(`active - ${quoted(rel.lastCommon.name)}`);
         const image = await v.exclusive(async () => evaluateBound(expr, bindNames(expr, '', v.snapshots.list(), rel.source), await v.planeMap()));
         lagBlocks = image.blocks;
+        image.plane.release();
       } catch {
         lagBlocks = null;
       }

@@ -398,6 +398,7 @@ export class SnapplaneService {
       const entries = v.snapshots.list();
       const bound = bindNames(expr, expression, entries, volume);
       const image = await evaluateBound(expr, bound, await v.planeMap());
+      image.plane.release(); // only the size is reported
       const shape = streamShape(expr);
       const report: ImageEvalReport = {
         volume,

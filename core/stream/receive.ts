@@ -11,6 +11,7 @@ import { SnapplaneError } from '../common/errors.js';
 import { BLOCK_SIZE } from '../common/units.js';
 import { BITS_PER_CHUNK, BitPlane, WORDS_PER_CHUNK, popcountWords } from '../planes/bit-plane.js';
 import { SparsePlane } from '../planes/sparse-plane.js';
+import { keepAlive } from '../planes/plane-arena.js';
 import { FIRST_FREE_INODE, RESERVED_BLOCKS, ROOT_INODE, SnapshotFlag, cloneInode, decodeInode, type Inode, type SnapshotEntry } from '../fs/format.js';
 import { walkTree } from '../fs/walk.js';
 import { collectChangedState, collectState, revertTo } from '../fs/restore.js';
@@ -445,7 +446,8 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
           nextId = Math.max(nextId, id + 1);
           volume.snapshots.put({ id, plane, flags: s.flags & SnapshotFlag.master, createdAtMs: s.createdAtMs, generation: s.generation, name: s.name, inodeCount: s.inodeCount, inodeFile: roots[k].inodeFile, blockMap: roots[k].blockMap });
           for (const [c, w] of planes[k]) {
-            await map.tree.writeBlock(map.fileBlock(plane, c), Buffer.from(w.buffer, w.byteOffset, BLOCK_SIZE));
+            // The tree keeps the block by reference until the CP: the view must keep `w`'s memory alive.
+            await map.tree.writeBlock(map.fileBlock(plane, c), keepAlive(Buffer.from(w.buffer, w.byteOffset, BLOCK_SIZE), w));
             const sum = map.summary.chunkWords(c);
             for (let i = 0; i < WORDS_PER_CHUNK; i++) sum[i] |= w[i];
             map.summary.recount(c, true);
