@@ -9,5 +9,7 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 60_000,
     pool: 'forks',
+    // Installs Debian's Chromium for the browser tests when a fresh machine lacks it (root only).
+    globalSetup: ['test/helpers/ensure-chromium.ts'],
   },
 });
