@@ -20,6 +20,10 @@ function sh(cmd: string): void {
 }
 
 export async function streams(quick: boolean): Promise<Result[]> {
+  // The baselines are other tools' runs: say which one is missing rather than fail on its exit status.
+  for (const tool of ['cp', 'rsync']) {
+    if (!['/usr/bin', '/bin'].some((d) => existsSync(join(d, tool)))) throw new Error(`the streams benchmark needs ${tool} for its baseline (apt-get install -y ${tool})`);
+  }
   const dir = await benchDir();
   const s = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, 'state.json') });
   try {
