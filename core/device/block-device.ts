@@ -31,6 +31,11 @@ export interface BlockDevice {
   writeBlocks(vbn: number, data: Buffer | Buffer[]): Promise<void>;
   /** A write barrier: returns when every earlier write is durable (fdatasync). */
   flush(): Promise<void>;
+  /**
+   * True when a flush may run while later writes go on (a plain image file: fdatasync makes the earlier writes
+   * durable whatever follows). A RAID group's flush also retires its intent log, so writes must wait for it.
+   */
+  readonly flushWhileWriting?: boolean;
   /** Releases the device; further calls fail with CLOSED. */
   close(): Promise<void>;
   /** Members and health, for `volume info`. */

@@ -122,6 +122,9 @@ export class ImageFileDevice implements BlockDevice {
     }
   }
 
+  /** fdatasync covers the writes that finished before it; later ones may go on meanwhile. */
+  readonly flushWhileWriting = true;
+
   async flush(): Promise<void> {
     if (this.readOnly) return;
     try {

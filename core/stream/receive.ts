@@ -102,6 +102,12 @@ async function treeBlocks(volume: Volume, tree: FileTree, label: string): Promis
 
 /** Record writes kept in flight; a sender reusing buffers must keep more than this many beyond its read-ahead. */
 export const WRITES_IN_FLIGHT = 4;
+/**
+ * How often a receive makes a resume point: every 10 s once 64 MiB landed since the last. SNAPPLANE_RESUME_POINT_MS
+ * shortens it (tests and drills: 1 MiB is then enough), so a killed receiver's token can be checked.
+ */
+const POINT_MS = Number(process.env.SNAPPLANE_RESUME_POINT_MS ?? 10_000);
+const POINT_BLOCKS = POINT_MS < 10_000 ? 256 : 16384;
 
 /** Applies the rest of an opened stream to `volume`. */
 export async function receiveStream(volume: Volume, reader: StreamReader, opts: ReceiveOptions = {}): Promise<ReceiveReport> {
@@ -322,6 +328,16 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
       let landed = 0;
       let sinceFlush = 0;
       let lastToken = Date.now();
+      // A resume point on a device that can flush while writes go on is made in the background: the transfer
+      // does not stall while the page cache drains (about a second per 10 s of transfer here).
+      let point: Promise<void> | null = null;
+      let pointError: unknown = null;
+      const settlePoint = async (): Promise<void> => {
+        const p = point;
+        point = null;
+        if (p) await p;
+        if (pointError) throw pointError;
+      };
       const inFlight: Promise<void>[] = [];
       let nextVbn = resumeFrom;
       try {
@@ -340,20 +356,30 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
           landed += item.count;
           sinceFlush += item.count;
           nextVbn = item.vbn + item.count;
-          // A resume point costs a flush, which stalls the pipeline while the page cache drains: one every 10 s
-          // (a broken connection saves one at once; only a killed receiver loses up to 10 s of transfer).
-          if (sinceFlush >= 16384 && Date.now() - lastToken > 10_000) {
+          // A resume point every 10 s: a flush, then the token (a broken connection saves one at once; only a
+          // killed receiver loses up to 10 s of transfer, plus the one flushing then).
+          if (sinceFlush >= POINT_BLOCKS && Date.now() - lastToken >= POINT_MS) {
+            await settlePoint();
+            // Every write before the point has finished; the flush makes them durable, then the token names the point.
             while (inFlight.length) await inFlight.shift();
-            await volume.device.flush();
-            await saveToken(nextVbn);
+            const at = nextVbn;
+            const made = volume.device.flush().then(() => saveToken(at));
+            if (volume.device.flushWhileWriting) {
+              point = made.catch((e: unknown) => {
+                pointError = e;
+              });
+            } else await made;
             sinceFlush = 0;
             lastToken = Date.now();
           }
+          if (pointError) await settlePoint();
           opts.onProgress?.({ blocks: landed, totalBlocks: expected });
           item = await reader.next();
         }
         while (inFlight.length) await inFlight.shift();
+        await settlePoint();
       } catch (e) {
+        await Promise.allSettled([point]);
         const settled = await Promise.allSettled(inFlight);
         // Blocks that landed were each verified by their record's checksum: keep them for a resumed send.
         if (landed > 0 && settled.every((r) => r.status === 'fulfilled')) {
