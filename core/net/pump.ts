@@ -3,6 +3,7 @@
  * optional rate limit); the receiver gets them back as an async iterable that ends at the end-of-data frame.
  */
 import { SnapplaneError } from '../common/errors.js';
+import { fixedChunks } from '../common/fixed-chunks.js';
 import { FrameType, type WireConnection, type WireMessage } from './wire.js';
 
 const FRAME = 1 << 20;
@@ -55,29 +56,12 @@ export async function pumpStream(conn: WireConnection, stream: AsyncIterable<Buf
     }
     return free.pop()!;
   };
-  let cur = await frame();
-  let fill = 0;
   let total = 0;
-  const flush = async (): Promise<void> => {
-    if (fill === 0) return;
+  for await (const { buf, fill } of fixedChunks(stream, FRAME, frame)) {
     if (limit) await limit.take(fill);
-    const out = cur;
-    conn.writeOwned(FrameType.data, out.subarray(0, fill), () => release(out));
+    conn.writeOwned(FrameType.data, buf.subarray(0, fill), () => release(buf));
     total += fill;
-    cur = await frame();
-    fill = 0;
-  };
-  for await (const b of stream) {
-    let off = 0;
-    while (off < b.length) {
-      const n = Math.min(b.length - off, FRAME - fill);
-      b.copy(cur, fill, off, off + n);
-      fill += n;
-      off += n;
-      if (fill === FRAME) await flush();
-    }
   }
-  await flush();
   await conn.write(FrameType.dataEnd, Buffer.alloc(0));
   return total;
 }

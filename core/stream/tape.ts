@@ -7,6 +7,7 @@ import { crc32 } from 'node:zlib';
 import { mkdir, open, readdir, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SnapplaneError } from '../common/errors.js';
+import { fixedChunks } from '../common/fixed-chunks.js';
 
 export const TAPE_MAGIC = Buffer.from('SNAPTAPE', 'ascii');
 export const TAPE_HEADER_SIZE = 4096;
@@ -85,24 +86,11 @@ export interface TapeWriteOptions {
  * bytes are the stream's; the last block is zero-padded.
  */
 export async function* tapeBlocks(stream: AsyncIterable<Buffer>): AsyncGenerator<{ block: Buffer; fill: number }> {
+  // One block, reused: each is written before the next is asked for.
   const block = Buffer.alloc(TAPE_BLOCK);
-  let fill = 0;
-  for await (const chunk of stream) {
-    let at = 0;
-    while (at < chunk.length) {
-      const n = Math.min(chunk.length - at, TAPE_BLOCK - fill);
-      chunk.copy(block, fill, at, at + n);
-      fill += n;
-      at += n;
-      if (fill === TAPE_BLOCK) {
-        yield { block, fill };
-        fill = 0;
-      }
-    }
-  }
-  if (fill > 0) {
-    block.fill(0, fill);
-    yield { block, fill };
+  for await (const { buf, fill } of fixedChunks(stream, TAPE_BLOCK, async () => block)) {
+    if (fill < TAPE_BLOCK) buf.fill(0, fill);
+    yield { block: buf, fill };
   }
 }
 
