@@ -119,6 +119,8 @@ describe('plane arena', () => {
       return p;
     });
     expect(planes.every((p) => p.resident)).toBe(true);
+    // Planes made after earlier growth are still recognised as arena memory (the kernel then reads them in place).
+    expect(planes.every((p) => arenaOffset(p.words) >= 0)).toBe(true);
     const program: KernelOp[] = [{ op: 'load', index: 0 }, { op: 'load', index: 1 }, { op: 'union' }, { op: 'load', index: 2 }, { op: 'difference' }];
     const evaluate = (ps: BitPlane[]): Promise<{ plane: SparsePlane; blocks: number }> => evaluatePlanes(program, ps, chunkCount(blocks), async () => null, () => true);
     const inArena = await evaluate(planes);
