@@ -4,7 +4,6 @@
  * out of the way first); the new snapshots, planes and current state are committed by one consistency point
  * after the end record has verified. A crash or a bad stream before that leaves the destination at its base.
  */
-import { createHash } from 'node:crypto';
 import { open, readFile, rm, writeFile, rename, type FileHandle } from 'node:fs/promises';
 import { sidecarPath } from '../fs/sidecar.js';
 import { SnapplaneError } from '../common/errors.js';
@@ -12,17 +11,16 @@ import { BLOCK_SIZE } from '../common/units.js';
 import { BITS_PER_CHUNK, BitPlane, WORDS_PER_CHUNK, popcountWords } from '../planes/bit-plane.js';
 import { SparsePlane } from '../planes/sparse-plane.js';
 import { keepAlive } from '../planes/plane-arena.js';
-import { FIRST_FREE_INODE, RESERVED_BLOCKS, ROOT_INODE, SnapshotFlag, cloneInode, decodeInode, type Inode, type SnapshotEntry } from '../fs/format.js';
+import { RESERVED_BLOCKS, ROOT_INODE, SnapshotFlag, decodeInode, type Inode } from '../fs/format.js';
 import { walkTree } from '../fs/walk.js';
-import { collectChangedState, collectState, revertTo } from '../fs/restore.js';
-import { InodeTable } from '../fs/inode-table.js';
-import { Namespace } from '../fs/namespace.js';
 import type { FileTree } from '../fs/file-tree.js';
 import type { Volume } from '../fs/volume.js';
 import { planeChunkReader } from '../image/evaluate.js';
 import { PointerFixer, planRemap, remapPlane, type Remap } from './remap.js';
+import { checkStreamFits, refuseCollisions, type TokenFile } from './receive-checks.js';
+import { receivedState } from './received-state.js';
 import type { StreamReader, StreamItem } from './reader.js';
-import type { StreamHeader, StreamSnapshot } from './format.js';
+import type { StreamSnapshot } from './format.js';
 import type { ReceiveReport } from '../api/types.js';
 
 export interface ReceiveOptions {
@@ -34,14 +32,6 @@ export interface ReceiveOptions {
 
 export type { ReceiveReport } from '../api/types.js';
 
-/** What an interrupted receive leaves behind, so the sender can continue where it stopped. */
-interface TokenFile {
-  streamId: string;
-  fingerprint: string;
-  destGeneration: number;
-  nextVbn: number;
-  expression: string;
-}
 
 /** The receive-token file of a volume (beside an image; inside a RAID group's folder). */
 export function tokenPathFor(volumePath: string): Promise<string> {
@@ -75,19 +65,8 @@ export function decodeResumeToken(token: string): { streamId: string; fromVbn: n
   return { streamId: m[1], fromVbn: parseInt(m[2], 16) };
 }
 
-/** Fields a resumed stream must repeat exactly. */
-function fingerprint(h: StreamHeader): string {
-  const stable = { streamId: h.streamId, sourceVolume: h.sourceVolume, blockCount: h.blockCount, kind: h.kind, expression: h.expression, base: h.base, snapshots: h.snapshots, imageBlocks: h.imageBlocks };
-  return createHash('sha256').update(JSON.stringify(stable)).digest('hex');
-}
 
-function sameIdentity(e: SnapshotEntry, s: { id: number; generation: number; createdAtMs: number }): boolean {
-  return e.generation === s.generation && e.createdAtMs === s.createdAtMs;
-}
 
-function sameRoot(a: Inode, b: Inode): boolean {
-  return a.height === b.height && a.size === b.size && a.pointers.every((p, i) => p.vbn === b.pointers[i].vbn && p.checksum === b.pointers[i].checksum);
-}
 
 function inodeOf(b64: string): Inode {
   return decodeInode(Buffer.from(b64, 'base64'), 0);
@@ -117,65 +96,10 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
   return volume.run(true, async () => {
     if (volume.isDirty) await volume.consistencyPoint();
     const map = volume.blockMap!;
-    let entries = volume.snapshots.list();
     const bad = (message: string): SnapplaneError => new SnapplaneError('BAD_STREAM', message, { volume: label });
 
     // ---- is this stream for this destination? -------------------------------------------------------------
-    let baseEntry: SnapshotEntry | null = null;
-    if (header.kind === 'full') {
-      if (entries.length > 0 || volume.fsinfo.inodeCount > FIRST_FREE_INODE) {
-        throw new SnapplaneError('EXISTS', `a full stream needs a new, empty volume; '${label}' already has ${entries.length > 0 ? 'snapshots' : 'files'} (receive into a new volume path, or send an incremental)`, { volume: label });
-      }
-    } else {
-      const base = header.base!;
-      if (volume.fsinfo.uuid !== header.sourceVolume) {
-        throw new SnapplaneError('INVALID', `stream is from volume ${header.sourceVolume} ('${header.sourceLabel}'), but '${label}' is a copy of volume ${volume.fsinfo.uuid}`, { volume: label });
-      }
-      baseEntry = entries.find((e) => e.name === base.name && sameIdentity(e, base)) ?? null;
-      if (!baseEntry) {
-        const named = entries.find((e) => e.name === base.name);
-        const have = entries.map((e) => e.name).join(', ') || 'none';
-        throw new SnapplaneError(
-          'NOT_FOUND',
-          named
-            ? `'${label}' has a snapshot '${base.name}', but not the one this incremental is based on (taken at CP ${base.generation}); its snapshots: ${have}`
-            : `'${label}' does not have the base snapshot '${base.name}' this incremental needs; its snapshots: ${have}`,
-          { volume: label, snapshot: base.name },
-        );
-      }
-      if (!sameRoot(volume.fsinfo.inodeFile, baseEntry.inodeFile)) {
-        if (!opts.force) {
-          throw new SnapplaneError('INVALID', `'${label}' has changed since snapshot '${base.name}'; revert it to '${base.name}' first (or receive with --force, which discards those changes)`, { volume: label, snapshot: base.name });
-        }
-        await revertTo(volume, base.name);
-        entries = volume.snapshots.list();
-      }
-    }
-    for (const s of header.snapshots) {
-      const clash = entries.find((e) => e.name === s.name);
-      if (clash) {
-        throw new SnapplaneError('EXISTS', sameIdentity(clash, s) ? `'${label}' already has snapshot '${s.name}'` : `'${label}' has a different snapshot called '${s.name}'; rename it first`, { volume: label, snapshot: s.name });
-      }
-    }
-    const gens = header.snapshots.map((s) => s.generation);
-    if (gens.some((g, i) => i > 0 && g <= gens[i - 1])) throw bad('stream header lists its snapshots out of order');
-    if (baseEntry && gens[gens.length - 1] <= baseEntry.generation) throw bad(`the newest snapshot of the stream is older than its base '${baseEntry.name}'`);
-    if (entries.length + header.snapshots.length > 255) {
-      throw new SnapplaneError('LIMIT', `'${label}' has ${entries.length} snapshots; ${header.snapshots.length} more would pass the limit of 255`, { volume: label });
-    }
-    const fp = fingerprint(header);
-    if (header.resumeFromVbn !== null) {
-      let token: TokenFile | null = null;
-      try {
-        token = JSON.parse(await readFile(tokenPath, 'utf8')) as TokenFile;
-      } catch {
-        // handled below
-      }
-      if (!token || token.streamId !== header.streamId) throw new SnapplaneError('INVALID', `'${label}' has no interrupted receive of stream ${header.streamId} to resume; send the stream from the start`, { volume: label });
-      if (token.fingerprint !== fp) throw new SnapplaneError('INVALID', `the resumed stream does not match the interrupted one (the source's snapshots changed); send it from the start`, { volume: label });
-      if (token.destGeneration !== volume.fsinfo.generation) throw new SnapplaneError('INVALID', `'${label}' changed after the interrupted receive (CP ${token.destGeneration} → ${volume.fsinfo.generation}); send the stream from the start`, { volume: label });
-      if (header.resumeFromVbn > token.nextVbn) throw new SnapplaneError('INVALID', `the stream resumes at VBN ${header.resumeFromVbn} but only blocks before VBN ${token.nextVbn} landed`, { volume: label });
-    }
+    const { baseEntry, entries, fp } = await checkStreamFits(volume, header, tokenPath, opts.force === true);
 
     // ---- the image: which blocks will come ------------------------------------------------------------------
     let item: StreamItem = await reader.next();
@@ -241,31 +165,7 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
       for (const v of meta) baseFiles.clear(v);
       for (let v = 0; v < RESERVED_BLOCKS; v++) baseFiles.clear(v);
     }
-    for (const c of destImage.chunkIndexes()) {
-      const w = destImage.chunk(c)!;
-      const base = c * WORDS_PER_CHUNK;
-      for (let i = 0; i < WORDS_PER_CHUNK; i++) {
-        if (w[i] === 0) continue;
-        const pinned = w[i] & map.summary.words[base + i];
-        let used = w[i] & map.active.words[base + i];
-        if (pinned !== 0) {
-          const v = (base + i) * 32 + 31 - Math.clz32(pinned);
-          throw new SnapplaneError('INVALID', `'${label}' has a snapshot of its own that uses VBN ${v}, which the stream needs; delete snapshots the source does not have first`, { volume: label, vbn: v });
-        }
-        for (const [p, shadow] of map.shadows) {
-          if ((w[i] & shadow.words[base + i]) !== 0) {
-            const e = entries.find((x) => x.plane === p);
-            throw new SnapplaneError('INVALID', `shadow snapshot '${e?.name ?? p}' on '${label}' uses blocks the stream needs; delete it first`, { volume: label });
-          }
-        }
-        while (used !== 0) {
-          const t = used & -used;
-          const v = (base + i) * 32 + 31 - Math.clz32(t);
-          if (!meta.has(v)) throw new SnapplaneError('INVALID', `'${label}' has changed since its base (VBN ${v} is in use by its files); revert it first`, { volume: label, vbn: v });
-          used ^= t;
-        }
-      }
-    }
+    refuseCollisions(map, destImage, meta, entries, label);
     // Incoming blocks that land on our own current metadata wait in a spool (memory + a sidecar file, so a resumed
     // receive still has them) until the stream has verified; only then is the metadata moved and are they written.
     const held = new Set<number>();
@@ -436,26 +336,9 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
       }
       const top = header.snapshots[header.snapshots.length - 1];
       const topInodeFile = roots[roots.length - 1].inodeFile;
-      const inodes = new InodeTable(cloneInode(topInodeFile), top.inodeCount, volume.ctx);
-      const state = new BitPlane(map.blockCount);
-      for (let v = 0; v < RESERVED_BLOCKS; v++) state.set(v);
+      let state: BitPlane;
       try {
-        const view = { name: top.name, inodes, ns: new Namespace(inodes, label), entry: null };
-        if (baseFiles) {
-          // Base blocks its plane still holds, then the new blocks found by walking only the new tree parts.
-          const topPlane = planes[planes.length - 1];
-          for (let c = 0; c < baseFiles.chunks; c++) {
-            if (baseFiles.chunkPopulation[c] === 0) continue;
-            const t = topPlane.get(c);
-            if (!t) continue;
-            const b = baseFiles.chunkWords(c);
-            const im = image.chunk(c);
-            const w = state.chunkWords(c);
-            for (let i = 0; i < WORDS_PER_CHUNK; i++) w[i] |= b[i] & t[i] & ~(im ? im[i] : 0);
-            state.recount(c, false);
-          }
-          await collectChangedState(volume, view, state, (v) => image.has(v));
-        } else await collectState(volume, view, state);
+        state = await receivedState(volume, top, topInodeFile, planes[planes.length - 1], baseFiles, image);
       } catch (e) {
         throw bad(`the received state of '${top.name}' does not read back: ${(e as Error).message}`);
       }

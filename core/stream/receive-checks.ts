@@ -1,0 +1,137 @@
+/**
+ * The receiver's checks before anything is written: is this stream for this destination (its base, its
+ * identity, its snapshot names, a resume it claims), and does its image land only where the destination may take
+ * blocks.
+ */
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { SnapplaneError } from '../common/errors.js';
+import { WORDS_PER_CHUNK } from '../planes/bit-plane.js';
+import type { SparsePlane } from '../planes/sparse-plane.js';
+import { FIRST_FREE_INODE, type Inode, type SnapshotEntry } from '../fs/format.js';
+import { revertTo } from '../fs/restore.js';
+import type { BlockMap } from '../fs/block-map.js';
+import type { Volume } from '../fs/volume.js';
+import type { StreamHeader } from './format.js';
+
+/** What an interrupted receive leaves behind, so the sender can continue where it stopped. */
+export interface TokenFile {
+  streamId: string;
+  fingerprint: string;
+  destGeneration: number;
+  nextVbn: number;
+  expression: string;
+}
+
+/** Fields a resumed stream must repeat exactly. */
+function fingerprint(h: StreamHeader): string {
+  const stable = { streamId: h.streamId, sourceVolume: h.sourceVolume, blockCount: h.blockCount, kind: h.kind, expression: h.expression, base: h.base, snapshots: h.snapshots, imageBlocks: h.imageBlocks };
+  return createHash('sha256').update(JSON.stringify(stable)).digest('hex');
+}
+
+function sameIdentity(e: SnapshotEntry, s: { id: number; generation: number; createdAtMs: number }): boolean {
+  return e.generation === s.generation && e.createdAtMs === s.createdAtMs;
+}
+
+function sameRoot(a: Inode, b: Inode): boolean {
+  return a.height === b.height && a.size === b.size && a.pointers.every((p, i) => p.vbn === b.pointers[i].vbn && p.checksum === b.pointers[i].checksum);
+}
+
+/**
+ * Refuses a stream that is not for this destination: a full one into a volume with content, an incremental whose
+ * base it lacks or has moved past (reverted first with `force`), snapshot names it already has, a resume it cannot
+ * continue. Returns the base, the destination's snapshots (after any revert) and the stream's fingerprint.
+ */
+export async function checkStreamFits(volume: Volume, header: StreamHeader, tokenPath: string, force: boolean): Promise<{ baseEntry: SnapshotEntry | null; entries: SnapshotEntry[]; fp: string }> {
+  const label = volume.label;
+  const bad = (message: string): SnapplaneError => new SnapplaneError('BAD_STREAM', message, { volume: label });
+  let entries = volume.snapshots.list();
+  let baseEntry: SnapshotEntry | null = null;
+  if (header.kind === 'full') {
+    if (entries.length > 0 || volume.fsinfo.inodeCount > FIRST_FREE_INODE) {
+      throw new SnapplaneError('EXISTS', `a full stream needs a new, empty volume; '${label}' already has ${entries.length > 0 ? 'snapshots' : 'files'} (receive into a new volume path, or send an incremental)`, { volume: label });
+    }
+  } else {
+    const base = header.base!;
+    if (volume.fsinfo.uuid !== header.sourceVolume) {
+      throw new SnapplaneError('INVALID', `stream is from volume ${header.sourceVolume} ('${header.sourceLabel}'), but '${label}' is a copy of volume ${volume.fsinfo.uuid}`, { volume: label });
+    }
+    baseEntry = entries.find((e) => e.name === base.name && sameIdentity(e, base)) ?? null;
+    if (!baseEntry) {
+      const named = entries.find((e) => e.name === base.name);
+      const have = entries.map((e) => e.name).join(', ') || 'none';
+      throw new SnapplaneError(
+        'NOT_FOUND',
+        named
+          ? `'${label}' has a snapshot '${base.name}', but not the one this incremental is based on (taken at CP ${base.generation}); its snapshots: ${have}`
+          : `'${label}' does not have the base snapshot '${base.name}' this incremental needs; its snapshots: ${have}`,
+        { volume: label, snapshot: base.name },
+      );
+    }
+    if (!sameRoot(volume.fsinfo.inodeFile, baseEntry.inodeFile)) {
+      if (!force) {
+        throw new SnapplaneError('INVALID', `'${label}' has changed since snapshot '${base.name}'; revert it to '${base.name}' first (or receive with --force, which discards those changes)`, { volume: label, snapshot: base.name });
+      }
+      await revertTo(volume, base.name);
+      entries = volume.snapshots.list();
+    }
+  }
+  for (const s of header.snapshots) {
+    const clash = entries.find((e) => e.name === s.name);
+    if (clash) {
+      throw new SnapplaneError('EXISTS', sameIdentity(clash, s) ? `'${label}' already has snapshot '${s.name}'` : `'${label}' has a different snapshot called '${s.name}'; rename it first`, { volume: label, snapshot: s.name });
+    }
+  }
+  const gens = header.snapshots.map((s) => s.generation);
+  if (gens.some((g, i) => i > 0 && g <= gens[i - 1])) throw bad('stream header lists its snapshots out of order');
+  if (baseEntry && gens[gens.length - 1] <= baseEntry.generation) throw bad(`the newest snapshot of the stream is older than its base '${baseEntry.name}'`);
+  if (entries.length + header.snapshots.length > 255) {
+    throw new SnapplaneError('LIMIT', `'${label}' has ${entries.length} snapshots; ${header.snapshots.length} more would pass the limit of 255`, { volume: label });
+  }
+  const fp = fingerprint(header);
+  if (header.resumeFromVbn !== null) {
+    let token: TokenFile | null = null;
+    try {
+      token = JSON.parse(await readFile(tokenPath, 'utf8')) as TokenFile;
+    } catch {
+      // handled below
+    }
+    if (!token || token.streamId !== header.streamId) throw new SnapplaneError('INVALID', `'${label}' has no interrupted receive of stream ${header.streamId} to resume; send the stream from the start`, { volume: label });
+    if (token.fingerprint !== fp) throw new SnapplaneError('INVALID', `the resumed stream does not match the interrupted one (the source's snapshots changed); send it from the start`, { volume: label });
+    if (token.destGeneration !== volume.fsinfo.generation) throw new SnapplaneError('INVALID', `'${label}' changed after the interrupted receive (CP ${token.destGeneration} → ${volume.fsinfo.generation}); send the stream from the start`, { volume: label });
+    if (header.resumeFromVbn > token.nextVbn) throw new SnapplaneError('INVALID', `the stream resumes at VBN ${header.resumeFromVbn} but only blocks before VBN ${token.nextVbn} landed`, { volume: label });
+  }
+  return { baseEntry, entries, fp };
+}
+
+/**
+ * Refuses an image that would land on blocks the destination still needs: its own snapshots' or shadow
+ * snapshots' blocks, or files changed since the base. Its own metadata (`meta`) may be hit: that moves first.
+ */
+export function refuseCollisions(map: BlockMap, destImage: SparsePlane, meta: Set<number>, entries: SnapshotEntry[], label: string): void {
+  for (const c of destImage.chunkIndexes()) {
+    const w = destImage.chunk(c)!;
+    const base = c * WORDS_PER_CHUNK;
+    for (let i = 0; i < WORDS_PER_CHUNK; i++) {
+      if (w[i] === 0) continue;
+      const pinned = w[i] & map.summary.words[base + i];
+      let used = w[i] & map.active.words[base + i];
+      if (pinned !== 0) {
+        const v = (base + i) * 32 + 31 - Math.clz32(pinned);
+        throw new SnapplaneError('INVALID', `'${label}' has a snapshot of its own that uses VBN ${v}, which the stream needs; delete snapshots the source does not have first`, { volume: label, vbn: v });
+      }
+      for (const [p, shadow] of map.shadows) {
+        if ((w[i] & shadow.words[base + i]) !== 0) {
+          const e = entries.find((x) => x.plane === p);
+          throw new SnapplaneError('INVALID', `shadow snapshot '${e?.name ?? p}' on '${label}' uses blocks the stream needs; delete it first`, { volume: label });
+        }
+      }
+      while (used !== 0) {
+        const t = used & -used;
+        const v = (base + i) * 32 + 31 - Math.clz32(t);
+        if (!meta.has(v)) throw new SnapplaneError('INVALID', `'${label}' has changed since its base (VBN ${v} is in use by its files); revert it first`, { volume: label, vbn: v });
+        used ^= t;
+      }
+    }
+  }
+}
