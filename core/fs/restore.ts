@@ -80,12 +80,27 @@ export async function restorePath(volume: Volume, snapshot: string, path: string
   await copyNode(volume, view, src, target);
 }
 
+/** A walk's visitor that sets each block's bit in `into`, refusing VBNs outside the volume (corrupted metadata). */
+function collector(volume: Volume, into: BitPlane, label: () => string): { add: (p: BlockPointer) => void; leafVbns: (vbns: Uint32Array, count: number) => void } {
+  const size = into.blockCount;
+  const outside = (vbn: number): SnapplaneError => new SnapplaneError('CHECKSUM', `'${label()}' points at VBN ${vbn}, outside the volume (corrupted metadata)`, { volume: volume.label, vbn });
+  return {
+    add: (p) => {
+      if (p.vbn >= size) throw outside(p.vbn);
+      into.set(p.vbn);
+    },
+    leafVbns: (vbns, count) => {
+      for (let k = 0; k < count; k++) if (vbns[k] >= size) throw outside(vbns[k]);
+      into.setMany(vbns, count);
+    },
+  };
+}
+
 /** Every block a state uses: its inode file, every file tree in it (only indirect blocks are read). */
 export async function collectState(volume: Volume, view: TreeView, into: BitPlane): Promise<void> {
-  const add = (p: BlockPointer): void => {
-    into.set(p.vbn);
-  };
-  await walkTree(view.inodes.tree.inode, volume.ctx, `inode file of ${view.name}`, add);
+  let label = `inode file of ${view.name}`;
+  const { add, leafVbns } = collector(volume, into, () => label);
+  await walkTree(view.inodes.tree.inode, volume.ctx, label, add);
   const blocks = view.inodes.tree.blockLength;
   for (let b = 0; b < blocks; b += 64) {
     const got = await view.inodes.tree.readBlocks(b, Math.min(64, blocks - b));
@@ -94,7 +109,9 @@ export async function collectState(volume: Volume, view: TreeView, into: BitPlan
         const ino = (b + k) * INODES_PER_BLOCK + r;
         if (ino === 0 || ino >= view.inodes.count) continue;
         const inode = decodeInode(got[k], r * INODE_SIZE);
-        if (inode.type !== InodeType.Free) await walkTree(inode, volume.ctx, `inode ${ino} of ${view.name}`, add);
+        if (inode.type === InodeType.Free) continue;
+        label = `inode ${ino} of ${view.name}`;
+        await walkTree(inode, volume.ctx, label, add, { leafVbns });
       }
     }
   }
@@ -106,12 +123,11 @@ export async function collectState(volume: Volume, view: TreeView, into: BitPlan
  * With the base's own blocks still in use, this gives the whole state at the cost of the change.
  */
 export async function collectChangedState(volume: Volume, view: TreeView, into: BitPlane, isNew: (vbn: number) => boolean): Promise<void> {
-  const add = (p: BlockPointer): void => {
-    into.set(p.vbn);
-  };
+  let label = `inode file of ${view.name}`;
+  const { add, leafVbns } = collector(volume, into, () => label);
   const descend = (p: BlockPointer): boolean => isNew(p.vbn);
   const changed: number[] = [];
-  await walkTree(view.inodes.tree.inode, volume.ctx, `inode file of ${view.name}`, (p, level, index) => {
+  await walkTree(view.inodes.tree.inode, volume.ctx, label, (p, level, index) => {
     add(p);
     if (level === 0 && isNew(p.vbn)) changed.push(index);
   }, { descend });
@@ -122,7 +138,9 @@ export async function collectChangedState(volume: Volume, view: TreeView, into: 
       const ino = b * INODES_PER_BLOCK + r;
       if (ino === 0 || ino >= view.inodes.count) continue;
       const inode = decodeInode(block, r * INODE_SIZE);
-      if (inode.type !== InodeType.Free) await walkTree(inode, volume.ctx, `inode ${ino} of ${view.name}`, add, { descend });
+      if (inode.type === InodeType.Free) continue;
+      label = `inode ${ino} of ${view.name}`;
+      await walkTree(inode, volume.ctx, label, add, { descend, leafVbns });
     }
   }
 }

@@ -94,6 +94,26 @@ export class BitPlane {
     return true;
   }
 
+  /** Sets the bits of `vbns[0..count)` (each below blockCount); one dirty-chunk entry per run within a chunk. */
+  setMany(vbns: Uint32Array, count: number): void {
+    const words = this.words;
+    let lastChunk = -1;
+    for (let k = 0; k < count; k++) {
+      const vbn = vbns[k];
+      const i = vbn >>> 5;
+      const m = 1 << (vbn & 31);
+      if ((words[i] & m) !== 0) continue;
+      words[i] |= m;
+      const c = (vbn / BITS_PER_CHUNK) | 0;
+      this.chunkPopulation[c]++;
+      this.population++;
+      if (c !== lastChunk) {
+        this.dirtyChunks.add(c);
+        lastChunk = c;
+      }
+    }
+  }
+
   /** Clears bit `vbn`; returns false when it was already clear. */
   clear(vbn: number): boolean {
     const i = vbn >>> 5;
