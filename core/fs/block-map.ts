@@ -34,6 +34,14 @@ export class BlockMap {
   private pendingList: number[] = [];
   private free = 0;
   private cursor = RESERVED_BLOCKS;
+  /**
+   * Where new blocks come from: 'bottom' scans up from the cursor (the normal case), 'top' scans down from the end.
+   * A volume receiving streams puts its own metadata at the top, because its source allocates the blocks of its
+   * next changes at the bottom, at the same VBNs the destination keeps free: metadata there would sit where the
+   * next stream's blocks land and would have to move out of their way first (see receive.ts).
+   */
+  placement: 'bottom' | 'top' = 'bottom';
+  private cursorTop = -1;
   /** Chunks of the plane of a snapshot being created in this CP that were already staged. */
   private snapshotStaged = new Set<number>();
   /** Summary chunks as they were before this CP's snapshot touched them. */
@@ -174,30 +182,52 @@ export class BlockMap {
     if (this.free <= 0) {
       throw new SnapplaneError('ENOSPC', `volume '${this.volumeLabel}' is full`, { volume: this.volumeLabel });
     }
-    const words = this.active.words;
-    const summary = this.summary.words;
-    const pending = this.pending;
-    const fence = this.fence;
+    const vbn = this.placement === 'top' ? this.freeFromTop() : this.freeFromCursor();
+    if (vbn < 0) throw new SnapplaneError('ENOSPC', `volume '${this.volumeLabel}' is full`, { volume: this.volumeLabel });
+    this.active.set(vbn);
+    this.marks?.set(vbn);
+    this.free--;
+    if (this.shadows.size > 0) this.reuseFromShadows(vbn);
+    return vbn;
+  }
+
+  /** Bits of word `i` that are not free (used, freed this CP, fenced, or past the end of the volume). */
+  private usedBits(i: number): number {
+    let used = this.active.words[i] | this.summary.words[i] | (this.pending ? this.pending[i] : 0) | (this.fence ? this.fence[i] : 0);
+    const past = this.blockCount - i * 32;
+    if (past < 32) used |= ~((1 << past) - 1);
+    return used;
+  }
+
+  /** The first free block at or after the cursor (wrapping), or -1. */
+  private freeFromCursor(): number {
     const nWords = Math.ceil(this.blockCount / 32);
     let i = this.cursor >>> 5;
     for (let scanned = 0; scanned <= nWords; scanned++, i++) {
       if (i >= nWords) i = 0;
-      const used = words[i] | summary[i] | (pending ? pending[i] : 0) | (fence ? fence[i] : 0);
+      const used = this.usedBits(i);
       if (used === -1) continue;
-      const bit = 31 - Math.clz32(~used & (used + 1));
-      const vbn = i * 32 + bit;
-      if (vbn >= this.blockCount) {
-        i = nWords;
-        continue;
-      }
-      this.active.set(vbn);
-      this.marks?.set(vbn);
-      this.free--;
+      const vbn = i * 32 + 31 - Math.clz32(~used & (used + 1));
       this.cursor = vbn + 1;
-      if (this.shadows.size > 0) this.reuseFromShadows(vbn);
       return vbn;
     }
-    throw new SnapplaneError('ENOSPC', `volume '${this.volumeLabel}' is full`, { volume: this.volumeLabel });
+    return -1;
+  }
+
+  /** The last free block at or before the top cursor (wrapping to the end), or -1. */
+  private freeFromTop(): number {
+    const nWords = Math.ceil(this.blockCount / 32);
+    if (this.cursorTop < 0) this.cursorTop = this.blockCount - 1;
+    let i = this.cursorTop >>> 5;
+    for (let scanned = 0; scanned <= nWords; scanned++, i--) {
+      if (i < 0) i = nWords - 1;
+      const used = this.usedBits(i);
+      if (used === -1) continue;
+      const vbn = i * 32 + 31 - Math.clz32(~used);
+      this.cursorTop = vbn - 1;
+      return vbn;
+    }
+    return -1;
   }
 
   /** A shadow snapshot never pins space: taking one of its blocks clears its bit there. */

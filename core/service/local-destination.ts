@@ -99,9 +99,16 @@ export class LocalDestination implements Destination {
     }
   }
 
+  /** The volume open for writing, its own metadata placed at the top, where the source's next blocks are not. */
+  private async writable(mirrorWrite: boolean): Promise<Volume> {
+    const v = await this.engine.openVolume(this.label, true, mirrorWrite);
+    v.blockMap!.placement = 'top';
+    return v;
+  }
+
   /** Deletes master snapshots the source no longer has, except held ones and ones this volume's destinations need. */
   private async dropObsoleteMasters(sourceMasters: SnapshotRef[], mirrorWrite: boolean): Promise<void> {
-    const v = await this.engine.openVolume(this.label, true, mirrorWrite);
+    const v = await this.writable(mirrorWrite);
     const entries = v.snapshots.list();
     const masters = entries.filter((e) => e.flags & SnapshotFlag.master);
     const needed = neededMasters(masters, await readDestinations(this.label));
@@ -112,7 +119,7 @@ export class LocalDestination implements Destination {
   }
 
   async deleteSnapshots(names: string[]): Promise<void> {
-    const v = await this.engine.openVolume(this.label, true, true);
+    const v = await this.writable(true);
     try {
       for (const n of names) {
         if (!v.snapshots.has(n)) continue;
@@ -126,7 +133,7 @@ export class LocalDestination implements Destination {
   }
 
   async rollBack(common: string): Promise<{ discarded: string[] }> {
-    const v = await this.engine.openVolume(this.label, true, true);
+    const v = await this.writable(true);
     try {
       const base = v.snapshots.byName(common, this.label);
       const newer = v.snapshots.list().filter((e) => e.generation > base.generation);
