@@ -18,6 +18,8 @@ import type { DestinationStatus, MirrorMarker, ProgressEvent, ReceiveReport, Sna
 export interface EngineAccess {
   openVolume(path: string, write: boolean, mirrorWrite?: boolean): Promise<Volume>;
   closeVolume(path: string): Promise<void>;
+  /** Closes at once where `closeVolume` may keep the volume open a while (after a failed request). */
+  closeVolumeNow?(path: string): Promise<void>;
   receiveInto(path: string, source: AsyncIterable<Buffer>, options: { force?: boolean; raid?: number; mirrorWrite?: boolean }, onProgress: ((p: ProgressEvent) => void) | undefined, signal: { cancelled: boolean }): Promise<ReceiveReport>;
 }
 
@@ -170,8 +172,17 @@ function volumeUnder(root: string, name: unknown): string {
   return join(root, name);
 }
 
+function closeNow(engine: EngineAccess, path: string): Promise<void> {
+  return engine.closeVolumeNow ? engine.closeVolumeNow(path) : engine.closeVolume(path);
+}
+
 /** Volumes receiving right now in this process (one receive per volume at a time). */
 const busy = new Set<string>();
+
+/** True while a connection of this process receives into the volume at `path`. */
+export function isReceiving(path: string): boolean {
+  return busy.has(path);
+}
 
 /** Serves one authenticated connection: requests until the peer closes it. */
 export async function serveConnection(engine: EngineAccess, root: string, conn: WireConnection, log?: (line: string) => void): Promise<void> {
@@ -230,6 +241,8 @@ export async function serveConnection(engine: EngineAccess, root: string, conn: 
           break;
         case 'setMarker':
           await dest.setMarker((req.marker as MirrorMarker | null) ?? null);
+          // A break hands the volume to local writers: closed before the answer, not kept for the next request.
+          await closeNow(engine, path);
           await conn.send({ ok: true });
           break;
         default:
@@ -237,6 +250,7 @@ export async function serveConnection(engine: EngineAccess, root: string, conn: 
       }
     } catch (e) {
       log?.(`${String(op)} ${String(req.volume)}: ${(e as Error).message}`);
+      if (path) await closeNow(engine, path).catch(() => undefined);
       await conn.sendError(e);
       if (op === 'receive') {
         // The peer may still be sending stream bytes; the connection cannot carry another request.

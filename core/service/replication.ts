@@ -24,7 +24,8 @@ import { RemoteDestination } from '../transfer/remote-destination.js';
 import { IncrementalMirror } from '../transfer/incremental-mirror.js';
 import { neededMasters, readDestinations, readMarker, recordDestination, writeMarker } from '../transfer/sidecars.js';
 import { describeCadence } from '../jobs/cadence.js';
-import { LocalDestination, refOf, sameRef, serveConnection, type EngineAccess } from './local-destination.js';
+import { LocalDestination, isReceiving, refOf, sameRef, serveConnection, type EngineAccess } from './local-destination.js';
+import { VolumeHold } from './volume-hold.js';
 import type { StateStore, RelationshipRecord, TransferJobRecord } from './state-store.js';
 import type { DestinationStatus, MasterInfo, MirrorInfo, MirrorKind, MirrorMarker, MirrorUpdateReport, ProgressEvent, ReceiveReport, ReplicateReport } from '../api/types.js';
 
@@ -222,15 +223,23 @@ export class Replication {
   // ---- serve ------------------------------------------------------------------------------------------------
 
   /** Runs a replication endpoint: volumes live under `root`; every connection must prove the pre-shared key. */
-  async serve(opts: { host?: string; port: number; root: string; keyFile: string; log?: (line: string) => void }): Promise<Endpoint> {
+  async serve(opts: { host?: string; port: number; root: string; keyFile: string; log?: (line: string) => void; holdMs?: number }): Promise<Endpoint> {
     const key = await readKeyFile(opts.keyFile);
     const root = resolvePath(opts.root);
     const kind = await stat(root).then((st) => (st.isDirectory() ? 'dir' : 'file'), () => 'missing');
     if (kind !== 'dir') throw new SnapplaneError('NOT_FOUND', `--root '${opts.root}' ${kind === 'missing' ? 'does not exist' : 'is not a folder'}; create it first`, { path: root });
-    return listen(opts.host ?? '127.0.0.1', opts.port, key, (conn) => {
+    const hold = new VolumeHold(this.host, isReceiving, opts.holdMs);
+    const endpoint = await listen(opts.host ?? '127.0.0.1', opts.port, key, (conn) => {
       opts.log?.(`connection from ${conn.peer}`);
-      return serveConnection(this.host, root, conn, opts.log);
+      return serveConnection(hold, root, conn, opts.log);
     }, (peer, e) => opts.log?.(`refused ${peer}: ${e.message}`));
+    return {
+      ...endpoint,
+      close: async () => {
+        await endpoint.close();
+        await hold.closeAll();
+      },
+    };
   }
 
   // ---- relationships ------------------------------------------------------------------------------------------

@@ -848,8 +848,8 @@ export class SnapplaneService {
     return this.replication.replicate(source, destination, options, onProgress);
   }
 
-  /** Runs a replication endpoint on a TCP port for volumes under `root` (`snapplane serve`). */
-  serve(options: { host?: string; port: number; root: string; keyFile: string; log?: (line: string) => void }): Promise<Endpoint> {
+  /** Runs a replication endpoint on a TCP port for volumes under `root` (`snapplane serve`); idle volumes stay open `holdMs` (default 30 s). */
+  serve(options: { host?: string; port: number; root: string; keyFile: string; log?: (line: string) => void; holdMs?: number }): Promise<Endpoint> {
     return this.replication.serve(options);
   }
 
