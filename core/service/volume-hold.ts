@@ -3,6 +3,7 @@
  * receive that follows it, or the next scheduled update, find the volume open (its block map loaded) instead of
  * reopening it from a cold cache each time (about 30-40 ms of a 1% incremental of a 4 GiB volume here).
  */
+import { stat } from 'node:fs/promises';
 import type { EngineAccess } from './local-destination.js';
 import type { ProgressEvent, ReceiveReport } from '../api/types.js';
 
@@ -10,7 +11,8 @@ import type { ProgressEvent, ReceiveReport } from '../api/types.js';
 export const HOLD_MS = 30_000;
 
 export class VolumeHold implements EngineAccess {
-  private readonly timers = new Map<string, NodeJS.Timeout>();
+  /** Idle volumes: the close timer, and which file (device and inode) was open. */
+  private readonly held = new Map<string, { timer: NodeJS.Timeout; file: Promise<string | null> }>();
 
   constructor(
     private readonly engine: EngineAccess,
@@ -19,13 +21,13 @@ export class VolumeHold implements EngineAccess {
     private readonly holdMs = HOLD_MS,
   ) {}
 
-  openVolume(path: string, write: boolean, mirrorWrite?: boolean): ReturnType<EngineAccess['openVolume']> {
-    this.cancel(path);
+  async openVolume(path: string, write: boolean, mirrorWrite?: boolean): ReturnType<EngineAccess['openVolume']> {
+    await this.reuse(path);
     return this.engine.openVolume(path, write, mirrorWrite);
   }
 
-  receiveInto(path: string, source: AsyncIterable<Buffer>, options: Parameters<EngineAccess['receiveInto']>[2], onProgress: ((p: ProgressEvent) => void) | undefined, signal: { cancelled: boolean }): Promise<ReceiveReport> {
-    this.cancel(path);
+  async receiveInto(path: string, source: AsyncIterable<Buffer>, options: Parameters<EngineAccess['receiveInto']>[2], onProgress: ((p: ProgressEvent) => void) | undefined, signal: { cancelled: boolean }): Promise<ReceiveReport> {
+    await this.reuse(path);
     return this.engine.receiveInto(path, source, options, onProgress, signal);
   }
 
@@ -33,13 +35,13 @@ export class VolumeHold implements EngineAccess {
   async closeVolume(path: string): Promise<void> {
     this.cancel(path);
     const timer = setTimeout(() => {
-      this.timers.delete(path);
+      this.held.delete(path);
       if (this.inUse(path)) void this.closeVolume(path);
       else void this.engine.closeVolume(path).catch(() => undefined);
     }, this.holdMs);
     // An idle volume must not keep the process alive.
     timer.unref();
-    this.timers.set(path, timer);
+    this.held.set(path, { timer, file: fileIdentity(path) });
   }
 
   /** Closes `path` now (after a failed request: the volume may have stopped and must be reopened). */
@@ -50,12 +52,28 @@ export class VolumeHold implements EngineAccess {
 
   /** Closes every held volume now (the endpoint stops). */
   async closeAll(): Promise<void> {
-    for (const path of [...this.timers.keys()]) await this.closeVolumeNow(path).catch(() => undefined);
+    for (const path of [...this.held.keys()]) await this.closeVolumeNow(path).catch(() => undefined);
+  }
+
+  /** A held volume is used again, unless its file was replaced or removed meanwhile: then it is reopened. */
+  private async reuse(path: string): Promise<void> {
+    const h = this.held.get(path);
+    if (!h) return;
+    this.cancel(path);
+    if ((await fileIdentity(path)) !== (await h.file)) await this.engine.closeVolume(path).catch(() => undefined);
   }
 
   private cancel(path: string): void {
-    const t = this.timers.get(path);
-    if (t) clearTimeout(t);
-    this.timers.delete(path);
+    const h = this.held.get(path);
+    if (h) clearTimeout(h.timer);
+    this.held.delete(path);
   }
+}
+
+/** Device and inode of a volume's image file or group folder, or null when it is gone. */
+async function fileIdentity(path: string): Promise<string | null> {
+  return stat(path).then(
+    (st) => `${st.dev}:${st.ino}`,
+    () => null,
+  );
 }

@@ -2,7 +2,7 @@
  * A replication endpoint keeps the volumes it serves open between requests for a while: readers on the host still
  * get in, writers are told who holds the volume, and the volume is released once idle, or at once by a break.
  */
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -65,6 +65,38 @@ describe('volumes held open by a replication endpoint', () => {
       const check = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, 'check.json') });
       expect((await check.fsck(dest)).clean).toBe(true);
       await check.closeAll();
+    } finally {
+      await ep.close();
+      await client.closeAll();
+      await server.closeAll();
+    }
+  }, 60_000);
+
+  it('reopens a held volume whose image was replaced meanwhile, and tells the source what the new file holds', async () => {
+    const src = join(dir, 'rsrc.img');
+    const root = join(dir, 'rroot');
+    await mkdir(root);
+    const client = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, 'rclient.json') });
+    const server = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, 'rserver.json') });
+    await client.createVolume(src, 16 << 20);
+    await client.closeAll();
+    const ep = await server.serve({ port: 0, root, keyFile: key, holdMs: 60_000 });
+    const dest = join(root, 'r');
+    try {
+      await newMaster(src, 'r1', 5);
+      await client.replicate(src, `127.0.0.1:${ep.port}/r`, { keyFile: key });
+      await client.closeAll();
+      await copyFile(dest, join(dir, 'r-at-r1.img'));
+      await newMaster(src, 'r2', 6);
+      await client.replicate(src, `127.0.0.1:${ep.port}/r`, { keyFile: key });
+      await client.closeAll();
+      // The administrator puts back the older copy while the endpoint holds the volume: a new file at r1.
+      await rm(dest);
+      await copyFile(join(dir, 'r-at-r1.img'), dest);
+      const again = await client.replicate(src, `127.0.0.1:${ep.port}/r`, { keyFile: key });
+      await client.closeAll();
+      expect(again).toMatchObject({ kind: 'incremental', from: 'r1', to: 'r2' });
+      expectSameTree(await treeOf(dest), await treeOf(src, 'r2'), 'after the older copy came back');
     } finally {
       await ep.close();
       await client.closeAll();
