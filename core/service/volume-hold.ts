@@ -33,6 +33,8 @@ export class VolumeHold implements EngineAccess {
 
   /** Closes `path` once it has been idle for the hold time. */
   async closeVolume(path: string): Promise<void> {
+    // A request that did not open the volume (its file was gone) leaves the identity of the one still open.
+    const file = this.held.get(path)?.file ?? fileIdentity(path);
     this.cancel(path);
     const timer = setTimeout(() => {
       this.held.delete(path);
@@ -41,7 +43,7 @@ export class VolumeHold implements EngineAccess {
     }, this.holdMs);
     // An idle volume must not keep the process alive.
     timer.unref();
-    this.held.set(path, { timer, file: fileIdentity(path) });
+    this.held.set(path, { timer, file });
   }
 
   /** Closes `path` now (after a failed request: the volume may have stopped and must be reopened). */

@@ -97,6 +97,13 @@ describe('volumes held open by a replication endpoint', () => {
       await client.closeAll();
       expect(again).toMatchObject({ kind: 'incremental', from: 'r1', to: 'r2' });
       expectSameTree(await treeOf(dest), await treeOf(src, 'r2'), 'after the older copy came back');
+      // Or removes the image file alone: the next replication makes a new full copy.
+      await rm(dest);
+      await newMaster(src, 'r3', 7);
+      const fresh = await client.replicate(src, `127.0.0.1:${ep.port}/r`, { keyFile: key });
+      await client.closeAll();
+      expect(fresh).toMatchObject({ kind: 'full', to: 'r3' });
+      expectSameTree(await treeOf(dest), await treeOf(src, 'r3'), 'after the image was removed');
     } finally {
       await ep.close();
       await client.closeAll();
