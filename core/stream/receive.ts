@@ -87,8 +87,6 @@ export const WRITES_IN_FLIGHT = 4;
  */
 const POINT_MS = Number(process.env.SNAPPLANE_RESUME_POINT_MS ?? 10_000);
 const POINT_BLOCKS = POINT_MS < 10_000 ? 256 : 16384;
-/** Blocks landed between background flushes (8 MiB). */
-const WRITEBACK_BLOCKS = 2048;
 
 /** Applies the rest of an opened stream to `volume`. */
 export async function receiveStream(volume: Volume, reader: StreamReader, opts: ReceiveOptions = {}): Promise<ReceiveReport> {
@@ -242,11 +240,6 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
         if (p) await p;
         if (pointError) throw pointError;
       };
-      // Where the device allows it, a flush runs in the background every few MiB, so the disk writes while the
-      // stream still arrives and the final flush finds little left (the page cache would otherwise hold it all).
-      let writeback: Promise<void> | null = null;
-      let writebackError: unknown = null;
-      let sinceWriteback = 0;
       const inFlight: Promise<void>[] = [];
       let nextVbn = resumeFrom;
       try {
@@ -282,24 +275,13 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
             lastToken = Date.now();
           }
           if (pointError) await settlePoint();
-          sinceWriteback += item.count;
-          if (volume.device.flushWhileWriting && writeback === null && sinceWriteback >= WRITEBACK_BLOCKS) {
-            sinceWriteback = 0;
-            writeback = volume.device.flush().then(
-              () => void (writeback = null),
-              (e: unknown) => void (writebackError = e),
-            );
-          }
-          if (writebackError) throw writebackError;
           opts.onProgress?.({ blocks: landed, totalBlocks: expected });
           item = await reader.next();
         }
         while (inFlight.length) await inFlight.shift();
         await settlePoint();
-        await writeback;
-        if (writebackError) throw writebackError;
       } catch (e) {
-        await Promise.allSettled([point, writeback]);
+        await Promise.allSettled([point]);
         const settled = await Promise.allSettled(inFlight);
         // Blocks that landed were each verified by their record's checksum: keep them for a resumed send.
         if (landed > 0 && settled.every((r) => r.status === 'fulfilled')) {
