@@ -7,7 +7,7 @@ import { execSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomFillSync } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, open, readdir, rm, stat, writeFile } from 'node:fs/promises';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { SnapplaneService } from '../core/service/index.js';
 import { Volume } from '../core/fs/volume.js';
@@ -47,13 +47,25 @@ const srv = net.createServer((s) => {
 srv.listen(0, '127.0.0.1', () => process.stdout.write('port ' + srv.address().port + '\\n'));
 `;
 
-/** Pipes a file through a plain TCP socket pair into another file (another process), Node at its best: a ring of reused buffers. */
-async function pipeFile(path: string, to: string): Promise<number> {
+/**
+ * Starts the plain receiver writing into `to`, then times `send` over a socket connected to it, until the receiver
+ * has fsynced what arrived.
+ */
+async function timePipe(to: string, send: (sock: Socket) => Promise<void>): Promise<number> {
   const { proc, match } = await child(['-e', PIPE_RECEIVER, to], /port (\d+)/);
   const done = new Promise<void>((r) => proc.stdout!.on('data', (d: Buffer) => d.toString().includes('done') && r()));
   return time(async () => {
     const sock = connect(Number(match[1]), '127.0.0.1');
     await new Promise<void>((r) => sock.once('connect', () => r()));
+    await send(sock);
+    sock.end();
+    await done;
+  });
+}
+
+/** Pipes a file through a plain TCP socket pair into another file (another process), Node at its best: a ring of reused buffers. */
+function pipeFile(path: string, to: string): Promise<number> {
+  return timePipe(to, async (sock) => {
     const fh = await open(path, 'r');
     const free = Array.from({ length: 16 }, () => Buffer.allocUnsafe(MiB));
     let wake: (() => void) | null = null;
@@ -71,8 +83,6 @@ async function pipeFile(path: string, to: string): Promise<number> {
       });
     }
     await fh.close();
-    sock.end();
-    await done;
   });
 }
 
@@ -80,12 +90,8 @@ async function pipeFile(path: string, to: string): Promise<number> {
  * Pipes just the given runs of blocks of a file through a plain TCP socket pair into another file (fsynced): what any
  * replication of those blocks must at least do, without a format, checksums or a file system.
  */
-async function pipeRuns(path: string, runs: [number, number][], to: string): Promise<number> {
-  const { proc, match } = await child(['-e', PIPE_RECEIVER, to], /port (\d+)/);
-  const done = new Promise<void>((r) => proc.stdout!.on('data', (d: Buffer) => d.toString().includes('done') && r()));
-  return time(async () => {
-    const sock = connect(Number(match[1]), '127.0.0.1');
-    await new Promise<void>((r) => sock.once('connect', () => r()));
+function pipeRuns(path: string, runs: [number, number][], to: string): Promise<number> {
+  return timePipe(to, async (sock) => {
     const fh = await open(path, 'r');
     for (const [vbn, count] of runs) {
       const buf = Buffer.allocUnsafe(count * 4096);
@@ -93,8 +99,6 @@ async function pipeRuns(path: string, runs: [number, number][], to: string): Pro
       if (!sock.write(buf)) await new Promise<void>((r) => sock.once('drain', () => r()));
     }
     await fh.close();
-    sock.end();
-    await done;
   });
 }
 

@@ -34,29 +34,50 @@ async function writable(path: string): Promise<void> {
   await v.close();
 }
 
+/** A source volume, and an endpoint serving `root` (in this process, so its hold is visible to `writable`). */
+async function endpoint(name: string, holdMs: number) {
+  const src = join(dir, `${name}-src.img`);
+  const root = join(dir, `${name}-root`);
+  await mkdir(root);
+  const client = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, `${name}-client.json`) });
+  const server = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, `${name}-server.json`) });
+  await client.createVolume(src, 16 << 20);
+  await client.closeAll();
+  const ep = await server.serve({ port: 0, root, keyFile: key, holdMs });
+  return {
+    src,
+    root,
+    client,
+    ep,
+    /** Replicates the source's newest master to `vol` on the endpoint (the client keeps nothing open after). */
+    replicate: async (vol: string) => {
+      const r = await client.replicate(src, `127.0.0.1:${ep.port}/${vol}`, { keyFile: key });
+      await client.closeAll();
+      return r;
+    },
+    stop: async () => {
+      await ep.close();
+      await client.closeAll();
+      await server.closeAll();
+    },
+  };
+}
+
 describe('volumes held open by a replication endpoint', () => {
   it('stay open between updates, let readers in, name their holder to writers, and close when idle', async () => {
-    const src = join(dir, 'src.img');
-    const root = join(dir, 'root');
-    await mkdir(root);
-    const client = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, 'client.json') });
-    const server = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, 'server.json') });
-    await client.createVolume(src, 16 << 20);
-    await client.closeAll();
     const holdMs = 1500;
-    const ep = await server.serve({ port: 0, root, keyFile: key, holdMs });
-    const dest = join(root, 'h');
+    const e = await endpoint('h', holdMs);
+    const { src } = e;
+    const dest = join(e.root, 'h');
     try {
       await newMaster(src, 'm1', 1);
-      expect((await client.replicate(src, `127.0.0.1:${ep.port}/h`, { keyFile: key })).kind).toBe('full');
-      await client.closeAll();
+      expect((await e.replicate('h')).kind).toBe('full');
       // Held: a writer on this host is refused with the holder's name; a reader gets in and sees the update.
       await expect(writable(dest)).rejects.toMatchObject({ code: 'LOCKED', message: expect.stringContaining(`process ${process.pid}`) });
       expectSameTree(await treeOf(dest), await treeOf(src, 'm1'), 'read while held');
       // The next update finds the volume open.
       await newMaster(src, 'm2', 2);
-      expect((await client.replicate(src, `127.0.0.1:${ep.port}/h`, { keyFile: key })).kind).toBe('incremental');
-      await client.closeAll();
+      expect((await e.replicate('h')).kind).toBe('incremental');
       expectSameTree(await treeOf(dest), await treeOf(src, 'm2'), 'second update');
       await expect(writable(dest)).rejects.toMatchObject({ code: 'LOCKED' });
       // Idle for the hold time: released, committed, clean.
@@ -66,60 +87,40 @@ describe('volumes held open by a replication endpoint', () => {
       expect((await check.fsck(dest)).clean).toBe(true);
       await check.closeAll();
     } finally {
-      await ep.close();
-      await client.closeAll();
-      await server.closeAll();
+      await e.stop();
     }
   }, 60_000);
 
   it('reopens a held volume whose image was replaced meanwhile, and tells the source what the new file holds', async () => {
-    const src = join(dir, 'rsrc.img');
-    const root = join(dir, 'rroot');
-    await mkdir(root);
-    const client = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, 'rclient.json') });
-    const server = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, 'rserver.json') });
-    await client.createVolume(src, 16 << 20);
-    await client.closeAll();
-    const ep = await server.serve({ port: 0, root, keyFile: key, holdMs: 60_000 });
-    const dest = join(root, 'r');
+    const e = await endpoint('r', 60_000);
+    const { src } = e;
+    const dest = join(e.root, 'r');
     try {
       await newMaster(src, 'r1', 5);
-      await client.replicate(src, `127.0.0.1:${ep.port}/r`, { keyFile: key });
-      await client.closeAll();
+      await e.replicate('r');
       await copyFile(dest, join(dir, 'r-at-r1.img'));
       await newMaster(src, 'r2', 6);
-      await client.replicate(src, `127.0.0.1:${ep.port}/r`, { keyFile: key });
-      await client.closeAll();
+      await e.replicate('r');
       // The administrator puts back the older copy while the endpoint holds the volume: a new file at r1.
       await rm(dest);
       await copyFile(join(dir, 'r-at-r1.img'), dest);
-      const again = await client.replicate(src, `127.0.0.1:${ep.port}/r`, { keyFile: key });
-      await client.closeAll();
+      const again = await e.replicate('r');
       expect(again).toMatchObject({ kind: 'incremental', from: 'r1', to: 'r2' });
       expectSameTree(await treeOf(dest), await treeOf(src, 'r2'), 'after the older copy came back');
       // Or removes the image file alone: the next replication makes a new full copy.
       await rm(dest);
       await newMaster(src, 'r3', 7);
-      const fresh = await client.replicate(src, `127.0.0.1:${ep.port}/r`, { keyFile: key });
-      await client.closeAll();
+      const fresh = await e.replicate('r');
       expect(fresh).toMatchObject({ kind: 'full', to: 'r3' });
       expectSameTree(await treeOf(dest), await treeOf(src, 'r3'), 'after the image was removed');
     } finally {
-      await ep.close();
-      await client.closeAll();
-      await server.closeAll();
+      await e.stop();
     }
   }, 60_000);
 
   it('releases a mirror at once when the relationship is broken, so it can be written', async () => {
-    const src = join(dir, 'msrc.img');
-    const root = join(dir, 'mroot');
-    await mkdir(root);
-    const client = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, 'mclient.json') });
-    const server = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, 'mserver.json') });
-    await client.createVolume(src, 16 << 20);
-    await client.closeAll();
-    const ep = await server.serve({ port: 0, root, keyFile: key, holdMs: 60_000 });
+    const e = await endpoint('m', 60_000);
+    const { src, root, client, ep } = e;
     try {
       await newMaster(src, 'w1', 3);
       await client.mirrorCreate('remote-m', src, `127.0.0.1:${ep.port}/m`, { kind: 'full', keyFile: key });
@@ -130,27 +131,17 @@ describe('volumes held open by a replication endpoint', () => {
       expect(br.writable).toBe(true);
       await writable(join(root, 'm'));
     } finally {
-      await ep.close();
-      await client.closeAll();
-      await server.closeAll();
+      await e.stop();
     }
   }, 60_000);
 
   it('closes every held volume when the endpoint stops', async () => {
-    const src = join(dir, 'ssrc.img');
-    const root = join(dir, 'sroot');
-    await mkdir(root);
-    const client = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, 'sclient.json') });
-    const server = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, 'sserver.json') });
-    await client.createVolume(src, 16 << 20);
-    await client.closeAll();
-    const ep = await server.serve({ port: 0, root, keyFile: key, holdMs: 60_000 });
-    await newMaster(src, 's1', 4);
-    await client.replicate(src, `127.0.0.1:${ep.port}/s`, { keyFile: key });
-    await expect(writable(join(root, 's'))).rejects.toMatchObject({ code: 'LOCKED' });
-    await ep.close();
-    await writable(join(root, 's'));
-    await client.closeAll();
-    await server.closeAll();
+    const e = await endpoint('s', 60_000);
+    await newMaster(e.src, 's1', 4);
+    await e.replicate('s');
+    await expect(writable(join(e.root, 's'))).rejects.toMatchObject({ code: 'LOCKED' });
+    await e.ep.close();
+    await writable(join(e.root, 's'));
+    await e.stop();
   }, 60_000);
 });
