@@ -26,9 +26,21 @@ export const MARKS_PREVIOUS = '@moa.previous';
 const MARKS_PLANE = -1;
 const MARKS_PREVIOUS_PLANE = -2;
 
+/** Names whose blocks `expr` keeps somewhere (not only subtracts): all but those only ever on the right of a '-'. */
+function addedNames(expr: ImageExpr, positive = true, out = new Set<string>()): Set<string> {
+  if (expr.kind === 'name') {
+    if (positive) out.add(expr.name);
+  } else {
+    addedNames(expr.left, positive, out);
+    addedNames(expr.right, expr.kind === 'difference' ? !positive : positive, out);
+  }
+  return out;
+}
+
 /** Binds every name of `expr` to a plane: `active`, a snapshot, or the `master` named pointer. */
 export function bindNames(expr: ImageExpr, source: string, entries: SnapshotEntry[], volume: string): Map<string, BoundPlane> {
   const bound = new Map<string, BoundPlane>();
+  const added = addedNames(expr);
   for (const { name, column } of namesIn(expr)) {
     if (bound.has(name)) continue;
     if (name === 'active') {
@@ -49,8 +61,10 @@ export function bindNames(expr: ImageExpr, source: string, entries: SnapshotEntr
       const hint = suggest(name, ['active', ...entries.map((e) => e.name)]);
       throw new SnapplaneError('NOT_FOUND', `unknown snapshot '${name}' at column ${column} of "${source}"${hint ? `; did you mean '${hint}'?` : ''}`, { volume, snapshot: name });
     }
-    if (entry.flags & SnapshotFlag.stale) {
-      throw new SnapplaneError('INVALID', `shadow snapshot '${name}' (column ${column}) is no longer consistent: its blocks were reused`, { volume, snapshot: name });
+    // A stale shadow lost blocks: subtracting it only keeps blocks that were not strictly needed (the seed's
+    // shadow base), but any other use would drop blocks the image needs.
+    if (entry.flags & SnapshotFlag.stale && added.has(name)) {
+      throw new SnapplaneError('INVALID', `shadow snapshot '${name}' (column ${column}) is no longer consistent: its blocks were reused (it can only be subtracted)`, { volume, snapshot: name });
     }
     bound.set(name, { name, plane: entry.plane, entry });
   }

@@ -16,11 +16,12 @@ import type { DestinationStatus, MirrorMarker, ProgressEvent, ReceiveReport, Sna
 
 /** What a destination needs from the engine host (the service facade's internals). */
 export interface EngineAccess {
-  openVolume(path: string, write: boolean, mirrorWrite?: boolean): Promise<Volume>;
+  /** `offlineUpdate`: opens a volume that is off-line, for the update that took it off-line. */
+  openVolume(path: string, write: boolean, mirrorWrite?: boolean, offlineUpdate?: boolean): Promise<Volume>;
   closeVolume(path: string): Promise<void>;
   /** Closes at once where `closeVolume` may keep the volume open a while (after a failed request). */
   closeVolumeNow?(path: string): Promise<void>;
-  receiveInto(path: string, source: AsyncIterable<Buffer>, options: { force?: boolean; raid?: number; mirrorWrite?: boolean }, onProgress: ((p: ProgressEvent) => void) | undefined, signal: { cancelled: boolean }): Promise<ReceiveReport>;
+  receiveInto(path: string, source: AsyncIterable<Buffer>, options: { force?: boolean; raid?: number; mirrorWrite?: boolean; overwriteBase?: boolean }, onProgress: ((p: ProgressEvent) => void) | undefined, signal: { cancelled: boolean }): Promise<ReceiveReport>;
 }
 
 async function exists(p: string): Promise<boolean> {
@@ -56,8 +57,9 @@ export class LocalDestination implements Destination {
     const offline = await readOffline(this.label);
     const mirrorOf = await readMarker(this.label);
     const resume = await readResumeState(this.label);
-    if (offline) return { ...empty, exists: true, empty: false, offline, mirrorOf, resume };
-    const v = await this.engine.openVolume(this.label, false);
+    // An off-line volume's snapshot table and planes are intact (only an interrupted update's blocks are not):
+    // its source needs them to finish the update.
+    const v = await this.engine.openVolume(this.label, false, false, offline !== null);
     try {
       const entries = v.snapshots.list().sort((a, b) => a.generation - b.generation);
       const masters = entries.filter((e) => e.flags & SnapshotFlag.master);
@@ -71,7 +73,7 @@ export class LocalDestination implements Destination {
         newestMaster: masters.length > 0 ? refOf(masters[masters.length - 1]) : null,
         resume,
         mirrorOf,
-        offline: null,
+        offline,
       };
     } finally {
       await this.engine.closeVolume(this.label);
@@ -85,32 +87,43 @@ export class LocalDestination implements Destination {
       throw new SnapplaneError('INVALID', `'${this.label}' is already the mirror of '${m.source}' in relationship '${m.relationship}'`, { volume: this.label });
     }
     const existed = await exists(this.label);
-    if (request.sourceMasters && existed) await this.dropObsoleteMasters(request.sourceMasters, mirrorWrite);
-    if (request.offline && existed) {
+    // An update from a shadow master overwrites its base in place (the seed's off-line update): the volume is
+    // off-line from before the first block lands until the update commits.
+    const offline = request.offline !== undefined && existed;
+    if (request.sourceMasters && existed) await this.dropObsoleteMasters(request.sourceMasters, mirrorWrite, offline);
+    if (offline) {
       // Opened first, so the off-line flag keeps out everyone but this update.
-      await this.engine.openVolume(this.label, true, mirrorWrite);
-      await writeOffline(this.label, request.offline);
+      await this.engine.openVolume(this.label, true, mirrorWrite, true);
+      await writeOffline(this.label, request.offline!);
     }
+    let landed = false;
+    let committed = false;
     try {
-      const report = await this.engine.receiveInto(this.label, stream, { force: request.force, raid: request.raid, mirrorWrite }, onProgress, this.signal);
+      const report = await this.engine.receiveInto(this.label, stream, { force: request.force, raid: request.raid, mirrorWrite, overwriteBase: offline }, (p) => {
+        if (p.done > 0) landed = true;
+        onProgress?.(p);
+      }, this.signal);
+      committed = true;
       if (request.marker) await writeMarker(this.label, request.marker);
       return report;
     } finally {
-      if (request.offline && existed) await writeOffline(this.label, null);
+      // Once blocks landed, the base may be partly overwritten: off-line until a replication finishes the update.
+      if (offline && (committed || !landed)) await writeOffline(this.label, null);
+      else if (offline) await writeOffline(this.label, `${request.offline}, interrupted: its base may be partly overwritten; it comes back on-line when a replication finishes the update`);
       await this.engine.closeVolume(this.label);
     }
   }
 
   /** The volume open for writing, its own metadata placed at the top, where the source's next blocks are not. */
-  private async writable(mirrorWrite: boolean): Promise<Volume> {
-    const v = await this.engine.openVolume(this.label, true, mirrorWrite);
+  private async writable(mirrorWrite: boolean, offlineUpdate = false): Promise<Volume> {
+    const v = await this.engine.openVolume(this.label, true, mirrorWrite, offlineUpdate);
     v.blockMap!.placement = 'top';
     return v;
   }
 
   /** Deletes master snapshots the source no longer has, except held ones and ones this volume's destinations need. */
-  private async dropObsoleteMasters(sourceMasters: SnapshotRef[], mirrorWrite: boolean): Promise<void> {
-    const v = await this.writable(mirrorWrite);
+  private async dropObsoleteMasters(sourceMasters: SnapshotRef[], mirrorWrite: boolean, offlineUpdate: boolean): Promise<void> {
+    const v = await this.writable(mirrorWrite, offlineUpdate);
     const entries = v.snapshots.list();
     const masters = entries.filter((e) => e.flags & SnapshotFlag.master);
     const needed = neededMasters(masters, await readDestinations(this.label));

@@ -190,7 +190,8 @@ export class Replication {
       let d = await connect();
       try {
         const status = await d.status();
-        if (status.offline) throw new SnapplaneError('BUSY', `'${dest}' is off-line (${status.offline}); try again when its update has finished`, { volume: dest });
+        // Off-line is an update from a shadow master that is running (its receive refuses a second one: BUSY or
+        // LOCKED) or was interrupted: then this replication finishes it.
         if (status.mirrorOf) throw new SnapplaneError('INVALID', `'${dest}' is the mirror of '${status.mirrorOf.source}' in relationship '${status.mirrorOf.relationship}'; it is updated by \`snapplane mirror update ${status.mirrorOf.relationship}\``, { volume: dest });
         const v = await this.host.openVolume(source, false);
         const masters = v.snapshots.list().filter((e) => e.flags & SnapshotFlag.master).sort(byGeneration);

@@ -98,7 +98,7 @@ export class SnapplaneService {
     this.now = options.now;
     this.state = new StateStore(options.stateFile);
     const host: ReplicationHost = {
-      openVolume: (path, write, mirrorWrite) => this.volume({ volume: path }, write, mirrorWrite === true),
+      openVolume: (path, write, mirrorWrite, offlineUpdate) => this.volume({ volume: path }, write, mirrorWrite === true, offlineUpdate === true),
       closeVolume: (path) => this.close(path),
       receiveInto: (path, source, opts, onProgress, signal) => this.receiveInto(path, source, opts, onProgress, signal),
       job: (kind, volume, target, expression, onProgress, fn, bytesOf) => this.transferJob(kind, volume, target, expression, onProgress, fn, bytesOf),
@@ -220,7 +220,8 @@ export class SnapplaneService {
   }
 
   /** Opens (or reuses) a volume for reading or writing. */
-  private async volume(ref: VolumeRef, write: boolean, mirrorWrite = false): Promise<Volume> {
+  /** `offlineUpdate`: the update that took the volume off-line opens it (everyone else is refused). */
+  private async volume(ref: VolumeRef, write: boolean, mirrorWrite = false, offlineUpdate = false): Promise<Volume> {
     if (write && ref.snapshot !== undefined) {
       throw new SnapplaneError('READ_ONLY', `snapshot '${ref.snapshot}' is read-only`, {
         volume: ref.volume,
@@ -235,7 +236,7 @@ export class SnapplaneService {
     const k = this.key(ref, !write);
     let v = this.open.get(k);
     if (!v) {
-      const offline = await readOffline(ref.volume);
+      const offline = offlineUpdate ? null : await readOffline(ref.volume);
       if (offline) throw new SnapplaneError('BUSY', `volume '${ref.volume}' is off-line: ${offline}; try again when that update has finished`, { volume: ref.volume });
       if (write && !mirrorWrite) {
         const marker = await readMarker(ref.volume);
@@ -568,7 +569,7 @@ export class SnapplaneService {
     return this.transferJob('receive', volume, volume, undefined, onProgress, (signal, progress) => this.receiveInto(volume, source, options, progress, signal), (r) => r.bytes);
   }
 
-  private async receiveInto(volume: string, source: AsyncIterable<Buffer>, options: { force?: boolean; raid?: number; mirrorWrite?: boolean }, onProgress: ProgressCallback | undefined, signal: { cancelled: boolean }): Promise<ReceiveReport> {
+  private async receiveInto(volume: string, source: AsyncIterable<Buffer>, options: { force?: boolean; raid?: number; mirrorWrite?: boolean; overwriteBase?: boolean }, onProgress: ProgressCallback | undefined, signal: { cancelled: boolean }): Promise<ReceiveReport> {
     const reader = new StreamReader(source);
     let created = false;
     let v: Volume;
@@ -582,13 +583,13 @@ export class SnapplaneService {
         await this.createVolume(volume, options.raid ? Math.ceil(header.blockCount / options.raid) * BLOCK_SIZE + 16 * BLOCK_SIZE : size, options.raid ? { raid: options.raid } : {});
         created = true;
       }
-      v = await this.volume({ volume }, true, options.mirrorWrite === true);
+      v = await this.volume({ volume }, true, options.mirrorWrite === true, options.overwriteBase === true);
     } catch (e) {
       await reader.close();
       throw e;
     }
     try {
-      const report = await receiveStream(v, reader, { force: options.force, signal, onProgress: (p) => onProgress?.({ phase: 'receive', done: p.blocks * BLOCK_SIZE, total: p.totalBlocks * BLOCK_SIZE, unit: 'bytes' }) });
+      const report = await receiveStream(v, reader, { force: options.force, overwriteBase: options.overwriteBase, signal, onProgress: (p) => onProgress?.({ phase: 'receive', done: p.blocks * BLOCK_SIZE, total: p.totalBlocks * BLOCK_SIZE, unit: 'bytes' }) });
       return created ? { ...report, created } : report;
     } catch (e) {
       await reader.close();

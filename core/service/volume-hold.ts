@@ -21,9 +21,9 @@ export class VolumeHold implements EngineAccess {
     private readonly holdMs = HOLD_MS,
   ) {}
 
-  async openVolume(path: string, write: boolean, mirrorWrite?: boolean): ReturnType<EngineAccess['openVolume']> {
+  async openVolume(path: string, write: boolean, mirrorWrite?: boolean, offlineUpdate?: boolean): ReturnType<EngineAccess['openVolume']> {
     await this.reuse(path);
-    return this.engine.openVolume(path, write, mirrorWrite);
+    return this.engine.openVolume(path, write, mirrorWrite, offlineUpdate);
   }
 
   async receiveInto(path: string, source: AsyncIterable<Buffer>, options: Parameters<EngineAccess['receiveInto']>[2], onProgress: ((p: ProgressEvent) => void) | undefined, signal: { cancelled: boolean }): Promise<ReceiveReport> {

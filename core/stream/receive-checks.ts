@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { SnapplaneError } from '../common/errors.js';
 import { WORDS_PER_CHUNK } from '../planes/bit-plane.js';
 import type { SparsePlane } from '../planes/sparse-plane.js';
-import { FIRST_FREE_INODE, type Inode, type SnapshotEntry } from '../fs/format.js';
+import { FIRST_FREE_INODE, SnapshotFlag, type Inode, type SnapshotEntry } from '../fs/format.js';
 import { revertTo } from '../fs/restore.js';
 import type { BlockMap } from '../fs/block-map.js';
 import type { Volume } from '../fs/volume.js';
@@ -106,16 +106,19 @@ export async function checkStreamFits(volume: Volume, header: StreamHeader, toke
 
 /**
  * Refuses an image that would land on blocks the destination still needs: its own snapshots' or shadow
- * snapshots' blocks, or files changed since the base. Its own metadata (`meta`) may be hit: that moves first.
+ * snapshots' blocks, or files changed since the base. Its own metadata (`meta`) may be hit: that moves first;
+ * so may `overwritable` blocks (an off-line update from a shadow master).
  */
-export function refuseCollisions(map: BlockMap, destImage: SparsePlane, meta: Set<number>, entries: SnapshotEntry[], label: string): void {
+export function refuseCollisions(map: BlockMap, destImage: SparsePlane, meta: Set<number>, entries: SnapshotEntry[], label: string, overwritable: Uint32Array | null = null): void {
   for (const c of destImage.chunkIndexes()) {
     const w = destImage.chunk(c)!;
     const base = c * WORDS_PER_CHUNK;
     for (let i = 0; i < WORDS_PER_CHUNK; i++) {
       if (w[i] === 0) continue;
-      const pinned = w[i] & map.summary.words[base + i];
-      let used = w[i] & map.active.words[base + i];
+      // An off-line update may overwrite what only its base holds (the base's copy of a reused shadow master).
+      const free = overwritable ? overwritable[base + i] : 0;
+      const pinned = w[i] & map.summary.words[base + i] & ~free;
+      let used = w[i] & map.active.words[base + i] & ~free;
       if (pinned !== 0) {
         const v = (base + i) * 32 + 31 - Math.clz32(pinned);
         throw new SnapplaneError('INVALID', `'${label}' has a snapshot of its own that uses VBN ${v}, which the stream needs; delete snapshots the source does not have first`, { volume: label, vbn: v });
@@ -123,6 +126,8 @@ export function refuseCollisions(map: BlockMap, destImage: SparsePlane, meta: Se
       for (const [p, shadow] of map.shadows) {
         if ((w[i] & shadow.words[base + i]) !== 0) {
           const e = entries.find((x) => x.plane === p);
+          // A stale shadow is no file system any more: it only gives up more blocks (see receive.ts).
+          if (e && e.flags & SnapshotFlag.stale) continue;
           throw new SnapplaneError('INVALID', `shadow snapshot '${e?.name ?? p}' on '${label}' uses blocks the stream needs; delete it first`, { volume: label });
         }
       }

@@ -11,10 +11,11 @@ import { BLOCK_SIZE } from '../common/units.js';
 import { BITS_PER_CHUNK, BitPlane, WORDS_PER_CHUNK, popcountWords } from '../planes/bit-plane.js';
 import { SparsePlane } from '../planes/sparse-plane.js';
 import { keepAlive } from '../planes/plane-arena.js';
-import { RESERVED_BLOCKS, ROOT_INODE, SnapshotFlag, decodeInode, type Inode } from '../fs/format.js';
+import { RESERVED_BLOCKS, ROOT_INODE, SnapshotFlag, decodeInode, type Inode, type SnapshotEntry } from '../fs/format.js';
 import { walkTree } from '../fs/walk.js';
 import type { FileTree } from '../fs/file-tree.js';
 import type { Volume } from '../fs/volume.js';
+import type { BlockMap } from '../fs/block-map.js';
 import { planeChunkReader } from '../image/evaluate.js';
 import { PointerFixer, planRemap, remapPlane, type Remap } from './remap.js';
 import { checkStreamFits, refuseCollisions, type TokenFile } from './receive-checks.js';
@@ -28,6 +29,12 @@ export interface ReceiveOptions {
   signal?: { cancelled: boolean };
   /** Incremental into a destination changed since its base: revert it to the base first (changes are lost). */
   force?: boolean;
+  /**
+   * The base is a copy of a shadow master whose blocks the source reused (the seed's off-line update): incoming
+   * blocks may land on blocks only the base uses, in place. Not atomic: the caller keeps the destination off-line
+   * until a receive of this update has committed. The base stays, flagged shadow and stale, without those blocks.
+   */
+  overwriteBase?: boolean;
 }
 
 export type { ReceiveReport } from '../api/types.js';
@@ -167,7 +174,9 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
       for (const v of meta) baseFiles.clear(v);
       for (let v = 0; v < RESERVED_BLOCKS; v++) baseFiles.clear(v);
     }
-    refuseCollisions(map, destImage, meta, entries, label);
+    // Off-line update from a shadow master: the blocks only the base holds may be overwritten in place.
+    const overwritable = opts.overwriteBase && baseEntry ? await onlyIn(map, baseEntry, entries) : null;
+    refuseCollisions(map, destImage, meta, entries, label, overwritable);
     // Incoming blocks that land on our own current metadata wait in a spool (memory + a sidecar file, so a resumed
     // receive still has them) until the stream has verified; only then is the metadata moved and are they written.
     const held = new Set<number>();
@@ -364,6 +373,9 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
             map.summary.recount(c, true);
           }
         }
+        if (overwritable && baseEntry) await retireOverwrittenBase(volume, baseEntry, destImage);
+        // Stale shadow planes give up the blocks that now hold the stream's data (as the allocator's reuse does).
+        for (const plane of map.shadows.values()) clearIn(plane, destImage);
         // A copy at the same VBNs takes the source's identity (incrementals follow); a moved copy is a volume of its own.
         volume.fsinfo = { ...volume.fsinfo, nextSnapshotId: nextId, uuid: remap ? volume.fsinfo.uuid : header.sourceVolume };
         map.setFence(null);
@@ -394,6 +406,47 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
       await spoolFile.close();
     }
   });
+}
+
+/** Clears the bits of `image` in `plane` (chunks that change are marked dirty). */
+function clearIn(plane: BitPlane, image: SparsePlane): void {
+  for (const c of image.chunkIndexes()) {
+    const w = image.chunk(c)!;
+    const p = plane.chunkWords(c);
+    let hit = false;
+    for (let i = 0; i < WORDS_PER_CHUNK; i++) {
+      if ((p[i] & w[i]) === 0) continue;
+      p[i] &= ~w[i];
+      hit = true;
+    }
+    if (hit) plane.recount(c, true);
+  }
+}
+
+/** The blocks of snapshot `base` that no other snapshot of the volume holds (full-size plane words). */
+async function onlyIn(map: BlockMap, base: SnapshotEntry, entries: SnapshotEntry[]): Promise<Uint32Array> {
+  const only = new Uint32Array((await map.loadPlane(base.plane)).words);
+  for (const e of entries) {
+    if (e.plane === base.plane) continue;
+    const other = await map.loadPlane(e.plane);
+    for (let i = 0; i < only.length; i++) only[i] &= ~other.words[i];
+  }
+  return only;
+}
+
+/**
+ * After an off-line update: the base's copy lost the blocks the stream overwrote, as the source's shadow master
+ * did, so it becomes a stale shadow snapshot too (it no longer pins space, and is never read as consistent).
+ */
+async function retireOverwrittenBase(volume: Volume, base: SnapshotEntry, image: SparsePlane): Promise<void> {
+  const map = volume.blockMap!;
+  // A regular snapshot's plane loads as a fresh copy: it becomes the shadow's in-memory plane.
+  const plane = await map.loadPlane(base.plane);
+  clearIn(plane, image);
+  volume.snapshots.put({ ...base, flags: base.flags | SnapshotFlag.shadow | SnapshotFlag.stale });
+  map.shadows.set(base.plane, plane);
+  for (let c = 0; c < plane.chunks; c++) plane.dirtyChunks.add(c);
+  await map.recomputeSummary(volume.snapshots.list().filter((e) => !(e.flags & SnapshotFlag.shadow)).map((e) => e.plane));
 }
 
 async function appendSpool(f: FileHandle, vbn: number, data: Buffer): Promise<void> {
