@@ -5,7 +5,7 @@ import { printJson, printTable } from '../output.js';
 import { UsageError, withService } from '../run.js';
 
 function flags(s: SnapshotInfo): string {
-  return [s.flags.shadow && 'shadow', s.flags.master && 'master', s.flags.hold && 'hold'].filter(Boolean).join(',') || '-';
+  return [s.flags.shadow && 'shadow', s.flags.stale && 'stale', s.flags.master && 'master', s.flags.hold && 'hold'].filter(Boolean).join(',') || '-';
 }
 
 export function registerSnap(program: Command): void {
