@@ -408,8 +408,9 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
   });
 }
 
-/** Clears the bits of `image` in `plane` (chunks that change are marked dirty). */
-function clearIn(plane: BitPlane, image: SparsePlane): void {
+/** Clears the bits of `image` in `plane` (chunks that change are marked dirty); returns whether any was set. */
+function clearIn(plane: BitPlane, image: SparsePlane): boolean {
+  let any = false;
   for (const c of image.chunkIndexes()) {
     const w = image.chunk(c)!;
     const p = plane.chunkWords(c);
@@ -420,14 +421,17 @@ function clearIn(plane: BitPlane, image: SparsePlane): void {
       hit = true;
     }
     if (hit) plane.recount(c, true);
+    any ||= hit;
   }
+  return any;
 }
 
-/** The blocks of snapshot `base` that no other snapshot of the volume holds (full-size plane words). */
+/** The blocks of snapshot `base` that no other regular snapshot of the volume holds (full-size plane words). */
 async function onlyIn(map: BlockMap, base: SnapshotEntry, entries: SnapshotEntry[]): Promise<Uint32Array> {
   const only = new Uint32Array((await map.loadPlane(base.plane)).words);
   for (const e of entries) {
-    if (e.plane === base.plane) continue;
+    // Shadows pin nothing (a consistent one that is hit is refused on its own, see refuseCollisions).
+    if (e.plane === base.plane || e.flags & SnapshotFlag.shadow) continue;
     const other = await map.loadPlane(e.plane);
     for (let i = 0; i < only.length; i++) only[i] &= ~other.words[i];
   }
@@ -435,14 +439,15 @@ async function onlyIn(map: BlockMap, base: SnapshotEntry, entries: SnapshotEntry
 }
 
 /**
- * After an off-line update: the base's copy lost the blocks the stream overwrote, as the source's shadow master
- * did, so it becomes a stale shadow snapshot too (it no longer pins space, and is never read as consistent).
+ * After an off-line update: when the stream overwrote blocks of the base's copy, it lost them as the source's
+ * shadow master did, so it becomes a stale shadow snapshot too (it no longer pins space, and is never read).
  */
 async function retireOverwrittenBase(volume: Volume, base: SnapshotEntry, image: SparsePlane): Promise<void> {
   const map = volume.blockMap!;
   // A regular snapshot's plane loads as a fresh copy: it becomes the shadow's in-memory plane.
   const plane = await map.loadPlane(base.plane);
-  clearIn(plane, image);
+  // Nothing overwritten (the source had not reused the shadow's blocks after all): the base stays as it is.
+  if (!clearIn(plane, image)) return;
   volume.snapshots.put({ ...base, flags: base.flags | SnapshotFlag.shadow | SnapshotFlag.stale });
   map.shadows.set(base.plane, plane);
   for (let c = 0; c < plane.chunks; c++) plane.dirtyChunks.add(c);
