@@ -266,17 +266,45 @@ export async function* writeStream(volume: Volume, plan: StreamPlan, onProgress?
     const concurrent = volume.device.concurrentReads === true;
     // Snapshot blocks never change while their planes are pinned, so a plain image is read without the volume lock.
     const read: RunReader = (vbn, count, into) => (concurrent ? volume.device.readBlocks(vbn, count, into) : volume.exclusive(() => volume.device.readBlocks(vbn, count, into)));
-    yield* emitStream(plan, read, volume.label, onProgress, signal, reuse);
+    yield* emitStream(plan, read, volume.label, onProgress, signal, reuse, READ_GAP_BLOCKS);
   } finally {
     release();
   }
+}
+
+/**
+ * Runs separated by at most this many blocks are read with one device read (the gap is read and skipped): an
+ * aged volume's snapshot is many short runs, and a read per run costs more in system calls than the gap's bytes.
+ */
+const READ_GAP_BLOCKS = 8;
+
+/** One device read: `count` blocks from `vbn`, covering runs up to `lastRun` (an index into the plan's runs). */
+interface ReadGroup {
+  vbn: number;
+  count: number;
+  lastRun: number;
+}
+
+/** Groups consecutive runs (in stream order) that ascend with gaps of at most `gap` blocks, up to a record's size. */
+function readGroups(runs: [number, number][], gap: number): ReadGroup[] {
+  const out: ReadGroup[] = [];
+  for (let i = 0; i < runs.length; i++) {
+    const [vbn, count] = runs[i];
+    const last = out[out.length - 1];
+    const end = last ? last.vbn + last.count : 0;
+    if (last && vbn >= end && vbn - end <= gap && vbn + count - last.vbn <= MAX_RUN_BLOCKS) {
+      last.count = vbn + count - last.vbn;
+      last.lastRun = i;
+    } else out.push({ vbn, count, lastRun: i });
+  }
+  return out;
 }
 
 /** Reads `count` blocks from `vbn` (into `into` when given). */
 export type RunReader = (vbn: number, count: number, into?: Buffer) => Promise<Buffer>;
 
 /** The stream of a plan whose blocks come from `read` (a volume, or another block source such as a mirror's). */
-export async function* emitStream(plan: StreamPlan, readRun: RunReader, label: string, onProgress?: (p: StreamProgress) => void, signal?: { cancelled: boolean }, reuse = false): AsyncGenerator<Buffer> {
+export async function* emitStream(plan: StreamPlan, readRun: RunReader, label: string, onProgress?: (p: StreamProgress) => void, signal?: { cancelled: boolean }, reuse = false, gapBlocks = 0): AsyncGenerator<Buffer> {
   const id = streamIdBytes(plan.header.streamId);
   const digest = new Xxh64(0n);
   let seq = 0;
@@ -303,18 +331,26 @@ export async function* emitStream(plan: StreamPlan, readRun: RunReader, label: s
   // Read-ahead, plus the receiver's writes in flight, plus the record being handed over.
   const ring = reuse ? Array.from({ length: ahead + WRITES_IN_FLIGHT + 2 }, () => Buffer.allocUnsafe(MAX_RUN_BLOCKS * BLOCK_SIZE)) : [];
   let slot = 0;
-  const read = (run: [number, number]): Promise<Buffer> => {
-    const into = reuse ? ring[slot++ % ring.length].subarray(0, run[1] * BLOCK_SIZE) : undefined;
-    return readRun(run[0], run[1], into);
+  const groups = readGroups(plan.runs, gapBlocks);
+  const read = (g: ReadGroup): Promise<Buffer> => {
+    const into = reuse ? ring[slot++ % ring.length].subarray(0, g.count * BLOCK_SIZE) : undefined;
+    return readRun(g.vbn, g.count, into);
   };
   const queue: Promise<Buffer>[] = [];
   try {
-    for (let i = 0; i < Math.min(ahead, plan.runs.length); i++) queue.push(read(plan.runs[i]));
+    for (let i = 0; i < Math.min(ahead, groups.length); i++) queue.push(read(groups[i]));
+    let g = 0;
+    let groupData: Buffer | null = null;
     for (let i = 0; i < plan.runs.length; i++) {
       if (signal?.cancelled) throw new SnapplaneError('CANCELLED', 'send cancelled', { volume: label });
-      const data = await queue.shift()!;
-      if (i + ahead < plan.runs.length) queue.push(read(plan.runs[i + ahead]));
+      if (groupData === null || i === groups[g].lastRun + 1) {
+        if (groupData !== null) g++;
+        groupData = await queue.shift()!;
+        if (g + ahead < groups.length) queue.push(read(groups[g + ahead]));
+      }
       const [vbn, count] = plan.runs[i];
+      const at = (vbn - groups[g].vbn) * BLOCK_SIZE;
+      const data = groupData.subarray(at, at + count * BLOCK_SIZE);
       let payload = data;
       let flags = 0;
       if (codec === 'lz4') {
