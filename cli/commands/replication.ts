@@ -42,10 +42,12 @@ export function registerReplication(program: Command): void {
     .requiredOption('--key-file <file>', 'pre-shared key (at least 16 bytes), the same on both hosts')
     .requiredOption('--root <dir>', 'folder whose volumes remote hosts may receive into (by name)')
     .option('--listen <address>', 'address to listen on', '127.0.0.1')
-    .action(async (opts: { port: string; keyFile: string; root: string; listen: string }) => {
+    .option('--hold <seconds>', 'keep a volume open this long after its last request, so the next update finds it loaded (0: close at once)', '30')
+    .action(async (opts: { port: string; keyFile: string; root: string; listen: string; hold: string }) => {
       const service = new SnapplaneService({ cpIntervalMs: 0 });
       try {
-        const ep = await service.serve({ host: opts.listen, port: parseInteger(opts.port, '--port'), root: opts.root, keyFile: opts.keyFile, log: (l) => process.stderr.write(`${new Date().toISOString()} ${l}\n`) });
+        const holdMs = parseInteger(opts.hold, '--hold') * 1000;
+        const ep = await service.serve({ host: opts.listen, port: parseInteger(opts.port, '--port'), root: opts.root, keyFile: opts.keyFile, holdMs, log: (l) => process.stderr.write(`${new Date().toISOString()} ${l}\n`) });
         process.stdout.write(`snapplane serve: listening on ${ep.host}:${ep.port}, volumes under ${opts.root}\n`);
         await new Promise<void>((resolve) => {
           process.once('SIGINT', resolve);

@@ -33,6 +33,7 @@ export class VolumeHold implements EngineAccess {
 
   /** Closes `path` once it has been idle for the hold time. */
   async closeVolume(path: string): Promise<void> {
+    if (this.holdMs <= 0) return this.closeVolumeNow(path);
     // A request that did not open the volume (its file was gone) leaves the identity of the one still open.
     const file = this.held.get(path)?.file ?? fileIdentity(path);
     this.cancel(path);

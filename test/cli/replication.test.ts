@@ -118,6 +118,31 @@ describe('replication between processes over TCP', () => {
     }
   }, 60_000);
 
+  it('serve keeps a received volume open (a local writer is told which process holds it); --hold 0 closes it at once', async () => {
+    const src = join(dir, 'hold.img');
+    const [quick, held] = [join(dir, 'hold0'), join(dir, 'hold30')];
+    await mkdir(quick);
+    await mkdir(held);
+    const v = await Volume.create(src, { sizeBytes: 16 << 20, cpIntervalMs: 0 });
+    await v.close();
+    const a = await startServer(quick, key, 0, process.env, ['--hold', '0']);
+    const b = await startServer(held, key);
+    try {
+      await newMaster(src, 'h1', seeded(3), 4);
+      await json<ReplicateReport>('replicate', src, `127.0.0.1:${a.port}/v`, '--key-file', key);
+      await json<ReplicateReport>('replicate', src, `127.0.0.1:${b.port}/v`, '--key-file', key);
+      const w = await Volume.open(join(quick, 'v'), { cpIntervalMs: 0 });
+      await w.close();
+      await expect(Volume.open(join(held, 'v'), { cpIntervalMs: 0 })).rejects.toMatchObject({ code: 'LOCKED', message: expect.stringContaining(`process ${b.proc.pid}`) });
+      const bad = await snapplane('serve', '--port', '0', '--key-file', key, '--root', quick, '--hold', 'soon');
+      expect(bad.code).not.toBe(0);
+      expect(bad.stderr).toMatch(/--hold must be a whole number/);
+    } finally {
+      await a.kill();
+      await b.kill();
+    }
+  }, 60_000);
+
   it(`${DRILLS} drills: dropped connections and killed processes at random points; the destination always equals one source master, moves only forward, and converges`, async () => {
     const outcomes = await runReplicationDrills(dir, key, DRILLS, 2026);
     expect(outcomes.failed, JSON.stringify(outcomes)).toBeGreaterThan(DRILLS / 5);

@@ -18,9 +18,9 @@ export interface ServerProcess {
 }
 
 /** Starts `snapplane serve` over `root` and waits until it listens. */
-export function startServer(root: string, keyFile: string, port = 0, env: NodeJS.ProcessEnv = process.env): Promise<ServerProcess> {
+export function startServer(root: string, keyFile: string, port = 0, env: NodeJS.ProcessEnv = process.env, extra: string[] = []): Promise<ServerProcess> {
   return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [BIN, 'serve', '--port', String(port), '--key-file', keyFile, '--root', root], { stdio: ['ignore', 'pipe', 'pipe'], env });
+    const proc = spawn(process.execPath, [BIN, 'serve', '--port', String(port), '--key-file', keyFile, '--root', root, ...extra], { stdio: ['ignore', 'pipe', 'pipe'], env });
     let out = '';
     let err = '';
     const exited = new Promise<void>((r) => proc.once('exit', () => r()));
