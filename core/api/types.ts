@@ -346,6 +346,8 @@ export interface ReplicateReport {
   /** Bytes that went over the wire (frames included; 0 for a local destination). */
   wireBytes: number;
   seconds: number;
+  /** Set when the base was a shadow master: the destination was off-line during the update (STREAM.md §5.4). */
+  offline?: string;
 }
 
 export type MirrorKind = 'full' | 'incremental' | 'replica';

@@ -205,6 +205,7 @@ export class Replication {
         if (choice.kind !== 'none') {
           // A shadow master's blocks may be reused under the destination's copy of it: keep readers out meanwhile.
           const offline = choice.from && choice.from.flags & SnapshotFlag.shadow ? `being updated from shadow master '${choice.from.name}'` : undefined;
+          if (offline) report.offline = offline;
           const sent = await this.sendTo(v, connect, d, status, choice.expression, { raid: opts.raid, offline, sourceMasters: masters.map(refOf) }, 'subtraction', signal, progress);
           d = sent.destination;
           report.resumedFromVbn = sent.report.resumedFromVbn;

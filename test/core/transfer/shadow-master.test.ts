@@ -69,7 +69,7 @@ describe('replication from a shadow master', () => {
       if (p.done > 0 && offlineSeen.length < 3) void readOffline(dest).then((o) => offlineSeen.push(o));
     });
     await s.closeAll();
-    expect(r).toMatchObject({ kind: 'incremental', from: 'S', to: 'N' });
+    expect(r).toMatchObject({ kind: 'incremental', from: 'S', to: 'N', offline: "being updated from shadow master 'S'" });
     expect(offlineSeen.length).toBeGreaterThan(0);
     expect(offlineSeen.every((o) => o !== null && o.includes("shadow master 'S'"))).toBe(true);
     expect(await readOffline(dest)).toBeNull();
