@@ -21,11 +21,13 @@ export class VolumeHold implements EngineAccess {
     private readonly holdMs = HOLD_MS,
   ) {}
 
+  /** Opens through the engine, reusing a held volume (unless its file changed meanwhile). */
   async openVolume(path: string, write: boolean, mirrorWrite?: boolean, offlineUpdate?: boolean): ReturnType<EngineAccess['openVolume']> {
     await this.reuse(path);
     return this.engine.openVolume(path, write, mirrorWrite, offlineUpdate);
   }
 
+  /** Receives through the engine into a volume that may be held. */
   async receiveInto(path: string, source: AsyncIterable<Buffer>, options: Parameters<EngineAccess['receiveInto']>[2], onProgress: ((p: ProgressEvent) => void) | undefined, signal: { cancelled: boolean }): Promise<ReceiveReport> {
     await this.reuse(path);
     return this.engine.receiveInto(path, source, options, onProgress, signal);
