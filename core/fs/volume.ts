@@ -292,6 +292,22 @@ export class Volume {
     return new Volume(device, label, readOnly, fsinfo, snapshots, blockMap, view, ctx, lock, opts);
   }
 
+  /**
+   * The newest CP generation committed on the device: another process may have committed since a read-only
+   * volume was opened (then this one describes an older state). Unreadable copies are skipped.
+   */
+  async committedGeneration(): Promise<number> {
+    let newest = -1;
+    for (const vbn of FSINFO_VBNS) {
+      try {
+        newest = Math.max(newest, decodeFsinfo(await this.device.readBlocks(vbn, 1))?.generation ?? -1);
+      } catch {
+        // the other copy decides
+      }
+    }
+    return newest < 0 ? this.fsinfo.generation : newest;
+  }
+
   /** Commits what is pending (read-write) and releases the device and the writer lock. */
   async close(): Promise<void> {
     if (this.closed) return;

@@ -83,8 +83,13 @@ export function parseVolumeRef(text: string): VolumeRef {
   return { volume: text };
 }
 
+/** How long an out-of-date read-only volume stays open after a newer one replaced it (for reads still under way). */
+const RETIRED_MS = 10 * 60_000;
+
 export class SnapplaneService {
   private readonly open = new Map<string, Volume>();
+  /** Out-of-date read-only volumes, closed RETIRED_MS after they were replaced (or by closeAll). */
+  private readonly retired = new Set<Volume>();
   private readonly cpIntervalMs: number;
   private readonly now: (() => number) | undefined;
   private readonly state: StateStore;
@@ -219,8 +224,10 @@ export class SnapplaneService {
     return `${ref.volume}\u0000${ref.snapshot ?? ''}\u0000${readOnly ? 'ro' : 'rw'}`;
   }
 
-  /** Opens (or reuses) a volume for reading or writing. */
-  /** `offlineUpdate`: the update that took the volume off-line opens it (everyone else is refused). */
+  /**
+   * Opens (or reuses) a volume for reading or writing. `offlineUpdate`: the update that took the volume off-line
+   * opens it (everyone else is refused).
+   */
   private async volume(ref: VolumeRef, write: boolean, mirrorWrite = false, offlineUpdate = false): Promise<Volume> {
     if (write && ref.snapshot !== undefined) {
       throw new SnapplaneError('READ_ONLY', `snapshot '${ref.snapshot}' is read-only`, {
@@ -235,6 +242,14 @@ export class SnapplaneService {
     }
     const k = this.key(ref, !write);
     let v = this.open.get(k);
+    // Only another process can have committed since a read-only view was opened, and only while this one does not
+    // hold the volume for writing (the writer lock): then the view would answer from the old state.
+    const writerHere = this.open.has(this.key({ volume: ref.volume }, false));
+    if (v && v.readOnly && !writerHere && (await v.committedGeneration()) !== v.fsinfo.generation) {
+      this.open.delete(k);
+      this.retire(v);
+      v = undefined;
+    }
     if (!v) {
       const offline = offlineUpdate ? null : await readOffline(ref.volume);
       if (offline) throw new SnapplaneError('BUSY', `volume '${ref.volume}' is off-line: ${offline}; try again when that update has finished`, { volume: ref.volume });
@@ -810,6 +825,19 @@ export class SnapplaneService {
     return (await this.volume({ volume }, false)).planes();
   }
 
+  /**
+   * Takes an out-of-date read-only volume out of use: a send or read still holding it goes on (its planes and
+   * blocks are pinned or still there), so it is closed only a while later.
+   */
+  private retire(v: Volume): void {
+    this.retired.add(v);
+    const timer = setTimeout(() => {
+      if (!this.retired.delete(v)) return;
+      void v.close().catch(() => undefined);
+    }, RETIRED_MS);
+    timer.unref();
+  }
+
   /** Closes one volume (writes a final consistency point when it was open for writing). */
   async close(volume: string): Promise<void> {
     for (const [k, v] of [...this.open]) {
@@ -822,8 +850,9 @@ export class SnapplaneService {
 
   /** Releases every volume without committing: each stays at its last consistency point (after a failed command). */
   async abortAll(): Promise<void> {
-    const all = [...this.open.values()];
+    const all = [...this.open.values(), ...this.retired];
     this.open.clear();
+    this.retired.clear();
     for (const v of all) await v.abort().catch(() => undefined);
   }
 
@@ -901,8 +930,9 @@ export class SnapplaneService {
 
   /** Closes every volume this service opened. */
   async closeAll(): Promise<void> {
-    const all = [...this.open.values()];
+    const all = [...this.open.values(), ...this.retired];
     this.open.clear();
+    this.retired.clear();
     let first: unknown;
     for (const v of all) {
       try {
