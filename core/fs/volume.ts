@@ -1025,6 +1025,27 @@ export class Volume {
     };
   }
 
+  /** Planes of the regular (non-shadow) snapshots: the ones the summary ORs. */
+  private regularPlanes(): number[] {
+    return this.snapshots.list().filter((e) => !(e.flags & SnapshotFlag.shadow)).map((e) => e.plane);
+  }
+
+  /**
+   * @internal Inside a change already running (a receive): regular snapshot `entry` lost the blocks of `lost`
+   * (overwritten in place), so from the next CP it is a stale shadow without them: it no longer pins space and is
+   * never read. Nothing changes when it had none of them.
+   */
+  async demoteToStaleShadow(entry: SnapshotEntry, lost: { chunkIndexes(): number[]; chunk(c: number): Uint32Array | null }): Promise<void> {
+    const map = this.blockMap!;
+    // A regular snapshot's plane loads as a fresh copy: it becomes the shadow's in-memory plane, written whole.
+    const plane = await map.loadPlane(entry.plane);
+    if (!plane.clearBitsOf(lost)) return;
+    this.snapshots.put({ ...entry, flags: entry.flags | SnapshotFlag.shadow | SnapshotFlag.stale });
+    map.shadows.set(entry.plane, plane);
+    for (let c = 0; c < plane.chunks; c++) plane.dirtyChunks.add(c);
+    await map.recomputeSummary(this.regularPlanes());
+  }
+
   /** Deletes a snapshot: its plane is cleared and the blocks only it held become free at the CP. */
   deleteSnapshot(name: string): Promise<void> {
     return this.run(true, async () => {
@@ -1038,9 +1059,7 @@ export class Volume {
       const map = this.blockMap!;
       this.snapshots.remove(entry.plane);
       await map.clearPlane(entry.plane);
-      if (!(entry.flags & SnapshotFlag.shadow)) {
-        await map.recomputeSummary(this.snapshots.list().filter((e) => !(e.flags & SnapshotFlag.shadow)).map((e) => e.plane));
-      }
+      if (!(entry.flags & SnapshotFlag.shadow)) await map.recomputeSummary(this.regularPlanes());
       await this.consistencyPoint();
       map.recountFree();
     });

@@ -114,6 +114,24 @@ export class BitPlane {
     }
   }
 
+  /** Clears every bit set in `other` (a sparse plane's chunks); marks changed chunks dirty; true when any was set. */
+  clearBitsOf(other: { chunkIndexes(): number[]; chunk(c: number): Uint32Array | null }): boolean {
+    let any = false;
+    for (const c of other.chunkIndexes()) {
+      const w = other.chunk(c)!;
+      const p = this.span(c);
+      let hit = false;
+      for (let i = 0; i < WORDS_PER_CHUNK; i++) {
+        if ((p[i] & w[i]) === 0) continue;
+        p[i] &= ~w[i];
+        hit = true;
+      }
+      if (hit) this.recount(c, true);
+      any ||= hit;
+    }
+    return any;
+  }
+
   /** Clears bit `vbn`; returns false when it was already clear. */
   clear(vbn: number): boolean {
     const i = vbn >>> 5;

@@ -373,9 +373,10 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
             map.summary.recount(c, true);
           }
         }
-        if (overwritable && baseEntry) await retireOverwrittenBase(volume, baseEntry, destImage);
+        // The base's copy lost the blocks an off-line update overwrote, as the source's shadow master did.
+        if (overwritable && baseEntry) await volume.demoteToStaleShadow(baseEntry, destImage);
         // Stale shadow planes give up the blocks that now hold the stream's data (as the allocator's reuse does).
-        for (const plane of map.shadows.values()) clearIn(plane, destImage);
+        for (const plane of map.shadows.values()) plane.clearBitsOf(destImage);
         // A copy at the same VBNs takes the source's identity (incrementals follow); a moved copy is a volume of its own.
         volume.fsinfo = { ...volume.fsinfo, nextSnapshotId: nextId, uuid: remap ? volume.fsinfo.uuid : header.sourceVolume };
         map.setFence(null);
@@ -408,24 +409,6 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
   });
 }
 
-/** Clears the bits of `image` in `plane` (chunks that change are marked dirty); returns whether any was set. */
-function clearIn(plane: BitPlane, image: SparsePlane): boolean {
-  let any = false;
-  for (const c of image.chunkIndexes()) {
-    const w = image.chunk(c)!;
-    const p = plane.chunkWords(c);
-    let hit = false;
-    for (let i = 0; i < WORDS_PER_CHUNK; i++) {
-      if ((p[i] & w[i]) === 0) continue;
-      p[i] &= ~w[i];
-      hit = true;
-    }
-    if (hit) plane.recount(c, true);
-    any ||= hit;
-  }
-  return any;
-}
-
 /** The blocks of snapshot `base` that no other regular snapshot of the volume holds (full-size plane words). */
 async function onlyIn(map: BlockMap, base: SnapshotEntry, entries: SnapshotEntry[]): Promise<Uint32Array> {
   const only = new Uint32Array((await map.loadPlane(base.plane)).words);
@@ -436,22 +419,6 @@ async function onlyIn(map: BlockMap, base: SnapshotEntry, entries: SnapshotEntry
     for (let i = 0; i < only.length; i++) only[i] &= ~other.words[i];
   }
   return only;
-}
-
-/**
- * After an off-line update: when the stream overwrote blocks of the base's copy, it lost them as the source's
- * shadow master did, so it becomes a stale shadow snapshot too (it no longer pins space, and is never read).
- */
-async function retireOverwrittenBase(volume: Volume, base: SnapshotEntry, image: SparsePlane): Promise<void> {
-  const map = volume.blockMap!;
-  // A regular snapshot's plane loads as a fresh copy: it becomes the shadow's in-memory plane.
-  const plane = await map.loadPlane(base.plane);
-  // Nothing overwritten (the source had not reused the shadow's blocks after all): the base stays as it is.
-  if (!clearIn(plane, image)) return;
-  volume.snapshots.put({ ...base, flags: base.flags | SnapshotFlag.shadow | SnapshotFlag.stale });
-  map.shadows.set(base.plane, plane);
-  for (let c = 0; c < plane.chunks; c++) plane.dirtyChunks.add(c);
-  await map.recomputeSummary(volume.snapshots.list().filter((e) => !(e.flags & SnapshotFlag.shadow)).map((e) => e.plane));
 }
 
 async function appendSpool(f: FileHandle, vbn: number, data: Buffer): Promise<void> {
