@@ -282,6 +282,7 @@ const READ_GAP_BLOCKS = 8;
 interface ReadGroup {
   vbn: number;
   count: number;
+  firstRun: number;
   lastRun: number;
 }
 
@@ -295,7 +296,7 @@ function readGroups(runs: [number, number][], gap: number): ReadGroup[] {
     if (last && vbn >= end && vbn - end <= gap && vbn + count - last.vbn <= MAX_RUN_BLOCKS) {
       last.count = vbn + count - last.vbn;
       last.lastRun = i;
-    } else out.push({ vbn, count, lastRun: i });
+    } else out.push({ vbn, count, firstRun: i, lastRun: i });
   }
   return out;
 }
@@ -332,9 +333,21 @@ export async function* emitStream(plan: StreamPlan, readRun: RunReader, label: s
   const ring = reuse ? Array.from({ length: ahead + WRITES_IN_FLIGHT + 2 }, () => Buffer.allocUnsafe(MAX_RUN_BLOCKS * BLOCK_SIZE)) : [];
   let slot = 0;
   const groups = readGroups(plan.runs, gapBlocks);
-  const read = (g: ReadGroup): Promise<Buffer> => {
-    const into = reuse ? ring[slot++ % ring.length].subarray(0, g.count * BLOCK_SIZE) : undefined;
-    return readRun(g.vbn, g.count, into);
+  const read = async (g: ReadGroup): Promise<Buffer> => {
+    const into = reuse ? ring[slot++ % ring.length].subarray(0, g.count * BLOCK_SIZE) : Buffer.allocUnsafe(g.count * BLOCK_SIZE);
+    try {
+      return await readRun(g.vbn, g.count, into);
+    } catch (e) {
+      if (g.firstRun === g.lastRun) throw e;
+      // An unreadable block may sit in a gap the stream does not need: read the group's runs one by one.
+      for (let r = g.firstRun; r <= g.lastRun; r++) {
+        const [vbn, count] = plan.runs[r];
+        const at = (vbn - g.vbn) * BLOCK_SIZE;
+        const got = await readRun(vbn, count, into.subarray(at, at + count * BLOCK_SIZE));
+        if (got.byteOffset !== into.byteOffset + at || got.buffer !== into.buffer) got.copy(into, at);
+      }
+      return into;
+    }
   };
   const queue: Promise<Buffer>[] = [];
   try {
