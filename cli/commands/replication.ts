@@ -27,7 +27,9 @@ function updateLine(r: MirrorUpdateReport): string {
   if (r.transfer === 'none') return `${r.name}: already at ${r.to}\n`;
   const how = r.transfer === 'full' ? `initialized with a full image of ${r.to}` : `sent ${r.from} → ${r.to} (blocks chosen by ${r.selection === 'marks' ? 'the mark-on-allocate image' : 'subtraction'})`;
   const delta = r.deltaBlocks !== undefined ? `; the sparse incremental structure holds ${r.deltaBlocks} blocks (${formatBytes(r.deltaBytes ?? 0)} on disk)` : '';
-  return `${r.name}: ${how}: ${r.blocks} blocks, ${formatBytes(r.bytes)} in ${r.seconds.toFixed(1)} s${r.resumedFromVbn !== null ? `, resumed at VBN ${r.resumedFromVbn}` : ''}${delta}\n`;
+  const carried = r.carried?.length ? `; with ${r.carried.length === 1 ? 'snapshot' : 'snapshots'} ${r.carried.join(', ')}` : '';
+  const dropped = r.dropped?.length ? `; the mirror deleted ${r.dropped.join(', ')} (deleted on the source)` : '';
+  return `${r.name}: ${how}: ${r.blocks} blocks, ${formatBytes(r.bytes)} in ${r.seconds.toFixed(1)} s${r.resumedFromVbn !== null ? `, resumed at VBN ${r.resumedFromVbn}` : ''}${carried}${dropped}${delta}\n`;
 }
 
 function statusRows(list: MirrorInfo[]): (string | number)[][] {

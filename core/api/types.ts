@@ -232,6 +232,8 @@ export interface ReceiveReport extends StreamSummary {
   bytes: number;
   generation: number;
   created?: boolean;
+  /** Snapshots the destination deleted before receiving because the source no longer has them. */
+  dropped?: string[];
 }
 
 export interface BackupCheck {
@@ -388,6 +390,10 @@ export interface MirrorUpdateReport {
   bytes: number;
   resumedFromVbn: number | null;
   seconds: number;
+  /** Full mirrors: the snapshots this update brought to the mirror besides `to`, oldest first. */
+  carried?: string[];
+  /** Full mirrors: snapshots the mirror deleted because the source had deleted them. */
+  dropped?: string[];
   /** Incremental mirrors: blocks and bytes the sparse incremental structure holds after the update. */
   deltaBlocks?: number;
   deltaBytes?: number;

@@ -46,6 +46,21 @@ export class SparsePlane {
     this.population += bits;
   }
 
+  /** Sets every bit `other` has (its chunks are copied, never shared). */
+  addAll(other: SparsePlane): void {
+    for (const c of other.chunkIndexes()) {
+      const theirs = other.chunk(c)!;
+      const mine = this.chunks.get(c);
+      if (!mine) {
+        this.setChunk(c, theirs.slice());
+        continue;
+      }
+      const before = popcountWords(mine);
+      for (let i = 0; i < WORDS_PER_CHUNK; i++) mine[i] |= theirs[i];
+      this.population += popcountWords(mine) - before;
+    }
+  }
+
   /** Makes this plane the owner of an arena span its chunks live in: the span is freed when the plane is. */
   ownArena(offset: number, bytes: number): void {
     releaseWith(this, offset, bytes);

@@ -90,7 +90,7 @@ export class LocalDestination implements Destination {
     // An update from a shadow master overwrites its base in place (the seed's off-line update): the volume is
     // off-line from before the first block lands until the update commits.
     const offline = request.offline !== undefined && existed;
-    if (request.sourceMasters && existed) await this.dropObsoleteMasters(request.sourceMasters, mirrorWrite, offline);
+    const dropped = existed && (request.sourceMasters || request.sourceSnapshots) ? await this.dropObsolete(request, mirrorWrite, offline) : [];
     if (offline) {
       // Opened first, so the off-line flag keeps out everyone but this update.
       await this.engine.openVolume(this.label, true, mirrorWrite, true);
@@ -105,7 +105,7 @@ export class LocalDestination implements Destination {
       }, this.signal);
       committed = true;
       if (request.marker) await writeMarker(this.label, request.marker);
-      return report;
+      return dropped.length > 0 ? { ...report, dropped } : report;
     } finally {
       // Once blocks landed, the base may be partly overwritten: off-line until a replication finishes the update.
       if (offline && (committed || !landed)) await writeOffline(this.label, null);
@@ -121,16 +121,23 @@ export class LocalDestination implements Destination {
     return v;
   }
 
-  /** Deletes master snapshots the source no longer has, except held ones and ones this volume's destinations need. */
-  private async dropObsoleteMasters(sourceMasters: SnapshotRef[], mirrorWrite: boolean, offlineUpdate: boolean): Promise<void> {
+  /**
+   * Deletes what the source no longer has (its blocks may come back in the stream): master snapshots for a
+   * replication, every regular snapshot for a mirror; never a held one or a master this volume's destinations need.
+   */
+  private async dropObsolete(request: ReceiveRequest, mirrorWrite: boolean, offlineUpdate: boolean): Promise<string[]> {
     const v = await this.writable(mirrorWrite, offlineUpdate);
+    const kept = request.sourceSnapshots ?? request.sourceMasters!;
     const entries = v.snapshots.list();
-    const masters = entries.filter((e) => e.flags & SnapshotFlag.master);
-    const needed = neededMasters(masters, await readDestinations(this.label));
-    for (const e of masters) {
-      if (sourceMasters.some((m) => sameRef(m, refOf(e))) || e.flags & SnapshotFlag.hold || needed.has(e.name)) continue;
+    const candidates = request.sourceSnapshots ? entries.filter((e) => !(e.flags & SnapshotFlag.shadow)) : entries.filter((e) => e.flags & SnapshotFlag.master);
+    const needed = neededMasters(entries.filter((e) => e.flags & SnapshotFlag.master), await readDestinations(this.label));
+    const dropped: string[] = [];
+    for (const e of candidates) {
+      if (kept.some((m) => sameRef(m, refOf(e))) || e.flags & SnapshotFlag.hold || needed.has(e.name)) continue;
       await v.deleteSnapshot(e.name);
+      dropped.push(e.name);
     }
+    return dropped;
   }
 
   async deleteSnapshots(names: string[]): Promise<void> {
@@ -229,6 +236,7 @@ export async function serveConnection(engine: EngineAccess, root: string, conn: 
                 marker: (req.marker as MirrorMarker | undefined) ?? undefined,
                 offline: typeof req.offline === 'string' ? req.offline : undefined,
                 sourceMasters: Array.isArray(req.sourceMasters) ? (req.sourceMasters as SnapshotRef[]) : undefined,
+                sourceSnapshots: Array.isArray(req.sourceSnapshots) ? (req.sourceSnapshots as SnapshotRef[]) : undefined,
               },
               (p) => {
                 const now = performance.now();

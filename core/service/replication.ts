@@ -90,6 +90,27 @@ export function chooseReplication(masters: SnapshotEntry[], status: DestinationS
   return { kind: 'full', from: null, to: newest, expression: quoted(newest.name), reason };
 }
 
+/** Snapshots a stream carries at most (STREAM.md §2.3). */
+const MAX_CARRIED = 255;
+
+/** A transfer snapshot of some mirror relationship (`mirror.<name>.<n>`): each relationship keeps its own. */
+function isTransferSnapshot(e: SnapshotEntry): boolean {
+  return /^mirror\..+\.\d+$/.test(e.name);
+}
+
+/**
+ * The source's snapshots a full mirror's update brings along with its top: the regular ones taken after the base
+ * (all older ones for the first transfer) that the mirror does not have yet, except other relationships'
+ * transfer snapshots. Shadows stay behind: they would pin blocks on the mirror that the source reuses.
+ */
+export function carriedAlong(entries: SnapshotEntry[], base: SnapshotEntry | null, top: SnapshotEntry, status: DestinationStatus): SnapshotEntry[] {
+  return entries
+    .filter((e) => !(e.flags & SnapshotFlag.shadow) && !isTransferSnapshot(e) && e.generation < top.generation && (!base || e.generation > base.generation))
+    .filter((e) => !status.snapshots.some((s) => sameRef(s, refOf(e))))
+    .sort(byGeneration)
+    .slice(-(MAX_CARRIED - 1));
+}
+
 export class Replication {
   constructor(private readonly host: ReplicationHost) {}
 
@@ -460,11 +481,13 @@ export class Replication {
         throw new SnapplaneError('EXISTS', `'${rel.destination}' is not empty; a mirror is initialized into a new volume`, { volume: rel.destination });
       }
       const top = await this.topSnapshot(rel, v);
-      const expression = base ? `${quoted(top.name)} - ${quoted(base.name)}` : quoted(top.name);
-      const sent = await this.sendTo(v, connect, d, status, expression, { marker: this.marker(rel, v) }, 'marks', signal, progress);
+      const along = carriedAlong(v.snapshots.list(), base, top, status);
+      const expression = `${[...along, top].map((e) => quoted(e.name)).join(' + ')}${base ? ` - ${quoted(base.name)}` : ''}`;
+      const sourceSnapshots = v.snapshots.list().filter((e) => !(e.flags & SnapshotFlag.shadow)).map(refOf);
+      const sent = await this.sendTo(v, connect, d, status, expression, { marker: this.marker(rel, v), sourceSnapshots }, 'marks', signal, progress);
       d = sent.destination;
       await this.advance(rel, v, top, base, d);
-      return { name: rel.name, kind: rel.kind, transfer: base ? 'incremental' : 'full', from: base?.name ?? null, to: top.name, selection: sent.plan.selection, blocks: sent.report.blocks, bytes: sent.report.bytes, resumedFromVbn: sent.report.resumedFromVbn, seconds: 0 };
+      return { name: rel.name, kind: rel.kind, transfer: base ? 'incremental' : 'full', from: base?.name ?? null, to: top.name, selection: sent.plan.selection, blocks: sent.report.blocks, bytes: sent.report.bytes, resumedFromVbn: sent.report.resumedFromVbn, seconds: 0, carried: along.map((e) => e.name), dropped: sent.report.dropped ?? [] };
     } finally {
       await d.close().catch(() => undefined);
     }

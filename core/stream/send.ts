@@ -42,6 +42,7 @@ export interface SendOptions {
   /**
    * `marks`: an incremental `top - base` takes its blocks from the swapped-out mark-on-allocate image when that image
    * spans exactly base → top (Volume.snapshotForTransfer), instead of subtracting planes; otherwise it subtracts.
+   * Snapshots between base and top may be carried too (`S1 + top - base`): their blocks beyond the base are added.
    */
   selection?: 'marks' | 'subtraction';
   now?: () => number;
@@ -108,6 +109,10 @@ function planRuns(image: SparsePlane, order: StreamOrder, members: number | null
   return cut;
 }
 
+function quotedName(name: string): string {
+  return formatImageExpr({ kind: 'name', name, column: 1 });
+}
+
 /** The swapped-out mark-on-allocate image as a stream image (a copy: the live one keeps changing). */
 function marksImage(marks: BitPlane): { plane: SparsePlane; blocks: number } {
   const plane = new SparsePlane();
@@ -134,9 +139,18 @@ export async function planStream(volume: Volume, expression: string, opts: SendO
     if (baseEntry && carried.some((e) => e.plane === baseEntry.plane)) throw new SnapplaneError('INVALID', `snapshot '${baseEntry.name}' cannot be both sent and the base`, { volume: volume.label });
     const map = await volume.planeMap();
     const span = map.marksPrevious ? map.marksPreviousSpan : null;
-    const useMarks = opts.selection === 'marks' && baseEntry !== null && carried.length === 1 && span !== null && span.from === baseEntry.generation && span.to === carried[0].generation;
+    const top = carried[carried.length - 1];
+    const useMarks = opts.selection === 'marks' && baseEntry !== null && span !== null && span.from === baseEntry.generation && span.to === top.generation && carried.every((e) => e.generation > baseEntry.generation);
     const chunkOf = planeChunkReader(map);
     const image = useMarks ? marksImage(map.marksPrevious!) : await evaluateBound(expr, bound, map, chunkOf);
+    if (useMarks && carried.length > 1) {
+      // Snapshots taken between base and top ride along. The marks forget a block freed again before the top (a
+      // deleted file) that such a snapshot still holds, so their own blocks beyond the base are added.
+      const earlier = parseImageExpr(`${carried.slice(0, -1).map((e) => quotedName(e.name)).join(' + ')} - ${quotedName(baseEntry.name)}`);
+      const extra = await evaluateBound(earlier, bindNames(earlier, expression, entries, volume.label), map, chunkOf);
+      image.plane.addAll(extra.plane);
+      image.blocks = image.plane.count;
+    }
     // fsinfo never travels as a block: the receiver writes its own, last, to commit (SPEC §2.6).
     const first = image.plane.chunk(0);
     if (first && (first[0] & 3) !== 0) {
@@ -156,7 +170,6 @@ export async function planStream(volume: Volume, expression: string, opts: SendO
     }
     let dealloc: SparsePlane | null = null;
     if (baseEntry) {
-      const top = carried[carried.length - 1];
       dealloc = new SparsePlane();
       for (let c = 0; c < map.summary.chunks; c++) {
         const b = await chunkOf(baseEntry.plane, c);

@@ -17,6 +17,11 @@ export interface ReceiveRequest {
    * longer has (their blocks may be reused by the incoming stream), unless held or needed by its own destinations.
    */
   sourceMasters?: SnapshotRef[];
+  /**
+   * Mirror: the source's regular snapshots. The destination first deletes every regular snapshot the source no
+   * longer has, so the mirror keeps the source's set (same exceptions as for `sourceMasters`).
+   */
+  sourceSnapshots?: SnapshotRef[];
 }
 
 export interface Destination {

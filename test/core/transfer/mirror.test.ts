@@ -154,6 +154,82 @@ describe('full mirrors', () => {
   });
 });
 
+describe('a full mirror keeps the source\'s snapshots', () => {
+  it('carries the ones taken between updates (still chosen by the marks) and deletes the ones the source deleted, over the wire', async () => {
+    const base = fresh();
+    const src = `${base}-src.img`;
+    const root = `${base}-root`;
+    await mkdir(root);
+    const key = await makeKey(dir, 'carry-key');
+    const s = service();
+    await s.createVolume(src, 16 << 20);
+    await s.closeAll();
+    let v = await Volume.open(src, { cpIntervalMs: 0 });
+    await v.writeFile('/keep', pattern(1 << 20, 1));
+    await v.writeFile('/old', pattern(5 << 20, 2));
+    await v.createSnapshot('daily-1');
+    await v.remove('/old');
+    await v.close();
+    const server = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, 'carry-server.json') });
+    const ep = await server.serve({ port: 0, root, keyFile: key, holdMs: 0 });
+    const dst = join(root, 'mirror');
+    try {
+      await s.mirrorCreate('m-carry', src, `127.0.0.1:${ep.port}/mirror`, { kind: 'full', keyFile: key });
+      const init = await s.mirrorUpdate('m-carry');
+      expect(init.transfer).toBe('full');
+      expect(init.carried).toEqual(['daily-1']);
+      await s.closeAll();
+      expect((await s.snapList({ volume: dst })).map((x) => x.name)).toEqual(['daily-1', init.to]);
+      await s.closeAll();
+      expectSameTree(await treeOf(dst, 'daily-1'), await treeOf(src, 'daily-1'), 'daily-1 after initialize');
+
+      // A file written and snapshotted, then deleted before the update: the mark-on-allocate image forgets its
+      // blocks, the snapshot still holds them.
+      v = await Volume.open(src, { cpIntervalMs: 0 });
+      await v.writeFile('/brief', pattern(2 << 20, 3));
+      await v.createSnapshot('hourly-a');
+      await v.remove('/brief');
+      await v.writeAt('/keep', 4096, pattern(50_000, 4));
+      await v.createSnapshot('hourly-b');
+      await v.close();
+      const r1 = await s.mirrorUpdate('m-carry');
+      expect(r1.selection).toBe('marks');
+      expect(r1.carried).toEqual(['hourly-a', 'hourly-b']);
+      expect(r1.dropped).toEqual([]);
+      await s.closeAll();
+      for (const snap of ['daily-1', 'hourly-a', 'hourly-b', r1.to]) expectSameTree(await treeOf(dst, snap), await treeOf(src, snap), `${snap} after update 1`);
+      expect((await s.fsck(dst)).issues).toEqual([]);
+      await s.closeAll();
+
+      // The source deletes snapshots and writes over the space they held (it reuses their blocks): the mirror must
+      // let go of its copies before the incoming blocks land there.
+      await s.snapDelete(src, 'daily-1');
+      await s.snapDelete(src, 'hourly-a');
+      await s.closeAll();
+      v = await Volume.open(src, { cpIntervalMs: 0 });
+      await v.writeFile('/new', pattern(9 << 20, 5));
+      await v.createSnapshot('hourly-c');
+      await v.close();
+      const r2 = await s.mirrorUpdate('m-carry');
+      expect(r2.carried).toEqual(['hourly-c']);
+      expect(r2.dropped).toEqual(['daily-1', 'hourly-a']);
+      await s.closeAll();
+      expect((await s.snapList({ volume: dst })).map((x) => x.name)).toEqual(['hourly-b', 'hourly-c', r2.to]);
+      await s.closeAll();
+      for (const snap of ['hourly-b', 'hourly-c', r2.to]) expectSameTree(await treeOf(dst, snap), await treeOf(src, snap), `${snap} after update 2`);
+      expect((await s.fsck(dst)).issues).toEqual([]);
+      // Nothing new since: the next update carries no snapshot along.
+      const r3 = await s.mirrorUpdate('m-carry');
+      expect(r3.carried).toEqual([]);
+      expect(r3.dropped).toEqual([]);
+    } finally {
+      await ep.close();
+      await s.closeAll();
+      await server.closeAll();
+    }
+  });
+});
+
 describe('incremental mirrors', () => {
   it('keep a sparse structure no larger than the difference from the base, and reconstruct the source', async () => {
     const { base, src, s } = await sourceWithWork(64, 30, 25);
