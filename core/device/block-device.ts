@@ -27,8 +27,18 @@ export interface BlockDevice {
    * must use the returned buffer either way.
    */
   readBlocks(vbn: number, count: number, into?: Buffer): Promise<Buffer>;
+  /**
+   * Bulk reads (a large send): may bypass the page cache. `into` (exactly count*4096 bytes) must be page-aligned
+   * (core/common/aligned-buffers.ts); returns it filled, like readBlocks.
+   */
+  readBlocksDirect?(vbn: number, count: number, into: Buffer): Promise<Buffer>;
   /** Writes consecutive blocks starting at `vbn`; `data` holds whole blocks, possibly as several buffers. */
   writeBlocks(vbn: number, data: Buffer | Buffer[]): Promise<void>;
+  /**
+   * Bulk data nobody reads back soon (a received stream's blocks): may bypass the page cache. Same rules as
+   * writeBlocks otherwise: durable after the next flush.
+   */
+  writeBlocksDirect?(vbn: number, data: Buffer): Promise<void>;
   /** A write barrier: returns when every earlier write is durable (fdatasync). */
   flush(): Promise<void>;
   /**

@@ -436,7 +436,11 @@ async function writeAround(volume: Volume, vbn: number, count: number, data: Buf
   let start = 0;
   for (let k = 0; k <= count; k++) {
     if (k < count && !held.has(dest(k)) && (k === start || dest(k) === dest(k - 1) + 1)) continue;
-    if (k > start) await volume.device.writeBlocks(dest(start), data.subarray(start * BLOCK_SIZE, k * BLOCK_SIZE));
+    if (k > start) {
+      const run = data.subarray(start * BLOCK_SIZE, k * BLOCK_SIZE);
+      if (volume.device.writeBlocksDirect) await volume.device.writeBlocksDirect(dest(start), run);
+      else await volume.device.writeBlocks(dest(start), run);
+    }
     if (k < count && held.has(dest(k))) {
       await hold(dest(k), data.subarray(k * BLOCK_SIZE, (k + 1) * BLOCK_SIZE));
       start = k + 1;

@@ -7,6 +7,7 @@ import { Xxh64 } from '@node-rs/xxhash';
 import { deflateRawSync } from 'node:zlib';
 import { compressSync } from 'lz4-napi';
 import { SnapplaneError } from '../common/errors.js';
+import { alignedBufferSet } from '../common/aligned-buffers.js';
 import { BLOCK_SIZE } from '../common/units.js';
 import { WORDS_PER_CHUNK, popcount32, type BitPlane } from '../planes/bit-plane.js';
 import { SparsePlane } from '../planes/sparse-plane.js';
@@ -268,8 +269,9 @@ export interface StreamProgress {
  *
  * With `reuse`, block payloads are read into a small ring of buffers: a yielded buffer is valid only until the
  * consumer asks for the next one after it (fresh 1 MiB buffers cost more in page faults than the disk read here).
+ * Then a send of at least `bulkBlocks` blocks reads around the page cache.
  */
-export async function* writeStream(volume: Volume, plan: StreamPlan, onProgress?: (p: StreamProgress) => void, signal?: { cancelled: boolean }, reuse = false): AsyncGenerator<Buffer> {
+export async function* writeStream(volume: Volume, plan: StreamPlan, onProgress?: (p: StreamProgress) => void, signal?: { cancelled: boolean }, reuse = false, bulkBlocks = BULK_SEND_BLOCKS): AsyncGenerator<Buffer> {
   const release = volume.pinPlanes(plan.planeSlots);
   try {
     const live = new Map(volume.snapshots.list().map((e) => [e.plane, e.generation]));
@@ -277,13 +279,20 @@ export async function* writeStream(volume: Volume, plan: StreamPlan, onProgress?
       if (live.get(p) !== plan.generations[k]) throw new SnapplaneError('NOT_FOUND', 'a snapshot of this stream was deleted after the send was planned', { volume: volume.label });
     });
     const concurrent = volume.device.concurrentReads === true;
+    const device = volume.device;
+    // A bulk send reads around the page cache into the aligned ring (a small one may well find its blocks cached).
+    const direct = reuse && device.readBlocksDirect && plan.sendBlocks >= bulkBlocks ? device.readBlocksDirect.bind(device) : null;
     // Snapshot blocks never change while their planes are pinned, so a plain image is read without the volume lock.
-    const read: RunReader = (vbn, count, into) => (concurrent ? volume.device.readBlocks(vbn, count, into) : volume.exclusive(() => volume.device.readBlocks(vbn, count, into)));
+    const read: RunReader = (vbn, count, into) =>
+      direct && into ? direct(vbn, count, into) : concurrent ? device.readBlocks(vbn, count, into) : volume.exclusive(() => device.readBlocks(vbn, count, into));
     yield* emitStream(plan, read, volume.label, onProgress, signal, reuse, READ_GAP_BLOCKS);
   } finally {
     release();
   }
 }
+
+/** Sends of at least this many blocks (256 MiB) read around the page cache (ImageFileDevice.readBlocksDirect). */
+const BULK_SEND_BLOCKS = 65536;
 
 /**
  * Runs separated by at most this many blocks are read with one device read (the gap is read and skipped): an
@@ -343,7 +352,7 @@ export async function* emitStream(plan: StreamPlan, readRun: RunReader, label: s
   const codec = plan.header.codec;
   const ahead = 8;
   // Read-ahead, plus the receiver's writes in flight, plus the record being handed over.
-  const ring = reuse ? Array.from({ length: ahead + WRITES_IN_FLIGHT + 2 }, () => Buffer.allocUnsafe(MAX_RUN_BLOCKS * BLOCK_SIZE)) : [];
+  const ring = reuse ? alignedBufferSet(ahead + WRITES_IN_FLIGHT + 2, MAX_RUN_BLOCKS * BLOCK_SIZE) : [];
   let slot = 0;
   const groups = readGroups(plan.runs, gapBlocks);
   const read = async (g: ReadGroup): Promise<Buffer> => {
