@@ -159,9 +159,15 @@ export async function replication(quick: boolean): Promise<Result[]> {
         }),
       );
       if (r > 0) for (const f of await readdir(root)) if (f === name || f.startsWith(`${name}.`)) await rm(join(root, f), { recursive: true, force: true });
-      dropCaches();
-      nodePipes.push(await pipeFile(src, join(dir, 'piped.img')));
-      await rm(join(dir, 'piped.img'), { force: true });
+      // The faster of two back-to-back pipes: our transfer goes around the page cache, and a pipe right after it
+      // has the host supply its page-cache memory anew, which costs this VM 2-3× (13-15 s against 5 s measured).
+      const tries: number[] = [];
+      for (let k = 0; k < 2; k++) {
+        dropCaches();
+        tries.push(await pipeFile(src, join(dir, 'piped.img')));
+        await rm(join(dir, 'piped.img'), { force: true });
+      }
+      nodePipes.push(Math.min(...tries));
       if (existsSync('/usr/bin/nc')) {
         dropCaches();
         ncPipes.push(await netcatPipe(src, join(dir, 'piped.img')));
@@ -241,7 +247,7 @@ export async function replication(quick: boolean): Promise<Result[]> {
     }
     const gib = (used / 2 ** 30).toFixed(used >= 2 ** 30 ? 0 : 1);
     return [
-      { name: `full replication of ${gib} GiB over loopback TCP`, figure: `${full.toFixed(0)} ms vs a plain TCP pipe of the image ${pipe.toFixed(0)} ms`, ratio: full / pipe, target: 1.3, detail: `pipes: Node ${nodePipe.toFixed(0)} ms, netcat + sync ${Number.isNaN(ncPipe) ? '-' : ncPipe.toFixed(0)} ms; image file ${(imageBytes / MiB).toFixed(0)} MiB; to a \`snapplane serve\` child process, HMAC-authenticated, receive committed and flushed; ${((used / full) * 1000 / MiB).toFixed(0)} MiB/s; cold cache; median of ${rounds}, alternated with the pipes` },
+      { name: `full replication of ${gib} GiB over loopback TCP`, figure: `${full.toFixed(0)} ms vs a plain TCP pipe of the image ${pipe.toFixed(0)} ms`, ratio: full / pipe, target: 1.3, detail: `replications ${fulls.map((x) => x.toFixed(0)).join(', ')} ms; pipes (each the faster of two back-to-back runs): Node ${nodePipes.map((x) => x.toFixed(0)).join(', ')} ms, netcat + sync ${ncPipes.map((x) => x.toFixed(0)).join(', ') || '-'} ms; image file ${(imageBytes / MiB).toFixed(0)} MiB; to a \`snapplane serve\` child process, HMAC-authenticated, receive committed and flushed; ${((used / full) * 1000 / MiB).toFixed(0)} MiB/s; cold cache; median of ${rounds}, alternated with the pipes` },
       { name: `incremental replication after 1% of blocks changed (${changes} blocks)`, figure: `${incr.toFixed(0)} ms vs reading the changed blocks ${readChanged.toFixed(0)} ms`, ratio: incr / readChanged, target: 2, detail: `${(incrBytes / MiB).toFixed(1)} MiB sent; ${runs} runs; cold cache; median of ${rounds} (replications ${incrs.map((x) => x.toFixed(0)).join(', ')} ms; reads ${reads.map((x) => x.toFixed(0)).join(', ')} ms); includes connect, authentication, status and the destination's CP; for scale, piping just the changed blocks through a plain TCP socket into a file and fsyncing it takes ${runPipe.toFixed(0)} ms (${(runPipe / readChanged).toFixed(2)}× the read)` },
       { name: 'incremental replication after 1% change vs rsync of the image over loopback', figure: `${incr.toFixed(0)} ms vs rsync --inplace --no-whole-file ${Number.isNaN(rsync) ? '-' : rsync.toFixed(0)} ms`, ratio: incr / rsync, target: 0.05, detail: rsyncNote },
     ];

@@ -49,8 +49,15 @@ export async function streams(quick: boolean): Promise<Result[]> {
         await s.copy(src, join(dir, 'copy.img'), 'l0');
         await s.closeAll();
       }));
-      dropCaches();
-      cp.push(await time(() => sh(`cp --sparse=always ${src} ${join(dir, 'cp.img')} && sync ${join(dir, 'cp.img')}`)));
+      // The faster of two back-to-back cp runs: the engine's copy goes around the page cache, and a cp right after
+      // it has the host supply its page-cache memory anew, which costs this VM 2× and more.
+      const tries: number[] = [];
+      for (let k = 0; k < 2; k++) {
+        await rm(join(dir, 'cp.img'), { force: true });
+        dropCaches();
+        tries.push(await time(() => sh(`cp --sparse=always ${src} ${join(dir, 'cp.img')} && sync ${join(dir, 'cp.img')}`)));
+      }
+      cp.push(Math.min(...tries));
     }
     // The rsync baseline needs the old copy as a plain file: the image as it was at l0.
     sh(`cp --sparse=always ${src} ${join(dir, 'old.img')}`);
@@ -128,7 +135,7 @@ export async function streams(quick: boolean): Promise<Result[]> {
     const rs = median(restores);
     const gib = (used / 2 ** 30).toFixed(used >= 2 ** 30 ? 0 : 1);
     return [
-      { name: `full copy of a volume with ${gib} GiB used`, figure: `${f.toFixed(0)} ms vs cp --sparse=always ${c.toFixed(0)} ms`, ratio: f / c, target: 1.25, detail: `${((used / f) * 1000 / MiB).toFixed(0)} MiB/s; cold cache; median of ${rounds}; send → receive in one process, blocks at the same VBNs, final CP included` },
+      { name: `full copy of a volume with ${gib} GiB used`, figure: `${f.toFixed(0)} ms vs cp --sparse=always ${c.toFixed(0)} ms`, ratio: f / c, target: 1.25, detail: `${((used / f) * 1000 / MiB).toFixed(0)} MiB/s; cold cache; median of ${rounds} (copies ${full.map((x) => x.toFixed(0)).join(', ')} ms; cp, each the faster of two back-to-back runs, ${cp.map((x) => x.toFixed(0)).join(', ')} ms); send → receive in one process, blocks at the same VBNs, final CP included` },
       { name: `incremental update after 1% of blocks changed (${changes} blocks)`, figure: `${incr.toFixed(0)} ms vs rsync --inplace ${rsync.toFixed(0)} ms`, ratio: incr / rsync, target: 0.05, detail: `the planes give the changed blocks; rsync reads both images whole. ${resticNote}` },
       { name: 'restore of a level-0 + 1 + 2 chain from backup files', figure: `${rs.toFixed(0)} ms vs full copy ${f.toFixed(0)} ms`, ratio: rs / f, target: 1.3, detail: `chain checked before writing; median of ${rounds}` },
     ];

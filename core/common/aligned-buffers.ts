@@ -7,6 +7,13 @@
 // Node's types have no WebAssembly namespace without the DOM library; this is the one constructor used.
 const wasm = (globalThis as unknown as { WebAssembly: { Memory: new (d: { initial: number }) => { buffer: ArrayBuffer } } }).WebAssembly;
 
+/**
+ * Transfers of at least this many blocks (256 MiB) go around the page cache: a send reads and a receive writes
+ * with O_DIRECT. Smaller ones (an hourly incremental) use the cache: their blocks may be cached already, and the
+ * receive reads back the metadata it just wrote.
+ */
+export const BULK_TRANSFER_BLOCKS = 65536;
+
 /** Bytes per buffer: one stream record's payload (256 blocks of 4 KiB). */
 export const ALIGNED_BUFFER_BYTES = 1 << 20;
 /** Buffers in the process-wide pool: the receive keeps at most a few writes in flight. */

@@ -179,10 +179,17 @@ export class ImageFileDevice implements BlockDevice {
       const buf = await pool.take();
       try {
         part.copy(buf);
-        let done = 0;
+        let done = await fh.write(buf, 0, part.length, position).then(
+          (r) => r.bytesWritten,
+          (e: unknown) => {
+            if ((e as NodeJS.ErrnoException).code === 'EINVAL') return 0;
+            throw e;
+          },
+        );
+        // What a short direct write left (it may end off alignment) or a refused one (a file system may not take
+        // the alignment it was given: EINVAL) goes through the page cache.
         while (done < part.length) {
-          // A short direct write may end off alignment: the rest goes through the page cache.
-          const { bytesWritten } = done === 0 ? await fh.write(buf, 0, part.length, position) : await this.file.write(buf, done, part.length - done, position + done);
+          const { bytesWritten } = await this.file.write(buf, done, part.length - done, position + done);
           if (bytesWritten === 0) throw new SnapplaneError('IO', `write at VBN ${vbn} made no progress on '${this.label}'`, { volume: this.label, vbn });
           done += bytesWritten;
         }

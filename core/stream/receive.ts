@@ -6,6 +6,7 @@
  */
 import { open, readFile, rm, writeFile, rename, type FileHandle } from 'node:fs/promises';
 import { sidecarPath } from '../fs/sidecar.js';
+import { BULK_TRANSFER_BLOCKS } from '../common/aligned-buffers.js';
 import { SnapplaneError } from '../common/errors.js';
 import { BLOCK_SIZE } from '../common/units.js';
 import { BITS_PER_CHUNK, BitPlane, WORDS_PER_CHUNK, popcountWords } from '../planes/bit-plane.js';
@@ -35,6 +36,8 @@ export interface ReceiveOptions {
    * until a receive of this update has committed. The base stays, flagged shadow and stale, without those blocks.
    */
   overwriteBase?: boolean;
+  /** Receives of at least this many blocks write around the page cache (default BULK_TRANSFER_BLOCKS). */
+  bulkBlocks?: number;
 }
 
 export type { ReceiveReport } from '../api/types.js';
@@ -251,6 +254,9 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
       };
       const inFlight: Promise<void>[] = [];
       let nextVbn = resumeFrom;
+      const device = volume.device;
+      // A bulk receive writes around the page cache (core/common/aligned-buffers.ts).
+      const write = expected >= (opts.bulkBlocks ?? BULK_TRANSFER_BLOCKS) && device.writeBlocksDirect ? device.writeBlocksDirect.bind(device) : device.writeBlocks.bind(device);
       try {
         while (item.type === 'blocks') {
           if (opts.signal?.cancelled) throw new SnapplaneError('CANCELLED', 'receive cancelled', { volume: label });
@@ -258,7 +264,7 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
           for (let v = item.vbn; v < item.vbn + item.count; v++) if (!image.has(v)) throw bad(`block record carries VBN ${v}, which is not in the image`);
           // Up to WRITES_IN_FLIGHT record writes overlap the next records' reads and checks.
           inFlight.push(
-            writeAround(volume, item.vbn, item.count, item.data, held, remap, async (v, data) => {
+            writeAround(write, item.vbn, item.count, item.data, held, remap, async (v, data) => {
               spool.set(v, Buffer.from(data));
               await appendSpool(spoolFile, v, data);
             }),
@@ -431,16 +437,12 @@ async function appendSpool(f: FileHandle, vbn: number, data: Buffer): Promise<vo
  * Writes a run of blocks at their destination VBNs (moved ones through `remap`), handing blocks in `held` to
  * `hold` instead; stretches of consecutive destination VBNs go out as one write.
  */
-async function writeAround(volume: Volume, vbn: number, count: number, data: Buffer, held: Set<number>, remap: Remap | null, hold: (vbn: number, data: Buffer) => Promise<void>): Promise<void> {
+async function writeAround(write: (vbn: number, data: Buffer) => Promise<void>, vbn: number, count: number, data: Buffer, held: Set<number>, remap: Remap | null, hold: (vbn: number, data: Buffer) => Promise<void>): Promise<void> {
   const dest = (k: number): number => (remap ? (remap.get(vbn + k) ?? vbn + k) : vbn + k);
   let start = 0;
   for (let k = 0; k <= count; k++) {
     if (k < count && !held.has(dest(k)) && (k === start || dest(k) === dest(k - 1) + 1)) continue;
-    if (k > start) {
-      const run = data.subarray(start * BLOCK_SIZE, k * BLOCK_SIZE);
-      if (volume.device.writeBlocksDirect) await volume.device.writeBlocksDirect(dest(start), run);
-      else await volume.device.writeBlocks(dest(start), run);
-    }
+    if (k > start) await write(dest(start), data.subarray(start * BLOCK_SIZE, k * BLOCK_SIZE));
     if (k < count && held.has(dest(k))) {
       await hold(dest(k), data.subarray(k * BLOCK_SIZE, (k + 1) * BLOCK_SIZE));
       start = k + 1;

@@ -7,7 +7,7 @@ import { Xxh64 } from '@node-rs/xxhash';
 import { deflateRawSync } from 'node:zlib';
 import { compressSync } from 'lz4-napi';
 import { SnapplaneError } from '../common/errors.js';
-import { alignedBufferSet } from '../common/aligned-buffers.js';
+import { BULK_TRANSFER_BLOCKS, alignedBufferSet } from '../common/aligned-buffers.js';
 import { BLOCK_SIZE } from '../common/units.js';
 import { WORDS_PER_CHUNK, popcount32, type BitPlane } from '../planes/bit-plane.js';
 import { SparsePlane } from '../planes/sparse-plane.js';
@@ -271,7 +271,7 @@ export interface StreamProgress {
  * consumer asks for the next one after it (fresh 1 MiB buffers cost more in page faults than the disk read here).
  * Then a send of at least `bulkBlocks` blocks reads around the page cache.
  */
-export async function* writeStream(volume: Volume, plan: StreamPlan, onProgress?: (p: StreamProgress) => void, signal?: { cancelled: boolean }, reuse = false, bulkBlocks = BULK_SEND_BLOCKS): AsyncGenerator<Buffer> {
+export async function* writeStream(volume: Volume, plan: StreamPlan, onProgress?: (p: StreamProgress) => void, signal?: { cancelled: boolean }, reuse = false, bulkBlocks = BULK_TRANSFER_BLOCKS): AsyncGenerator<Buffer> {
   const release = volume.pinPlanes(plan.planeSlots);
   try {
     const live = new Map(volume.snapshots.list().map((e) => [e.plane, e.generation]));
@@ -290,9 +290,6 @@ export async function* writeStream(volume: Volume, plan: StreamPlan, onProgress?
     release();
   }
 }
-
-/** Sends of at least this many blocks (256 MiB) read around the page cache (ImageFileDevice.readBlocksDirect). */
-const BULK_SEND_BLOCKS = 65536;
 
 /**
  * Runs separated by at most this many blocks are read with one device read (the gap is read and skipped): an

@@ -13,6 +13,10 @@ import { ImageFileDevice } from '../../../core/device/image-file-device.js';
 import { alignedBufferSet } from '../../../core/common/aligned-buffers.js';
 import { Volume } from '../../../core/fs/volume.js';
 import { planStream, writeStream } from '../../../core/stream/send.js';
+import { StreamReader } from '../../../core/stream/reader.js';
+import { receiveStream } from '../../../core/stream/receive.js';
+import { expectSameTree } from '../../helpers/model.js';
+import { treeOf } from '../../helpers/replication.js';
 import { pattern } from '../../helpers/model.js';
 
 const B = 4096;
@@ -102,5 +106,27 @@ describe('ImageFileDevice direct I/O', () => {
     } finally {
       await v.close();
     }
+  });
+
+  it('a receive that writes around the page cache lands the same volume', async () => {
+    const src = join(dir, 'recv-src.img');
+    const v = await Volume.create(src, { sizeBytes: 16 << 20, cpIntervalMs: 0 });
+    for (let i = 0; i < 5; i++) await v.writeFile(`/f${i}`, pattern(400_000 + i * 4096, 20 + i));
+    await v.createSnapshot('s1');
+    const plan = await planStream(v, 's1', { now: () => 0 });
+    const dst = join(dir, 'recv-dst.img');
+    const d = await Volume.create(dst, { sizeBytes: 16 << 20, cpIntervalMs: 0 });
+    const writes = vi.spyOn(d.device as ImageFileDevice, 'writeBlocksDirect');
+    try {
+      const reader = new StreamReader(writeStream(v, plan, undefined, undefined, true));
+      await reader.open();
+      await receiveStream(d, reader, { bulkBlocks: 0 });
+      expect(writes).toHaveBeenCalled();
+      expect((await d.fsck()).issues).toEqual([]);
+    } finally {
+      await d.close();
+      await v.close();
+    }
+    expectSameTree(await treeOf(dst, 's1'), await treeOf(src, 's1'), 'received around the page cache');
   });
 });
