@@ -1,6 +1,9 @@
 /** A backup as random-access stream bytes: a stream file, or a tape folder read back as one stream. */
+import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { SnapplaneError } from '../common/errors.js';
+import { BULK_TRANSFER_BLOCKS, alignedBufferSet } from '../common/aligned-buffers.js';
+import { BLOCK_SIZE } from '../common/units.js';
 import { TapeSet, isTapeFolder } from './tape.js';
 import { isTapeDevice, isTapeImage, readTapeDevice, type NextTape } from './tape-device.js';
 
@@ -118,17 +121,30 @@ export async function* backupBytes(loc: BackupLocation, o: { nextTape?: NextTape
 /** Ring size of fileBytes: a yielded buffer stays valid until this many more have been yielded, minus one. */
 const FILE_RING = 6;
 
-/** A file's bytes in 4 MiB pieces read into a ring of reused buffers, one read ahead of the consumer. */
-async function* fileBytes(path: string): AsyncGenerator<Buffer> {
+/**
+ * A file's bytes in 4 MiB pieces read into a ring of reused buffers, one read ahead of the consumer. A file of at
+ * least `bulkBytes` is read around the page cache (O_DIRECT, into the page-aligned ring; core/common/aligned-buffers.ts).
+ */
+export async function* fileBytes(path: string, bulkBytes = BULK_TRANSFER_BLOCKS * BLOCK_SIZE): AsyncGenerator<Buffer> {
   const fh = await open(path, 'r');
-  const ring = Array.from({ length: FILE_RING }, () => Buffer.allocUnsafe(4 << 20));
+  const direct = (await fh.stat()).size >= bulkBytes ? await open(path, constants.O_RDONLY | constants.O_DIRECT).catch(() => null) : null;
+  const ring = alignedBufferSet(FILE_RING, 4 << 20);
   let k = 0;
   let pos = 0;
   const next = (): Promise<Buffer> => {
     const buf = ring[k++ % FILE_RING];
     const at = pos;
     pos += buf.length;
-    return fh.read(buf, 0, buf.length, at).then((r) => buf.subarray(0, r.bytesRead));
+    const cached = (): Promise<Buffer> => fh.read(buf, 0, buf.length, at).then((r) => buf.subarray(0, r.bytesRead));
+    if (!direct) return cached();
+    // A file system may refuse the alignment it was given (EINVAL): that piece comes through the cache.
+    return direct.read(buf, 0, buf.length, at).then(
+      (r) => buf.subarray(0, r.bytesRead),
+      (e: unknown) => {
+        if ((e as NodeJS.ErrnoException).code === 'EINVAL') return cached();
+        throw e;
+      },
+    );
   };
   let pending: Promise<Buffer> | null = null;
   try {
@@ -142,5 +158,6 @@ async function* fileBytes(path: string): AsyncGenerator<Buffer> {
   } finally {
     await pending?.catch(() => undefined);
     await fh.close();
+    await direct?.close();
   }
 }
