@@ -14,6 +14,17 @@ const wasm = (globalThis as unknown as { WebAssembly: { Memory: new (d: { initia
  */
 export const BULK_TRANSFER_BLOCKS = 65536;
 
+/**
+ * Shortest average run (in blocks) worth moving around the page cache: an aged volume's image is many short runs,
+ * and those need the cache's readahead and write merging (each direct request waits for the disk).
+ */
+const MIN_DIRECT_RUN = 32;
+
+/** True when a transfer of `blocks` blocks in `runs` runs goes around the page cache (O_DIRECT). */
+export function aroundPageCache(blocks: number, runs: number, bulkBlocks = BULK_TRANSFER_BLOCKS): boolean {
+  return blocks >= bulkBlocks && runs > 0 && blocks / runs >= MIN_DIRECT_RUN;
+}
+
 /** Bytes per buffer: one stream record's payload (256 blocks of 4 KiB). */
 export const ALIGNED_BUFFER_BYTES = 1 << 20;
 /** Buffers in the process-wide pool: the receive keeps at most a few writes in flight. */

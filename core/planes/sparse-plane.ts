@@ -1,5 +1,5 @@
 /** A sparse bit plane: 4 KiB chunks allocated only where bits are set (for sets much smaller than the volume). */
-import { BITS_PER_CHUNK, WORDS_PER_CHUNK, popcountWords } from './bit-plane.js';
+import { BITS_PER_CHUNK, WORDS_PER_CHUNK, popcount32, popcountWords } from './bit-plane.js';
 import { account, keepAlive, releaseNow, releaseWith } from './plane-arena.js';
 
 export class SparsePlane {
@@ -91,6 +91,21 @@ export class SparsePlane {
     this.population = 0;
     this.inArena = false;
     return true;
+  }
+
+  /** Runs of consecutive set bits (a run crossing a chunk edge counts once per chunk). */
+  runCount(): number {
+    let runs = 0;
+    for (const words of this.chunks.values()) {
+      let carry = 0;
+      for (let i = 0; i < words.length; i++) {
+        const w = words[i];
+        // A run starts at each set bit whose lower neighbour (bit 31 of the word before, for bit 0) is clear.
+        if (w !== 0) runs += popcount32(w & ~((w << 1) | carry));
+        carry = w >>> 31;
+      }
+    }
+    return runs;
   }
 
   /** Chunk indexes with bits set, ascending. */

@@ -6,7 +6,7 @@
  */
 import { open, readFile, rm, writeFile, rename, type FileHandle } from 'node:fs/promises';
 import { sidecarPath } from '../fs/sidecar.js';
-import { BULK_TRANSFER_BLOCKS } from '../common/aligned-buffers.js';
+import { BULK_TRANSFER_BLOCKS, aroundPageCache } from '../common/aligned-buffers.js';
 import { SnapplaneError } from '../common/errors.js';
 import { BLOCK_SIZE } from '../common/units.js';
 import { BITS_PER_CHUNK, BitPlane, WORDS_PER_CHUNK, popcountWords } from '../planes/bit-plane.js';
@@ -36,7 +36,7 @@ export interface ReceiveOptions {
    * until a receive of this update has committed. The base stays, flagged shadow and stale, without those blocks.
    */
   overwriteBase?: boolean;
-  /** Receives of at least this many blocks write around the page cache (default BULK_TRANSFER_BLOCKS). */
+  /** Receives of at least this many blocks (in long runs) write around the page cache (default BULK_TRANSFER_BLOCKS). */
   bulkBlocks?: number;
 }
 
@@ -255,8 +255,9 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
       const inFlight: Promise<void>[] = [];
       let nextVbn = resumeFrom;
       const device = volume.device;
-      // A bulk receive writes around the page cache (core/common/aligned-buffers.ts).
-      const write = expected >= (opts.bulkBlocks ?? BULK_TRANSFER_BLOCKS) && device.writeBlocksDirect ? device.writeBlocksDirect.bind(device) : device.writeBlocks.bind(device);
+      // A bulk receive of long runs writes around the page cache (core/common/aligned-buffers.ts).
+      const direct = device.writeBlocksDirect && aroundPageCache(expected, image.runCount(), opts.bulkBlocks ?? BULK_TRANSFER_BLOCKS);
+      const write = direct ? device.writeBlocksDirect!.bind(device) : device.writeBlocks.bind(device);
       try {
         while (item.type === 'blocks') {
           if (opts.signal?.cancelled) throw new SnapplaneError('CANCELLED', 'receive cancelled', { volume: label });
