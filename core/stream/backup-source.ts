@@ -128,7 +128,7 @@ const FILE_RING = 6;
 export async function* fileBytes(path: string, bulkBytes = BULK_TRANSFER_BLOCKS * BLOCK_SIZE): AsyncGenerator<Buffer> {
   const fh = await open(path, 'r');
   const direct = (await fh.stat()).size >= bulkBytes ? await open(path, constants.O_RDONLY | constants.O_DIRECT).catch(() => null) : null;
-  const ring = alignedBufferSet(FILE_RING, 4 << 20);
+  const ring = direct ? alignedBufferSet(FILE_RING, 4 << 20) : Array.from({ length: FILE_RING }, () => Buffer.allocUnsafe(4 << 20));
   let k = 0;
   let pos = 0;
   const next = (): Promise<Buffer> => {

@@ -287,7 +287,7 @@ export async function* writeStream(volume: Volume, plan: StreamPlan, onProgress?
     // Snapshot blocks never change while their planes are pinned, so a plain image is read without the volume lock.
     const read: RunReader = (vbn, count, into) =>
       direct && into ? direct(vbn, count, into) : concurrent ? device.readBlocks(vbn, count, into) : volume.exclusive(() => device.readBlocks(vbn, count, into));
-    yield* emitStream(plan, read, volume.label, onProgress, signal, reuse, READ_GAP_BLOCKS);
+    yield* emitStream(plan, read, volume.label, onProgress, signal, reuse, READ_GAP_BLOCKS, direct !== null);
   } finally {
     release();
   }
@@ -326,7 +326,7 @@ function readGroups(runs: [number, number][], gap: number): ReadGroup[] {
 export type RunReader = (vbn: number, count: number, into?: Buffer) => Promise<Buffer>;
 
 /** The stream of a plan whose blocks come from `read` (a volume, or another block source such as a mirror's). */
-export async function* emitStream(plan: StreamPlan, readRun: RunReader, label: string, onProgress?: (p: StreamProgress) => void, signal?: { cancelled: boolean }, reuse = false, gapBlocks = 0): AsyncGenerator<Buffer> {
+export async function* emitStream(plan: StreamPlan, readRun: RunReader, label: string, onProgress?: (p: StreamProgress) => void, signal?: { cancelled: boolean }, reuse = false, gapBlocks = 0, alignedRing = false): AsyncGenerator<Buffer> {
   const id = streamIdBytes(plan.header.streamId);
   const digest = new Xxh64(0n);
   let seq = 0;
@@ -351,7 +351,9 @@ export async function* emitStream(plan: StreamPlan, readRun: RunReader, label: s
   const codec = plan.header.codec;
   const ahead = 8;
   // Read-ahead, plus the receiver's writes in flight, plus the record being handed over.
-  const ring = reuse ? alignedBufferSet(ahead + WRITES_IN_FLIGHT + 2, MAX_RUN_BLOCKS * BLOCK_SIZE) : [];
+  const slots = ahead + WRITES_IN_FLIGHT + 2;
+  // Page-aligned only for reads around the page cache (each aligned set is a WebAssembly memory of its own).
+  const ring = !reuse ? [] : alignedRing ? alignedBufferSet(slots, MAX_RUN_BLOCKS * BLOCK_SIZE) : Array.from({ length: slots }, () => Buffer.allocUnsafe(MAX_RUN_BLOCKS * BLOCK_SIZE));
   let slot = 0;
   const groups = readGroups(plan.runs, gapBlocks);
   const read = async (g: ReadGroup): Promise<Buffer> => {
