@@ -121,6 +121,11 @@ export function formatImageExpr(e: ImageExpr, parentPrecedence = 0, rightOperand
   return prec < parentPrecedence || (rightOperand && prec === parentPrecedence) ? `(${text})` : text;
 }
 
+/** A snapshot name as it is written in an expression (quoted when it needs to be). */
+export function quoteName(name: string): string {
+  return formatImageExpr({ kind: 'name', name, column: 1 });
+}
+
 /**
  * The shape an image must have to be streamed: a union of planes, minus at most one plane (the seed's rule: an
  * incremental image has exactly one snapshot as subtrahend). Returns null, with the reason, for anything else.

@@ -9,7 +9,7 @@ import { SnapplaneError } from '../common/errors.js';
 import { BLOCK_SIZE } from '../common/units.js';
 import { SnapshotFlag, type SnapshotEntry } from '../fs/format.js';
 import type { Volume } from '../fs/volume.js';
-import { formatImageExpr, parseImageExpr } from '../image/expression.js';
+import { formatImageExpr, parseImageExpr, quoteName } from '../image/expression.js';
 import { bindNames, evaluateBound } from '../image/evaluate.js';
 import { planStream, writeStream, type StreamPlan } from '../stream/send.js';
 import { StreamReader } from '../stream/reader.js';
@@ -44,10 +44,6 @@ export interface TransferOptions {
   limit?: number;
 }
 
-function quoted(name: string): string {
-  return formatImageExpr({ kind: 'name', name, column: 1 });
-}
-
 function canonical(expression: string): string {
   return formatImageExpr(parseImageExpr(expression));
 }
@@ -73,11 +69,11 @@ export function chooseReplication(masters: SnapshotEntry[], status: DestinationS
   if (masters.length === 0) throw new SnapplaneError('NOT_FOUND', `'${source}' has no master snapshot to replicate; mark one with \`snapplane master mark ${source} <snap>\``, { volume: source });
   const newest = masters[masters.length - 1];
   const have = status.newestMaster;
-  if (have && sameRef(have, refOf(newest))) return { kind: 'none', from: newest, to: newest, expression: quoted(newest.name), reason: `the destination already has the newest master '${newest.name}'` };
+  if (have && sameRef(have, refOf(newest))) return { kind: 'none', from: newest, to: newest, expression: quoteName(newest.name), reason: `the destination already has the newest master '${newest.name}'` };
   const common = have ? masters.find((m) => sameRef(refOf(m), have)) : undefined;
   if (common && have) {
     if (status.uuid !== sourceUuid) throw new SnapplaneError('INVALID', `'${status.volume}' is a copy of volume ${status.uuid}, not of '${source}' (${sourceUuid})`, { volume: source });
-    return { kind: 'incremental', from: common, to: newest, expression: `${quoted(newest.name)} - ${quoted(common.name)}`, reason: `the destination's newest master is '${have.name}'` };
+    return { kind: 'incremental', from: common, to: newest, expression: `${quoteName(newest.name)} - ${quoteName(common.name)}`, reason: `the destination's newest master is '${have.name}'` };
   }
   const reason = !have
     ? 'the destination has no master snapshot'
@@ -87,7 +83,7 @@ export function chooseReplication(masters: SnapshotEntry[], status: DestinationS
   if (status.exists && !status.empty) {
     throw new SnapplaneError('EXISTS', `'${status.volume}' needs a full copy (${reason}), but it is not empty; a full copy lands only on a new, empty volume (give a new destination name)`, { volume: status.volume });
   }
-  return { kind: 'full', from: null, to: newest, expression: quoted(newest.name), reason };
+  return { kind: 'full', from: null, to: newest, expression: quoteName(newest.name), reason };
 }
 
 /** Snapshots a stream carries at most (STREAM.md §2.3). */
@@ -352,7 +348,7 @@ export class Replication {
     if (rel.lastCommon) {
       try {
         const v = await this.host.openVolume(rel.source, false);
-        const expr = parseImageExpr(`active - ${quoted(rel.lastCommon.name)}`);
+        const expr = parseImageExpr(`active - ${quoteName(rel.lastCommon.name)}`);
         const image = await v.exclusive(async () => evaluateBound(expr, bindNames(expr, '', v.snapshots.list(), rel.source), await v.planeMap()));
         lagBlocks = image.blocks;
         image.plane.release();
@@ -482,7 +478,7 @@ export class Replication {
       }
       const top = await this.topSnapshot(rel, v);
       const along = carriedAlong(v.snapshots.list(), base, top, status);
-      const expression = `${[...along, top].map((e) => quoted(e.name)).join(' + ')}${base ? ` - ${quoted(base.name)}` : ''}`;
+      const expression = `${[...along, top].map((e) => quoteName(e.name)).join(' + ')}${base ? ` - ${quoteName(base.name)}` : ''}`;
       const sourceSnapshots = v.snapshots.list().filter((e) => !(e.flags & SnapshotFlag.shadow)).map(refOf);
       const sent = await this.sendTo(v, connect, d, status, expression, { marker: this.marker(rel, v), sourceSnapshots }, 'marks', signal, progress);
       d = sent.destination;
@@ -508,7 +504,7 @@ export class Replication {
     let blocks: number;
     let selection: MirrorUpdateReport['selection'];
     if (!base) {
-      const plan = await planStream(v, quoted(top.name), { order: kind === 'tape' ? 'tape' : 'vbn', now: () => this.host.clock() });
+      const plan = await planStream(v, quoteName(top.name), { order: kind === 'tape' ? 'tape' : 'vbn', now: () => this.host.clock() });
       const onSend = (p: { blocks: number; totalBlocks: number }): void => progress({ phase: 'base', done: p.blocks * BLOCK_SIZE, total: p.totalBlocks * BLOCK_SIZE, unit: 'bytes' });
       if (kind === 'file') await sendToFile(v, plan, slowPath, onSend, signal);
       else await writeTapes(slowPath, writeStream(v, plan, onSend, signal, true), { tapeSize: 1 << 40, label: `${rel.source}: ${plan.header.expression}`, streamId: plan.header.streamId });
@@ -518,7 +514,7 @@ export class Replication {
     } else {
       const mirror = await IncrementalMirror.open(rel.destination);
       if (!sameRef({ ...mirror.current, id: 0 }, { ...rel.lastCommon!, id: 0 })) throw new SnapplaneError('INVALID', `the incremental mirror in '${rel.destination}' is at '${mirror.current.name}', the relationship at '${rel.lastCommon!.name}'`, { path: rel.destination });
-      const plan = await planStream(v, `${quoted(top.name)} - ${quoted(base.name)}`, { selection: 'marks', now: () => this.host.clock() });
+      const plan = await planStream(v, `${quoteName(top.name)} - ${quoteName(base.name)}`, { selection: 'marks', now: () => this.host.clock() });
       const reader = new StreamReader(writeStream(v, plan, undefined, signal, true));
       await reader.open();
       try {

@@ -15,7 +15,7 @@ import { INODE_SIZE, encodeInode, type SnapshotEntry } from '../fs/format.js';
 import type { Volume } from '../fs/volume.js';
 import { bindNames, evaluateBound, planeChunkReader, runsInChunk } from '../image/evaluate.js';
 import { WRITES_IN_FLIGHT } from './receive.js';
-import { parseImageExpr, streamShape, formatImageExpr } from '../image/expression.js';
+import { parseImageExpr, streamShape, formatImageExpr, quoteName } from '../image/expression.js';
 import {
   MAX_RUN_BLOCKS,
   NO_STREAM_ID,
@@ -110,10 +110,6 @@ function planRuns(image: SparsePlane, order: StreamOrder, members: number | null
   return cut;
 }
 
-function quotedName(name: string): string {
-  return formatImageExpr({ kind: 'name', name, column: 1 });
-}
-
 /** The swapped-out mark-on-allocate image as a stream image (a copy: the live one keeps changing). */
 function marksImage(marks: BitPlane): { plane: SparsePlane; blocks: number } {
   const plane = new SparsePlane();
@@ -147,7 +143,7 @@ export async function planStream(volume: Volume, expression: string, opts: SendO
     if (useMarks && carried.length > 1) {
       // Snapshots taken between base and top ride along. The marks forget a block freed again before the top (a
       // deleted file) that such a snapshot still holds, so their own blocks beyond the base are added.
-      const earlier = parseImageExpr(`${carried.slice(0, -1).map((e) => quotedName(e.name)).join(' + ')} - ${quotedName(baseEntry.name)}`);
+      const earlier = parseImageExpr(`${carried.slice(0, -1).map((e) => quoteName(e.name)).join(' + ')} - ${quoteName(baseEntry.name)}`);
       const extra = await evaluateBound(earlier, bindNames(earlier, expression, entries, volume.label), map, chunkOf);
       image.plane.addAll(extra.plane);
       image.blocks = image.plane.count;

@@ -17,7 +17,7 @@ import { RESERVED_BLOCKS } from '../fs/format.js';
 import { BackupChainDevice } from '../stream/backup-device.js';
 import { checkChain } from '../stream/transfer.js';
 import { emitStream, type StreamPlan } from '../stream/send.js';
-import { formatImageExpr } from '../image/expression.js';
+import { quoteName } from '../image/expression.js';
 import { MAX_RUN_BLOCKS, type StreamHeader, type StreamSnapshot } from '../stream/format.js';
 import { StreamReader } from '../stream/reader.js';
 import { backupBytes } from '../stream/backup-source.js';
@@ -301,7 +301,7 @@ export class IncrementalMirror {
         ...baseHeader,
         streamId: randomBytes(16).toString('hex'),
         kind: 'full',
-        expression: formatImageExpr({ kind: 'name', name: this.state.current.name, column: 1 }),
+        expression: quoteName(this.state.current.name),
         base: null,
         order: 'vbn',
         codec: 'none',
