@@ -109,7 +109,7 @@ export async function checkStreamFits(volume: Volume, header: StreamHeader, toke
  * snapshots' blocks, or files changed since the base. Its own metadata (`meta`) may be hit: that moves first;
  * so may `overwritable` blocks (an off-line update from a shadow master).
  */
-export function refuseCollisions(map: BlockMap, destImage: SparsePlane, meta: Set<number>, entries: SnapshotEntry[], label: string, overwritable: Uint32Array | null = null): void {
+export async function refuseCollisions(map: BlockMap, destImage: SparsePlane, meta: Set<number>, entries: SnapshotEntry[], label: string, overwritable: Uint32Array | null = null): Promise<void> {
   for (const c of destImage.chunkIndexes()) {
     const w = destImage.chunk(c)!;
     const base = c * WORDS_PER_CHUNK;
@@ -121,7 +121,14 @@ export function refuseCollisions(map: BlockMap, destImage: SparsePlane, meta: Se
       let used = w[i] & map.active.words[base + i] & ~free;
       if (pinned !== 0) {
         const v = (base + i) * 32 + 31 - Math.clz32(pinned);
-        throw new SnapplaneError('INVALID', `'${label}' has a snapshot of its own that uses VBN ${v}, which the stream needs; delete snapshots the source does not have first`, { volume: label, vbn: v });
+        const holders: string[] = [];
+        for (const e of entries) if (!(e.flags & SnapshotFlag.shadow) && (await map.loadPlane(e.plane)).has(v)) holders.push(`'${e.name}'`);
+        const which = holders.length === 0 ? 'a snapshot' : holders.length === 1 ? `snapshot ${holders[0]}` : `snapshots ${holders.join(', ')}`;
+        throw new SnapplaneError(
+          'INVALID',
+          `'${label}' keeps ${which} the source no longer has, using VBN ${v}, which the stream needs; delete ${holders.length > 1 ? 'them' : 'it'} on '${label}' first (a master its own destinations still need stays until they replicate past it)`,
+          { volume: label, vbn: v, snapshot: holders[0]?.slice(1, -1) },
+        );
       }
       for (const [p, shadow] of map.shadows) {
         if ((w[i] & shadow.words[base + i]) !== 0) {

@@ -179,7 +179,7 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
     }
     // Off-line update from a shadow master: the blocks only the base holds may be overwritten in place.
     const overwritable = opts.overwriteBase && baseEntry ? await onlyIn(map, baseEntry, entries) : null;
-    refuseCollisions(map, destImage, meta, entries, label, overwritable);
+    await refuseCollisions(map, destImage, meta, entries, label, overwritable);
     // Incoming blocks that land on our own current metadata wait in a spool (memory + a sidecar file, so a resumed
     // receive still has them) until the stream has verified; only then is the metadata moved and are they written.
     const held = new Set<number>();
