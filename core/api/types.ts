@@ -350,6 +350,8 @@ export interface ReplicateReport {
   seconds: number;
   /** Set when the base was a shadow master: the destination was off-line during the update (STREAM.md §5.4). */
   offline?: string;
+  /** Master snapshots the destination deleted first because the source no longer has them. */
+  dropped?: string[];
 }
 
 export type MirrorKind = 'full' | 'incremental' | 'replica';

@@ -228,6 +228,7 @@ export class Replication {
           report.resumedFromVbn = sent.report.resumedFromVbn;
           report.blocks = sent.report.blocks;
           report.bytes = sent.report.bytes;
+          if (sent.report.dropped?.length) report.dropped = sent.report.dropped;
         }
         await recordDestination(source, d.label, refOf(choice.to), new Date(this.host.clock()));
         report.wireBytes = d.wireBytes();

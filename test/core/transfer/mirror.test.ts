@@ -315,6 +315,15 @@ describe('master snapshots and holds', () => {
     expect(Math.abs(after - before - predicted.freedBytes)).toBeLessThanOrEqual(16 * 4096);
     await s.closeAll();
     expectSameTree(await treeOf(d2), await treeOf(src, 'M2'), 'd2 at M2');
+    // The next update deletes M1 on the destination too (the source may reuse its blocks) and says so.
+    await work(src, 42, 5);
+    await s.snapCreate(src, 'M3');
+    await s.masterMark(src, 'M3', true);
+    const r3 = await s.replicate(src, d2);
+    expect(r3.dropped).toEqual(['M1']);
+    await s.closeAll();
+    expect((await s.snapList({ volume: d2 })).map((x) => x.name)).toEqual(['M2', 'M3']);
+    await s.closeAll();
   });
 
   it('over the wire: --limit holds the rate down and progress arrives as the receiver lands blocks', async () => {
