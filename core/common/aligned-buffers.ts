@@ -7,25 +7,6 @@
 // Node's types have no WebAssembly namespace without the DOM library; this is the one constructor used.
 const wasm = (globalThis as unknown as { WebAssembly: { Memory: new (d: { initial: number }) => { buffer: ArrayBuffer } } }).WebAssembly;
 
-/**
- * Transfers of at least this many blocks (256 MiB) go around the page cache: a send reads and a receive writes
- * with O_DIRECT. Smaller ones (an hourly incremental) use the cache: their blocks may be cached already, and the
- * receive reads back the metadata it just wrote.
- */
-export const BULK_TRANSFER_BLOCKS = 65536;
-
-/**
- * Shortest average run (in blocks) a receive writes around the page cache: an aged volume's image is many short
- * runs, and each short direct write waits for the disk where the cache would merge them (an aged 4 GiB image:
- * 31 s written around the cache, 14 s through it).
- */
-const MIN_DIRECT_RUN = 32;
-
-/** True when a receive of `blocks` blocks in `runs` runs writes around the page cache (O_DIRECT). */
-export function aroundPageCache(blocks: number, runs: number, bulkBlocks = BULK_TRANSFER_BLOCKS): boolean {
-  return blocks >= bulkBlocks && runs > 0 && blocks / runs >= MIN_DIRECT_RUN;
-}
-
 /** Bytes per buffer: one stream record's payload (256 blocks of 4 KiB). */
 export const ALIGNED_BUFFER_BYTES = 1 << 20;
 /** Buffers in the process-wide pool: the receive keeps at most a few writes in flight. */

@@ -2,9 +2,10 @@
 import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { SnapplaneError } from '../common/errors.js';
-import { BULK_TRANSFER_BLOCKS, alignedBufferSet } from '../common/aligned-buffers.js';
+import { alignedBufferSet } from '../common/aligned-buffers.js';
 import { BLOCK_SIZE } from '../common/units.js';
 import { TapeSet, isTapeFolder } from './tape.js';
+import { readsAroundPageCache } from './bulk-io.js';
 import { isTapeDevice, isTapeImage, readTapeDevice, type NextTape } from './tape-device.js';
 
 export interface BackupSource {
@@ -122,12 +123,12 @@ export async function* backupBytes(loc: BackupLocation, o: { nextTape?: NextTape
 const FILE_RING = 6;
 
 /**
- * A file's bytes in 4 MiB pieces read into a ring of reused buffers, one read ahead of the consumer. A file of at
- * least `bulkBytes` is read around the page cache (O_DIRECT, into the page-aligned ring; core/common/aligned-buffers.ts).
+ * A file's bytes in 4 MiB pieces read into a ring of reused buffers, one read ahead of the consumer. A bulk file
+ * (at least `bulkBlocks` blocks; default: bulk-io.ts) is read around the page cache, into a page-aligned ring.
  */
-export async function* fileBytes(path: string, bulkBytes = BULK_TRANSFER_BLOCKS * BLOCK_SIZE): AsyncGenerator<Buffer> {
+export async function* fileBytes(path: string, bulkBlocks?: number): AsyncGenerator<Buffer> {
   const fh = await open(path, 'r');
-  const direct = (await fh.stat()).size >= bulkBytes ? await open(path, constants.O_RDONLY | constants.O_DIRECT).catch(() => null) : null;
+  const direct = readsAroundPageCache(Math.floor((await fh.stat()).size / BLOCK_SIZE), bulkBlocks) ? await open(path, constants.O_RDONLY | constants.O_DIRECT).catch(() => null) : null;
   const ring = direct ? alignedBufferSet(FILE_RING, 4 << 20) : Array.from({ length: FILE_RING }, () => Buffer.allocUnsafe(4 << 20));
   let k = 0;
   let pos = 0;

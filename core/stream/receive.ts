@@ -6,7 +6,6 @@
  */
 import { open, readFile, rm, writeFile, rename, type FileHandle } from 'node:fs/promises';
 import { sidecarPath } from '../fs/sidecar.js';
-import { BULK_TRANSFER_BLOCKS, aroundPageCache } from '../common/aligned-buffers.js';
 import { SnapplaneError } from '../common/errors.js';
 import { BLOCK_SIZE } from '../common/units.js';
 import { BITS_PER_CHUNK, BitPlane, WORDS_PER_CHUNK, popcountWords } from '../planes/bit-plane.js';
@@ -20,6 +19,7 @@ import type { BlockMap } from '../fs/block-map.js';
 import { planeChunkReader } from '../image/evaluate.js';
 import { PointerFixer, planRemap, remapPlane, type Remap } from './remap.js';
 import { checkStreamFits, refuseCollisions, type TokenFile } from './receive-checks.js';
+import { writesAroundPageCache } from './bulk-io.js';
 import { receivedState } from './received-state.js';
 import type { StreamReader, StreamItem } from './reader.js';
 import type { StreamSnapshot } from './format.js';
@@ -36,7 +36,7 @@ export interface ReceiveOptions {
    * until a receive of this update has committed. The base stays, flagged shadow and stale, without those blocks.
    */
   overwriteBase?: boolean;
-  /** Receives of at least this many blocks (in long runs) write around the page cache (default BULK_TRANSFER_BLOCKS). */
+  /** Receives of at least this many blocks (in long runs) write around the page cache (default: bulk-io.ts). */
   bulkBlocks?: number;
 }
 
@@ -255,9 +255,8 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
       const inFlight: Promise<void>[] = [];
       let nextVbn = resumeFrom;
       const device = volume.device;
-      // A bulk receive of long runs writes around the page cache (core/common/aligned-buffers.ts).
-      const direct = device.writeBlocksDirect && aroundPageCache(expected, image.runCount(), opts.bulkBlocks ?? BULK_TRANSFER_BLOCKS);
-      const write = direct ? device.writeBlocksDirect!.bind(device) : device.writeBlocks.bind(device);
+      const direct = device.writeBlocksDirect?.bind(device);
+      const write = direct && writesAroundPageCache(expected, image.runCount(), opts.bulkBlocks) ? direct : device.writeBlocks.bind(device);
       try {
         while (item.type === 'blocks') {
           if (opts.signal?.cancelled) throw new SnapplaneError('CANCELLED', 'receive cancelled', { volume: label });

@@ -7,7 +7,7 @@ import { Xxh64 } from '@node-rs/xxhash';
 import { deflateRawSync } from 'node:zlib';
 import { compressSync } from 'lz4-napi';
 import { SnapplaneError } from '../common/errors.js';
-import { BULK_TRANSFER_BLOCKS, alignedBufferSet } from '../common/aligned-buffers.js';
+import { alignedBufferSet } from '../common/aligned-buffers.js';
 import { BLOCK_SIZE } from '../common/units.js';
 import { WORDS_PER_CHUNK, popcount32, type BitPlane } from '../planes/bit-plane.js';
 import { SparsePlane } from '../planes/sparse-plane.js';
@@ -15,6 +15,7 @@ import { INODE_SIZE, encodeInode, type SnapshotEntry } from '../fs/format.js';
 import type { Volume } from '../fs/volume.js';
 import { bindNames, evaluateBound, planeChunkReader, runsInChunk } from '../image/evaluate.js';
 import { WRITES_IN_FLIGHT } from './receive.js';
+import { readsAroundPageCache } from './bulk-io.js';
 import { parseImageExpr, streamShape, formatImageExpr, quoteName } from '../image/expression.js';
 import {
   MAX_RUN_BLOCKS,
@@ -265,9 +266,9 @@ export interface StreamProgress {
  *
  * With `reuse`, block payloads are read into a small ring of buffers: a yielded buffer is valid only until the
  * consumer asks for the next one after it (fresh 1 MiB buffers cost more in page faults than the disk read here).
- * Then a send of at least `bulkBlocks` blocks reads around the page cache.
+ * Then a bulk send (at least `bulkBlocks` blocks; default: bulk-io.ts) reads around the page cache.
  */
-export async function* writeStream(volume: Volume, plan: StreamPlan, onProgress?: (p: StreamProgress) => void, signal?: { cancelled: boolean }, reuse = false, bulkBlocks = BULK_TRANSFER_BLOCKS): AsyncGenerator<Buffer> {
+export async function* writeStream(volume: Volume, plan: StreamPlan, onProgress?: (p: StreamProgress) => void, signal?: { cancelled: boolean }, reuse = false, bulkBlocks?: number): AsyncGenerator<Buffer> {
   const release = volume.pinPlanes(plan.planeSlots);
   try {
     const live = new Map(volume.snapshots.list().map((e) => [e.plane, e.generation]));
@@ -276,10 +277,8 @@ export async function* writeStream(volume: Volume, plan: StreamPlan, onProgress?
     });
     const concurrent = volume.device.concurrentReads === true;
     const device = volume.device;
-    // A bulk send reads around the page cache into the aligned ring (a small one may well find its blocks cached).
-    // Also an aged volume's short runs: its reads are merged across small gaps and kept 8 in flight (an aged 4 GiB
-    // source: 17-21 s through the cache, 14 s around it).
-    const direct = reuse && device.readBlocksDirect && plan.sendBlocks >= bulkBlocks ? device.readBlocksDirect.bind(device) : null;
+    // A bulk send reads around the page cache into an aligned ring (bulk-io.ts).
+    const direct = reuse && device.readBlocksDirect && readsAroundPageCache(plan.sendBlocks, bulkBlocks) ? device.readBlocksDirect.bind(device) : null;
     // Snapshot blocks never change while their planes are pinned, so a plain image is read without the volume lock.
     const read: RunReader = (vbn, count, into) =>
       direct && into ? direct(vbn, count, into) : concurrent ? device.readBlocks(vbn, count, into) : volume.exclusive(() => device.readBlocks(vbn, count, into));

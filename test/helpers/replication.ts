@@ -174,6 +174,17 @@ export async function newMaster(src: string, name: string, rnd: () => number, op
   return treeDigest(await treeOf(src, name));
 }
 
+/** Writes `bytes` of pattern `seed` to `file` of the volume at `path`, then takes snapshot `snapshot`. */
+export async function writeAndSnapshot(path: string, file: string, bytes: number, seed: number, snapshot: string): Promise<void> {
+  const v = await Volume.open(path, { cpIntervalMs: 0 });
+  try {
+    await v.writeFile(file, pattern(bytes, seed));
+    await v.createSnapshot(snapshot);
+  } finally {
+    await v.close();
+  }
+}
+
 /** A volume's snapshots, opened read-only. */
 export async function snapshots(path: string): Promise<SnapshotInfo[]> {
   const v = await Volume.open(path, { readOnly: true, cpIntervalMs: 0 });

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { SnapplaneService } from '../../../core/service/index.js';
 import { Volume } from '../../../core/fs/volume.js';
 import { expectSameTree, pattern } from '../../helpers/model.js';
-import { treeOf } from '../../helpers/replication.js';
+import { treeOf, writeAndSnapshot } from '../../helpers/replication.js';
 
 let dir: string;
 beforeAll(async () => {
@@ -24,7 +24,7 @@ describe('receive collisions', () => {
     const src = join(dir, 'src.img');
     const dst = join(dir, 'dst.img');
     const s = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, 'state.json') });
-    let v = await Volume.create(src, { sizeBytes: 16 << 20, cpIntervalMs: 0 });
+    const v = await Volume.create(src, { sizeBytes: 16 << 20, cpIntervalMs: 0 });
     await v.writeFile('/keep', pattern(1 << 20, 1));
     await v.writeFile('/old', pattern(5 << 20, 2));
     await v.createSnapshot('a');
@@ -37,10 +37,7 @@ describe('receive collisions', () => {
     // The source lets go of 'a' and writes over the space it held; the destination still has its copy.
     await s.snapDelete(src, 'a');
     await s.closeAll();
-    v = await Volume.open(src, { cpIntervalMs: 0 });
-    await v.writeFile('/new', pattern(9 << 20, 3));
-    await v.createSnapshot('c');
-    await v.close();
+    await writeAndSnapshot(src, '/new', 9 << 20, 3, 'c');
     await expect(s.copy(src, dst, 'c - b')).rejects.toMatchObject({
       code: 'INVALID',
       snapshot: 'a',

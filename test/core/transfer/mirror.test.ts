@@ -10,7 +10,7 @@ import { SnapplaneService, type ProgressEvent } from '../../../core/service/inde
 import { Volume } from '../../../core/fs/volume.js';
 import { planStream } from '../../../core/stream/send.js';
 import { expectSameTree } from '../../helpers/model.js';
-import { makeKey, randomWork, seeded, treeOf } from '../../helpers/replication.js';
+import { makeKey, randomWork, seeded, treeOf, writeAndSnapshot } from '../../helpers/replication.js';
 import { pattern } from '../../helpers/model.js';
 
 let dir: string;
@@ -206,10 +206,7 @@ describe('a full mirror keeps the source\'s snapshots', () => {
       await s.snapDelete(src, 'daily-1');
       await s.snapDelete(src, 'hourly-a');
       await s.closeAll();
-      v = await Volume.open(src, { cpIntervalMs: 0 });
-      await v.writeFile('/new', pattern(9 << 20, 5));
-      await v.createSnapshot('hourly-c');
-      await v.close();
+      await writeAndSnapshot(src, '/new', 9 << 20, 5, 'hourly-c');
       const r2 = await s.mirrorUpdate('m-carry');
       expect(r2.carried).toEqual(['hourly-c']);
       expect(r2.dropped).toEqual(['daily-1', 'hourly-a']);
