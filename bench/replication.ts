@@ -87,8 +87,9 @@ function pipeFile(path: string, to: string): Promise<number> {
 }
 
 /**
- * Pipes just the given runs of blocks of a file through a plain TCP socket pair into another file (fsynced): what any
- * replication of those blocks must at least do, without a format, checksums or a file system.
+ * Pipes just the given runs of blocks of a file through a plain TCP socket pair into another file (fsynced), through
+ * the page cache: for scale only, not a floor (on the test VM the cache costs more than the disk: written around it,
+ * the same blocks and three flushes take about the read's time; bench/RESULTS.md, 18:07).
  */
 function pipeRuns(path: string, runs: [number, number][], to: string): Promise<number> {
   return timePipe(to, async (sock) => {
