@@ -7,6 +7,7 @@ import type { TreeContext } from './file-tree.js';
 import type { BlockPointer } from './format.js';
 import type { BlockMap } from './block-map.js';
 import { BlockPool } from '../common/block-pool.js';
+import type { LandedBlocks } from './landed-blocks.js';
 
 const MAX_RUN = 1024;
 /** Device reads a verified multi-block read keeps in flight. */
@@ -41,8 +42,16 @@ export class VolumeContext implements TreeContext {
     });
   }
 
+  /**
+   * Blocks a receive just wrote, read from memory instead of the device while it builds the received state (they
+   * equal the device's copy; checksums are still verified). Null otherwise.
+   */
+  landed: LandedBlocks | null = null;
+
   /** A device read; failures of any kind come back as typed IO errors naming the file and VBN. */
   private async read(vbn: number, count: number, into: Buffer | undefined, label: string): Promise<Buffer> {
+    const kept = this.landed?.read(vbn, count, into);
+    if (kept) return kept;
     try {
       return await this.device.readBlocks(vbn, count, into);
     } catch (e) {

@@ -16,6 +16,7 @@ import { walkTree } from '../fs/walk.js';
 import type { FileTree } from '../fs/file-tree.js';
 import type { Volume } from '../fs/volume.js';
 import type { BlockMap } from '../fs/block-map.js';
+import { LandedBlocks } from '../fs/landed-blocks.js';
 import { planeChunkReader } from '../image/evaluate.js';
 import { PointerFixer, planRemap, remapPlane, type Remap } from './remap.js';
 import { checkStreamFits, refuseCollisions, type TokenFile } from './receive-checks.js';
@@ -97,6 +98,8 @@ export const WRITES_IN_FLIGHT = 4;
  */
 const POINT_MS = Number(process.env.SNAPPLANE_RESUME_POINT_MS ?? 10_000);
 const POINT_BLOCKS = POINT_MS < 10_000 ? 256 : 16384;
+/** A receive of at most this many bytes keeps copies of its blocks for reading the received tree back (landed-blocks.ts). */
+const LANDED_BUDGET = 64 << 20;
 
 /** Applies the rest of an opened stream to `volume`. */
 export async function receiveStream(volume: Volume, reader: StreamReader, opts: ReceiveOptions = {}): Promise<ReceiveReport> {
@@ -256,12 +259,15 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
       let nextVbn = resumeFrom;
       const device = volume.device;
       const direct = device.writeBlocksDirect?.bind(device);
-      const write = direct && writesAroundPageCache(expected, image.runCount(), opts.bulkBlocks) ? direct : device.writeBlocks.bind(device);
+      // Blocks moved to other VBNs (a copy to another size) are not where the stream says: not kept.
+      const landedCopies = !remap && expected * BLOCK_SIZE <= LANDED_BUDGET ? new LandedBlocks(LANDED_BUDGET) : null;
+      const write = direct && writesAroundPageCache(expected, image.runCount(), landedCopies !== null, opts.bulkBlocks) ? direct : device.writeBlocks.bind(device);
       try {
         while (item.type === 'blocks') {
           if (opts.signal?.cancelled) throw new SnapplaneError('CANCELLED', 'receive cancelled', { volume: label });
           if (item.vbn < resumeFrom) throw bad(`block record for VBN ${item.vbn} before the resume point ${resumeFrom}`);
           for (let v = item.vbn; v < item.vbn + item.count; v++) if (!image.has(v)) throw bad(`block record carries VBN ${v}, which is not in the image`);
+          landedCopies?.keep(item.vbn, item.data);
           // Up to WRITES_IN_FLIGHT record writes overlap the next records' reads and checks.
           inFlight.push(
             writeAround(write, item.vbn, item.count, item.data, held, remap, async (v, data) => {
@@ -354,10 +360,13 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
       const top = header.snapshots[header.snapshots.length - 1];
       const topInodeFile = roots[roots.length - 1].inodeFile;
       let state: BitPlane;
+      volume.ctx.landed = landedCopies;
       try {
         state = await receivedState(volume, top, topInodeFile, planes[planes.length - 1], baseFiles, image);
       } catch (e) {
         throw bad(`the received state of '${top.name}' does not read back: ${(e as Error).message}`);
+      } finally {
+        volume.ctx.landed = null;
       }
       try {
         for (const [tree, name] of metaTrees) for (const b of await treeBlocks(volume, tree, name)) state.set(b.vbn);
