@@ -1,25 +1,43 @@
 /**
- * Copies of blocks a receive just wrote, so that reading its new metadata back (the received tree, to build the
+ * Copies of the blocks a receive wrote that can be metadata, so that reading its new tree back (to build the
  * destination's state) costs no device read. Without them that read-back was 2,000 single-block reads for a 1%
- * incremental of 4 GiB (~45 ms here), and after writes around the page cache each would wait for the disk.
+ * incremental of 4 GiB (~45 ms here), and after writes around the page cache each would wait for the disk. Kept:
+ * blocks of pointers (every slot a VBN inside the volume) and of inodes (every record's type, height and zero
+ * bytes as FORMAT.md §4.1 has them). A data block of other bytes fails within its first few bytes, so the copies
+ * are ~1/500 of the data, not all of it; a data block that passes is only kept in vain.
  */
 import { BLOCK_SIZE } from '../common/units.js';
+import { INODES_PER_BLOCK, INODE_SIZE, MAX_HEIGHT, POINTERS_PER_BLOCK, POINTER_SIZE } from './format.js';
 
-/** Blocks kept by VBN, up to a byte budget; each is a view of one copy per kept run. */
+/** Blocks kept by VBN, up to a byte budget. */
 export class LandedBlocks {
   private readonly blocks = new Map<number, Buffer>();
   private bytes = 0;
 
-  constructor(private readonly budgetBytes: number) {}
+  constructor(
+    /** The volume's size in blocks: a slot of a block of pointers holds a VBN below it (0 for a hole). */
+    private readonly blockCount: number,
+    private readonly budgetBytes = 64 << 20,
+  ) {}
 
-  /** Keeps a copy of the blocks of `data` from `vbn` on; nothing once the budget would be exceeded. */
+  /** Keeps a copy of each block of `data` (blocks from `vbn` on) that can be metadata, within the budget. */
   keep(vbn: number, data: Uint8Array): void {
-    if (this.bytes + data.length > this.budgetBytes) return;
-    // One copy per run: the caller's buffer is reused (a stream reader's ring) or handed to the device.
-    const copy = Buffer.allocUnsafeSlow(data.length);
-    copy.set(data);
-    this.bytes += data.length;
-    for (let k = 0; k * BLOCK_SIZE < copy.length; k++) this.blocks.set(vbn + k, copy.subarray(k * BLOCK_SIZE, (k + 1) * BLOCK_SIZE));
+    const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+    const metadata: number[] = [];
+    for (let k = 0; (k + 1) * BLOCK_SIZE <= data.length; k++) {
+      if (this.canBePointers(view, k * BLOCK_SIZE) || canBeInodes(view, k * BLOCK_SIZE)) metadata.push(k);
+    }
+    const n = Math.min(metadata.length, Math.floor((this.budgetBytes - this.bytes) / BLOCK_SIZE));
+    if (n <= 0) return;
+    // One copy of them all (a 4 KiB buffer each would be thousands of objects for the collector): the caller's
+    // buffer is reused (a stream reader's ring) or handed to the device.
+    const copy = Buffer.allocUnsafeSlow(n * BLOCK_SIZE);
+    for (let j = 0; j < n; j++) {
+      const k = metadata[j];
+      copy.set(data.subarray(k * BLOCK_SIZE, (k + 1) * BLOCK_SIZE), j * BLOCK_SIZE);
+      this.blocks.set(vbn + k, copy.subarray(j * BLOCK_SIZE, (j + 1) * BLOCK_SIZE));
+    }
+    this.bytes += n * BLOCK_SIZE;
   }
 
   /** A copy of the `count` blocks from `vbn` (in `into` when given) if every one is kept, else null. */
@@ -30,4 +48,19 @@ export class LandedBlocks {
     for (let k = 0; k < count; k++) out.set(this.blocks.get(vbn + k)!, k * BLOCK_SIZE);
     return out;
   }
+
+  private canBePointers(view: DataView, offset: number): boolean {
+    for (let s = 0; s < POINTERS_PER_BLOCK; s++) if (view.getUint32(offset + s * POINTER_SIZE, true) >= this.blockCount) return false;
+    return true;
+  }
+}
+
+/** True when every 256-byte record of the block at `offset` has a valid type and height and its zero bytes zero. */
+function canBeInodes(view: DataView, offset: number): boolean {
+  for (let r = 0; r < INODES_PER_BLOCK; r++) {
+    const o = offset + r * INODE_SIZE;
+    if (view.getUint16(o, true) > 3 || view.getUint16(o + 2, true) > MAX_HEIGHT) return false;
+    if (view.getUint32(o + 52, true) !== 0 || view.getUint32(o + 56, true) !== 0 || view.getUint32(o + 60, true) !== 0) return false;
+  }
+  return true;
 }

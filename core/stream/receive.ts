@@ -98,8 +98,6 @@ export const WRITES_IN_FLIGHT = 4;
  */
 const POINT_MS = Number(process.env.SNAPPLANE_RESUME_POINT_MS ?? 10_000);
 const POINT_BLOCKS = POINT_MS < 10_000 ? 256 : 16384;
-/** A receive of at most this many bytes keeps copies of its blocks for reading the received tree back (landed-blocks.ts). */
-const LANDED_BUDGET = 64 << 20;
 
 /** Applies the rest of an opened stream to `volume`. */
 export async function receiveStream(volume: Volume, reader: StreamReader, opts: ReceiveOptions = {}): Promise<ReceiveReport> {
@@ -259,8 +257,9 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
       let nextVbn = resumeFrom;
       const device = volume.device;
       const direct = device.writeBlocksDirect?.bind(device);
-      // Blocks moved to other VBNs (a copy to another size) are not where the stream says: not kept.
-      const landedCopies = !remap && expected * BLOCK_SIZE <= LANDED_BUDGET ? new LandedBlocks(LANDED_BUDGET) : null;
+      // The blocks of pointers among those that land, for reading the received tree back; blocks moved to other
+      // VBNs (a copy to another size) are not where the stream says: none kept.
+      const landedCopies = remap ? null : new LandedBlocks(volume.fsinfo.blockCount);
       const write = direct && writesAroundPageCache(expected, image.runCount(), landedCopies !== null, opts.bulkBlocks) ? direct : device.writeBlocks.bind(device);
       try {
         while (item.type === 'blocks') {
