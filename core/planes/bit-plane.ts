@@ -98,18 +98,34 @@ export class BitPlane {
   setMany(vbns: Uint32Array, count: number): void {
     const words = this.words;
     let lastChunk = -1;
-    for (let k = 0; k < count; k++) {
-      const vbn = vbns[k];
-      const i = vbn >>> 5;
-      const m = 1 << (vbn & 31);
-      if ((words[i] & m) !== 0) continue;
-      words[i] |= m;
-      const c = (vbn / BITS_PER_CHUNK) | 0;
-      this.chunkPopulation[c]++;
-      this.population++;
-      if (c !== lastChunk) {
-        this.dirtyChunks.add(c);
-        lastChunk = c;
+    // A file's blocks are mostly consecutive VBNs: whole words of a run are set at once.
+    for (let k = 0; k < count; ) {
+      const start = vbns[k];
+      let end = start + 1;
+      let j = k + 1;
+      while (j < count && vbns[j] === end) {
+        end++;
+        j++;
+      }
+      k = j;
+      for (let v = start; v < end; ) {
+        const i = v >>> 5;
+        const from = v & 31;
+        const to = Math.min(32, from + (end - v));
+        const m = to - from === 32 ? 0xffffffff : ((1 << (to - from)) - 1) << from;
+        const added = m & ~words[i];
+        if (added !== 0) {
+          words[i] |= added;
+          const n = popcount32(added);
+          const c = (v / BITS_PER_CHUNK) | 0;
+          this.chunkPopulation[c] += n;
+          this.population += n;
+          if (c !== lastChunk) {
+            this.dirtyChunks.add(c);
+            lastChunk = c;
+          }
+        }
+        v += to - from;
       }
     }
   }
