@@ -1,7 +1,8 @@
 /**
  * Replication over loopback TCP to a `snapplane serve` child process: a full replication ÷ piping the image file
- * through a plain TCP socket pair into a file; an incremental update after 1% of blocks changed ÷ reading just those
- * blocks from the source, and ÷ `rsync --inplace --no-whole-file` of the image through an rsync daemon on 127.0.0.1.
+ * through a plain TCP socket pair into a file; an incremental replication and an incremental update of a full mirror
+ * after 1% of blocks changed ÷ reading just those blocks from the source, and the replication ÷ `rsync --inplace
+ * --no-whole-file` of the image through an rsync daemon on 127.0.0.1.
  */
 import { execSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomFillSync } from 'node:crypto';
@@ -185,12 +186,20 @@ export async function replication(quick: boolean): Promise<Result[]> {
     const module = join(dir, 'rsync');
     await mkdir(module);
 
+    // A full mirror of the same source on the same endpoint, initialized now (a full transfer, not timed): each
+    // round below also times its update, which selects blocks by the mark-on-allocate images and carries r<k>.
+    await s.mirrorCreate('bench', src, `127.0.0.1:${port}/m`, { kind: 'full', keyFile });
+    await s.mirrorUpdate('bench');
+    await s.closeAll();
+
     // Rounds of: change 1% of the used blocks in place, spread over the files; take r<k> and mark it master;
     // replicate (cold); then read just the changed blocks from the source image (the runs the planes give), cold.
     const changes = Math.floor(used / 4096 / 100);
     const buf = Buffer.alloc(4096);
     const files = used / fileSize;
     const incrs: number[] = [];
+    const mirrorUpdates: number[] = [];
+    let mirrorBytes = 0;
     const reads: number[] = [];
     const runPipes: number[] = [];
     let incrBytes = 0;
@@ -213,6 +222,13 @@ export async function replication(quick: boolean): Promise<Result[]> {
           await s.closeAll();
         }),
       );
+      dropCaches();
+      mirrorUpdates.push(
+        await time(async () => {
+          mirrorBytes = (await s.mirrorUpdate('bench')).bytes;
+          await s.closeAll();
+        }),
+      );
       const ro = await Volume.open(src, { readOnly: true, cpIntervalMs: 0 });
       const plan = await planStream(ro, `r${k} - r${k - 1}`);
       await ro.close();
@@ -231,6 +247,7 @@ export async function replication(quick: boolean): Promise<Result[]> {
       await rm(join(dir, 'changed.bin'), { force: true });
     }
     const incr = median(incrs);
+    const mirrorUpdate = median(mirrorUpdates);
     const readChanged = median(reads);
     const runPipe = median(runPipes);
 
@@ -250,6 +267,7 @@ export async function replication(quick: boolean): Promise<Result[]> {
     return [
       { name: `full replication of ${gib} GiB over loopback TCP`, figure: `${full.toFixed(0)} ms vs a plain TCP pipe of the image ${pipe.toFixed(0)} ms`, ratio: full / pipe, target: 1.3, detail: `replications ${fulls.map((x) => x.toFixed(0)).join(', ')} ms; pipes (each the faster of two back-to-back runs): Node ${nodePipes.map((x) => x.toFixed(0)).join(', ')} ms, netcat + sync ${ncPipes.map((x) => x.toFixed(0)).join(', ') || '-'} ms; image file ${(imageBytes / MiB).toFixed(0)} MiB; to a \`snapplane serve\` child process, HMAC-authenticated, receive committed and flushed; ${((used / full) * 1000 / MiB).toFixed(0)} MiB/s; cold cache; median of ${rounds}, alternated with the pipes` },
       { name: `incremental replication after 1% of blocks changed (${changes} blocks)`, figure: `${incr.toFixed(0)} ms vs reading the changed blocks ${readChanged.toFixed(0)} ms`, ratio: incr / readChanged, target: 2, detail: `${(incrBytes / MiB).toFixed(1)} MiB sent; ${runs} runs; cold cache; median of ${rounds} (replications ${incrs.map((x) => x.toFixed(0)).join(', ')} ms; reads ${reads.map((x) => x.toFixed(0)).join(', ')} ms); includes connect, authentication, status and the destination's CP; for scale, piping just the changed blocks through a plain TCP socket into a file and fsyncing it takes ${runPipe.toFixed(0)} ms (${(runPipe / readChanged).toFixed(2)}× the read)` },
+      { name: `incremental update of a full mirror after 1% of blocks changed (${changes} blocks)`, figure: `${mirrorUpdate.toFixed(0)} ms vs reading the changed blocks ${readChanged.toFixed(0)} ms`, ratio: mirrorUpdate / readChanged, target: 2, detail: `\`mirror update\` of a full mirror on the same \`serve\` over loopback TCP: ${(mirrorBytes / MiB).toFixed(1)} MiB sent (blocks chosen by the mark-on-allocate images, snapshot r<k> carried along); cold cache; median of ${rounds} (${mirrorUpdates.map((x) => x.toFixed(0)).join(', ')} ms); includes the update's own snapshot of the source, the transfer, and deleting the previous common snapshot on both sides` },
       { name: 'incremental replication after 1% change vs rsync of the image over loopback', figure: `${incr.toFixed(0)} ms vs rsync --inplace --no-whole-file ${Number.isNaN(rsync) ? '-' : rsync.toFixed(0)} ms`, ratio: incr / rsync, target: 0.05, detail: rsyncNote },
     ];
   } finally {
