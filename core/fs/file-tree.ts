@@ -11,6 +11,7 @@ import {
   INODE_POINTERS,
   MAX_HEIGHT,
   POINTERS_PER_BLOCK,
+  POINTER_SIZE,
   readPointer,
   treeCapacity,
   writePointer,
@@ -136,6 +137,31 @@ export class FileTree {
     }
     if (level > 0 || n.dirty) this.nodes.set(k, n);
     return n;
+  }
+
+  /**
+   * Every block of the tree as last committed (indirect blocks top-down, then their children), from the cached
+   * indirect nodes; those not cached yet are read once and stay. The tree must have no uncommitted change.
+   */
+  async committedBlocks(): Promise<{ vbn: number; level: number; index: number }[]> {
+    if (this.isDirty) throw new SnapplaneError('IO', `internal: '${this.label}' has uncommitted changes; its committed blocks are not in memory`, { path: this.label });
+    const out: { vbn: number; level: number; index: number }[] = [];
+    const visit = async (level: number, index: number, vbn: number): Promise<void> => {
+      out.push({ vbn, level, index });
+      if (level === 0) return;
+      const n = (await this.node(level, index, false))!;
+      for (let s = 0; s < POINTERS_PER_BLOCK; s++) {
+        const child = n.data.readUInt32LE(s * POINTER_SIZE);
+        if (child === 0) continue;
+        if (level === 1) out.push({ vbn: child, level: 0, index: index * POINTERS_PER_BLOCK + s });
+        else await visit(level - 1, index * POINTERS_PER_BLOCK + s, child);
+      }
+    };
+    for (let j = 0; j < this.inode.pointers.length; j++) {
+      const p = this.inode.pointers[j];
+      if (p.vbn !== 0) await visit(this.inode.height, j, p.vbn);
+    }
+    return out;
   }
 
   /** Raises the tree until it can address `blocks` data blocks. */

@@ -12,7 +12,6 @@ import { BITS_PER_CHUNK, BitPlane, WORDS_PER_CHUNK, popcountWords } from '../pla
 import { SparsePlane } from '../planes/sparse-plane.js';
 import { keepAlive } from '../planes/plane-arena.js';
 import { RESERVED_BLOCKS, ROOT_INODE, SnapshotFlag, decodeInode, type Inode, type SnapshotEntry } from '../fs/format.js';
-import { walkTree } from '../fs/walk.js';
 import type { FileTree } from '../fs/file-tree.js';
 import type { Volume } from '../fs/volume.js';
 import type { BlockMap } from '../fs/block-map.js';
@@ -83,13 +82,6 @@ function inodeOf(b64: string): Inode {
   return decodeInode(Buffer.from(b64, 'base64'), 0);
 }
 
-/** Every block of a metadata tree with its level and index (to know which leaves to rewrite elsewhere). */
-async function treeBlocks(volume: Volume, tree: FileTree, label: string): Promise<{ vbn: number; level: number; index: number }[]> {
-  const out: { vbn: number; level: number; index: number }[] = [];
-  await walkTree(tree.inode, volume.ctx, label, (p, level, index) => out.push({ vbn: p.vbn, level, index }));
-  return out;
-}
-
 /** Record writes kept in flight; a sender reusing buffers must keep more than this many beyond its read-ahead. */
 export const WRITES_IN_FLIGHT = 4;
 /**
@@ -146,13 +138,13 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
     ];
     const meta = new Set<number>();
     const walked: [FileTree, { vbn: number; level: number; index: number }[]][] = [];
-    for (const [tree, name] of metaTrees) {
-      const blocks = await treeBlocks(volume, tree, name);
+    for (const [tree] of metaTrees) {
+      const blocks = await tree.committedBlocks();
       for (const b of blocks) meta.add(b.vbn);
       walked.push([tree, blocks]);
     }
     // An empty destination's only state is its inode file (its root folder has no blocks): rewritten elsewhere too.
-    const rootBlocks = header.kind === 'full' ? await treeBlocks(volume, volume.inodes.tree, 'inode file') : [];
+    const rootBlocks = header.kind === 'full' ? await volume.inodes.tree.committedBlocks() : [];
     for (const b of rootBlocks) meta.add(b.vbn);
     let remap: Remap | null = null;
     let destImage = image;
@@ -332,7 +324,7 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
         await volume.consistencyPoint();
         const moved: [FileTree, string][] = header.kind === 'full' ? [...metaTrees, [volume.inodes.tree, 'inode file']] : metaTrees;
         for (const [tree, name] of moved) {
-          for (const b of await treeBlocks(volume, tree, name)) {
+          for (const b of await tree.committedBlocks()) {
             if (inFence(b.vbn)) throw new SnapplaneError('IO', `internal: ${name} block at VBN ${b.vbn} did not move out of the incoming image`, { volume: label, vbn: b.vbn });
           }
         }
@@ -368,7 +360,7 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
         volume.ctx.landed = null;
       }
       try {
-        for (const [tree, name] of metaTrees) for (const b of await treeBlocks(volume, tree, name)) state.set(b.vbn);
+        for (const [tree] of metaTrees) for (const b of await tree.committedBlocks()) state.set(b.vbn);
         map.setActive(state);
         volume.replaceRoot(topInodeFile, top.inodeCount);
         let nextId = volume.fsinfo.nextSnapshotId;
