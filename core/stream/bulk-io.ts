@@ -1,7 +1,8 @@
 /**
  * Which transfers go around the page cache (O_DIRECT; the aligned memory is core/common/aligned-buffers.ts). Bulk
- * ones, and receives that keep their blocks in memory for reading their tree back: a small send may find its
- * blocks cached. Measured on this project's test machine: bench/RESULTS.md, 2026-12-01 17:17 and after.
+ * ones, and receives of 16 MiB or more that keep copies of their metadata for reading their tree back: a small
+ * send may find its blocks cached. Measured on this project's test machine: bench/RESULTS.md, 2026-12-01 17:17
+ * and after.
  */
 
 /** Transfers of at least this many blocks (256 MiB) are bulk. */
@@ -24,14 +25,15 @@ export function readsAroundPageCache(blocks: number, bulkBlocks = BULK_TRANSFER_
 
 /**
  * A smaller receive of at least this many blocks (16 MiB) writes around the page cache too when it keeps copies of
- * its blocks for reading its tree back (core/fs/landed-blocks.ts): its final flush then has almost nothing left to
- * write (a 1% incremental of 4 GiB, 50 MiB in 52 runs: 26-33 ms through the cache, 1-5 ms around it).
+ * the blocks that can be metadata (core/fs/landed-blocks.ts), so reading its tree back costs no disk read: its
+ * final flush then has almost nothing left to write (a 1% incremental of 4 GiB, 50 MiB in 52 runs: 23-27 ms
+ * through the cache, 2-5 ms around it).
  */
 const KEPT_DIRECT_BLOCKS = 4096;
 
 /**
  * True when a receive of `blocks` blocks in `runs` runs writes them around the page cache; `kept`: it keeps copies
- * of them in memory, so reading them back costs no disk read.
+ * of those that can be metadata, so reading its tree back costs no disk read.
  */
 export function writesAroundPageCache(blocks: number, runs: number, kept: boolean, bulkBlocks = BULK_TRANSFER_BLOCKS): boolean {
   if (runs === 0 || blocks / runs < MIN_DIRECT_RUN) return false;

@@ -249,8 +249,8 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
       let nextVbn = resumeFrom;
       const device = volume.device;
       const direct = device.writeBlocksDirect?.bind(device);
-      // The blocks of pointers among those that land, for reading the received tree back; blocks moved to other
-      // VBNs (a copy to another size) are not where the stream says: none kept.
+      // Copies of the blocks that can be metadata, for reading the received tree back (landed-blocks.ts); blocks
+      // moved to other VBNs (a copy to another size) are not where the stream says: none kept.
       const landedCopies = remap ? null : new LandedBlocks(volume.fsinfo.blockCount);
       const write = direct && writesAroundPageCache(expected, image.runCount(), landedCopies !== null, opts.bulkBlocks) ? direct : device.writeBlocks.bind(device);
       try {
