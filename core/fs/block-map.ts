@@ -369,32 +369,52 @@ export class BlockMap {
    * change). Blocks no snapshot pins any more stay unallocatable until the CP commits.
    */
   async recomputeSummary(regularPlanes: number[]): Promise<void> {
-    const next = new Uint32Array(WORDS_PER_CHUNK);
     const cur = this.summary;
-    for (let c = 0; c < cur.chunks; c++) {
-      if (cur.chunkPopulation[c] === 0) continue;
-      next.fill(0);
-      for (const p of regularPlanes) {
-        const bytes = await this.readChunk(p, c);
-        if (!bytes) continue;
-        const w = new Uint32Array(bytes.buffer, bytes.byteOffset, WORDS_PER_CHUNK);
-        for (let i = 0; i < WORDS_PER_CHUNK; i++) next[i] |= w[i];
-      }
-      const a = cur.chunkWords(c);
-      let changed = false;
-      for (let i = 0; i < WORDS_PER_CHUNK; i++) {
-        if (a[i] === next[i]) continue;
-        changed = true;
-        let dropped = a[i] & ~next[i];
-        while (dropped !== 0) {
-          const t = dropped & -dropped;
-          const vbn = (c * WORDS_PER_CHUNK + i) * 32 + (31 - Math.clz32(t));
-          if (!this.active.has(vbn)) this.pin(vbn);
-          dropped ^= t;
+    // A window of chunks at a time, each plane's part of it with one read and four planes in flight: a chunk at a
+    // time took a read per plane per chunk (70 snapshots of a 4 GiB volume: 2,240 reads, 0.45 s from a cold cache).
+    const WINDOW = 256;
+    for (let w0 = 0; w0 < cur.chunks; w0 += WINDOW) {
+      const n = Math.min(WINDOW, cur.chunks - w0);
+      const wanted: number[] = [];
+      for (let c = w0; c < w0 + n; c++) if (cur.chunkPopulation[c] !== 0) wanted.push(c);
+      if (wanted.length === 0) continue;
+      const first = wanted[0];
+      const span = wanted[wanted.length - 1] - first + 1;
+      const next = new Uint32Array(span * WORDS_PER_CHUNK);
+      let k = 0;
+      const worker = async (): Promise<void> => {
+        while (k < regularPlanes.length) {
+          const blocks = await this.tree.readBlocksOrHoles(this.fileBlock(regularPlanes[k++], first), span);
+          for (const c of wanted) {
+            const bytes = blocks[c - first];
+            if (!bytes) continue;
+            const w = new Uint32Array(bytes.buffer, bytes.byteOffset, WORDS_PER_CHUNK);
+            const o = (c - first) * WORDS_PER_CHUNK;
+            for (let i = 0; i < WORDS_PER_CHUNK; i++) next[o + i] |= w[i];
+          }
         }
-        a[i] = next[i];
+      };
+      await Promise.all(Array.from({ length: Math.min(4, regularPlanes.length) }, worker));
+      for (const c of wanted) {
+        const a = cur.chunkWords(c);
+        const o = (c - first) * WORDS_PER_CHUNK;
+        let changed = false;
+        for (let i = 0; i < WORDS_PER_CHUNK; i++) {
+          const nw = next[o + i];
+          if (a[i] === nw) continue;
+          changed = true;
+          let dropped = a[i] & ~nw;
+          while (dropped !== 0) {
+            const t = dropped & -dropped;
+            const vbn = (c * WORDS_PER_CHUNK + i) * 32 + (31 - Math.clz32(t));
+            if (!this.active.has(vbn)) this.pin(vbn);
+            dropped ^= t;
+          }
+          a[i] = nw;
+        }
+        if (changed) cur.recount(c, true);
       }
-      if (changed) cur.recount(c, true);
     }
   }
+
 }

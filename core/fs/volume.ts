@@ -965,13 +965,15 @@ export class Volume {
 
   /**
    * Takes a snapshot and swaps the mark-on-allocate images at it in one step, so nothing is written in between and
-   * the swapped-out image is exactly `name - (the previous base)`: the start of an incremental transfer.
+   * the swapped-out image is exactly `name - (the previous base)`: the start of an incremental transfer. With
+   * `hold`, the snapshot is held from deletion as of the swap's CP (no CP of its own).
    */
-  snapshotForTransfer(name: string): Promise<SnapshotInfo> {
+  snapshotForTransfer(name: string, opts: { hold?: boolean } = {}): Promise<SnapshotInfo> {
     return this.run(true, async () => {
       const info = await this.takeSnapshot(name, {});
-      await this.swapMarks(this.snapshots.byName(name, this.label), true);
-      return info;
+      const entry = this.snapshots.byName(name, this.label);
+      await this.swapMarks(opts.hold ? { ...entry, flags: entry.flags | SnapshotFlag.hold } : entry, true);
+      return opts.hold ? { ...info, flags: { ...info.flags, hold: true } } : info;
     });
   }
 
@@ -1076,8 +1078,11 @@ export class Volume {
     });
   }
 
-  /** Sets or clears a snapshot's hold and master flags. */
-  setSnapshotFlags(name: string, flags: { hold?: boolean; master?: boolean }): Promise<SnapshotInfo> {
+  /**
+   * Sets or clears a snapshot's hold and master flags. (Its description is `listSnapshots`'s: the space a snapshot
+   * holds alone takes every plane, too much to compute for each flag a replication sets.)
+   */
+  setSnapshotFlags(name: string, flags: { hold?: boolean; master?: boolean }): Promise<void> {
     return this.run(true, async () => {
       const entry = this.snapshots.byName(name, this.label);
       let f = entry.flags;
@@ -1085,7 +1090,6 @@ export class Volume {
       if (flags.master !== undefined) f = flags.master ? f | SnapshotFlag.master : f & ~SnapshotFlag.master;
       this.snapshots.put({ ...entry, flags: f });
       await this.consistencyPoint();
-      return (await this.snapshotInfos()).find((s) => s.plane === entry.plane)!;
     });
   }
 

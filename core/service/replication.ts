@@ -433,9 +433,8 @@ export class Replication {
     let name: string;
     do name = `mirror.${rel.name}.${++rel.seq}`;
     while (v.snapshots.has(name));
-    await v.snapshotForTransfer(name);
     // Kept from deletion until the next update supersedes it.
-    await v.setSnapshotFlags(name, { hold: true });
+    await v.snapshotForTransfer(name, { hold: true });
     rel.pending = name;
     await this.save(rel);
     return v.snapshots.byName(name, rel.source);

@@ -792,7 +792,9 @@ export class SnapplaneService {
 
   /** Sets or clears a snapshot's hold (a held snapshot cannot be deleted). */
   async snapHold(volume: string, name: string, hold: boolean): Promise<SnapshotInfo> {
-    return (await this.volume({ volume }, true)).setSnapshotFlags(name, { hold });
+    const v = await this.volume({ volume }, true);
+    await v.setSnapshotFlags(name, { hold });
+    return (await v.listSnapshots()).find((s) => s.name === name)!;
   }
 
   /** Lists snapshots with their unique-block counts, oldest first. */

@@ -71,6 +71,13 @@ describe('mark-on-allocate selection', () => {
       // Writes after the transfer's snapshot do not leak into its image.
       await v.writeFile(`/after-${round}`, pattern(50_000, round));
     }
+    // Held from deletion as of its own CP (as a relationship takes it), also after a reopen.
+    const held = await v.snapshotForTransfer('t6', { hold: true });
+    expect(held.flags.hold).toBe(true);
+    await v.close();
+    v = await Volume.open(path, { cpIntervalMs: 0 });
+    await expect(v.deleteSnapshot('t6')).rejects.toMatchObject({ code: 'HELD' });
+    expect((await v.listSnapshots()).find((s) => s.name === 't6')!.flags.hold).toBe(true);
     await v.close();
   });
 });
