@@ -416,5 +416,4 @@ export class BlockMap {
       }
     }
   }
-
 }
