@@ -3,12 +3,11 @@
  * the cache, both ways round with cached and dirty blocks, and where O_DIRECT is refused (tmpfs, a misaligned
  * buffer) the device falls back without a wrong byte.
  */
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { mkdtemp, open, readFile, rm, stat } from 'node:fs/promises';
+import { describe, expect, it, vi } from 'vitest';
+import { open, readFile, rm, stat } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { existsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ImageFileDevice } from '../../../core/device/image-file-device.js';
 import { alignedBufferSet } from '../../../core/common/aligned-buffers.js';
@@ -21,15 +20,10 @@ import { fileBytes } from '../../../core/stream/backup-source.js';
 import { expectSameTree } from '../../helpers/model.js';
 import { treeOf } from '../../helpers/replication.js';
 import { pattern } from '../../helpers/model.js';
+import { useTempDir } from '../../helpers/temp-dir.js';
 
 const B = 4096;
-let dir: string;
-beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'snapplane-direct-'));
-});
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
+const dir = useTempDir('direct');
 
 async function checkDevice(path: string): Promise<void> {
   const dev = await ImageFileDevice.create(path, 2048);
@@ -71,7 +65,7 @@ async function checkDevice(path: string): Promise<void> {
 
 describe('page-aligned buffers', () => {
   it('are aligned as O_DIRECT needs (a misaligned one is refused), on a file system that has O_DIRECT', async () => {
-    const path = join(dir, 'align.bin');
+    const path = join(dir(), 'align.bin');
     await (await open(path, 'w')).close();
     const fh = await open(path, constants.O_RDWR | constants.O_DIRECT).catch(() => null);
     // Without O_DIRECT here (tmpfs on older kernels) the devices fall back, tested below.
@@ -91,7 +85,7 @@ describe('page-aligned buffers', () => {
 
 describe('ImageFileDevice direct I/O', () => {
   it('writes and reads the same bytes as the page cache does, with cached and dirty blocks in the range', async () => {
-    await checkDevice(join(dir, 'direct.img'));
+    await checkDevice(join(dir(), 'direct.img'));
   });
 
   it('falls back to the page cache on a file system without O_DIRECT (tmpfs)', async () => {
@@ -107,7 +101,7 @@ describe('ImageFileDevice direct I/O', () => {
   });
 
   it('a send that reads around the page cache produces the same stream as one through it', async () => {
-    const path = join(dir, 'send.img');
+    const path = join(dir(), 'send.img');
     const v = await Volume.create(path, { sizeBytes: 16 << 20, cpIntervalMs: 0 });
     try {
       for (let i = 0; i < 6; i++) await v.writeFile(`/f${i}`, pattern(300_000 + i * 4096, i));
@@ -132,9 +126,9 @@ describe('ImageFileDevice direct I/O', () => {
   });
 
   it('a backup file read around the page cache gives the same bytes', async () => {
-    const src = join(dir, 'backup-src.img');
+    const src = join(dir(), 'backup-src.img');
     const v = await Volume.create(src, { sizeBytes: 48 << 20, cpIntervalMs: 0 });
-    const file = join(dir, 'level0.snap');
+    const file = join(dir(), 'level0.snap');
     try {
       for (let i = 0; i < 4; i++) await v.writeFile(`/f${i}`, pattern(3_000_000 + i * 777, 40 + i));
       await v.createSnapshot('s1');
@@ -152,12 +146,12 @@ describe('ImageFileDevice direct I/O', () => {
   });
 
   it('a receive that writes around the page cache lands the same volume', async () => {
-    const src = join(dir, 'recv-src.img');
+    const src = join(dir(), 'recv-src.img');
     const v = await Volume.create(src, { sizeBytes: 16 << 20, cpIntervalMs: 0 });
     for (let i = 0; i < 5; i++) await v.writeFile(`/f${i}`, pattern(400_000 + i * 4096, 20 + i));
     await v.createSnapshot('s1');
     const plan = await planStream(v, 's1', { now: () => 0 });
-    const dst = join(dir, 'recv-dst.img');
+    const dst = join(dir(), 'recv-dst.img');
     const d = await Volume.create(dst, { sizeBytes: 16 << 20, cpIntervalMs: 0 });
     const writes = vi.spyOn(d.device as ImageFileDevice, 'writeBlocksDirect');
     try {
@@ -186,8 +180,8 @@ describe('ImageFileDevice direct I/O', () => {
   });
 
   it('a mid-size incremental of long runs writes around the page cache and reads its new tree back from the copies it kept', async () => {
-    const src = join(dir, 'mid-src.img');
-    const dst = join(dir, 'mid-dst.img');
+    const src = join(dir(), 'mid-src.img');
+    const dst = join(dir(), 'mid-dst.img');
     const v = await Volume.create(src, { sizeBytes: 96 << 20, cpIntervalMs: 0 });
     const d = await Volume.create(dst, { sizeBytes: 96 << 20, cpIntervalMs: 0 });
     try {

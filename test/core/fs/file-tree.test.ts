@@ -1,21 +1,14 @@
 /** FileTree.committedBlocks (from cached indirect nodes) against a walk of the same committed tree on disk. */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { Volume } from '../../../core/fs/volume.js';
 import { FileTree } from '../../../core/fs/file-tree.js';
 import { walkTree } from '../../../core/fs/walk.js';
 import { cloneInode } from '../../../core/fs/format.js';
 import { pattern } from '../../helpers/model.js';
+import { useTempDir } from '../../helpers/temp-dir.js';
 
-let dir: string;
-beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'snapplane-tree-'));
-});
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
+const dir = useTempDir('tree');
 
 async function walked(v: Volume, tree: FileTree): Promise<string[]> {
   const out: string[] = [];
@@ -29,7 +22,7 @@ async function listed(tree: FileTree): Promise<string[]> {
 
 describe('FileTree.committedBlocks', () => {
   it('lists the blocks a walk of the committed tree finds, after changes and CPs, and refuses a dirty tree', async () => {
-    const v = await Volume.create(join(dir, 'v.img'), { sizeBytes: 64 << 20, cpIntervalMs: 0 });
+    const v = await Volume.create(join(dir(), 'v.img'), { sizeBytes: 64 << 20, cpIntervalMs: 0 });
     try {
       // A file of two levels of indirect blocks (> 24 × 512 blocks), some snapshots for the block map's planes.
       await v.writeFile('/big', pattern(13_000 * 4096, 1));

@@ -2,28 +2,21 @@
  * A destination that keeps a snapshot the source deleted and then wrote over: the incremental needs that snapshot's
  * blocks, so the receive is refused, naming the snapshot and the VBN, and the destination loses nothing.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { SnapplaneService } from '../../../core/service/index.js';
 import { Volume } from '../../../core/fs/volume.js';
 import { expectSameTree, pattern } from '../../helpers/model.js';
 import { treeOf, writeAndSnapshot } from '../../helpers/replication.js';
+import { useTempDir } from '../../helpers/temp-dir.js';
 
-let dir: string;
-beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'snapplane-collide-'));
-});
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
+const dir = useTempDir('collide');
 
 describe('receive collisions', () => {
   it('names the snapshot of its own whose blocks the stream needs, and keeps the destination as it was', async () => {
-    const src = join(dir, 'src.img');
-    const dst = join(dir, 'dst.img');
-    const s = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, 'state.json') });
+    const src = join(dir(), 'src.img');
+    const dst = join(dir(), 'dst.img');
+    const s = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir(), 'state.json') });
     const v = await Volume.create(src, { sizeBytes: 16 << 20, cpIntervalMs: 0 });
     await v.writeFile('/keep', pattern(1 << 20, 1));
     await v.writeFile('/old', pattern(5 << 20, 2));

@@ -28,6 +28,19 @@ function service(): SnapplaneService {
   return new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, 'state.json') });
 }
 
+/** A case whose mirror lives behind a `serve`: a new source volume of `size` bytes, a root folder for the endpoint, a key. */
+async function wireCase(keyName: string, size: number): Promise<{ src: string; root: string; key: string; s: SnapplaneService }> {
+  const base = fresh();
+  const src = `${base}-src.img`;
+  const root = `${base}-root`;
+  await mkdir(root);
+  const key = await makeKey(dir, keyName);
+  const s = service();
+  await s.createVolume(src, size);
+  await s.closeAll();
+  return { src, root, key, s };
+}
+
 /** A new case: its base path, a source volume of `mib` MiB with `ops` random operations done, and a service. */
 async function sourceWithWork(mib: number, seed: number, ops: number): Promise<{ base: string; src: string; s: SnapplaneService }> {
   const base = fresh();
@@ -163,14 +176,7 @@ describe('full mirrors', () => {
 
 describe('a full mirror keeps the source\'s snapshots', () => {
   it('carries the ones taken between updates (still chosen by the marks) and deletes the ones the source deleted, over the wire', async () => {
-    const base = fresh();
-    const src = `${base}-src.img`;
-    const root = `${base}-root`;
-    await mkdir(root);
-    const key = await makeKey(dir, 'carry-key');
-    const s = service();
-    await s.createVolume(src, 16 << 20);
-    await s.closeAll();
+    const { src, root, key, s } = await wireCase('carry-key', 16 << 20);
     let v = await Volume.open(src, { cpIntervalMs: 0 });
     await v.writeFile('/keep', pattern(1 << 20, 1));
     await v.writeFile('/old', pattern(5 << 20, 2));
@@ -331,14 +337,7 @@ describe('master snapshots and holds', () => {
   });
 
   it('over the wire: --limit holds the rate down and progress arrives as the receiver lands blocks', async () => {
-    const base = fresh();
-    const src = `${base}-src.img`;
-    const root = `${base}-root`;
-    await mkdir(root);
-    const key = await makeKey(dir, 'wire-key');
-    const s = service();
-    await s.createVolume(src, 32 << 20);
-    await s.closeAll();
+    const { src, root, key, s } = await wireCase('wire-key', 32 << 20);
     const v = await Volume.open(src, { cpIntervalMs: 0 });
     await v.writeFile('/payload', pattern(3 << 20, 7));
     await v.createSnapshot('W1');
