@@ -1,7 +1,8 @@
 /** The one-writer lock: `<volume>.lock` holds the writer's pid, host and start time. */
-import { open, readFile, stat, unlink } from 'node:fs/promises';
+import { link, open, readFile, stat, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { SnapplaneError } from '../common/errors.js';
+import { processAlive } from '../common/process-alive.js';
 
 interface LockRecord {
   pid: number;
@@ -9,14 +10,6 @@ interface LockRecord {
   since: string;
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 export class VolumeLock {
   private constructor(readonly path: string) {}
@@ -25,21 +18,30 @@ export class VolumeLock {
   static async acquire(volume: string, lockPath = `${volume}.lock`): Promise<VolumeLock> {
     const record: LockRecord = { pid: process.pid, host: hostname(), since: new Date().toISOString() };
     for (let attempt = 0; attempt < 3; attempt++) {
+      // Written under a temporary name and linked into place: the lock file appears with its holder in it, so a
+      // writer killed while taking it leaves a stale lock (taken over at once), never an empty one.
+      const tmp = `${lockPath}.${process.pid}.tmp`;
       try {
-        const h = await open(lockPath, 'wx');
-        await h.writeFile(JSON.stringify(record));
-        await h.close();
+        const h = await open(tmp, 'w');
+        try {
+          await h.writeFile(JSON.stringify(record));
+        } finally {
+          await h.close();
+        }
+        await link(tmp, lockPath);
         return new VolumeLock(lockPath);
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'EEXIST') {
           throw new SnapplaneError('IO', `cannot create lock file '${lockPath}': ${(e as Error).message}`, { volume });
         }
+      } finally {
+        await unlink(tmp).catch(() => undefined);
       }
       let holder: LockRecord | null = null;
       try {
         holder = JSON.parse(await readFile(lockPath, 'utf8')) as LockRecord;
       } catch {
-        // Another writer may have just created the file and not yet written it: young means held.
+        // Written by a version that created the file before writing it: young means being taken.
         const age = await stat(lockPath).then(
           (st) => Date.now() - st.mtimeMs,
           () => Infinity,
@@ -49,7 +51,7 @@ export class VolumeLock {
         }
         holder = null;
       }
-      if (holder && (holder.host !== record.host || alive(holder.pid))) {
+      if (holder && (holder.host !== record.host || processAlive(holder.pid))) {
         throw new SnapplaneError(
           'LOCKED',
           `volume '${volume}' is open for writing by process ${holder.pid} on ${holder.host} since ${holder.since}`,

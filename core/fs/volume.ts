@@ -152,14 +152,7 @@ export class Volume {
       throw new SnapplaneError('INVALID', `volume size must be at least ${(MIN_BLOCKS * BLOCK_SIZE) / 2 ** 20} MiB`, { volume: path });
     }
     if (blocks > MAX_BLOCKS) throw new SnapplaneError('INVALID', `volume size must be below 16 TiB (2^32 blocks)`, { volume: path });
-    const device = await ImageFileDevice.create(path, blocks);
-    try {
-      await Volume.format(device, { now: opts.now });
-    } catch (e) {
-      await device.close();
-      throw e;
-    }
-    await device.close();
+    await ImageFileDevice.createWhole(path, blocks, (device) => Volume.format(device, { now: opts.now }));
     return Volume.open(path, opts);
   }
 
