@@ -1041,14 +1041,17 @@ export class Volume {
     await map.recomputeSummary(this.regularPlanes());
   }
 
-  /** Deletes a snapshot: its plane is cleared and the blocks only it held become free at the CP. */
-  deleteSnapshot(name: string): Promise<void> {
+  /**
+   * Deletes a snapshot: its plane is cleared and the blocks only it held become free at the CP. `releaseHold`: the
+   * caller owns the snapshot's hold (a relationship's transfer snapshot) and deletes it in the same CP.
+   */
+  deleteSnapshot(name: string, opts: { releaseHold?: boolean } = {}): Promise<void> {
     return this.run(true, async () => {
       const entry = this.snapshots.byName(name, this.label);
       if (this.pinnedPlanes.has(entry.plane)) {
         throw new SnapplaneError('HELD', `snapshot '${name}' is being sent; delete it after the transfer ends`, { volume: this.label, snapshot: name });
       }
-      if (entry.flags & SnapshotFlag.hold) {
+      if (entry.flags & SnapshotFlag.hold && !opts.releaseHold) {
         throw new SnapplaneError('HELD', `snapshot '${name}' has a hold; release it first (snapplane snap release)`, { volume: this.label, snapshot: name });
       }
       const map = this.blockMap!;

@@ -105,6 +105,8 @@ export class LocalDestination implements Destination {
       }, this.signal);
       committed = true;
       if (request.marker) await writeMarker(this.label, request.marker);
+      // Best effort: a snapshot left here is deleted by the next update (the source deletes it too, so it drops).
+      if (request.retire?.length) await this.retire(await this.writable(mirrorWrite), request.retire).catch(() => undefined);
       return dropped.length > 0 ? { ...report, dropped } : report;
     } finally {
       // Once blocks landed, the base may be partly overwritten: off-line until a replication finishes the update.
@@ -140,17 +142,20 @@ export class LocalDestination implements Destination {
     return dropped;
   }
 
+  /** Deletes the relationship's old snapshots (the request of clients from before `retire`). */
   async deleteSnapshots(names: string[]): Promise<void> {
-    const v = await this.writable(true);
     try {
-      for (const n of names) {
-        if (!v.snapshots.has(n)) continue;
-        // The relationship's own snapshot: a hold it got as the source's copy does not bind the mirror.
-        if (v.snapshots.byName(n, this.label).flags & SnapshotFlag.hold) await v.setSnapshotFlags(n, { hold: false });
-        await v.deleteSnapshot(n);
-      }
+      await this.retire(await this.writable(true), names);
     } finally {
       await this.engine.closeVolume(this.label);
+    }
+  }
+
+  private async retire(v: Volume, names: string[]): Promise<void> {
+    for (const n of names) {
+      if (!v.snapshots.has(n)) continue;
+      // The relationship's own snapshot: a hold it got as the source's copy does not bind the mirror.
+      await v.deleteSnapshot(n, { releaseHold: true });
     }
   }
 
@@ -237,6 +242,7 @@ export async function serveConnection(engine: EngineAccess, root: string, conn: 
                 offline: typeof req.offline === 'string' ? req.offline : undefined,
                 sourceMasters: Array.isArray(req.sourceMasters) ? (req.sourceMasters as SnapshotRef[]) : undefined,
                 sourceSnapshots: Array.isArray(req.sourceSnapshots) ? (req.sourceSnapshots as SnapshotRef[]) : undefined,
+                retire: Array.isArray(req.retire) ? req.retire.filter((n): n is string => typeof n === 'string') : undefined,
               },
               (p) => {
                 const now = performance.now();

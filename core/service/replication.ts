@@ -27,7 +27,8 @@ import { describeCadence } from '../jobs/cadence.js';
 import { LocalDestination, isReceiving, refOf, sameRef, serveConnection, type EngineAccess } from './local-destination.js';
 import { VolumeHold } from './volume-hold.js';
 import type { StateStore, RelationshipRecord, TransferJobRecord } from './state-store.js';
-import type { DestinationStatus, MasterInfo, MirrorInfo, MirrorKind, MirrorMarker, MirrorUpdateReport, ProgressEvent, ReceiveReport, ReplicateReport } from '../api/types.js';
+import type { DestinationStatus, MasterInfo, MirrorInfo, MirrorKind, MirrorMarker, MirrorUpdateReport, ProgressEvent, ReceiveReport, ReplicateReport, SnapshotRef } from '../api/types.js';
+import { processAlive } from '../common/process-alive.js';
 
 type Progress = (p: ProgressEvent) => void;
 
@@ -92,6 +93,12 @@ const MAX_CARRIED = 255;
 /** A transfer snapshot of some mirror relationship (`mirror.<name>.<n>`): each relationship keeps its own. */
 function isTransferSnapshot(e: SnapshotEntry): boolean {
   return /^mirror\..+\.\d+$/.test(e.name);
+}
+
+/** A transfer snapshot of relationship `rel` (not of one whose name merely starts like it). */
+function ownSnapshot(rel: RelationshipRecord, name: string): boolean {
+  const prefix = `mirror.${rel.name}.`;
+  return name.startsWith(prefix) && /^\d+$/.test(name.slice(prefix.length));
 }
 
 /**
@@ -440,18 +447,44 @@ export class Replication {
     return v.snapshots.byName(name, rel.source);
   }
 
-  /** After an update: the new snapshot is the common one; the previous one goes on both sides. */
-  private async advance(rel: RelationshipRecord, v: Volume, top: SnapshotEntry, old: SnapshotEntry | null, d: Destination | null): Promise<void> {
+  /**
+   * After an update: the new snapshot is the common one; the previous one goes on the source if it is the
+   * relationship's own (the destination deleted its copy when the stream committed), else loses the hold a resync
+   * gave it. Recorded first: a crash after it leaves at most a stray the next update removes.
+   */
+  private async advance(rel: RelationshipRecord, v: Volume, top: SnapshotEntry, old: SnapshotEntry | null): Promise<void> {
     rel.lastCommon = refOf(v.snapshots.byName(top.name, rel.source));
     rel.pending = null;
+    const released = rel.resyncHold ?? null;
+    rel.resyncHold = null;
     await this.save(rel);
-    if (old && old.name !== top.name) {
-      if (d) await d.deleteSnapshots([old.name]);
-      if (v.snapshots.has(old.name)) {
-        await v.setSnapshotFlags(old.name, { hold: false });
-        await v.deleteSnapshot(old.name);
-      }
+    if (old && old.name !== top.name && v.snapshots.has(old.name)) {
+      if (ownSnapshot(rel, old.name)) await v.deleteSnapshot(old.name, { releaseHold: true });
+      else if (released === old.name) await v.setSnapshotFlags(old.name, { hold: false });
     }
+  }
+
+  /**
+   * An update whose stream committed on the destination but that stopped before recording so (its process was
+   * killed, or the connection dropped before the answer): its snapshot is the common one now. Sending it again
+   * would be refused (the destination has it and has moved past the old base).
+   */
+  private async settleLanded(rel: RelationshipRecord, v: Volume, landed: (ref: SnapshotRef) => boolean): Promise<void> {
+    const p = rel.pending ? v.snapshots.list().find((e) => e.name === rel.pending) : undefined;
+    if (!p || !landed(refOf(p))) return;
+    rel.lastCommon = refOf(p);
+    rel.pending = null;
+    await this.save(rel);
+  }
+
+  /**
+   * Deletes the relationship's own snapshots on the source other than its base and pending one: left by updates
+   * that stopped between their steps, and held, so nothing else would ever free their blocks. The mirror drops its
+   * copies at the next receive (the source no longer has them).
+   */
+  private async removeStrays(rel: RelationshipRecord, v: Volume): Promise<void> {
+    const keep = new Set([rel.lastCommon?.name, rel.pending]);
+    for (const e of v.snapshots.list()) if (ownSnapshot(rel, e.name) && !keep.has(e.name)) await v.deleteSnapshot(e.name, { releaseHold: true });
   }
 
   private async baseOf(rel: RelationshipRecord, v: Volume): Promise<SnapshotEntry | null> {
@@ -469,7 +502,9 @@ export class Replication {
       if (status.offline) throw new SnapplaneError('BUSY', `'${rel.destination}' is off-line (${status.offline})`, { volume: rel.destination });
       if (status.mirrorOf && status.mirrorOf.relationship !== rel.name) throw new SnapplaneError('INVALID', `'${rel.destination}' is the mirror of '${status.mirrorOf.source}' in relationship '${status.mirrorOf.relationship}'`, { volume: rel.destination });
       const v = await this.host.openVolume(rel.source, true);
+      await this.settleLanded(rel, v, (ref) => status.snapshots.some((s) => sameRef(s, ref)));
       const base = await this.baseOf(rel, v);
+      await this.removeStrays(rel, v);
       if (base && !status.snapshots.some((s) => sameRef(s, refOf(base)))) {
         throw new SnapplaneError('NOT_FOUND', `'${rel.destination}' no longer has snapshot '${base.name}', the base of relationship '${rel.name}'; \`snapplane mirror resync ${rel.name}\` finds the newest common one`, { volume: rel.destination });
       }
@@ -480,9 +515,10 @@ export class Replication {
       const along = carriedAlong(v.snapshots.list(), base, top, status);
       const expression = `${[...along, top].map((e) => quoteName(e.name)).join(' + ')}${base ? ` - ${quoteName(base.name)}` : ''}`;
       const sourceSnapshots = v.snapshots.list().filter((e) => !(e.flags & SnapshotFlag.shadow)).map(refOf);
-      const sent = await this.sendTo(v, connect, d, status, expression, { marker: this.marker(rel, v), sourceSnapshots }, 'marks', signal, progress);
+      const retire = base && ownSnapshot(rel, base.name) ? [base.name] : undefined;
+      const sent = await this.sendTo(v, connect, d, status, expression, { marker: this.marker(rel, v), sourceSnapshots, retire }, 'marks', signal, progress);
       d = sent.destination;
-      await this.advance(rel, v, top, base, d);
+      await this.advance(rel, v, top, base);
       return { name: rel.name, kind: rel.kind, transfer: base ? 'incremental' : 'full', from: base?.name ?? null, to: top.name, selection: sent.plan.selection, blocks: sent.report.blocks, bytes: sent.report.bytes, resumedFromVbn: sent.report.resumedFromVbn, seconds: 0, carried: along.map((e) => e.name), dropped: sent.report.dropped ?? [] };
     } finally {
       await d.close().catch(() => undefined);
@@ -499,7 +535,12 @@ export class Replication {
   private async incrementalUpdate(rel: RelationshipRecord, signal: { cancelled: boolean }, progress: Progress): Promise<MirrorUpdateReport> {
     const v = await this.host.openVolume(rel.source, true);
     const [kind, slowPath] = splitSlow(rel.slow!);
+    if (rel.pending && rel.lastCommon) {
+      const current = (await IncrementalMirror.open(rel.destination).catch(() => null))?.current;
+      if (current) await this.settleLanded(rel, v, (ref) => sameRef({ ...current, id: 0 }, { ...ref, id: 0 }));
+    }
     const base = await this.baseOf(rel, v);
+    await this.removeStrays(rel, v);
     const top = await this.topSnapshot(rel, v);
     let blocks: number;
     let selection: MirrorUpdateReport['selection'];
@@ -524,7 +565,7 @@ export class Replication {
       }
       selection = plan.selection;
     }
-    await this.advance(rel, v, top, base, null);
+    await this.advance(rel, v, top, base);
     const mirror = await IncrementalMirror.open(rel.destination);
     return { name: rel.name, kind: rel.kind, transfer: base ? 'incremental' : 'full', from: base?.name ?? null, to: top.name, selection, blocks, bytes: blocks * BLOCK_SIZE, resumedFromVbn: null, seconds: 0, deltaBlocks: mirror.presentBlocks, deltaBytes: await mirror.diskBytes() };
   }
@@ -584,7 +625,11 @@ export class Replication {
       common = candidates[candidates.length - 1];
       discarded = (await d.rollBack(common.name)).discarded;
       await d.setMarker(this.marker(rel, v));
-      if (!(common.flags & SnapshotFlag.hold)) await v.setSnapshotFlags(common.name, { hold: true });
+      rel.resyncHold = null;
+      if (!(common.flags & SnapshotFlag.hold)) {
+        await v.setSnapshotFlags(common.name, { hold: true });
+        if (!ownSnapshot(rel, common.name)) rel.resyncHold = common.name;
+      }
       rel.lastCommon = refOf(common);
       rel.pending = null;
       rel.broken = false;
@@ -623,11 +668,3 @@ async function readKeyFile(path: string): Promise<Buffer> {
   return parseKey(text, path);
 }
 
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}

@@ -67,6 +67,8 @@ export interface RelationshipRecord {
   lastCommon: SnapshotRef | null;
   /** A snapshot taken for a transfer that has not completed (sent again, resumed where possible). */
   pending: string | null;
+  /** A snapshot of the user's that a resync held as the common one: released when an update moves past it. */
+  resyncHold?: string | null;
   seq: number;
   transferring: { pid: number; since: string } | null;
   lastTransferAt: string | null;

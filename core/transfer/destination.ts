@@ -22,6 +22,11 @@ export interface ReceiveRequest {
    * longer has, so the mirror keeps the source's set (same exceptions as for `sourceMasters`).
    */
   sourceSnapshots?: SnapshotRef[];
+  /**
+   * Mirror: snapshots to delete once the stream has committed (the relationship's previous common snapshot), in
+   * the same request rather than a round trip and a reopen after it.
+   */
+  retire?: string[];
 }
 
 export interface Destination {
@@ -31,8 +36,6 @@ export interface Destination {
   status(): Promise<DestinationStatus>;
   /** Applies a stream (atomically: on any failure the destination stays at its base and may keep a resume token). */
   receive(stream: AsyncIterable<Buffer>, request: ReceiveRequest, onProgress?: (p: ProgressEvent) => void): Promise<ReceiveReport>;
-  /** Deletes snapshots the relationship no longer needs (older mirror bases). */
-  deleteSnapshots(names: string[]): Promise<void>;
   /** Resync: revert to the common snapshot and delete the destination's snapshots newer than it; says what was discarded. */
   rollBack(common: string): Promise<{ discarded: string[] }>;
   /** Sets or removes the mirror marker. */

@@ -58,10 +58,6 @@ export class RemoteDestination implements Destination {
     }
   }
 
-  async deleteSnapshots(names: string[]): Promise<void> {
-    await this.call('deleteSnapshots', { names });
-  }
-
   async rollBack(common: string): Promise<{ discarded: string[] }> {
     return (await this.call('rollBack', { common })).rolledBack as { discarded: string[] };
   }

@@ -7,7 +7,7 @@ import { Volume } from '../../core/fs/volume.js';
 import { SnapplaneService } from '../../core/service/index.js';
 import type { ReplicateReport } from '../../core/api/index.js';
 import { json } from '../cli/cli-helpers.js';
-import { FaultProxy, newMaster, seeded, snapshots, startServer, treeDigest, treeOf, type ServerProcess } from './replication.js';
+import { FaultProxy, newMaster, runWithFault, seeded, snapshots, startServer, treeDigest, treeOf, type ByteFault, type ServerProcess } from './replication.js';
 import { expectSameTree } from './model.js';
 
 const BIN = join(process.cwd(), 'bin', 'snapplane.js');
@@ -49,41 +49,17 @@ export async function runReplicationDrills(dir: string, key: string, count: numb
       const fault = rnd();
       // Streams here are up to a few MiB; most cut points fall inside them, some in the handshake and requests.
       const at = Math.floor(rnd() ** (fault < 0.5 ? 2 : 3) * 1_200_000);
-      proxy.passed = 0;
-      proxy.cutAt = null;
-      proxy.onBytes = null;
       const child = spawn(process.execPath, [BIN, 'replicate', src, `127.0.0.1:${proxy.port}/d`, '--key-file', key, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
       let out = '';
       child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-      let killedServer = false;
-      if (fault < 0.15) {
-        // A clean run now and then: after a streak of failures the difference outgrows the fault range.
-      } else if (fault < 0.5) {
-        proxy.cutAt = at;
-        outcomes.drops++;
-      } else if (fault < 0.75) {
-        proxy.onBytes = (n) => {
-          if (n >= at && !killedServer) {
-            killedServer = true;
-            void server.kill();
-          }
-        };
-      } else {
-        let killed = false;
-        proxy.onBytes = (n) => {
-          if (n >= at && child.exitCode === null && !killed) {
-            killed = true;
-            outcomes.clientKills++;
-            child.kill('SIGKILL');
-          }
-        };
-      }
-      const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
-      if (killedServer) {
-        outcomes.serverKills++;
-        await server.kill();
+      // A clean run now and then: after a streak of failures the difference outgrows the fault range.
+      const kind: ByteFault = fault < 0.15 ? 'none' : fault < 0.5 ? 'drop' : fault < 0.75 ? 'server' : 'client';
+      const { code, serverKilled, clientKilled } = await runWithFault(proxy, kind, at, child, server, async () => {
         server = await startServer(root, key, server.port);
-      }
+      });
+      if (kind === 'drop') outcomes.drops++;
+      if (serverKilled) outcomes.serverKills++;
+      if (clientKilled) outcomes.clientKills++;
       if (code === 0) {
         outcomes.ok++;
         const r = JSON.parse(out) as ReplicateReport;

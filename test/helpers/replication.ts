@@ -53,7 +53,7 @@ export async function makeKey(dir: string, name = 'key'): Promise<string> {
 
 /**
  * A TCP proxy in front of a server. `cutAt` (bytes from the client) drops both sides once that many have passed;
- * `onBytes` sees the running count (to kill a process at that point).
+ * `onBytes` sees the running count (to kill a process at that point); `dropReply` drops on a chosen answer.
  */
 export class FaultProxy {
   private server!: Server;
@@ -61,6 +61,8 @@ export class FaultProxy {
   passed = 0;
   cutAt: number | null = null;
   onBytes: ((n: number) => void) | null = null;
+  /** Drops both sides instead of passing a reply from the server for which this returns true. */
+  dropReply: ((d: Buffer) => boolean) | null = null;
   private readonly sockets = new Set<Socket>();
 
   constructor(private readonly target: number) {}
@@ -78,7 +80,10 @@ export class FaultProxy {
       upstream.on('error', drop);
       client.on('close', drop);
       upstream.on('close', drop);
-      upstream.on('data', (d: Buffer) => client.write(d));
+      upstream.on('data', (d: Buffer) => {
+        if (this.dropReply?.(d)) drop();
+        else client.write(d);
+      });
       client.on('data', (d: Buffer) => {
         if (this.cutAt !== null && this.passed + d.length >= this.cutAt) {
           upstream.write(d.subarray(0, Math.max(0, this.cutAt - this.passed)));
@@ -193,4 +198,41 @@ export async function snapshots(path: string): Promise<SnapshotInfo[]> {
   } finally {
     await v.close();
   }
+}
+
+/** One fault of a drill: none, the connection dropped, or the server or the client killed, once `at` bytes from the client passed. */
+export type ByteFault = 'none' | 'drop' | 'server' | 'client';
+
+/**
+ * Arms `fault` on `proxy` for the transfer `child` runs, and waits for the child to exit. A killed server is
+ * started again on its port (`restart`). Returns the child's exit code and which kill happened.
+ */
+export async function runWithFault(proxy: FaultProxy, fault: ByteFault, at: number, child: ChildProcess, server: ServerProcess, restart: () => Promise<void>): Promise<{ code: number | null; serverKilled: boolean; clientKilled: boolean }> {
+  proxy.passed = 0;
+  proxy.cutAt = fault === 'drop' ? at : null;
+  proxy.onBytes = null;
+  let serverKilled = false;
+  let clientKilled = false;
+  if (fault === 'server') {
+    proxy.onBytes = (n) => {
+      if (n >= at && !serverKilled) {
+        serverKilled = true;
+        void server.kill();
+      }
+    };
+  } else if (fault === 'client') {
+    proxy.onBytes = (n) => {
+      if (n >= at && child.exitCode === null && !clientKilled) {
+        clientKilled = true;
+        child.kill('SIGKILL');
+      }
+    };
+  }
+  const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+  proxy.onBytes = null;
+  if (serverKilled) {
+    await server.kill();
+    await restart();
+  }
+  return { code, serverKilled, clientKilled };
 }
