@@ -67,6 +67,8 @@ export class Raid4Device implements BlockDevice {
   private rebuildBuffers: Buffer[][] | null = null;
   private closed = false;
   private intentDirty = false;
+  /** Every member's label was read back since the last flush (see checkLabels). */
+  private labelsChecked = false;
   private readonly intent: Buffer;
   /** Stripes below this are rebuilt on a member being reconstructed. */
   private rebuildWatermark = 0;
@@ -325,6 +327,10 @@ export class Raid4Device implements BlockDevice {
 
   private async writeBlocksNow(vbn: number, data: Buffer | Buffer[]): Promise<void> {
     if (this.readOnly) throw new SnapplaneError('READ_ONLY', `device '${this.label}' is read-only`, { volume: this.label });
+    if (!this.labelsChecked) {
+      await this.checkLabels();
+      this.labelsChecked = true;
+    }
     const buf = Array.isArray(data) ? (data.length === 1 ? data[0] : Buffer.concat(data)) : data;
     if (buf.length % BLOCK_SIZE !== 0) throw new SnapplaneError('INVALID', `write of ${buf.length} bytes is not whole blocks`, { vbn });
     const count = buf.length / BLOCK_SIZE;
@@ -362,6 +368,30 @@ export class Raid4Device implements BlockDevice {
         }
       }),
     );
+  }
+
+  /**
+   * Fails a member whose label no longer reads back as this group's (a disk wiped or swapped under a running
+   * group), before the first write after each flush. A partial stripe's parity is computed from the blocks beside
+   * the written ones: a wiped member's zeros would go into the parity that is then the only copy of its data.
+   * A member wiped between two flushes is caught at the next one; until then its blocks fail their checksums on
+   * read and are rebuilt from parity.
+   */
+  private async checkLabels(): Promise<void> {
+    for (const m of this.members) {
+      if (!m.handle || m.state !== 'ok') continue;
+      const b = Buffer.alloc(BLOCK_SIZE);
+      const got = await m.handle.read(b, 0, BLOCK_SIZE, LABEL_BLOCK * BLOCK_SIZE).then(
+        (r) => r.bytesRead,
+        () => 0,
+      );
+      const label = got === BLOCK_SIZE ? decodeLabel(b) : null;
+      if (label && label.groupId === this.groupLabel.groupId && label.index === m.index && label.generation === this.groupLabel.generation) continue;
+      if (this.members.some((o) => o.index !== m.index && o.state !== 'ok')) {
+        throw new SnapplaneError('IO', `member ${basename(m.path)} of RAID-4 group '${this.label}' lost its label while another member is unavailable; the group cannot be written`, { volume: this.label });
+      }
+      await this.failMember(m.index);
+    }
   }
 
   private async markIntent(first: number, last: number): Promise<void> {
@@ -421,6 +451,7 @@ export class Raid4Device implements BlockDevice {
         await this.parity.handle.datasync();
         this.intentDirty = false;
       }
+      this.labelsChecked = false;
     } catch (e) {
       throw asIoError(e, `flush failed on '${this.label}'`, { volume: this.label });
     }

@@ -27,7 +27,7 @@ async function zeroMember(path: string): Promise<void> {
 }
 
 describe('RAID-4 fault drills', () => {
-  for (let seed = 1; seed <= 6; seed++) {
+  for (let seed = 1; seed <= 40; seed++) {
     it(`seed ${seed}: lose a member at a random point of a random workload, keep working, replace, rebuild`, async () => {
       const random = rng(seed * 104729);
       const group = join(dir, `g${seed}`);
