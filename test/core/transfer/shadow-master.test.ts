@@ -40,11 +40,18 @@ async function sourceWithShadowMaster(s: SnapplaneService, name: string, dest: s
   return src;
 }
 
-/** Deletes files only `S` still holds and writes new ones: the source reuses S's blocks, so S goes stale. */
+/**
+ * Deletes files only `S` still holds and writes new ones until the source reuses S's blocks (the allocator takes
+ * the volume's fresh space first), so S goes stale.
+ */
 async function reuseShadowBlocks(src: string, next: string, seed: number): Promise<void> {
   const v = await Volume.open(src, { cpIntervalMs: 0 });
   for (let f = 0; f < 4; f++) await v.remove(`/old${f}.bin`).catch(() => undefined);
-  for (let f = 0; f < 3; f++) await v.writeFile(`/${next}-${f}.bin`, pattern(1 << 20, seed + f));
+  await v.sync();
+  for (let f = 0; f < 3 || (f < 24 && !(await v.listSnapshots()).find((x) => x.name === 'S')!.flags.stale); f++) {
+    await v.writeFile(`/${next}-${f}.bin`, pattern(1 << 20, seed + f));
+    await v.sync();
+  }
   await v.createSnapshot(next);
   await v.setSnapshotFlags(next, { master: true });
   await v.close();
