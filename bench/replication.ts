@@ -104,6 +104,16 @@ function pipeRuns(path: string, runs: [number, number][], to: string): Promise<n
   });
 }
 
+/** Milliseconds to read just `runs` ([vbn, count], at most 256 blocks each) of an image: the baseline of the incrementals. */
+function readRuns(path: string, runs: [number, number][]): Promise<number> {
+  return time(async () => {
+    const fh = await open(path, 'r');
+    const b = Buffer.allocUnsafe(256 * 4096);
+    for (const [vbn, count] of runs) await fh.read(b, 0, count * 4096, vbn * 4096);
+    await fh.close();
+  });
+}
+
 /** The same with netcat (C, one reused buffer) on both ends, and a sync of the received file. */
 async function netcatPipe(path: string, to: string): Promise<number> {
   const port = 20000 + Math.floor(Math.random() * 20000);
@@ -234,14 +244,7 @@ export async function replication(quick: boolean): Promise<Result[]> {
       await ro.close();
       runs = plan.runs.length;
       dropCaches();
-      reads.push(
-        await time(async () => {
-          const fh = await open(src, 'r');
-          const b = Buffer.allocUnsafe(256 * 4096);
-          for (const [vbn, count] of plan.runs) await fh.read(b, 0, count * 4096, vbn * 4096);
-          await fh.close();
-        }),
-      );
+      reads.push(await readRuns(src, plan.runs));
       dropCaches();
       runPipes.push(await pipeRuns(src, plan.runs, join(dir, 'changed.bin')));
       await rm(join(dir, 'changed.bin'), { force: true });
@@ -263,11 +266,56 @@ export async function replication(quick: boolean): Promise<Result[]> {
       rsync = await time(() => sh(`rsync -I --inplace --no-whole-file ${src} rsync://127.0.0.1:${rport}/bench/old.img`));
       rsyncNote = `rsync daemon on 127.0.0.1: ${rsync.toFixed(0)} ms`;
     }
+    // An aged source: its free space riddled with the single blocks that deleted snapshots freed (every 1% change
+    // rewrites single blocks at random, so their old copies come free one by one), as on a volume mirrored for a
+    // while. The older masters go (the replica holds the newest); rounds of change + mirror update use up the
+    // fresh space; then measured rounds: the change lands scattered, and the update and the read of the changed
+    // blocks both read it block by block.
+    for (let k = 0; k < rounds; k++) {
+      await s.masterMark(src, `r${k}`, false);
+      await s.snapDelete(src, `r${k}`);
+    }
+    await s.closeAll();
+    const agedUpdates: number[] = [];
+    const agedReads: number[] = [];
+    let agedRuns = 0;
+    const ageing = quick ? 2 : 6;
+    for (let k = 1; k <= ageing + rounds; k++) {
+      const vol = await Volume.open(src, { cpIntervalMs: 0 });
+      for (let i = 0; i < changes; i++) {
+        randomFillSync(buf);
+        await vol.writeAt(`/data/f${i % files}.bin`, ((((i + (k + 100) * 31) * 7919) % (fileSize / 4096)) * 4096), buf);
+      }
+      await vol.createSnapshot(`a${k}`);
+      await vol.close();
+      dropCaches();
+      const t = await time(async () => {
+        await s.mirrorUpdate('bench');
+        await s.closeAll();
+      });
+      if (k > 1) {
+        const ro = await Volume.open(src, { readOnly: true, cpIntervalMs: 0 });
+        const plan = await planStream(ro, `a${k} - a${k - 1}`);
+        await ro.close();
+        await s.snapDelete(src, `a${k - 1}`);
+        await s.closeAll();
+        if (k > ageing) {
+          agedUpdates.push(t);
+          agedRuns = plan.runs.length;
+          dropCaches();
+          agedReads.push(await readRuns(src, plan.runs));
+        }
+      }
+    }
+    const agedUpdate = median(agedUpdates);
+    const agedRead = median(agedReads);
+
     const gib = (used / 2 ** 30).toFixed(used >= 2 ** 30 ? 0 : 1);
     return [
       { name: `full replication of ${gib} GiB over loopback TCP`, figure: `${full.toFixed(0)} ms vs a plain TCP pipe of the image ${pipe.toFixed(0)} ms`, ratio: full / pipe, target: 1.3, detail: `replications ${fulls.map((x) => x.toFixed(0)).join(', ')} ms; pipes (each the faster of two back-to-back runs): Node ${nodePipes.map((x) => x.toFixed(0)).join(', ')} ms, netcat + sync ${ncPipes.map((x) => x.toFixed(0)).join(', ') || '-'} ms; image file ${(imageBytes / MiB).toFixed(0)} MiB; to a \`snapplane serve\` child process, HMAC-authenticated, receive committed and flushed; ${((used / full) * 1000 / MiB).toFixed(0)} MiB/s; cold cache; median of ${rounds}, alternated with the pipes` },
       { name: `incremental replication after 1% of blocks changed (${changes} blocks)`, figure: `${incr.toFixed(0)} ms vs reading the changed blocks ${readChanged.toFixed(0)} ms`, ratio: incr / readChanged, target: 2, detail: `${(incrBytes / MiB).toFixed(1)} MiB sent; ${runs} runs; cold cache; median of ${rounds} (replications ${incrs.map((x) => x.toFixed(0)).join(', ')} ms; reads ${reads.map((x) => x.toFixed(0)).join(', ')} ms); includes connect, authentication, status and the destination's CP; for scale, piping just the changed blocks through a plain TCP socket into a file and fsyncing it takes ${runPipe.toFixed(0)} ms (${(runPipe / readChanged).toFixed(2)}× the read)` },
       { name: `incremental update of a full mirror after 1% of blocks changed (${changes} blocks)`, figure: `${mirrorUpdate.toFixed(0)} ms vs reading the changed blocks ${readChanged.toFixed(0)} ms`, ratio: mirrorUpdate / readChanged, target: 2, detail: `\`mirror update\` of a full mirror on the same \`serve\` over loopback TCP: ${(mirrorBytes / MiB).toFixed(1)} MiB sent (blocks chosen by the mark-on-allocate images, snapshot r<k> carried along); cold cache; median of ${rounds} (${mirrorUpdates.map((x) => x.toFixed(0)).join(', ')} ms); includes the update's own snapshot of the source, the transfer, and deleting the previous common snapshot on both sides` },
+      { name: `incremental update of a full mirror after 1% of blocks changed, aged source (${changes} blocks)`, figure: `${agedUpdate.toFixed(0)} ms vs reading the changed blocks ${agedRead.toFixed(0)} ms`, ratio: agedUpdate / agedRead, target: 2, detail: `as the row above, after ${ageing} rounds of change + update with the older snapshots deleted, so the changes fill single freed blocks: ${agedRuns} runs; cold cache; median of ${rounds} (updates ${agedUpdates.map((x) => x.toFixed(0)).join(', ')} ms; reads ${agedReads.map((x) => x.toFixed(0)).join(', ')} ms)` },
       { name: 'incremental replication after 1% change vs rsync of the image over loopback', figure: `${incr.toFixed(0)} ms vs rsync --inplace --no-whole-file ${Number.isNaN(rsync) ? '-' : rsync.toFixed(0)} ms`, ratio: incr / rsync, target: 0.05, detail: rsyncNote },
     ];
   } finally {
