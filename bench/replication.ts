@@ -170,7 +170,12 @@ export async function replication(quick: boolean): Promise<Result[]> {
           await s.closeAll();
         }),
       );
-      if (r > 0) for (const f of await readdir(root)) if (f === name || f.startsWith(`${name}.`)) await rm(join(root, f), { recursive: true, force: true });
+      if (r > 0) {
+        for (const f of await readdir(root)) if (f === name || f.startsWith(`${name}.`)) await rm(join(root, f), { recursive: true, force: true });
+        // Gone for good: the source no longer holds masters for it.
+        await s.masterRelease(src, `127.0.0.1:${port}/${name}`);
+        await s.closeAll();
+      }
       // The faster of two back-to-back pipes: our transfer goes around the page cache, and a pipe right after it
       // has the host supply its page-cache memory anew, which costs this VM 2-3× (13-15 s against 5 s measured).
       const tries: number[] = [];

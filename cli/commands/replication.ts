@@ -90,6 +90,18 @@ export function registerReplication(program: Command): void {
       }),
     );
 
+  master
+    .command('release <vol> <dest>')
+    .description('forget a destination that will not come back (its host is gone, or the copy was deleted): the masters only it needed are no longer held')
+    .option('--json', 'print a JSON report')
+    .action((vol: string, dest: string, opts: { json?: boolean }) =>
+      withService(async (s) => {
+        const r = await s.masterRelease(vol, dest);
+        if (opts.json) return printJson(r);
+        process.stdout.write(`${vol} forgot destination ${r.destination}; ${r.released.length > 0 ? `no longer held for it: ${r.released.join(', ')}` : 'it held no master snapshot alone'}\n`);
+      }),
+    );
+
   program
     .command('replicate <src-vol> <dest>')
     .description("bring <dest> (a local volume, or <host>:<port>/<name>) up to the source's newest master snapshot")

@@ -26,6 +26,7 @@ export const METHOD_LIST = [
   'snapHold',
   'masterMark',
   'masterList',
+  'masterRelease',
   'snapDiff',
   'snapRestore',
   'restoreToHost',

@@ -87,6 +87,8 @@ export const methodArgs = {
   snapHold: z.strictObject({ volume: volumePath, name: snapshotName, hold: z.boolean() }),
   masterMark: z.strictObject({ volume: volumePath, name: snapshotName, mark: z.boolean() }),
   masterList: z.strictObject({ volume: volumePath }),
+  /** Forgets a destination that will not come back (a local path or host:port/name); its holds go. */
+  masterRelease: z.strictObject({ volume: volumePath, destination: pathText }),
   snapDiff: z.strictObject({ volume: volumePath, older: snapshotName, newer: snapshotName }),
   snapRestore: z.strictObject({ volume: volumePath, snapshot: snapshotName, path: volPath, to: volPath.optional() }),
   /** Copies a file or folder of a snapshot into `folder` on the host, as `name` (never outside `folder`). */
@@ -174,6 +176,7 @@ export interface MethodResults {
   snapHold: SnapshotInfo;
   masterMark: MasterInfo[];
   masterList: MasterInfo[];
+  masterRelease: { destination: string; released: string[] };
   snapDiff: SnapshotDiff;
   snapRestore: null;
   restoreToHost: CopySummary & { target: string };

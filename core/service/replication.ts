@@ -22,7 +22,7 @@ import { listen, type Endpoint } from '../net/endpoint.js';
 import { parseRemote, type Destination, type ReceiveRequest } from '../transfer/destination.js';
 import { RemoteDestination } from '../transfer/remote-destination.js';
 import { IncrementalMirror } from '../transfer/incremental-mirror.js';
-import { neededMasters, readDestinations, readMarker, recordDestination, writeMarker } from '../transfer/sidecars.js';
+import { forgetDestination, neededMasters, readDestinations, readMarker, recordDestination, writeMarker } from '../transfer/sidecars.js';
 import { describeCadence } from '../jobs/cadence.js';
 import { LocalDestination, isReceiving, refOf, sameRef, serveConnection, type EngineAccess } from './local-destination.js';
 import { VolumeHold } from './volume-hold.js';
@@ -141,6 +141,23 @@ export class Replication {
     if (!mark) await this.checkNotNeeded(volume, [entry], 'unmark');
     await v.setSnapshotFlags(snapshot, { master: mark });
     return this.masterList(volume);
+  }
+
+  /**
+   * Forgets a destination of `volume` that will not come back (its host is gone, or the copy was deleted): the
+   * masters only it still needed may go. Returns the masters it no longer holds.
+   */
+  async masterRelease(volume: string, destination: string): Promise<{ destination: string; released: string[] }> {
+    const known = await readDestinations(volume);
+    const label = known.some((d) => d.destination === destination) || parseRemote(destination) ? destination : resolvePath(destination);
+    const v = await this.host.openVolume(volume, false);
+    const masters = v.snapshots.list().filter((e) => e.flags & SnapshotFlag.master);
+    const before = neededMasters(masters, known);
+    if (!(await forgetDestination(volume, label))) {
+      throw new SnapplaneError('NOT_FOUND', `'${volume}' has no destination '${destination}' (known: ${known.map((d) => d.destination).join(', ') || 'none'})`, { volume });
+    }
+    const after = neededMasters(masters, await readDestinations(volume));
+    return { destination: label, released: [...before.keys()].filter((m) => !after.has(m)) };
   }
 
   /** Refuses (HELD) when a destination still needs one of these master snapshots. */

@@ -41,6 +41,7 @@ const CHANGES: Partial<Record<MethodName, true>> = {
   snapRename: true,
   snapHold: true,
   masterMark: true,
+  masterRelease: true,
   snapRestore: true,
   snapRevert: true,
   scheduleRun: true,
@@ -128,6 +129,7 @@ export function createRouter(ctx: RouterContext): Router {
     snapHold: (a) => s.snapHold(a.volume, a.name, a.hold),
     masterMark: (a) => s.masterMark(a.volume, a.name, a.mark),
     masterList: (a) => s.masterList(a.volume),
+    masterRelease: (a) => s.masterRelease(a.volume, a.destination),
     snapDiff: (a) => s.snapDiff(a.volume, a.older, a.newer),
     snapRestore: async (a) => {
       await s.snapRestore(a.volume, a.snapshot, a.path, a.to);

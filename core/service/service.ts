@@ -875,6 +875,11 @@ export class SnapplaneService {
     return this.replication.masterMark(volume, snapshot, mark);
   }
 
+  /** Forgets a destination that will not come back; the masters only it needed are no longer held. */
+  masterRelease(volume: string, destination: string): Promise<{ destination: string; released: string[] }> {
+    return this.replication.masterRelease(volume, destination);
+  }
+
   /** Sends a destination (a local volume or host:port/name) up to the source's newest master snapshot. */
   replicate(source: string, destination: string, options: TransferOptions & { raid?: number } = {}, onProgress?: ProgressCallback): Promise<ReplicateReport> {
     return this.replication.replicate(source, destination, options, onProgress);

@@ -429,6 +429,33 @@ describe('master snapshots and holds', () => {
     await s.closeAll();
   });
 
+  it('a destination that will not come back is released: the masters only it needed may go', async () => {
+    const { base, src, s } = await sourceWithWork(32, 46, 10);
+    const gone = `${base}-gone.img`;
+    const kept = `${base}-kept.img`;
+    await s.snapCreate(src, 'M1');
+    await s.masterMark(src, 'M1', true);
+    await s.replicate(src, gone);
+    await s.closeAll();
+    await work(src, 47, 6);
+    await s.snapCreate(src, 'M2');
+    await s.masterMark(src, 'M2', true);
+    await s.replicate(src, kept);
+    await s.closeAll();
+    // The first destination's host is lost for good: M1 is held for it until it is released.
+    await rm(gone, { force: true });
+    await expect(s.snapDelete(src, 'M1')).rejects.toMatchObject({ code: 'HELD', message: expect.stringContaining(gone) });
+    await expect(s.masterRelease(src, `${base}-nowhere.img`)).rejects.toMatchObject({ code: 'NOT_FOUND', message: expect.stringContaining(kept) });
+    expect(await s.masterRelease(src, gone)).toEqual({ destination: gone, released: ['M1'] });
+    expect((await s.masterList(src)).map((m) => [m.name, m.neededBy])).toEqual([
+      ['M1', []],
+      ['M2', [kept]],
+    ]);
+    await s.snapDelete(src, 'M1');
+    await expect(s.snapDelete(src, 'M2')).rejects.toMatchObject({ code: 'HELD' });
+    await s.closeAll();
+  });
+
   it('over the wire: --limit holds the rate down and progress arrives as the receiver lands blocks', async () => {
     const { src, root, key, s } = await wireCase('wire-key', 32 << 20);
     const v = await Volume.open(src, { cpIntervalMs: 0 });
