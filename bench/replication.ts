@@ -273,10 +273,11 @@ export async function replication(quick: boolean): Promise<Result[]> {
     }
     // An aged source: its free space riddled with the single blocks that deleted snapshots freed (every 1% change
     // rewrites single blocks at random, so their old copies come free one by one), as on a volume mirrored for a
-    // while. The older masters go (the replica holds the newest); rounds of change + mirror update use up the
-    // fresh space; then measured rounds: the change lands scattered, and the update and the read of the changed
-    // blocks both read it block by block.
-    for (let k = 0; k < rounds; k++) {
+    // while. The replica is done with: it is released and the masters go (the newest would pin every block changed
+    // after it). Rounds of change + mirror update use up the fresh space; then measured rounds: the change lands
+    // scattered, and the update and the read of the changed blocks both read it block by block.
+    await s.masterRelease(src, `127.0.0.1:${port}/r`);
+    for (let k = 0; k <= rounds; k++) {
       await s.masterMark(src, `r${k}`, false);
       await s.snapDelete(src, `r${k}`);
     }
