@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ImageEvalReport, PlaneInfo, SnapshotInfo, DirEntryInfo } from '../../core/api/index.js';
+import type { ImageEvalReport, MasterInfo, PlaneInfo, SnapshotInfo, DirEntryInfo } from '../../core/api/index.js';
 import { json, ok } from '../cli/cli-helpers.js';
 import { cellColors, gridGeometry, launchBrowser, screenshot, startConsole, type HostProcess } from './harness.js';
 
@@ -253,6 +253,14 @@ describe('console in Chromium', () => {
       await ok('get', `${r}@s2`, '/b.txt', out);
       expect(await readFile(out, 'utf8')).toBe('bee\n'.repeat(2000));
     }
+    // replica1's host is lost for good: released from the view, the source no longer holds s2 for it.
+    await page.getByTestId('masters').getByTestId(`release-${replica1}`).click();
+    await page.getByTestId('release-confirm').waitFor();
+    await screenshot(page, '7-relationships-release');
+    await page.getByTestId('release-confirm').getByRole('button', { name: 'Forget it' }).click();
+    await page.getByText(`forgot destination ${replica1}; no longer held for it: s2`).waitFor();
+    await page.getByTestId('masters').getByText('no destination needs it').waitFor();
+    expect((await json<MasterInfo[]>('master', 'list', vol)).find((m) => m.name === 's2')!.neededBy).toEqual([]);
     await page.getByTestId('mirror-m1').getByRole('button', { name: 'break' }).click();
     await page.getByTestId('mirror-m1').getByText('broken', { exact: true }).waitFor();
     await screenshot(page, '7-relationships');

@@ -17,6 +17,11 @@ export interface RelationshipsState {
   resync(name: string): Promise<void>;
   breakOff(name: string): Promise<void>;
   remove(name: string): Promise<void>;
+  /** A destination the user asked to release, awaiting confirmation. */
+  releasing: string | null;
+  askRelease(destination: string | null): void;
+  /** Forgets a destination of the current volume that will not come back; its masters are no longer held. */
+  release(destination: string): Promise<void>;
 }
 
 export const useRelationships = create<RelationshipsState>()((set, get) => ({
@@ -57,6 +62,22 @@ export const useRelationships = create<RelationshipsState>()((set, get) => ({
     try {
       const r = await client().call('mirrorBreak', { name });
       set({ notice: `broke ${name}: ${r.destination} is ${r.writable ? 'writable' : 'still read-only'}`, error: null });
+      await get().refresh();
+    } catch (e) {
+      set({ error: errorText(e) });
+    }
+  },
+  releasing: null,
+  askRelease(destination) {
+    set({ releasing: destination });
+  },
+  async release(destination) {
+    const volume = useVolumes.getState().current;
+    set({ releasing: null });
+    if (!volume) return;
+    try {
+      const r = await client().call('masterRelease', { volume, destination });
+      set({ notice: `forgot destination ${r.destination}; ${r.released.length > 0 ? `no longer held for it: ${r.released.join(', ')}` : 'it held no master snapshot alone'}`, error: null });
       await get().refresh();
     } catch (e) {
       set({ error: errorText(e) });

@@ -142,6 +142,7 @@ export function RelationshipsView() {
   const masters = useRelationships((s) => s.masters);
   const error = useRelationships((s) => s.error);
   const notice = useRelationships((s) => s.notice);
+  const releasing = useRelationships((s) => s.releasing);
   const volume = useVolumes((s) => s.current);
   useEffect(() => {
     void useRelationships.getState().refresh();
@@ -209,6 +210,16 @@ export function RelationshipsView() {
       {volume ? (
         <section>
           <h3>Master snapshots of the current volume</h3>
+          {releasing ? (
+            <div className="notice confirm" role="alertdialog" data-testid="release-confirm">
+              Forget destination <span className="mono">{releasing}</span>? The master snapshots only it still needs are no longer held for it; if it ever comes back after they
+              are deleted, it needs a full copy.{' '}
+              <button className="danger" onClick={() => void st.release(releasing)}>
+                Forget it
+              </button>{' '}
+              <button onClick={() => st.askRelease(null)}>Cancel</button>
+            </div>
+          ) : null}
           <table className="table" data-testid="masters">
             <tbody>
               {masters.map((m) => (
@@ -218,7 +229,18 @@ export function RelationshipsView() {
                     {m.pointer ? ' (master →)' : ''}
                   </td>
                   <td>{formatDate(m.createdAt)}</td>
-                  <td>{m.neededBy.length > 0 ? `needed by ${m.neededBy.join(', ')}` : 'no destination needs it'}</td>
+                  <td>
+                    {m.neededBy.length > 0
+                      ? m.neededBy.map((d) => (
+                          <div key={d} className="nowrap">
+                            needed by <span className="mono">{short(d)}</span>{' '}
+                            <button className="link" onClick={() => st.askRelease(d)} title="forget this destination: it will not come back" data-testid={`release-${d}`}>
+                              release
+                            </button>
+                          </div>
+                        ))
+                      : 'no destination needs it'}
+                  </td>
                 </tr>
               ))}
               {masters.length === 0 ? (
