@@ -250,7 +250,8 @@ function readExactly(socket: Socket, n: number, have: Buffer, timeoutMs: number,
       buf = Buffer.concat([buf, c]);
       if (buf.length >= n) done(null);
     };
-    const onClose = (): void => done(new SnapplaneError('AUTH', `${peer} closed the connection during the handshake (wrong key on the other side?)`));
+    // Never a wrong key: both ends say so before closing. The peer stopped, or does not speak this protocol.
+    const onClose = (): void => done(new SnapplaneError('NET', `${peer} closed the connection during the handshake (it stopped, or is not a Snapplane endpoint)`));
     const onError = (e: Error): void => done(new SnapplaneError('NET', `${peer}: ${e.message}`, { cause: e }));
     const timer = setTimeout(() => done(new SnapplaneError('AUTH', `${peer}: handshake timed out`)), timeoutMs);
     if (buf.length >= n) {

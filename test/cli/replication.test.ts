@@ -3,7 +3,7 @@
  * real sockets, a proxy that drops connections, and processes killed at random points of a transfer.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -108,6 +108,17 @@ describe('replication between processes over TCP', () => {
       const okRun = await json<ReplicateReport>('replicate', src, `127.0.0.1:${s.port}/x`, '--key-file', key);
       expect(okRun.kind).toBe('full');
       expect(s.log()).toMatch(/refused 127\.0\.0\.1:\d+: .*authentication failed|refused .*did not speak/);
+      // A peer that hangs up mid-handshake (a server that stopped) is not reported as a wrong key.
+      const hangUp = createServer((c) => c.destroy());
+      await new Promise<void>((r) => hangUp.listen(0, '127.0.0.1', () => r()));
+      try {
+        const port = (hangUp.address() as { port: number }).port;
+        const cut = await snapplane('replicate', src, `127.0.0.1:${port}/x`, '--key-file', key);
+        expect(cut.code).toBe(1);
+        expect(cut.stderr).toMatch(/closed the connection during the handshake \(it stopped, or is not a Snapplane endpoint\) \(NET\)/);
+      } finally {
+        await new Promise<void>((r) => hangUp.close(() => r()));
+      }
       const short = await snapplane('replicate', src, `127.0.0.1:${s.port}/x`, '--key-file', join(dir, 'no-such-key'));
       expect(short.stderr).toMatch(/cannot read key file/);
       const bad = await snapplane('replicate', src, `127.0.0.1:${s.port}/../escape`, '--key-file', key);
