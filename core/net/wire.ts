@@ -250,9 +250,11 @@ function readExactly(socket: Socket, n: number, have: Buffer, timeoutMs: number,
       buf = Buffer.concat([buf, c]);
       if (buf.length >= n) done(null);
     };
-    // Never a wrong key: both ends say so before closing. The peer stopped, or does not speak this protocol.
-    const onClose = (): void => done(new SnapplaneError('NET', `${peer} closed the connection during the handshake (it stopped, or is not a Snapplane endpoint)`));
-    const onError = (e: Error): void => done(new SnapplaneError('NET', `${peer}: ${e.message}`, { cause: e }));
+    // Never a wrong key: both ends say so before closing. The peer stopped, or does not speak this protocol (a
+    // reset is the same hang-up, seen while our bytes were still in flight).
+    const hungUp = (cause?: Error): SnapplaneError => new SnapplaneError('NET', `${peer} closed the connection during the handshake (it stopped, or is not a Snapplane endpoint)`, { cause });
+    const onClose = (): void => done(hungUp());
+    const onError = (e: NodeJS.ErrnoException): void => done(e.code === 'ECONNRESET' || e.code === 'EPIPE' ? hungUp(e) : new SnapplaneError('NET', `${peer}: ${e.message}`, { cause: e }));
     const timer = setTimeout(() => done(new SnapplaneError('AUTH', `${peer}: handshake timed out`)), timeoutMs);
     if (buf.length >= n) {
       clearTimeout(timer);
