@@ -1,12 +1,13 @@
 /** A BlockDevice over one sparse image file: positional reads and writes of block runs, fdatasync barriers. */
 import { constants } from 'node:fs';
-import { link, open, readdir, rm, stat, type FileHandle } from 'node:fs/promises';
+import { open, readdir, rm, stat, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { BLOCK_SIZE } from '../common/units.js';
 import { ALIGNED_BUFFER_BYTES, alignedBuffers } from '../common/aligned-buffers.js';
 import { SnapplaneError, asIoError } from '../common/errors.js';
 import type { BlockDevice, DeviceHealth } from './block-device.js';
 import { processAlive } from '../common/process-alive.js';
+import { linkIntoPlace } from '../common/link-into-place.js';
 
 export class ImageFileDevice implements BlockDevice {
   readonly concurrentReads = true;
@@ -63,7 +64,7 @@ export class ImageFileDevice implements BlockDevice {
         await device.close();
       }
       try {
-        await link(tmp, path);
+        await linkIntoPlace(tmp, path);
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new SnapplaneError('EXISTS', `volume '${path}' already exists`, { volume: path });
         throw asIoError(e, `cannot create image '${path}'`, { volume: path });
@@ -275,7 +276,6 @@ async function removeAbandoned(path: string): Promise<void> {
     await rm(join(dirname(path), n), { force: true });
   }
 }
-
 
 /** Makes a new directory entry durable. */
 async function syncFolder(folder: string): Promise<void> {

@@ -1,15 +1,15 @@
 /** The one-writer lock: `<volume>.lock` holds the writer's pid, host and start time. */
-import { link, open, readFile, stat, unlink } from 'node:fs/promises';
+import { open, readFile, stat, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { SnapplaneError } from '../common/errors.js';
 import { processAlive } from '../common/process-alive.js';
+import { linkIntoPlace } from '../common/link-into-place.js';
 
 interface LockRecord {
   pid: number;
   host: string;
   since: string;
 }
-
 
 export class VolumeLock {
   private constructor(readonly path: string) {}
@@ -28,7 +28,7 @@ export class VolumeLock {
         } finally {
           await h.close();
         }
-        await link(tmp, lockPath);
+        await linkIntoPlace(tmp, lockPath);
         return new VolumeLock(lockPath);
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'EEXIST') {

@@ -5,11 +5,12 @@
  */
 import { describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { readdir, writeFile } from 'node:fs/promises';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ImageFileDevice } from '../../../core/device/image-file-device.js';
 import { Volume } from '../../../core/fs/volume.js';
 import { VolumeLock } from '../../../core/fs/lock.js';
+import { linkIntoPlace } from '../../../core/common/link-into-place.js';
 import { seeded } from '../../helpers/replication.js';
 import { useTempDir } from '../../helpers/temp-dir.js';
 
@@ -69,6 +70,15 @@ describe('volume creation', () => {
     }
     expect(outcomes.absent + outcomes.whole).toBe(12);
   }, 60_000);
+
+  it('a file is put in place without replacing one that is there', async () => {
+    const [tmp, other, path] = ['a.tmp', 'b.tmp', 'placed'].map((n) => join(temp(), n));
+    await writeFile(tmp, 'first');
+    await writeFile(other, 'second');
+    await linkIntoPlace(tmp, path);
+    await expect(linkIntoPlace(other, path)).rejects.toMatchObject({ code: 'EEXIST' });
+    expect(await readFile(path, 'utf8')).toBe('first');
+  });
 
   it('the lock file appears with its holder in it, and taking it leaves no temporary file', async () => {
     const path = join(temp(), 'locked.img');
