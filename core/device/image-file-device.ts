@@ -1,12 +1,12 @@
 /** A BlockDevice over one sparse image file: positional reads and writes of block runs, fdatasync barriers. */
 import { constants } from 'node:fs';
-import { open, readdir, rm, stat, type FileHandle } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { open, rm, stat, type FileHandle } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { BLOCK_SIZE } from '../common/units.js';
 import { ALIGNED_BUFFER_BYTES, alignedBuffers } from '../common/aligned-buffers.js';
 import { SnapplaneError, asIoError } from '../common/errors.js';
 import type { BlockDevice, DeviceHealth } from './block-device.js';
-import { processAlive } from '../common/process-alive.js';
+import { creatingName, removeAbandonedCreations, syncFolder } from '../common/half-made.js';
 import { linkIntoPlace } from '../common/link-into-place.js';
 
 export class ImageFileDevice implements BlockDevice {
@@ -52,8 +52,8 @@ export class ImageFileDevice implements BlockDevice {
    */
   static async createWhole(path: string, blockCount: number, fill: (device: ImageFileDevice) => Promise<void>): Promise<void> {
     if (await stat(path).then(() => true, () => false)) throw new SnapplaneError('EXISTS', `volume '${path}' already exists`, { volume: path });
-    await removeAbandoned(path);
-    const tmp = `${path}${CREATING}${process.pid}`;
+    await removeAbandonedCreations(path);
+    const tmp = creatingName(path);
     await rm(tmp, { force: true });
     try {
       const device = await ImageFileDevice.create(tmp, blockCount);
@@ -259,33 +259,5 @@ export class ImageFileDevice implements BlockDevice {
 
   health(): DeviceHealth {
     return { kind: 'image', degraded: false, members: [{ index: 0, path: this.label, role: 'single', state: 'ok' }] };
-  }
-}
-
-/** The infix of an image being created: `<path>.creating-<pid>`. */
-const CREATING = '.creating-';
-
-/** Removes images of `path` whose creating process is gone (it crashed before linking them into place). */
-async function removeAbandoned(path: string): Promise<void> {
-  const prefix = `${basename(path)}${CREATING}`;
-  const names = await readdir(dirname(path)).catch(() => [] as string[]);
-  for (const n of names) {
-    if (!n.startsWith(prefix)) continue;
-    const pid = Number(n.slice(prefix.length));
-    if (Number.isInteger(pid) && pid !== process.pid && processAlive(pid)) continue;
-    await rm(join(dirname(path), n), { force: true });
-  }
-}
-
-/** Makes a new directory entry durable. */
-async function syncFolder(folder: string): Promise<void> {
-  const fh = await open(folder, 'r').catch(() => null);
-  if (!fh) return;
-  try {
-    await fh.sync();
-  } catch {
-    // Some file systems refuse fsync on a folder; the entry is then as durable as they make it.
-  } finally {
-    await fh.close();
   }
 }

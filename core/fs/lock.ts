@@ -1,9 +1,11 @@
 /** The one-writer lock: `<volume>.lock` holds the writer's pid, host and start time. */
 import { open, readFile, stat, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
+import { basename, dirname } from 'node:path';
 import { SnapplaneError } from '../common/errors.js';
 import { processAlive } from '../common/process-alive.js';
 import { linkIntoPlace } from '../common/link-into-place.js';
+import { removeDeadTemporaries } from '../common/half-made.js';
 
 interface LockRecord {
   pid: number;
@@ -17,6 +19,8 @@ export class VolumeLock {
   /** Takes the writer lock of `volume`; LOCKED names the holder. A lock left by a dead process is taken over. */
   static async acquire(volume: string, lockPath = `${volume}.lock`): Promise<VolumeLock> {
     const record: LockRecord = { pid: process.pid, host: hostname(), since: new Date().toISOString() };
+    // A writer killed between writing its temporary and removing it left `<lock>.<pid>.tmp`.
+    await removeDeadTemporaries(dirname(lockPath), `${basename(lockPath)}.`, '.tmp');
     for (let attempt = 0; attempt < 3; attempt++) {
       // Written under a temporary name and linked into place: the lock file appears with its holder in it, so a
       // writer killed while taking it leaves a stale lock (taken over at once), never an empty one.

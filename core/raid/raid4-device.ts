@@ -10,8 +10,9 @@
  * return wrong data, because every block pointer above carries the block's checksum.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdir, open, readdir, stat, type FileHandle } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { mkdir, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { creatingName, removeAbandonedCreations, syncFolder } from '../common/half-made.js';
 import { BLOCK_SIZE } from '../common/units.js';
 import { SnapplaneError, asIoError } from '../common/errors.js';
 import type { BlockDevice, DeviceHealth, DeviceMember } from '../device/block-device.js';
@@ -93,11 +94,59 @@ export class Raid4Device implements BlockDevice {
 
   /** Creates a group folder with `dataMembers` data images and one parity image of `memberBytes` each. */
   static async create(folder: string, dataMembers: number, memberBytes: number): Promise<Raid4Device> {
+    const stripes = Raid4Device.checkShape(folder, dataMembers, memberBytes);
+    await Raid4Device.checkFree(folder);
+    await mkdir(folder, { recursive: true });
+    return Raid4Device.build(folder, dataMembers, stripes);
+  }
+
+  /**
+   * Creates a group in a temporary folder, lets `fill` write it (through the device, which it leaves open), flushes
+   * it and renames the folder into place. A crash before the rename leaves nothing at `folder` (a half-made group
+   * there would refuse the next create and every open); a second creator that got there first wins.
+   */
+  static async createWhole(folder: string, dataMembers: number, memberBytes: number, fill: (device: Raid4Device) => Promise<void>): Promise<void> {
+    const stripes = Raid4Device.checkShape(folder, dataMembers, memberBytes);
+    await Raid4Device.checkFree(folder);
+    await removeAbandonedCreations(folder);
+    const tmp = creatingName(folder);
+    await rm(tmp, { recursive: true, force: true });
+    try {
+      await mkdir(tmp, { recursive: true });
+      const device = await Raid4Device.build(tmp, dataMembers, stripes);
+      try {
+        await fill(device);
+        await device.flush();
+      } finally {
+        await device.close();
+      }
+      await syncFolder(tmp);
+      try {
+        // rename(2) replaces an empty folder (one made to hold the group) and refuses a full one.
+        await rename(tmp, folder);
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'ENOTDIR') throw new SnapplaneError('EXISTS', `volume '${folder}' already exists`, { volume: folder });
+        throw asIoError(e, `cannot create RAID-4 group '${folder}'`, { volume: folder });
+      }
+      await syncFolder(dirname(folder));
+    } finally {
+      await rm(tmp, { recursive: true, force: true });
+    }
+  }
+
+  /** The stripe count of members of `memberBytes`; INVALID for a shape this format cannot hold. */
+  private static checkShape(folder: string, dataMembers: number, memberBytes: number): number {
     if (!Number.isInteger(dataMembers) || dataMembers < 2 || dataMembers >= MAX_MEMBERS) {
       throw new SnapplaneError('INVALID', `a RAID-4 group needs 2 to ${MAX_MEMBERS - 1} data members (got ${dataMembers})`, { volume: folder });
     }
     const stripes = Math.floor(memberBytes / BLOCK_SIZE) - MEMBER_DATA_START;
     if (stripes < 64) throw new SnapplaneError('INVALID', `member size must be at least ${((64 + MEMBER_DATA_START) * BLOCK_SIZE) / 1024} KiB`, { volume: folder });
+    return stripes;
+  }
+
+  /** EXISTS unless `folder` is absent or an empty folder. */
+  private static async checkFree(folder: string): Promise<void> {
     try {
       const st = await stat(folder);
       if (!st.isDirectory() || (await readdir(folder)).length > 0) {
@@ -106,7 +155,10 @@ export class Raid4Device implements BlockDevice {
     } catch (e) {
       if (e instanceof SnapplaneError) throw e;
     }
-    await mkdir(folder, { recursive: true });
+  }
+
+  /** Writes the members' images and labels into the existing folder `folder`. */
+  private static async build(folder: string, dataMembers: number, stripes: number): Promise<Raid4Device> {
     const groupId = randomUUID();
     const members: Member[] = [];
     for (let i = 0; i <= dataMembers; i++) {

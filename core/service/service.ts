@@ -276,12 +276,7 @@ export class SnapplaneService {
   async createVolume(path: string, sizeBytes: number, options: { raid?: number } = {}): Promise<VolumeInfo> {
     let v: Volume;
     if (options.raid !== undefined) {
-      const device = await Raid4Device.create(path, options.raid, sizeBytes);
-      try {
-        await Volume.format(device, { now: this.now });
-      } finally {
-        await device.close();
-      }
+      await Raid4Device.createWhole(path, options.raid, sizeBytes, (device) => Volume.format(device, { now: this.now }));
       v = await Volume.open(path, { cpIntervalMs: this.cpIntervalMs, openDevice: openDeviceAt, now: this.now });
     } else {
       v = await Volume.create(path, { sizeBytes, cpIntervalMs: this.cpIntervalMs, now: this.now });
