@@ -168,7 +168,9 @@ export function registerReplication(program: Command): void {
       withService(async (s) => {
         const r = await s.mirrorBreak(name);
         if (opts.json) return printJson(r);
-        process.stdout.write(`${r.relationship ?? name}: broken; ${r.destination} is ${r.writable ? 'now writable' : 'not reachable (its marker stays until `snapplane mirror break <volume>` runs on its host)'}\n`);
+        // Given the volume (on the destination's host), the source's host learns of the break at its next update.
+        const here = r.relationship !== name ? `; the source's next update of '${r.relationship}' stops there (\`snapplane mirror resync ${r.relationship}\` on the source's host re-establishes it)` : '';
+        process.stdout.write(`${r.relationship ?? name}: broken; ${r.destination} is ${r.writable ? 'now writable' : 'not reachable (its marker stays until `snapplane mirror break <volume>` runs on its host)'}${here}\n`);
       }),
     );
   mirror

@@ -299,7 +299,7 @@ export interface DestinationStatus {
   newestMaster: SnapshotRef | null;
   /** An interrupted receive: its token and the expression of its stream. */
   resume: { token: string; expression: string } | null;
-  /** Set while the volume is the read-only destination of a mirror relationship. */
+  /** Set while the volume is the read-only destination of a mirror relationship (or was, until taken over on its host). */
   mirrorOf: MirrorMarker | null;
   /** A destination being updated from a shadow master is off-line (SPEC §2, the seed's shadow masters). */
   offline: string | null;
@@ -311,6 +311,11 @@ export interface MirrorMarker {
   source: string;
   sourceUuid: string;
   since: string;
+  /**
+   * When the mirror was taken over on its own host (`mirror break <volume>` there, where the relationship is not
+   * known): the volume is writable, and the relationship's updates are refused until a resync.
+   */
+  brokenAt?: string;
 }
 
 /** `master list`: master snapshots, oldest first, with the destinations that still need each. */

@@ -8,7 +8,7 @@ import { SnapplaneError } from '../common/errors.js';
 import { FIRST_FREE_INODE, SnapshotFlag, type SnapshotEntry } from '../fs/format.js';
 import type { Volume } from '../fs/volume.js';
 import { readResumeState } from '../stream/receive.js';
-import { neededMasters, readDestinations, readMarker, readOffline, writeMarker, writeOffline } from '../transfer/sidecars.js';
+import { neededMasters, readDestinations, readMarker, readOffline, takenOverMessage, writeMarker, writeOffline } from '../transfer/sidecars.js';
 import type { Destination, ReceiveRequest } from '../transfer/destination.js';
 import { receiveStreamBytes } from '../net/pump.js';
 import type { WireConnection, WireMessage } from '../net/wire.js';
@@ -81,9 +81,12 @@ export class LocalDestination implements Destination {
   }
 
   async receive(stream: AsyncIterable<Buffer>, request: ReceiveRequest, onProgress?: (p: ProgressEvent) => void): Promise<ReceiveReport> {
-    const mirrorWrite = request.marker !== undefined && (await readMarker(this.label).then((m) => m === null || m.relationship === request.marker!.relationship));
+    const current = request.marker ? await readMarker(this.label) : null;
+    // Checked here too, not only by the sender: a break between its status and this request, or an older sender.
+    if (current?.brokenAt && current.relationship === request.marker!.relationship) throw new SnapplaneError('INVALID', takenOverMessage(this.label, current), { volume: this.label });
+    const mirrorWrite = request.marker !== undefined && (current === null || current.relationship === request.marker.relationship);
     if (request.marker && !mirrorWrite) {
-      const m = (await readMarker(this.label))!;
+      const m = current!;
       throw new SnapplaneError('INVALID', `'${this.label}' is already the mirror of '${m.source}' in relationship '${m.relationship}'`, { volume: this.label });
     }
     const existed = await exists(this.label);

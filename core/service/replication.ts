@@ -22,7 +22,7 @@ import { listen, type Endpoint } from '../net/endpoint.js';
 import { parseRemote, type Destination, type ReceiveRequest } from '../transfer/destination.js';
 import { RemoteDestination } from '../transfer/remote-destination.js';
 import { IncrementalMirror } from '../transfer/incremental-mirror.js';
-import { forgetDestination, neededMasters, readDestinations, readMarker, recordDestination, writeMarker } from '../transfer/sidecars.js';
+import { forgetDestination, neededMasters, readDestinations, readMarker, recordDestination, takenOverMessage, writeMarker } from '../transfer/sidecars.js';
 import { describeCadence } from '../jobs/cadence.js';
 import { LocalDestination, isReceiving, refOf, sameRef, serveConnection, type EngineAccess } from './local-destination.js';
 import { VolumeHold } from './volume-hold.js';
@@ -233,7 +233,7 @@ export class Replication {
         const status = await d.status();
         // Off-line is an update from a shadow master that is running (its receive refuses a second one: BUSY or
         // LOCKED) or was interrupted: then this replication finishes it.
-        if (status.mirrorOf) throw new SnapplaneError('INVALID', `'${dest}' is the mirror of '${status.mirrorOf.source}' in relationship '${status.mirrorOf.relationship}'; it is updated by \`snapplane mirror update ${status.mirrorOf.relationship}\``, { volume: dest });
+        if (status.mirrorOf && !status.mirrorOf.brokenAt) throw new SnapplaneError('INVALID', `'${dest}' is the mirror of '${status.mirrorOf.source}' in relationship '${status.mirrorOf.relationship}'; it is updated by \`snapplane mirror update ${status.mirrorOf.relationship}\``, { volume: dest });
         const v = await this.host.openVolume(source, false);
         const masters = v.snapshots.list().filter((e) => e.flags & SnapshotFlag.master).sort(byGeneration);
         const choice = chooseReplication(masters, status, source, v.fsinfo.uuid);
@@ -517,6 +517,10 @@ export class Replication {
     try {
       const status = await d.status();
       if (status.offline) throw new SnapplaneError('BUSY', `'${rel.destination}' is off-line (${status.offline})`, { volume: rel.destination });
+      if (status.mirrorOf?.brokenAt && status.mirrorOf.relationship === rel.name) {
+        rel.broken = true;
+        throw new SnapplaneError('INVALID', takenOverMessage(rel.destination, status.mirrorOf), { volume: rel.destination });
+      }
       if (status.mirrorOf && status.mirrorOf.relationship !== rel.name) throw new SnapplaneError('INVALID', `'${rel.destination}' is the mirror of '${status.mirrorOf.source}' in relationship '${status.mirrorOf.relationship}'`, { volume: rel.destination });
       const v = await this.host.openVolume(rel.source, true);
       await this.settleLanded(rel, v, (ref) => status.snapshots.some((s) => sameRef(s, ref)));
@@ -589,7 +593,8 @@ export class Replication {
 
   /**
    * Takeover: breaks the relationship and makes the mirror writable. Given a volume path instead of a relationship
-   * name (on the destination's host, where the relationship is not known), it removes that volume's mirror marker.
+   * name (on the destination's host, where the relationship is not known), it marks that volume taken over: the
+   * source's host learns of the break only at its next update, which must then stop rather than overwrite it.
    */
   async mirrorBreak(nameOrVolume: string): Promise<{ relationship: string | null; destination: string; writable: boolean }> {
     const st = await this.host.state.load();
@@ -597,7 +602,11 @@ export class Replication {
     if (!rel) {
       const marker = await readMarker(nameOrVolume);
       if (!marker) throw new SnapplaneError('NOT_FOUND', `'${nameOrVolume}' is neither a known relationship nor a mirror volume`);
-      await writeMarker(nameOrVolume, null);
+      if (!marker.brokenAt) {
+        // Another process of this host (a `serve` holding it after an update) may have it open: breaking then is
+        // still safe, since that process writes only what the relationship sends, and the next request is refused.
+        await writeMarker(nameOrVolume, { ...marker, brokenAt: new Date(this.host.clock()).toISOString() });
+      }
       return { relationship: marker.relationship, destination: nameOrVolume, writable: true };
     }
     if (rel.kind === 'incremental') throw new SnapplaneError('INVALID', `'${rel.name}' is an incremental mirror: there is no volume to take over; \`snapplane mirror reconstruct ${rel.name} <new-vol>\` builds one`);
@@ -684,4 +693,3 @@ async function readKeyFile(path: string): Promise<Buffer> {
   }
   return parseKey(text, path);
 }
-

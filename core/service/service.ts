@@ -255,7 +255,7 @@ export class SnapplaneService {
       if (offline) throw new SnapplaneError('BUSY', `volume '${ref.volume}' is off-line: ${offline}; try again when that update has finished`, { volume: ref.volume });
       if (write && !mirrorWrite) {
         const marker = await readMarker(ref.volume);
-        if (marker) throw new SnapplaneError('READ_ONLY', `volume '${ref.volume}' is the mirror of '${marker.source}' (relationship '${marker.relationship}'); it changes only by mirror updates until \`snapplane mirror break ${marker.relationship}\` makes it writable`, { volume: ref.volume });
+        if (marker && !marker.brokenAt) throw new SnapplaneError('READ_ONLY', `volume '${ref.volume}' is the mirror of '${marker.source}' (relationship '${marker.relationship}'); it changes only by mirror updates until \`snapplane mirror break ${marker.relationship}\` (where the relationship was created) or \`snapplane mirror break ${ref.volume}\` (on this host, a takeover) makes it writable`, { volume: ref.volume });
       }
       v = await Volume.open(ref.volume, {
         readOnly: !write,

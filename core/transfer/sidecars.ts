@@ -35,6 +35,11 @@ export async function writeMarker(volume: string, marker: MirrorMarker | null): 
   else await removeFile(path);
 }
 
+/** Why a relationship's update stops at a mirror its own host took over. */
+export function takenOverMessage(volume: string, marker: MirrorMarker): string {
+  return `'${volume}' was taken over on its host at ${marker.brokenAt} (\`mirror break\` there): it is no longer the mirror of '${marker.source}', so relationship '${marker.relationship}' is broken; \`snapplane mirror resync ${marker.relationship}\` rolls it back to the newest snapshot both sides have (discarding what was written there since) and mirrors again`;
+}
+
 /** Why the volume is off-line, or null. */
 export async function readOffline(volume: string): Promise<string | null> {
   return (await readJson<{ reason: string }>(await sidecarPath(volume, 'offline.json')))?.reason ?? null;

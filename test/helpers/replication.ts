@@ -63,6 +63,8 @@ export class FaultProxy {
   onBytes: ((n: number) => void) | null = null;
   /** Drops both sides instead of passing a reply from the server for which this returns true. */
   dropReply: ((d: Buffer) => boolean) | null = null;
+  /** Holds a reply from the server until what this returns settles: something happens between two requests. */
+  beforeReply: ((d: Buffer) => Promise<void> | undefined) | null = null;
   private readonly sockets = new Set<Socket>();
 
   constructor(private readonly target: number) {}
@@ -81,8 +83,14 @@ export class FaultProxy {
       client.on('close', drop);
       upstream.on('close', drop);
       upstream.on('data', (d: Buffer) => {
-        if (this.dropReply?.(d)) drop();
-        else client.write(d);
+        if (this.dropReply?.(d)) return drop();
+        const held = this.beforeReply?.(d);
+        if (!held) return void client.write(d);
+        upstream.pause();
+        void held.finally(() => {
+          client.write(d);
+          upstream.resume();
+        });
       });
       client.on('data', (d: Buffer) => {
         if (this.cutAt !== null && this.passed + d.length >= this.cutAt) {

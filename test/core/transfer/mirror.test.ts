@@ -133,6 +133,81 @@ describe('full mirrors', () => {
     await s3.closeAll();
   });
 
+  it("a takeover on the mirror's own host (where the relationship is unknown) stops the source's updates there until a resync", async () => {
+    const { base, src, s } = await sourceWithWork(32, 60, 12);
+    const dst = `${base}-dst.img`;
+    await s.mirrorCreate('m-dr', src, dst, { kind: 'full', everyMs: 1 });
+    const init = await s.mirrorUpdate('m-dr');
+    await s.closeAll();
+    // The destination's host has its own state: it knows the volume, not the relationship.
+    const dr = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, 'dr-host.json') });
+    await expect(dr.put(dst, __filename, '/early')).rejects.toMatchObject({ code: 'READ_ONLY', message: expect.stringContaining(`mirror break ${dst}`) });
+    await expect(dr.mirrorBreak('m-dr')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    expect(await dr.mirrorBreak(dst)).toMatchObject({ relationship: 'm-dr', destination: dst, writable: true });
+    await dr.put(dst, __filename, '/written-after-takeover');
+    await dr.closeAll();
+    const taken = await treeOf(dst);
+
+    // The old source comes back and its schedule runs an update: it must not overwrite the volume that took over.
+    await work(src, 61, 6);
+    await expect(s.mirrorUpdate('m-dr')).rejects.toMatchObject({ code: 'INVALID', message: expect.stringContaining('was taken over on its host') });
+    await s.closeAll();
+    expect((await s.mirrorStatus('m-dr')).state).toBe('broken');
+    expect(await s.dueMirrors()).not.toContain('m-dr');
+    expectSameTree(await treeOf(dst), taken, 'the taken-over volume after the refused update');
+    // Even with nothing written there since the break, the update stops.
+    expect(await dr.mirrorBreak(dst)).toMatchObject({ writable: true });
+    await dr.closeAll();
+
+    // Resync (the administrator's choice) rolls it back to the common snapshot and mirrors again.
+    const r = await s.mirrorResync('m-dr');
+    await s.closeAll();
+    expect(r.common).toBe(init.to);
+    expectSameTree(await treeOf(dst), await treeOf(src, r.to), 'after resync');
+    await expect(dr.put(dst, __filename, '/late')).rejects.toMatchObject({ code: 'READ_ONLY' });
+    await dr.closeAll();
+    await work(src, 62, 4);
+    expect((await s.mirrorUpdate('m-dr')).transfer).toBe('incremental');
+    await s.closeAll();
+    expectSameTree(await treeOf(dst), await treeOf(src), 'after the next update');
+  });
+
+  it('a takeover between the sender\'s status and its receive is refused by the endpoint itself', async () => {
+    const { src, root, key, s } = await wireCase('taken-key', 16 << 20);
+    await work(src, 63, 10);
+    const server = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, 'taken-server.json') });
+    const ep = await server.serve({ port: 0, root, keyFile: key, holdMs: 0 });
+    const proxy = new FaultProxy(ep.port);
+    await proxy.start();
+    const dst = join(root, 'mirror');
+    try {
+      await s.mirrorCreate('m-race', src, `127.0.0.1:${proxy.port}/mirror`, { kind: 'full', keyFile: key });
+      await s.mirrorUpdate('m-race');
+      await s.closeAll();
+      await work(src, 64, 8);
+      let broke = false;
+      // The answer to the update's status request waits until the mirror's host has taken it over.
+      proxy.beforeReply = (d) => {
+        if (broke || !d.includes('"mirrorOf"')) return undefined;
+        broke = true;
+        return server.mirrorBreak(dst).then(() => undefined);
+      };
+      const before = await treeOf(dst);
+      await expect(s.mirrorUpdate('m-race')).rejects.toMatchObject({ message: expect.stringContaining('was taken over on its host') });
+      expect(broke).toBe(true);
+      proxy.beforeReply = null;
+      await s.closeAll();
+      expectSameTree(await treeOf(dst), before, 'the taken-over mirror');
+      expect(await server.put(dst, __filename, '/x')).toBeTruthy();
+      await server.closeAll();
+    } finally {
+      await proxy.stop();
+      await ep.close();
+      await server.closeAll();
+      await s.closeAll();
+    }
+  });
+
   it('takeover, then resync from the newest common snapshot without a full copy; and a reverse resync', async () => {
     const { base, src, s } = await sourceWithWork(48, 20, 20);
     const dst = `${base}-dst.img`;
