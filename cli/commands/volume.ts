@@ -20,6 +20,7 @@ export function printVolumeInfo(info: VolumeInfo): void {
     ['inodes', info.inodeCount],
     ['consistency point', `#${info.generation} at ${info.lastCpAt}`],
     ['format', `version ${info.formatVersion}`],
+    ...mirrorField(info),
   ]);
   if (info.device.kind === 'raid4') {
     process.stdout.write('\n');
@@ -28,6 +29,13 @@ export function printVolumeInfo(info: VolumeInfo): void {
       info.device.members.map((m) => [m.index, m.role, m.state, m.path]),
     );
   }
+}
+
+function mirrorField(info: VolumeInfo): [string, string][] {
+  const m = info.mirrorOf;
+  if (!m) return [];
+  if (m.brokenAt) return [['mirror', `taken over at ${m.brokenAt} (was the mirror of ${m.source}, relationship ${m.relationship})`]];
+  return [['mirror', `of ${m.source} (relationship ${m.relationship}) since ${m.since}; read-only until \`mirror break\``]];
 }
 
 export function registerVolume(program: Command): void {

@@ -33,6 +33,8 @@ export interface VolumeInfo {
   readOnly: boolean;
   /** Set when the volume was opened at a snapshot (`vol@snap`). */
   snapshot?: string;
+  /** The volume's mirror marker (a mirror destination, or one taken over on this host), or null; unset at a snapshot. */
+  mirrorOf?: MirrorMarker | null;
 }
 
 export interface SnapshotFlags {

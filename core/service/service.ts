@@ -728,7 +728,10 @@ export class SnapplaneService {
 
   /** Capacity, generation, device health and counts of a volume or snapshot. */
   async volumeInfo(ref: VolumeRef): Promise<VolumeInfo> {
-    return (await this.volume(ref, false)).info();
+    const info = await (await this.volume(ref, false)).info();
+    // The marker is a sidecar the service keeps, not part of the volume: shown wherever the volume is.
+    if (ref.snapshot === undefined) info.mirrorOf = await readMarker(ref.volume);
+    return info;
   }
 
   /** Copies a host file or folder into the volume (modes, owners, mtimes and symlinks preserved). */

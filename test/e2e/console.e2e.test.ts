@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ImageEvalReport, MasterInfo, PlaneInfo, SnapshotInfo, DirEntryInfo } from '../../core/api/index.js';
-import { json, ok } from '../cli/cli-helpers.js';
+import { json, ok, snapplane } from '../cli/cli-helpers.js';
 import { cellColors, gridGeometry, launchBrowser, screenshot, startConsole, type HostProcess } from './harness.js';
 
 const XSS = '<img src=x onerror=alert(1)>';
@@ -266,6 +266,44 @@ describe('console in Chromium', () => {
     await screenshot(page, '7-relationships');
     await page.getByTestId('mirror-m1').getByRole('button', { name: 'resync' }).click();
     await page.getByTestId('mirror-m1').getByText('idle', { exact: true }).waitFor({ timeout: 60_000 });
+    expect(problems).toEqual([]);
+  });
+
+  it("takes over a mirror whose relationship lives on another host, from the Volumes view; that host's next update stops there", async () => {
+    // The CLI plays the source's host, with state of its own: the console knows the mirror volume, not the relationship.
+    process.env.SNAPPLANE_HOME = join(dir, 'source-host');
+    const src = join(dir, 'dr-src.img');
+    const dr = join(dir, 'dr.img');
+    await ok('volume', 'create', src, '--size', '32M');
+    await ok('put', src, __filename, '/app.ts');
+    await ok('mirror', 'create', 'dr', src, dr, '--kind', 'full');
+    await ok('mirror', 'update', 'dr');
+    await nav('volumes');
+    const form = page.getByTestId('open-volume');
+    await form.locator('input').fill(dr);
+    await form.getByRole('button', { name: 'Open' }).click();
+    await page.getByTestId('volume-list').getByText(dr, { exact: true }).click();
+    const fact = page.getByTestId('mirror-of');
+    await fact.getByText('read-only').waitFor();
+    expect(await fact.textContent()).toContain(`of ${src} (relationship dr)`);
+    await fact.getByTestId('takeover').click();
+    await page.getByTestId('takeover-confirm').waitFor();
+    await screenshot(page, '1-volumes-takeover');
+    await page.getByTestId('takeover-confirm').getByRole('button', { name: 'Take over' }).click();
+    await fact.getByText(/^taken over /).waitFor();
+    await page.getByText(`took over ${dr}: it is writable`).waitFor();
+    // Writable now: a folder made from the Files panel lands, and the CLI reads it from disk.
+    const folder = page.locator('input[name=folder]');
+    await folder.fill('after-takeover');
+    await page.getByRole('button', { name: 'Make folder' }).click();
+    await page.getByTestId('file-after-takeover').waitFor();
+    await screenshot(page, '1-volumes-taken-over');
+    expect((await json<DirEntryInfo[]>('ls', dr, '/')).map((e) => e.name)).toContain('after-takeover');
+    const r = await snapplane('mirror', 'update', 'dr');
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('was taken over on its host');
+    expect((await json<{ state: string }>('mirror', 'status', 'dr')).state).toBe('broken');
+    expect((await json<DirEntryInfo[]>('ls', dr, '/')).map((e) => e.name)).toContain('after-takeover');
     expect(problems).toEqual([]);
   });
 });

@@ -14,6 +14,8 @@ export interface VolumesState {
   version: number;
   loading: boolean;
   error: string | null;
+  /** The mirror volume whose takeover waits for a confirmation, or null. */
+  askingTakeover: string | null;
   refreshList(): Promise<void>;
   select(path: string | null): Promise<void>;
   refreshCurrent(): Promise<void>;
@@ -33,6 +35,7 @@ export const useVolumes = create<VolumesState>()((set, get) => ({
   version: 0,
   loading: false,
   error: null,
+  askingTakeover: null,
 
   async refreshList() {
     try {

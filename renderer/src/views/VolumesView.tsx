@@ -1,6 +1,6 @@
 /** View 1: volumes — the known list, create (image or RAID-4) and open, members and health, capacity, CP status, files. */
 import { useEffect, useState, type FormEvent } from 'react';
-import type { DirEntryInfo } from '../../../core/api/index.js';
+import type { DirEntryInfo, VolumeInfo } from '../../../core/api/index.js';
 import { errorText } from '../client/client.js';
 import { client } from '../client/current.js';
 import { CapacityBar, Notice } from '../components/common.js';
@@ -29,7 +29,10 @@ function VolumeList() {
             <td>{k.info ? (k.info.device.kind === 'raid4' ? `RAID-4, ${k.info.device.members.length} members` : 'image') : '—'}</td>
             <td>{k.info ? formatBytes(k.info.sizeBytes) : '—'}</td>
             <td>{k.info ? k.info.snapshotCount : '—'}</td>
-            <td>{k.error ? <span className="error">{k.error.message}</span> : k.info?.device.degraded ? <span className="warn">degraded</span> : 'ok'}</td>
+            <td>
+              {k.error ? <span className="error">{k.error.message}</span> : k.info?.device.degraded ? <span className="warn">degraded</span> : 'ok'}
+              {k.info?.mirrorOf && !k.info.mirrorOf.brokenAt ? <span className="muted"> · mirror, read-only</span> : null}
+            </td>
             <td>
               <button
                 className="link"
@@ -143,7 +146,9 @@ function Details() {
         <dd>
           {info.device.kind === 'raid4' ? 'RAID-4 group' : 'image file'} {info.device.degraded ? <span className="warn">DEGRADED</span> : <span className="ok">healthy</span>}
         </dd>
+        <MirrorFact info={info} />
       </dl>
+      <Takeover info={info} />
       <table className="table" data-testid="members">
         <thead>
           <tr>
@@ -165,6 +170,72 @@ function Details() {
         </tbody>
       </table>
     </section>
+  );
+}
+
+/** A mirror destination says so, and whose mirror it is (the volume is read-only until taken over). */
+function MirrorFact({ info }: { info: VolumeInfo }) {
+  const m = info.mirrorOf;
+  if (!m) return null;
+  return (
+    <>
+      <dt>Mirror</dt>
+      <dd data-testid="mirror-of">
+        {m.brokenAt ? (
+          <>
+            taken over {formatDate(m.brokenAt)}; was the mirror of <span className="mono">{m.source}</span> (relationship {m.relationship})
+          </>
+        ) : (
+          <>
+            of <span className="mono">{m.source}</span> (relationship {m.relationship}) since {formatDate(m.since)}: <span className="warn">read-only</span>, it changes only by that
+            relationship&apos;s updates{' '}
+            <button className="link" onClick={() => useVolumes.setState({ askingTakeover: info.path })} data-testid="takeover">
+              take over…
+            </button>
+          </>
+        )}
+      </dd>
+    </>
+  );
+}
+
+/**
+ * Takeover on the mirror's own host, where the relationship is not known: the same `mirror break` the CLI runs with
+ * the volume's path. Asked first, since it ends the mirror's updates until someone resyncs it from the source.
+ */
+function Takeover({ info }: { info: VolumeInfo }) {
+  const asking = useVolumes((s) => s.askingTakeover);
+  const [msg, setMsg] = useState<{ kind: 'ok' | 'error'; text: string } | null>(null);
+  const m = info.mirrorOf;
+  const takeOver = async (): Promise<void> => {
+    useVolumes.setState({ askingTakeover: null });
+    try {
+      await client().call('mirrorBreak', { name: info.path });
+      setMsg({ kind: 'ok', text: `took over ${info.path}: it is writable; the next update of ${m?.relationship ?? 'its relationship'} from ${m?.source ?? 'the source'} stops here` });
+      await useVolumes.getState().refreshCurrent();
+    } catch (e) {
+      setMsg({ kind: 'error', text: errorText(e) });
+    }
+  };
+  return (
+    <>
+      {m && !m.brokenAt && asking === info.path ? (
+        <div className="notice confirm" role="alertdialog" data-testid="takeover-confirm">
+          Take over <span className="mono">{info.path}</span>? It becomes writable here. The next update of relationship {m.relationship} from{' '}
+          <span className="mono">{m.source}</span> stops at it instead of overwriting it; a resync from the source&apos;s host later rolls it back to the newest snapshot both
+          have, discarding what is written here meanwhile.{' '}
+          <button className="danger" onClick={() => void takeOver()}>
+            Take over
+          </button>{' '}
+          <button onClick={() => useVolumes.setState({ askingTakeover: null })}>Cancel</button>
+        </div>
+      ) : null}
+      {msg ? (
+        <Notice kind={msg.kind} onClose={() => setMsg(null)}>
+          {msg.text}
+        </Notice>
+      ) : null}
+    </>
   );
 }
 
