@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { ImageFileDevice } from '../../../core/device/image-file-device.js';
 import { Volume } from '../../../core/fs/volume.js';
 import { VolumeLock } from '../../../core/fs/lock.js';
@@ -145,6 +146,46 @@ describe('volume creation', () => {
       child.kill('SIGKILL');
     }
   });
+
+  it('works where the file system has no hard links (link fails with EPERM, as on FAT or exFAT): create, lock, a second writer refused', async () => {
+    const dir = await mkdtemp(join(temp(), 'nolinks-'));
+    const path = join(dir, 'x.img');
+    const noLinks = { ...process.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import=${pathToFileURL(join(process.cwd(), 'test', 'helpers', 'no-hard-links.mjs')).href}`, SNAPPLANE_HOME: join(stateDir(), 'nolinks') };
+    const cli = (...args: string[]): Promise<{ code: number | null; stderr: string }> =>
+      new Promise((resolve) => {
+        const child = spawn(process.execPath, [BIN, ...args], { env: noLinks, stdio: ['ignore', 'ignore', 'pipe'] });
+        let stderr = '';
+        child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+        child.on('close', (code) => resolve({ code, stderr }));
+      });
+    expect(await cli('volume', 'create', path, '--size', '16M')).toEqual({ code: 0, stderr: '' });
+    expect(await readdir(dir)).toEqual(['x.img']);
+    expect((await cli('volume', 'create', path, '--size', '16M')).stderr).toContain('(EXISTS)');
+    const held = await VolumeLock.acquire(path);
+    try {
+      const refused = await cli('put', path, __filename, '/a.ts');
+      expect(refused.code).not.toBe(0);
+      expect(refused.stderr).toContain(`is open for writing by process ${process.pid}`);
+    } finally {
+      await held.release();
+    }
+    expect(await cli('put', path, __filename, '/a.ts')).toEqual({ code: 0, stderr: '' });
+    expect(await readdir(dir)).toEqual(['x.img']);
+    const v = await Volume.open(path, { cpIntervalMs: 0, readOnly: true });
+    try {
+      expect((await v.readdir('/')).map((e) => e.name)).toEqual(['a.ts']);
+    } finally {
+      await v.close();
+    }
+    // The preload does take hard links away in those children.
+    const linkFails = await new Promise<string>((resolve) => {
+      const child = spawn(process.execPath, ['-e', "require('node:fs/promises').link(process.argv[1], process.argv[1] + '.l').then(() => console.log('linked'), (e) => console.log(e.code))", path], { env: noLinks, stdio: ['ignore', 'pipe', 'ignore'] });
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      child.on('close', () => resolve(out.trim()));
+    });
+    expect(linkFails).toBe('EPERM');
+  }, 60_000);
 
   it('a file is put in place without replacing one that is there', async () => {
     const [tmp, other, path] = ['a.tmp', 'b.tmp', 'placed'].map((n) => join(temp(), n));
