@@ -68,5 +68,8 @@ export function isSnapplaneError(e: unknown, code?: ErrorCode): e is SnapplaneEr
 export function asIoError(e: unknown, message: string, context: ErrorContext = {}): SnapplaneError {
   if (e instanceof SnapplaneError) return e;
   const detail = e instanceof Error ? e.message : String(e);
+  const code = (e as NodeJS.ErrnoException | null)?.code;
+  // Images are sparse: they take host space as blocks are written, so a volume with free blocks can still hit this.
+  if (code === 'ENOSPC' || code === 'EDQUOT') return new SnapplaneError('ENOSPC', `${message}: the host file system holding it is full (${detail})`, { ...context, cause: e });
   return new SnapplaneError('IO', `${message}: ${detail}`, { ...context, cause: e });
 }

@@ -260,12 +260,14 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
           for (let v = item.vbn; v < item.vbn + item.count; v++) if (!image.has(v)) throw bad(`block record carries VBN ${v}, which is not in the image`);
           landedCopies?.keep(item.vbn, item.data);
           // Up to WRITES_IN_FLIGHT record writes overlap the next records' reads and checks.
-          inFlight.push(
-            writeAround(write, item.vbn, item.count, item.data, held, remap, async (v, data) => {
-              spool.set(v, Buffer.from(data));
-              await appendSpool(spoolFile, v, data);
-            }),
-          );
+          const writing = writeAround(write, item.vbn, item.count, item.data, held, remap, async (v, data) => {
+            spool.set(v, Buffer.from(data));
+            await appendSpool(spoolFile, v, data);
+          });
+          // Its failure is taken where it is awaited; until then it must not count as unhandled, which would end the
+          // process (a whole `serve`) while the next record is being read.
+          writing.catch(() => undefined);
+          inFlight.push(writing);
           if (inFlight.length >= WRITES_IN_FLIGHT) await inFlight.shift();
           landed += item.count;
           sinceFlush += item.count;

@@ -368,8 +368,15 @@ export async function* emitStream(plan: StreamPlan, readRun: RunReader, label: s
     }
   };
   const queue: Promise<Buffer>[] = [];
+  // A read that fails while the stream waits on its consumer is taken where it is awaited; meanwhile it must not
+  // count as unhandled, which would end the process.
+  const readAhead = (g: ReadGroup): Promise<Buffer> => {
+    const p = read(g);
+    p.catch(() => undefined);
+    return p;
+  };
   try {
-    for (let i = 0; i < Math.min(ahead, groups.length); i++) queue.push(read(groups[i]));
+    for (let i = 0; i < Math.min(ahead, groups.length); i++) queue.push(readAhead(groups[i]));
     let g = 0;
     let groupData: Buffer | null = null;
     for (let i = 0; i < plan.runs.length; i++) {
@@ -377,7 +384,7 @@ export async function* emitStream(plan: StreamPlan, readRun: RunReader, label: s
       if (groupData === null || i === groups[g].lastRun + 1) {
         if (groupData !== null) g++;
         groupData = await queue.shift()!;
-        if (g + ahead < groups.length) queue.push(read(groups[g + ahead]));
+        if (g + ahead < groups.length) queue.push(readAhead(groups[g + ahead]));
       }
       const [vbn, count] = plan.runs[i];
       const at = (vbn - groups[g].vbn) * BLOCK_SIZE;

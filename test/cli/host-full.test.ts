@@ -1,0 +1,82 @@
+/**
+ * A replication endpoint whose host file system fills up (images are sparse: they take host space as blocks land,
+ * so a volume with free blocks can still hit it). The endpoint must say so and keep serving; once space is freed
+ * the same replicate finishes. Needs a small file system: a tmpfs mounted here (root only; skipped otherwise).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Volume } from '../../core/fs/volume.js';
+import type { ReplicateReport } from '../../core/api/index.js';
+import { json, ok, snapplane } from './cli-helpers.js';
+import { makeKey, startServer, treeOf } from '../helpers/replication.js';
+import { expectSameTree, pattern } from '../helpers/model.js';
+
+/** Whether this process may mount a tmpfs (root in a container that allows it). */
+function canMountTmpfs(): boolean {
+  const probe = mkdtempSync(join(tmpdir(), 'snapplane-mount-probe-'));
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', probe], { stdio: 'ignore' });
+    execFileSync('umount', [probe], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  } finally {
+    rmSync(probe, { recursive: true, force: true });
+  }
+}
+
+let dir: string;
+let small: string;
+let mounted = false;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'snapplane-hostfull-'));
+  process.env.SNAPPLANE_HOME = join(dir, 'home');
+});
+afterAll(async () => {
+  if (mounted) execFileSync('umount', [small]);
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe.runIf(canMountTmpfs())('an endpoint whose host file system is full', () => {
+  it('says ENOSPC naming the volume, keeps serving, and the same replicate finishes once there is room', async () => {
+    small = join(dir, 'small');
+    mkdirSync(small);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=12m', 'tmpfs', small]);
+    mounted = true;
+    const key = await makeKey(dir);
+    const src = join(dir, 'src.img');
+    const v = await Volume.create(src, { sizeBytes: 64 << 20, cpIntervalMs: 0 });
+    await v.writeFile('/big.bin', pattern(24 << 20, 7));
+    await v.createSnapshot('m1');
+    await v.setSnapshotFlags('m1', { master: true });
+    await v.close();
+    const server = await startServer(small, key);
+    try {
+      const dest = `127.0.0.1:${server.port}/copy`;
+      const full = await snapplane('replicate', src, dest, '--key-file', key);
+      expect(full.code).not.toBe(0);
+      expect(full.stderr).toMatch(/failed on '.*\/small\/copy': the host file system holding it is full .*\(ENOSPC\)\n$/);
+      // The endpoint is still there (it used to die of the failed write, and the client saw only a reset).
+      expect(server.proc.exitCode).toBeNull();
+      expect(server.log()).not.toContain('Error');
+      const status = await snapplane('replicate', join(dir, 'missing.img'), dest, '--key-file', key);
+      expect(status.stderr).toContain('NOT_FOUND');
+      // Room again: the same command finishes, and the copy is the master.
+      execFileSync('mount', ['-o', 'remount,size=160m', small]);
+      const r = await json<ReplicateReport>('replicate', src, dest, '--key-file', key);
+      expect(r.kind).toBe('full');
+      expect(r.to).toBe('m1');
+      expectSameTree(await treeOf(join(small, 'copy')), await treeOf(src, 'm1'), 'after room was made');
+      await ok('fsck', join(small, 'copy'));
+      // No resume token or spool left behind (the endpoint still holds the volume open: its lock is there).
+      expect((await readdir(small)).filter((n) => n !== 'copy.lock')).toEqual(['copy']);
+    } finally {
+      await server.kill();
+    }
+  }, 120_000);
+});
