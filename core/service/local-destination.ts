@@ -107,7 +107,8 @@ export class LocalDestination implements Destination {
         onProgress?.(p);
       }, this.signal);
       committed = true;
-      if (request.marker) await writeMarker(this.label, request.marker);
+      // A takeover during this update stands: what landed is kept, and the volume stays writable.
+      if (request.marker && !(await readMarker(this.label))?.brokenAt) await writeMarker(this.label, request.marker);
       // Best effort: a snapshot left here is deleted by the next update (the source deletes it too, so it drops).
       if (request.retire?.length) await this.retire(await this.writable(mirrorWrite), request.retire).catch(() => undefined);
       return dropped.length > 0 ? { ...report, dropped } : report;

@@ -208,6 +208,44 @@ describe('full mirrors', () => {
     }
   });
 
+  it('a takeover while an update is landing stands: the update keeps what it brought, the volume stays writable', async () => {
+    const { src, root, key, s } = await wireCase('during-key', 16 << 20);
+    await work(src, 65, 10);
+    const server = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, 'during-server.json') });
+    const ep = await server.serve({ port: 0, root, keyFile: key, holdMs: 0 });
+    const proxy = new FaultProxy(ep.port);
+    await proxy.start();
+    const dst = join(root, 'mirror');
+    try {
+      await s.mirrorCreate('m-during', src, `127.0.0.1:${proxy.port}/mirror`, { kind: 'full', keyFile: key });
+      await s.mirrorUpdate('m-during');
+      await s.closeAll();
+      await work(src, 66, 8);
+      let broke = false;
+      // The endpoint has accepted the receive (and checked the marker); the break comes before the stream does.
+      proxy.beforeReply = (d) => {
+        if (broke || !d.includes('"ready"')) return undefined;
+        broke = true;
+        return server.mirrorBreak(dst).then(() => undefined);
+      };
+      const r = await s.mirrorUpdate('m-during');
+      expect(broke).toBe(true);
+      proxy.beforeReply = null;
+      await s.closeAll();
+      expectSameTree(await treeOf(dst), await treeOf(src, r.to), 'the update that was landing');
+      expect((await server.volumeInfo({ volume: dst })).mirrorOf?.brokenAt).toBeTruthy();
+      await server.put(dst, __filename, '/after');
+      await server.closeAll();
+      await work(src, 67, 4);
+      await expect(s.mirrorUpdate('m-during')).rejects.toMatchObject({ message: expect.stringContaining('was taken over on its host') });
+    } finally {
+      await proxy.stop();
+      await ep.close();
+      await server.closeAll();
+      await s.closeAll();
+    }
+  });
+
   it('takeover, then resync from the newest common snapshot without a full copy; and a reverse resync', async () => {
     const { base, src, s } = await sourceWithWork(48, 20, 20);
     const dst = `${base}-dst.img`;
