@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Command } from 'commander';
 import { spawnSync } from 'node:child_process';
-import { SnapplaneError, decodeResumeToken, formatBytes, parseSize, parseVolumeRef, type ReceiveReport, type SendReport } from '../../core/service/index.js';
+import { SnapplaneError, asIoError, decodeResumeToken, formatBytes, parseSize, parseVolumeRef, type ReceiveReport, type SendReport } from '../../core/service/index.js';
 import { readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline/promises';
 import { printJson, printTable } from '../output.js';
@@ -127,7 +127,9 @@ export function registerStream(program: Command): void {
           }
           if (process.stdout.isTTY) throw new UsageError('refusing to write a binary stream to a terminal; use -o <file> or a pipe');
           const { report, stream } = await s.sendStream(vol, expr, o, bar);
-          await pipeline(Readable.from(stream), process.stdout);
+          await pipeline(Readable.from(stream), process.stdout).catch((e: unknown) => {
+            throw asIoError(e, 'cannot write the stream to standard output');
+          });
           bar.stop();
           if (opts.json) process.stderr.write(`${JSON.stringify(report)}\n`);
         } finally {

@@ -1,7 +1,7 @@
 /** The service facade: front ends (CLI, Electron main, web host) reach the engine only through this module. */
 export { SnapplaneService, parseVolumeRef } from './service.js';
 export type { VolumeRef, ServiceOptions, ProgressCallback } from './service.js';
-export { SnapplaneError, isSnapplaneError } from '../common/errors.js';
+export { SnapplaneError, asIoError, isSnapplaneError } from '../common/errors.js';
 export type { ErrorCode } from '../common/errors.js';
 export { parseSize, formatBytes, BLOCK_SIZE } from '../common/units.js';
 export type * from "../api/types.js";

@@ -4,9 +4,9 @@
  * CLI's --next-tape hook changes a cartridge or prompts there). Reading a tape set gives the stream back, sequentially or at any offset.
  */
 import { crc32 } from 'node:zlib';
-import { mkdir, open, readdir, stat, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { SnapplaneError } from '../common/errors.js';
+import { SnapplaneError, asIoError } from '../common/errors.js';
 import { fixedChunks } from '../common/fixed-chunks.js';
 
 export const TAPE_MAGIC = Buffer.from('SNAPTAPE', 'ascii');
@@ -121,16 +121,23 @@ export async function writeTapes(dir: string, stream: AsyncIterable<Buffer>, o: 
     inTape = 0;
     await fh.write(header(false), 0, TAPE_HEADER_SIZE, 0);
   };
-  for await (const { block, fill } of tapeBlocks(stream)) {
-    if (!fh || inTape + TAPE_BLOCK > perTape) {
-      await finish(false);
-      await startTape();
+  try {
+    for await (const { block, fill } of tapeBlocks(stream)) {
+      if (!fh || inTape + TAPE_BLOCK > perTape) {
+        await finish(false);
+        await startTape();
+      }
+      await fh!.write(block, 0, TAPE_BLOCK, TAPE_HEADER_SIZE + Math.ceil(inTape / TAPE_BLOCK) * TAPE_BLOCK);
+      inTape += fill;
+      total += fill;
     }
-    await fh!.write(block, 0, TAPE_BLOCK, TAPE_HEADER_SIZE + Math.ceil(inTape / TAPE_BLOCK) * TAPE_BLOCK);
-    inTape += fill;
-    total += fill;
+    await finish(true);
+  } catch (e) {
+    await (fh as FileHandle | null)?.close().catch(() => undefined);
+    // The folder held no tapes before: an unfinished set would only make the next try refuse the folder.
+    for (let t = 1; t <= tape; t++) await rm(join(dir, tapeName(t)), { force: true }).catch(() => undefined);
+    throw asIoError(e, `cannot write ${tapeName(tape)} in tape folder '${dir}'`, { path: join(dir, tapeName(tape)) });
   }
-  await finish(true);
   return { tapes: tape, bytes: total };
 }
 

@@ -4,7 +4,7 @@
  */
 import { backupBytes, backupLabel, type BackupLocation } from './backup-source.js';
 import { open, rename, rm } from 'node:fs/promises';
-import { SnapplaneError } from '../common/errors.js';
+import { SnapplaneError, asIoError } from '../common/errors.js';
 import { BLOCK_SIZE } from '../common/units.js';
 import { SparsePlane } from '../planes/sparse-plane.js';
 import type { Volume } from '../fs/volume.js';
@@ -43,7 +43,7 @@ export async function sendToFile(volume: Volume, plan: StreamPlan, path: string,
   } catch (e) {
     await fh.close();
     await rm(tmp, { force: true });
-    throw e;
+    throw asIoError(e, `cannot write '${path}'`, { path });
   }
   await fh.close();
   await rename(tmp, path);

@@ -4,8 +4,8 @@
  * the same replicate finishes. Needs a small file system: a tmpfs mounted here (root only; skipped otherwise).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync } from 'node:fs';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -31,23 +31,29 @@ function canMountTmpfs(): boolean {
 
 let dir: string;
 let small: string;
-let mounted = false;
+const mounts: string[] = [];
+
+/** A tmpfs of `mib` MiB mounted on a new folder `name` under the test's folder. */
+function mountSmall(name: string, mib: number): string {
+  const at = join(dir, name);
+  mkdirSync(at);
+  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${mib}m`, 'tmpfs', at]);
+  mounts.push(at);
+  return at;
+}
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'snapplane-hostfull-'));
   process.env.SNAPPLANE_HOME = join(dir, 'home');
 });
 afterAll(async () => {
-  if (mounted) execFileSync('umount', [small]);
+  for (const m of mounts) execFileSync('umount', [m]);
   await rm(dir, { recursive: true, force: true });
 });
 
-describe.runIf(canMountTmpfs())('an endpoint whose host file system is full', () => {
+describe.runIf(canMountTmpfs())('a host file system that fills up', () => {
   it('says ENOSPC naming the volume, keeps serving, and the same replicate finishes once there is room', async () => {
-    small = join(dir, 'small');
-    mkdirSync(small);
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=12m', 'tmpfs', small]);
-    mounted = true;
+    small = mountSmall('small', 12);
     const key = await makeKey(dir);
     const src = join(dir, 'src.img');
     const v = await Volume.create(src, { sizeBytes: 64 << 20, cpIntervalMs: 0 });
@@ -78,5 +84,40 @@ describe.runIf(canMountTmpfs())('an endpoint whose host file system is full', ()
     } finally {
       await server.kill();
     }
+  }, 120_000);
+
+  it('a backup to a file or a tape folder, or a stream to standard output, says ENOSPC naming where, and leaves nothing half-written', async () => {
+    const src = join(dir, 'bsrc.img');
+    const v = await Volume.create(src, { sizeBytes: 64 << 20, cpIntervalMs: 0 });
+    await v.writeFile('/big.bin', pattern(20 << 20, 9));
+    await v.createSnapshot('b1');
+    await v.close();
+    const full = mountSmall('store', 8);
+    const toFile = await snapplane('backup', src, 'b1', '--to', `file:${join(full, 'b1.snap')}`);
+    expect(toFile.stderr).toBe(`snapplane: cannot write '${join(full, 'b1.snap')}': the host file system holding it is full (ENOSPC: no space left on device, write) (ENOSPC)\n`);
+    const toTapes = await snapplane('backup', src, 'b1', '--to', `tape:${join(full, 'tapes')}`, '--tape-size', '4M');
+    expect(toTapes.stderr).toMatch(new RegExp(`cannot write tape-000\\d\\.tap in tape folder '${join(full, 'tapes')}': the host file system holding it is full .*\\(ENOSPC\\)\\n$`));
+    expect(await readdir(full)).toEqual(['tapes']);
+    expect(await readdir(join(full, 'tapes'))).toEqual([]);
+    // Standard output into a file there: the message says where it was writing.
+    const out = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const fd = openSync(join(full, 'sent.snap'), 'w');
+      const child = spawn(process.execPath, [join(process.cwd(), 'bin', 'snapplane.js'), 'send', src, 'b1'], { stdio: ['ignore', fd, 'pipe'] });
+      let stderr = '';
+      child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+      child.on('close', (code) => {
+        closeSync(fd);
+        resolve({ code, stderr });
+      });
+    });
+    expect(out.code).not.toBe(0);
+    expect(out.stderr).toMatch(/^snapplane: cannot write the stream to standard output: the host file system holding it is full .*\(ENOSPC\)\n$/);
+    await rm(join(full, 'sent.snap'));
+    // With room, the same backups land and verify.
+    execFileSync('mount', ['-o', 'remount,size=100m', full]);
+    await ok('backup', src, 'b1', '--to', `file:${join(full, 'b1.snap')}`);
+    await ok('backup', src, 'b1', '--to', `tape:${join(full, 'tapes')}`, '--tape-size', '4M');
+    expect((await json<{ ok: boolean }>('verify', join(full, 'b1.snap'))).ok).toBe(true);
+    expect((await json<{ ok: boolean }>('verify', join(full, 'tapes'))).ok).toBe(true);
   }, 120_000);
 });
