@@ -8,7 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { SnapplaneError } from '../common/errors.js';
+import { SnapplaneError, asIoError } from '../common/errors.js';
 import { writeFileAtomic } from '../common/atomic-file.js';
 import { BLOCK_SIZE } from '../common/units.js';
 import { BITS_PER_CHUNK, WORDS_PER_CHUNK, forEachSetBit } from '../planes/bit-plane.js';
@@ -149,6 +149,15 @@ export class IncrementalMirror {
    * state does not use, and the state file's rename commits; a crash or bad stream leaves the previous state.
    */
   async apply(reader: StreamReader, onProgress?: (blocks: number, total: number) => void): Promise<{ blocks: number }> {
+    try {
+      return await this.applyStream(reader, onProgress);
+    } catch (e) {
+      // A host error (its file system full, say) names the folder; the previous state stands either way.
+      throw asIoError(e, `cannot update the incremental mirror in '${this.dir}'`, { path: this.dir });
+    }
+  }
+
+  private async applyStream(reader: StreamReader, onProgress?: (blocks: number, total: number) => void): Promise<{ blocks: number }> {
     const h = reader.header;
     const bad = (m: string): SnapplaneError => new SnapplaneError('BAD_STREAM', m, { path: this.dir });
     if (h.sourceVolume !== this.state.sourceVolume) throw new SnapplaneError('INVALID', `stream is from volume ${h.sourceVolume}, but the incremental mirror in '${this.dir}' mirrors ${this.state.sourceVolume}`, { path: this.dir });

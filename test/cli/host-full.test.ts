@@ -120,4 +120,24 @@ describe.runIf(canMountTmpfs())('a host file system that fills up', () => {
     expect((await json<{ ok: boolean }>('verify', join(full, 'b1.snap'))).ok).toBe(true);
     expect((await json<{ ok: boolean }>('verify', join(full, 'tapes'))).ok).toBe(true);
   }, 120_000);
+
+  it("an incremental mirror whose fast medium fills says ENOSPC naming its folder, keeps its state, and updates once there is room", async () => {
+    const src = join(dir, 'isrc.img');
+    const v = await Volume.create(src, { sizeBytes: 64 << 20, cpIntervalMs: 0 });
+    await v.writeFile('/a.bin', pattern(4 << 20, 3));
+    await v.close();
+    const fast = join(mountSmall('fast', 6), 'delta');
+    await ok('mirror', 'create', 'off', src, fast, '--kind', 'incremental', '--slow', `file:${join(dir, 'base.snap')}`);
+    await ok('mirror', 'update', 'off');
+    const w = await Volume.open(src, { cpIntervalMs: 0 });
+    await w.writeFile('/b.bin', pattern(12 << 20, 4));
+    await w.close();
+    const failed = await snapplane('mirror', 'update', 'off');
+    expect(failed.stderr).toMatch(new RegExp(`^snapplane: cannot update the incremental mirror in '${fast}': the host file system holding it is full .*\\(ENOSPC\\)\\n$`));
+    expect((await json<{ state: string; lastCommon: string }>('mirror', 'status', 'off')).lastCommon).toBe('mirror.off.1');
+    execFileSync('mount', ['-o', 'remount,size=100m', join(dir, 'fast')]);
+    const r = await json<{ to: string }>('mirror', 'update', 'off');
+    await ok('mirror', 'reconstruct', 'off', join(dir, 'rebuilt.img'));
+    expectSameTree(await treeOf(join(dir, 'rebuilt.img')), await treeOf(src, r.to), 'reconstructed after room was made');
+  }, 120_000);
 });
