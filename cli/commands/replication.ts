@@ -177,15 +177,17 @@ export function registerReplication(program: Command): void {
     .command('resync <name>')
     .description('re-establish from the newest common snapshot without a full copy (the destination loses its changes after it)')
     .option('--reverse', 'swap the direction: the old source becomes the mirror of the volume that took over')
+    .option('--full', 'when nothing is in common any more: delete the mirror (only this relationship\'s) and copy the source whole again')
     .option('--json', 'print a JSON report')
-    .action((name: string, opts: { reverse?: boolean; json?: boolean }) =>
+    .action((name: string, opts: { reverse?: boolean; full?: boolean; json?: boolean }) =>
       withService(async (s) => {
         const bar = progressBar(opts.json === true);
         try {
-          const r = await s.mirrorResync(name, { reverse: opts.reverse }, bar);
+          const r = await s.mirrorResync(name, { reverse: opts.reverse, full: opts.full }, bar);
           bar.stop();
           if (opts.json) return printJson(r);
-          process.stdout.write(`${name}: resynced from common snapshot ${r.common}${r.discarded.length ? `; discarded on the destination: ${r.discarded.join(', ')} and changes after ${r.common}` : ''}\n`);
+          if (r.common === null) process.stdout.write(`${name}: deleted the mirror${r.discarded.length ? ` with its snapshots ${r.discarded.join(', ')}` : ''} and copied the source whole again\n`);
+          else process.stdout.write(`${name}: resynced from common snapshot ${r.common}${r.discarded.length ? `; discarded on the destination: ${r.discarded.join(', ')} and changes after ${r.common}` : ''}\n`);
           process.stdout.write(updateLine(r));
         } finally {
           bar.stop();

@@ -22,6 +22,8 @@ export interface EngineAccess {
   /** Closes at once where `closeVolume` may keep the volume open a while (after a failed request). */
   closeVolumeNow?(path: string): Promise<void>;
   receiveInto(path: string, source: AsyncIterable<Buffer>, options: { force?: boolean; raid?: number; mirrorWrite?: boolean; overwriteBase?: boolean }, onProgress: ((p: ProgressEvent) => void) | undefined, signal: { cancelled: boolean }): Promise<ReceiveReport>;
+  /** Deletes a volume with its sidecars (closing it first). */
+  deleteVolume(path: string): Promise<void>;
 }
 
 async function exists(p: string): Promise<boolean> {
@@ -184,6 +186,18 @@ export class LocalDestination implements Destination {
     await writeMarker(this.label, marker);
   }
 
+  async discard(relationship: string): Promise<{ discarded: string[] }> {
+    if (!(await exists(this.label))) return { discarded: [] };
+    const m = await readMarker(this.label);
+    // Only what the relationship itself made: a full resync must not delete a volume that merely has its name.
+    if (m?.relationship !== relationship) {
+      throw new SnapplaneError('INVALID', `'${this.label}' is not the mirror in relationship '${relationship}' (${m ? `it is the mirror in '${m.relationship}'` : 'it is no mirror'}); refusing to delete it`, { volume: this.label });
+    }
+    const discarded = (await this.status()).snapshots.map((s) => s.name);
+    await this.engine.deleteVolume(this.label);
+    return { discarded };
+  }
+
   wireBytes(): number {
     return 0;
   }
@@ -269,6 +283,11 @@ export async function serveConnection(engine: EngineAccess, root: string, conn: 
         case 'rollBack':
           if (typeof req.common !== 'string') throw new SnapplaneError('INVALID', 'rollBack needs the common snapshot');
           await conn.send({ rolledBack: await dest.rollBack(req.common) });
+          break;
+        case 'discard':
+          if (typeof req.relationship !== 'string') throw new SnapplaneError('INVALID', 'discard needs the relationship');
+          if (busy.has(path)) throw new SnapplaneError('BUSY', `volume '${String(req.volume)}' is receiving from another connection`, { volume: String(req.volume) });
+          await conn.send({ discarded: await dest.discard(req.relationship) });
           break;
         case 'setMarker':
           await dest.setMarker((req.marker as MirrorMarker | null) ?? null);

@@ -316,6 +316,8 @@ export class Replication {
       if (remote) throw new SnapplaneError('INVALID', 'an incremental mirror keeps its fast half in a local folder');
     } else if (opts.slow) throw new SnapplaneError('INVALID', '--slow is for incremental mirrors');
     if (remote && !opts.keyFile) throw new SnapplaneError('INVALID', `'${destination}' is remote: give --key-file`);
+    // Read now: a key file that is missing or malformed would otherwise fail every scheduled update instead.
+    if (opts.keyFile) await readKeyFile(resolvePath(opts.keyFile));
     const src = resolvePath(source);
     // The source must open (a clear NOT_FOUND or BAD_FORMAT now, not at the first update).
     await this.host.openVolume(src, false);
@@ -507,7 +509,7 @@ export class Replication {
   private async baseOf(rel: RelationshipRecord, v: Volume): Promise<SnapshotEntry | null> {
     if (!rel.lastCommon) return null;
     const base = v.snapshots.list().find((e) => sameRef(refOf(e), rel.lastCommon!));
-    if (!base) throw new SnapplaneError('NOT_FOUND', `the source lost snapshot '${rel.lastCommon.name}', the last one it had in common with the mirror; delete and recreate relationship '${rel.name}' (a full copy)`, { volume: rel.source, snapshot: rel.lastCommon.name });
+    if (!base) throw new SnapplaneError('NOT_FOUND', `the source lost snapshot '${rel.lastCommon.name}', the last one it had in common with the mirror; \`snapplane mirror resync ${rel.name}\` looks for an older common one, \`--full\` copies the source whole again`, { volume: rel.source, snapshot: rel.lastCommon.name });
     return base;
   }
 
@@ -631,10 +633,15 @@ export class Replication {
    * Re-establishes a broken (or diverged) relationship from the newest snapshot both sides still have: the
    * destination is rolled back to it (its changes after it are discarded, and listed), then updated. With
    * `reverse`, source and destination swap first (the old source becomes the mirror of the volume that took over).
+   * With `full` (when nothing is in common any more), the mirror is deleted and copied whole again.
    */
-  async mirrorResync(name: string, opts: { reverse?: boolean } = {}, onProgress?: Progress): Promise<MirrorUpdateReport & { common: string; discarded: string[] }> {
+  async mirrorResync(name: string, opts: { reverse?: boolean; full?: boolean } = {}, onProgress?: Progress): Promise<MirrorUpdateReport & { common: string | null; discarded: string[] }> {
     const rel = await this.load(name);
     if (rel.kind === 'incremental') throw new SnapplaneError('INVALID', `'${name}' is an incremental mirror; resync applies to full mirrors and replicas`);
+    if (opts.full) {
+      if (opts.reverse) throw new SnapplaneError('INVALID', 'a resync is either --full or --reverse');
+      return this.resyncFull(rel, onProgress);
+    }
     if (opts.reverse) {
       if (parseRemote(rel.destination)) throw new SnapplaneError('INVALID', `a reverse resync makes '${rel.destination}' the source; run it on that host (create the relationship there)`);
       [rel.source, rel.destination] = [rel.destination, rel.source];
@@ -647,7 +654,7 @@ export class Replication {
       const status = await d.status();
       const v = await this.host.openVolume(rel.source, true);
       const candidates = v.snapshots.list().filter((e) => status.snapshots.some((s) => sameRef(s, refOf(e)))).sort(byGeneration);
-      if (candidates.length === 0) throw new SnapplaneError('NOT_FOUND', `'${rel.source}' and '${rel.destination}' have no snapshot in common; delete relationship '${name}' and create a new one (a full copy)`);
+      if (candidates.length === 0) throw new SnapplaneError('NOT_FOUND', `'${rel.source}' and '${rel.destination}' have no snapshot in common; \`snapplane mirror resync ${name} --full\` deletes the mirror and copies the source whole again`);
       common = candidates[candidates.length - 1];
       discarded = (await d.rollBack(common.name)).discarded;
       await d.setMarker(this.marker(rel, v));
@@ -666,6 +673,32 @@ export class Replication {
     }
     const r = await this.mirrorUpdate(name, onProgress);
     return { ...r, common: common.name, discarded };
+  }
+
+  /**
+   * Full resync of a full mirror: its destination volume (only if it is this relationship's mirror) is deleted, and
+   * the next update copies the source whole. Until that copy commits there is no mirror: a last resort.
+   */
+  private async resyncFull(rel: RelationshipRecord, onProgress?: Progress): Promise<MirrorUpdateReport & { common: null; discarded: string[] }> {
+    if (rel.kind !== 'full') throw new SnapplaneError('INVALID', `'${rel.name}' is a ${rel.kind}; --full resyncs a full mirror (a replica gets a full copy when it has no master in common)`);
+    const d = await this.destination(rel.destination, { keyFile: rel.keyFile ?? undefined }, { cancelled: false });
+    let discarded: string[];
+    try {
+      discarded = (await d.discard(rel.name)).discarded;
+    } finally {
+      await d.close();
+    }
+    const v = await this.host.openVolume(rel.source, true);
+    if (rel.resyncHold && v.snapshots.has(rel.resyncHold)) await v.setSnapshotFlags(rel.resyncHold, { hold: false });
+    rel.resyncHold = null;
+    rel.lastCommon = null;
+    rel.pending = null;
+    rel.broken = false;
+    rel.lastError = null;
+    await this.save(rel);
+    // The relationship's own snapshots on the source go with the first update (nothing is their base any more).
+    const r = await this.mirrorUpdate(rel.name, onProgress);
+    return { ...r, common: null, discarded };
   }
 
   /** Incremental mirrors: rebuilds the newest state (base + sparse incrementals) into a new volume. */

@@ -11,12 +11,14 @@ import type {
 } from '../api/types.js';
 import { Volume } from '../fs/volume.js';
 import { copyFromHost, copyToHost } from '../fs/host-copy.js';
-import { SnapplaneError } from '../common/errors.js';
+import { SnapplaneError, asIoError } from '../common/errors.js';
+import { VolumeLock } from '../fs/lock.js';
+import { deleteVolumeFiles } from '../fs/sidecar.js';
 import { openDeviceAt } from '../raid/open-device.js';
 import { Raid4Device } from '../raid/raid4-device.js';
 import type { RaidScrubReport, ScheduleInfo, ScheduleRunReport, SpaceReport } from '../api/types.js';
 import { resolve as resolvePath } from 'node:path';
-import { access, mkdtemp, open as openFile, rm } from 'node:fs/promises';
+import { access, mkdtemp, open as openFile, rm, stat } from 'node:fs/promises';
 import { createWriteStream } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join as joinPath } from 'node:path';
@@ -105,6 +107,7 @@ export class SnapplaneService {
     const host: ReplicationHost = {
       openVolume: (path, write, mirrorWrite, offlineUpdate) => this.volume({ volume: path }, write, mirrorWrite === true, offlineUpdate === true),
       closeVolume: (path) => this.close(path),
+      deleteVolume: (path) => this.deleteVolume(path),
       receiveInto: (path, source, opts, onProgress, signal) => this.receiveInto(path, source, opts, onProgress, signal),
       job: (kind, volume, target, expression, onProgress, fn, bytesOf) => this.transferJob(kind, volume, target, expression, onProgress, fn, bytesOf),
       clock: () => this.clock(),
@@ -838,6 +841,24 @@ export class SnapplaneService {
     timer.unref();
   }
 
+  /**
+   * Deletes a volume with its sidecars (used by a full resync, on the mirror it discards). Closed here first; refused
+   * with LOCKED while another process has it open for writing.
+   */
+  async deleteVolume(path: string): Promise<void> {
+    await this.close(path);
+    const isGroup = await stat(path).then((st) => st.isDirectory(), () => null);
+    if (isGroup === null) throw new SnapplaneError('NOT_FOUND', `volume '${path}' does not exist`, { volume: path });
+    const lock = await VolumeLock.acquire(path, isGroup ? joinPath(path, 'snapplane.lock') : undefined);
+    try {
+      await deleteVolumeFiles(path);
+    } catch (e) {
+      throw asIoError(e, `cannot delete volume '${path}'`, { volume: path });
+    } finally {
+      await lock.release();
+    }
+  }
+
   /** Closes one volume (writes a final consistency point when it was open for writing). */
   async close(volume: string): Promise<void> {
     for (const [k, v] of [...this.open]) {
@@ -904,7 +925,7 @@ export class SnapplaneService {
   }
 
   /** Re-establishes a relationship from the newest common snapshot (no full copy). */
-  mirrorResync(name: string, options: { reverse?: boolean } = {}, onProgress?: ProgressCallback): Promise<MirrorUpdateReport & { common: string; discarded: string[] }> {
+  mirrorResync(name: string, options: { reverse?: boolean; full?: boolean } = {}, onProgress?: ProgressCallback): Promise<MirrorUpdateReport & { common: string | null; discarded: string[] }> {
     return this.replication.mirrorResync(name, options, onProgress);
   }
 

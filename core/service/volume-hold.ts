@@ -49,6 +49,12 @@ export class VolumeHold implements EngineAccess {
     this.held.set(path, { timer, file });
   }
 
+  /** Deletes a volume through the engine; a held one stops being held first. */
+  async deleteVolume(path: string): Promise<void> {
+    this.cancel(path);
+    await this.engine.deleteVolume(path);
+  }
+
   /** Closes `path` now (after a failed request: the volume may have stopped and must be reopened). */
   async closeVolumeNow(path: string): Promise<void> {
     this.cancel(path);

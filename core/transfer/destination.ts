@@ -40,6 +40,11 @@ export interface Destination {
   rollBack(common: string): Promise<{ discarded: string[] }>;
   /** Sets or removes the mirror marker. */
   setMarker(marker: MirrorMarker | null): Promise<void>;
+  /**
+   * Full resync: deletes the volume so a full copy can land; refused (INVALID) unless it is the mirror in
+   * `relationship`. Says which snapshots went with it.
+   */
+  discard(relationship: string): Promise<{ discarded: string[] }>;
   /** Bytes that crossed the network so far. */
   wireBytes(): number;
   close(): Promise<void>;

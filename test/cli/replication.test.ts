@@ -154,6 +154,33 @@ describe('replication between processes over TCP', () => {
     }
   }, 60_000);
 
+  it('mirror resync --full: the endpoint, still holding the old mirror open, deletes it and takes a whole copy', async () => {
+    const src = join(dir, 'full-src.img');
+    const root = join(dir, 'full-root');
+    await mkdir(root);
+    const v = await Volume.create(src, { sizeBytes: 16 << 20, cpIntervalMs: 0 });
+    await v.close();
+    const b = await startServer(root, key);
+    try {
+      await newMaster(src, 'f1', seeded(5), 6);
+      await json('mirror', 'create', 'mfull', src, `127.0.0.1:${b.port}/m`, '--kind', 'full', '--key-file', key);
+      const init = await json<{ to: string }>('mirror', 'update', 'mfull');
+      // The source loses the common snapshot; the endpoint still has the mirror open (its hold).
+      const w = await Volume.open(src, { cpIntervalMs: 0 });
+      await w.deleteSnapshot(init.to, { releaseHold: true });
+      await w.close();
+      await newMaster(src, 'f2', seeded(6), 6);
+      const stuck = await snapplane('mirror', 'update', 'mfull');
+      expect(stuck.stderr).toContain('`--full` copies the source whole again (NOT_FOUND)');
+      const r = await json<{ common: string | null; transfer: string; discarded: string[]; to: string }>('mirror', 'resync', 'mfull', '--full');
+      expect(r).toMatchObject({ common: null, transfer: 'full', discarded: ['f1', init.to] });
+      expectSameTree(await treeOf(join(root, 'm')), await treeOf(src, r.to), 'after resync --full');
+      expect((await json<{ state: string }>('mirror', 'status', 'mfull')).state).toBe('idle');
+    } finally {
+      await b.kill();
+    }
+  }, 60_000);
+
   it(`${DRILLS} drills: dropped connections and killed processes at random points; the destination always equals one source master, moves only forward, and converges`, async () => {
     const outcomes = await runReplicationDrills(dir, key, DRILLS, 2026);
     expect(outcomes.failed, JSON.stringify(outcomes)).toBeGreaterThan(DRILLS / 5);

@@ -264,7 +264,7 @@ describe('console in Chromium', () => {
     await page.getByTestId('mirror-m1').getByRole('button', { name: 'break' }).click();
     await page.getByTestId('mirror-m1').getByText('broken', { exact: true }).waitFor();
     await screenshot(page, '7-relationships');
-    await page.getByTestId('mirror-m1').getByRole('button', { name: 'resync' }).click();
+    await page.getByTestId('mirror-m1').getByRole('button', { name: 'resync', exact: true }).click();
     await page.getByTestId('mirror-m1').getByText('idle', { exact: true }).waitFor({ timeout: 60_000 });
     expect(problems).toEqual([]);
   });
@@ -304,6 +304,36 @@ describe('console in Chromium', () => {
     expect(r.stderr).toContain('was taken over on its host');
     expect((await json<{ state: string }>('mirror', 'status', 'dr')).state).toBe('broken');
     expect((await json<DirEntryInfo[]>('ls', dr, '/')).map((e) => e.name)).toContain('after-takeover');
+    expect(problems).toEqual([]);
+  });
+
+  it('a full resync from the Relationships view, once the mirror has nothing in common with its source', async () => {
+    process.env.SNAPPLANE_HOME = join(dir, 'home');
+    const before = await json<{ lastCommon: string }>('mirror', 'status', 'm1');
+    // The source's copy of the common snapshot is released and deleted from the Snapshots view (the console holds
+    // the volume open for writing, so the CLI could not).
+    await page.getByTestId('volume-select').selectOption(vol);
+    await nav('snapshots');
+    const snap = page.getByTestId(`snap-${before.lastCommon}`);
+    await snap.getByRole('button', { name: 'release', exact: true }).click();
+    await snap.getByRole('button', { name: 'hold', exact: true }).waitFor();
+    await snap.getByTestId(`delete-snap-${before.lastCommon}`).click();
+    await snap.waitFor({ state: 'detached' });
+    await nav('relationships');
+    const row = page.getByTestId('mirror-m1');
+    await row.getByRole('button', { name: 'update' }).click();
+    await row.getByText('failed', { exact: true }).waitFor({ timeout: 60_000 });
+    expect(await row.textContent()).toContain('--full');
+    await row.getByTestId('full-resync-m1').click();
+    await page.getByTestId('full-resync-confirm').waitFor();
+    await screenshot(page, '7-relationships-full-resync');
+    await page.getByTestId('full-resync-confirm').getByRole('button', { name: 'Delete and copy whole' }).click();
+    await row.getByText('idle', { exact: true }).waitFor({ timeout: 60_000 });
+    const after = await json<{ lastCommon: string; lastSelection: string }>('mirror', 'status', 'm1');
+    expect(after.lastCommon).not.toBe(before.lastCommon);
+    expect(after.lastSelection).toBe('full');
+    const names = (e: DirEntryInfo[]): string[] => e.map((x) => x.name).sort();
+    expect(names(await json<DirEntryInfo[]>('ls', join(dir, 'mirror.img'), '/'))).toEqual(names(await json<DirEntryInfo[]>('ls', `${vol}@${after.lastCommon}`, '/')));
     expect(problems).toEqual([]);
   });
 });

@@ -15,6 +15,10 @@ export interface RelationshipsState {
   create(args: MethodArgs<'mirrorCreate'>): Promise<boolean>;
   update(name: string): Promise<void>;
   resync(name: string): Promise<void>;
+  /** A full mirror whose full resync (delete the mirror, copy whole) awaits confirmation. */
+  askingFullResync: string | null;
+  askFullResync(name: string | null): void;
+  resyncFull(name: string): Promise<void>;
   breakOff(name: string): Promise<void>;
   remove(name: string): Promise<void>;
   /** A destination the user asked to release, awaiting confirmation. */
@@ -57,6 +61,15 @@ export const useRelationships = create<RelationshipsState>()((set, get) => ({
   async resync(name) {
     await useJobs.getState().start({ kind: 'mirror-resync', name });
     set({ notice: `resync of ${name} started (see Jobs)` });
+  },
+  askingFullResync: null,
+  askFullResync(name) {
+    set({ askingFullResync: name });
+  },
+  async resyncFull(name) {
+    set({ askingFullResync: null });
+    await useJobs.getState().start({ kind: 'mirror-resync', name, full: true });
+    set({ notice: `full resync of ${name} started (see Jobs)` });
   },
   async breakOff(name) {
     try {

@@ -137,6 +137,25 @@ function CreateForm() {
   );
 }
 
+/** Asks before a full resync: it deletes the mirror, and until the whole copy lands there is none. */
+function FullResyncConfirm({ mirrors }: { mirrors: MirrorInfo[] }) {
+  const name = useRelationships((s) => s.askingFullResync);
+  const m = mirrors.find((x) => x.name === name);
+  if (!m) return null;
+  const st = useRelationships.getState();
+  return (
+    <div className="notice confirm" role="alertdialog" data-testid="full-resync-confirm">
+      Delete the mirror <span className="mono">{m.destination}</span> with its snapshots and copy <span className="mono">{m.source}</span> whole again? Until that copy
+      finishes there is no mirror. Meant for when the two have no snapshot in common any more (a plain resync says so); only this relationship&apos;s mirror is ever
+      deleted.{' '}
+      <button className="danger" onClick={() => void st.resyncFull(m.name)}>
+        Delete and copy whole
+      </button>{' '}
+      <button onClick={() => st.askFullResync(null)}>Cancel</button>
+    </div>
+  );
+}
+
 export function RelationshipsView() {
   const mirrors = useRelationships((s) => s.mirrors);
   const masters = useRelationships((s) => s.masters);
@@ -154,6 +173,7 @@ export function RelationshipsView() {
       {error ? <Notice kind="error" onClose={() => useRelationships.setState({ error: null })}>{error}</Notice> : null}
       {notice ? <Notice kind="ok" onClose={() => useRelationships.setState({ notice: null })}>{notice}</Notice> : null}
       {mirrors.length === 0 ? <p className="muted">No mirrors or replicas yet.</p> : <Topology mirrors={mirrors} />}
+      <FullResyncConfirm mirrors={mirrors} />
       <table className="table" data-testid="mirror-list">
         <thead>
           <tr>
@@ -198,6 +218,11 @@ export function RelationshipsView() {
                 <button className="link" onClick={() => void st.resync(m.name)} disabled={m.kind === 'incremental'}>
                   resync
                 </button>
+                {m.kind === 'full' ? (
+                  <button className="link danger" onClick={() => st.askFullResync(m.name)} title="when the two have no snapshot in common any more" data-testid={`full-resync-${m.name}`}>
+                    full resync…
+                  </button>
+                ) : null}
                 <button className="link danger" onClick={() => void st.remove(m.name)}>
                   delete
                 </button>

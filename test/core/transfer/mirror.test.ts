@@ -24,6 +24,11 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
+/** The relationship's own snapshots among `names`. */
+function own(names: { name: string }[], rel: string): string[] {
+  return names.map((x) => x.name).filter((x) => x.startsWith(`mirror.${rel}.`));
+}
+
 function service(): SnapplaneService {
   return new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, 'state.json') });
 }
@@ -246,6 +251,57 @@ describe('full mirrors', () => {
     }
   });
 
+  it('with nothing in common any more, resync --full deletes only its own mirror and copies the source whole again', async () => {
+    const { src, root, key, s } = await wireCase('full-key', 16 << 20);
+    await work(src, 70, 10);
+    await expect(s.mirrorCreate('m-nokey', src, '127.0.0.1:1/x', { kind: 'full', keyFile: join(dir, 'no-such-key') })).rejects.toMatchObject({ code: 'NOT_FOUND', message: expect.stringContaining('no-such-key') });
+    const server = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, 'full-server.json') });
+    // Volumes closed after each request: the checks below open them as another writer of that host would.
+    const ep = await server.serve({ port: 0, root, keyFile: key, holdMs: 0 });
+    const dst = join(root, 'mirror');
+    try {
+      await s.mirrorCreate('m-whole', src, `127.0.0.1:${ep.port}/mirror`, { kind: 'full', keyFile: key });
+      const init = await s.mirrorUpdate('m-whole');
+      await s.closeAll();
+      // The common snapshot is lost on the source (an administrator freed its space).
+      const v = await Volume.open(src, { cpIntervalMs: 0 });
+      await v.deleteSnapshot(init.to, { releaseHold: true });
+      await randomWork(v, seeded(71), 8, 'after');
+      await v.close();
+      await expect(s.mirrorUpdate('m-whole')).rejects.toMatchObject({ code: 'NOT_FOUND', message: expect.stringContaining('--full') });
+      await expect(s.mirrorResync('m-whole')).rejects.toMatchObject({ code: 'NOT_FOUND', message: expect.stringContaining('mirror resync m-whole --full') });
+      await s.closeAll();
+
+      // A volume that is not this relationship's mirror is never deleted.
+      await server.createVolume(join(root, 'users'), 16 << 20);
+      await server.put(join(root, 'users'), __filename, '/keep.ts');
+      await server.closeAll();
+      await s.mirrorCreate('m-users', src, `127.0.0.1:${ep.port}/users`, { kind: 'full', keyFile: key });
+      await expect(s.mirrorResync('m-users', { full: true })).rejects.toMatchObject({ code: 'INVALID', message: expect.stringContaining('it is no mirror); refusing to delete it') });
+      await expect(s.mirrorResync('m-whole', { full: true, reverse: true })).rejects.toMatchObject({ code: 'INVALID' });
+      expect((await server.ls({ volume: join(root, 'users') }, '/')).map((e) => e.name)).toEqual(['keep.ts']);
+      await server.closeAll();
+
+      const r = await s.mirrorResync('m-whole', { full: true });
+      await s.closeAll();
+      expect(r.common).toBeNull();
+      expect(r.transfer).toBe('full');
+      expect(r.discarded).toEqual([init.to]);
+      expectSameTree(await treeOf(dst), await treeOf(src, r.to), 'after the full resync');
+      expect((await s.mirrorStatus('m-whole')).state).toBe('idle');
+      await work(src, 72, 6);
+      expect((await s.mirrorUpdate('m-whole')).transfer).toBe('incremental');
+      await s.closeAll();
+      expectSameTree(await treeOf(dst), await treeOf(src), 'the update after');
+      expect(own(await s.snapList({ volume: src }), 'm-whole')).toHaveLength(1);
+      await expect(server.put(dst, __filename, '/x')).rejects.toMatchObject({ code: 'READ_ONLY' });
+    } finally {
+      await ep.close();
+      await server.closeAll();
+      await s.closeAll();
+    }
+  });
+
   it('takeover, then resync from the newest common snapshot without a full copy; and a reverse resync', async () => {
     const { base, src, s } = await sourceWithWork(48, 20, 20);
     const dst = `${base}-dst.img`;
@@ -288,7 +344,6 @@ describe('full mirrors', () => {
 });
 
 describe('a full mirror after an update stopped between its steps', () => {
-  const own = (names: { name: string }[], rel: string): string[] => names.map((x) => x.name).filter((x) => x.startsWith(`mirror.${rel}.`));
 
   it('an update whose answer was lost after the mirror committed: the next one takes that snapshot as the common one', async () => {
     const { src, root, key, s } = await wireCase('lost-key', 16 << 20);
