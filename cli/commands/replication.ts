@@ -235,11 +235,15 @@ export function registerReplication(program: Command): void {
     );
   mirror
     .command('delete <name>')
-    .description('forget a relationship (snapshots stay; a local mirror becomes writable)')
-    .action((name: string) =>
+    .description('forget a relationship (snapshots stay; its mirror becomes writable where it can be reached)')
+    .option('--json', 'print a JSON report')
+    .action((name: string, opts: { json?: boolean }) =>
       withService(async (s) => {
-        await s.mirrorDelete(name);
-        process.stdout.write(`deleted relationship ${name}\n`);
+        const r = await s.mirrorDelete(name);
+        if (opts.json) return printJson(r);
+        process.stdout.write(
+          `deleted relationship ${name}${r.released ? '' : `; ${r.destination} was not reached (${r.reason}): it stays a read-only mirror until \`snapplane mirror break <volume>\` runs on its host`}\n`,
+        );
       }),
     );
   mirror

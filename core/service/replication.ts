@@ -360,13 +360,32 @@ export class Replication {
     return this.info(await this.load(name));
   }
 
-  /** Deletes a relationship record (its snapshots stay; the destination's marker is removed when reachable). */
-  async mirrorDelete(name: string): Promise<void> {
+  /**
+   * Deletes a relationship record (its snapshots stay). Its mirror is made writable where it can be reached (a
+   * marker naming another relationship is left alone); `released` says whether it was, and if not, why.
+   */
+  async mirrorDelete(name: string): Promise<{ destination: string; released: boolean; reason: string | null }> {
     const rel = await this.load(name);
-    if (!parseRemote(rel.destination) && rel.kind !== 'incremental') await writeMarker(rel.destination, null).catch(() => undefined);
+    let released = true;
+    let reason: string | null = null;
+    if (rel.kind !== 'incremental') {
+      try {
+        const d = await this.destination(rel.destination, { keyFile: rel.keyFile ?? undefined }, { cancelled: false });
+        try {
+          const status = await d.status();
+          if (status.mirrorOf?.relationship === rel.name) await d.setMarker(null);
+        } finally {
+          await d.close();
+        }
+      } catch (e) {
+        released = false;
+        reason = e instanceof Error ? e.message : String(e);
+      }
+    }
     await this.host.state.update((s) => {
       delete s.relationships?.[name];
     });
+    return { destination: rel.destination, released, reason };
   }
 
   private async info(rel: RelationshipRecord): Promise<MirrorInfo> {

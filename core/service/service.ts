@@ -940,7 +940,7 @@ export class SnapplaneService {
   }
 
   /** Deletes a relationship record (snapshots stay). */
-  mirrorDelete(name: string): Promise<void> {
+  mirrorDelete(name: string): Promise<{ destination: string; released: boolean; reason: string | null }> {
     return this.replication.mirrorDelete(name);
   }
 

@@ -302,6 +302,36 @@ describe('full mirrors', () => {
     }
   });
 
+  it("deleting a relationship makes its remote mirror writable, or says it could not reach it", async () => {
+    const { src, root, key, s } = await wireCase('del-key', 16 << 20);
+    await work(src, 80, 6);
+    const server = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, 'del-server.json') });
+    let ep = await server.serve({ port: 0, root, keyFile: key, holdMs: 0 });
+    try {
+      const port = ep.port;
+      for (const name of ['m-del', 'm-gone']) {
+        await s.mirrorCreate(name, src, `127.0.0.1:${port}/${name}`, { kind: 'full', keyFile: key });
+        await s.mirrorUpdate(name);
+      }
+      await s.closeAll();
+      expect(await s.mirrorDelete('m-del')).toEqual({ destination: `127.0.0.1:${port}/m-del`, released: true, reason: null });
+      await server.put(join(root, 'm-del'), __filename, '/now-writable.ts');
+      await server.closeAll();
+      // Its host is down: the record goes, and the answer says the mirror there stays read-only.
+      await ep.close();
+      const r = await s.mirrorDelete('m-gone');
+      expect(r.released).toBe(false);
+      expect(r.reason).toContain(`127.0.0.1:${port}`);
+      await expect(s.mirrorStatus('m-gone')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+      await expect(server.put(join(root, 'm-gone'), __filename, '/x')).rejects.toMatchObject({ code: 'READ_ONLY' });
+      ep = await server.serve({ port: 0, root, keyFile: key, holdMs: 0 });
+    } finally {
+      await ep.close();
+      await server.closeAll();
+      await s.closeAll();
+    }
+  });
+
   it('takeover, then resync from the newest common snapshot without a full copy; and a reverse resync', async () => {
     const { base, src, s } = await sourceWithWork(48, 20, 20);
     const dst = `${base}-dst.img`;
