@@ -46,6 +46,53 @@ async function wireCase(keyName: string, size: number): Promise<{ src: string; r
   return { src, root, key, s };
 }
 
+/**
+ * A full mirror `rel` behind a fault proxy to an in-process `serve` (its volumes closed after each request),
+ * initialized, with the source changed since. `breakAtReply` takes the mirror over on its host when the first reply
+ * holding `text` passes, before the client sees it, and tells whether that happened.
+ */
+async function proxiedMirror(rel: string, seed: number): Promise<{
+  src: string;
+  dst: string;
+  s: SnapplaneService;
+  server: SnapplaneService;
+  breakAtReply(text: string): () => boolean;
+  stop(): Promise<void>;
+}> {
+  const { src, root, key, s } = await wireCase(`${rel}-key`, 16 << 20);
+  await work(src, seed, 10);
+  const server = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, `${rel}-server.json`) });
+  const ep = await server.serve({ port: 0, root, keyFile: key, holdMs: 0 });
+  const proxy = new FaultProxy(ep.port);
+  await proxy.start();
+  const dst = join(root, 'mirror');
+  await s.mirrorCreate(rel, src, `127.0.0.1:${proxy.port}/mirror`, { kind: 'full', keyFile: key });
+  await s.mirrorUpdate(rel);
+  await s.closeAll();
+  await work(src, seed + 1, 8);
+  return {
+    src,
+    dst,
+    s,
+    server,
+    breakAtReply(text) {
+      let broke = false;
+      proxy.beforeReply = (d) => {
+        if (broke || !d.includes(text)) return undefined;
+        broke = true;
+        return server.mirrorBreak(dst).then(() => undefined);
+      };
+      return () => broke;
+    },
+    async stop() {
+      await proxy.stop();
+      await ep.close();
+      await server.closeAll();
+      await s.closeAll();
+    },
+  };
+}
+
 /** A new case: its base path, a source volume of `mib` MiB with `ops` random operations done, and a service. */
 async function sourceWithWork(mib: number, seed: number, ops: number): Promise<{ base: string; src: string; s: SnapplaneService }> {
   const base = fresh();
@@ -178,76 +225,37 @@ describe('full mirrors', () => {
   });
 
   it('a takeover between the sender\'s status and its receive is refused by the endpoint itself', async () => {
-    const { src, root, key, s } = await wireCase('taken-key', 16 << 20);
-    await work(src, 63, 10);
-    const server = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, 'taken-server.json') });
-    const ep = await server.serve({ port: 0, root, keyFile: key, holdMs: 0 });
-    const proxy = new FaultProxy(ep.port);
-    await proxy.start();
-    const dst = join(root, 'mirror');
+    const c = await proxiedMirror('m-race', 63);
     try {
-      await s.mirrorCreate('m-race', src, `127.0.0.1:${proxy.port}/mirror`, { kind: 'full', keyFile: key });
-      await s.mirrorUpdate('m-race');
-      await s.closeAll();
-      await work(src, 64, 8);
-      let broke = false;
       // The answer to the update's status request waits until the mirror's host has taken it over.
-      proxy.beforeReply = (d) => {
-        if (broke || !d.includes('"mirrorOf"')) return undefined;
-        broke = true;
-        return server.mirrorBreak(dst).then(() => undefined);
-      };
-      const before = await treeOf(dst);
-      await expect(s.mirrorUpdate('m-race')).rejects.toMatchObject({ message: expect.stringContaining('was taken over on its host') });
-      expect(broke).toBe(true);
-      proxy.beforeReply = null;
-      await s.closeAll();
-      expectSameTree(await treeOf(dst), before, 'the taken-over mirror');
-      expect(await server.put(dst, __filename, '/x')).toBeTruthy();
-      await server.closeAll();
+      const broke = c.breakAtReply('"mirrorOf"');
+      const before = await treeOf(c.dst);
+      await expect(c.s.mirrorUpdate('m-race')).rejects.toMatchObject({ message: expect.stringContaining('was taken over on its host') });
+      expect(broke()).toBe(true);
+      await c.s.closeAll();
+      expectSameTree(await treeOf(c.dst), before, 'the taken-over mirror');
+      expect(await c.server.put(c.dst, __filename, '/x')).toBeTruthy();
     } finally {
-      await proxy.stop();
-      await ep.close();
-      await server.closeAll();
-      await s.closeAll();
+      await c.stop();
     }
   });
 
   it('a takeover while an update is landing stands: the update keeps what it brought, the volume stays writable', async () => {
-    const { src, root, key, s } = await wireCase('during-key', 16 << 20);
-    await work(src, 65, 10);
-    const server = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, 'during-server.json') });
-    const ep = await server.serve({ port: 0, root, keyFile: key, holdMs: 0 });
-    const proxy = new FaultProxy(ep.port);
-    await proxy.start();
-    const dst = join(root, 'mirror');
+    const c = await proxiedMirror('m-during', 65);
     try {
-      await s.mirrorCreate('m-during', src, `127.0.0.1:${proxy.port}/mirror`, { kind: 'full', keyFile: key });
-      await s.mirrorUpdate('m-during');
-      await s.closeAll();
-      await work(src, 66, 8);
-      let broke = false;
       // The endpoint has accepted the receive (and checked the marker); the break comes before the stream does.
-      proxy.beforeReply = (d) => {
-        if (broke || !d.includes('"ready"')) return undefined;
-        broke = true;
-        return server.mirrorBreak(dst).then(() => undefined);
-      };
-      const r = await s.mirrorUpdate('m-during');
-      expect(broke).toBe(true);
-      proxy.beforeReply = null;
-      await s.closeAll();
-      expectSameTree(await treeOf(dst), await treeOf(src, r.to), 'the update that was landing');
-      expect((await server.volumeInfo({ volume: dst })).mirrorOf?.brokenAt).toBeTruthy();
-      await server.put(dst, __filename, '/after');
-      await server.closeAll();
-      await work(src, 67, 4);
-      await expect(s.mirrorUpdate('m-during')).rejects.toMatchObject({ message: expect.stringContaining('was taken over on its host') });
+      const broke = c.breakAtReply('"ready"');
+      const r = await c.s.mirrorUpdate('m-during');
+      expect(broke()).toBe(true);
+      await c.s.closeAll();
+      expectSameTree(await treeOf(c.dst), await treeOf(c.src, r.to), 'the update that was landing');
+      expect((await c.server.volumeInfo({ volume: c.dst })).mirrorOf?.brokenAt).toBeTruthy();
+      await c.server.put(c.dst, __filename, '/after');
+      await c.server.closeAll();
+      await work(c.src, 67, 4);
+      await expect(c.s.mirrorUpdate('m-during')).rejects.toMatchObject({ message: expect.stringContaining('was taken over on its host') });
     } finally {
-      await proxy.stop();
-      await ep.close();
-      await server.closeAll();
-      await s.closeAll();
+      await c.stop();
     }
   });
 
