@@ -177,7 +177,7 @@ export function registerReplication(program: Command): void {
     .command('resync <name>')
     .description('re-establish from the newest common snapshot without a full copy (the destination loses its changes after it)')
     .option('--reverse', 'swap the direction: the old source becomes the mirror of the volume that took over')
-    .option('--full', 'when nothing is in common any more: delete the mirror (only this relationship\'s) and copy the source whole again')
+    .option('--full', 'when nothing is in common any more: delete the mirror (only this relationship\'s) and copy the source whole again; there is no mirror until that copy lands')
     .option('--json', 'print a JSON report')
     .action((name: string, opts: { reverse?: boolean; full?: boolean; json?: boolean }) =>
       withService(async (s) => {
