@@ -272,7 +272,8 @@ export class Replication {
     const root = resolvePath(opts.root);
     const kind = await stat(root).then((st) => (st.isDirectory() ? 'dir' : 'file'), () => 'missing');
     if (kind !== 'dir') throw new SnapplaneError('NOT_FOUND', `--root '${opts.root}' ${kind === 'missing' ? 'does not exist' : 'is not a folder'}; create it first`, { path: root });
-    const hold = new VolumeHold(this.host, isReceiving, opts.holdMs);
+    // A mirror taken over on this host (`mirror break <volume>`) is let go at once, for the writer that took it.
+    const hold = new VolumeHold(this.host, isReceiving, opts.holdMs, async (path) => (await readMarker(path).catch(() => null))?.brokenAt !== undefined);
     const endpoint = await listen(opts.host ?? '127.0.0.1', opts.port, key, (conn) => {
       opts.log?.(`connection from ${conn.peer}`);
       return serveConnection(hold, root, conn, opts.log);

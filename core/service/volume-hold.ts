@@ -10,15 +10,20 @@ import type { ProgressEvent, ReceiveReport } from '../api/types.js';
 /** How long an endpoint keeps an idle volume open. Other processes may open it read-only meanwhile, not for writing. */
 export const HOLD_MS = 30_000;
 
+/** How often a held volume is checked for a reason to let it go at once. */
+const LET_GO_POLL_MS = 1_000;
+
 export class VolumeHold implements EngineAccess {
   /** Idle volumes: the close timer, and which file (device and inode) was open. */
-  private readonly held = new Map<string, { timer: NodeJS.Timeout; file: Promise<string | null> }>();
+  private readonly held = new Map<string, { timer: NodeJS.Timeout; poll: NodeJS.Timeout | null; file: Promise<string | null> }>();
 
   constructor(
     private readonly engine: EngineAccess,
     /** True while a volume is in use by a request (its close waits until it is not). */
     private readonly inUse: (path: string) => boolean,
     private readonly holdMs = HOLD_MS,
+    /** Asked every second while a volume is held: true closes it at once (its mirror was taken over on this host). */
+    private readonly letGo: ((path: string) => Promise<boolean>) | null = null,
   ) {}
 
   /** Opens through the engine, reusing a held volume (unless its file changed meanwhile). */
@@ -46,7 +51,22 @@ export class VolumeHold implements EngineAccess {
     }, this.holdMs);
     // An idle volume must not keep the process alive.
     timer.unref();
-    this.held.set(path, { timer, file });
+    const letGo = this.letGo;
+    const poll = letGo
+      ? setInterval(() => {
+          void letGo(path).then(
+            (yes) => {
+              // Still this hold (not a newer one, nor a request using the volume): let the local writer have it.
+              if (!yes || this.held.get(path)?.timer !== timer || this.inUse(path)) return;
+              this.cancel(path);
+              return this.engine.closeVolume(path).catch(() => undefined);
+            },
+            () => undefined,
+          );
+        }, LET_GO_POLL_MS)
+      : null;
+    poll?.unref();
+    this.held.set(path, { timer, poll, file });
   }
 
   /** Deletes a volume through the engine; a held one stops being held first. */
@@ -76,7 +96,10 @@ export class VolumeHold implements EngineAccess {
 
   private cancel(path: string): void {
     const h = this.held.get(path);
-    if (h) clearTimeout(h.timer);
+    if (h) {
+      clearTimeout(h.timer);
+      if (h.poll) clearInterval(h.poll);
+    }
     this.held.delete(path);
   }
 }

@@ -154,6 +154,38 @@ describe('replication between processes over TCP', () => {
     }
   }, 60_000);
 
+  it('a mirror taken over on the endpoint\'s host is let go by the endpoint at once, not after its 30 s hold', async () => {
+    const src = join(dir, 'let-src.img');
+    const root = join(dir, 'let-root');
+    await mkdir(root);
+    const v = await Volume.create(src, { sizeBytes: 16 << 20, cpIntervalMs: 0 });
+    await v.close();
+    const b = await startServer(root, key);
+    const sourceHome = process.env.SNAPPLANE_HOME;
+    try {
+      await newMaster(src, 'l1', seeded(8), 4);
+      await json('mirror', 'create', 'mlet', src, `127.0.0.1:${b.port}/m`, '--kind', 'full', '--key-file', key);
+      await json('mirror', 'update', 'mlet');
+      const mirror = join(root, 'm');
+      // The endpoint holds the mirror open after the update: a local writer is told so.
+      process.env.SNAPPLANE_HOME = join(dir, 'let-mirror-host');
+      expect((await snapplane('put', mirror, __filename, '/early.ts')).stderr).toContain('(READ_ONLY)');
+      await json('mirror', 'break', mirror);
+      const t0 = Date.now();
+      let put = await snapplane('put', mirror, __filename, '/after.ts');
+      while (put.code !== 0 && Date.now() - t0 < 10_000) {
+        expect(put.stderr).toContain(`open for writing by process ${b.proc.pid}`);
+        await new Promise((r) => setTimeout(r, 250));
+        put = await snapplane('put', mirror, __filename, '/after.ts');
+      }
+      expect(put.code, put.stderr).toBe(0);
+      expect(Date.now() - t0).toBeLessThan(10_000);
+    } finally {
+      process.env.SNAPPLANE_HOME = sourceHome;
+      await b.kill();
+    }
+  }, 60_000);
+
   it('mirror resync --full: the endpoint, still holding the old mirror open, deletes it and takes a whole copy', async () => {
     const src = join(dir, 'full-src.img');
     const root = join(dir, 'full-root');
