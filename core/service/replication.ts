@@ -700,7 +700,7 @@ export class Replication {
    * the next update copies the source whole. Until that copy commits there is no mirror: a last resort.
    */
   private async resyncFull(rel: RelationshipRecord, onProgress?: Progress): Promise<MirrorUpdateReport & { common: null; discarded: string[] }> {
-    if (rel.kind !== 'full') throw new SnapplaneError('INVALID', `'${rel.name}' is a ${rel.kind}; --full resyncs a full mirror (a replica gets a full copy when it has no master in common)`);
+    if (rel.kind !== 'full') throw new SnapplaneError('INVALID', `'${rel.name}' is a ${rel.kind}; --full resyncs a full mirror (a replica with no master in common needs a new, empty destination)`);
     const d = await this.destination(rel.destination, { keyFile: rel.keyFile ?? undefined }, { cancelled: false });
     let discarded: string[];
     try {
