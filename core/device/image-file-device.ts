@@ -118,10 +118,7 @@ export class ImageFileDevice implements BlockDevice {
     try {
       while (done < buf.length) {
         const { bytesRead } = await this.file.read(buf, done, buf.length - done, vbn * BLOCK_SIZE + done);
-        if (bytesRead === 0) {
-          buf.fill(0, done);
-          break;
-        }
+        if (bytesRead === 0) throw this.endedEarly(vbn * BLOCK_SIZE + done);
         done += bytesRead;
       }
     } catch (e) {
@@ -160,6 +157,15 @@ export class ImageFileDevice implements BlockDevice {
     }
   }
 
+  /**
+   * The image ended before `offset`, inside the volume: it was sized whole when opened, so it shrank since
+   * (truncated or replaced under us). Reading zeros there would send or serve wrong data with good checksums.
+   */
+  private endedEarly(offset: number): SnapplaneError {
+    const vbn = Math.floor(offset / BLOCK_SIZE);
+    return new SnapplaneError('IO', `image '${this.label}' ends before block ${vbn} of its ${this.blockCount}: it was truncated or replaced while open`, { volume: this.label, vbn });
+  }
+
   private directHandle(): Promise<FileHandle | null> {
     this.direct ??= open(this.label, (this.readOnly ? constants.O_RDONLY : constants.O_RDWR) | constants.O_DIRECT).catch(() => null);
     return this.direct;
@@ -179,10 +185,7 @@ export class ImageFileDevice implements BlockDevice {
     try {
       while (done < into.length) {
         const { bytesRead } = await fh.read(into, done, into.length - done, vbn * BLOCK_SIZE + done);
-        if (bytesRead === 0) {
-          into.fill(0, done);
-          break;
-        }
+        if (bytesRead === 0) throw this.endedEarly(vbn * BLOCK_SIZE + done);
         done += bytesRead;
         // A short read that ends off alignment: the rest through the page cache.
         if (done % BLOCK_SIZE !== 0) return this.readBlocks(vbn, count, into);
