@@ -203,7 +203,10 @@ export class Raid4Device implements BlockDevice {
     const n = newest.dataMembers;
     const members: Member[] = Array.from({ length: n + 1 }, (_, i) => ({ index: i, path: join(folder, i === n ? 'parity.img' : `data-${i}.img`), handle: null, state: 'missing' as MemberState }));
     for (const f of found) {
-      const current = f.label.groupId === newest.groupId && f.label.generation === newest.generation && f.label.dataMembers === n && f.label.stripes === newest.stripes;
+      // A member shorter than its stripes (cut short by a copy, or truncated) is left out like a stale one: its
+      // blocks come from parity, where reading past its end would give zeros.
+      const whole = (await f.handle.stat()).size >= (MEMBER_DATA_START + newest.stripes) * BLOCK_SIZE;
+      const current = whole && f.label.groupId === newest.groupId && f.label.generation === newest.generation && f.label.dataMembers === n && f.label.stripes === newest.stripes;
       const slot = members[f.label.index];
       if (!current || !slot || slot.handle || (newest.failedMask & (1 << f.label.index)) !== 0) {
         await f.handle.close();
@@ -224,6 +227,14 @@ export class Raid4Device implements BlockDevice {
     }
     if (!readOnly) await dev.replayIntentLog();
     return dev;
+  }
+
+  /** A member whose file ends before `stripe`: it was whole at open, so it shrank since (truncated or replaced). */
+  private endedEarly(m: Member, stripe: number): SnapplaneError {
+    return new SnapplaneError('IO', `member ${basename(m.path)} ends before stripe ${stripe} of its ${this.groupLabel.stripes}: it was truncated or replaced while open (\`snapplane raid fail\` it, then replace it)`, {
+      volume: this.label,
+      vbn: m.index < this.n ? stripe * this.n + m.index : undefined,
+    });
   }
 
   private unavailable(m: Member, stripe: number): boolean {
@@ -261,10 +272,7 @@ export class Raid4Device implements BlockDevice {
     try {
       while (done < buf.length) {
         const { bytesRead } = await m.handle.read(buf, done, buf.length - done, (MEMBER_DATA_START + firstStripe) * BLOCK_SIZE + done);
-        if (bytesRead === 0) {
-          buf.fill(0, done);
-          break;
-        }
+        if (bytesRead === 0) throw this.endedEarly(m, firstStripe + Math.floor(done / BLOCK_SIZE));
         done += bytesRead;
       }
     } catch (e) {
@@ -331,15 +339,12 @@ export class Raid4Device implements BlockDevice {
         const n = Math.min(IOV_MAX, first + count - s);
         const iov = Array.from({ length: n }, (_, k) => slot(s + k));
         let done = (await m.handle.readv(iov, (MEMBER_DATA_START + s) * BLOCK_SIZE)).bytesRead;
-        // A short read (the end of a sparse member, or a signal) finishes block by block.
+        // A short read (a signal) finishes block by block; the member's end inside its stripes is a fault.
         for (let k = Math.floor(done / BLOCK_SIZE); done < n * BLOCK_SIZE; k++) {
           let at = done - k * BLOCK_SIZE;
           while (at < BLOCK_SIZE) {
             const { bytesRead } = await m.handle.read(iov[k], at, BLOCK_SIZE - at, (MEMBER_DATA_START + s + k) * BLOCK_SIZE + at);
-            if (bytesRead === 0) {
-              iov[k].fill(0, at);
-              break;
-            }
+            if (bytesRead === 0) throw this.endedEarly(m, s + k);
             at += bytesRead;
           }
           done = (k + 1) * BLOCK_SIZE;

@@ -158,6 +158,37 @@ describe('RAID-4 groups', () => {
     await w.close();
   });
 
+  it('a member cut short is left out at open and read from parity; one that shrinks while open fails reads with IO, not zeros', async () => {
+    const v = await makeGroup();
+    for (let f = 0; f < 12; f++) await v.writeFile(`/f${f}`, pattern(200_000 + f * 9_000, f));
+    await v.close();
+    const member = join(group, 'data-2.img');
+    const full = (await (await open(member, 'r')).stat()).size;
+    const fh = await open(member, 'r+');
+    await fh.truncate(Math.floor(full / 3));
+    await fh.close();
+    // At open: degraded, member 2 missing, every file whole from parity.
+    const r = await reopen({ readOnly: true });
+    try {
+      expect(r.device.health()).toMatchObject({ degraded: true, members: expect.arrayContaining([expect.objectContaining({ index: 2, state: 'missing' })]) });
+      for (let f = 0; f < 12; f++) expect((await r.readFile(`/f${f}`)).equals(pattern(200_000 + f * 9_000, f))).toBe(true);
+    } finally {
+      await r.close();
+    }
+    // While open: a healthy member that shrinks under the group makes its reads fail, naming it.
+    const w = await reopen({ readOnly: true });
+    try {
+      const other = await open(join(group, 'data-1.img'), 'r+');
+      await other.truncate(MEMBER_DATA_START * 4096);
+      await other.close();
+      let failure: unknown = null;
+      for (let f = 0; f < 12 && !failure; f++) await w.readFile(`/f${f}`).catch((e: unknown) => (failure = e));
+      expect(failure).toMatchObject({ code: 'IO', message: expect.stringContaining('member data-1.img ends before stripe') });
+    } finally {
+      await w.close();
+    }
+  });
+
   it('with two members lost refuses to open for writing and never returns wrong data', async () => {
     const v = await makeGroup();
     await v.writeFile('/f', pattern(500_000, 3));
