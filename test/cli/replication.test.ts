@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { Volume } from '../../core/fs/volume.js';
 import type { ReplicateReport } from '../../core/api/index.js';
 import { json, snapplane } from './cli-helpers.js';
-import { makeKey, newMaster, seeded, snapshots, startServer, treeOf } from '../helpers/replication.js';
+import { makeKey, newMaster, seeded, snapshots, startServer, treeOf, type ServerProcess } from '../helpers/replication.js';
 import { runReplicationDrills } from '../helpers/replication-drills.js';
 import { expectSameTree } from '../helpers/model.js';
 
@@ -27,6 +27,16 @@ beforeAll(async () => {
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
+
+/** A new empty source volume `<name>.img` of `mib` MiB and an endpoint child serving a new folder `<name>-root`. */
+async function sourceAndServer(name: string, mib: number): Promise<{ src: string; root: string; server: ServerProcess }> {
+  const src = join(dir, `${name}.img`);
+  const root = join(dir, `${name}-root`);
+  await mkdir(root);
+  const v = await Volume.create(src, { sizeBytes: mib << 20, cpIntervalMs: 0 });
+  await v.close();
+  return { src, root, server: await startServer(root, key) };
+}
 
 describe('replication between processes over TCP', () => {
   it('initializes, then sends incrementals after random work; the destination tree equals the source master each time', async () => {
@@ -86,13 +96,8 @@ describe('replication between processes over TCP', () => {
   }, 120_000);
 
   it('refuses a wrong key before reading anything, and survives garbage', async () => {
-    const src = join(dir, 'keyed.img');
-    const root = join(dir, 'keyed');
-    await mkdir(root);
-    const v = await Volume.create(src, { sizeBytes: 16 << 20, cpIntervalMs: 0 });
-    await v.close();
+    const { src, server: s } = await sourceAndServer('keyed', 16);
     await newMaster(src, 'k1', seeded(2), 3);
-    const s = await startServer(root, key);
     try {
       const wrong = await makeKey(dir, 'wrong-key');
       const r = await snapplane('replicate', src, `127.0.0.1:${s.port}/x`, '--key-file', wrong);
@@ -155,12 +160,7 @@ describe('replication between processes over TCP', () => {
   }, 60_000);
 
   it('a mirror taken over on the endpoint\'s host is let go by the endpoint at once, not after its 30 s hold', async () => {
-    const src = join(dir, 'let-src.img');
-    const root = join(dir, 'let-root');
-    await mkdir(root);
-    const v = await Volume.create(src, { sizeBytes: 16 << 20, cpIntervalMs: 0 });
-    await v.close();
-    const b = await startServer(root, key);
+    const { src, root, server: b } = await sourceAndServer('let', 16);
     const sourceHome = process.env.SNAPPLANE_HOME;
     try {
       await newMaster(src, 'l1', seeded(8), 4);
@@ -187,12 +187,7 @@ describe('replication between processes over TCP', () => {
   }, 60_000);
 
   it('mirror resync --full: the endpoint, still holding the old mirror open, deletes it and takes a whole copy', async () => {
-    const src = join(dir, 'full-src.img');
-    const root = join(dir, 'full-root');
-    await mkdir(root);
-    const v = await Volume.create(src, { sizeBytes: 16 << 20, cpIntervalMs: 0 });
-    await v.close();
-    const b = await startServer(root, key);
+    const { src, root, server: b } = await sourceAndServer('full', 16);
     try {
       await newMaster(src, 'f1', seeded(5), 6);
       await json('mirror', 'create', 'mfull', src, `127.0.0.1:${b.port}/m`, '--kind', 'full', '--key-file', key);
