@@ -1,7 +1,7 @@
 /** The one-writer lock: `<volume>.lock` holds the writer's pid, host and start time. */
 import { open, readFile, stat, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { basename, dirname } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { SnapplaneError } from '../common/errors.js';
 import { processAlive } from '../common/process-alive.js';
 import { linkIntoPlace } from '../common/link-into-place.js';
@@ -11,6 +11,11 @@ interface LockRecord {
   pid: number;
   host: string;
   since: string;
+}
+
+/** Where the lock of a volume lives: `<image>.lock`, or `<folder>/snapplane.lock` for a RAID-4 group. */
+export function lockPathOf(volume: string, isGroup: boolean): string {
+  return isGroup ? join(volume, 'snapplane.lock') : `${volume}.lock`;
 }
 
 export class VolumeLock {

@@ -11,7 +11,6 @@ import { SnapplaneError, asIoError } from '../common/errors.js';
 import type { BlockDevice } from '../device/block-device.js';
 import { ImageFileDevice } from '../device/image-file-device.js';
 import { stat } from 'node:fs/promises';
-import { join } from 'node:path';
 import { BitPlane, WORDS_PER_CHUNK, chunkCount } from '../planes/bit-plane.js';
 import { planeStatistics } from './plane-stats.js';
 import { diffTrees } from './diff.js';
@@ -39,7 +38,7 @@ import {
   type SnapshotEntry,
 } from './format.js';
 import { InodeTable } from './inode-table.js';
-import { VolumeLock } from './lock.js';
+import { VolumeLock, lockPathOf } from './lock.js';
 import { Namespace, normalizePath, type ResolvedPath } from './namespace.js';
 import { SnapshotTable } from './snapshot-table.js';
 
@@ -211,7 +210,7 @@ export class Volume {
       // reported by the device open below
     }
     let lock: VolumeLock | null = null;
-    if (!readOnly && opts.lock !== false) lock = await VolumeLock.acquire(path, isGroup ? join(path, 'snapplane.lock') : undefined);
+    if (!readOnly && opts.lock !== false) lock = await VolumeLock.acquire(path, lockPathOf(path, isGroup));
     let device: BlockDevice;
     try {
       device = opts.openDevice ? await opts.openDevice(path, readOnly) : await ImageFileDevice.open(path, { readOnly });

@@ -12,7 +12,7 @@ import type {
 import { Volume } from '../fs/volume.js';
 import { copyFromHost, copyToHost } from '../fs/host-copy.js';
 import { SnapplaneError, asIoError } from '../common/errors.js';
-import { VolumeLock } from '../fs/lock.js';
+import { VolumeLock, lockPathOf } from '../fs/lock.js';
 import { deleteVolumeFiles } from '../fs/sidecar.js';
 import { openDeviceAt } from '../raid/open-device.js';
 import { Raid4Device } from '../raid/raid4-device.js';
@@ -849,7 +849,7 @@ export class SnapplaneService {
     await this.close(path);
     const isGroup = await stat(path).then((st) => st.isDirectory(), () => null);
     if (isGroup === null) throw new SnapplaneError('NOT_FOUND', `volume '${path}' does not exist`, { volume: path });
-    const lock = await VolumeLock.acquire(path, isGroup ? joinPath(path, 'snapplane.lock') : undefined);
+    const lock = await VolumeLock.acquire(path, lockPathOf(path, isGroup));
     try {
       await deleteVolumeFiles(path);
     } catch (e) {
