@@ -1,4 +1,4 @@
-/** The one-writer lock: `<volume>.lock` holds the writer's pid, host and start time. */
+/** The one-writer lock: `<image>.lock` (or `snapplane.lock` in a RAID-4 group folder) holds the writer's pid, host and start time. */
 import { open, readFile, stat, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
@@ -22,7 +22,7 @@ export class VolumeLock {
   private constructor(readonly path: string) {}
 
   /** Takes the writer lock of `volume`; LOCKED names the holder. A lock left by a dead process is taken over. */
-  static async acquire(volume: string, lockPath = `${volume}.lock`): Promise<VolumeLock> {
+  static async acquire(volume: string, lockPath = lockPathOf(volume, false)): Promise<VolumeLock> {
     const record: LockRecord = { pid: process.pid, host: hostname(), since: new Date().toISOString() };
     // A writer killed between writing its temporary and removing it left `<lock>.<pid>.tmp`.
     await removeDeadTemporaries(dirname(lockPath), `${basename(lockPath)}.`, '.tmp');
