@@ -25,11 +25,15 @@ function ago(seconds: number | null): string {
 
 function updateLine(r: MirrorUpdateReport): string {
   if (r.transfer === 'none') return `${r.name}: already at ${r.to}\n`;
-  const how = r.transfer === 'full' ? `initialized with a full image of ${r.to}` : `sent ${r.from} → ${r.to} (blocks chosen by ${r.selection === 'marks' ? 'the mark-on-allocate image' : 'subtraction'})`;
+  const how = r.replaced ? `replaced the old mirror${r.replaced.length ? ` (snapshots ${r.replaced.join(', ')})` : ''} with a full image of ${r.to}` : r.transfer === 'full' ? `initialized with a full image of ${r.to}` : `sent ${r.from} → ${r.to} (blocks chosen by ${r.selection === 'marks' ? 'the mark-on-allocate image' : 'subtraction'})`;
   const delta = r.deltaBlocks !== undefined ? `; the sparse incremental structure holds ${r.deltaBlocks} blocks (${formatBytes(r.deltaBytes ?? 0)} on disk)` : '';
   const carried = r.carried?.length ? `; with ${r.carried.length === 1 ? 'snapshot' : 'snapshots'} ${r.carried.join(', ')}` : '';
   const dropped = r.dropped?.length ? `; the mirror deleted ${r.dropped.join(', ')} (deleted on the source)` : '';
-  return `${r.name}: ${how}: ${r.blocks} blocks, ${formatBytes(r.bytes)} in ${r.seconds.toFixed(1)} s${r.resumedFromVbn !== null ? `, resumed at VBN ${r.resumedFromVbn}` : ''}${carried}${dropped}${delta}\n`;
+  const lost = (r.downstream ?? []).filter((d) => !d.kept && d.base !== null);
+  const cascade = lost.length
+    ? `\n${lost.map((d) => `${r.name}: the copy lacks ${d.base}, the base of ${d.destination} (which the mirror replicates to): it needs a full copy into a new, empty volume\n`).join('')}`
+    : '\n';
+  return `${r.name}: ${how}: ${r.blocks} blocks, ${formatBytes(r.bytes)} in ${r.seconds.toFixed(1)} s${r.resumedFromVbn !== null ? `, resumed at VBN ${r.resumedFromVbn}` : ''}${carried}${dropped}${delta}${cascade}`;
 }
 
 function statusRows(list: MirrorInfo[]): (string | number)[][] {
@@ -177,7 +181,7 @@ export function registerReplication(program: Command): void {
     .command('resync <name>')
     .description('re-establish from the newest common snapshot without a full copy (the destination loses its changes after it)')
     .option('--reverse', 'swap the direction: the old source becomes the mirror of the volume that took over')
-    .option('--full', 'when nothing is in common any more: delete the mirror (only this relationship\'s) and copy the source whole again; there is no mirror until that copy lands')
+    .option('--full', 'when nothing is in common any more: copy the source whole beside the mirror (only this relationship\'s), which the copy replaces once it lands; needs room for both meanwhile')
     .option('--json', 'print a JSON report')
     .action((name: string, opts: { reverse?: boolean; full?: boolean; json?: boolean }) =>
       withService(async (s) => {
@@ -186,8 +190,7 @@ export function registerReplication(program: Command): void {
           const r = await s.mirrorResync(name, { reverse: opts.reverse, full: opts.full }, bar);
           bar.stop();
           if (opts.json) return printJson(r);
-          if (r.common === null) process.stdout.write(`${name}: deleted the mirror${r.discarded.length ? ` with its snapshots ${r.discarded.join(', ')}` : ''} and copied the source whole again\n`);
-          else process.stdout.write(`${name}: resynced from common snapshot ${r.common}${r.discarded.length ? `; discarded on the destination: ${r.discarded.join(', ')} and changes after ${r.common}` : ''}\n`);
+          if (r.common !== null) process.stdout.write(`${name}: resynced from common snapshot ${r.common}${r.discarded.length ? `; discarded on the destination: ${r.discarded.join(', ')} and changes after ${r.common}` : ''}\n`);
           process.stdout.write(updateLine(r));
         } finally {
           bar.stop();
@@ -212,6 +215,7 @@ export function registerReplication(program: Command): void {
             ['lag', m.lagSeconds === null ? '-' : `${ago(m.lagSeconds)}, ${m.lagBlocks ?? '?'} blocks written since`],
             ['last transfer', m.lastTransferAt ? `${m.lastTransferAt} (${formatBytes(m.lastTransferBytes)}, ${m.lastSelection ?? '-'})` : '-'],
             ['schedule', m.every ? `${m.every}, next ${m.nextAt}` : 'on demand'],
+            ...(m.replacing ? ([['full resync', 'under way: the next update copies the source whole beside the old mirror, which stays until the copy lands']] as [string, string][]) : []),
             ...(m.lastError ? ([['last error', m.lastError]] as [string, string][]) : []),
           ]);
           return;

@@ -236,6 +236,21 @@ export interface ReceiveReport extends StreamSummary {
   created?: boolean;
   /** Snapshots the destination deleted before receiving because the source no longer has them. */
   dropped?: string[];
+  /** A full resync: the snapshots of the mirror the whole copy took the place of. */
+  replaced?: string[];
+  /** A full resync of a mirror that replicates further (a cascade): whether each destination's base came through. */
+  downstream?: DownstreamBase[];
+}
+
+/**
+ * A destination a replaced mirror replicates to: its newest master (the base of its next incremental), and whether
+ * the whole copy brought that master, so the next replication there is still incremental (if not, the copy no
+ * longer holds anything for it: it needs a full copy into a new, empty volume).
+ */
+export interface DownstreamBase {
+  destination: string;
+  base: string | null;
+  kept: boolean;
 }
 
 export interface BackupCheck {
@@ -305,6 +320,11 @@ export interface DestinationStatus {
   mirrorOf: MirrorMarker | null;
   /** A destination being updated from a shadow master is off-line (SPEC §2, the seed's shadow masters). */
   offline: string | null;
+  /**
+   * A full resync's whole copy being received beside the mirror (and its resume point, if it was interrupted);
+   * absent from endpoints older than full resyncs that keep the old mirror.
+   */
+  replacement?: { resume: { token: string; expression: string } | null } | null;
 }
 
 /** The sidecar that keeps a mirror destination read-only until the relationship is broken. */
@@ -385,6 +405,8 @@ export interface MirrorInfo {
   /** How the last incremental chose its blocks: the mark-on-allocate images, or subtraction when they could not. */
   lastSelection: 'marks' | 'subtraction' | 'full' | null;
   nextAt: string | null;
+  /** A full resync is under way: the next update copies the source whole beside the old mirror, which it then replaces. */
+  replacing: boolean;
 }
 
 /** `mirror update`: one transfer of a relationship. */
@@ -403,6 +425,10 @@ export interface MirrorUpdateReport {
   carried?: string[];
   /** Full mirrors: snapshots the mirror deleted because the source had deleted them. */
   dropped?: string[];
+  /** A full resync's copy took the old mirror's place: the old mirror's snapshots, which went with it. */
+  replaced?: string[];
+  /** ... and the destinations the mirror replicates to, with whether their base came through. */
+  downstream?: DownstreamBase[];
   /** Incremental mirrors: blocks and bytes the sparse incremental structure holds after the update. */
   deltaBlocks?: number;
   deltaBytes?: number;

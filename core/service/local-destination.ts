@@ -8,11 +8,13 @@ import { SnapplaneError } from '../common/errors.js';
 import { FIRST_FREE_INODE, SnapshotFlag, type SnapshotEntry } from '../fs/format.js';
 import type { Volume } from '../fs/volume.js';
 import { readResumeState } from '../stream/receive.js';
-import { neededMasters, readDestinations, readMarker, readOffline, takenOverMessage, writeMarker, writeOffline } from '../transfer/sidecars.js';
+import { Raid4Device } from '../raid/raid4-device.js';
+import { askSwap, hasReplacement, replacementOf, swapAsked, swapDone } from '../transfer/replacement.js';
+import { neededMasters, readDestinations, readMarker, readOffline, takenOverMessage, writeDestinations, writeMarker, writeOffline } from '../transfer/sidecars.js';
 import type { Destination, ReceiveRequest } from '../transfer/destination.js';
 import { receiveStreamBytes } from '../net/pump.js';
 import type { WireConnection, WireMessage } from '../net/wire.js';
-import type { DestinationStatus, MirrorMarker, ProgressEvent, ReceiveReport, SnapshotRef } from '../api/types.js';
+import type { DestinationStatus, DownstreamBase, MirrorMarker, ProgressEvent, ReceiveReport, SnapshotRef } from '../api/types.js';
 
 /** What a destination needs from the engine host (the service facade's internals). */
 export interface EngineAccess {
@@ -24,6 +26,8 @@ export interface EngineAccess {
   receiveInto(path: string, source: AsyncIterable<Buffer>, options: { force?: boolean; raid?: number; mirrorWrite?: boolean; overwriteBase?: boolean }, onProgress: ((p: ProgressEvent) => void) | undefined, signal: { cancelled: boolean }): Promise<ReceiveReport>;
   /** Deletes a volume with its sidecars (closing it first). */
   deleteVolume(path: string): Promise<void>;
+  /** Puts the volume at `replacement` in place of the one at `path`, which is deleted (closing both first). */
+  replaceVolume(path: string, replacement: string): Promise<void>;
 }
 
 async function exists(p: string): Promise<boolean> {
@@ -54,7 +58,9 @@ export class LocalDestination implements Destination {
   ) {}
 
   async status(): Promise<DestinationStatus> {
-    const empty: DestinationStatus = { volume: this.label, exists: false, uuid: null, blockCount: null, empty: true, snapshots: [], newestMaster: null, resume: null, mirrorOf: null, offline: null };
+    await this.finishSwap();
+    const replacement = (await hasReplacement(this.label)) ? { resume: await readResumeState(replacementOf(this.label)) } : null;
+    const empty: DestinationStatus = { volume: this.label, exists: false, uuid: null, blockCount: null, empty: true, snapshots: [], newestMaster: null, resume: null, mirrorOf: null, offline: null, replacement };
     if (!(await exists(this.label))) return { ...empty, resume: await readResumeState(this.label) };
     const offline = await readOffline(this.label);
     const mirrorOf = await readMarker(this.label);
@@ -76,6 +82,7 @@ export class LocalDestination implements Destination {
         resume,
         mirrorOf,
         offline,
+        replacement,
       };
     } finally {
       await this.engine.closeVolume(this.label);
@@ -83,9 +90,11 @@ export class LocalDestination implements Destination {
   }
 
   async receive(stream: AsyncIterable<Buffer>, request: ReceiveRequest, onProgress?: (p: ProgressEvent) => void): Promise<ReceiveReport> {
+    await this.finishSwap();
     const current = request.marker ? await readMarker(this.label) : null;
     // Checked here too, not only by the sender: a break between its status and this request, or an older sender.
     if (current?.brokenAt && current.relationship === request.marker!.relationship) throw new SnapplaneError('INVALID', takenOverMessage(this.label, current), { volume: this.label });
+    if (request.replace) return this.receiveReplacement(stream, request, current, onProgress);
     const mirrorWrite = request.marker !== undefined && (current === null || current.relationship === request.marker.relationship);
     if (request.marker && !mirrorWrite) {
       const m = current!;
@@ -120,6 +129,77 @@ export class LocalDestination implements Destination {
       else if (offline) await writeOffline(this.label, `${request.offline}, interrupted: its base may be partly overwritten; it comes back on-line when a replication finishes the update`);
       await this.engine.closeVolume(this.label);
     }
+  }
+
+  /**
+   * A full resync: the whole copy lands beside the mirror and takes its place once committed; until then the old
+   * mirror stays as it was (and stays if the copy fails). Only a mirror of the same relationship is replaced.
+   */
+  private async receiveReplacement(stream: AsyncIterable<Buffer>, request: ReceiveRequest, current: MirrorMarker | null, onProgress?: (p: ProgressEvent) => void): Promise<ReceiveReport> {
+    const relationship = request.marker?.relationship;
+    let raid = request.raid;
+    let replaced: string[] | undefined;
+    if (await exists(this.label)) {
+      if (!relationship || current?.relationship !== relationship) throw this.notOurs(relationship ?? '?', current);
+      const v = await this.engine.openVolume(this.label, false);
+      try {
+        replaced = v.snapshots.list().sort((a, b) => a.generation - b.generation).map((e) => e.name);
+        // The copy keeps the mirror's layout: a RAID-4 group stays one, with as many data members.
+        raid ??= v.device instanceof Raid4Device ? v.device.dataMembers : undefined;
+      } finally {
+        await this.engine.closeVolume(this.label);
+      }
+    }
+    const repl = replacementOf(this.label);
+    // Without a resume point nothing of it is worth keeping: it failed early, or committed before its swap was asked.
+    if ((await hasReplacement(this.label)) && !(await readResumeState(repl))) await this.engine.deleteVolume(repl);
+    const report = await new LocalDestination(this.engine, repl, this.signal).receive(stream, { raid, marker: request.marker }, onProgress);
+    const downstream = await this.carryDestinations(repl);
+    await askSwap(this.label);
+    try {
+      await this.finishSwap();
+    } catch (e) {
+      if (!(e instanceof SnapplaneError)) throw e;
+      throw new SnapplaneError(e.code, `the whole copy landed beside '${this.label}' but could not take its place: ${e.message}; the next update (or any request for this volume) puts it there`, { volume: this.label, cause: e });
+    }
+    return { ...report, ...(replaced ? { replaced } : {}), ...(downstream.length ? { downstream } : {}) };
+  }
+
+  /**
+   * Says whose base (newest master) the replacement has, so whose next replication stays incremental. Those
+   * destinations go over to it (their masters stay held there as long as they need them); the others are
+   * forgotten, since nothing held for them could serve them any more (they need a full copy).
+   */
+  private async carryDestinations(repl: string): Promise<DownstreamBase[]> {
+    const known = await readDestinations(this.label);
+    if (known.length === 0) return [];
+    const v = await this.engine.openVolume(repl, false);
+    let downstream: DownstreamBase[];
+    try {
+      const have = v.snapshots.list().map(refOf);
+      downstream = known.map((k) => ({ destination: k.destination, base: k.master?.name ?? null, kept: k.master !== null && have.some((h) => sameRef(h, k.master!)) }));
+    } finally {
+      await this.engine.closeVolume(repl);
+    }
+    await writeDestinations(repl, known.filter((k, i) => k.master === null || downstream[i].kept));
+    return downstream;
+  }
+
+  /** Finishes a swap that was asked for (by the receive that asked, or after a crash, by the next request). */
+  private async finishSwap(): Promise<void> {
+    if (!(await swapAsked(this.label))) return;
+    await this.engine.replaceVolume(this.label, replacementOf(this.label));
+    await swapDone(this.label);
+  }
+
+  /** Deletes an unfinished replacement no relationship will finish (the mirror was released or rolled back). */
+  private async dropReplacement(): Promise<void> {
+    await this.finishSwap();
+    if (await hasReplacement(this.label)) await this.engine.deleteVolume(replacementOf(this.label));
+  }
+
+  private notOurs(relationship: string, m: MirrorMarker | null): SnapplaneError {
+    return new SnapplaneError('INVALID', `'${this.label}' is not the mirror in relationship '${relationship}' (${m ? `it is the mirror in '${m.relationship}'` : 'it is no mirror'}); refusing to replace it`, { volume: this.label });
   }
 
   /** The volume open for writing, its own metadata placed at the top, where the source's next blocks are not. */
@@ -166,6 +246,7 @@ export class LocalDestination implements Destination {
   }
 
   async rollBack(common: string): Promise<{ discarded: string[] }> {
+    await this.dropReplacement();
     const v = await this.writable(true);
     try {
       const base = v.snapshots.byName(common, this.label);
@@ -183,19 +264,8 @@ export class LocalDestination implements Destination {
   }
 
   async setMarker(marker: MirrorMarker | null): Promise<void> {
+    if (!marker) await this.dropReplacement();
     await writeMarker(this.label, marker);
-  }
-
-  async discard(relationship: string): Promise<{ discarded: string[] }> {
-    if (!(await exists(this.label))) return { discarded: [] };
-    const m = await readMarker(this.label);
-    // Only what the relationship itself made: a full resync must not delete a volume that merely has its name.
-    if (m?.relationship !== relationship) {
-      throw new SnapplaneError('INVALID', `'${this.label}' is not the mirror in relationship '${relationship}' (${m ? `it is the mirror in '${m.relationship}'` : 'it is no mirror'}); refusing to delete it`, { volume: this.label });
-    }
-    const discarded = (await this.status()).snapshots.map((s) => s.name);
-    await this.engine.deleteVolume(this.label);
-    return { discarded };
   }
 
   wireBytes(): number {
@@ -261,6 +331,7 @@ export async function serveConnection(engine: EngineAccess, root: string, conn: 
                 sourceMasters: Array.isArray(req.sourceMasters) ? (req.sourceMasters as SnapshotRef[]) : undefined,
                 sourceSnapshots: Array.isArray(req.sourceSnapshots) ? (req.sourceSnapshots as SnapshotRef[]) : undefined,
                 retire: Array.isArray(req.retire) ? req.retire.filter((n): n is string => typeof n === 'string') : undefined,
+                replace: req.replace === true,
               },
               (p) => {
                 const now = performance.now();
@@ -283,11 +354,6 @@ export async function serveConnection(engine: EngineAccess, root: string, conn: 
         case 'rollBack':
           if (typeof req.common !== 'string') throw new SnapplaneError('INVALID', 'rollBack needs the common snapshot');
           await conn.send({ rolledBack: await dest.rollBack(req.common) });
-          break;
-        case 'discard':
-          if (typeof req.relationship !== 'string') throw new SnapplaneError('INVALID', 'discard needs the relationship');
-          if (busy.has(path)) throw new SnapplaneError('BUSY', `volume '${String(req.volume)}' is receiving from another connection`, { volume: String(req.volume) });
-          await conn.send({ discarded: await dest.discard(req.relationship) });
           break;
         case 'setMarker':
           await dest.setMarker((req.marker as MirrorMarker | null) ?? null);

@@ -408,7 +408,8 @@ export class Replication {
     let state: MirrorInfo['state'] = 'idle';
     if (rel.broken) state = 'broken';
     else if (alive) state = 'transferring';
-    else if (!rel.lastCommon) state = rel.lastError ? 'failed' : 'uninitialized';
+    // A full resync that stopped without a word (its process was killed): the old mirror is there, behind.
+    else if (!rel.lastCommon) state = rel.lastError ? 'failed' : rel.replacing ? 'lagging' : 'uninitialized';
     else if (rel.lastError) state = 'failed';
     else if (rel.everyMs !== null && lagSeconds !== null && lagSeconds * 1000 > 2 * rel.everyMs) state = 'lagging';
     const last = rel.lastTransferAt ? Date.parse(rel.lastTransferAt) : null;
@@ -427,6 +428,7 @@ export class Replication {
       lagSeconds,
       lagBlocks,
       lastSelection: rel.lastSelection,
+      replacing: rel.replacing === true,
       nextAt: rel.everyMs !== null && !rel.broken ? new Date(last === null ? now : last + rel.everyMs).toISOString() : null,
     };
   }
@@ -494,6 +496,7 @@ export class Replication {
   private async advance(rel: RelationshipRecord, v: Volume, top: SnapshotEntry, old: SnapshotEntry | null): Promise<void> {
     rel.lastCommon = refOf(v.snapshots.byName(top.name, rel.source));
     rel.pending = null;
+    rel.replacing = false;
     const released = rel.resyncHold ?? null;
     rel.resyncHold = null;
     await this.save(rel);
@@ -513,6 +516,7 @@ export class Replication {
     if (!p || !landed(refOf(p))) return;
     rel.lastCommon = refOf(p);
     rel.pending = null;
+    rel.replacing = false;
     await this.save(rel);
   }
 
@@ -551,18 +555,22 @@ export class Replication {
       if (base && !status.snapshots.some((s) => sameRef(s, refOf(base)))) {
         throw new SnapplaneError('NOT_FOUND', `'${rel.destination}' no longer has snapshot '${base.name}', the base of relationship '${rel.name}'; \`snapplane mirror resync ${rel.name}\` finds the newest common one`, { volume: rel.destination });
       }
-      if (!base && status.exists && !status.empty && !(status.mirrorOf?.relationship === rel.name && status.resume)) {
+      const replace = rel.replacing === true && !base;
+      if (!base && !replace && status.exists && !status.empty && !(status.mirrorOf?.relationship === rel.name && status.resume)) {
         throw new SnapplaneError('EXISTS', `'${rel.destination}' is not empty; a mirror is initialized into a new volume`, { volume: rel.destination });
       }
       const top = await this.topSnapshot(rel, v);
-      const along = carriedAlong(v.snapshots.list(), base, top, status);
+      // A replacement starts empty: it needs the snapshots the old mirror has as much as the others.
+      const along = carriedAlong(v.snapshots.list(), base, top, replace ? { ...status, snapshots: [] } : status);
       const expression = `${[...along, top].map((e) => quoteName(e.name)).join(' + ')}${base ? ` - ${quoteName(base.name)}` : ''}`;
       const sourceSnapshots = v.snapshots.list().filter((e) => !(e.flags & SnapshotFlag.shadow)).map(refOf);
       const retire = base && ownSnapshot(rel, base.name) ? [base.name] : undefined;
-      const sent = await this.sendTo(v, connect, d, status, expression, { marker: this.marker(rel, v), sourceSnapshots, retire }, 'marks', signal, progress);
+      // A full resync resumes its copy beside the mirror, not a receive into the mirror itself.
+      const from = replace ? { ...status, resume: status.replacement?.resume ?? null } : status;
+      const sent = await this.sendTo(v, connect, d, from, expression, { marker: this.marker(rel, v), sourceSnapshots, retire, replace: replace || undefined }, 'marks', signal, progress);
       d = sent.destination;
       await this.advance(rel, v, top, base);
-      return { name: rel.name, kind: rel.kind, transfer: base ? 'incremental' : 'full', from: base?.name ?? null, to: top.name, selection: sent.plan.selection, blocks: sent.report.blocks, bytes: sent.report.bytes, resumedFromVbn: sent.report.resumedFromVbn, seconds: 0, carried: along.map((e) => e.name), dropped: sent.report.dropped ?? [] };
+      return { name: rel.name, kind: rel.kind, transfer: base ? 'incremental' : 'full', from: base?.name ?? null, to: top.name, selection: sent.plan.selection, blocks: sent.report.blocks, bytes: sent.report.bytes, resumedFromVbn: sent.report.resumedFromVbn, seconds: 0, carried: along.map((e) => e.name), dropped: sent.report.dropped ?? [], ...(sent.report.replaced ? { replaced: sent.report.replaced } : {}), ...(sent.report.downstream ? { downstream: sent.report.downstream } : {}) };
     } finally {
       await d.close().catch(() => undefined);
     }
@@ -674,7 +682,7 @@ export class Replication {
       const status = await d.status();
       const v = await this.host.openVolume(rel.source, true);
       const candidates = v.snapshots.list().filter((e) => status.snapshots.some((s) => sameRef(s, refOf(e)))).sort(byGeneration);
-      if (candidates.length === 0) throw new SnapplaneError('NOT_FOUND', `'${rel.source}' and '${rel.destination}' have no snapshot in common; \`snapplane mirror resync ${name} --full\` deletes the mirror and copies the source whole again`);
+      if (candidates.length === 0) throw new SnapplaneError('NOT_FOUND', `'${rel.source}' and '${rel.destination}' have no snapshot in common; \`snapplane mirror resync ${name} --full\` copies the source whole again, to replace the mirror once it lands`);
       common = candidates[candidates.length - 1];
       discarded = (await d.rollBack(common.name)).discarded;
       await d.setMarker(this.marker(rel, v));
@@ -685,6 +693,7 @@ export class Replication {
       }
       rel.lastCommon = refOf(common);
       rel.pending = null;
+      rel.replacing = false;
       rel.broken = false;
       rel.lastError = null;
       await this.save(rel);
@@ -696,23 +705,33 @@ export class Replication {
   }
 
   /**
-   * Full resync of a full mirror: its destination volume (only if it is this relationship's mirror) is deleted, and
-   * the next update copies the source whole. Until that copy commits there is no mirror: a last resort.
+   * Full resync of a full mirror (only if its destination is this relationship's mirror, or is gone): the source is
+   * copied whole beside the mirror, which that copy replaces once it has committed. Until then the old mirror stays
+   * as it was, and a failed copy is resumed by the next update. A mirror taken over on its host is marked again
+   * first: its writes since go with it.
    */
   private async resyncFull(rel: RelationshipRecord, onProgress?: Progress): Promise<MirrorUpdateReport & { common: null; discarded: string[] }> {
     if (rel.kind !== 'full') throw new SnapplaneError('INVALID', `'${rel.name}' is a ${rel.kind}; --full resyncs a full mirror (a replica with no master in common needs a new, empty destination)`);
     const d = await this.destination(rel.destination, { keyFile: rel.keyFile ?? undefined }, { cancelled: false });
+    const v = await this.host.openVolume(rel.source, true);
     let discarded: string[];
     try {
-      discarded = (await d.discard(rel.name)).discarded;
+      const status = await d.status();
+      const m = status.mirrorOf;
+      // Only what the relationship itself made: a full resync must not replace a volume that merely has its name.
+      if (status.exists && m?.relationship !== rel.name) {
+        throw new SnapplaneError('INVALID', `'${rel.destination}' is not the mirror in relationship '${rel.name}' (${m ? `it is the mirror in '${m.relationship}'` : 'it is no mirror'}); refusing to replace it`, { volume: rel.destination });
+      }
+      if (m?.brokenAt) await d.setMarker(this.marker(rel, v));
+      discarded = status.snapshots.map((s) => s.name);
     } finally {
       await d.close();
     }
-    const v = await this.host.openVolume(rel.source, true);
     if (rel.resyncHold && v.snapshots.has(rel.resyncHold)) await v.setSnapshotFlags(rel.resyncHold, { hold: false });
     rel.resyncHold = null;
     rel.lastCommon = null;
     rel.pending = null;
+    rel.replacing = true;
     rel.broken = false;
     rel.lastError = null;
     await this.save(rel);

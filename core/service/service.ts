@@ -13,7 +13,7 @@ import { Volume } from '../fs/volume.js';
 import { copyFromHost, copyToHost } from '../fs/host-copy.js';
 import { SnapplaneError, asIoError } from '../common/errors.js';
 import { VolumeLock, lockPathOf } from '../fs/lock.js';
-import { deleteVolumeFiles } from '../fs/sidecar.js';
+import { deleteVolumeFiles, replaceVolumeFiles } from '../fs/sidecar.js';
 import { openDeviceAt } from '../raid/open-device.js';
 import { Raid4Device } from '../raid/raid4-device.js';
 import type { RaidScrubReport, ScheduleInfo, ScheduleRunReport, SpaceReport } from '../api/types.js';
@@ -108,6 +108,7 @@ export class SnapplaneService {
       openVolume: (path, write, mirrorWrite, offlineUpdate) => this.volume({ volume: path }, write, mirrorWrite === true, offlineUpdate === true),
       closeVolume: (path) => this.close(path),
       deleteVolume: (path) => this.deleteVolume(path),
+      replaceVolume: (path, replacement) => this.replaceVolume(path, replacement),
       receiveInto: (path, source, opts, onProgress, signal) => this.receiveInto(path, source, opts, onProgress, signal),
       job: (kind, volume, target, expression, onProgress, fn, bytesOf) => this.transferJob(kind, volume, target, expression, onProgress, fn, bytesOf),
       clock: () => this.clock(),
@@ -842,7 +843,7 @@ export class SnapplaneService {
   }
 
   /**
-   * Deletes a volume with its sidecars (used by a full resync, on the mirror it discards). Closed here first; refused
+   * Deletes a volume with its sidecars (a full resync's unfinished replacement no relationship will finish). Closed here first; refused
    * with LOCKED while another process has it open for writing.
    */
   async deleteVolume(path: string): Promise<void> {
@@ -856,6 +857,24 @@ export class SnapplaneService {
       throw asIoError(e, `cannot delete volume '${path}'`, { volume: path });
     } finally {
       await lock.release();
+    }
+  }
+
+  /**
+   * Puts the volume at `replacement` in place of the one at `path` (deleted), under `path`'s writer lock: refused
+   * with LOCKED while another process has it open for writing. Both are closed here first.
+   */
+  async replaceVolume(path: string, replacement: string): Promise<void> {
+    await this.close(path);
+    await this.close(replacement);
+    const isGroup = await stat(path).then((st) => st.isDirectory(), () => null);
+    const lock = isGroup === null ? null : await VolumeLock.acquire(path, lockPathOf(path, isGroup));
+    try {
+      await replaceVolumeFiles(path, replacement);
+    } catch (e) {
+      throw asIoError(e, `cannot put '${replacement}' in place of '${path}'`, { volume: path });
+    } finally {
+      await lock?.release();
     }
   }
 

@@ -69,6 +69,8 @@ export interface RelationshipRecord {
   pending: string | null;
   /** A snapshot of the user's that a resync held as the common one: released when an update moves past it. */
   resyncHold?: string | null;
+  /** A full resync is under way: updates send whole copies that replace the mirror once they commit. */
+  replacing?: boolean;
   seq: number;
   transferring: { pid: number; since: string } | null;
   lastTransferAt: string | null;

@@ -75,6 +75,13 @@ export class VolumeHold implements EngineAccess {
     await this.engine.deleteVolume(path);
   }
 
+  /** Puts one volume in place of another through the engine; neither is held any more. */
+  async replaceVolume(path: string, replacement: string): Promise<void> {
+    this.cancel(path);
+    this.cancel(replacement);
+    await this.engine.replaceVolume(path, replacement);
+  }
+
   /** Closes `path` now (after a failed request: the volume may have stopped and must be reopened). */
   async closeVolumeNow(path: string): Promise<void> {
     this.cancel(path);

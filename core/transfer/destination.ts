@@ -27,6 +27,11 @@ export interface ReceiveRequest {
    * the same request rather than a round trip and a reopen after it.
    */
   retire?: string[];
+  /**
+   * Full resync: a full stream that replaces the mirror (marked for the same relationship) once it has committed;
+   * received beside it, so the old mirror stays until then.
+   */
+  replace?: boolean;
 }
 
 export interface Destination {
@@ -38,13 +43,8 @@ export interface Destination {
   receive(stream: AsyncIterable<Buffer>, request: ReceiveRequest, onProgress?: (p: ProgressEvent) => void): Promise<ReceiveReport>;
   /** Resync: revert to the common snapshot and delete the destination's snapshots newer than it; says what was discarded. */
   rollBack(common: string): Promise<{ discarded: string[] }>;
-  /** Sets or removes the mirror marker. */
+  /** Sets or removes the mirror marker (removing it also deletes an unfinished replacement). */
   setMarker(marker: MirrorMarker | null): Promise<void>;
-  /**
-   * Full resync: deletes the volume so a full copy can land; refused (INVALID) unless it is the mirror in
-   * `relationship`. Says which snapshots went with it.
-   */
-  discard(relationship: string): Promise<{ discarded: string[] }>;
   /** Bytes that crossed the network so far. */
   wireBytes(): number;
   close(): Promise<void>;

@@ -66,10 +66,6 @@ export class RemoteDestination implements Destination {
     await this.call('setMarker', { marker });
   }
 
-  async discard(relationship: string): Promise<{ discarded: string[] }> {
-    return (await this.call('discard', { relationship })).discarded as { discarded: string[] };
-  }
-
   wireBytes(): number {
     return this.conn.bytesOut;
   }

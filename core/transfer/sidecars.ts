@@ -57,12 +57,17 @@ export async function readDestinations(volume: string): Promise<KnownDestination
   return (await readJson<KnownDestination[]>(await sidecarPath(volume, 'destinations.json'))) ?? [];
 }
 
+/** Replaces the destinations this source volume knows. */
+export async function writeDestinations(volume: string, list: KnownDestination[]): Promise<void> {
+  await writeFileAtomic(await sidecarPath(volume, 'destinations.json'), JSON.stringify(list, null, 2));
+}
+
 /** Records that `destination` now holds `master` as its newest master snapshot. */
 export async function recordDestination(volume: string, destination: string, master: SnapshotRef | null, now: Date): Promise<void> {
   const list = (await readDestinations(volume)).filter((d) => d.destination !== destination);
   list.push({ destination, master, updatedAt: now.toISOString() });
   list.sort((a, b) => a.destination.localeCompare(b.destination));
-  await writeFileAtomic(await sidecarPath(volume, 'destinations.json'), JSON.stringify(list, null, 2));
+  await writeDestinations(volume, list);
 }
 
 /** Forgets a destination (its holds go with it). */
@@ -70,7 +75,7 @@ export async function forgetDestination(volume: string, destination: string): Pr
   const list = await readDestinations(volume);
   const rest = list.filter((d) => d.destination !== destination);
   if (rest.length === list.length) return false;
-  await writeFileAtomic(await sidecarPath(volume, 'destinations.json'), JSON.stringify(rest, null, 2));
+  await writeDestinations(volume, rest);
   return true;
 }
 

@@ -86,6 +86,37 @@ describe.runIf(canMountTmpfs())('a host file system that fills up', () => {
     }
   }, 120_000);
 
+  it('a full resync whose copy does not fit beside the old mirror: ENOSPC, the old mirror untouched; with room the next update resumes it', async () => {
+    const root = mountSmall('mirrors', 24);
+    const key = await makeKey(dir, 'resync-key');
+    const src = join(dir, 'rsrc.img');
+    const v = await Volume.create(src, { sizeBytes: 64 << 20, cpIntervalMs: 0 });
+    await v.writeFile('/a.bin', pattern(10 << 20, 5));
+    await v.close();
+    const server = await startServer(root, key);
+    try {
+      await ok('mirror', 'create', 'fit', src, `127.0.0.1:${server.port}/m`, '--kind', 'full', '--key-file', key);
+      const init = await json<{ to: string }>('mirror', 'update', 'fit');
+      const mirrored = await treeOf(join(root, 'm'));
+      // The common snapshot goes on the source, which grows: its whole copy and the old mirror do not fit together.
+      const w = await Volume.open(src, { cpIntervalMs: 0 });
+      await w.deleteSnapshot(init.to, { releaseHold: true });
+      await w.writeFile('/b.bin', pattern(8 << 20, 6));
+      await w.close();
+      const full = await snapplane('mirror', 'resync', 'fit', '--full');
+      expect(full.stderr).toMatch(/'.*\/mirrors\/m\.replacement': the host file system holding it is full .*\(ENOSPC\)\n$/);
+      expectSameTree(await treeOf(join(root, 'm')), mirrored, 'the old mirror after the copy failed');
+      expect((await json<{ state: string; replacing: boolean }>('mirror', 'status', 'fit')).replacing).toBe(true);
+      execFileSync('mount', ['-o', 'remount,size=100m', root]);
+      const r = await json<{ to: string; replaced: string[]; resumedFromVbn: number | null }>('mirror', 'update', 'fit');
+      expect(r.replaced).toEqual([init.to]);
+      expectSameTree(await treeOf(join(root, 'm')), await treeOf(src, r.to), 'the copy in place of the old mirror');
+      expect((await readdir(root)).filter((n) => n.includes('replacement'))).toEqual([]);
+    } finally {
+      await server.kill();
+    }
+  }, 120_000);
+
   it('a backup to a file or a tape folder, or a stream to standard output, says ENOSPC naming where, and leaves nothing half-written', async () => {
     const src = join(dir, 'bsrc.img');
     const v = await Volume.create(src, { sizeBytes: 64 << 20, cpIntervalMs: 0 });

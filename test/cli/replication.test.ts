@@ -186,7 +186,7 @@ describe('replication between processes over TCP', () => {
     }
   }, 60_000);
 
-  it('mirror resync --full: the endpoint, still holding the old mirror open, deletes it and takes a whole copy', async () => {
+  it('mirror resync --full: the endpoint, still holding the old mirror open, replaces it with a whole copy', async () => {
     const { src, root, server: b } = await sourceAndServer('full', 16);
     try {
       await newMaster(src, 'f1', seeded(5), 6);

@@ -3,12 +3,14 @@
  * 127.0.0.1 for throttling and progress over the wire).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { SnapplaneService, type ProgressEvent } from '../../../core/service/index.js';
 import { Volume } from '../../../core/fs/volume.js';
 import { planStream } from '../../../core/stream/send.js';
+import { readResumeState } from '../../../core/stream/receive.js';
+import { hasReplacement, replacementOf } from '../../../core/transfer/replacement.js';
 import { expectSameTree } from '../../helpers/model.js';
 import { FaultProxy, makeKey, randomWork, seeded, treeOf, writeAndSnapshot } from '../../helpers/replication.js';
 import { pattern } from '../../helpers/model.js';
@@ -56,7 +58,12 @@ async function proxiedMirror(rel: string, seed: number): Promise<{
   dst: string;
   s: SnapplaneService;
   server: SnapplaneService;
+  proxy: FaultProxy;
   breakAtReply(text: string): () => boolean;
+  /** The source deletes the relationship's common snapshot (and with `seed`, writes a good deal after). */
+  loseCommon(seed?: number): Promise<void>;
+  /** A full resync whose copy the proxy cuts half-way; returns once the endpoint has kept what landed. */
+  cutFullResync(): Promise<void>;
   stop(): Promise<void>;
 }> {
   const { src, root, key, s } = await wireCase(`${rel}-key`, 16 << 20);
@@ -75,6 +82,23 @@ async function proxiedMirror(rel: string, seed: number): Promise<{
     dst,
     s,
     server,
+    proxy,
+    async loseCommon(seed) {
+      await s.closeAll();
+      const v = await Volume.open(src, { cpIntervalMs: 0 });
+      await v.deleteSnapshot((await s.mirrorStatus(rel)).lastCommon!, { releaseHold: true });
+      if (seed !== undefined) await randomWork(v, seeded(seed), 30, `big${seed}`);
+      await v.close();
+    },
+    async cutFullResync() {
+      proxy.cutAt = proxy.passed + (512 << 10);
+      await expect(s.mirrorResync(rel, { full: true })).rejects.toMatchObject({ code: 'NET' });
+      proxy.cutAt = null;
+      await s.closeAll();
+      // The endpoint notices the drop a moment later and keeps what landed of the copy, beside the mirror.
+      for (let i = 0; i < 100 && !(await readResumeState(replacementOf(dst))); i++) await new Promise((r) => setTimeout(r, 50));
+      expect(await readResumeState(replacementOf(dst))).not.toBeNull();
+    },
     breakAtReply(text) {
       let broke = false;
       proxy.beforeReply = (d) => {
@@ -259,7 +283,7 @@ describe('full mirrors', () => {
     }
   });
 
-  it('with nothing in common any more, resync --full deletes only its own mirror and copies the source whole again', async () => {
+  it('with nothing in common any more, resync --full replaces only its own mirror with a whole copy of the source', async () => {
     const { src, root, key, s } = await wireCase('full-key', 16 << 20);
     await work(src, 70, 10);
     await expect(s.mirrorCreate('m-nokey', src, '127.0.0.1:1/x', { kind: 'full', keyFile: join(dir, 'no-such-key') })).rejects.toMatchObject({ code: 'NOT_FOUND', message: expect.stringContaining('no-such-key') });
@@ -285,7 +309,7 @@ describe('full mirrors', () => {
       await server.put(join(root, 'users'), __filename, '/keep.ts');
       await server.closeAll();
       await s.mirrorCreate('m-users', src, `127.0.0.1:${ep.port}/users`, { kind: 'full', keyFile: key });
-      await expect(s.mirrorResync('m-users', { full: true })).rejects.toMatchObject({ code: 'INVALID', message: expect.stringContaining('it is no mirror); refusing to delete it') });
+      await expect(s.mirrorResync('m-users', { full: true })).rejects.toMatchObject({ code: 'INVALID', message: expect.stringContaining('it is no mirror); refusing to replace it') });
       await expect(s.mirrorResync('m-whole', { full: true, reverse: true })).rejects.toMatchObject({ code: 'INVALID' });
       expect((await server.ls({ volume: join(root, 'users') }, '/')).map((e) => e.name)).toEqual(['keep.ts']);
       await server.closeAll();
@@ -307,6 +331,144 @@ describe('full mirrors', () => {
       await ep.close();
       await server.closeAll();
       await s.closeAll();
+    }
+  });
+
+  it('a full resync keeps the old mirror until the whole copy lands beside it; a dropped copy is resumed, not resent', async () => {
+    const c = await proxiedMirror('m-swap', 90);
+    const { src, dst, s, server } = c;
+    try {
+      // A snapshot of the user's that the old mirror has too: the whole copy must bring it all the same.
+      const u = await Volume.open(src, { cpIntervalMs: 0 });
+      await u.createSnapshot('u1');
+      await u.close();
+      await s.mirrorUpdate('m-swap');
+      await s.closeAll();
+      expect((await server.snapList({ volume: dst })).map((e) => e.name)).toContain('u1');
+      await server.closeAll();
+      const lost = (await s.mirrorStatus('m-swap')).lastCommon!;
+      const mirrored = await treeOf(dst);
+      await c.loseCommon(91);
+      await c.cutFullResync();
+      // The old mirror is as it was: readable, read-only, its snapshot still there.
+      expectSameTree(await treeOf(dst), mirrored, 'the old mirror during the copy');
+      expect((await server.snapList({ volume: dst })).map((e) => e.name)).toContain(lost);
+      await expect(server.put(dst, __filename, '/x')).rejects.toMatchObject({ code: 'READ_ONLY' });
+      await server.closeAll();
+      const during = await s.mirrorStatus('m-swap');
+      expect(during).toMatchObject({ replacing: true, state: 'failed' });
+
+      const r = await s.mirrorUpdate('m-swap');
+      await s.closeAll();
+      expect(r.transfer).toBe('full');
+      expect(r.resumedFromVbn).toBeGreaterThan(0);
+      expectSameTree(await treeOf(dst), await treeOf(src, r.to), 'the copy in place of the old mirror');
+      expect((await server.snapList({ volume: dst })).map((e) => e.name)).toEqual(['u1', r.to]);
+      expect(await hasReplacement(dst)).toBe(false);
+      expect((await readdir(dirname(dst))).filter((f) => f.includes('replacement'))).toEqual([]);
+      expect((await s.mirrorStatus('m-swap')).replacing).toBe(false);
+      await expect(server.put(dst, __filename, '/x')).rejects.toMatchObject({ code: 'READ_ONLY' });
+      await server.closeAll();
+      await work(src, 92, 6);
+      expect((await s.mirrorUpdate('m-swap')).transfer).toBe('incremental');
+      await s.closeAll();
+      expectSameTree(await treeOf(dst), await treeOf(src), 'the update after');
+    } finally {
+      await c.stop();
+    }
+  });
+
+  it('a full resync of a mirror that replicates further says whose base the copy brought; those stay incremental, the others are told', async () => {
+    const { base, src, s } = await sourceWithWork(16, 99, 8);
+    const l = `${base}-mirror.img`;
+    const [d1, d2] = [`${base}-d1.img`, `${base}-d2.img`];
+    const master = async (name: string, seed: number): Promise<void> => {
+      await work(src, seed, 4);
+      const v = await Volume.open(src, { cpIntervalMs: 0 });
+      await v.createSnapshot(name);
+      await v.close();
+      await s.masterMark(src, name, true);
+      await s.mirrorUpdate('m-casc');
+      await s.closeAll();
+    };
+    await s.mirrorCreate('m-casc', src, l, { kind: 'full' });
+    await master('M1', 100);
+    expect((await s.masterList(l)).map((m) => m.name)).toEqual(['M1']);
+    expect((await s.replicate(l, d1)).to).toBe('M1');
+    await master('M2', 101);
+    expect((await s.replicate(l, d2)).to).toBe('M2');
+    await s.closeAll();
+    // The source loses M1 and the relationship's common snapshot; M2 stays.
+    const v = await Volume.open(src, { cpIntervalMs: 0 });
+    await v.deleteSnapshot('M1');
+    await v.deleteSnapshot((await s.mirrorStatus('m-casc')).lastCommon!, { releaseHold: true });
+    await v.close();
+    const r = await s.mirrorResync('m-casc', { full: true });
+    await s.closeAll();
+    expect(r.downstream).toEqual([
+      { destination: d1, base: 'M1', kept: false },
+      { destination: d2, base: 'M2', kept: true },
+    ]);
+    // The destinations went over to the copy: M2 stays held for d2 there.
+    expect((await s.masterList(l)).find((m) => m.name === 'M2')?.neededBy).toEqual([d2]);
+    await master('M3', 102);
+    const next = await s.replicate(l, d2);
+    expect(next).toMatchObject({ kind: 'incremental', from: 'M2', to: 'M3' });
+    await expect(s.replicate(l, d1)).rejects.toMatchObject({ code: 'EXISTS' });
+    await s.closeAll();
+    expectSameTree(await treeOf(d2), await treeOf(src, 'M3'), 'the cascade after the full resync');
+  });
+
+  it('a relationship deleted during an unfinished full resync: its copy goes, the old mirror stays and is writable', async () => {
+    const c = await proxiedMirror('m-drop', 97);
+    const { dst, s, server } = c;
+    try {
+      await c.loseCommon(98);
+      const mirrored = await treeOf(dst);
+      await c.cutFullResync();
+      expect((await s.mirrorDelete('m-drop')).released).toBe(true);
+      expect(await hasReplacement(dst)).toBe(false);
+      expect((await readdir(dirname(dst))).filter((f) => f.includes('replacement'))).toEqual([]);
+      expectSameTree(await treeOf(dst), mirrored, 'the old mirror');
+      await server.put(dst, __filename, '/now-writable.ts');
+      await server.closeAll();
+    } finally {
+      await c.stop();
+    }
+  });
+
+  it('a copy that landed but could not take the old mirror\'s place (a writer held it) does so at the next update, without being sent again', async () => {
+    const c = await proxiedMirror('m-held', 95);
+    const { src, dst, s, server } = c;
+    try {
+      await c.loseCommon();
+      const mirrored = await treeOf(dst);
+      // Another process has the old mirror open for writing (the engine itself, below the service's read-only check).
+      const writer = await Volume.open(dst, { cpIntervalMs: 0 });
+      let error: unknown;
+      try {
+        await s.mirrorResync('m-held', { full: true });
+      } catch (e) {
+        error = e;
+      } finally {
+        await writer.close();
+      }
+      expect(error).toMatchObject({ code: 'LOCKED', message: expect.stringMatching(new RegExp(`copy landed beside .*could not take its place: .*process ${process.pid}.*the next update`)) });
+      await s.closeAll();
+      expectSameTree(await treeOf(dst), mirrored, 'the old mirror while the swap waits');
+      expect(await hasReplacement(dst)).toBe(true);
+      const before = c.proxy.passed;
+      const r = await s.mirrorUpdate('m-held');
+      await s.closeAll();
+      // The copy that landed is the mirror now; this update sent nothing new (the source did not change).
+      expect(r.from).not.toBeNull();
+      expect(c.proxy.passed - before).toBeLessThan(64 << 10);
+      expect(await hasReplacement(dst)).toBe(false);
+      expectSameTree(await treeOf(dst), await treeOf(src), 'after the swap');
+      expect((await s.mirrorStatus('m-held')).replacing).toBe(false);
+      await server.closeAll();
+    } finally {
+      await c.stop();
     }
   });
 
