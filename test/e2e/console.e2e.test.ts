@@ -324,10 +324,16 @@ describe('console in Chromium', () => {
     await row.getByRole('button', { name: 'update' }).click();
     await row.getByText('failed', { exact: true }).waitFor({ timeout: 60_000 });
     expect(await row.textContent()).toContain('--full');
+    expect(await row.getByTestId('advice-m1').textContent()).toContain('full resync…');
+    // A replica of the mirror (a cascade): the confirmation names it.
+    await ok('mirror', 'create', 'r3', join(dir, 'mirror.img'), join(dir, 'replica3.img'), '--kind', 'replica');
+    await page.reload();
+    await nav('relationships');
     await row.getByTestId('full-resync-m1').click();
     await page.getByTestId('full-resync-confirm').waitFor();
+    expect(await page.getByTestId('full-resync-confirm').textContent()).toContain('r3 takes this mirror as source');
     await screenshot(page, '7-relationships-full-resync');
-    await page.getByTestId('full-resync-confirm').getByRole('button', { name: 'Delete and copy whole' }).click();
+    await page.getByTestId('full-resync-confirm').getByRole('button', { name: 'Copy whole and replace' }).click();
     await row.getByText('idle', { exact: true }).waitFor({ timeout: 60_000 });
     const after = await json<{ lastCommon: string; lastSelection: string }>('mirror', 'status', 'm1');
     expect(after.lastCommon).not.toBe(before.lastCommon);

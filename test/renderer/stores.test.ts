@@ -271,12 +271,17 @@ describe('relationships', () => {
       lagSeconds: null,
       lagBlocks: null,
       lastSelection: null,
+      replacing: false,
       nextAt: null,
     });
     const t = topology([m('a', '/src', '/m1'), m('b', '/m1', '/m2'), m('c', '/src', '/m3')]);
     const depth = Object.fromEntries(t.nodes.map((n) => [n.id, n.depth]));
     expect(depth).toEqual({ '/src': 0, '/m1': 1, '/m3': 1, '/m2': 2 });
     expect(t.edges).toHaveLength(3);
+    // Each volume sits in its source's row or below it, so a tree's edges do not cross (names sorted would: /a under /z).
+    const tree = topology([m('a', '/src', '/z'), m('b', '/src', '/y'), m('c', '/z', '/a'), m('d', '/y', '/b')]);
+    const row = Object.fromEntries(tree.nodes.map((n) => [n.id, n.row]));
+    expect(row).toEqual({ '/src': 0, '/y': 0, '/z': 1, '/b': 0, '/a': 1 });
   });
 
   it('has no fake data: an empty engine shows no relationships', async () => {

@@ -15,7 +15,7 @@ export interface RelationshipsState {
   create(args: MethodArgs<'mirrorCreate'>): Promise<boolean>;
   update(name: string): Promise<void>;
   resync(name: string): Promise<void>;
-  /** A full mirror whose full resync (delete the mirror, copy whole) awaits confirmation. */
+  /** A full mirror whose full resync (copy whole, replace the mirror) awaits confirmation. */
   askingFullResync: string | null;
   askFullResync(name: string | null): void;
   resyncFull(name: string): Promise<void>;
@@ -130,12 +130,17 @@ export function topology(mirrors: MirrorInfo[]): { nodes: TopologyNode[]; edges:
     return d;
   };
   for (const id of ids) depthOf(id, new Set());
-  const rows = new Map<number, number>();
-  const nodes = [...ids].sort().map((id) => {
-    const d = depth.get(id) ?? 0;
-    const row = rows.get(d) ?? 0;
-    rows.set(d, row + 1);
-    return { id, depth: d, row };
-  });
+  // Column by column, each volume goes next to its source's row, so the edges of a tree do not cross.
+  const rowOf = new Map<string, number>();
+  const nodes: TopologyNode[] = [];
+  const deepest = Math.max(0, ...depth.values());
+  for (let d = 0; d <= deepest; d++) {
+    const parentRow = (id: string): number => Math.min(Infinity, ...(incoming.get(id) ?? []).map((s) => rowOf.get(s) ?? Infinity));
+    const column = [...ids].filter((id) => (depth.get(id) ?? 0) === d).sort((a, b) => parentRow(a) - parentRow(b) || a.localeCompare(b));
+    column.forEach((id, row) => {
+      rowOf.set(id, row);
+      nodes.push({ id, depth: d, row });
+    });
+  }
   return { nodes, edges: mirrors };
 }

@@ -137,23 +137,43 @@ function CreateForm() {
   );
 }
 
-/** Asks before a full resync: it deletes the mirror, and until the whole copy lands there is none. */
+/** Asks before a full resync: the mirror's snapshots go once the whole copy has landed beside it and replaced it. */
 function FullResyncConfirm({ mirrors }: { mirrors: MirrorInfo[] }) {
   const name = useRelationships((s) => s.askingFullResync);
   const m = mirrors.find((x) => x.name === name);
   if (!m) return null;
   const st = useRelationships.getState();
+  // A cascade: relationships of this host that take the mirror as their source.
+  const further = mirrors.filter((x) => x.source === m.destination);
   return (
     <div className="notice confirm" role="alertdialog" data-testid="full-resync-confirm">
-      Delete the mirror <span className="mono">{m.destination}</span> with its snapshots and copy <span className="mono">{m.source}</span> whole again? Until that copy
-      finishes there is no mirror. Meant for when the two have no snapshot in common any more (a plain resync says so); only this relationship&apos;s mirror is ever
-      deleted.{' '}
+      Copy <span className="mono">{m.source}</span> whole again and replace the mirror <span className="mono">{m.destination}</span> and its snapshots with that
+      copy? The old mirror stays readable until the copy has landed beside it (its host needs room for both meanwhile); if the copy stops, the next update
+      resumes it. Meant for when the two have no snapshot in common any more (a plain resync says so); only this relationship&apos;s mirror is ever replaced.{' '}
+      {further.length > 0 ? (
+        <>
+          {further.map((x) => x.name).join(', ')} {further.length > 1 ? 'take' : 'takes'} this mirror as source: a replica stays incremental only if the copy brings its newest
+          master (the job&apos;s report says), a mirror of it needs a full resync too.{' '}
+        </>
+      ) : null}
       <button className="danger" onClick={() => void st.resyncFull(m.name)}>
-        Delete and copy whole
+        Copy whole and replace
       </button>{' '}
       <button onClick={() => st.askFullResync(null)}>Cancel</button>
     </div>
   );
+}
+
+/**
+ * The engine's messages name the CLI's commands (scripts and logs read them too); next to the row's buttons the
+ * console says which button does the same.
+ */
+function consoleAdvice(error: string): string | null {
+  const buttons: string[] = [];
+  if (/`snapplane mirror resync \S+`/.test(error)) buttons.push('“resync”');
+  if (/--full`|resync \S+ --full/.test(error)) buttons.push('“full resync…”');
+  if (buttons.length === 0) return null;
+  return `Here: the ${buttons.join(' and ')} ${buttons.length > 1 ? 'buttons do' : 'button does'} what the message says.`;
 }
 
 export function RelationshipsView() {
@@ -199,7 +219,9 @@ export function RelationshipsView() {
               <td className="nowrap">{m.kind}</td>
               <td className={m.state === 'failed' || m.state === 'broken' ? 'error' : m.state === 'lagging' ? 'warn' : ''}>
                 <span className="nowrap">{m.state}</span>
+                {m.replacing ? <div className="muted small">full resync under way: the old mirror stays until the whole copy lands</div> : null}
                 {m.lastError ? <div className="error small">{m.lastError}</div> : null}
+                {m.lastError && consoleAdvice(m.lastError) ? <div className="muted small" data-testid={`advice-${m.name}`}>{consoleAdvice(m.lastError)}</div> : null}
               </td>
               <td>{m.lastCommon ?? '—'}</td>
               <td>
