@@ -1,6 +1,6 @@
 /** Copying between the host file system and a volume (put/get): files, folders and symbolic links with their metadata. */
-import { chmod, lchown, lstat, lutimes, mkdir, open, readdir, readlink, stat, symlink, unlink, utimes, type FileHandle } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { chmod, lchown, lstat, lutimes, mkdir, open, readdir, readlink, rename, stat, symlink, unlink, utimes, type FileHandle } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import type { CopySummary, ProgressEvent } from '../api/types.js';
 import { SnapplaneError, asIoError } from '../common/errors.js';
 import { normalizePath, validateName } from './namespace.js';
@@ -116,21 +116,31 @@ export async function copyToHost(volume: Volume, volPath: string, hostPath: stri
         await lchown(dst, s.uid, s.gid).catch(() => undefined);
         summary.symlinks++;
       } else if (s.type === 'file') {
-        // Never write through a symlink that happens to sit at the target.
-        await unlink(dst).catch(() => undefined);
-        const fh = await open(dst, 'wx', s.mode & 0o777);
+        // Written whole under a temporary name, then renamed over the target (as rsync does): a copy that fails
+        // (a full disk) leaves no partial file and the file it was to replace as it was; the rename replaces a
+        // symlink at the target rather than writing through it.
+        const tmp = join(dirname(dst), `.${basename(dst)}.snapplane-${process.pid}`);
+        await unlink(tmp).catch(() => undefined);
+        let landed = false;
         try {
-          for await (const chunk of volume.readChunks(src, { reuse: true })) {
-            await fh.write(chunk);
-            summary.bytes += chunk.length;
-            onProgress?.({ phase: 'get', done: summary.bytes, total: Math.max(total, summary.bytes), unit: 'bytes' });
+          const fh = await open(tmp, 'wx', s.mode & 0o777);
+          try {
+            for await (const chunk of volume.readChunks(src, { reuse: true })) {
+              await fh.write(chunk);
+              summary.bytes += chunk.length;
+              onProgress?.({ phase: 'get', done: summary.bytes, total: Math.max(total, summary.bytes), unit: 'bytes' });
+            }
+          } finally {
+            await fh.close();
           }
+          await chmod(tmp, s.mode & 0o7777);
+          await lchown(tmp, s.uid, s.gid).catch(() => undefined);
+          await utimes(tmp, mtime, mtime);
+          await rename(tmp, dst);
+          landed = true;
         } finally {
-          await fh.close();
+          if (!landed) await unlink(tmp).catch(() => undefined);
         }
-        await chmod(dst, s.mode & 0o7777);
-        await lchown(dst, s.uid, s.gid).catch(() => undefined);
-        await utimes(dst, mtime, mtime);
         summary.files++;
       } else {
         await mkdir(dst, { recursive: true });

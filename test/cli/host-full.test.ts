@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync, spawn } from 'node:child_process';
 import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync } from 'node:fs';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Volume } from '../../core/fs/volume.js';
@@ -116,6 +116,24 @@ describe.runIf(canMountTmpfs())('a host file system that fills up', () => {
       await server.kill();
     }
   }, 120_000);
+
+  it('a get that does not fit says ENOSPC naming the file, and leaves the file it was to replace as it was', async () => {
+    const vol = join(dir, 'gsrc.img');
+    const v = await Volume.create(vol, { sizeBytes: 64 << 20, cpIntervalMs: 0 });
+    await v.writeFile('/big.bin', pattern(12 << 20, 11));
+    await v.close();
+    const at = mountSmall('gets', 8);
+    const out = join(at, 'big.bin');
+    await writeFile(out, 'the copy from last week');
+    const r = await snapplane('get', vol, '/big.bin', out);
+    expect(r.stderr).toBe(`snapplane: cannot write '${out}': the host file system holding it is full (ENOSPC: no space left on device, write) (ENOSPC)\n`);
+    expect(await readFile(out, 'utf8')).toBe('the copy from last week');
+    expect(await readdir(at)).toEqual(['big.bin']);
+    execFileSync('mount', ['-o', 'remount,size=32m', at]);
+    await ok('get', vol, '/big.bin', out);
+    expect((await readFile(out)).equals(pattern(12 << 20, 11))).toBe(true);
+    expect(await readdir(at)).toEqual(['big.bin']);
+  }, 60_000);
 
   it('a backup to a file or a tape folder, or a stream to standard output, says ENOSPC naming where, and leaves nothing half-written', async () => {
     const src = join(dir, 'bsrc.img');
