@@ -1,7 +1,7 @@
 /** The mirror-update fault drill, shared by `npm test` and `npm run soak`. */
 import { expect } from 'vitest';
 import { spawn } from 'node:child_process';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Volume } from '../../core/fs/volume.js';
 import type { MirrorUpdateReport } from '../../core/api/index.js';
@@ -21,6 +21,9 @@ export interface MirrorDrillOutcomes {
   clientKills: number;
   /** Client kills at a random time rather than at a byte count: they land after the stream too (commit, clean-up). */
   timedKills: number;
+  /** Drills that ran `mirror resync --full` (the source had lost the common snapshot), and full copies that replaced the mirror. */
+  fullResyncs: number;
+  replaced: number;
 }
 
 /** The relationship's own snapshots on a volume (`mirror.md.N`). */
@@ -32,8 +35,11 @@ async function ownSnapshots(path: string): Promise<string[]> {
  * `count` updates of a full mirror (`mirror update` in a child process, over a proxy to a `serve` child) while the
  * source changes, with the connection dropped, the server or the client killed at random points. After each one the
  * mirror equals exactly one state the source had, never an older one than before, and neither side keeps more
- * than two of the relationship's snapshots (the last common one and an interrupted update's). At the end one more
- * update succeeds, the mirror equals the source, and each side keeps just the common snapshot.
+ * than two of the relationship's snapshots (the last common one and an interrupted update's). Now and then the
+ * source loses the common snapshot, and drills run `mirror resync --full` until the relationship has taken it up
+ * (its copy lands beside the mirror and replaces it; later updates resume it): the same checks hold throughout.
+ * At the end one more update succeeds, the mirror equals the source, each side keeps just the common snapshot,
+ * and nothing of a replacement is left.
  */
 export async function runMirrorDrills(dir: string, key: string, count: number, seed: number): Promise<MirrorDrillOutcomes> {
   const src = join(dir, 'mdrill.img');
@@ -63,16 +69,42 @@ export async function runMirrorDrills(dir: string, key: string, count: number, s
   };
   let seen = 0;
   let cleanMs = 1000;
-  const outcomes: MirrorDrillOutcomes = { ok: 0, failed: 0, resumed: 0, drops: 0, serverKills: 0, clientKills: 0, timedKills: 0 };
+  const outcomes: MirrorDrillOutcomes = { ok: 0, failed: 0, resumed: 0, drops: 0, serverKills: 0, clientKills: 0, timedKills: 0, fullResyncs: 0, replaced: 0 };
+  // The common snapshot the source lost, until a `resync --full` has been recorded (the relationship is replacing).
+  let lost: string | null = null;
+  const status = (): Promise<{ lastCommon: string | null; replacing: boolean }> => json('mirror', 'status', REL);
+  // Still lost: no `resync --full` has been recorded yet (a killed one may not have got that far).
+  const stillLost = async (name: string): Promise<string | null> => {
+    const st = await status();
+    return st.replacing || st.lastCommon !== name ? null : name;
+  };
+  const loseCommon = async (name: string): Promise<void> => {
+    const w = await Volume.open(src, { cpIntervalMs: 0 });
+    try {
+      await w.deleteSnapshot(name, { releaseHold: true });
+    } finally {
+      await w.close();
+    }
+  };
   try {
     await change(6);
     await ok('mirror', 'create', REL, src, `127.0.0.1:${proxy.port}/m`, '--kind', 'full', '--key-file', key);
     for (let drill = 0; drill < count; drill++) {
       if (rnd() < 0.6) await change(1 + Math.floor(rnd() * 8));
+      if (lost) lost = await stillLost(lost);
+      else if (seen > 0 && rnd() < 0.1) {
+        const st = await status();
+        if (st.lastCommon && !st.replacing) {
+          await loseCommon(st.lastCommon);
+          lost = st.lastCommon;
+        }
+      }
+      if (lost) outcomes.fullResyncs++;
+      const command = lost ? ['mirror', 'resync', REL, '--full', '--json'] : ['mirror', 'update', REL, '--json'];
       const fault = rnd();
       const at = Math.floor(rnd() ** (fault < 0.45 ? 2 : 3) * 1_200_000);
       const started = performance.now();
-      const child = spawn(process.execPath, [BIN, 'mirror', 'update', REL, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, [BIN, ...command], { stdio: ['ignore', 'pipe', 'pipe'] });
       let out = '';
       let err = '';
       child.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -99,6 +131,7 @@ export async function runMirrorDrills(dir: string, key: string, count: number, s
         outcomes.ok++;
         const r = JSON.parse(out) as MirrorUpdateReport;
         if (r.resumedFromVbn !== null) outcomes.resumed++;
+        if (r.replaced) outcomes.replaced++;
         if (fault < 0.1) cleanMs = performance.now() - started;
       } else {
         outcomes.failed++;
@@ -122,13 +155,15 @@ export async function runMirrorDrills(dir: string, key: string, count: number, s
     proxy.onBytes = null;
     // The first update after a failed one finishes that one's snapshot (resuming what landed); the next one
     // brings the mirror to the source's current state.
-    const finished = await json<MirrorUpdateReport>('mirror', 'update', REL);
+    if (lost) lost = await stillLost(lost);
+    const finished = await json<MirrorUpdateReport>(...(lost ? ['mirror', 'resync', REL, '--full'] : ['mirror', 'update', REL]));
     expectSameTree(await treeOf(dest), await treeOf(src, finished.to), 'after the drills');
     const final = await json<MirrorUpdateReport>('mirror', 'update', REL);
     expect(final.transfer).toBe('incremental');
     expectSameTree(await treeOf(dest), await treeOf(src), 'after the drills, updated again');
     expect(await ownSnapshots(dest)).toEqual([final.to]);
     expect(await ownSnapshots(src)).toEqual([final.to]);
+    expect((await readdir(root)).filter((n) => n.includes('replacement'))).toEqual([]);
     return outcomes;
   } finally {
     await proxy.stop();
