@@ -1,5 +1,6 @@
 /** Small state files written so a crash leaves the old or the new content, never a mix: temp file, fsync, rename. */
-import { open, rename, rm } from 'node:fs/promises';
+import { open, readFile, rename, rm } from 'node:fs/promises';
+import { SnapplaneError } from './errors.js';
 
 /** Replaces `path` with `text` atomically. */
 export async function writeFileAtomic(path: string, text: string): Promise<void> {
@@ -17,4 +18,19 @@ export async function writeFileAtomic(path: string, text: string): Promise<void>
 /** Removes `path` if it exists. */
 export function removeFile(path: string): Promise<void> {
   return rm(path, { force: true });
+}
+
+/** The JSON in `path`, or null when there is no such file; a file that does not parse is BAD_FORMAT naming it. */
+export async function readJsonFile<T>(path: string): Promise<T | null> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch {
+    return null;
+  }
+  try {
+    return JSON.parse(text) as T;
+  } catch (e) {
+    throw new SnapplaneError('BAD_FORMAT', `'${path}' is damaged (${(e as Error).message})`, { path });
+  }
 }

@@ -9,7 +9,7 @@ import { FIRST_FREE_INODE, SnapshotFlag, type SnapshotEntry } from '../fs/format
 import type { Volume } from '../fs/volume.js';
 import { readResumeState } from '../stream/receive.js';
 import { Raid4Device } from '../raid/raid4-device.js';
-import { askSwap, hasReplacement, replacementOf, swapAsked, swapDone } from '../transfer/replacement.js';
+import { askSwap, endReplacement, readReplacement, replacementExists, replacementOf, startReplacement } from '../transfer/replacement.js';
 import { neededMasters, readDestinations, readMarker, readOffline, takenOverMessage, writeDestinations, writeMarker, writeOffline } from '../transfer/sidecars.js';
 import type { Destination, ReceiveRequest } from '../transfer/destination.js';
 import { receiveStreamBytes } from '../net/pump.js';
@@ -59,7 +59,7 @@ export class LocalDestination implements Destination {
 
   async status(): Promise<DestinationStatus> {
     await this.finishSwap();
-    const replacement = (await hasReplacement(this.label)) ? { resume: await readResumeState(replacementOf(this.label)) } : null;
+    const replacement = (await readReplacement(this.label)) && (await replacementExists(this.label)) ? { resume: await readResumeState(replacementOf(this.label)) } : null;
     const empty: DestinationStatus = { volume: this.label, exists: false, uuid: null, blockCount: null, empty: true, snapshots: [], newestMaster: null, resume: null, mirrorOf: null, offline: null, replacement };
     if (!(await exists(this.label))) return { ...empty, resume: await readResumeState(this.label) };
     const offline = await readOffline(this.label);
@@ -136,11 +136,12 @@ export class LocalDestination implements Destination {
    * mirror stays as it was (and stays if the copy fails). Only a mirror of the same relationship is replaced.
    */
   private async receiveReplacement(stream: AsyncIterable<Buffer>, request: ReceiveRequest, current: MirrorMarker | null, onProgress?: (p: ProgressEvent) => void): Promise<ReceiveReport> {
-    const relationship = request.marker?.relationship;
+    if (!request.marker) throw new SnapplaneError('INVALID', 'a full resync\'s copy is received for a relationship: the request needs its marker', { volume: this.label });
+    const relationship = request.marker.relationship;
     let raid = request.raid;
     let replaced: string[] | undefined;
     if (await exists(this.label)) {
-      if (!relationship || current?.relationship !== relationship) throw this.notOurs(relationship ?? '?', current);
+      if (current?.relationship !== relationship) throw this.notOurs(relationship, current);
       const v = await this.engine.openVolume(this.label, false);
       try {
         replaced = v.snapshots.list().sort((a, b) => a.generation - b.generation).map((e) => e.name);
@@ -151,11 +152,19 @@ export class LocalDestination implements Destination {
       }
     }
     const repl = replacementOf(this.label);
-    // Without a resume point nothing of it is worth keeping: it failed early, or committed before its swap was asked.
-    if ((await hasReplacement(this.label)) && !(await readResumeState(repl))) await this.engine.deleteVolume(repl);
+    const record = await readReplacement(this.label);
+    if (await replacementExists(this.label)) {
+      // Only a copy this relationship started is ever deleted or continued; anything else there is left alone.
+      if (record?.relationship !== relationship) {
+        throw new SnapplaneError('EXISTS', `'${repl}' is in the way: a full resync of '${this.label}' receives its copy there, and that is no copy relationship '${relationship}' started; move it away`, { volume: this.label });
+      }
+      // Without a resume point nothing of it is worth keeping: it failed early, or committed before its swap was asked.
+      if (!(await readResumeState(repl))) await this.engine.deleteVolume(repl);
+    }
+    if (record?.relationship !== relationship) await startReplacement(this.label, relationship);
     const report = await new LocalDestination(this.engine, repl, this.signal).receive(stream, { raid, marker: request.marker }, onProgress);
     const downstream = await this.carryDestinations(repl);
-    await askSwap(this.label);
+    await askSwap(this.label, (await readReplacement(this.label)) ?? { relationship, started: new Date().toISOString() });
     try {
       await this.finishSwap();
     } catch (e) {
@@ -187,15 +196,17 @@ export class LocalDestination implements Destination {
 
   /** Finishes a swap that was asked for (by the receive that asked, or after a crash, by the next request). */
   private async finishSwap(): Promise<void> {
-    if (!(await swapAsked(this.label))) return;
+    if (!(await readReplacement(this.label))?.swapAsked) return;
     await this.engine.replaceVolume(this.label, replacementOf(this.label));
-    await swapDone(this.label);
+    await endReplacement(this.label);
   }
 
   /** Deletes an unfinished replacement no relationship will finish (the mirror was released or rolled back). */
   private async dropReplacement(): Promise<void> {
     await this.finishSwap();
-    if (await hasReplacement(this.label)) await this.engine.deleteVolume(replacementOf(this.label));
+    if (!(await readReplacement(this.label))) return;
+    if (await replacementExists(this.label)) await this.engine.deleteVolume(replacementOf(this.label));
+    await endReplacement(this.label);
   }
 
   private notOurs(relationship: string, m: MirrorMarker | null): SnapplaneError {
@@ -282,6 +293,8 @@ function volumeUnder(root: string, name: unknown): string {
   if (typeof name !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(name) || name.includes('..')) {
     throw new SnapplaneError('INVALID', `bad volume name ${JSON.stringify(name)}: one name under the server's root (letters, digits, '.', '_', '-')`);
   }
+  // Where a full resync receives a mirror's copy (core/transfer/replacement.ts): not a volume of its own.
+  if (name.endsWith('.replacement')) throw new SnapplaneError('INVALID', `bad volume name ${JSON.stringify(name)}: names ending in '.replacement' are where full resyncs receive their copies`);
   return join(root, name);
 }
 

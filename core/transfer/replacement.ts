@@ -1,43 +1,56 @@
 /**
  * A mirror's replacement: the whole copy a full resync receives beside the mirror (`<volume>.replacement`), put in
  * its place only once it has committed, so the old mirror stays readable until then (ZFS receives a full stream
- * into a hidden clone and swaps the same way). The swap is asked for by a small file written before anything
- * moves; whoever finds it (the receive that wrote it, or the next status or receive after a crash) finishes it.
+ * into a hidden clone and swaps the same way). A record beside the volume (`<volume>.replacement.json`) says which
+ * relationship the copy belongs to (nothing else at that path is ever deleted) and, once the copy has committed,
+ * that the swap is asked for: whoever finds it asked (the receive that asked, or the next request after a crash)
+ * finishes it.
  */
-import { access, readFile } from 'node:fs/promises';
-import { removeFile, writeFileAtomic } from '../common/atomic-file.js';
+import { access } from 'node:fs/promises';
+import { readJsonFile, removeFile, writeFileAtomic } from '../common/atomic-file.js';
+
+/** What `<volume>.replacement.json` holds. */
+export interface ReplacementRecord {
+  /** The relationship whose full resync receives the copy. */
+  relationship: string;
+  started: string;
+  /** Set once the copy has committed: from then on it takes the volume's place, crash or not. */
+  swapAsked?: string;
+}
 
 /** Where the replacement of the volume at `volume` is received. */
 export function replacementOf(volume: string): string {
   return `${volume}.replacement`;
 }
 
-function swapFileOf(volume: string): string {
-  return `${volume}.replacement-swap.json`;
+function recordOf(volume: string): string {
+  return `${volume}.replacement.json`;
 }
 
-/** True when a replacement of `volume` exists (being received, or received and waiting for its swap). */
-export async function hasReplacement(volume: string): Promise<boolean> {
+/** The record of a replacement of `volume`, or null when none is under way. */
+export function readReplacement(volume: string): Promise<ReplacementRecord | null> {
+  return readJsonFile<ReplacementRecord>(recordOf(volume));
+}
+
+/** True when something exists where the replacement of `volume` is received (a copy, or a stranger's file). */
+export async function replacementExists(volume: string): Promise<boolean> {
   return access(replacementOf(volume)).then(
     () => true,
     () => false,
   );
 }
 
-/** Records that the committed replacement of `volume` is to take its place: from here on it will, crash or not. */
-export async function askSwap(volume: string): Promise<void> {
-  await writeFileAtomic(swapFileOf(volume), JSON.stringify({ asked: new Date().toISOString() }));
+/** Records that `relationship` receives a replacement of `volume`. */
+export async function startReplacement(volume: string, relationship: string): Promise<void> {
+  await writeFileAtomic(recordOf(volume), JSON.stringify({ relationship, started: new Date().toISOString() } satisfies ReplacementRecord));
 }
 
-/** True while a swap of `volume` is asked for and not finished. */
-export async function swapAsked(volume: string): Promise<boolean> {
-  return readFile(swapFileOf(volume)).then(
-    () => true,
-    () => false,
-  );
+/** Records that the committed replacement of `volume` is to take its place. */
+export async function askSwap(volume: string, record: ReplacementRecord): Promise<void> {
+  await writeFileAtomic(recordOf(volume), JSON.stringify({ ...record, swapAsked: new Date().toISOString() } satisfies ReplacementRecord));
 }
 
-/** The swap is finished (the replacement is the volume now). */
-export async function swapDone(volume: string): Promise<void> {
-  await removeFile(swapFileOf(volume));
+/** The replacement is gone (it took the volume's place, or was deleted). */
+export async function endReplacement(volume: string): Promise<void> {
+  await removeFile(recordOf(volume));
 }

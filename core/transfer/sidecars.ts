@@ -3,29 +3,13 @@
  * the mirror marker of a destination, the destinations a source knows (for master holds), and the off-line flag
  * of a destination being updated from a shadow master.
  */
-import { readFile } from 'node:fs/promises';
-import { SnapplaneError } from '../common/errors.js';
-import { removeFile, writeFileAtomic } from '../common/atomic-file.js';
+import { readJsonFile, removeFile, writeFileAtomic } from '../common/atomic-file.js';
 import { sidecarPath } from '../fs/sidecar.js';
 import type { KnownDestination, MirrorMarker, SnapshotRef } from '../api/types.js';
 
-async function readJson<T>(path: string): Promise<T | null> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch {
-    return null;
-  }
-  try {
-    return JSON.parse(text) as T;
-  } catch (e) {
-    throw new SnapplaneError('BAD_FORMAT', `'${path}' is damaged (${(e as Error).message})`, { path });
-  }
-}
-
 /** The mirror marker of a destination volume, or null. */
 export async function readMarker(volume: string): Promise<MirrorMarker | null> {
-  return readJson<MirrorMarker>(await sidecarPath(volume, 'mirror.json'));
+  return readJsonFile<MirrorMarker>(await sidecarPath(volume, 'mirror.json'));
 }
 
 /** Sets (or with null removes) the mirror marker. */
@@ -42,7 +26,7 @@ export function takenOverMessage(volume: string, marker: MirrorMarker): string {
 
 /** Why the volume is off-line, or null. */
 export async function readOffline(volume: string): Promise<string | null> {
-  return (await readJson<{ reason: string }>(await sidecarPath(volume, 'offline.json')))?.reason ?? null;
+  return (await readJsonFile<{ reason: string }>(await sidecarPath(volume, 'offline.json')))?.reason ?? null;
 }
 
 /** Takes the volume off-line with a reason, or (null) back on-line. */
@@ -54,7 +38,7 @@ export async function writeOffline(volume: string, reason: string | null): Promi
 
 /** The destinations this source volume has replicated to. */
 export async function readDestinations(volume: string): Promise<KnownDestination[]> {
-  return (await readJson<KnownDestination[]>(await sidecarPath(volume, 'destinations.json'))) ?? [];
+  return (await readJsonFile<KnownDestination[]>(await sidecarPath(volume, 'destinations.json'))) ?? [];
 }
 
 /** Replaces the destinations this source volume knows. */

@@ -3,14 +3,14 @@
  * 127.0.0.1 for throttling and progress over the wire).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { SnapplaneService, type ProgressEvent } from '../../../core/service/index.js';
 import { Volume } from '../../../core/fs/volume.js';
 import { planStream } from '../../../core/stream/send.js';
 import { readResumeState } from '../../../core/stream/receive.js';
-import { hasReplacement, replacementOf } from '../../../core/transfer/replacement.js';
+import { replacementExists, replacementOf } from '../../../core/transfer/replacement.js';
 import { expectSameTree } from '../../helpers/model.js';
 import { FaultProxy, makeKey, randomWork, seeded, treeOf, writeAndSnapshot } from '../../helpers/replication.js';
 import { pattern } from '../../helpers/model.js';
@@ -314,6 +314,14 @@ describe('full mirrors', () => {
       expect((await server.ls({ volume: join(root, 'users') }, '/')).map((e) => e.name)).toEqual(['keep.ts']);
       await server.closeAll();
 
+      // Something of someone else's where the copy would be received is left alone.
+      await writeFile(`${dst}.replacement`, 'not ours');
+      await expect(s.mirrorResync('m-whole', { full: true })).rejects.toMatchObject({ code: 'EXISTS', message: expect.stringContaining(`'${dst}.replacement' is in the way`) });
+      expect(await readFile(`${dst}.replacement`, 'utf8')).toBe('not ours');
+      await rm(`${dst}.replacement`);
+      await expect(s.replicate(src, `127.0.0.1:${ep.port}/mirror.replacement`, { keyFile: key })).rejects.toMatchObject({ code: 'INVALID', message: expect.stringContaining("names ending in '.replacement'") });
+      await s.closeAll();
+
       const r = await s.mirrorResync('m-whole', { full: true });
       await s.closeAll();
       expect(r.common).toBeNull();
@@ -364,7 +372,7 @@ describe('full mirrors', () => {
       expect(r.resumedFromVbn).toBeGreaterThan(0);
       expectSameTree(await treeOf(dst), await treeOf(src, r.to), 'the copy in place of the old mirror');
       expect((await server.snapList({ volume: dst })).map((e) => e.name)).toEqual(['u1', r.to]);
-      expect(await hasReplacement(dst)).toBe(false);
+      expect(await replacementExists(dst)).toBe(false);
       expect((await readdir(dirname(dst))).filter((f) => f.includes('replacement'))).toEqual([]);
       expect((await s.mirrorStatus('m-swap')).replacing).toBe(false);
       await expect(server.put(dst, __filename, '/x')).rejects.toMatchObject({ code: 'READ_ONLY' });
@@ -427,7 +435,7 @@ describe('full mirrors', () => {
       const mirrored = await treeOf(dst);
       await c.cutFullResync();
       expect((await s.mirrorDelete('m-drop')).released).toBe(true);
-      expect(await hasReplacement(dst)).toBe(false);
+      expect(await replacementExists(dst)).toBe(false);
       expect((await readdir(dirname(dst))).filter((f) => f.includes('replacement'))).toEqual([]);
       expectSameTree(await treeOf(dst), mirrored, 'the old mirror');
       await server.put(dst, __filename, '/now-writable.ts');
@@ -456,14 +464,14 @@ describe('full mirrors', () => {
       expect(error).toMatchObject({ code: 'LOCKED', message: expect.stringMatching(new RegExp(`copy landed beside .*could not take its place: .*process ${process.pid}.*the next update`)) });
       await s.closeAll();
       expectSameTree(await treeOf(dst), mirrored, 'the old mirror while the swap waits');
-      expect(await hasReplacement(dst)).toBe(true);
+      expect(await replacementExists(dst)).toBe(true);
       const before = c.proxy.passed;
       const r = await s.mirrorUpdate('m-held');
       await s.closeAll();
       // The copy that landed is the mirror now; this update sent nothing new (the source did not change).
       expect(r.from).not.toBeNull();
       expect(c.proxy.passed - before).toBeLessThan(64 << 10);
-      expect(await hasReplacement(dst)).toBe(false);
+      expect(await replacementExists(dst)).toBe(false);
       expectSameTree(await treeOf(dst), await treeOf(src), 'after the swap');
       expect((await s.mirrorStatus('m-held')).replacing).toBe(false);
       await server.closeAll();
