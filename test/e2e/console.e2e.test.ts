@@ -336,6 +336,12 @@ describe('console in Chromium', () => {
     await page.getByTestId('full-resync-confirm').getByRole('button', { name: 'Copy whole and replace' }).click();
     await row.getByText('idle', { exact: true }).waitFor({ timeout: 60_000 });
     const after = await json<{ lastCommon: string; lastSelection: string }>('mirror', 'status', 'm1');
+    // The Jobs view says what the job did: the copy took the old mirror's place.
+    await nav('jobs');
+    const outcome = page.getByTestId('job-outcome').filter({ hasText: 'replaced the old mirror' });
+    await outcome.waitFor();
+    expect(await outcome.textContent()).toContain(`with a full image of ${after.lastCommon}`);
+    await screenshot(page, '5-jobs-full-resync');
     expect(after.lastCommon).not.toBe(before.lastCommon);
     expect(after.lastSelection).toBe('full');
     const names = (e: DirEntryInfo[]): string[] => e.map((x) => x.name).sort();

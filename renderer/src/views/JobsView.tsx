@@ -5,7 +5,7 @@
 import { memo, useEffect, useMemo, useRef, useState, type FormEvent } from 'react';
 import { CartesianGrid, Line, LineChart, Tooltip, XAxis, YAxis } from 'recharts';
 import { useShallow } from 'zustand/react/shallow';
-import type { JobSpec, JobState } from '../../../core/api/index.js';
+import type { JobSpec, JobState, MirrorUpdateReport } from '../../../core/api/index.js';
 import { Notice, ProgressBar, useWidth } from '../components/common.js';
 import { formatAmount, formatBytes, formatDate, formatEta, formatRate } from '../format.js';
 import { jobPercent, selectJobList, useJobs } from '../stores/jobs.js';
@@ -156,7 +156,28 @@ function JobForm() {
   );
 }
 
+/**
+ * What a finished mirror job did, in a line: the transfer, and what a full resync replaced; destinations of the
+ * mirror that lost their base are named (their next replication needs a full copy into a new volume).
+ */
+function mirrorOutcome(job: JobState): { text: string; warning: string | null } | null {
+  if (job.state !== 'ok' || (job.kind !== 'mirror-update' && job.kind !== 'mirror-resync') || !job.result) return null;
+  const r = job.result as MirrorUpdateReport;
+  if (r.transfer === 'none') return { text: `already at ${r.to}`, warning: null };
+  const how = r.replaced
+    ? `replaced the old mirror${r.replaced.length ? ` (snapshots ${r.replaced.join(', ')})` : ''} with a full image of ${r.to}`
+    : r.transfer === 'full'
+      ? `initialized with a full image of ${r.to}`
+      : `sent ${r.from ?? '?'} → ${r.to}`;
+  const lost = (r.downstream ?? []).filter((d) => !d.kept && d.base !== null);
+  return {
+    text: `${how}: ${formatBytes(r.bytes)}${r.resumedFromVbn !== null ? `, resumed at VBN ${r.resumedFromVbn}` : ''}`,
+    warning: lost.length ? `the copy lacks the base of ${lost.map((d) => `${d.destination} (${d.base})`).join(', ')}, which the mirror replicates to: a full copy into a new volume is needed there` : null,
+  };
+}
+
 const JobCard = memo(function JobCard({ job }: { job: JobState }) {
+  const outcome = mirrorOutcome(job);
   const received = useJobs((s) => s.received[job.id] ?? 0);
   const pct = jobPercent(job);
   return (
@@ -184,6 +205,12 @@ const JobCard = memo(function JobCard({ job }: { job: JobState }) {
         <span>ETA {job.state === 'running' ? formatEta(job.etaSeconds) : '—'}</span>
         <span title="progress updates that reached this screen">{received} updates</span>
       </div>
+      {outcome ? (
+        <div className="small" data-testid="job-outcome">
+          {outcome.text}
+          {outcome.warning ? <div className="warn">{outcome.warning}</div> : null}
+        </div>
+      ) : null}
       {job.error ? <Notice kind="error">{`${job.error.message} (${job.error.code})`}</Notice> : null}
     </div>
   );
