@@ -29,11 +29,12 @@ function updateLine(r: MirrorUpdateReport): string {
   const delta = r.deltaBlocks !== undefined ? `; the sparse incremental structure holds ${r.deltaBlocks} blocks (${formatBytes(r.deltaBytes ?? 0)} on disk)` : '';
   const carried = r.carried?.length ? `; with ${r.carried.length === 1 ? 'snapshot' : 'snapshots'} ${r.carried.join(', ')}` : '';
   const dropped = r.dropped?.length ? `; the mirror deleted ${r.dropped.join(', ')} (deleted on the source)` : '';
+  const finished = r.finished ? `; on the way it finished the interrupted update to ${r.finished}` : '';
   const lost = (r.downstream ?? []).filter((d) => !d.kept && d.base !== null);
   const cascade = lost.length
     ? `\n${lost.map((d) => `${r.name}: the copy lacks ${d.base}, the base of ${d.destination} (which the mirror replicates to): it needs a full copy into a new, empty volume\n`).join('')}`
     : '\n';
-  return `${r.name}: ${how}: ${r.blocks} blocks, ${formatBytes(r.bytes)} in ${r.seconds.toFixed(1)} s${r.resumedFromVbn !== null ? `, resumed at VBN ${r.resumedFromVbn}` : ''}${carried}${dropped}${delta}${cascade}`;
+  return `${r.name}: ${how}: ${r.blocks} blocks, ${formatBytes(r.bytes)} in ${r.seconds.toFixed(1)} s${r.resumedFromVbn !== null ? `, resumed at VBN ${r.resumedFromVbn}` : ''}${finished}${carried}${dropped}${delta}${cascade}`;
 }
 
 function statusRows(list: MirrorInfo[]): (string | number)[][] {

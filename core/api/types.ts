@@ -425,6 +425,11 @@ export interface MirrorUpdateReport {
   carried?: string[];
   /** Full mirrors: snapshots the mirror deleted because the source had deleted them. */
   dropped?: string[];
+  /**
+   * The snapshot of an interrupted update this one finished first (resuming what had landed), before sending what
+   * is newer up to `to`; `from`, `blocks`, `bytes` and `resumedFromVbn` cover both.
+   */
+  finished?: string;
   /** A full resync's copy took the old mirror's place: the old mirror's snapshots, which went with it. */
   replaced?: string[];
   /** ... and the destinations the mirror replicates to, with whether their base came through. */

@@ -114,6 +114,24 @@ export function carriedAlong(entries: SnapshotEntry[], base: SnapshotEntry | nul
     .slice(-(MAX_CARRIED - 1));
 }
 
+/** One report for an update that finished an interrupted one's transfer (`first`) and then sent what is newer. */
+function finishedThen(first: MirrorUpdateReport, then: MirrorUpdateReport): MirrorUpdateReport {
+  const both = (a?: string[], b?: string[]): string[] | undefined => (a || b ? [...(a ?? []), ...(b ?? [])] : undefined);
+  return {
+    ...then,
+    transfer: first.transfer,
+    from: first.from,
+    blocks: first.blocks + then.blocks,
+    bytes: first.bytes + then.bytes,
+    resumedFromVbn: first.resumedFromVbn,
+    finished: first.to,
+    carried: both(first.carried, then.carried),
+    dropped: both(first.dropped, then.dropped),
+    ...(first.replaced ? { replaced: first.replaced } : {}),
+    ...(first.downstream ? { downstream: first.downstream } : {}),
+  };
+}
+
 export class Replication {
   constructor(private readonly host: ReplicationHost) {}
 
@@ -391,18 +409,7 @@ export class Replication {
 
   private async info(rel: RelationshipRecord): Promise<MirrorInfo> {
     const now = this.host.clock();
-    let lagBlocks: number | null = null;
-    if (rel.lastCommon) {
-      try {
-        const v = await this.host.openVolume(rel.source, false);
-        const expr = parseImageExpr(`active - ${quoteName(rel.lastCommon.name)}`);
-        const image = await v.exclusive(async () => evaluateBound(expr, bindNames(expr, '', v.snapshots.list(), rel.source), await v.planeMap()));
-        lagBlocks = image.blocks;
-        image.plane.release();
-      } catch {
-        lagBlocks = null;
-      }
-    }
+    const lagBlocks = await this.lagBlocks(rel);
     const alive = rel.transferring !== null && processAlive(rel.transferring.pid);
     const lagSeconds = rel.lastCommon ? Math.max(0, (now - rel.lastCommon.createdAtMs) / 1000) : null;
     let state: MirrorInfo['state'] = 'idle';
@@ -433,6 +440,21 @@ export class Replication {
     };
   }
 
+  /** Blocks written on the source since the last common snapshot (null before the first, or when it cannot tell). */
+  private async lagBlocks(rel: RelationshipRecord): Promise<number | null> {
+    if (!rel.lastCommon) return null;
+    try {
+      const v = await this.host.openVolume(rel.source, false);
+      const expr = parseImageExpr(`active - ${quoteName(rel.lastCommon.name)}`);
+      const image = await v.exclusive(async () => evaluateBound(expr, bindNames(expr, '', v.snapshots.list(), rel.source), await v.planeMap()));
+      const blocks = image.blocks;
+      image.plane.release();
+      return blocks;
+    } catch {
+      return null;
+    }
+  }
+
   /** Relationships whose schedule is due at `now` (for the daemon). */
   async dueMirrors(now: number): Promise<string[]> {
     const st = await this.host.state.load();
@@ -452,8 +474,13 @@ export class Replication {
     await this.save(rel);
     return this.host.job('mirror-update', rel.source, rel.destination, undefined, onProgress, async (signal, progress) => {
       const t0 = performance.now();
+      const step = (): Promise<MirrorUpdateReport> => (rel.kind === 'replica' ? this.replicaUpdate(rel, signal, progress) : rel.kind === 'incremental' ? this.incrementalUpdate(rel, signal, progress) : this.fullUpdate(rel, signal, progress));
+      // The snapshot of an update that stopped: this one finishes it first (resuming what landed).
+      const interrupted = rel.pending;
       try {
-        const r = rel.kind === 'replica' ? await this.replicaUpdate(rel, signal, progress) : rel.kind === 'incremental' ? await this.incrementalUpdate(rel, signal, progress) : await this.fullUpdate(rel, signal, progress);
+        let r = await step();
+        // ... and then brings the mirror up to date, as asked, rather than leaving it at that older state.
+        if (interrupted && r.to === interrupted && (await this.lagBlocks(rel)) !== 0) r = finishedThen(r, await step());
         r.seconds = (performance.now() - t0) / 1000;
         rel.lastError = null;
         rel.lastTransferAt = new Date(this.host.clock()).toISOString();

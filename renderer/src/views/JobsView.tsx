@@ -171,7 +171,7 @@ function mirrorOutcome(job: JobState): { text: string; warning: string | null } 
       : `sent ${r.from ?? '?'} → ${r.to}`;
   const lost = (r.downstream ?? []).filter((d) => !d.kept && d.base !== null);
   return {
-    text: `${how}: ${formatBytes(r.bytes)}${r.resumedFromVbn !== null ? `, resumed at VBN ${r.resumedFromVbn}` : ''}`,
+    text: `${how}: ${formatBytes(r.bytes)}${r.resumedFromVbn !== null ? `, resumed at VBN ${r.resumedFromVbn}` : ''}${r.finished ? `; on the way it finished the interrupted update to ${r.finished}` : ''}`,
     warning: lost.length ? `the copy lacks the base of ${lost.map((d) => `${d.destination} (${d.base})`).join(', ')}, which the mirror replicates to: a full copy into a new volume is needed there` : null,
   };
 }

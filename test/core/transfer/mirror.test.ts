@@ -427,6 +427,31 @@ describe('full mirrors', () => {
     expectSameTree(await treeOf(d2), await treeOf(src, 'M3'), 'the cascade after the full resync');
   });
 
+  it('the update after an interrupted one finishes that one (resuming it) and brings the mirror up to date in the same run', async () => {
+    const c = await proxiedMirror('m-catch', 110);
+    const { src, dst, s } = c;
+    try {
+      await work(src, 111, 30);
+      c.proxy.cutAt = c.proxy.passed + (256 << 10);
+      await expect(s.mirrorUpdate('m-catch')).rejects.toMatchObject({ code: 'NET' });
+      c.proxy.cutAt = null;
+      await s.closeAll();
+      const interrupted = own(await s.snapList({ volume: src }), 'm-catch').at(-1)!;
+      await work(src, 112, 4);
+      const r = await s.mirrorUpdate('m-catch');
+      await s.closeAll();
+      expect(r.finished).toBe(interrupted);
+      expect(r.to).not.toBe(interrupted);
+      expectSameTree(await treeOf(dst), await treeOf(src), 'the mirror after one update');
+      expect(own(await s.snapList({ volume: src }), 'm-catch')).toEqual([r.to]);
+      // Nothing newer: the next update finishes nothing first.
+      expect((await s.mirrorUpdate('m-catch')).finished).toBeUndefined();
+      await s.closeAll();
+    } finally {
+      await c.stop();
+    }
+  });
+
   it('a relationship deleted during an unfinished full resync: its copy goes, the old mirror stays and is writable', async () => {
     const c = await proxiedMirror('m-drop', 97);
     const { dst, s, server } = c;
