@@ -7,6 +7,8 @@ export interface MemberInfo {
   path: string;
   role: 'data' | 'parity' | 'single';
   state: 'ok' | 'missing' | 'failed' | 'rebuilding';
+  /** A member the group failed while open: the read error that failed it. */
+  failure?: string;
 }
 
 export interface VolumeInfo {

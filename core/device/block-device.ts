@@ -5,6 +5,8 @@ export interface DeviceMember {
   path: string;
   role: 'data' | 'parity' | 'single';
   state: 'ok' | 'missing' | 'failed' | 'rebuilding';
+  /** A member failed while open: the read error that failed it. */
+  failure?: string;
 }
 
 export interface DeviceHealth {

@@ -36,6 +36,8 @@ interface Member {
   path: string;
   handle: FileHandle | null;
   state: MemberState;
+  /** Why a member was failed while open (the read error that failed it). */
+  failure?: string;
 }
 
 export interface ScrubReport {
@@ -231,10 +233,55 @@ export class Raid4Device implements BlockDevice {
 
   /** A member whose file ends before `stripe`: it was whole at open, so it shrank since (truncated or replaced). */
   private endedEarly(m: Member, stripe: number): SnapplaneError {
-    return new SnapplaneError('IO', `member ${basename(m.path)} ends before stripe ${stripe} of its ${this.groupLabel.stripes}: it was truncated or replaced while open (\`snapplane raid fail\` it, then replace it)`, {
+    return new SnapplaneError('IO', `member ${basename(m.path)} ends before stripe ${stripe} of its ${this.groupLabel.stripes}: it was truncated or replaced while open`, {
       volume: this.label,
       vbn: m.index < this.n ? stripe * this.n + m.index : undefined,
     });
+  }
+
+  /**
+   * A healthy member whose read failed (an I/O error, or its file shrank under the group) is failed, as a RAID
+   * does with a disk that errs, when the others can stand in for it: the read is then served from them and the
+   * group runs degraded (recorded in the labels, so it stays failed until `raid replace`). True when it was.
+   */
+  private failOnReadError(m: Member, e: unknown): boolean {
+    if (!(e instanceof SnapplaneError) || e.code !== 'IO') return false;
+    // A read that was in flight when another failed the member (its handle closed under it).
+    if (m.state === 'failed') return true;
+    if (m.state !== 'ok' || this.members.some((o) => o.index !== m.index && o.state !== 'ok')) return false;
+    this.takeOut(m, e.message);
+    if (!this.readOnly) {
+      this.groupLabel = { ...this.groupLabel, generation: this.groupLabel.generation + 1, failedMask: this.groupLabel.failedMask | (1 << m.index) };
+      // The read need not wait; the next write, flush or close does (and reports a failure to write them).
+      void this.queueLabels().catch(() => undefined);
+    }
+    return true;
+  }
+
+  /** Label writes, one after another (a read may start one while another runs). */
+  private labelWrite: Promise<void> = Promise.resolve();
+
+  /** Writes the labels after any label write under way; resolves when this one is done. */
+  private queueLabels(): Promise<void> {
+    const next = this.labelWrite.catch(() => undefined).then(() => this.writeLabels());
+    this.labelWrite = next;
+    return next;
+  }
+
+  /** Waits for label writes under way; the first waiter after a failed one gets its error. */
+  private async labelsWritten(): Promise<void> {
+    const pending = this.labelWrite;
+    this.labelWrite = Promise.resolve();
+    await pending;
+  }
+
+  /** Marks a member failed and closes its file (reads in flight on it fail, and go to parity). */
+  private takeOut(m: Member, failure?: string): void {
+    const handle = m.handle;
+    m.handle = null;
+    m.state = 'failed';
+    if (failure) m.failure = failure;
+    void handle?.close().catch(() => undefined);
   }
 
   private unavailable(m: Member, stripe: number): boolean {
@@ -284,7 +331,13 @@ export class Raid4Device implements BlockDevice {
   /** The stripes [first, first+count) of member `index`, reconstructed from the others when it is unavailable. */
   private async memberStripes(index: number, first: number, count: number, slot?: string): Promise<Buffer> {
     const m = this.members[index];
-    if (!this.unavailable(m, first + count - 1)) return this.readMember(m, first, count, slot);
+    if (!this.unavailable(m, first + count - 1)) {
+      try {
+        return await this.readMember(m, first, count, slot);
+      } catch (e) {
+        if (!this.failOnReadError(m, e)) throw e;
+      }
+    }
     const others = this.members.filter((o) => o.index !== index);
     const lost = others.filter((o) => this.unavailable(o, first + count - 1));
     if (lost.length > 0) {
@@ -320,8 +373,12 @@ export class Raid4Device implements BlockDevice {
         const slot = (s: number): Buffer => out.subarray((s * this.n + m - vbn) * BLOCK_SIZE, (s * this.n + m - vbn + 1) * BLOCK_SIZE);
         const member = this.members[m];
         if (!this.unavailable(member, s1)) {
-          await this.readMemberScattered(member, s0, s1 - s0 + 1, slot);
-          return;
+          try {
+            await this.readMemberScattered(member, s0, s1 - s0 + 1, slot);
+            return;
+          } catch (e) {
+            if (!this.failOnReadError(member, e)) throw e;
+          }
         }
         const b = await this.memberStripes(m, s0, s1 - s0 + 1, `read${m}`);
         for (let s = s0; s <= s1; s++) b.copy(slot(s), 0, (s - s0) * BLOCK_SIZE, (s - s0 + 1) * BLOCK_SIZE);
@@ -384,6 +441,7 @@ export class Raid4Device implements BlockDevice {
 
   private async writeBlocksNow(vbn: number, data: Buffer | Buffer[]): Promise<void> {
     if (this.readOnly) throw new SnapplaneError('READ_ONLY', `device '${this.label}' is read-only`, { volume: this.label });
+    await this.labelsWritten();
     if (!this.labelsChecked) {
       await this.checkLabels();
       this.labelsChecked = true;
@@ -500,6 +558,7 @@ export class Raid4Device implements BlockDevice {
   async flush(): Promise<void> {
     if (this.readOnly) return;
     try {
+      await this.labelsWritten();
       await Promise.all(this.members.map((m) => (m.handle && m.state !== 'failed' ? m.handle.datasync() : Promise.resolve())));
       if (this.intentDirty && this.parity.handle && this.parity.state === 'ok') {
         // Everything written so far is durable on every member: no stripe is inconsistent any more.
@@ -517,6 +576,7 @@ export class Raid4Device implements BlockDevice {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await this.labelWrite.catch(() => undefined);
     await Promise.all(this.members.map((m) => m.handle?.close().catch(() => undefined)));
     for (const m of this.members) m.handle = null;
   }
@@ -527,6 +587,7 @@ export class Raid4Device implements BlockDevice {
       path: m.path,
       role: m.index === this.n ? 'parity' : 'data',
       state: m.state,
+      ...(m.failure ? { failure: m.failure } : {}),
     }));
     return { kind: 'raid4', degraded: this.members.some((m) => m.state !== 'ok'), members };
   }
@@ -555,11 +616,9 @@ export class Raid4Device implements BlockDevice {
     if (this.members.some((o) => o.index !== index && o.state !== 'ok')) {
       throw new SnapplaneError('INVALID', `failing member ${index} would lose a second member; the group would stop`, { volume: this.label });
     }
-    await m.handle?.close().catch(() => undefined);
-    m.handle = null;
-    m.state = 'failed';
+    this.takeOut(m);
     this.groupLabel = { ...this.groupLabel, generation: this.groupLabel.generation + 1, failedMask: this.groupLabel.failedMask | (1 << index) };
-    await this.writeLabels();
+    await this.queueLabels();
   }
 
   private memberAt(index: number): Member {
@@ -634,8 +693,9 @@ export class Raid4Device implements BlockDevice {
       this.rebuildBuffers = null;
       await m.handle!.datasync();
       m.state = 'ok';
+      m.failure = undefined;
       this.groupLabel = { ...this.groupLabel, generation: this.groupLabel.generation + 1, failedMask: this.groupLabel.failedMask & ~(1 << m.index) };
-      await this.writeLabels();
+      await this.queueLabels();
       return { done: total, total, complete: true, rebuilt };
     }
     return { done: this.rebuildWatermark, total, complete: false, rebuilt };

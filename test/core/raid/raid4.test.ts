@@ -189,6 +189,34 @@ describe('RAID-4 groups', () => {
     }
   });
 
+  it('a healthy member whose reads fail while open (its file shrank) is failed as a RAID does: reads and writes go on from the others, the failure stays recorded, raid replace rebuilds it', async () => {
+    const v = await makeGroup();
+    for (let f = 0; f < 12; f++) await v.writeFile(`/f${f}`, pattern(200_000 + f * 9_000, f));
+    await v.close();
+    // Opened whole (with a cold cache, so the files are read from the members); the member shrinks under it.
+    const w = await reopen();
+    const member = await open(join(group, 'data-1.img'), 'r+');
+    await member.truncate(MEMBER_DATA_START * 4096);
+    await member.close();
+    try {
+      for (let f = 0; f < 12; f++) expect((await w.readFile(`/f${f}`)).equals(pattern(200_000 + f * 9_000, f))).toBe(true);
+      const failed = w.device.health().members.find((m) => m.index === 1)!;
+      expect(failed).toMatchObject({ state: 'failed', failure: expect.stringContaining('data-1.img ends before stripe') });
+      await w.writeFile('/after', pattern(300_000, 77));
+      await w.sync();
+    } finally {
+      await w.close();
+    }
+    // Recorded in the labels: the next open has it failed too, and reads the same from parity.
+    const s = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, 'state.json') });
+    expect((await s.volumeInfo({ volume: group })).device.members.find((m) => m.index === 1)?.state).toBe('failed');
+    const after = await s.raidReplace(group, 1, 'data-1b.img');
+    expect(after.device.degraded).toBe(false);
+    expect((await readAll(s, '/after')).equals(pattern(300_000, 77))).toBe(true);
+    expect((await s.raidScrub(group)).clean).toBe(true);
+    await s.closeAll();
+  });
+
   it('with two members lost refuses to open for writing and never returns wrong data', async () => {
     const v = await makeGroup();
     await v.writeFile('/f', pattern(500_000, 3));
