@@ -3,7 +3,7 @@
  * playwright-core, one browser for the whole file. Every figure the page shows is checked against the CLI, which
  * reads the same volume from disk. Screenshots of every view land in test-artifacts/.
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
@@ -346,6 +346,38 @@ describe('console in Chromium', () => {
     expect(after.lastSelection).toBe('full');
     const names = (e: DirEntryInfo[]): string[] => e.map((x) => x.name).sort();
     expect(names(await json<DirEntryInfo[]>('ls', join(dir, 'mirror.img'), '/'))).toEqual(names(await json<DirEntryInfo[]>('ls', `${vol}@${after.lastCommon}`, '/')));
+    expect(problems).toEqual([]);
+  });
+  it('a RAID-4 member that fails under the console is failed, reads go on from parity, and the Volumes view says why', async () => {
+    const grp = join(dir, 'grp');
+    await ok('volume', 'create', grp, '--size', '24M', '--raid', '3');
+    await writeFile(join(dir, 'big.bin'), Buffer.alloc(6 << 20, 5));
+    await ok('put', grp, join(dir, 'big.bin'), '/big.bin');
+    await ok('snap', 'create', grp, 'r1');
+    await nav('volumes');
+    const form = page.getByTestId('open-volume');
+    await form.locator('input').fill(grp);
+    await form.getByRole('button', { name: 'Open' }).click();
+    await page.getByTestId('volume-list').getByText(grp, { exact: true }).waitFor();
+    // The console has the group open; a member's file shrinks under it. A copy job reads every block of r1.
+    await truncate(join(grp, 'data-1.img'), 9 * 4096);
+    await nav('jobs');
+    const job = page.getByTestId('job-form');
+    await job.locator('select[name=volume]').selectOption(grp);
+    await job.locator('input[name=expression]').fill('r1');
+    await job.locator('input[name=target]').fill(join(dir, 'from-raid.img'));
+    await page.getByTestId('job-start').click();
+    const card = page.locator('[data-testid^=job-][data-state]').first();
+    await expect.poll(() => card.getAttribute('data-state'), { timeout: 60_000 }).toBe('ok');
+    await nav('volumes');
+    await page.getByTestId('volume-list').getByText(grp, { exact: true }).click();
+    const failure = page.getByTestId('member-failure-1');
+    await failure.waitFor();
+    expect(await failure.textContent()).toMatch(/data-1\.img ends before stripe \d+ .*truncated or replaced while open/);
+    await screenshot(page, '1-volumes-raid-member-failed');
+    const out = join(dir, 'big.out');
+    await ok('get', join(dir, 'from-raid.img'), '/big.bin', out);
+    expect((await readFile(out)).equals(Buffer.alloc(6 << 20, 5))).toBe(true);
     expect(problems).toEqual([]);
   });
 });

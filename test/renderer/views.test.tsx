@@ -5,7 +5,7 @@
  * composer, jobs, the planner, relationships and the sidebar.
  */
 import { cleanup, fireEvent, render, screen, waitFor, within } from '@testing-library/react';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readFile, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { DirPage, ImageEvalReport } from '../../core/api/index.js';
@@ -64,6 +64,25 @@ describe('views', () => {
     fireEvent.change(form.querySelector('input[name=size]')!, { target: { value: '0.1' } });
     fireEvent.submit(form);
     expect((await screen.findByTestId('notice-error')).textContent).toMatch(/at least 1 MiB/);
+  });
+
+  it('volumes: a RAID-4 member the engine failed while reading shows as failed, with the reason', async () => {
+    const grp = join(fx.dir, 'grp');
+    await fx.call('volumeCreate', { path: grp, sizeBytes: 24 << 20, raid: 3 });
+    await fx.call('writeFile', { volume: grp, path: '/big.bin', base64: Buffer.alloc(6 << 20, 7).toString('base64') });
+    await fx.call('volumeSync', { volume: grp });
+    // The engine keeps the group open; a member's file shrinks under it, and a check reads every block.
+    await truncate(join(grp, 'data-1.img'), 4096 * 9);
+    const report = await fx.call<{ issues: unknown[] }>('fsck', { volume: grp });
+    expect(report.issues).toEqual([]);
+    await useVolumes.getState().select(grp);
+    try {
+      render(<VolumesView />);
+      expect((await screen.findByTestId('member-failure-1')).textContent).toMatch(/data-1\.img ends before stripe \d+ .*truncated or replaced while open; “raid replace” rebuilds it/);
+      expect(screen.getByText('DEGRADED')).toBeTruthy();
+    } finally {
+      await useVolumes.getState().select(fx.vol);
+    }
   });
 
   it('renders hostile file and snapshot names as text, never as markup', async () => {

@@ -163,7 +163,10 @@ function Details() {
             <tr key={m.index}>
               <td>{m.index}</td>
               <td>{m.role}</td>
-              <td className={m.state === 'ok' ? 'ok' : 'warn'}>{m.state}</td>
+              <td className={m.state === 'ok' ? 'ok' : 'warn'}>
+                {m.state}
+                {m.failure ? <div className="small muted" data-testid={`member-failure-${m.index}`}>{m.failure}; “raid replace” rebuilds it</div> : null}
+              </td>
               <td className="mono">{m.path}</td>
             </tr>
           ))}
