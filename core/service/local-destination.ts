@@ -58,7 +58,8 @@ export class LocalDestination implements Destination {
   ) {}
 
   async status(): Promise<DestinationStatus> {
-    await this.finishSwap();
+    // A receive under way finishes its own swap; another connection's status must not race it.
+    if (!isReceiving(this.label)) await this.finishSwap();
     const replacement = (await readReplacement(this.label)) && (await replacementExists(this.label)) ? { resume: await readResumeState(replacementOf(this.label)) } : null;
     const empty: DestinationStatus = { volume: this.label, exists: false, uuid: null, blockCount: null, empty: true, snapshots: [], newestMaster: null, resume: null, mirrorOf: null, offline: null, replacement };
     if (!(await exists(this.label))) return { ...empty, resume: await readResumeState(this.label) };
@@ -203,6 +204,9 @@ export class LocalDestination implements Destination {
 
   /** Deletes an unfinished replacement no relationship will finish (the mirror was released or rolled back). */
   private async dropReplacement(): Promise<void> {
+    if (isReceiving(this.label) && (await readReplacement(this.label))) {
+      throw new SnapplaneError('BUSY', `a full resync's copy of '${this.label}' is being received from another connection; stop it first`, { volume: this.label });
+    }
     await this.finishSwap();
     if (!(await readReplacement(this.label))) return;
     if (await replacementExists(this.label)) await this.engine.deleteVolume(replacementOf(this.label));

@@ -470,6 +470,38 @@ describe('full mirrors', () => {
     }
   });
 
+  it('releasing a mirror while its full resync copy is being received is refused with BUSY; the copy lands and replaces it', async () => {
+    const { src, root, key, s } = await wireCase('busy-key', 32 << 20);
+    const server = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, 'busy-server.json') });
+    const ep = await server.serve({ port: 0, root, keyFile: key, holdMs: 0 });
+    const dst = join(root, 'mirror');
+    try {
+      const v = await Volume.open(src, { cpIntervalMs: 0 });
+      await v.writeFile('/big.bin', pattern(6 << 20, 5));
+      await v.close();
+      await s.mirrorCreate('m-busy', src, `127.0.0.1:${ep.port}/mirror`, { kind: 'full', keyFile: key, limit: 3 << 20 });
+      const init = await s.mirrorUpdate('m-busy');
+      await s.closeAll();
+      const w = await Volume.open(src, { cpIntervalMs: 0 });
+      await w.deleteSnapshot(init.to, { releaseHold: true });
+      await w.close();
+      // A throttled copy: about two seconds on the wire.
+      const copy = s.mirrorResync('m-busy', { full: true });
+      for (let i = 0; i < 200 && !(await replacementExists(dst)); i++) await new Promise((r) => setTimeout(r, 10));
+      const other = service();
+      const r = await other.mirrorDelete('m-busy');
+      expect(r).toMatchObject({ released: false, reason: expect.stringContaining("copy of '" + dst + "' is being received from another connection") });
+      const done = await copy;
+      expect(done.replaced).toEqual([init.to]);
+      await s.closeAll();
+      expectSameTree(await treeOf(dst), await treeOf(src, done.to), 'the copy in place');
+    } finally {
+      await ep.close();
+      await server.closeAll();
+      await s.closeAll();
+    }
+  });
+
   it('a copy that landed but could not take the old mirror\'s place (a writer held it) does so at the next update, without being sent again', async () => {
     const c = await proxiedMirror('m-held', 95);
     const { src, dst, s, server } = c;
