@@ -34,9 +34,13 @@ export function printVolumeInfo(info: VolumeInfo): void {
 
 function mirrorField(info: VolumeInfo): [string, string][] {
   const m = info.mirrorOf;
-  if (!m) return [];
-  if (m.brokenAt) return [['mirror', `taken over at ${m.brokenAt} (was the mirror of ${m.source}, relationship ${m.relationship})`]];
-  return [['mirror', `of ${m.source} (relationship ${m.relationship}) since ${m.since}; read-only until \`mirror break\``]];
+  const r = info.replacement;
+  const copy: [string, string][] = r
+    ? [['full resync', `a whole copy for relationship ${r.relationship} ${r.swapAsked ? 'has landed beside it and takes its place at the next request' : `is being received beside it since ${r.started}; this volume stays as it is until the copy lands`}`]]
+    : [];
+  if (!m) return copy;
+  if (m.brokenAt) return [['mirror', `taken over at ${m.brokenAt} (was the mirror of ${m.source}, relationship ${m.relationship})`], ...copy];
+  return [['mirror', `of ${m.source} (relationship ${m.relationship}) since ${m.since}; read-only until \`mirror break\``], ...copy];
 }
 
 export function registerVolume(program: Command): void {

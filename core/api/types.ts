@@ -37,6 +37,8 @@ export interface VolumeInfo {
   snapshot?: string;
   /** The volume's mirror marker (a mirror destination, or one taken over on this host), or null; unset at a snapshot. */
   mirrorOf?: MirrorMarker | null;
+  /** A full resync's copy being received beside the mirror to replace it (STREAM.md §5.6), or null; unset at a snapshot. */
+  replacement?: { relationship: string; started: string; swapAsked?: string } | null;
 }
 
 export interface SnapshotFlags {

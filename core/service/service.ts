@@ -14,6 +14,7 @@ import { copyFromHost, copyToHost } from '../fs/host-copy.js';
 import { SnapplaneError, asIoError } from '../common/errors.js';
 import { VolumeLock, lockPathOf } from '../fs/lock.js';
 import { deleteVolumeFiles, replaceVolumeFiles } from '../fs/sidecar.js';
+import { readReplacement } from '../transfer/replacement.js';
 import { openDeviceAt } from '../raid/open-device.js';
 import { Raid4Device } from '../raid/raid4-device.js';
 import type { RaidScrubReport, ScheduleInfo, ScheduleRunReport, SpaceReport } from '../api/types.js';
@@ -734,7 +735,10 @@ export class SnapplaneService {
   async volumeInfo(ref: VolumeRef): Promise<VolumeInfo> {
     const info = await (await this.volume(ref, false)).info();
     // The marker is a sidecar the service keeps, not part of the volume: shown wherever the volume is.
-    if (ref.snapshot === undefined) info.mirrorOf = await readMarker(ref.volume);
+    if (ref.snapshot === undefined) {
+      info.mirrorOf = await readMarker(ref.volume);
+      info.replacement = await readReplacement(ref.volume);
+    }
     return info;
   }
 

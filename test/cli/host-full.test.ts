@@ -106,6 +106,8 @@ describe.runIf(canMountTmpfs())('a host file system that fills up', () => {
       const full = await snapplane('mirror', 'resync', 'fit', '--full');
       expect(full.stderr).toMatch(/'.*\/mirrors\/m\.replacement': the host file system holding it is full .*\(ENOSPC\)\n$/);
       expectSameTree(await treeOf(join(root, 'm')), mirrored, 'the old mirror after the copy failed');
+      // On the mirror's host, the volume says what lies beside it.
+      expect((await ok('volume', 'info', join(root, 'm'))).stdout).toMatch(/full resync: +a whole copy for relationship fit is being received beside it since .*; this volume stays as it is until the copy lands/);
       expect((await json<{ state: string; replacing: boolean }>('mirror', 'status', 'fit')).replacing).toBe(true);
       execFileSync('mount', ['-o', 'remount,size=100m', root]);
       const r = await json<{ to: string; replaced: string[]; resumedFromVbn: number | null }>('mirror', 'update', 'fit');

@@ -23,6 +23,8 @@ import { SnapshotsView } from '../../renderer/src/views/SnapshotsView.js';
 import { VolumesView } from '../../renderer/src/views/VolumesView.js';
 import { GridView } from '../../renderer/src/views/GridView.js';
 import { DirectClient } from '../helpers/direct-client.js';
+import { writeMarker } from '../../core/transfer/sidecars.js';
+import { replacementOf, startReplacement } from '../../core/transfer/replacement.js';
 import { consoleFixture, type ConsoleFixture } from '../helpers/console-volume.js';
 
 const XSS = '<img src=x onerror=alert(1)>';
@@ -80,6 +82,22 @@ describe('views', () => {
       render(<VolumesView />);
       expect((await screen.findByTestId('member-failure-1')).textContent).toMatch(/data-1\.img ends before stripe \d+ .*truncated or replaced while open; “raid replace” rebuilds it/);
       expect(screen.getByText('DEGRADED')).toBeTruthy();
+    } finally {
+      await useVolumes.getState().select(fx.vol);
+    }
+  });
+
+  it('volumes: a mirror whose full resync copy is being received beside it says so', async () => {
+    const m = join(fx.dir, 'nightly-mirror.img');
+    await fx.call('volumeCreate', { path: m, sizeBytes: 4 << 20 });
+    // The on-disk state a full resync leaves while its copy lands (STREAM.md §5.6), made by the engine's own writers.
+    await writeMarker(m, { relationship: 'nightly', source: '/data/src.img', sourceUuid: 'u', since: new Date().toISOString() });
+    await fx.call('volumeCreate', { path: replacementOf(m), sizeBytes: 4 << 20 });
+    await startReplacement(m, 'nightly');
+    await useVolumes.getState().select(m);
+    try {
+      render(<VolumesView />);
+      expect((await screen.findByTestId('replacement')).textContent).toMatch(/^full resync: a whole copy for relationship nightly is being received beside it since .*; this volume stays as it is until the copy lands$/);
     } finally {
       await useVolumes.getState().select(fx.vol);
     }

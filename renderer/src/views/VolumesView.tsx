@@ -197,6 +197,12 @@ function MirrorFact({ info }: { info: VolumeInfo }) {
             </button>
           </>
         )}
+        {info.replacement ? (
+          <div className="small muted" data-testid="replacement">
+            full resync: a whole copy for relationship {info.replacement.relationship}{' '}
+            {info.replacement.swapAsked ? 'has landed beside it and takes its place at the next request' : `is being received beside it since ${formatDate(info.replacement.started)}; this volume stays as it is until the copy lands`}
+          </div>
+        ) : null}
       </dd>
     </>
   );

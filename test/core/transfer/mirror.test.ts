@@ -362,6 +362,7 @@ describe('full mirrors', () => {
       expectSameTree(await treeOf(dst), mirrored, 'the old mirror during the copy');
       expect((await server.snapList({ volume: dst })).map((e) => e.name)).toContain(lost);
       await expect(server.put(dst, __filename, '/x')).rejects.toMatchObject({ code: 'READ_ONLY' });
+      expect((await server.volumeInfo({ volume: dst })).replacement).toMatchObject({ relationship: 'm-swap' });
       await server.closeAll();
       const during = await s.mirrorStatus('m-swap');
       expect(during).toMatchObject({ replacing: true, state: 'failed' });
