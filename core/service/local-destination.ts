@@ -164,6 +164,12 @@ export class LocalDestination implements Destination {
     }
     if (record?.relationship !== relationship) await startReplacement(this.label, relationship);
     const report = await new LocalDestination(this.engine, repl, this.signal).receive(stream, { raid, marker: request.marker }, onProgress);
+    // Taken over on this host while the copy landed: the volume is its users' now, and the copy goes.
+    const after = await readMarker(this.label);
+    if (await this.takenFrom(relationship, after)) {
+      await this.deleteReplacement();
+      throw new SnapplaneError('INVALID', after?.brokenAt ? takenOverMessage(this.label, after) : `'${this.label}' stopped being the mirror in relationship '${relationship}' while its copy was received; the copy is deleted`, { volume: this.label });
+    }
     const downstream = await this.carryDestinations(repl);
     await askSwap(this.label, (await readReplacement(this.label)) ?? { relationship, started: new Date().toISOString() });
     try {
@@ -195,10 +201,25 @@ export class LocalDestination implements Destination {
     return downstream;
   }
 
-  /** Finishes a swap that was asked for (by the receive that asked, or after a crash, by the next request). */
+  /**
+   * Finishes a swap that was asked for (by the receive that asked, or after a crash, by the next request), unless
+   * the volume was taken over on this host since: then the copy goes instead.
+   */
   private async finishSwap(): Promise<void> {
-    if (!(await readReplacement(this.label))?.swapAsked) return;
+    const record = await readReplacement(this.label);
+    if (!record?.swapAsked) return;
+    if (await this.takenFrom(record.relationship, await readMarker(this.label))) return this.deleteReplacement();
     await this.engine.replaceVolume(this.label, replacementOf(this.label));
+    await endReplacement(this.label);
+  }
+
+  /** True when the volume exists and is no longer the relationship's mirror (taken over, or marked for another). */
+  private async takenFrom(relationship: string, marker: MirrorMarker | null): Promise<boolean> {
+    return (await exists(this.label)) && marker !== null && (marker.brokenAt !== undefined || marker.relationship !== relationship);
+  }
+
+  private async deleteReplacement(): Promise<void> {
+    if (await replacementExists(this.label)) await this.engine.deleteVolume(replacementOf(this.label));
     await endReplacement(this.label);
   }
 
@@ -208,9 +229,7 @@ export class LocalDestination implements Destination {
       throw new SnapplaneError('BUSY', `a full resync's copy of '${this.label}' is being received from another connection; stop it first`, { volume: this.label });
     }
     await this.finishSwap();
-    if (!(await readReplacement(this.label))) return;
-    if (await replacementExists(this.label)) await this.engine.deleteVolume(replacementOf(this.label));
-    await endReplacement(this.label);
+    if (await readReplacement(this.label)) await this.deleteReplacement();
   }
 
   private notOurs(relationship: string, m: MirrorMarker | null): SnapplaneError {

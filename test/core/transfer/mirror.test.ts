@@ -471,6 +471,34 @@ describe('full mirrors', () => {
     }
   });
 
+  it('a copy that landed but waits for its swap does not replace a mirror taken over meanwhile: the copy goes, the writes stay', async () => {
+    const c = await proxiedMirror('m-took', 120);
+    const { dst, s, server } = c;
+    try {
+      await c.loseCommon();
+      const writer = await Volume.open(dst, { cpIntervalMs: 0 });
+      try {
+        await expect(s.mirrorResync('m-took', { full: true })).rejects.toMatchObject({ code: 'LOCKED' });
+      } finally {
+        await writer.close();
+      }
+      await s.closeAll();
+      expect(await replacementExists(dst)).toBe(true);
+      // The mirror's host takes the volume over and writes to it before anything asks for the volume again.
+      await server.mirrorBreak(dst);
+      await server.put(dst, __filename, '/after-takeover.ts');
+      await server.closeAll();
+      await expect(s.mirrorUpdate('m-took')).rejects.toMatchObject({ code: 'INVALID', message: expect.stringContaining('was taken over on its host') });
+      await s.closeAll();
+      expect(await replacementExists(dst)).toBe(false);
+      expect((await server.ls({ volume: dst }, '/')).map((e) => e.name)).toContain('after-takeover.ts');
+      expect((await readdir(dirname(dst))).filter((f) => f.includes('replacement'))).toEqual([]);
+      await server.closeAll();
+    } finally {
+      await c.stop();
+    }
+  });
+
   it('releasing a mirror while its full resync copy is being received is refused with BUSY; the copy lands and replaces it', async () => {
     const { src, root, key, s } = await wireCase('busy-key', 32 << 20);
     const server = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, 'busy-server.json') });
