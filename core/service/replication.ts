@@ -317,10 +317,11 @@ export class Replication {
     return rel;
   }
 
-  private async save(rel: RelationshipRecord): Promise<void> {
+  /** Writes a relationship back; one deleted meanwhile (`mirror delete` while it transferred) stays deleted. */
+  private async save(rel: RelationshipRecord, create = false): Promise<void> {
     await this.host.state.update((s) => {
       s.relationships ??= {};
-      s.relationships[rel.name] = rel;
+      if (create || s.relationships[rel.name]) s.relationships[rel.name] = rel;
     });
   }
 
@@ -362,7 +363,7 @@ export class Replication {
       lastSelection: null,
       createdAt: new Date(this.host.clock()).toISOString(),
     };
-    await this.save(rel);
+    await this.save(rel, true);
     return this.info(rel);
   }
 

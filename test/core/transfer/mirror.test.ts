@@ -522,6 +522,8 @@ describe('full mirrors', () => {
       expect(r).toMatchObject({ released: false, reason: expect.stringContaining("copy of '" + dst + "' is being received from another connection") });
       const done = await copy;
       expect(done.replaced).toEqual([init.to]);
+      // The delete stands: the update that was running does not write the relationship back when it ends.
+      await expect(s.mirrorStatus('m-busy')).rejects.toMatchObject({ code: 'NOT_FOUND' });
       await s.closeAll();
       expectSameTree(await treeOf(dst), await treeOf(src, done.to), 'the copy in place');
     } finally {
