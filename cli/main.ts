@@ -11,6 +11,14 @@ import { registerStream } from './commands/stream.js';
 import { registerReplication } from './commands/replication.js';
 import { registerConsole } from './commands/console.js';
 
+// A reader that stops early (`snapplane ls vol / | head`) closes the pipe. The rest of the report is not wanted, but
+// the command still finishes and closes its volumes (exiting at the first failed write could lose a `put` not yet
+// committed), instead of dying with a stack. `send` to standard output sees the error itself and fails, naming it:
+// its stream is incomplete.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code !== 'EPIPE') throw e;
+});
+
 const program = new Command();
 program
   .name('snapplane')
