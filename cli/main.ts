@@ -16,7 +16,8 @@ import { registerConsole } from './commands/console.js';
 // committed), instead of dying with a stack. `send` to standard output sees the error itself and fails, naming it:
 // its stream is incomplete.
 process.stdout.on('error', (e: NodeJS.ErrnoException) => {
-  if (e.code !== 'EPIPE') throw e;
+  // Any other error is for whoever else listens (a stream's pipeline reports it); with no one, it stays fatal.
+  if (e.code !== 'EPIPE' && process.stdout.listenerCount('error') === 1) throw e;
 });
 
 const program = new Command();
