@@ -6,6 +6,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { resolve as resolvePath } from 'node:path';
 import { SnapplaneError } from '../common/errors.js';
+import { sameFile } from '../common/same-file.js';
 import { BLOCK_SIZE } from '../common/units.js';
 import { SnapshotFlag, type SnapshotEntry } from '../fs/format.js';
 import type { Volume } from '../fs/volume.js';
@@ -243,6 +244,8 @@ export class Replication {
 
   /** Brings a destination up to the source's newest master snapshot (incremental, or full when none is in common). */
   async replicate(source: string, dest: string, opts: TransferOptions & { raid?: number } = {}, onProgress?: Progress): Promise<ReplicateReport> {
+    // Before anything: a volume would otherwise record itself as its own destination, holding its masters for ever.
+    if (!parseRemote(dest) && (await sameFile(source, dest))) throw new SnapplaneError('INVALID', 'source and destination are the same volume', { volume: source });
     return this.host.job('replicate', source, dest, undefined, onProgress, async (signal, progress) => {
       const t0 = performance.now();
       const connect = (): Promise<Destination> => this.destination(dest, opts, signal);
@@ -341,7 +344,7 @@ export class Replication {
     const src = resolvePath(source);
     // The source must open (a clear NOT_FOUND or BAD_FORMAT now, not at the first update).
     await this.host.openVolume(src, false);
-    if (!remote && resolvePath(destination) === src) throw new SnapplaneError('INVALID', 'source and destination are the same volume', { volume: source });
+    if (!remote && (await sameFile(destination, src))) throw new SnapplaneError('INVALID', 'source and destination are the same volume', { volume: source });
     const slow = opts.slow ? opts.slow.replace(/^(file|tape):(.*)$/, (_m, k: string, p: string) => `${k}:${resolvePath(p)}`) : null;
     const rel: RelationshipRecord = {
       name,

@@ -12,6 +12,7 @@ import type {
 import { Volume } from '../fs/volume.js';
 import { copyFromHost, copyToHost } from '../fs/host-copy.js';
 import { SnapplaneError, asIoError } from '../common/errors.js';
+import { sameFile } from '../common/same-file.js';
 import { VolumeLock, lockPathOf } from '../fs/lock.js';
 import { deleteVolumeFiles, replaceVolumeFiles } from '../fs/sidecar.js';
 import { readReplacement } from '../transfer/replacement.js';
@@ -620,14 +621,14 @@ export class SnapplaneService {
 
   /** Receives a stream from a file (a file backup, on the host or with `inVolume` inside a volume). */
   async receiveFile(volume: string, path: string, options: { force?: boolean; raid?: number; inVolume?: VolumeRef; nextTape?: NextTape } = {}, onProgress?: ProgressCallback): Promise<ReceiveReport> {
-    this.refuseSameVolume(volume, options.inVolume);
+    await this.refuseSameVolume(volume, options.inVolume);
     if (!options.inVolume && !(await pathExists(path))) throw new SnapplaneError('NOT_FOUND', `backup '${path}' does not exist`, { path });
     const [loc] = await this.backupLocations([path], options.inVolume);
     return this.receive(volume, backupBytes(loc, { nextTape: options.nextTape }), options, onProgress);
   }
 
-  private refuseSameVolume(volume: string, inVolume: VolumeRef | undefined): void {
-    if (inVolume && resolvePath(inVolume.volume) === resolvePath(volume)) {
+  private async refuseSameVolume(volume: string, inVolume: VolumeRef | undefined): Promise<void> {
+    if (inVolume && (await sameFile(inVolume.volume, volume))) {
       throw new SnapplaneError('INVALID', `the backups are inside '${inVolume.volume}', the volume being restored; restore into another volume`, { volume });
     }
   }
@@ -639,7 +640,7 @@ export class SnapplaneService {
 
   /** Copies an image of one volume to another (full or incremental), blocks at the same VBNs, in this process. */
   async copy(source: string, destination: string, expression: string, options: SendOptions & { force?: boolean } = {}, onProgress?: ProgressCallback): Promise<ReceiveReport> {
-    if (resolvePath(source) === resolvePath(destination)) throw new SnapplaneError('INVALID', 'source and destination are the same volume', { volume: source });
+    if (await sameFile(source, destination)) throw new SnapplaneError('INVALID', 'source and destination are the same volume', { volume: source });
     return this.transferJob('copy', source, destination, expression, onProgress, async (signal, progress) => {
       // The receiver is done with each buffer before it asks for the next, so the sender may reuse them.
       const { stream } = await this.sendStream(source, expression, { ...options, reuseBuffers: true, signal });
@@ -677,7 +678,7 @@ export class SnapplaneService {
 
   /** Restores a chain of backups (a full one, then incrementals) into a volume, checking the chain before writing anything. */
   async restore(volume: string, files: string[], options: { raid?: number; inVolume?: VolumeRef; nextTape?: NextTape } = {}, onProgress?: ProgressCallback): Promise<ReceiveReport[]> {
-    this.refuseSameVolume(volume, options.inVolume);
+    await this.refuseSameVolume(volume, options.inVolume);
     const named = await this.backupLocations(files, options.inVolume);
     return this.transferJob('restore', volume, named.map(backupLabel).join(' '), undefined, onProgress, async (signal, progress) => {
       const { locations, done } = await this.spoolTapes(named, options.nextTape, progress);

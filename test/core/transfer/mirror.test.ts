@@ -3,7 +3,7 @@
  * 127.0.0.1 for throttling and progress over the wire).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { SnapplaneService, type ProgressEvent } from '../../../core/service/index.js';
@@ -917,6 +917,23 @@ describe('master snapshots and holds', () => {
     ]);
     await s.snapDelete(src, 'M1');
     await expect(s.snapDelete(src, 'M2')).rejects.toMatchObject({ code: 'HELD' });
+    await s.closeAll();
+  });
+
+  it('a volume named again as its own destination (the same path, a symbolic link) is refused, and holds nothing for itself', async () => {
+    const { base, src, s } = await sourceWithWork(16, 48, 4);
+    await s.snapCreate(src, 'M1');
+    await s.masterMark(src, 'M1', true);
+    const link = `${base}-link.img`;
+    await symlink(src, link);
+    for (const dest of [src, link]) {
+      await expect(s.replicate(src, dest)).rejects.toMatchObject({ code: 'INVALID', message: 'source and destination are the same volume' });
+      await expect(s.copy(src, dest, 'M1')).rejects.toMatchObject({ code: 'INVALID', message: 'source and destination are the same volume' });
+    }
+    await expect(s.mirrorCreate('m-self', src, link, { kind: 'full' })).rejects.toMatchObject({ code: 'INVALID', message: 'source and destination are the same volume' });
+    // Before, the replication "succeeded" (up to date) and recorded the volume as its own destination: M1 was held for ever.
+    expect((await s.masterList(src)).map((m) => [m.name, m.neededBy])).toEqual([['M1', []]]);
+    await s.snapDelete(src, 'M1');
     await s.closeAll();
   });
 
