@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { formatBytes, parseInterval, parseSize, type MirrorInfo, type MirrorUpdateReport } from '../../core/service/index.js';
 import { SnapplaneService } from '../../core/service/index.js';
+import { describeMirrorUpdate } from '../../core/api/index.js';
 import { printFields, printJson, printTable } from '../output.js';
 import { progressBar } from '../progress.js';
 import { UsageError, parseInteger, reportError, withService } from '../run.js';
@@ -24,17 +25,8 @@ function ago(seconds: number | null): string {
 }
 
 function updateLine(r: MirrorUpdateReport): string {
-  if (r.transfer === 'none') return `${r.name}: already at ${r.to}\n`;
-  const how = r.replaced ? `replaced the old mirror${r.replaced.length ? ` (snapshots ${r.replaced.join(', ')})` : ''} with a full image of ${r.to}` : r.transfer === 'full' ? `initialized with a full image of ${r.to}` : `sent ${r.from} → ${r.to} (blocks chosen by ${r.selection === 'marks' ? 'the mark-on-allocate image' : 'subtraction'})`;
-  const delta = r.deltaBlocks !== undefined ? `; the sparse incremental structure holds ${r.deltaBlocks} blocks (${formatBytes(r.deltaBytes ?? 0)} on disk)` : '';
-  const carried = r.carried?.length ? `; with ${r.carried.length === 1 ? 'snapshot' : 'snapshots'} ${r.carried.join(', ')}` : '';
-  const dropped = r.dropped?.length ? `; the mirror deleted ${r.dropped.join(', ')} (deleted on the source)` : '';
-  const finished = r.finished ? `; on the way it finished the interrupted update to ${r.finished}` : '';
-  const lost = (r.downstream ?? []).filter((d) => !d.kept && d.base !== null);
-  const cascade = lost.length
-    ? `\n${lost.map((d) => `${r.name}: the copy lacks ${d.base}, the base of ${d.destination} (which the mirror replicates to): it needs a full copy into a new, empty volume\n`).join('')}`
-    : '\n';
-  return `${r.name}: ${how}: ${r.blocks} blocks, ${formatBytes(r.bytes)} in ${r.seconds.toFixed(1)} s${r.resumedFromVbn !== null ? `, resumed at VBN ${r.resumedFromVbn}` : ''}${finished}${carried}${dropped}${delta}${cascade}`;
+  const { line, warnings } = describeMirrorUpdate(r, formatBytes);
+  return [line, ...warnings].map((l) => `${l}\n`).join('');
 }
 
 function statusRows(list: MirrorInfo[]): (string | number)[][] {

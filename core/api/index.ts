@@ -2,3 +2,4 @@
 export type * from './types.js';
 export type * from './console-types.js';
 export * from './methods.js';
+export * from './describe.js';

@@ -249,12 +249,8 @@ export class Raid4Device implements BlockDevice {
     // A read that was in flight when another failed the member (its handle closed under it).
     if (m.state === 'failed') return true;
     if (m.state !== 'ok' || this.members.some((o) => o.index !== m.index && o.state !== 'ok')) return false;
-    this.takeOut(m, e.message);
-    if (!this.readOnly) {
-      this.groupLabel = { ...this.groupLabel, generation: this.groupLabel.generation + 1, failedMask: this.groupLabel.failedMask | (1 << m.index) };
-      // The read need not wait; the next write, flush or close does (and reports a failure to write them).
-      void this.queueLabels().catch(() => undefined);
-    }
+    // The read need not wait for the labels; the next write, flush or close does (and reports a failure to write them).
+    void this.markFailed(m, e.message).catch(() => undefined);
     return true;
   }
 
@@ -275,13 +271,19 @@ export class Raid4Device implements BlockDevice {
     await pending;
   }
 
-  /** Marks a member failed and closes its file (reads in flight on it fail, and go to parity). */
-  private takeOut(m: Member, failure?: string): void {
+  /**
+   * Marks a member failed and closes its file (reads in flight on it fail, and go to parity), then records it in
+   * the labels (generation + 1, its bit in failedMask; a read-only group only in memory).
+   */
+  private markFailed(m: Member, failure?: string): Promise<void> {
     const handle = m.handle;
     m.handle = null;
     m.state = 'failed';
     if (failure) m.failure = failure;
     void handle?.close().catch(() => undefined);
+    if (this.readOnly) return Promise.resolve();
+    this.groupLabel = { ...this.groupLabel, generation: this.groupLabel.generation + 1, failedMask: this.groupLabel.failedMask | (1 << m.index) };
+    return this.queueLabels();
   }
 
   private unavailable(m: Member, stripe: number): boolean {
@@ -616,9 +618,7 @@ export class Raid4Device implements BlockDevice {
     if (this.members.some((o) => o.index !== index && o.state !== 'ok')) {
       throw new SnapplaneError('INVALID', `failing member ${index} would lose a second member; the group would stop`, { volume: this.label });
     }
-    this.takeOut(m);
-    this.groupLabel = { ...this.groupLabel, generation: this.groupLabel.generation + 1, failedMask: this.groupLabel.failedMask | (1 << index) };
-    await this.queueLabels();
+    await this.markFailed(m);
   }
 
   private memberAt(index: number): Member {

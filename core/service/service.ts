@@ -848,21 +848,13 @@ export class SnapplaneService {
   }
 
   /**
-   * Deletes a volume with its sidecars (a full resync's unfinished replacement no relationship will finish). Closed here first; refused
-   * with LOCKED while another process has it open for writing.
+   * Deletes a volume with its sidecars (a full resync's unfinished replacement no relationship will finish). Closed
+   * here first; refused with LOCKED while another process has it open for writing.
    */
   async deleteVolume(path: string): Promise<void> {
     await this.close(path);
-    const isGroup = await stat(path).then((st) => st.isDirectory(), () => null);
-    if (isGroup === null) throw new SnapplaneError('NOT_FOUND', `volume '${path}' does not exist`, { volume: path });
-    const lock = await VolumeLock.acquire(path, lockPathOf(path, isGroup));
-    try {
-      await deleteVolumeFiles(path);
-    } catch (e) {
-      throw asIoError(e, `cannot delete volume '${path}'`, { volume: path });
-    } finally {
-      await lock.release();
-    }
+    if ((await stat(path).catch(() => null)) === null) throw new SnapplaneError('NOT_FOUND', `volume '${path}' does not exist`, { volume: path });
+    await this.underWriterLock(path, `cannot delete volume '${path}'`, () => deleteVolumeFiles(path));
   }
 
   /**
@@ -872,12 +864,17 @@ export class SnapplaneService {
   async replaceVolume(path: string, replacement: string): Promise<void> {
     await this.close(path);
     await this.close(replacement);
+    await this.underWriterLock(path, `cannot put '${replacement}' in place of '${path}'`, () => replaceVolumeFiles(path, replacement));
+  }
+
+  /** Runs `change` on a volume's files holding its writer lock (none when it does not exist); host errors say `what`. */
+  private async underWriterLock(path: string, what: string, change: () => Promise<void>): Promise<void> {
     const isGroup = await stat(path).then((st) => st.isDirectory(), () => null);
     const lock = isGroup === null ? null : await VolumeLock.acquire(path, lockPathOf(path, isGroup));
     try {
-      await replaceVolumeFiles(path, replacement);
+      await change();
     } catch (e) {
-      throw asIoError(e, `cannot put '${replacement}' in place of '${path}'`, { volume: path });
+      throw asIoError(e, what, { volume: path });
     } finally {
       await lock?.release();
     }

@@ -5,7 +5,7 @@
 import { memo, useEffect, useMemo, useRef, useState, type FormEvent } from 'react';
 import { CartesianGrid, Line, LineChart, Tooltip, XAxis, YAxis } from 'recharts';
 import { useShallow } from 'zustand/react/shallow';
-import type { JobSpec, JobState, MirrorUpdateReport } from '../../../core/api/index.js';
+import { describeMirrorUpdate, type JobSpec, type JobState, type MirrorUpdateReport } from '../../../core/api/index.js';
 import { Notice, ProgressBar, useWidth } from '../components/common.js';
 import { formatAmount, formatBytes, formatDate, formatEta, formatRate } from '../format.js';
 import { jobPercent, selectJobList, useJobs } from '../stores/jobs.js';
@@ -156,24 +156,10 @@ function JobForm() {
   );
 }
 
-/**
- * What a finished mirror job did, in a line: the transfer, and what a full resync replaced; destinations of the
- * mirror that lost their base are named (their next replication needs a full copy into a new volume).
- */
-function mirrorOutcome(job: JobState): { text: string; warning: string | null } | null {
+/** What a finished mirror job did, as the CLI says it (and which downstream destinations lost their base). */
+function mirrorOutcome(job: JobState): { line: string; warnings: string[] } | null {
   if (job.state !== 'ok' || (job.kind !== 'mirror-update' && job.kind !== 'mirror-resync') || !job.result) return null;
-  const r = job.result as MirrorUpdateReport;
-  if (r.transfer === 'none') return { text: `already at ${r.to}`, warning: null };
-  const how = r.replaced
-    ? `replaced the old mirror${r.replaced.length ? ` (snapshots ${r.replaced.join(', ')})` : ''} with a full image of ${r.to}`
-    : r.transfer === 'full'
-      ? `initialized with a full image of ${r.to}`
-      : `sent ${r.from ?? '?'} → ${r.to}`;
-  const lost = (r.downstream ?? []).filter((d) => !d.kept && d.base !== null);
-  return {
-    text: `${how}: ${formatBytes(r.bytes)}${r.resumedFromVbn !== null ? `, resumed at VBN ${r.resumedFromVbn}` : ''}${r.finished ? `; on the way it finished the interrupted update to ${r.finished}` : ''}`,
-    warning: lost.length ? `the copy lacks the base of ${lost.map((d) => `${d.destination} (${d.base})`).join(', ')}, which the mirror replicates to: a full copy into a new volume is needed there` : null,
-  };
+  return describeMirrorUpdate(job.result as MirrorUpdateReport, formatBytes);
 }
 
 const JobCard = memo(function JobCard({ job }: { job: JobState }) {
@@ -207,8 +193,12 @@ const JobCard = memo(function JobCard({ job }: { job: JobState }) {
       </div>
       {outcome ? (
         <div className="small" data-testid="job-outcome">
-          {outcome.text}
-          {outcome.warning ? <div className="warn">{outcome.warning}</div> : null}
+          {outcome.line}
+          {outcome.warnings.map((w) => (
+            <div className="warn" key={w}>
+              {w}
+            </div>
+          ))}
         </div>
       ) : null}
       {job.error ? <Notice kind="error">{`${job.error.message} (${job.error.code})`}</Notice> : null}
