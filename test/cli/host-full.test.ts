@@ -42,6 +42,22 @@ function mountSmall(name: string, mib: number): string {
   return at;
 }
 
+/** A 64 MiB source volume `name` in the test's folder with one file of `mib` MiB and, if given, a snapshot of it. */
+async function sourceVolume(name: string, file: string, mib: number, seed: number, snapshot?: { name: string; master?: boolean }): Promise<string> {
+  const path = join(dir, name);
+  const v = await Volume.create(path, { sizeBytes: 64 << 20, cpIntervalMs: 0 });
+  try {
+    await v.writeFile(file, pattern(mib << 20, seed));
+    if (snapshot) {
+      await v.createSnapshot(snapshot.name);
+      if (snapshot.master) await v.setSnapshotFlags(snapshot.name, { master: true });
+    }
+  } finally {
+    await v.close();
+  }
+  return path;
+}
+
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'snapplane-hostfull-'));
   process.env.SNAPPLANE_HOME = join(dir, 'home');
@@ -55,12 +71,7 @@ describe.runIf(canMountTmpfs())('a host file system that fills up', () => {
   it('says ENOSPC naming the volume, keeps serving, and the same replicate finishes once there is room', async () => {
     small = mountSmall('small', 12);
     const key = await makeKey(dir);
-    const src = join(dir, 'src.img');
-    const v = await Volume.create(src, { sizeBytes: 64 << 20, cpIntervalMs: 0 });
-    await v.writeFile('/big.bin', pattern(24 << 20, 7));
-    await v.createSnapshot('m1');
-    await v.setSnapshotFlags('m1', { master: true });
-    await v.close();
+    const src = await sourceVolume('src.img', '/big.bin', 24, 7, { name: 'm1', master: true });
     const server = await startServer(small, key);
     try {
       const dest = `127.0.0.1:${server.port}/copy`;
@@ -89,10 +100,7 @@ describe.runIf(canMountTmpfs())('a host file system that fills up', () => {
   it('a full resync whose copy does not fit beside the old mirror: ENOSPC, the old mirror untouched; with room the next update resumes it', async () => {
     const root = mountSmall('mirrors', 24);
     const key = await makeKey(dir, 'resync-key');
-    const src = join(dir, 'rsrc.img');
-    const v = await Volume.create(src, { sizeBytes: 64 << 20, cpIntervalMs: 0 });
-    await v.writeFile('/a.bin', pattern(10 << 20, 5));
-    await v.close();
+    const src = await sourceVolume('rsrc.img', '/a.bin', 10, 5);
     const server = await startServer(root, key);
     try {
       await ok('mirror', 'create', 'fit', src, `127.0.0.1:${server.port}/m`, '--kind', 'full', '--key-file', key);
@@ -120,10 +128,7 @@ describe.runIf(canMountTmpfs())('a host file system that fills up', () => {
   }, 120_000);
 
   it('a get that does not fit says ENOSPC naming the file, and leaves the file it was to replace as it was', async () => {
-    const vol = join(dir, 'gsrc.img');
-    const v = await Volume.create(vol, { sizeBytes: 64 << 20, cpIntervalMs: 0 });
-    await v.writeFile('/big.bin', pattern(12 << 20, 11));
-    await v.close();
+    const vol = await sourceVolume('gsrc.img', '/big.bin', 12, 11);
     const at = mountSmall('gets', 8);
     const out = join(at, 'big.bin');
     await writeFile(out, 'the copy from last week');
@@ -138,11 +143,7 @@ describe.runIf(canMountTmpfs())('a host file system that fills up', () => {
   }, 60_000);
 
   it('a backup to a file or a tape folder, or a stream to standard output, says ENOSPC naming where, and leaves nothing half-written', async () => {
-    const src = join(dir, 'bsrc.img');
-    const v = await Volume.create(src, { sizeBytes: 64 << 20, cpIntervalMs: 0 });
-    await v.writeFile('/big.bin', pattern(20 << 20, 9));
-    await v.createSnapshot('b1');
-    await v.close();
+    const src = await sourceVolume('bsrc.img', '/big.bin', 20, 9, { name: 'b1' });
     const full = mountSmall('store', 8);
     const toFile = await snapplane('backup', src, 'b1', '--to', `file:${join(full, 'b1.snap')}`);
     expect(toFile.stderr).toBe(`snapplane: cannot write '${join(full, 'b1.snap')}': the host file system holding it is full (ENOSPC: no space left on device, write) (ENOSPC)\n`);
@@ -173,10 +174,7 @@ describe.runIf(canMountTmpfs())('a host file system that fills up', () => {
   }, 120_000);
 
   it("an incremental mirror whose fast medium fills says ENOSPC naming its folder, keeps its state, and updates once there is room", async () => {
-    const src = join(dir, 'isrc.img');
-    const v = await Volume.create(src, { sizeBytes: 64 << 20, cpIntervalMs: 0 });
-    await v.writeFile('/a.bin', pattern(4 << 20, 3));
-    await v.close();
+    const src = await sourceVolume('isrc.img', '/a.bin', 4, 3);
     const fast = join(mountSmall('fast', 6), 'delta');
     await ok('mirror', 'create', 'off', src, fast, '--kind', 'incremental', '--slow', `file:${join(dir, 'base.snap')}`);
     await ok('mirror', 'update', 'off');

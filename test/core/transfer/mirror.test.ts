@@ -5,8 +5,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdir, mkdtemp, readFile, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { SnapplaneService, type ProgressEvent } from '../../../core/service/index.js';
+import type { Endpoint } from '../../../core/net/endpoint.js';
 import { Volume } from '../../../core/fs/volume.js';
 import { planStream } from '../../../core/stream/send.js';
 import { readResumeState } from '../../../core/stream/receive.js';
@@ -25,6 +26,12 @@ beforeAll(async () => {
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
+
+/** Nothing of a full resync's copy is left beside `dst`: no replacement volume, record or sidecar of them. */
+async function expectNoReplacement(dst: string): Promise<void> {
+  expect(await replacementExists(dst)).toBe(false);
+  expect((await readdir(dirname(dst))).filter((f) => f.startsWith(basename(dst)) && f.includes('.replacement'))).toEqual([]);
+}
 
 /** The relationship's own snapshots among `names`. */
 function own(names: { name: string }[], rel: string): string[] {
@@ -49,6 +56,27 @@ async function wireCase(keyName: string, size: number): Promise<{ src: string; r
 }
 
 /**
+ * A wire case with its endpoint: an in-process `serve` over its root that closes volumes after each request (the
+ * checks then open them as another writer of that host would), the mirror's path there, and a stop for all of it.
+ */
+async function servedCase(name: string, size: number): Promise<{ src: string; root: string; key: string; s: SnapplaneService; server: SnapplaneService; ep: Endpoint; dst: string; stop(): Promise<void> }> {
+  const c = await wireCase(`${name}-key`, size);
+  const server = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, `${name}-server.json`) });
+  const ep = await server.serve({ port: 0, root: c.root, keyFile: c.key, holdMs: 0 });
+  return {
+    ...c,
+    server,
+    ep,
+    dst: join(c.root, 'mirror'),
+    async stop() {
+      await ep.close();
+      await server.closeAll();
+      await c.s.closeAll();
+    },
+  };
+}
+
+/**
  * A full mirror `rel` behind a fault proxy to an in-process `serve` (its volumes closed after each request),
  * initialized, with the source changed since. `breakAtReply` takes the mirror over on its host when the first reply
  * holding `text` passes, before the client sees it, and tells whether that happened.
@@ -66,13 +94,11 @@ async function proxiedMirror(rel: string, seed: number): Promise<{
   cutFullResync(): Promise<void>;
   stop(): Promise<void>;
 }> {
-  const { src, root, key, s } = await wireCase(`${rel}-key`, 16 << 20);
+  const served = await servedCase(rel, 16 << 20);
+  const { src, key, s, server, dst } = served;
   await work(src, seed, 10);
-  const server = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, `${rel}-server.json`) });
-  const ep = await server.serve({ port: 0, root, keyFile: key, holdMs: 0 });
-  const proxy = new FaultProxy(ep.port);
+  const proxy = new FaultProxy(served.ep.port);
   await proxy.start();
-  const dst = join(root, 'mirror');
   await s.mirrorCreate(rel, src, `127.0.0.1:${proxy.port}/mirror`, { kind: 'full', keyFile: key });
   await s.mirrorUpdate(rel);
   await s.closeAll();
@@ -110,9 +136,7 @@ async function proxiedMirror(rel: string, seed: number): Promise<{
     },
     async stop() {
       await proxy.stop();
-      await ep.close();
-      await server.closeAll();
-      await s.closeAll();
+      await served.stop();
     },
   };
 }
@@ -284,13 +308,10 @@ describe('full mirrors', () => {
   });
 
   it('with nothing in common any more, resync --full replaces only its own mirror with a whole copy of the source', async () => {
-    const { src, root, key, s } = await wireCase('full-key', 16 << 20);
+    const c = await servedCase('full', 16 << 20);
+    const { src, root, key, s, server, ep, dst } = c;
     await work(src, 70, 10);
     await expect(s.mirrorCreate('m-nokey', src, '127.0.0.1:1/x', { kind: 'full', keyFile: join(dir, 'no-such-key') })).rejects.toMatchObject({ code: 'NOT_FOUND', message: expect.stringContaining('no-such-key') });
-    const server = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, 'full-server.json') });
-    // Volumes closed after each request: the checks below open them as another writer of that host would.
-    const ep = await server.serve({ port: 0, root, keyFile: key, holdMs: 0 });
-    const dst = join(root, 'mirror');
     try {
       await s.mirrorCreate('m-whole', src, `127.0.0.1:${ep.port}/mirror`, { kind: 'full', keyFile: key });
       const init = await s.mirrorUpdate('m-whole');
@@ -336,9 +357,7 @@ describe('full mirrors', () => {
       expect(own(await s.snapList({ volume: src }), 'm-whole')).toHaveLength(1);
       await expect(server.put(dst, __filename, '/x')).rejects.toMatchObject({ code: 'READ_ONLY' });
     } finally {
-      await ep.close();
-      await server.closeAll();
-      await s.closeAll();
+      await c.stop();
     }
   });
 
@@ -373,8 +392,7 @@ describe('full mirrors', () => {
       expect(r.resumedFromVbn).toBeGreaterThan(0);
       expectSameTree(await treeOf(dst), await treeOf(src, r.to), 'the copy in place of the old mirror');
       expect((await server.snapList({ volume: dst })).map((e) => e.name)).toEqual(['u1', r.to]);
-      expect(await replacementExists(dst)).toBe(false);
-      expect((await readdir(dirname(dst))).filter((f) => f.includes('replacement'))).toEqual([]);
+      await expectNoReplacement(dst);
       expect((await s.mirrorStatus('m-swap')).replacing).toBe(false);
       await expect(server.put(dst, __filename, '/x')).rejects.toMatchObject({ code: 'READ_ONLY' });
       await server.closeAll();
@@ -461,8 +479,7 @@ describe('full mirrors', () => {
       const mirrored = await treeOf(dst);
       await c.cutFullResync();
       expect((await s.mirrorDelete('m-drop')).released).toBe(true);
-      expect(await replacementExists(dst)).toBe(false);
-      expect((await readdir(dirname(dst))).filter((f) => f.includes('replacement'))).toEqual([]);
+      await expectNoReplacement(dst);
       expectSameTree(await treeOf(dst), mirrored, 'the old mirror');
       await server.put(dst, __filename, '/now-writable.ts');
       await server.closeAll();
@@ -490,9 +507,8 @@ describe('full mirrors', () => {
       await server.closeAll();
       await expect(s.mirrorUpdate('m-took')).rejects.toMatchObject({ code: 'INVALID', message: expect.stringContaining('was taken over on its host') });
       await s.closeAll();
-      expect(await replacementExists(dst)).toBe(false);
+      await expectNoReplacement(dst);
       expect((await server.ls({ volume: dst }, '/')).map((e) => e.name)).toContain('after-takeover.ts');
-      expect((await readdir(dirname(dst))).filter((f) => f.includes('replacement'))).toEqual([]);
       await server.closeAll();
     } finally {
       await c.stop();
@@ -500,10 +516,8 @@ describe('full mirrors', () => {
   });
 
   it('releasing a mirror while its full resync copy is being received is refused with BUSY; the copy lands and replaces it', async () => {
-    const { src, root, key, s } = await wireCase('busy-key', 32 << 20);
-    const server = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, 'busy-server.json') });
-    const ep = await server.serve({ port: 0, root, keyFile: key, holdMs: 0 });
-    const dst = join(root, 'mirror');
+    const c = await servedCase('busy', 32 << 20);
+    const { src, key, s, ep, dst } = c;
     try {
       const v = await Volume.open(src, { cpIntervalMs: 0 });
       await v.writeFile('/big.bin', pattern(6 << 20, 5));
@@ -527,9 +541,7 @@ describe('full mirrors', () => {
       await s.closeAll();
       expectSameTree(await treeOf(dst), await treeOf(src, done.to), 'the copy in place');
     } finally {
-      await ep.close();
-      await server.closeAll();
-      await s.closeAll();
+      await c.stop();
     }
   });
 
@@ -559,7 +571,7 @@ describe('full mirrors', () => {
       // The copy that landed is the mirror now; this update sent nothing new (the source did not change).
       expect(r.from).not.toBeNull();
       expect(c.proxy.passed - before).toBeLessThan(64 << 10);
-      expect(await replacementExists(dst)).toBe(false);
+      await expectNoReplacement(dst);
       expectSameTree(await treeOf(dst), await treeOf(src), 'after the swap');
       expect((await s.mirrorStatus('m-held')).replacing).toBe(false);
       await server.closeAll();
@@ -642,13 +654,11 @@ describe('full mirrors', () => {
 describe('a full mirror after an update stopped between its steps', () => {
 
   it('an update whose answer was lost after the mirror committed: the next one takes that snapshot as the common one', async () => {
-    const { src, root, key, s } = await wireCase('lost-key', 16 << 20);
+    const c = await servedCase('lost', 16 << 20);
+    const { src, key, s, dst } = c;
     await work(src, 40, 10);
-    const server = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, 'lost-server.json') });
-    const ep = await server.serve({ port: 0, root, keyFile: key, holdMs: 0 });
-    const proxy = new FaultProxy(ep.port);
+    const proxy = new FaultProxy(c.ep.port);
     await proxy.start();
-    const dst = join(root, 'mirror');
     try {
       await s.mirrorCreate('m-lost', src, `127.0.0.1:${proxy.port}/mirror`, { kind: 'full', keyFile: key });
       const init = await s.mirrorUpdate('m-lost');
@@ -674,9 +684,7 @@ describe('a full mirror after an update stopped between its steps', () => {
       expect((await s.mirrorStatus('m-lost')).lastError).toBeNull();
     } finally {
       await proxy.stop();
-      await ep.close();
-      await s.closeAll();
-      await server.closeAll();
+      await c.stop();
     }
   });
 
@@ -733,16 +741,14 @@ describe('a full mirror after an update stopped between its steps', () => {
 
 describe('a full mirror keeps the source\'s snapshots', () => {
   it('carries the ones taken between updates (still chosen by the marks) and deletes the ones the source deleted, over the wire', async () => {
-    const { src, root, key, s } = await wireCase('carry-key', 16 << 20);
+    const c = await servedCase('carry', 16 << 20);
+    const { src, key, s, ep, dst } = c;
     let v = await Volume.open(src, { cpIntervalMs: 0 });
     await v.writeFile('/keep', pattern(1 << 20, 1));
     await v.writeFile('/old', pattern(5 << 20, 2));
     await v.createSnapshot('daily-1');
     await v.remove('/old');
     await v.close();
-    const server = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, 'carry-server.json') });
-    const ep = await server.serve({ port: 0, root, keyFile: key, holdMs: 0 });
-    const dst = join(root, 'mirror');
     try {
       await s.mirrorCreate('m-carry', src, `127.0.0.1:${ep.port}/mirror`, { kind: 'full', keyFile: key });
       const init = await s.mirrorUpdate('m-carry');
@@ -790,9 +796,7 @@ describe('a full mirror keeps the source\'s snapshots', () => {
       expect(r3.carried).toEqual([]);
       expect(r3.dropped).toEqual([]);
     } finally {
-      await ep.close();
-      await s.closeAll();
-      await server.closeAll();
+      await c.stop();
     }
   });
 });
