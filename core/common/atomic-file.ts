@@ -1,9 +1,13 @@
 /** Small state files written so a crash leaves the old or the new content, never a mix: temp file, fsync, rename. */
 import { open, readFile, rename, rm } from 'node:fs/promises';
+import { basename, dirname } from 'node:path';
 import { SnapplaneError } from './errors.js';
+import { removeDeadTemporaries } from './half-made.js';
 
 /** Replaces `path` with `text` atomically. */
 export async function writeFileAtomic(path: string, text: string): Promise<void> {
+  // A writer killed between writing its temporary and renaming it left `<path>.<pid>.tmp`: the next one removes it.
+  await removeDeadTemporaries(dirname(path), `${basename(path)}.`, '.tmp');
   const tmp = `${path}.${process.pid}.tmp`;
   const fh = await open(tmp, 'w');
   try {
@@ -15,9 +19,10 @@ export async function writeFileAtomic(path: string, text: string): Promise<void>
   await rename(tmp, path);
 }
 
-/** Removes `path` if it exists. */
-export function removeFile(path: string): Promise<void> {
-  return rm(path, { force: true });
+/** Removes `path` if it exists, and what dead writers of it left (their temporaries). */
+export async function removeFile(path: string): Promise<void> {
+  await removeDeadTemporaries(dirname(path), `${basename(path)}.`, '.tmp');
+  await rm(path, { force: true });
 }
 
 /** The JSON in `path`, or null when there is no such file; a file that does not parse is BAD_FORMAT naming it. */
