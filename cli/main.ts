@@ -10,6 +10,7 @@ import { registerSchedule } from './commands/schedule.js';
 import { registerStream } from './commands/stream.js';
 import { registerReplication } from './commands/replication.js';
 import { registerConsole } from './commands/console.js';
+import { reportError } from './run.js';
 
 // A reader that stops early (`snapplane ls vol / | head`) closes the pipe. The rest of the report is not wanted, but
 // the command still finishes and closes its volumes (exiting at the first failed write could lose a `put` not yet
@@ -47,7 +48,7 @@ try {
     // Help and version exit 0; usage mistakes exit 2 (commander has printed the reason).
     process.exitCode = e.exitCode === 0 ? 0 : 2;
   } else {
-    process.stderr.write(`snapplane: ${e instanceof Error ? e.message : String(e)}\n`);
-    process.exitCode = 1;
+    // An action outside withService (daemon, serve, console) reports as every other command: usage mistakes exit 2.
+    process.exitCode = reportError(e);
   }
 }

@@ -66,6 +66,7 @@ export function registerSchedule(program: Command): void {
     .option('--once', 'one pass, then exit')
     .action(async (opts: { interval: string; once?: boolean }) => {
       const everyMs = parseInteger(opts.interval, '--interval') * 1000;
+      if (everyMs === 0) throw new UsageError('--interval must be at least 1 (seconds)');
       let stopping = false;
       let wake: (() => void) | null = null;
       const stop = (): void => {
@@ -104,11 +105,16 @@ export function registerSchedule(program: Command): void {
         }
         await s.closeAll();
         if (opts.once) break;
+        // A referenced timer: it is what keeps the process alive between passes (signal handlers do not).
         await new Promise<void>((resolve) => {
-          wake = resolve;
-          setTimeout(resolve, everyMs).unref();
+          const timer = setTimeout(resolve, everyMs);
+          wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
         });
       }
+      if (stopping) process.stdout.write('snapplane daemon: stopped\n');
       process.exitCode = opts.once && failures > 0 ? 1 : 0;
     });
 }

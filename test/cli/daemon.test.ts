@@ -1,0 +1,91 @@
+/**
+ * `snapplane daemon` as an administrator runs it (no --once): it keeps running, picks up schedules and mirror
+ * relationships created after it started, and stops cleanly on SIGTERM.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { json, ok, snapplane } from './cli-helpers.js';
+import { useTempDir } from '../helpers/temp-dir.js';
+import type { MirrorInfo, SnapshotInfo } from '../../core/api/index.js';
+
+const dir = useTempDir('daemon');
+const BIN = join(process.cwd(), 'bin', 'snapplane.js');
+
+/** Resolves once the child's stdout has printed something matching `re` (or rejects when it exits first). */
+function printed(child: ChildProcess, out: { text: string }, re: RegExp, ms = 20_000): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const check = (): void => {
+      if (re.test(out.text)) {
+        cleanup();
+        resolve();
+      }
+    };
+    const exited = (code: number | null): void => {
+      cleanup();
+      reject(new Error(`daemon exited (${code}) before printing ${re}: ${out.text}`));
+    };
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new Error(`no ${re} within ${ms} ms: ${out.text}`));
+    }, ms);
+    const cleanup = (): void => {
+      clearTimeout(timer);
+      child.stdout!.off('data', check);
+      child.off('exit', exited);
+    };
+    child.stdout!.on('data', check);
+    child.once('exit', exited);
+    check();
+  });
+}
+
+describe('snapplane daemon', () => {
+  it('keeps running between passes, runs what was scheduled after it started, and stops on SIGTERM with exit 0', async () => {
+    const home = join(dir(), 'home');
+    const env = { ...process.env, SNAPPLANE_HOME: home };
+    const vol = join(dir(), 'v.img');
+    const mirror = join(dir(), 'm.img');
+    const run = (...args: string[]): Promise<unknown> => ok(...args);
+    process.env.SNAPPLANE_HOME = home;
+    await run('volume', 'create', vol, '--size', '16M');
+
+    const child = spawn(process.execPath, [BIN, 'daemon', '--interval', '1'], { stdio: ['ignore', 'pipe', 'pipe'], env });
+    const out = { text: '' };
+    let stderr = '';
+    child.stdout!.on('data', (d: Buffer) => (out.text += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exit = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    try {
+      await printed(child, out, /checking schedules every 1s/);
+      // Longer than a pass and its wait: the daemon must still be there (it used to exit after its first pass).
+      await new Promise((r) => setTimeout(r, 2500));
+      expect(child.exitCode).toBeNull();
+
+      // Created now, while the daemon waits: its next passes take the snapshot and initialize the mirror.
+      await run('schedule', 'add', vol, 'hourly', '--every', '1h', '--keep', '2');
+      await run('mirror', 'create', 'nightly', vol, mirror, '--kind', 'full', '--every', '1d');
+      await printed(child, out, new RegExp(`${vol.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: took hourly-`));
+      await printed(child, out, /mirror nightly: full/);
+      const snaps = await json<SnapshotInfo[]>('snap', 'list', vol);
+      expect(snaps.some((s) => s.name.startsWith('hourly-'))).toBe(true);
+      const status = await json<MirrorInfo>('mirror', 'status', 'nightly');
+      expect(status.lastCommon).not.toBeNull();
+      expect(status.state).toBe('idle');
+
+      child.kill('SIGTERM');
+      const code = await Promise.race([exit, new Promise<string>((r) => setTimeout(() => r('still running 5 s after SIGTERM'), 5000))]);
+      expect(code).toBe(0);
+      expect(out.text).toMatch(/snapplane daemon: stopped/);
+      expect(stderr).toBe('');
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+  });
+
+  it('refuses an interval of 0 (it would spin)', async () => {
+    const r = await snapplane('daemon', '--interval', '0');
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim()).toMatch(/^snapplane: --interval must be at least 1/);
+  });
+});
