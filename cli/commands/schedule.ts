@@ -28,8 +28,10 @@ export function registerSchedule(program: Command): void {
         if (opts.on !== undefined && opts.at === undefined) throw new UsageError('--on needs --at');
         const cadence: Cadence = opts.every !== undefined ? { kind: 'every', everyMs: parseInterval(opts.every) } : parseAt(opts.at!, opts.on);
         const list = await s.scheduleAdd(vol, label, cadence, parseInteger(opts.keep, '--keep'));
+        const added = list.find((x) => x.label === label)!;
         if (opts.json) printJson(list);
-        else process.stdout.write(`schedule ${label} added; next snapshot at ${list.find((x) => x.label === label)!.nextAt}\n`);
+        else if (added.due) process.stdout.write(`schedule ${label} added; its first snapshot is due now (the next \`snapplane schedule run\` or daemon pass takes it)\n`);
+        else process.stdout.write(`schedule ${label} added; next snapshot at ${added.nextAt}\n`);
       }),
     );
   schedule
@@ -40,7 +42,7 @@ export function registerSchedule(program: Command): void {
       withService(async (s) => {
         const list = await s.scheduleList(vol);
         if (opts.json) return printJson(list);
-        printTable(['LABEL', 'CADENCE', 'KEEP', 'NEXT'], list.map((x) => [x.label, x.cadence, x.keep, x.nextAt]));
+        printTable(['LABEL', 'CADENCE', 'KEEP', 'NEXT'], list.map((x) => [x.label, x.cadence, x.keep, x.due ? 'due now' : x.nextAt]));
       }),
     );
   schedule

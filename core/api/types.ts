@@ -174,6 +174,9 @@ export interface ScheduleInfo {
   /** "every 1h", "at 00:00", "at 00:00 on sunday". */
   cadence: string;
   keep: number;
+  /** Its current slot has no snapshot yet: the next `schedule run` (or scheduler pass) takes one. */
+  due: boolean;
+  /** When the next snapshot is due: the start of the current slot when it has none yet (so in the past), else of the next one. */
   nextAt: string;
 }
 

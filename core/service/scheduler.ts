@@ -19,6 +19,12 @@ export interface SchedulePlan {
   kept: { name: string; reason: string }[];
 }
 
+/** Whether a schedule's current slot has no snapshot of it yet (`made`: the volume's snapshots and when each was taken). */
+export function isDue(label: string, cadence: Cadence, made: { name: string; at: number }[], now: number): boolean {
+  const newest = Math.max(-Infinity, ...made.filter((s) => madeBy(label, s.name)).map((s) => s.at));
+  return newest < lastSlot(cadence, now);
+}
+
 /** What a run at `now` does: a snapshot for every schedule whose current slot has none yet, then retention. */
 export function planScheduleRun(volume: string, schedules: ScheduleRecord[], snapshots: SnapshotInfo[], now: number, guards: RetentionGuard[] = defaultGuards): SchedulePlan {
   const plan: SchedulePlan = { take: [], prune: [], kept: [] };
@@ -26,8 +32,7 @@ export function planScheduleRun(volume: string, schedules: ScheduleRecord[], sna
   for (const sch of schedules) {
     const mine = snapshots.filter((s) => madeBy(sch.label, s.name)).sort((a, b) => Date.parse(a.createdAt) - Date.parse(b.createdAt));
     const slot = lastSlot(sch.cadence as Cadence, now);
-    const newest = mine.at(-1);
-    const due = !newest || Date.parse(newest.createdAt) < slot;
+    const due = isDue(sch.label, sch.cadence as Cadence, mine.map((s) => ({ name: s.name, at: Date.parse(s.createdAt) })), now);
     let count = mine.length;
     if (due) {
       let name = snapshotNameFor(sch.label, slot);

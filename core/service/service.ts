@@ -48,9 +48,9 @@ async function pathExists(p: string): Promise<boolean> {
     return false;
   }
 }
-import { describeCadence, nextSlot, type Cadence } from '../jobs/cadence.js';
+import { describeCadence, lastSlot, nextSlot, type Cadence } from '../jobs/cadence.js';
 import { StateStore, type JobRecord, type TransferJobRecord } from './state-store.js';
-import { defaultGuards, planScheduleRun, type RetentionGuard } from './scheduler.js';
+import { defaultGuards, isDue, planScheduleRun, type RetentionGuard } from './scheduler.js';
 import { jobSignalScope } from './job-signal.js';
 import { planeTiles, imageTiles, planesHolding } from '../image/tiles.js';
 import { findBlockOwner, type OwnerState } from '../fs/block-owner.js';
@@ -145,12 +145,13 @@ export class SnapplaneService {
   async scheduleList(volume: string): Promise<ScheduleInfo[]> {
     const st = await this.state.load();
     const now = this.clock();
-    return (st.volumes[resolvePath(volume)]?.schedules ?? []).map((x) => ({
-      label: x.label,
-      cadence: describeCadence(x.cadence),
-      keep: x.keep,
-      nextAt: new Date(nextSlot(x.cadence, now)).toISOString(),
-    }));
+    const schedules = st.volumes[resolvePath(volume)]?.schedules ?? [];
+    // Without the volume (gone, or another host's), each schedule is shown at its next slot.
+    const made = schedules.length === 0 ? [] : await this.volume({ volume }, false).then((v) => v.snapshots.list().map((e) => ({ name: e.name, at: e.createdAtMs })), () => null);
+    return schedules.map((x) => {
+      const due = made !== null && isDue(x.label, x.cadence, made, now);
+      return { label: x.label, cadence: describeCadence(x.cadence), keep: x.keep, due, nextAt: new Date(due ? lastSlot(x.cadence, now) : nextSlot(x.cadence, now)).toISOString() };
+    });
   }
 
   /** Removes a schedule (its snapshots stay). */

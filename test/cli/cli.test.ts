@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { json, ok, snapplane } from './cli-helpers.js';
-import type { DirEntryInfo, FsckReport, PlaneInfo, SnapshotDiff, SnapshotInfo, SpaceReport, VolumeInfo } from '../../core/api/index.js';
+import type { DirEntryInfo, FsckReport, PlaneInfo, ScheduleInfo, SnapshotDiff, SnapshotInfo, SpaceReport, VolumeInfo } from '../../core/api/index.js';
 
 let dir: string;
 let vol: string;
@@ -233,10 +233,12 @@ describe('snapplane CLI', () => {
   it('schedules: add, list, dry run, run, remove; usage errors', async () => {
     const img = join(dir, 'sched.img');
     await ok('volume', 'create', img, '--size', '16M');
-    await ok('schedule', 'add', img, 'hourly', '--every', '1h', '--keep', '2');
+    // A new schedule's current slot has no snapshot yet: it is due now (the next run takes one), not at the next slot.
+    expect((await ok('schedule', 'add', img, 'hourly', '--every', '1h', '--keep', '2')).stdout).toContain('its first snapshot is due now');
     await ok('schedule', 'add', img, 'weekly', '--at', '00:00', '--on', 'sunday', '--keep', '4');
-    const list = await json<{ label: string; cadence: string }[]>('schedule', 'list', img);
-    expect(list.map((x) => `${x.label} ${x.cadence}`)).toEqual(['hourly every 1h', 'weekly at 00:00 on sunday']);
+    const list = await json<ScheduleInfo[]>('schedule', 'list', img);
+    expect(list.map((x) => `${x.label} ${x.cadence} ${x.due}`)).toEqual(['hourly every 1h true', 'weekly at 00:00 on sunday true']);
+    expect((await ok('schedule', 'list', img)).stdout).toMatch(/hourly\s+every 1h\s+2\s+due now/);
     const dry = await json<{ take: string[]; prune: string[]; dryRun: boolean }>('schedule', 'run', img, '--dry-run');
     expect(dry.dryRun).toBe(true);
     expect(dry.take.map((n) => n.split('-')[0]).sort()).toEqual(['hourly', 'weekly']);
@@ -246,6 +248,9 @@ describe('snapplane CLI', () => {
     expect((await json<SnapshotInfo[]>('snap', 'list', img)).map((x) => x.name).sort()).toEqual([...dry.take].sort());
     const again = await json<{ take: string[] }>('schedule', 'run', img);
     expect(again.take).toEqual([]);
+    const taken = await json<ScheduleInfo[]>('schedule', 'list', img);
+    expect(taken.map((x) => x.due)).toEqual([false, false]);
+    expect(taken.every((x) => Date.parse(x.nextAt) > Date.now())).toBe(true);
     await ok('schedule', 'remove', img, 'weekly');
     const bad = await snapplane('schedule', 'add', img, 'x', '--every', '1h', '--at', '10:00', '--keep', '1');
     expect(bad.code).toBe(2);

@@ -190,7 +190,7 @@ function Schedules() {
               <td>{s.label}</td>
               <td>{s.cadence}</td>
               <td>keep {s.keep}</td>
-              <td>next {formatDate(s.nextAt)}</td>
+              <td>{s.due ? 'due now' : `next ${formatDate(s.nextAt)}`}</td>
               <td>
                 <button className="link" onClick={() => void usePlanner.getState().removeSchedule(s.label)}>
                   remove
