@@ -32,6 +32,14 @@ export class RateLimit {
   }
 }
 
+/** The same stream, its buffers let through no faster than `limit` allows (a local destination's --limit). */
+export async function* throttled(stream: AsyncIterable<Buffer>, limit: RateLimit): AsyncGenerator<Buffer> {
+  for await (const b of stream) {
+    await limit.take(b.length);
+    yield b;
+  }
+}
+
 /**
  * Sends a stream's bytes as data frames followed by the end-of-data frame. Incoming buffers may be reused by their
  * producer once the next one is asked for, so they are copied into frames the socket hands back when written.

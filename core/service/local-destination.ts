@@ -12,7 +12,7 @@ import { Raid4Device } from '../raid/raid4-device.js';
 import { askSwap, endReplacement, readReplacement, replacementExists, replacementOf, startReplacement } from '../transfer/replacement.js';
 import { neededMasters, readDestinations, readMarker, readOffline, takenOverMessage, writeDestinations, writeMarker, writeOffline } from '../transfer/sidecars.js';
 import type { Destination, ReceiveRequest } from '../transfer/destination.js';
-import { receiveStreamBytes } from '../net/pump.js';
+import { RateLimit, receiveStreamBytes, throttled } from '../net/pump.js';
 import type { WireConnection, WireMessage } from '../net/wire.js';
 import type { DestinationStatus, DownstreamBase, MirrorMarker, ProgressEvent, ReceiveReport, SnapshotRef } from '../api/types.js';
 
@@ -23,7 +23,7 @@ export interface EngineAccess {
   closeVolume(path: string): Promise<void>;
   /** Closes at once where `closeVolume` may keep the volume open a while (after a failed request). */
   closeVolumeNow?(path: string): Promise<void>;
-  receiveInto(path: string, source: AsyncIterable<Buffer>, options: { force?: boolean; raid?: number; mirrorWrite?: boolean; overwriteBase?: boolean }, onProgress: ((p: ProgressEvent) => void) | undefined, signal: { cancelled: boolean }): Promise<ReceiveReport>;
+  receiveInto(path: string, source: AsyncIterable<Buffer>, options: { force?: boolean; raid?: number; mirrorWrite?: boolean; overwriteBase?: boolean; resumeHint?: string }, onProgress: ((p: ProgressEvent) => void) | undefined, signal: { cancelled: boolean }): Promise<ReceiveReport>;
   /** Deletes a volume with its sidecars (closing it first). */
   deleteVolume(path: string): Promise<void>;
   /** Puts the volume at `replacement` in place of the one at `path`, which is deleted (closing both first). */
@@ -55,6 +55,8 @@ export class LocalDestination implements Destination {
     private readonly engine: EngineAccess,
     readonly label: string,
     private readonly signal: { cancelled: boolean } = { cancelled: false },
+    /** --limit: as a remote destination's socket is throttled, so is what lands here (the disk is shared too). */
+    private readonly limit: RateLimit | null = null,
   ) {}
 
   async status(): Promise<DestinationStatus> {
@@ -114,7 +116,7 @@ export class LocalDestination implements Destination {
     let landed = false;
     let committed = false;
     try {
-      const report = await this.engine.receiveInto(this.label, stream, { force: request.force, raid: request.raid, mirrorWrite, overwriteBase: offline }, (p) => {
+      const report = await this.engine.receiveInto(this.label, this.limit ? throttled(stream, this.limit) : stream, { force: request.force, raid: request.raid, mirrorWrite, overwriteBase: offline, resumeHint: 'the next replication or mirror update of this destination resumes from them' }, (p) => {
         if (p.done > 0) landed = true;
         onProgress?.(p);
       }, this.signal);
@@ -163,7 +165,7 @@ export class LocalDestination implements Destination {
       if (!(await readResumeState(repl))) await this.engine.deleteVolume(repl);
     }
     if (record?.relationship !== relationship) await startReplacement(this.label, relationship);
-    const report = await new LocalDestination(this.engine, repl, this.signal).receive(stream, { raid, marker: request.marker }, onProgress);
+    const report = await new LocalDestination(this.engine, repl, this.signal, this.limit).receive(stream, { raid, marker: request.marker }, onProgress);
     // Taken over on this host while the copy landed: the volume is its users' now, and the copy goes.
     const after = await readMarker(this.label);
     if (await this.takenFrom(relationship, after)) {

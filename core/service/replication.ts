@@ -205,7 +205,7 @@ export class Replication {
 
   private async destination(label: string, opts: TransferOptions, signal: { cancelled: boolean }): Promise<Destination> {
     const remote = parseRemote(label);
-    if (!remote) return new LocalDestination(this.host, resolvePath(label), signal);
+    if (!remote) return new LocalDestination(this.host, resolvePath(label), signal, opts.limit ? new RateLimit(opts.limit) : null);
     if (!opts.keyFile) throw new SnapplaneError('INVALID', `'${label}' is a remote destination: give the pre-shared key with --key-file`);
     const key = await readKeyFile(opts.keyFile);
     return RemoteDestination.connect(remote.host, remote.port, remote.name, key, opts.limit ? new RateLimit(opts.limit) : null);
@@ -337,6 +337,8 @@ export class Replication {
     if (opts.kind === 'incremental') {
       if (!opts.slow || !/^(file|tape):.+/.test(opts.slow)) throw new SnapplaneError('INVALID', 'an incremental mirror needs --slow file:<path> or --slow tape:<folder> for its base image (the destination is the fast folder)');
       if (remote) throw new SnapplaneError('INVALID', 'an incremental mirror keeps its fast half in a local folder');
+      // Refused rather than kept and ignored: its base and deltas are written to local files, which --limit does not pace.
+      if (opts.limit) throw new SnapplaneError('INVALID', '--limit paces transfers into a volume (local or remote); an incremental mirror writes local files and is not throttled');
     } else if (opts.slow) throw new SnapplaneError('INVALID', '--slow is for incremental mirrors');
     if (remote && !opts.keyFile) throw new SnapplaneError('INVALID', `'${destination}' is remote: give --key-file`);
     // Read now: a key file that is missing or malformed would otherwise fail every scheduled update instead.

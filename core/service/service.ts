@@ -586,7 +586,7 @@ export class SnapplaneService {
     return this.transferJob('receive', volume, volume, undefined, onProgress, (signal, progress) => this.receiveInto(volume, source, options, progress, signal), (r) => r.bytes);
   }
 
-  private async receiveInto(volume: string, source: AsyncIterable<Buffer>, options: { force?: boolean; raid?: number; mirrorWrite?: boolean; overwriteBase?: boolean }, onProgress: ProgressCallback | undefined, signal: { cancelled: boolean }): Promise<ReceiveReport> {
+  private async receiveInto(volume: string, source: AsyncIterable<Buffer>, options: { force?: boolean; raid?: number; mirrorWrite?: boolean; overwriteBase?: boolean; resumeHint?: string }, onProgress: ProgressCallback | undefined, signal: { cancelled: boolean }): Promise<ReceiveReport> {
     const reader = new StreamReader(source);
     let created = false;
     let v: Volume;
@@ -614,7 +614,9 @@ export class SnapplaneService {
       if (v.isFailed) await this.forget(volume);
       const token = await readResumeToken(volume);
       if (token && e instanceof SnapplaneError && (e.code === 'BAD_STREAM' || e.code === 'IO' || e.code === 'CANCELLED')) {
-        throw new SnapplaneError(e.code, `${e.message}; blocks that landed are kept: resume with \`snapplane send ... --resume ${token}\``, { volume, cause: e });
+        // What resumes depends on the caller: a replication resumes on its own, a manual receive needs the token.
+        const hint = options.resumeHint ?? `resume with \`snapplane send ... --resume ${token}\``;
+        throw new SnapplaneError(e.code, `${e.message}; blocks that landed are kept: ${hint}`, { volume, cause: e });
       }
       throw e;
     }

@@ -941,6 +941,34 @@ describe('master snapshots and holds', () => {
     await s.closeAll();
   });
 
+  it('--limit paces a local destination too (a replica and a full mirror), and an incremental mirror refuses it', async () => {
+    const { src, s } = await wireCase('local-limit-key', 32 << 20);
+    const v = await Volume.open(src, { cpIntervalMs: 0 });
+    await v.writeFile('/payload', pattern(3 << 20, 9));
+    await v.createSnapshot('L1');
+    await v.setSnapshotFlags('L1', { master: true });
+    await v.close();
+    try {
+      const timed = async (fn: () => Promise<unknown>): Promise<number> => {
+        const t0 = performance.now();
+        await fn();
+        return (performance.now() - t0) / 1000;
+      };
+      // One second of burst, then 1 MiB/s: a bit over 3 MiB needs at least 2 s (unpaced, it takes well under one).
+      const replica = `${fresh()}-replica.img`;
+      expect(await timed(() => s.replicate(src, replica, { limit: 1 << 20 }))).toBeGreaterThan(1.9);
+      expectSameTree(await treeOf(replica), await treeOf(src, 'L1'), 'paced replica');
+      const mirror = `${fresh()}-mirror.img`;
+      await s.mirrorCreate('paced', src, mirror, { kind: 'full', limit: 1 << 20 });
+      expect(await timed(() => s.mirrorUpdate('paced'))).toBeGreaterThan(1.9);
+      await s.closeAll();
+      expectSameTree(await treeOf(mirror), await treeOf(src), 'paced mirror');
+      await expect(s.mirrorCreate('inc', src, `${fresh()}-fast`, { kind: 'incremental', slow: `file:${fresh()}-base.snap`, limit: 1 << 20 })).rejects.toThrow(/--limit paces transfers into a volume/);
+    } finally {
+      await s.closeAll();
+    }
+  });
+
   it('over the wire: --limit holds the rate down and progress arrives as the receiver lands blocks', async () => {
     const { src, root, key, s } = await wireCase('wire-key', 32 << 20);
     const v = await Volume.open(src, { cpIntervalMs: 0 });
