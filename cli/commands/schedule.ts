@@ -71,9 +71,12 @@ export function registerSchedule(program: Command): void {
       if (everyMs === 0) throw new UsageError('--interval must be at least 1 (seconds)');
       let stopping = false;
       let wake: (() => void) | null = null;
+      let current: SnapplaneService | null = null;
       const stop = (): void => {
         stopping = true;
         wake?.();
+        // A transfer stops at its next block and keeps its resume token (a service manager's stop timeout is short).
+        if (current && current.cancelJobs() > 0) process.stdout.write('snapplane daemon: stopping the running transfer; the next update resumes it\n');
       };
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
@@ -82,7 +85,9 @@ export function registerSchedule(program: Command): void {
       while (!stopping) {
         // A fresh service each pass: volumes are open only while their schedules run, so other writers can get in.
         const s = new SnapplaneService({ cpIntervalMs: 0 });
+        current = s;
         for (const vol of await s.scheduledVolumes()) {
+          if (stopping) break;
           try {
             const r = await s.scheduleRun(vol);
             if (r.take.length || r.prune.length) {
@@ -96,6 +101,7 @@ export function registerSchedule(program: Command): void {
           }
         }
         for (const name of await s.dueMirrors()) {
+          if (stopping) break;
           try {
             const r = await s.mirrorUpdate(name);
             process.stdout.write(`${new Date().toISOString()} mirror ${name}: ${r.transfer} ${r.from ?? ''}${r.from ? ' → ' : ''}${r.to}, ${formatBytes(r.bytes)}\n`);
@@ -106,6 +112,7 @@ export function registerSchedule(program: Command): void {
           }
         }
         await s.closeAll();
+        current = null;
         if (opts.once) break;
         // A referenced timer: it is what keeps the process alive between passes (signal handlers do not).
         await new Promise<void>((resolve) => {

@@ -7,15 +7,23 @@ import type { MirrorUpdateReport } from './types.js';
 /** What one `mirror update` (or resync) did: a line, and one warning per downstream destination that lost its base. */
 export function describeMirrorUpdate(r: MirrorUpdateReport, bytes: (n: number) => string): { line: string; warnings: string[] } {
   if (r.transfer === 'none') return { line: `${r.name}: already at ${r.to}`, warnings: [] };
-  const how = r.replaced
-    ? `replaced the old mirror${r.replaced.length ? ` (snapshots ${r.replaced.join(', ')})` : ''} with a full image of ${r.to}`
+  const resumed = r.resumedFromVbn !== null ? `, resumed at VBN ${r.resumedFromVbn}` : '';
+  const chosen = `(blocks chosen by ${r.selection === 'marks' ? 'the mark-on-allocate image' : 'subtraction'})`;
+  // A report that finished an interrupted update first: its kind, base and resume are that update's, `to` the last.
+  const upTo = r.finished ?? r.to;
+  const first = r.replaced
+    ? `replaced the old mirror${r.replaced.length ? ` (snapshots ${r.replaced.join(', ')})` : ''} with a full image of ${upTo}`
     : r.transfer === 'full'
-      ? `initialized with a full image of ${r.to}`
-      : `sent ${r.from} → ${r.to} (blocks chosen by ${r.selection === 'marks' ? 'the mark-on-allocate image' : 'subtraction'})`;
+      ? r.finished
+        ? `finished its initialization with a full image of ${upTo}`
+        : `initialized with a full image of ${upTo}`
+      : r.finished
+        ? `finished the interrupted update ${r.from} → ${upTo}`
+        : `sent ${r.from} → ${upTo} ${chosen}`;
+  const how = r.finished ? `${first}${resumed}, then sent ${r.finished} → ${r.to} ${chosen}` : first;
   const parts = [
     `${r.name}: ${how}: ${r.blocks} blocks, ${bytes(r.bytes)} in ${r.seconds.toFixed(1)} s`,
-    r.resumedFromVbn !== null ? `, resumed at VBN ${r.resumedFromVbn}` : '',
-    r.finished ? `; on the way it finished the interrupted update to ${r.finished}` : '',
+    r.finished ? '' : resumed,
     r.carried?.length ? `; with ${r.carried.length === 1 ? 'snapshot' : 'snapshots'} ${r.carried.join(', ')}` : '',
     r.dropped?.length ? `; the mirror deleted ${r.dropped.join(', ')} (deleted on the source)` : '',
     r.deltaBlocks !== undefined ? `; the sparse incremental structure holds ${r.deltaBlocks} blocks (${bytes(r.deltaBytes ?? 0)} on disk)` : '',

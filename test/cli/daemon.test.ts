@@ -3,6 +3,8 @@
  * relationships created after it started, and stops cleanly on SIGTERM.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { json, ok, snapplane } from './cli-helpers.js';
@@ -81,6 +83,51 @@ describe('snapplane daemon', () => {
     } finally {
       if (child.exitCode === null) child.kill('SIGKILL');
     }
+  });
+
+  it('SIGTERM during a long transfer stops it at once; the next update resumes it instead of sending it again', async () => {
+    const home = join(dir(), 'home-stop');
+    process.env.SNAPPLANE_HOME = home;
+    const vol = join(dir(), 'big.img');
+    const mirror = join(dir(), 'big-mirror.img');
+    const payload = join(dir(), 'payload.bin');
+    await writeFile(payload, randomBytes(5 << 20));
+    await ok('volume', 'create', vol, '--size', '32M');
+    await ok('put', vol, payload, '/payload.bin');
+    // 1 MiB/s: about 5 s for the whole copy, far longer than the daemon is given.
+    await ok('mirror', 'create', 'slow', vol, mirror, '--kind', 'full', '--every', '1h', '--limit', '1M');
+    const env = { ...process.env, SNAPPLANE_HOME: home, SNAPPLANE_RESUME_POINT_MS: '200' };
+    const child = spawn(process.execPath, [BIN, 'daemon', '--interval', '1'], { stdio: ['ignore', 'pipe', 'pipe'], env });
+    const out = { text: '' };
+    child.stdout!.on('data', (d: Buffer) => (out.text += d.toString()));
+    const exit = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    try {
+      await printed(child, out, /checking schedules/);
+      for (let i = 0; i < 100 && (await json<MirrorInfo>('mirror', 'status', 'slow')).state !== 'transferring'; i++) await new Promise((r) => setTimeout(r, 50));
+      await new Promise((r) => setTimeout(r, 2000));
+      const t0 = performance.now();
+      child.kill('SIGTERM');
+      const code = await Promise.race([exit, new Promise<string>((r) => setTimeout(() => r('still running 5 s after SIGTERM'), 5000))]);
+      expect(code).toBe(0);
+      expect(performance.now() - t0).toBeLessThan(3000);
+      expect(out.text).toContain('stopping the running transfer');
+      expect(out.text).not.toMatch(/mirror slow: full/);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+    // What stopped is recorded in words that fit a mirror (the next update resumes it; no `send --resume` token).
+    const stopped = await json<MirrorInfo>('mirror', 'status', 'slow');
+    expect(stopped.lastError).toMatch(/cancelled; blocks that landed are kept: the next replication or mirror update of this destination resumes from them/);
+    // Written after the stop: the next update finishes the stopped copy (resuming it), then sends this too.
+    await writeFile(join(dir(), 'later.txt'), 'written after the stop\n');
+    await ok('put', vol, join(dir(), 'later.txt'), '/later.txt');
+    const update = await ok('mirror', 'update', 'slow');
+    const line = /^slow: finished its initialization with a full image of mirror\.slow\.1, resumed at VBN (\d+), then sent mirror\.slow\.1 → mirror\.slow\.2 \(blocks chosen by the mark-on-allocate image\): \d+ blocks/.exec(update.stdout);
+    expect(line, update.stdout).not.toBeNull();
+    expect(Number(line![1])).toBeGreaterThan(0);
+    const after = await json<MirrorInfo>('mirror', 'status', 'slow');
+    expect([after.state, after.lastCommon]).toEqual(['idle', 'mirror.slow.2']);
+    expect(await json<unknown>('ls', mirror, '/')).toEqual(await json<unknown>('ls', vol, '/'));
   });
 
   it('refuses an interval of 0 (it would spin)', async () => {
