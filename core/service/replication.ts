@@ -632,7 +632,7 @@ export class Replication {
       const plan = await planStream(v, quoteName(top.name), { order: kind === 'tape' ? 'tape' : 'vbn', now: () => this.host.clock() });
       const onSend = (p: { blocks: number; totalBlocks: number }): void => progress({ phase: 'base', done: p.blocks * BLOCK_SIZE, total: p.totalBlocks * BLOCK_SIZE, unit: 'bytes' });
       if (kind === 'file') await sendToFile(v, plan, slowPath, onSend, signal);
-      else await writeTapes(slowPath, writeStream(v, plan, onSend, signal, true), { tapeSize: 1 << 40, label: `${rel.source}: ${plan.header.expression}`, streamId: plan.header.streamId });
+      else await writeTapes(slowPath, writeStream(v, plan, onSend, signal, true), { tapeSize: 2 ** 40, label: `${rel.source}: ${plan.header.expression}`, streamId: plan.header.streamId });
       await IncrementalMirror.create(rel.destination, slowPath);
       blocks = plan.sendBlocks;
       selection = 'full';

@@ -848,6 +848,26 @@ describe('incremental mirrors', () => {
     expectSameTree(await treeOf(out), await treeOf(src, shrunk.to), 'final reconstruct');
     expect((await stat(slow)).size).toBeGreaterThan(0);
   });
+
+  it('keep their base on a tape folder as well: initialize, update, reconstruct', async () => {
+    const { base, src, s } = await sourceWithWork(32, 70, 15);
+    const fast = `${base}-fast-t`;
+    const tapes = `${base}-tapes`;
+    await s.mirrorCreate('m-tape', src, fast, { kind: 'incremental', slow: `tape:${tapes}` });
+    // The base went through the tape writer with a size meant as "one tape", which once came out as 256 bytes.
+    const init = await s.mirrorUpdate('m-tape');
+    expect(init.transfer).toBe('full');
+    expect((await readdir(tapes)).filter((f) => f.endsWith('.tap'))).toEqual(['tape-0001.tap']);
+    await s.closeAll();
+    await work(src, 71, 10);
+    const next = await s.mirrorUpdate('m-tape');
+    expect(next.transfer).toBe('incremental');
+    await s.closeAll();
+    const out = `${base}-recon-tape.img`;
+    await s.mirrorReconstruct('m-tape', out);
+    await s.closeAll();
+    expectSameTree(await treeOf(out), await treeOf(src, next.to), 'reconstruct from a tape base');
+  });
 });
 
 describe('master snapshots and holds', () => {
