@@ -427,7 +427,10 @@ export class Volume {
       map.tree.finalize(writes);
       const next: Fsinfo = {
         ...this.fsinfo,
-        generation: this.fsinfo.generation + 1,
+        // After the newest snapshot too: received ones keep their source's CP generations, which order snapshots
+        // everywhere (bases, masters, the marks), and a mirror makes far fewer CPs than its source, so a snapshot
+        // taken on it after a takeover must not come out older than the ones it received.
+        generation: Math.max(this.fsinfo.generation, ...this.snapshots.list().map((e) => e.generation)) + 1,
         cpTimeMs: Math.round(this.now()),
         inodeCount: this.inodes.count,
         snapshotCount: this.snapshots.count,

@@ -651,6 +651,38 @@ describe('full mirrors', () => {
   });
 });
 
+describe('snapshot order across a takeover', () => {
+  it('a mirror that made far fewer CPs than its source: snapshots taken after a takeover order after the received ones, and a reverse resync works', async () => {
+    const { base, src, s } = await sourceWithWork(32, 80, 10);
+    // The source has made many more CPs than the mirror will (as a busy volume does against its mirror).
+    const v = await Volume.open(src, { cpIntervalMs: 0 });
+    for (let i = 0; i < 60; i++) {
+      await v.writeFile('/tick', Buffer.from(`tick ${i}`));
+      await v.sync();
+    }
+    await v.createSnapshot('user-snap');
+    await v.close();
+    const dst = `${base}-dst-gen.img`;
+    await s.mirrorCreate('m-gen', src, dst, { kind: 'full' });
+    const init = await s.mirrorUpdate('m-gen');
+    await s.closeAll();
+    await s.mirrorBreak('m-gen');
+    await work(dst, 81, 5);
+    await s.snapCreate(dst, 'after-takeover');
+    await s.closeAll();
+    // Oldest first: what the mirror took itself comes after everything it received.
+    expect((await s.snapList({ volume: dst })).map((x) => x.name)).toEqual(['user-snap', init.to, 'after-takeover']);
+    await s.closeAll();
+    const rev = await s.mirrorResync('m-gen', { reverse: true });
+    await s.closeAll();
+    expect(rev.transfer).toBe('incremental');
+    expect(rev.from).toBe(init.to);
+    expectSameTree(await treeOf(src), await treeOf(dst, rev.to), 'after the reverse resync');
+    expect((await s.mirrorStatus('m-gen')).state).toBe('idle');
+    await s.closeAll();
+  });
+});
+
 describe('a full mirror after an update stopped between its steps', () => {
 
   it('an update whose answer was lost after the mirror committed: the next one takes that snapshot as the common one', async () => {
