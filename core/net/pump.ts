@@ -17,18 +17,16 @@ export class RateLimit {
     this.allowance = bytesPerSecond;
   }
 
-  /** Waits until `n` more bytes may go. */
+  /**
+   * Takes `n` bytes, waiting as long as they overdraw the bucket. Overdrawing (rather than waiting for `n` to be in
+   * the bucket) holds the rate for pieces bigger than a second's worth too, which a bucket of one second never holds.
+   */
   async take(n: number): Promise<void> {
-    for (;;) {
-      const now = performance.now();
-      this.allowance = Math.min(this.bytesPerSecond, this.allowance + ((now - this.last) / 1000) * this.bytesPerSecond);
-      this.last = now;
-      if (this.allowance >= n || n > this.bytesPerSecond) {
-        this.allowance -= n;
-        return;
-      }
-      await new Promise((r) => setTimeout(r, Math.ceil(((n - this.allowance) / this.bytesPerSecond) * 1000)));
-    }
+    const now = performance.now();
+    this.allowance = Math.min(this.bytesPerSecond, this.allowance + ((now - this.last) / 1000) * this.bytesPerSecond);
+    this.last = now;
+    this.allowance -= n;
+    if (this.allowance < 0) await new Promise((r) => setTimeout(r, Math.ceil((-this.allowance / this.bytesPerSecond) * 1000)));
   }
 }
 
@@ -65,7 +63,9 @@ export async function pumpStream(conn: WireConnection, stream: AsyncIterable<Buf
     return free.pop()!;
   };
   let total = 0;
-  for await (const { buf, fill } of fixedChunks(stream, FRAME, frame)) {
+  // Under a limit, frames no bigger than a second's worth: bytes keep flowing (the peer's idle timeout) and evenly.
+  const size = limit ? Math.min(FRAME, Math.max(4096, Math.floor(limit.bytesPerSecond))) : FRAME;
+  for await (const { buf, fill } of fixedChunks(stream, size, frame)) {
     if (limit) await limit.take(fill);
     conn.writeOwned(FrameType.data, buf.subarray(0, fill), () => release(buf));
     total += fill;

@@ -15,6 +15,15 @@ export const FrameType = { json: 1, data: 2, dataEnd: 3 } as const;
 /** Control messages are small; a bigger length is a protocol error, not an allocation. */
 const MAX_JSON = 1 << 20;
 const MAX_DATA = 16 << 20;
+/**
+ * Waiting this long on a peer that sends nothing means it is gone (a network partition, a stopped or hung peer):
+ * the connection fails with NET instead of holding the transfer, and the volume it receives into, for ever. Only
+ * time spent waiting counts (a server busy committing is not waiting); a sender's stream bytes flow at least every
+ * second, and a receiving server sends `alive` while blocks land and while it commits.
+ */
+export const IDLE_MS = Number(process.env.SNAPPLANE_NET_IDLE_MS ?? 120_000);
+/** How often a server busy with a request tells the client it is still there. */
+export const ALIVE_MS = Math.max(100, Math.floor(IDLE_MS / 4));
 
 function proof(key: Buffer, role: 'server' | 'client', first: Buffer, second: Buffer): Buffer {
   return createHmac('sha256', key).update(`snapplane-${role}`).update(first).update(second).digest();
@@ -40,6 +49,8 @@ export class WireConnection {
   private closed = false;
   /** Bytes written to the socket (payloads and frame headers). */
   bytesOut = 0;
+  /** When the peer last sent anything. */
+  private lastHeard = performance.now();
 
   constructor(
     readonly socket: Socket,
@@ -47,7 +58,10 @@ export class WireConnection {
     initial: Buffer,
   ) {
     socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('data', (chunk: Buffer) => {
+      this.lastHeard = performance.now();
+      this.onData(chunk);
+    });
     socket.on('error', (e) => this.fail(new SnapplaneError('NET', `connection to ${peer}: ${e.message}`, { cause: e })));
     socket.on('close', () => this.fail(new SnapplaneError('NET', `connection to ${peer} closed`)));
     if (initial.length > 0) this.onData(initial);
@@ -122,6 +136,7 @@ export class WireConnection {
 
   /** The next event from the peer; a closed or failed connection throws. */
   async next(): Promise<WireEvent> {
+    const started = performance.now();
     for (;;) {
       const e = this.events.shift();
       if (e) {
@@ -130,7 +145,15 @@ export class WireConnection {
         return e;
       }
       if (this.failure) throw this.failure;
+      const quiet = performance.now() - Math.max(started, this.lastHeard);
+      if (quiet >= IDLE_MS) {
+        this.fail(new SnapplaneError('NET', `connection to ${this.peer}: nothing heard for ${IDLE_MS / 1000} s (the peer stopped, or the network between us is down)`));
+        this.socket.destroy();
+        continue;
+      }
+      const timer = setTimeout(() => this.wake(), IDLE_MS - quiet);
       await new Promise<void>((r) => (this.waiter = r));
+      clearTimeout(timer);
     }
   }
 

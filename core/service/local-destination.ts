@@ -13,7 +13,7 @@ import { askSwap, endReplacement, readReplacement, replacementExists, replacemen
 import { neededMasters, readDestinations, readMarker, readOffline, takenOverMessage, writeDestinations, writeMarker, writeOffline } from '../transfer/sidecars.js';
 import type { Destination, ReceiveRequest } from '../transfer/destination.js';
 import { RateLimit, receiveStreamBytes, throttled } from '../net/pump.js';
-import type { WireConnection, WireMessage } from '../net/wire.js';
+import { ALIVE_MS, type WireConnection, type WireMessage } from '../net/wire.js';
 import type { DestinationStatus, DownstreamBase, MirrorMarker, ProgressEvent, ReceiveReport, SnapshotRef } from '../api/types.js';
 
 /** What a destination needs from the engine host (the service facade's internals). */
@@ -356,6 +356,8 @@ export async function serveConnection(engine: EngineAccess, root: string, conn: 
         case 'receive': {
           if (busy.has(path)) throw new SnapplaneError('BUSY', `volume '${String(req.volume)}' is receiving from another connection`, { volume: String(req.volume) });
           busy.add(path);
+          // While blocks land and while it commits: the client's idle timeout must not take a busy server for a dead one.
+          const alive = setInterval(() => void conn.send({ alive: true }).catch(() => undefined), ALIVE_MS);
           try {
             await conn.send({ ready: true });
             let last = 0;
@@ -381,6 +383,7 @@ export async function serveConnection(engine: EngineAccess, root: string, conn: 
             await conn.send({ result: { ...report, volume: String(req.volume) } });
             log?.(`received ${report.kind} ${report.expression} into ${String(req.volume)}: ${report.blocks} blocks`);
           } finally {
+            clearInterval(alive);
             busy.delete(path);
           }
           break;

@@ -65,6 +65,12 @@ export class FaultProxy {
   dropReply: ((d: Buffer) => boolean) | null = null;
   /** Holds a reply from the server until what this returns settles: something happens between two requests. */
   beforeReply: ((d: Buffer) => Promise<void> | undefined) | null = null;
+  /**
+   * A network partition once this many bytes from the client have passed: nothing more goes either way and
+   * nothing is closed (both sockets stop being read, so the senders' buffers fill as with a dead link).
+   */
+  stallAt: number | null = null;
+  stalled = false;
   private readonly sockets = new Set<Socket>();
 
   constructor(private readonly target: number) {}
@@ -83,6 +89,7 @@ export class FaultProxy {
       client.on('close', drop);
       upstream.on('close', drop);
       upstream.on('data', (d: Buffer) => {
+        if (this.stalled) return void upstream.pause();
         if (this.dropReply?.(d)) return drop();
         const held = this.beforeReply?.(d);
         if (!held) return void client.write(d);
@@ -93,6 +100,15 @@ export class FaultProxy {
         });
       });
       client.on('data', (d: Buffer) => {
+        if (this.stalled) return;
+        if (this.stallAt !== null && this.passed + d.length >= this.stallAt) {
+          upstream.write(d.subarray(0, Math.max(0, this.stallAt - this.passed)));
+          this.passed = this.stallAt;
+          this.stalled = true;
+          client.pause();
+          upstream.pause();
+          return;
+        }
         if (this.cutAt !== null && this.passed + d.length >= this.cutAt) {
           upstream.write(d.subarray(0, Math.max(0, this.cutAt - this.passed)));
           this.passed = this.cutAt;
