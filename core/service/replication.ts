@@ -346,6 +346,7 @@ export class Replication {
     const src = resolvePath(source);
     // The source must open (a clear NOT_FOUND or BAD_FORMAT now, not at the first update).
     await this.host.openVolume(src, false);
+    if (opts.kind !== 'replica') await refuseMirrorSource(src, opts.kind);
     if (!remote && (await sameFile(destination, src))) throw new SnapplaneError('INVALID', 'source and destination are the same volume', { volume: source });
     const slow = opts.slow ? opts.slow.replace(/^(file|tape):(.*)$/, (_m, k: string, p: string) => `${k}:${resolvePath(p)}`) : null;
     const rel: RelationshipRecord = {
@@ -571,6 +572,7 @@ export class Replication {
   }
 
   private async fullUpdate(rel: RelationshipRecord, signal: { cancelled: boolean }, progress: Progress): Promise<MirrorUpdateReport> {
+    await refuseMirrorSource(rel.source, rel.kind);
     const connect = (): Promise<Destination> => this.destination(rel.destination, { keyFile: rel.keyFile ?? undefined, limit: rel.limit ?? undefined }, signal);
     let d = await connect();
     try {
@@ -617,6 +619,7 @@ export class Replication {
   }
 
   private async incrementalUpdate(rel: RelationshipRecord, signal: { cancelled: boolean }, progress: Progress): Promise<MirrorUpdateReport> {
+    await refuseMirrorSource(rel.source, rel.kind);
     const v = await this.host.openVolume(rel.source, true);
     const [kind, slowPath] = splitSlow(rel.slow!);
     if (rel.pending && rel.lastCommon) {
@@ -781,6 +784,16 @@ export class Replication {
     return this.host.job('reconstruct', rel.destination, volume, undefined, onProgress, async (signal, progress) =>
       this.host.receiveInto(volume, mirror.reconstruct(), {}, progress, signal), (r) => r.bytes);
   }
+}
+
+/**
+ * A full or incremental mirror snapshots its source at every update, which a mirror (read-only until taken over)
+ * cannot do; a replica of it can be made instead (it sends the master snapshots the mirror brought).
+ */
+async function refuseMirrorSource(source: string, kind: MirrorKind): Promise<void> {
+  const m = await readMarker(source).catch(() => null);
+  if (!m || m.brokenAt) return;
+  throw new SnapplaneError('INVALID', `'${source}' is the mirror of '${m.source}' (relationship '${m.relationship}'): ${kind === 'incremental' ? 'an' : 'a'} ${kind} mirror takes a snapshot of its source at every update, and a mirror takes none of its own; mirror '${m.source}' instead, or make a replica of this mirror (\`--kind replica\`: it follows the master snapshots the mirror brings)`, { volume: source });
 }
 
 function splitSlow(slow: string): ['file' | 'tape', string] {

@@ -993,6 +993,28 @@ describe('master snapshots and holds', () => {
     await s.closeAll();
   });
 
+  it('a mirror of a mirror is refused with what to do instead (it would snapshot a read-only mirror); a replica of it works', async () => {
+    const { base, src, s } = await sourceWithWork(16, 90, 5);
+    const b = `${base}-b.img`;
+    const c = `${base}-c.img`;
+    // b is a volume of its own when m-second is made, and becomes m-first's mirror after (an empty volume may).
+    await s.createVolume(b, 16 << 20);
+    await s.mirrorCreate('m-second', b, c, { kind: 'full' });
+    await s.mirrorCreate('m-first', src, b, { kind: 'full' });
+    await s.mirrorUpdate('m-first');
+    await s.closeAll();
+    const why = new RegExp(`'${b.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}' is the mirror of '.*' \\(relationship 'm-first'\\): a full mirror takes a snapshot of its source at every update.*--kind replica`);
+    await expect(s.mirrorUpdate('m-second')).rejects.toMatchObject({ code: 'INVALID', message: expect.stringMatching(why) });
+    await expect(s.mirrorCreate('m-third', b, `${base}-d.img`, { kind: 'incremental', slow: `file:${base}-d.snap` })).rejects.toThrow(/an incremental mirror takes a snapshot of its source/);
+    await s.snapCreate(src, 'R1');
+    await s.masterMark(src, 'R1', true);
+    await s.mirrorUpdate('m-first');
+    await s.mirrorCreate('m-replica', b, `${base}-e.img`, { kind: 'replica' });
+    expect((await s.mirrorUpdate('m-replica')).to).toBe('R1');
+    await s.closeAll();
+    expectSameTree(await treeOf(`${base}-e.img`), await treeOf(src, 'R1'), 'replica of the mirror');
+  });
+
   it('--limit paces a local destination too (a replica and a full mirror), and an incremental mirror refuses it', async () => {
     const { src, s } = await wireCase('local-limit-key', 32 << 20);
     const v = await Volume.open(src, { cpIntervalMs: 0 });
