@@ -47,7 +47,7 @@ export function registerReplication(program: Command): void {
       try {
         const holdMs = parseInteger(opts.hold, '--hold') * 1000;
         const ep = await service.serve({ host: opts.listen, port: parseInteger(opts.port, '--port'), root: opts.root, keyFile: opts.keyFile, holdMs, log: (l) => process.stderr.write(`${new Date().toISOString()} ${l}\n`) });
-        process.stdout.write(`snapplane serve: listening on ${ep.host}:${ep.port}, volumes under ${opts.root}\n`);
+        process.stdout.write(`snapplane serve: listening on ${ep.host.includes(':') ? `[${ep.host}]` : ep.host}:${ep.port}, volumes under ${opts.root}\n`);
         await new Promise<void>((resolve) => {
           process.once('SIGINT', resolve);
           process.once('SIGTERM', resolve);
@@ -101,7 +101,7 @@ export function registerReplication(program: Command): void {
 
   program
     .command('replicate <src-vol> <dest>')
-    .description("bring <dest> (a local volume, or <host>:<port>/<name>) up to the source's newest master snapshot")
+    .description("bring <dest> (a local volume, or <host>:<port>/<name>; an IPv6 host in brackets, [::1]:7400/<name>) up to the source's newest master snapshot")
     .option('--key-file <file>', 'pre-shared key for a remote destination')
     .option('--limit <rate>', 'bandwidth limit in bytes per second, e.g. 50M')
     .option('--raid <N>', 'a destination created by a full copy: a RAID-4 group of N data members')

@@ -18,7 +18,8 @@ export class RemoteDestination implements Destination {
   /** Connects and authenticates; `name` is the volume's name under the server's root. */
   static async connect(host: string, port: number, name: string, key: Buffer, limit: RateLimit | null): Promise<RemoteDestination> {
     const conn = await connectTo(host, port, key);
-    return new RemoteDestination(`${host}:${port}/${name}`, conn, name, limit);
+    // An IPv6 address keeps its brackets: the label is how the user wrote the destination, and how holds name it.
+    return new RemoteDestination(`${host.includes(':') ? `[${host}]` : host}:${port}/${name}`, conn, name, limit);
   }
 
   private async call(op: string, args: WireMessage = {}): Promise<WireMessage> {

@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, createServer } from 'node:net';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Volume } from '../../core/fs/volume.js';
 import type { ReplicateReport } from '../../core/api/index.js';
@@ -28,13 +28,19 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-/** A new empty source volume `<name>.img` of `mib` MiB and an endpoint child serving a new folder `<name>-root`. */
-async function sourceAndServer(name: string, mib: number): Promise<{ src: string; root: string; server: ServerProcess }> {
+/** A new empty source volume `<name>.img` of `mib` MiB and a new folder `<name>-root` for an endpoint. */
+async function sourceAndServerless(name: string, mib: number): Promise<{ src: string; root: string }> {
   const src = join(dir, `${name}.img`);
   const root = join(dir, `${name}-root`);
   await mkdir(root);
   const v = await Volume.create(src, { sizeBytes: mib << 20, cpIntervalMs: 0 });
   await v.close();
+  return { src, root };
+}
+
+/** A new empty source volume `<name>.img` of `mib` MiB and an endpoint child serving a new folder `<name>-root`. */
+async function sourceAndServer(name: string, mib: number): Promise<{ src: string; root: string; server: ServerProcess }> {
+  const { src, root } = await sourceAndServerless(name, mib);
   return { src, root, server: await startServer(root, key) };
 }
 
@@ -94,6 +100,22 @@ describe('replication between processes over TCP', () => {
       await c.kill();
     }
   }, 120_000);
+
+  it.skipIf(!Object.values(networkInterfaces()).flat().some((i) => i?.address === '::1'))('over IPv6: serve --listen ::1, a [::1]:port destination, and holds named as it was written', async () => {
+    const { src, root } = await sourceAndServerless('ipv6', 16);
+    const s6 = await startServer(root, key, 0, process.env, ['--listen', '::1']);
+    try {
+      await newMaster(src, 'v1', seeded(6), 5);
+      const dest = `[::1]:${s6.port}/vol`;
+      const r = await json<ReplicateReport>('replicate', src, dest, '--key-file', key);
+      expect([r.kind, r.destination]).toEqual(['full', dest]);
+      const masters = await json<{ name: string; neededBy: string[] }[]>('master', 'list', src);
+      expect(masters.find((m) => m.name === 'v1')!.neededBy).toEqual([dest]);
+      expectSameTree(await treeOf(join(root, 'vol')), await treeOf(src, 'v1'), 'over IPv6');
+    } finally {
+      await s6.kill();
+    }
+  });
 
   it('refuses a wrong key before reading anything, and survives garbage', async () => {
     const { src, server: s } = await sourceAndServer('keyed', 16);

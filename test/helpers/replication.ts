@@ -27,7 +27,7 @@ export function startServer(root: string, keyFile: string, port = 0, env: NodeJS
     proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
     proc.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
-      const m = /listening on 127\.0\.0\.1:(\d+)/.exec(out);
+      const m = /listening on (?:127\.0\.0\.1|\[[0-9a-f:]+\]):(\d+)/.exec(out);
       if (m) {
         resolve({
           port: Number(m[1]),
