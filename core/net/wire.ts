@@ -51,6 +51,8 @@ export class WireConnection {
   bytesOut = 0;
   /** When the peer last sent anything. */
   private lastHeard = performance.now();
+  /** Since when a caller of `next` has been waiting on the peer (null: nobody is). */
+  private waitingSince: number | null = null;
 
   constructor(
     readonly socket: Socket,
@@ -66,6 +68,7 @@ export class WireConnection {
     socket.on('close', () => this.fail(new SnapplaneError('NET', `connection to ${peer} closed`)));
     if (initial.length > 0) this.onData(initial);
     socket.resume();
+    this.watchIdle();
   }
 
   private fail(e: SnapplaneError): void {
@@ -136,25 +139,33 @@ export class WireConnection {
 
   /** The next event from the peer; a closed or failed connection throws. */
   async next(): Promise<WireEvent> {
-    const started = performance.now();
     for (;;) {
       const e = this.events.shift();
       if (e) {
+        this.waitingSince = null;
         this.queued -= e.type === 'data' ? e.data.length : 0;
         if (this.queued < 2 << 20 && this.socket.isPaused()) this.socket.resume();
         return e;
       }
-      if (this.failure) throw this.failure;
-      const quiet = performance.now() - Math.max(started, this.lastHeard);
-      if (quiet >= IDLE_MS) {
-        this.fail(new SnapplaneError('NET', `connection to ${this.peer}: nothing heard for ${IDLE_MS / 1000} s (the peer stopped, or the network between us is down)`));
-        this.socket.destroy();
-        continue;
+      if (this.failure) {
+        this.waitingSince = null;
+        throw this.failure;
       }
-      const timer = setTimeout(() => this.wake(), IDLE_MS - quiet);
+      this.waitingSince ??= performance.now();
       await new Promise<void>((r) => (this.waiter = r));
-      clearTimeout(timer);
     }
+  }
+
+  /** Fails the connection when a wait on the peer has heard nothing for the idle time (one timer per connection). */
+  private watchIdle(): void {
+    const check = setInterval(() => {
+      if (this.closed) return clearInterval(check);
+      if (this.waitingSince === null || performance.now() - Math.max(this.waitingSince, this.lastHeard) < IDLE_MS) return;
+      this.fail(new SnapplaneError('NET', `connection to ${this.peer}: nothing heard for ${IDLE_MS / 1000} s (the peer stopped, or the network between us is down)`));
+      this.socket.destroy();
+    }, Math.min(1000, ALIVE_MS));
+    // The socket keeps the process alive while it is open; this timer must not on its own.
+    check.unref();
   }
 
   /** The next control message; stream bytes here are a protocol error. An `{error}` reply is thrown as that error. */
