@@ -24,7 +24,11 @@ export class RemoteDestination implements Destination {
 
   private async call(op: string, args: WireMessage = {}): Promise<WireMessage> {
     await this.conn.send({ op, volume: this.name, ...args });
-    return this.conn.nextMessage();
+    // `alive` says a busy server is still there (STREAM.md §5.2); it is never the reply.
+    for (;;) {
+      const m = await this.conn.nextMessage();
+      if (m.alive !== true) return m;
+    }
   }
 
   async status(): Promise<DestinationStatus> {
