@@ -208,6 +208,7 @@ export function registerReplication(program: Command): void {
             ['lag', m.lagSeconds === null ? '-' : `${ago(m.lagSeconds)}, ${m.lagBlocks ?? '?'} blocks written since`],
             ['last transfer', m.lastTransferAt ? `${m.lastTransferAt} (${formatBytes(m.lastTransferBytes)}, ${m.lastSelection ?? '-'})` : '-'],
             ['schedule', m.every ? `${m.every}, next ${m.nextAt}` : 'on demand'],
+            ...(m.limit !== null ? ([['limit', `${formatBytes(m.limit)}/s`]] as [string, string][]) : []),
             ...(m.replacing ? ([['full resync', 'under way: the next update copies the source whole beside the old mirror, which stays until the copy lands']] as [string, string][]) : []),
             ...(m.lastError ? ([['last error', m.lastError]] as [string, string][]) : []),
           ]);

@@ -142,7 +142,7 @@ export const methodArgs = {
     every: z.string().min(1).max(32).optional(),
     slow: pathText.optional(),
     keyFile: pathText.optional(),
-    /** Bytes per second over the wire (remote destinations). */
+    /** Bytes per second into the destination (remote or local; refused for incremental mirrors). */
     limit: z.number().int().min(1024).max(2 ** 40).optional(),
   }),
   mirrorBreak: z.strictObject({ name: label }),

@@ -414,6 +414,8 @@ export interface MirrorInfo {
   nextAt: string | null;
   /** A full resync is under way: the next update copies the source whole beside the old mirror, which it then replaces. */
   replacing: boolean;
+  /** --limit: bytes per second into the destination, or null for none. */
+  limit: number | null;
 }
 
 /** `mirror update`: one transfer of a relationship. */

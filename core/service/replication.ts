@@ -443,6 +443,7 @@ export class Replication {
       lagBlocks,
       lastSelection: rel.lastSelection,
       replacing: rel.replacing === true,
+      limit: rel.limit ?? null,
       nextAt: rel.everyMs !== null && !rel.broken ? new Date(last === null ? now : last + rel.everyMs).toISOString() : null,
     };
   }

@@ -126,7 +126,8 @@ describe('snapplane daemon', () => {
     expect(line, update.stdout).not.toBeNull();
     expect(Number(line![1])).toBeGreaterThan(0);
     const after = await json<MirrorInfo>('mirror', 'status', 'slow');
-    expect([after.state, after.lastCommon]).toEqual(['idle', 'mirror.slow.2']);
+    expect([after.state, after.lastCommon, after.limit]).toEqual(['idle', 'mirror.slow.2', 1 << 20]);
+    expect((await ok('mirror', 'status', 'slow')).stdout).toMatch(/^limit:\s+1\.00 MiB\/s$/m);
     expect(await json<unknown>('ls', mirror, '/')).toEqual(await json<unknown>('ls', vol, '/'));
   });
 

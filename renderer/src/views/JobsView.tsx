@@ -145,7 +145,7 @@ function JobForm() {
             Key file <input value={keyFile} onChange={(e) => setKeyFile(e.target.value)} placeholder="for host:port/name: the pre-shared key" name="keyFile" />
           </label>
           <label>
-            Limit <input value={limit} onChange={(e) => setLimit(e.target.value)} placeholder="MiB/s (blank: no limit)" name="limit" size={8} /> MiB/s over the wire
+            Limit <input value={limit} onChange={(e) => setLimit(e.target.value)} placeholder="MiB/s (blank: no limit)" name="limit" size={8} /> MiB/s (over the wire, or into a local volume)
           </label>
         </>
       ) : null}

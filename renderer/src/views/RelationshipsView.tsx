@@ -81,6 +81,7 @@ function CreateForm() {
   const [every, setEvery] = useState('');
   const [slow, setSlow] = useState('');
   const [keyFile, setKeyFile] = useState('');
+  const [limit, setLimit] = useState('');
   return (
     <form
       className="card"
@@ -94,6 +95,7 @@ function CreateForm() {
           ...(every ? { every } : {}),
           ...(kind === 'incremental' && slow ? { slow } : {}),
           ...(keyFile ? { keyFile } : {}),
+          ...(kind !== 'incremental' && Number(limit) > 0 ? { limit: Math.round(Number(limit) * 2 ** 20) } : {}),
         });
       }}
       data-testid="mirror-create"
@@ -132,6 +134,11 @@ function CreateForm() {
       <label>
         Update every <input value={every} onChange={(e) => setEvery(e.target.value)} placeholder="e.g. 1h (blank: by hand)" size={8} name="every" />
       </label>
+      {kind !== 'incremental' ? (
+        <label>
+          Limit <input value={limit} onChange={(e) => setLimit(e.target.value)} placeholder="blank: none" size={8} name="limit" /> MiB/s
+        </label>
+      ) : null}
       <button type="submit">Create</button>
     </form>
   );
