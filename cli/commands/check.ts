@@ -1,7 +1,7 @@
 /** `snapplane fsck`, `planes`, `space`: checking and accounting. */
 import type { Command } from 'commander';
 import { formatBytes } from '../../core/service/index.js';
-import { printJson, printTable } from '../output.js';
+import { counted, printJson, printTable } from '../output.js';
 import { withService } from '../run.js';
 
 export function registerCheck(program: Command): void {
@@ -16,7 +16,7 @@ export function registerCheck(program: Command): void {
         else {
           for (const i of r.issues) process.stdout.write(`${i.kind}: ${i.message}\n`);
           process.stdout.write(
-            `${r.clean ? 'clean' : `${r.issues.length} issue(s)`}: ${r.stats.files} files, ${r.stats.dirs} folders, ${r.stats.symlinks} links, ${r.stats.blocksReferenced} blocks, ${r.stats.snapshotsChecked} snapshots checked (CP #${r.generation})\n`,
+            `${r.clean ? 'clean' : counted(r.issues.length, 'issue')}: ${counted(r.stats.files, 'file')}, ${counted(r.stats.dirs, 'folder')}, ${counted(r.stats.symlinks, 'link')}, ${counted(r.stats.blocksReferenced, 'block')}, ${counted(r.stats.snapshotsChecked, 'snapshot')} checked (CP #${r.generation})\n`,
           );
         }
         return r.clean ? 0 : 1;

@@ -1,14 +1,14 @@
 /** File commands: put, get, ls, rm, mkdir, mv, sync. */
 import type { Command } from 'commander';
 import { formatBytes, parseVolumeRef, type CopySummary } from '../../core/service/index.js';
-import { modeString, printJson, printTable } from '../output.js';
+import { counted, modeString, printJson, printTable } from '../output.js';
 import { progressBar } from '../progress.js';
 import { withService } from '../run.js';
 
 function summary(verb: string, s: CopySummary): string {
-  const parts = [`${s.files} file${s.files === 1 ? '' : 's'}`];
-  if (s.dirs) parts.push(`${s.dirs} folder${s.dirs === 1 ? '' : 's'}`);
-  if (s.symlinks) parts.push(`${s.symlinks} link${s.symlinks === 1 ? '' : 's'}`);
+  const parts = [counted(s.files, 'file')];
+  if (s.dirs) parts.push(counted(s.dirs, 'folder'));
+  if (s.symlinks) parts.push(counted(s.symlinks, 'link'));
   return `${verb} ${parts.join(', ')}, ${formatBytes(s.bytes)}\n`;
 }
 

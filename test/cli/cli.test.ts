@@ -149,7 +149,10 @@ describe('snapplane CLI', () => {
     oneLineError(r.stderr);
     expect(r.stderr).toContain('ENOSPC');
     expect((await json<DirEntryInfo[]>('ls', small, '/')).map((e) => e.name)).toEqual(['keep.txt']);
-    expect((await snapplane('fsck', small)).code).toBe(0);
+    const fsck = await snapplane('fsck', small);
+    expect(fsck.code).toBe(0);
+    // Counts in words: one file and the root folder.
+    expect(fsck.stdout).toMatch(/^clean: 1 file, 1 folder, 0 links, \d+ blocks, 0 snapshots checked \(CP #\d+\)$/m);
   });
 
   it('a checksum error names the file and the VBN; fsck exits 1', async () => {
