@@ -246,7 +246,8 @@ export class Replication {
   async replicate(source: string, dest: string, opts: TransferOptions & { raid?: number } = {}, onProgress?: Progress): Promise<ReplicateReport> {
     // Before anything: a volume would otherwise record itself as its own destination, holding its masters for ever.
     if (!parseRemote(dest) && (await sameFile(source, dest))) throw new SnapplaneError('INVALID', 'source and destination are the same volume', { volume: source });
-    return this.host.job('replicate', source, dest, undefined, onProgress, async (signal, progress) => {
+    // The history is read from anywhere: a local destination is recorded by its full path, as the source is.
+    return this.host.job('replicate', source, parseRemote(dest) ? dest : resolvePath(dest), undefined, onProgress, async (signal, progress) => {
       const t0 = performance.now();
       const connect = (): Promise<Destination> => this.destination(dest, opts, signal);
       let d = await connect();

@@ -644,7 +644,7 @@ export class SnapplaneService {
   /** Copies an image of one volume to another (full or incremental), blocks at the same VBNs, in this process. */
   async copy(source: string, destination: string, expression: string, options: SendOptions & { force?: boolean } = {}, onProgress?: ProgressCallback): Promise<ReceiveReport> {
     if (await sameFile(source, destination)) throw new SnapplaneError('INVALID', 'source and destination are the same volume', { volume: source });
-    return this.transferJob('copy', source, destination, expression, onProgress, async (signal, progress) => {
+    return this.transferJob('copy', source, resolvePath(destination), expression, onProgress, async (signal, progress) => {
       // The receiver is done with each buffer before it asks for the next, so the sender may reuse them.
       const { stream } = await this.sendStream(source, expression, { ...options, reuseBuffers: true, signal });
       return this.receiveInto(destination, stream, { force: options.force }, progress, signal);

@@ -12,8 +12,13 @@ const BIN = join(process.cwd(), 'bin', 'snapplane.js');
 
 /** Runs `snapplane ...args` to completion. */
 export function snapplane(...args: string[]): Promise<CliResult> {
+  return snapplaneIn(process.cwd(), ...args);
+}
+
+/** The same, run from folder `cwd` (for relative paths, as a user types them). */
+export function snapplaneIn(cwd: string, ...args: string[]): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], cwd });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));

@@ -9,7 +9,7 @@ import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Volume } from '../../core/fs/volume.js';
 import type { ReplicateReport } from '../../core/api/index.js';
-import { json, snapplane } from './cli-helpers.js';
+import { json, snapplane, snapplaneIn } from './cli-helpers.js';
 import { makeKey, newMaster, seeded, snapshots, startServer, treeOf, type ServerProcess } from '../helpers/replication.js';
 import { runReplicationDrills } from '../helpers/replication-drills.js';
 import { expectSameTree } from '../helpers/model.js';
@@ -115,6 +115,15 @@ describe('replication between processes over TCP', () => {
     } finally {
       await s6.kill();
     }
+  });
+
+  it('the job history names a local destination given as a relative path by its full path', async () => {
+    const { src } = await sourceAndServerless('relative', 16);
+    await newMaster(src, 'h1', seeded(8), 3);
+    const r = await snapplaneIn(dir, 'replicate', src, 'relative-copy.img');
+    expect(r.code).toBe(0);
+    const history = await json<{ kind: string; volume: string; target: string }[]>('jobs');
+    expect(history.filter((j) => j.kind === 'replicate').at(-1)).toMatchObject({ volume: src, target: join(dir, 'relative-copy.img') });
   });
 
   it('refuses a wrong key before reading anything, and survives garbage', async () => {
