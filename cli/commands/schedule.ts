@@ -1,5 +1,6 @@
 /** `snapplane schedule …` and `snapplane daemon`: snapshot schedules with retention. */
 import type { Command } from 'commander';
+import { describeMirrorUpdate } from '../../core/api/index.js';
 import { SnapplaneService, formatBytes, parseAt, parseInterval, type Cadence, type ScheduleRunReport } from '../../core/service/index.js';
 import { printJson, printTable } from '../output.js';
 import { UsageError, parseInteger, reportError, withService } from '../run.js';
@@ -104,7 +105,9 @@ export function registerSchedule(program: Command): void {
           if (stopping) break;
           try {
             const r = await s.mirrorUpdate(name);
-            process.stdout.write(`${new Date().toISOString()} mirror ${name}: ${r.transfer} ${r.from ?? ''}${r.from ? ' → ' : ''}${r.to}, ${formatBytes(r.bytes)}\n`);
+            // The words `mirror update` prints, each line stamped (a downstream warning included).
+            const { line, warnings } = describeMirrorUpdate(r, formatBytes);
+            for (const l of [line, ...warnings]) process.stdout.write(`${new Date().toISOString()} mirror ${l}\n`);
           } catch (e) {
             failures++;
             await s.abortAll();

@@ -68,7 +68,7 @@ describe('snapplane daemon', () => {
       await run('schedule', 'add', vol, 'hourly', '--every', '1h', '--keep', '2');
       await run('mirror', 'create', 'nightly', vol, mirror, '--kind', 'full', '--every', '1d');
       await printed(child, out, new RegExp(`${vol.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: took hourly-`));
-      await printed(child, out, /mirror nightly: full/);
+      await printed(child, out, /mirror nightly: initialized with a full image of mirror\.nightly\.1: \d+ blocks/);
       const snaps = await json<SnapshotInfo[]>('snap', 'list', vol);
       expect(snaps.some((s) => s.name.startsWith('hourly-'))).toBe(true);
       const status = await json<MirrorInfo>('mirror', 'status', 'nightly');
@@ -111,7 +111,7 @@ describe('snapplane daemon', () => {
       expect(code).toBe(0);
       expect(performance.now() - t0).toBeLessThan(3000);
       expect(out.text).toContain('stopping the running transfer');
-      expect(out.text).not.toMatch(/mirror slow: full/);
+      expect(out.text).not.toMatch(/mirror slow: initialized/);
     } finally {
       if (child.exitCode === null) child.kill('SIGKILL');
     }
