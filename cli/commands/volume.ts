@@ -28,7 +28,7 @@ export function printVolumeInfo(info: VolumeInfo): void {
       ['MEMBER', 'ROLE', 'STATE', 'IMAGE'],
       info.device.members.map((m) => [m.index, m.role, m.state, m.path]),
     );
-    for (const m of info.device.members) if (m.failure) process.stdout.write(`member ${m.index} was failed while open: ${m.failure}; \`snapplane raid replace\` rebuilds it\n`);
+    for (const m of info.device.members) if (m.failure) process.stdout.write(`member ${m.index} failed: ${m.failure}; \`snapplane raid replace\` rebuilds it\n`);
   }
 }
 

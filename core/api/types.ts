@@ -7,7 +7,7 @@ export interface MemberInfo {
   path: string;
   role: 'data' | 'parity' | 'single';
   state: 'ok' | 'missing' | 'failed' | 'rebuilding';
-  /** A member the group failed while open: the read error that failed it. */
+  /** Why a failed member was failed (a read error, a lost label, `raid fail`), kept in the group's labels; absent when unknown. */
   failure?: string;
 }
 

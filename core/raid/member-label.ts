@@ -28,6 +28,24 @@ export interface MemberLabel {
   generation: number;
   /** Members the group considers failed at this generation (bit i = member i). */
   failedMask: number;
+  /** Why each failed member was failed (member index → a short text), so another process or a later open can say. */
+  reasons?: Record<number, string>;
+}
+
+/** The failure reasons: one slot per member index after the fixed fields, each a length byte and UTF-8 text. */
+const REASONS_AT = 64;
+const REASON_SLOT = 96;
+const REASON_SLOTS = 32;
+
+/** `text` as at most `max` bytes of UTF-8, cut at a character boundary. */
+function utf8Prefix(text: string, max: number): Buffer {
+  let out = Buffer.alloc(0);
+  for (const ch of text) {
+    const next = Buffer.concat([out, Buffer.from(ch, 'utf8')]);
+    if (next.length > max) break;
+    out = next;
+  }
+  return out;
 }
 
 /** Encodes a label block. */
@@ -42,6 +60,13 @@ export function encodeLabel(l: MemberLabel): Buffer {
   b.writeBigUInt64LE(BigInt(l.stripes), 40);
   b.writeBigUInt64LE(BigInt(l.generation), 48);
   b.writeUInt32LE(l.failedMask >>> 0, 56);
+  for (const [index, reason] of Object.entries(l.reasons ?? {})) {
+    const i = Number(index);
+    if (i < 0 || i >= REASON_SLOTS || !(l.failedMask & (1 << i))) continue;
+    const text = utf8Prefix(reason, REASON_SLOT - 1);
+    b[REASONS_AT + i * REASON_SLOT] = text.length;
+    text.copy(b, REASONS_AT + i * REASON_SLOT + 1);
+  }
   b.writeUInt32LE(blockChecksum(b.subarray(0, BLOCK_SIZE - 4)), BLOCK_SIZE - 4);
   return b;
 }
@@ -60,5 +85,16 @@ export function decodeLabel(b: Buffer): MemberLabel | null {
     stripes: Number(b.readBigUInt64LE(40)),
     generation: Number(b.readBigUInt64LE(48)),
     failedMask: b.readUInt32LE(56),
+    reasons: decodeReasons(b, b.readUInt32LE(56)),
   };
+}
+
+function decodeReasons(b: Buffer, failedMask: number): Record<number, string> {
+  const reasons: Record<number, string> = {};
+  for (let i = 0; i < REASON_SLOTS; i++) {
+    const at = REASONS_AT + i * REASON_SLOT;
+    const n = Math.min(b[at], REASON_SLOT - 1);
+    if (n > 0 && failedMask & (1 << i)) reasons[i] = b.subarray(at + 1, at + 1 + n).toString('utf8');
+  }
+  return reasons;
 }

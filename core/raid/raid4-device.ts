@@ -36,7 +36,7 @@ interface Member {
   path: string;
   handle: FileHandle | null;
   state: MemberState;
-  /** Why a member was failed while open (the read error that failed it). */
+  /** Why a member was failed (a read error, a lost label, a drill), as the labels record it. */
   failure?: string;
 }
 
@@ -218,7 +218,12 @@ export class Raid4Device implements BlockDevice {
       slot.path = f.path;
       slot.state = 'ok';
     }
-    for (const m of members) if (!m.handle && (newest.failedMask & (1 << m.index)) !== 0) m.state = 'failed';
+    for (const m of members) {
+      if (m.handle || (newest.failedMask & (1 << m.index)) === 0) continue;
+      m.state = 'failed';
+      const reason = newest.reasons?.[m.index];
+      if (reason) m.failure = reason;
+    }
     const lost = members.filter((m) => m.state !== 'ok');
     const dev = new Raid4Device(folder, members, newest, readOnly);
     if (lost.length > 1 && !readOnly) {
@@ -275,14 +280,15 @@ export class Raid4Device implements BlockDevice {
    * Marks a member failed and closes its file (reads in flight on it fail, and go to parity), then records it in
    * the labels (generation + 1, its bit in failedMask; a read-only group only in memory).
    */
-  private markFailed(m: Member, failure?: string): Promise<void> {
+  private markFailed(m: Member, failure: string): Promise<void> {
     const handle = m.handle;
     m.handle = null;
     m.state = 'failed';
-    if (failure) m.failure = failure;
+    m.failure = failure;
     void handle?.close().catch(() => undefined);
     if (this.readOnly) return Promise.resolve();
-    this.groupLabel = { ...this.groupLabel, generation: this.groupLabel.generation + 1, failedMask: this.groupLabel.failedMask | (1 << m.index) };
+    const g = this.groupLabel;
+    this.groupLabel = { ...g, generation: g.generation + 1, failedMask: g.failedMask | (1 << m.index), reasons: { ...g.reasons, [m.index]: failure } };
     return this.queueLabels();
   }
 
@@ -507,7 +513,7 @@ export class Raid4Device implements BlockDevice {
       if (this.members.some((o) => o.index !== m.index && o.state !== 'ok')) {
         throw new SnapplaneError('IO', `member ${basename(m.path)} of RAID-4 group '${this.label}' lost its label while another member is unavailable; the group cannot be written`, { volume: this.label });
       }
-      await this.failMember(m.index);
+      await this.failMember(m.index, "its label is no longer this group's: the image was wiped or replaced while the group ran");
     }
   }
 
@@ -613,12 +619,12 @@ export class Raid4Device implements BlockDevice {
   }
 
   /** Takes a member out of the group (a drill, or after errors); the group runs degraded. */
-  async failMember(index: number): Promise<void> {
+  async failMember(index: number, reason = 'failed by `snapplane raid fail`'): Promise<void> {
     const m = this.memberAt(index);
     if (this.members.some((o) => o.index !== index && o.state !== 'ok')) {
       throw new SnapplaneError('INVALID', `failing member ${index} would lose a second member; the group would stop`, { volume: this.label });
     }
-    await this.markFailed(m);
+    await this.markFailed(m, reason);
   }
 
   private memberAt(index: number): Member {
@@ -694,7 +700,8 @@ export class Raid4Device implements BlockDevice {
       await m.handle!.datasync();
       m.state = 'ok';
       m.failure = undefined;
-      this.groupLabel = { ...this.groupLabel, generation: this.groupLabel.generation + 1, failedMask: this.groupLabel.failedMask & ~(1 << m.index) };
+      const { [m.index]: _cleared, ...reasons } = this.groupLabel.reasons ?? {};
+      this.groupLabel = { ...this.groupLabel, generation: this.groupLabel.generation + 1, failedMask: this.groupLabel.failedMask & ~(1 << m.index), reasons };
       await this.queueLabels();
       return { done: total, total, complete: true, rebuilt };
     }

@@ -148,9 +148,15 @@ describe('RAID-4 groups', () => {
     await v.close();
     // Replaced and rebuilt from parity: every block of the wiped member comes back as it was.
     const s = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, 'state.json') });
+    expect((await s.volumeInfo({ volume: group })).device.members.find((m) => m.index === 1)?.failure).toMatch(/label is no longer this group's/);
     await s.raidReplace(group, 1, 'new-1.img');
     expect((await s.raidScrub(group)).unrepairable).toEqual([]);
     await s.closeAll();
+    // Rebuilt: healthy at the next open, and no reason left in the labels.
+    const again = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, 'state.json') });
+    expect((await again.volumeInfo({ volume: group })).device.members.find((m) => m.index === 1)).toMatchObject({ state: 'ok' });
+    expect((await again.volumeInfo({ volume: group })).device.members.find((m) => m.index === 1)).not.toHaveProperty('failure');
+    await again.closeAll();
     const w = await Volume.open(group, { cpIntervalMs: 0, openDevice: openDeviceAt });
     for (let f = 0; f < 24; f++) expect((await w.readFile(`/a${f}`)).equals(pattern(5000 + f * 700, f))).toBe(true);
     for (let f = 0; f < 24; f++) expect((await w.readFile(`/b${f}`)).equals(pattern(3000 + f * 500, 100 + f))).toBe(true);
@@ -207,9 +213,9 @@ describe('RAID-4 groups', () => {
     } finally {
       await w.close();
     }
-    // Recorded in the labels: the next open has it failed too, and reads the same from parity.
+    // Recorded in the labels, with why: the next open (any process) has it failed too, and reads the same from parity.
     const s = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, 'state.json') });
-    expect((await s.volumeInfo({ volume: group })).device.members.find((m) => m.index === 1)?.state).toBe('failed');
+    expect((await s.volumeInfo({ volume: group })).device.members.find((m) => m.index === 1)).toMatchObject({ state: 'failed', failure: expect.stringContaining('data-1.img ends before stripe') });
     const after = await s.raidReplace(group, 1, 'data-1b.img');
     expect(after.device.degraded).toBe(false);
     expect((await readAll(s, '/after')).equals(pattern(300_000, 77))).toBe(true);
