@@ -8,6 +8,7 @@ import { SnapplaneError, asIoError } from '../common/errors.js';
 import type { BlockDevice, DeviceHealth } from './block-device.js';
 import { creatingName, removeAbandonedCreations, syncFolder } from '../common/half-made.js';
 import { linkIntoPlace } from '../common/link-into-place.js';
+import { requireParentFolder } from '../common/parent-folder.js';
 
 export class ImageFileDevice implements BlockDevice {
   readonly concurrentReads = true;
@@ -52,6 +53,7 @@ export class ImageFileDevice implements BlockDevice {
    */
   static async createWhole(path: string, blockCount: number, fill: (device: ImageFileDevice) => Promise<void>): Promise<void> {
     if (await stat(path).then(() => true, () => false)) throw new SnapplaneError('EXISTS', `volume '${path}' already exists`, { volume: path });
+    await requireParentFolder(path);
     await removeAbandonedCreations(path);
     const tmp = creatingName(path);
     await rm(tmp, { force: true });

@@ -13,6 +13,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { creatingName, removeAbandonedCreations, syncFolder } from '../common/half-made.js';
+import { requireParentFolder } from '../common/parent-folder.js';
 import { BLOCK_SIZE } from '../common/units.js';
 import { SnapplaneError, asIoError } from '../common/errors.js';
 import type { BlockDevice, DeviceHealth, DeviceMember } from '../device/block-device.js';
@@ -98,6 +99,7 @@ export class Raid4Device implements BlockDevice {
   static async create(folder: string, dataMembers: number, memberBytes: number): Promise<Raid4Device> {
     const stripes = Raid4Device.checkShape(folder, dataMembers, memberBytes);
     await Raid4Device.checkFree(folder);
+    await requireParentFolder(folder);
     await mkdir(folder, { recursive: true });
     return Raid4Device.build(folder, dataMembers, stripes);
   }
@@ -110,6 +112,7 @@ export class Raid4Device implements BlockDevice {
   static async createWhole(folder: string, dataMembers: number, memberBytes: number, fill: (device: Raid4Device) => Promise<void>): Promise<void> {
     const stripes = Raid4Device.checkShape(folder, dataMembers, memberBytes);
     await Raid4Device.checkFree(folder);
+    await requireParentFolder(folder);
     await removeAbandonedCreations(folder);
     const tmp = creatingName(folder);
     await rm(tmp, { recursive: true, force: true });

@@ -43,6 +43,16 @@ describe('snapplane CLI', () => {
     expect(info.device.kind).toBe('image');
     const human = await ok('volume', 'info', vol);
     expect(human.stdout).toMatch(/free:\s+\d/);
+    // A volume goes into an existing folder (no parents made, for an image or a group), and the error says which.
+    for (const args of [[], ['--raid', '3']]) {
+      const missing = await snapplane('volume', 'create', join(dir, 'no-such-folder', 'v'), '--size', '16M', ...args);
+      expect(missing.code).toBe(1);
+      oneLineError(missing.stderr);
+      expect(missing.stderr).toContain(`the folder '${join(dir, 'no-such-folder')}' does not exist (NOT_FOUND)`);
+      const underFile = await snapplane('volume', 'create', join(vol, 'v'), '--size', '16M', ...args);
+      expect(underFile.stderr).toContain(`'${vol}' is not a folder (NOT_FOUND)`);
+    }
+    await expect(stat(join(dir, 'no-such-folder'))).rejects.toThrow();
   });
 
   it('put and get round-trip a folder with modes, times and symlinks', async () => {
