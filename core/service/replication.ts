@@ -6,6 +6,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { resolve as resolvePath } from 'node:path';
 import { SnapplaneError } from '../common/errors.js';
+import { requireParentFolder } from '../common/parent-folder.js';
 import { sameFile } from '../common/same-file.js';
 import { BLOCK_SIZE } from '../common/units.js';
 import { SnapshotFlag, type SnapshotEntry } from '../fs/format.js';
@@ -340,6 +341,9 @@ export class Replication {
       if (remote) throw new SnapplaneError('INVALID', 'an incremental mirror keeps its fast half in a local folder');
       // Refused rather than kept and ignored: its base and deltas are written to local files, which --limit does not pace.
       if (opts.limit) throw new SnapplaneError('INVALID', '--limit paces transfers into a volume (local or remote); an incremental mirror writes local files and is not throttled');
+      // Where its halves go must exist now, not fail at the first update.
+      await requireParentFolder(resolvePath(destination), 'fast folder');
+      await requireParentFolder(resolvePath(opts.slow.replace(/^(file|tape):/, '')), opts.slow.startsWith('file:') ? 'base image' : 'tape folder');
     } else if (opts.slow) throw new SnapplaneError('INVALID', '--slow is for incremental mirrors');
     if (remote && !opts.keyFile) throw new SnapplaneError('INVALID', `'${destination}' is remote: give --key-file`);
     // Read now: a key file that is missing or malformed would otherwise fail every scheduled update instead.

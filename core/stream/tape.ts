@@ -7,6 +7,7 @@ import { crc32 } from 'node:zlib';
 import { mkdir, open, readdir, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SnapplaneError, asIoError } from '../common/errors.js';
+import { requireParentFolder } from '../common/parent-folder.js';
 import { fixedChunks } from '../common/fixed-chunks.js';
 
 export const TAPE_MAGIC = Buffer.from('SNAPTAPE', 'ascii');
@@ -98,6 +99,7 @@ export async function* tapeBlocks(stream: AsyncIterable<Buffer>): AsyncGenerator
 export async function writeTapes(dir: string, stream: AsyncIterable<Buffer>, o: TapeWriteOptions): Promise<{ tapes: number; bytes: number }> {
   const perTape = Math.floor((o.tapeSize - TAPE_HEADER_SIZE) / TAPE_BLOCK) * TAPE_BLOCK;
   if (perTape < TAPE_BLOCK) throw new SnapplaneError('INVALID', `--tape-size must be at least ${TAPE_HEADER_SIZE + TAPE_BLOCK} bytes`);
+  await requireParentFolder(dir, 'tape folder');
   await mkdir(dir, { recursive: true });
   const existing = (await readdir(dir)).filter((f) => f.endsWith('.tap'));
   if (existing.length > 0) throw new SnapplaneError('EXISTS', `tape folder ${dir} already holds tapes (${existing[0]}, ...); use an empty folder`, { path: dir });

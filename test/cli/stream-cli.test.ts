@@ -92,6 +92,17 @@ describe('snapplane image, send, receive, backup, restore, verify', () => {
     expect(bad.stderr).toMatch(/--next-tape hook exited with 3 before tape 2/);
   });
 
+  it('a backup into a folder that does not exist is refused up front, naming the folder (nothing is made)', async () => {
+    const gone = join(dir, 'no-such-folder');
+    for (const to of [`file:${join(gone, 'b.snap')}`, `tape:${join(gone, 'tapes')}`]) {
+      const r = await snapplane('backup', vol, 'June1', '--to', to, '--tape-size', '1M');
+      expect(r.code).toBe(1);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(r.stderr).toMatch(new RegExp(`^snapplane: cannot create (backup|tape folder) '${gone}/.*': the folder '${gone}' does not exist \\(NOT_FOUND\\)`));
+    }
+    await expect(stat(gone)).rejects.toThrow();
+  });
+
   it('file backups inside another volume: backup, verify, restore, restore-file, receive, from a snapshot of it too', async () => {
     const store = join(dir, 'store.img');
     await ok('volume', 'create', store, '--size', '64M');

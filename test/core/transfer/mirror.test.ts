@@ -1038,6 +1038,9 @@ describe('master snapshots and holds', () => {
       await s.closeAll();
       expectSameTree(await treeOf(mirror), await treeOf(src), 'paced mirror');
       await expect(s.mirrorCreate('inc', src, `${fresh()}-fast`, { kind: 'incremental', slow: `file:${fresh()}-base.snap`, limit: 1 << 20 })).rejects.toThrow(/--limit paces transfers into a volume/);
+      // Where an incremental mirror's halves go is checked when it is made, not at its first update.
+      await expect(s.mirrorCreate('inc', src, join(dir, 'gone', 'fast'), { kind: 'incremental', slow: `file:${fresh()}-base.snap` })).rejects.toThrow(/cannot create fast folder .*: the folder '.*gone' does not exist/);
+      await expect(s.mirrorCreate('inc', src, `${fresh()}-fast`, { kind: 'incremental', slow: `tape:${join(dir, 'gone', 'tapes')}` })).rejects.toThrow(/cannot create tape folder .*: the folder '.*gone' does not exist/);
     } finally {
       await s.closeAll();
     }
