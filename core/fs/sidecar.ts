@@ -13,6 +13,22 @@ export async function sidecarPath(volumePath: string, name: string): Promise<str
   return `${volumePath}.${name}`;
 }
 
+/**
+ * Where a full resync receives the copy that is to take a volume's place (core/transfer/replacement.ts decides
+ * when; `replaceVolumeFiles` below makes the move).
+ */
+export function replacementOf(volume: string): string {
+  return `${volume}.replacement`;
+}
+
+/** True when a copy waits beside `volume` to take its place. */
+export async function replacementWaits(volume: string): Promise<boolean> {
+  return stat(replacementOf(volume)).then(
+    () => true,
+    () => false,
+  );
+}
+
 /** What sits beside an image as `<image>.<name>` (a RAID group keeps the same files inside its folder). */
 const SIDECARS = ['lock', 'receive-token.json', 'receive-token.json.tmp', 'receive-token.spool', 'mirror.json', 'offline.json', 'destinations.json'];
 

@@ -39,6 +39,7 @@ import {
 } from './format.js';
 import { InodeTable } from './inode-table.js';
 import { VolumeLock, lockPathOf } from './lock.js';
+import { replacementOf, replacementWaits } from './sidecar.js';
 import { Namespace, normalizePath, type ResolvedPath } from './namespace.js';
 import { SnapshotTable } from './snapshot-table.js';
 
@@ -66,6 +67,8 @@ export interface FileMeta {
 
 const MIN_BLOCKS = 256;
 const MAX_BLOCKS = 2 ** 32 - 1;
+/** How long a reader waits for a full resync's copy to take the place of the volume it opens (the swap is a few renames). */
+const SWAP_WAIT_MS = 3000;
 
 interface PendingSnapshot {
   entry: SnapshotEntry;
@@ -211,9 +214,15 @@ export class Volume {
     }
     let lock: VolumeLock | null = null;
     if (!readOnly && opts.lock !== false) lock = await VolumeLock.acquire(path, lockPathOf(path, isGroup));
+    const openDevice = (): Promise<BlockDevice> => (opts.openDevice ? opts.openDevice(path, readOnly) : ImageFileDevice.open(path, { readOnly }));
     let device: BlockDevice;
     try {
-      device = opts.openDevice ? await opts.openDevice(path, readOnly) : await ImageFileDevice.open(path, { readOnly });
+      device = await openDevice().catch(async (e: unknown) => {
+        // A full resync's copy being put in place (its writer holds the lock, so only readers get here): the old
+        // volume is gone for a moment before the copy takes its name.
+        if (!(e instanceof SnapplaneError && e.code === 'NOT_FOUND') || !(await replacementWaits(path))) throw e;
+        return Volume.afterSwap(path, openDevice);
+      });
     } catch (e) {
       await lock?.release();
       throw e;
@@ -225,6 +234,16 @@ export class Volume {
       await lock?.release();
       throw asIoError(e, `cannot open volume '${path}'`, { volume: path });
     }
+  }
+
+  /** Waits (a few seconds at most) for a replacement to take the place of the volume at `path`, then opens it. */
+  private static async afterSwap(path: string, openDevice: () => Promise<BlockDevice>): Promise<BlockDevice> {
+    const until = performance.now() + SWAP_WAIT_MS;
+    while (performance.now() < until) {
+      await new Promise((r) => setTimeout(r, 20));
+      if (await stat(path).then(() => true, () => false)) return openDevice();
+    }
+    throw new SnapplaneError('NOT_FOUND', `volume '${path}' is being replaced by a full resync's copy ('${replacementOf(path)}'), which has not taken its place yet; the next \`mirror update\` of its relationship (or any request to its \`serve\`) finishes the swap`, { volume: path });
   }
 
   /** Opens the file system on an already open device (tests wrap devices to record or fail I/O). */

@@ -6,8 +6,8 @@
  * that the swap is asked for: whoever finds it asked (the receive that asked, or the next request after a crash)
  * finishes it.
  */
-import { access } from 'node:fs/promises';
 import { readJsonFile, removeFile, writeFileAtomic } from '../common/atomic-file.js';
+import { replacementOf, replacementWaits } from '../fs/sidecar.js';
 
 /** What `<volume>.replacement.json` holds. */
 export interface ReplacementRecord {
@@ -18,10 +18,7 @@ export interface ReplacementRecord {
   swapAsked?: string;
 }
 
-/** Where the replacement of the volume at `volume` is received. */
-export function replacementOf(volume: string): string {
-  return `${volume}.replacement`;
-}
+export { replacementOf };
 
 function recordOf(volume: string): string {
   return `${volume}.replacement.json`;
@@ -33,11 +30,8 @@ export function readReplacement(volume: string): Promise<ReplacementRecord | nul
 }
 
 /** True when something exists where the replacement of `volume` is received (a copy, or a stranger's file). */
-export async function replacementExists(volume: string): Promise<boolean> {
-  return access(replacementOf(volume)).then(
-    () => true,
-    () => false,
-  );
+export function replacementExists(volume: string): Promise<boolean> {
+  return replacementWaits(volume);
 }
 
 /** Records that `relationship` receives a replacement of `volume`. */

@@ -37,6 +37,39 @@ async function entries(dir: string): Promise<string[]> {
   return (await readdir(dir)).sort();
 }
 
+describe('a reader while a replacement takes a volume\'s place', () => {
+  async function halfSwapped(name: string): Promise<{ old: string; repl: string }> {
+    const d = join(temp(), name);
+    await mkdir(d);
+    const old = join(d, 'm.img');
+    const repl = join(d, 'm.img.replacement');
+    await imageVolume(old, 'old');
+    await imageVolume(repl, 'replacement');
+    // The swap's writer holds the lock; it has deleted the old volume and not yet renamed the copy.
+    await writeFile(`${old}.lock`, 'held');
+    await rm(`${old}.mirror.json`);
+    await rm(old);
+    return { old, repl };
+  }
+
+  it('waits for the copy to take the name, then reads it (no NOT_FOUND in between)', async () => {
+    const { old, repl } = await halfSwapped('reader-waits');
+    const swap = new Promise<void>((r) => setTimeout(() => void replaceVolumeFiles(old, repl).then(() => r()), 300));
+    const v = await Volume.open(old, { readOnly: true, cpIntervalMs: 0 });
+    try {
+      expect((await v.readFile('/who')).toString()).toBe('replacement');
+    } finally {
+      await v.close();
+    }
+    await swap;
+  });
+
+  it('after a swap that stopped half-way (its process died), says what the missing volume is waiting for', async () => {
+    const { old } = await halfSwapped('reader-told');
+    await expect(Volume.open(old, { readOnly: true, cpIntervalMs: 0 })).rejects.toMatchObject({ code: 'NOT_FOUND', message: expect.stringMatching(/is being replaced by a full resync's copy .*m\.img\.replacement.*the next `mirror update`/) });
+  });
+});
+
 describe('replaceVolumeFiles', () => {
   // Each crash point: the steps a run got through before it stopped (the order replaceVolumeFiles takes them).
   const oldSidecars = async (d: string): Promise<void> => {
