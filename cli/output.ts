@@ -1,11 +1,11 @@
 /** Output: one JSON document with --json, aligned tables otherwise. */
 
-/** Prints `value` as the command's single JSON document. */
 /** "1 file", "2 files": a count with its noun. */
 export function counted(n: number, noun: string): string {
   return `${n} ${noun}${n === 1 ? '' : 's'}`;
 }
 
+/** Prints `value` as the command's single JSON document. */
 export function printJson(value: unknown): void {
   process.stdout.write(JSON.stringify(value, null, 2) + '\n');
 }
