@@ -9,7 +9,8 @@ import { FIRST_FREE_INODE, SnapshotFlag, type SnapshotEntry } from '../fs/format
 import type { Volume } from '../fs/volume.js';
 import { readResumeState } from '../stream/receive.js';
 import { Raid4Device } from '../raid/raid4-device.js';
-import { askSwap, endReplacement, readReplacement, replacementExists, replacementOf, startReplacement } from '../transfer/replacement.js';
+import { askSwap, endReplacement, readReplacement, replacementOf, startReplacement } from '../transfer/replacement.js';
+import { replacementWaits } from '../fs/sidecar.js';
 import { neededMasters, readDestinations, readMarker, readOffline, takenOverMessage, writeDestinations, writeMarker, writeOffline } from '../transfer/sidecars.js';
 import type { Destination, ReceiveRequest } from '../transfer/destination.js';
 import { RateLimit, receiveStreamBytes, throttled } from '../net/pump.js';
@@ -62,7 +63,7 @@ export class LocalDestination implements Destination {
   async status(): Promise<DestinationStatus> {
     // A receive under way finishes its own swap; another connection's status must not race it.
     if (!isReceiving(this.label)) await this.finishSwap();
-    const replacement = (await readReplacement(this.label)) && (await replacementExists(this.label)) ? { resume: await readResumeState(replacementOf(this.label)) } : null;
+    const replacement = (await readReplacement(this.label)) && (await replacementWaits(this.label)) ? { resume: await readResumeState(replacementOf(this.label)) } : null;
     const empty: DestinationStatus = { volume: this.label, exists: false, uuid: null, blockCount: null, empty: true, snapshots: [], newestMaster: null, resume: null, mirrorOf: null, offline: null, replacement };
     if (!(await exists(this.label))) return { ...empty, resume: await readResumeState(this.label) };
     const offline = await readOffline(this.label);
@@ -156,7 +157,7 @@ export class LocalDestination implements Destination {
     }
     const repl = replacementOf(this.label);
     const record = await readReplacement(this.label);
-    if (await replacementExists(this.label)) {
+    if (await replacementWaits(this.label)) {
       // Only a copy this relationship started is ever deleted or continued; anything else there is left alone.
       if (record?.relationship !== relationship) {
         throw new SnapplaneError('EXISTS', `'${repl}' is in the way: a full resync of '${this.label}' receives its copy there, and that is no copy relationship '${relationship}' started; move it away`, { volume: this.label });
@@ -221,7 +222,7 @@ export class LocalDestination implements Destination {
   }
 
   private async deleteReplacement(): Promise<void> {
-    if (await replacementExists(this.label)) await this.engine.deleteVolume(replacementOf(this.label));
+    if (await replacementWaits(this.label)) await this.engine.deleteVolume(replacementOf(this.label));
     await endReplacement(this.label);
   }
 

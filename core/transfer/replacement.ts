@@ -7,7 +7,7 @@
  * finishes it.
  */
 import { readJsonFile, removeFile, writeFileAtomic } from '../common/atomic-file.js';
-import { replacementOf, replacementWaits } from '../fs/sidecar.js';
+import { replacementOf } from '../fs/sidecar.js';
 
 /** What `<volume>.replacement.json` holds. */
 export interface ReplacementRecord {
@@ -29,10 +29,6 @@ export function readReplacement(volume: string): Promise<ReplacementRecord | nul
   return readJsonFile<ReplacementRecord>(recordOf(volume));
 }
 
-/** True when something exists where the replacement of `volume` is received (a copy, or a stranger's file). */
-export function replacementExists(volume: string): Promise<boolean> {
-  return replacementWaits(volume);
-}
 
 /** Records that `relationship` receives a replacement of `volume`. */
 export async function startReplacement(volume: string, relationship: string): Promise<void> {

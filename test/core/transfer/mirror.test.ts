@@ -11,7 +11,7 @@ import type { Endpoint } from '../../../core/net/endpoint.js';
 import { Volume } from '../../../core/fs/volume.js';
 import { planStream } from '../../../core/stream/send.js';
 import { readResumeState } from '../../../core/stream/receive.js';
-import { replacementExists, replacementOf } from '../../../core/transfer/replacement.js';
+import { replacementOf, replacementWaits } from '../../../core/fs/sidecar.js';
 import { expectSameTree } from '../../helpers/model.js';
 import { FaultProxy, makeKey, randomWork, seeded, treeOf, writeAndSnapshot } from '../../helpers/replication.js';
 import { pattern } from '../../helpers/model.js';
@@ -29,7 +29,7 @@ afterAll(async () => {
 
 /** Nothing of a full resync's copy is left beside `dst`: no replacement volume, record or sidecar of them. */
 async function expectNoReplacement(dst: string): Promise<void> {
-  expect(await replacementExists(dst)).toBe(false);
+  expect(await replacementWaits(dst)).toBe(false);
   expect((await readdir(dirname(dst))).filter((f) => f.startsWith(basename(dst)) && f.includes('.replacement'))).toEqual([]);
 }
 
@@ -500,7 +500,7 @@ describe('full mirrors', () => {
         await writer.close();
       }
       await s.closeAll();
-      expect(await replacementExists(dst)).toBe(true);
+      expect(await replacementWaits(dst)).toBe(true);
       // The mirror's host takes the volume over and writes to it before anything asks for the volume again.
       await server.mirrorBreak(dst);
       await server.put(dst, __filename, '/after-takeover.ts');
@@ -530,7 +530,7 @@ describe('full mirrors', () => {
       await w.close();
       // A throttled copy: about two seconds on the wire.
       const copy = s.mirrorResync('m-busy', { full: true });
-      for (let i = 0; i < 200 && !(await replacementExists(dst)); i++) await new Promise((r) => setTimeout(r, 10));
+      for (let i = 0; i < 200 && !(await replacementWaits(dst)); i++) await new Promise((r) => setTimeout(r, 10));
       const other = service();
       const r = await other.mirrorDelete('m-busy');
       expect(r).toMatchObject({ released: false, reason: expect.stringContaining("copy of '" + dst + "' is being received from another connection") });
@@ -564,7 +564,7 @@ describe('full mirrors', () => {
       expect(error).toMatchObject({ code: 'LOCKED', message: expect.stringMatching(new RegExp(`copy landed beside .*could not take its place: .*process ${process.pid}.*the next update`)) });
       await s.closeAll();
       expectSameTree(await treeOf(dst), mirrored, 'the old mirror while the swap waits');
-      expect(await replacementExists(dst)).toBe(true);
+      expect(await replacementWaits(dst)).toBe(true);
       const before = c.proxy.passed;
       const r = await s.mirrorUpdate('m-held');
       await s.closeAll();
