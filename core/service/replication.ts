@@ -431,7 +431,6 @@ export class Replication {
     else if (!rel.lastCommon) state = rel.lastError ? 'failed' : rel.replacing ? 'lagging' : 'uninitialized';
     else if (rel.lastError) state = 'failed';
     else if (rel.everyMs !== null && lagSeconds !== null && lagSeconds * 1000 > 2 * rel.everyMs) state = 'lagging';
-    const last = rel.lastTransferAt ? Date.parse(rel.lastTransferAt) : null;
     return {
       name: rel.name,
       kind: rel.kind,
@@ -449,7 +448,7 @@ export class Replication {
       lastSelection: rel.lastSelection,
       replacing: rel.replacing === true,
       limit: rel.limit ?? null,
-      nextAt: rel.everyMs !== null && !rel.broken ? new Date(last === null ? now : last + rel.everyMs).toISOString() : null,
+      nextAt: rel.everyMs !== null && !rel.broken ? new Date(nextUpdateAt(rel, now)).toISOString() : null,
     };
   }
 
@@ -472,7 +471,7 @@ export class Replication {
   async dueMirrors(now: number): Promise<string[]> {
     const st = await this.host.state.load();
     return Object.values(st.relationships ?? {})
-      .filter((r) => r.everyMs !== null && !r.broken && (r.lastTransferAt === null || now - Date.parse(r.lastTransferAt) >= r.everyMs))
+      .filter((r) => r.everyMs !== null && !r.broken && now >= nextUpdateAt(r, now))
       .map((r) => r.name);
   }
 
@@ -496,15 +495,18 @@ export class Replication {
         if (interrupted && r.to === interrupted && (await this.lagBlocks(rel)) !== 0) r = finishedThen(r, await step());
         r.seconds = (performance.now() - t0) / 1000;
         rel.lastError = null;
+        rel.failures = 0;
         rel.lastTransferAt = new Date(this.host.clock()).toISOString();
         rel.lastTransferBytes = r.bytes;
         rel.lastSelection = r.selection;
         return r;
       } catch (e) {
         rel.lastError = e instanceof Error ? e.message : String(e);
+        rel.failures = (rel.failures ?? 0) + 1;
         throw e;
       } finally {
         rel.transferring = null;
+        rel.lastAttemptAt = new Date(this.host.clock()).toISOString();
         await this.save(rel);
       }
     }, (r) => r.bytes);
@@ -790,6 +792,21 @@ export class Replication {
     return this.host.job('reconstruct', rel.destination, volume, undefined, onProgress, async (signal, progress) =>
       this.host.receiveInto(volume, mirror.reconstruct(), {}, progress, signal), (r) => r.bytes);
   }
+}
+
+/** First retry of a failed scheduled update after this long, doubling with each failure in a row (never past the schedule). */
+const RETRY_MS = 60_000;
+
+/**
+ * When a scheduled relationship is next due: its interval after the last transfer (at once before the first), or,
+ * after failures, a retry that backs off (1, 2, 4… minutes, up to the interval) so an unreachable host or a busy
+ * source is not tried, and logged, at every pass of the scheduler.
+ */
+function nextUpdateAt(r: RelationshipRecord, now: number): number {
+  const every = r.everyMs ?? 0;
+  const scheduled = r.lastTransferAt === null ? now : Date.parse(r.lastTransferAt) + every;
+  if (!r.lastError || !r.failures || !r.lastAttemptAt) return scheduled;
+  return Date.parse(r.lastAttemptAt) + Math.min(every, RETRY_MS * 2 ** Math.min(r.failures - 1, 20));
 }
 
 /**

@@ -76,6 +76,9 @@ export interface RelationshipRecord {
   lastTransferAt: string | null;
   lastTransferBytes: number;
   lastError: string | null;
+  /** When the last update (of any outcome) ended, and how many in a row have failed: a schedule backs off. */
+  lastAttemptAt?: string | null;
+  failures?: number;
   lastSelection: 'marks' | 'subtraction' | 'full' | null;
   createdAt: string;
 }

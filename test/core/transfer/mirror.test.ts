@@ -651,6 +651,45 @@ describe('full mirrors', () => {
   });
 });
 
+describe('a scheduled relationship that keeps failing', () => {
+  it('is retried after 1, 2, 4… minutes (not at every scheduler pass), up to its interval; a success resets it', async () => {
+    let t = Date.parse('2026-12-02T10:00:00Z');
+    const s = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, 'backoff-state.json'), now: () => t });
+    const src = `${fresh()}-src.img`;
+    await s.createVolume(src, 8 << 20);
+    const key = await makeKey(dir, 'backoff-key');
+    // Port 1 on 127.0.0.1: nothing listens, every update fails at once with NET.
+    await s.mirrorCreate('away', src, '127.0.0.1:1/m', { kind: 'full', keyFile: key, everyMs: 3_600_000 });
+    expect(await s.dueMirrors()).toEqual(['away']);
+    const minute = 60_000;
+    for (const wait of [1, 2, 4, 8, 16, 32, 60, 60]) {
+      await expect(s.mirrorUpdate('away')).rejects.toMatchObject({ code: 'NET' });
+      expect((await s.mirrorStatus('away')).nextAt).toBe(new Date(t + wait * minute).toISOString());
+      t += wait * minute - 1000;
+      expect(await s.dueMirrors()).toEqual([]);
+      t += 1000;
+      expect(await s.dueMirrors()).toEqual(['away']);
+    }
+    await s.mirrorDelete('away');
+    // A local one whose source another process holds (LOCKED): once it gets through, its interval counts again.
+    await s.closeAll();
+    const dst = `${fresh()}-dst.img`;
+    await s.mirrorCreate('held', src, dst, { kind: 'full', everyMs: 3_600_000 });
+    await s.closeAll();
+    const writer = await Volume.open(src, { cpIntervalMs: 0 });
+    await expect(s.mirrorUpdate('held')).rejects.toMatchObject({ code: 'LOCKED' });
+    await writer.close();
+    expect((await s.mirrorStatus('held')).nextAt).toBe(new Date(t + minute).toISOString());
+    t += minute;
+    expect(await s.dueMirrors()).toEqual(['held']);
+    await s.mirrorUpdate('held');
+    expect((await s.mirrorStatus('held')).nextAt).toBe(new Date(t + 3_600_000).toISOString());
+    t += minute;
+    expect(await s.dueMirrors()).toEqual([]);
+    await s.closeAll();
+  });
+});
+
 describe('snapshot order across a takeover', () => {
   it('a mirror that made far fewer CPs than its source: snapshots taken after a takeover order after the received ones, and a reverse resync works', async () => {
     const { base, src, s } = await sourceWithWork(32, 80, 10);
