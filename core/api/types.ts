@@ -405,6 +405,7 @@ export interface MirrorInfo {
   lastCommon: string | null;
   lastTransferAt: string | null;
   lastTransferBytes: number;
+  /** Why the last update failed, or what is wrong now (a source volume that no longer exists). */
   lastError: string | null;
   /** Time since the last common snapshot was taken, and blocks written on the source since. */
   lagSeconds: number | null;

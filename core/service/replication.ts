@@ -431,6 +431,9 @@ export class Replication {
     else if (!rel.lastCommon) state = rel.lastError ? 'failed' : rel.replacing ? 'lagging' : 'uninitialized';
     else if (rel.lastError) state = 'failed';
     else if (rel.everyMs !== null && lagSeconds !== null && lagSeconds * 1000 > 2 * rel.everyMs) state = 'lagging';
+    // Found now rather than at the next update: a source deleted or moved away is not an idle relationship.
+    const gone = !alive && (await stat(rel.source).then(() => false, () => true)) ? `the source volume '${rel.source}' does not exist (any more)` : null;
+    if (gone && state !== 'broken') state = 'failed';
     return {
       name: rel.name,
       kind: rel.kind,
@@ -442,7 +445,7 @@ export class Replication {
       lastCommon: rel.lastCommon?.name ?? null,
       lastTransferAt: rel.lastTransferAt,
       lastTransferBytes: rel.lastTransferBytes,
-      lastError: rel.lastError,
+      lastError: gone ?? rel.lastError,
       lagSeconds,
       lagBlocks,
       lastSelection: rel.lastSelection,

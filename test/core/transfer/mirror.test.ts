@@ -652,7 +652,7 @@ describe('full mirrors', () => {
 });
 
 describe('a scheduled relationship that keeps failing', () => {
-  it('is retried after 1, 2, 4… minutes (not at every scheduler pass), up to its interval; a success resets it', async () => {
+  it('is retried after 1, 2, 4… minutes (not at every scheduler pass), up to its interval; a success resets it; a deleted source is reported at once', async () => {
     let t = Date.parse('2026-12-02T10:00:00Z');
     const s = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, 'backoff-state.json'), now: () => t });
     const src = `${fresh()}-src.img`;
@@ -686,6 +686,10 @@ describe('a scheduled relationship that keeps failing', () => {
     expect((await s.mirrorStatus('held')).nextAt).toBe(new Date(t + 3_600_000).toISOString());
     t += minute;
     expect(await s.dueMirrors()).toEqual([]);
+    await s.closeAll();
+    // Its source deleted: the status says so now (it said idle, lag '?', until the next update failed).
+    await rm(src);
+    expect(await s.mirrorStatus('held')).toMatchObject({ state: 'failed', lastError: `the source volume '${src}' does not exist (any more)` });
     await s.closeAll();
   });
 });
