@@ -354,11 +354,15 @@ export class Replication {
     if (opts.kind !== 'replica') await refuseMirrorSource(src, opts.kind);
     if (!remote && (await sameFile(destination, src))) throw new SnapplaneError('INVALID', 'source and destination are the same volume', { volume: source });
     const slow = opts.slow ? opts.slow.replace(/^(file|tape):(.*)$/, (_m, k: string, p: string) => `${k}:${resolvePath(p)}`) : null;
+    // Two relationships into one volume would fight over it (the second fails at every update): refused now.
+    const target = remote ? destination : resolvePath(destination);
+    const taken = Object.values(st.relationships ?? {}).find((r) => r.destination === target);
+    if (taken) throw new SnapplaneError('EXISTS', `'${destination}' is already the destination of relationship '${taken.name}' (from ${taken.source}); give this one its own destination`, { volume: destination });
     const rel: RelationshipRecord = {
       name,
       kind: opts.kind,
       source: src,
-      destination: remote ? destination : resolvePath(destination),
+      destination: target,
       slow,
       keyFile: opts.keyFile ? resolvePath(opts.keyFile) : null,
       everyMs: opts.everyMs ?? null,

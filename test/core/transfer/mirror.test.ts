@@ -1036,6 +1036,15 @@ describe('master snapshots and holds', () => {
     await s.closeAll();
   });
 
+  it('a second relationship into a volume that is already one\'s destination is refused when it is made', async () => {
+    const { base, src, s } = await sourceWithWork(16, 95, 3);
+    const shared = `${base}-shared.img`;
+    await s.mirrorCreate('m-one', src, shared, { kind: 'full' });
+    await expect(s.mirrorCreate('m-two', src, shared, { kind: 'replica' })).rejects.toMatchObject({ code: 'EXISTS', message: expect.stringContaining("is already the destination of relationship 'm-one'") });
+    expect((await s.mirrorList()).map((m) => m.name)).not.toContain('m-two');
+    await s.closeAll();
+  });
+
   it('a mirror of a mirror is refused with what to do instead (it would snapshot a read-only mirror); a replica of it works', async () => {
     const { base, src, s } = await sourceWithWork(16, 90, 5);
     const b = `${base}-b.img`;
