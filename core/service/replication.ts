@@ -193,6 +193,20 @@ export class Replication {
     }
   }
 
+  /**
+   * Refuses to delete (or release the hold of) a snapshot a mirror relationship of this host holds on its source:
+   * its last common snapshot, or the one an interrupted update will finish. Without it the next update could not be
+   * incremental; the hold's own message would only say to release it.
+   */
+  async checkNotRelationships(volume: string, snapshot: string, verb: string): Promise<void> {
+    const st = await this.host.state.load();
+    const path = resolvePath(volume);
+    const rel = Object.values(st.relationships ?? {}).find((r) => r.source === path && (r.lastCommon?.name === snapshot || r.pending === snapshot || r.resyncHold === snapshot));
+    if (!rel) return;
+    const role = rel.pending === snapshot ? 'the snapshot its interrupted update will finish' : 'its last snapshot in common with the mirror';
+    throw new SnapplaneError('HELD', `cannot ${verb} snapshot '${snapshot}': relationship '${rel.name}' holds it (${role}); without it the next update needs a full copy. \`snapplane mirror delete ${rel.name}\` first if the relationship is no longer wanted`, { volume, snapshot });
+  }
+
   /** Master snapshots of `volume` that retention must keep, with the reason. */
   async neededMasterReasons(volume: string): Promise<Map<string, string>> {
     const v = await this.host.openVolume(volume, false);

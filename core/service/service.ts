@@ -792,6 +792,7 @@ export class SnapplaneService {
   async snapDelete(volume: string, name: string): Promise<void> {
     const v = await this.volume({ volume }, true);
     await this.replication.checkNotNeeded(volume, [v.snapshots.byName(name, volume)], 'delete');
+    await this.replication.checkNotRelationships(volume, name, 'delete');
     await v.deleteSnapshot(name);
   }
 
@@ -803,6 +804,7 @@ export class SnapplaneService {
   /** Sets or clears a snapshot's hold (a held snapshot cannot be deleted). */
   async snapHold(volume: string, name: string, hold: boolean): Promise<SnapshotInfo> {
     const v = await this.volume({ volume }, true);
+    if (!hold) await this.replication.checkNotRelationships(volume, name, 'release');
     await v.setSnapshotFlags(name, { hold });
     return (await v.listSnapshots()).find((s) => s.name === name)!;
   }

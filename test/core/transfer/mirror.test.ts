@@ -223,7 +223,10 @@ describe('full mirrors', () => {
     }
     const s3 = service();
     await expect(s3.put(dst, __filename, '/x')).rejects.toMatchObject({ code: 'READ_ONLY', message: expect.stringMatching(/mirror of .*mirror break m-full/) });
-    await expect(s3.snapDelete(src, (await s3.mirrorStatus('m-full')).lastCommon!)).rejects.toMatchObject({ code: 'HELD' });
+    // The relationship's common snapshot: neither deleted nor released by hand, and the message says whose it is.
+    const common = (await s3.mirrorStatus('m-full')).lastCommon!;
+    await expect(s3.snapDelete(src, common)).rejects.toMatchObject({ code: 'HELD', message: expect.stringContaining(`cannot delete snapshot '${common}': relationship 'm-full' holds it (its last snapshot in common with the mirror)`) });
+    await expect(s3.snapHold(src, common, false)).rejects.toMatchObject({ code: 'HELD', message: expect.stringContaining('`snapplane mirror delete m-full` first') });
     await s3.closeAll();
     await work(src, 99, 5);
     const st = await s3.mirrorStatus('m-full');
