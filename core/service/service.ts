@@ -132,6 +132,11 @@ export class SnapplaneService {
     }
     if (!Number.isInteger(keep) || keep < 1 || keep > 255) throw new SnapplaneError('INVALID', `--keep must be 1 to 255 (got ${keep})`, { volume });
     await this.volumeInfo({ volume }); // the volume must exist and open
+    // Every run would fail (a mirror takes no snapshots of its own): refused now, with where they come from.
+    const marker = await readMarker(volume).catch(() => null);
+    if (marker && !marker.brokenAt) {
+      throw new SnapplaneError('INVALID', `'${volume}' is the mirror of '${marker.source}' (relationship '${marker.relationship}'): it takes no snapshots of its own; schedule them on '${marker.source}', and each update brings them to the mirror`, { volume });
+    }
     const key = resolvePath(volume);
     await this.state.update((st) => {
       const rec = (st.volumes[key] ??= { schedules: [] });

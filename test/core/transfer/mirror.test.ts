@@ -223,6 +223,8 @@ describe('full mirrors', () => {
     }
     const s3 = service();
     await expect(s3.put(dst, __filename, '/x')).rejects.toMatchObject({ code: 'READ_ONLY', message: expect.stringMatching(/mirror of .*mirror break m-full/) });
+    // A schedule on the mirror would fail at every run: refused, saying where its snapshots come from.
+    await expect(s3.scheduleAdd(dst, 'hourly', { kind: 'every', everyMs: 3_600_000 }, 3)).rejects.toMatchObject({ code: 'INVALID', message: expect.stringContaining("relationship 'm-full'): it takes no snapshots of its own") });
     // The relationship's common snapshot: neither deleted nor released by hand, and the message says whose it is.
     const common = (await s3.mirrorStatus('m-full')).lastCommon!;
     await expect(s3.snapDelete(src, common)).rejects.toMatchObject({ code: 'HELD', message: expect.stringContaining(`cannot delete snapshot '${common}': relationship 'm-full' holds it (its last snapshot in common with the mirror)`) });
