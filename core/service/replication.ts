@@ -194,17 +194,17 @@ export class Replication {
   }
 
   /**
-   * Refuses to delete (or release the hold of) a snapshot a mirror relationship of this host holds on its source:
-   * its last common snapshot, or the one an interrupted update will finish. Without it the next update could not be
-   * incremental; the hold's own message would only say to release it.
+   * Refuses to delete a snapshot a mirror relationship of this host holds on its source (its last common snapshot,
+   * or the one an interrupted update will finish) while the hold is on, saying whose it is and what deleting it
+   * costs. Releasing the hold first (as `zfs release` before `zfs destroy`) lets it go: the admin's choice.
    */
-  async checkNotRelationships(volume: string, snapshot: string, verb: string): Promise<void> {
+  async checkNotRelationships(volume: string, snapshot: string): Promise<void> {
     const st = await this.host.state.load();
     const path = resolvePath(volume);
     const rel = Object.values(st.relationships ?? {}).find((r) => r.source === path && (r.lastCommon?.name === snapshot || r.pending === snapshot || r.resyncHold === snapshot));
     if (!rel) return;
     const role = rel.pending === snapshot ? 'the snapshot its interrupted update will finish' : 'its last snapshot in common with the mirror';
-    throw new SnapplaneError('HELD', `cannot ${verb} snapshot '${snapshot}': relationship '${rel.name}' holds it (${role}); without it the next update needs a full copy. \`snapplane mirror delete ${rel.name}\` first if the relationship is no longer wanted`, { volume, snapshot });
+    throw new SnapplaneError('HELD', `cannot delete snapshot '${snapshot}': relationship '${rel.name}' holds it (${role}); without it the next update needs a full copy (\`snapplane mirror resync ${rel.name} --full\`). To delete it anyway, \`snapplane snap release\` it first; if the relationship is no longer wanted, \`snapplane mirror delete ${rel.name}\``, { volume, snapshot });
   }
 
   /** Master snapshots of `volume` that retention must keep, with the reason. */

@@ -10,6 +10,7 @@ import type {
   VolumeInfo,
 } from '../api/types.js';
 import { Volume } from '../fs/volume.js';
+import { SnapshotFlag } from '../fs/format.js';
 import { copyFromHost, copyToHost } from '../fs/host-copy.js';
 import { SnapplaneError, asIoError } from '../common/errors.js';
 import { sameFile } from '../common/same-file.js';
@@ -796,8 +797,9 @@ export class SnapplaneService {
   /** Deletes a snapshot (clears its plane); refuses a held one. */
   async snapDelete(volume: string, name: string): Promise<void> {
     const v = await this.volume({ volume }, true);
-    await this.replication.checkNotNeeded(volume, [v.snapshots.byName(name, volume)], 'delete');
-    await this.replication.checkNotRelationships(volume, name, 'delete');
+    const entry = v.snapshots.byName(name, volume);
+    await this.replication.checkNotNeeded(volume, [entry], 'delete');
+    if (entry.flags & SnapshotFlag.hold) await this.replication.checkNotRelationships(volume, name);
     await v.deleteSnapshot(name);
   }
 
@@ -809,7 +811,6 @@ export class SnapplaneService {
   /** Sets or clears a snapshot's hold (a held snapshot cannot be deleted). */
   async snapHold(volume: string, name: string, hold: boolean): Promise<SnapshotInfo> {
     const v = await this.volume({ volume }, true);
-    if (!hold) await this.replication.checkNotRelationships(volume, name, 'release');
     await v.setSnapshotFlags(name, { hold });
     return (await v.listSnapshots()).find((s) => s.name === name)!;
   }
