@@ -62,6 +62,13 @@ export class VolumeContext implements TreeContext {
   /** Blocks whose member copy failed its checksum and were rebuilt from redundancy (and written back). */
   repaired = 0;
 
+  /**
+   * A read-only view of a volume another process writes: says (as the error to report) that the writer committed
+   * since the view was opened, or null. A block that fails its checksum then is most likely one the writer freed and
+   * reused after this view's CP, not a corrupt one: the reader is told to read again instead of CHECKSUM.
+   */
+  staleness: (() => Promise<SnapplaneError | null>) | null = null;
+
   async readVerified(p: BlockPointer, label: string): Promise<Buffer> {
     this.checkPointer(p, label);
     const data = await this.read(p.vbn, 1, undefined, label);
@@ -71,6 +78,15 @@ export class VolumeContext implements TreeContext {
 
   /** A block failed its checksum: a redundant device may rebuild it; the rebuilt copy must verify too. */
   private async heal(p: BlockPointer, label: string): Promise<Buffer> {
+    try {
+      return await this.rebuild(p, label);
+    } catch (e) {
+      const stale = e instanceof SnapplaneError && e.code === 'CHECKSUM' ? await this.staleness?.().catch(() => null) : null;
+      throw stale ?? e;
+    }
+  }
+
+  private async rebuild(p: BlockPointer, label: string): Promise<Buffer> {
     if (!this.device.reconstructBlock) throw this.mismatch(p, label);
     let rebuilt: Buffer;
     try {

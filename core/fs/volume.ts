@@ -300,7 +300,15 @@ export class Volume {
       }
     }
     if (blockMap) await rebuildMarks(blockMap, snapshots.list());
-    return new Volume(device, label, readOnly, fsinfo, snapshots, blockMap, view, ctx, lock, opts);
+    const volume = new Volume(device, label, readOnly, fsinfo, snapshots, blockMap, view, ctx, lock, opts);
+    if (readOnly) {
+      ctx.staleness = async () => {
+        const now = await volume.committedGeneration();
+        if (now === fsinfo.generation) return null;
+        return new SnapplaneError('BUSY', `volume '${label}' changed while it was being read (a writer committed CP ${now} after this view's CP ${fsinfo.generation} and reused blocks it had freed); read it again`, { volume: label });
+      };
+    }
+    return volume;
   }
 
   /**

@@ -177,14 +177,28 @@ export function treeDigest(t: Tree): string {
   return h.digest('hex');
 }
 
-/** The tree of a volume (or one of its snapshots), opened read-only. */
-export async function treeOf(path: string, snapshot?: string): Promise<Tree> {
-  const v = await Volume.open(path, { readOnly: true, snapshot, cpIntervalMs: 0 });
-  try {
-    return await readTree(v);
-  } finally {
-    await v.close();
+/**
+ * Reads a volume read-only with `read`, again on a fresh view when a writer in another process (an endpoint still
+ * finishing a request whose client was killed) moved past the view meanwhile (BUSY "changed while it was being read").
+ */
+async function readFresh<T>(path: string, snapshot: string | undefined, read: (v: Volume) => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    const v = await Volume.open(path, { readOnly: true, snapshot, cpIntervalMs: 0 });
+    try {
+      return await read(v);
+    } catch (e) {
+      const moved = (e as { code?: string }).code === 'BUSY' && /changed while it was being read/.test((e as Error).message);
+      if (!moved || attempt >= 20) throw e;
+    } finally {
+      await v.close();
+    }
+    await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/** The tree of a volume (or one of its snapshots), opened read-only. */
+export function treeOf(path: string, snapshot?: string): Promise<Tree> {
+  return readFresh(path, snapshot, (v) => readTree(v));
 }
 
 /** Changes the source (thinning its files now and then), takes snapshot `name`, marks it master; returns its tree digest. */
@@ -215,13 +229,8 @@ export async function writeAndSnapshot(path: string, file: string, bytes: number
 }
 
 /** A volume's snapshots, opened read-only. */
-export async function snapshots(path: string): Promise<SnapshotInfo[]> {
-  const v = await Volume.open(path, { readOnly: true, cpIntervalMs: 0 });
-  try {
-    return await v.listSnapshots();
-  } finally {
-    await v.close();
-  }
+export function snapshots(path: string): Promise<SnapshotInfo[]> {
+  return readFresh(path, undefined, (v) => v.listSnapshots());
 }
 
 /** One fault of a drill: none, the connection dropped, or the server or the client killed, once `at` bytes from the client passed. */
