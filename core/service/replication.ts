@@ -371,7 +371,7 @@ export class Replication {
     // Two relationships into one volume would fight over it (the second fails at every update): refused now.
     const target = remote ? destination : resolvePath(destination);
     const taken = Object.values(st.relationships ?? {}).find((r) => r.destination === target);
-    if (taken) throw new SnapplaneError('EXISTS', `'${destination}' is already the destination of relationship '${taken.name}' (from ${taken.source}); give this one its own destination`, { volume: destination });
+    if (taken) throw new SnapplaneError('EXISTS', `'${destination}' is already the destination of relationship '${taken.name}' (from ${taken.source}); give this one its own destination, or \`snapplane mirror delete ${taken.name}\` first if that one is done with`, { volume: destination });
     const rel: RelationshipRecord = {
       name,
       kind: opts.kind,
