@@ -59,6 +59,16 @@ export class SnapplaneError extends Error {
   }
 }
 
+/**
+ * BUSY for a read-only view that a writer in another process changed under it (it committed and reused blocks the
+ * view still points at): nothing is wrong on disk, and the same read from a fresh view succeeds.
+ */
+export class StaleViewError extends SnapplaneError {
+  constructor(message: string, context: ErrorContext = {}) {
+    super('BUSY', message, context);
+  }
+}
+
 /** True when `e` is a SnapplaneError, optionally with the given code. */
 export function isSnapplaneError(e: unknown, code?: ErrorCode): e is SnapplaneError {
   return e instanceof SnapplaneError && (code === undefined || e.code === code);

@@ -95,14 +95,11 @@ export async function copyFromHost(volume: Volume, hostPath: string, volPath: st
 }
 
 /** Copies a file or folder out of the volume (into `hostPath` if it is a folder, else as `hostPath`). */
-export async function copyToHost(volume: Volume, volPath: string, hostPath: string, onProgress?: Progress): Promise<CopySummary> {
+export async function copyToHost(volume: Volume, volPath: string, hostPath: string, onProgress?: Progress, intoFolder?: boolean): Promise<CopySummary> {
   const root = await volume.stat(volPath);
-  let target = hostPath;
-  try {
-    if ((await stat(hostPath)).isDirectory()) target = join(hostPath, root.path === '/' ? 'root' : root.name);
-  } catch {
-    // does not exist: created as named
-  }
+  // A caller that reads again after a failed try says what `hostPath` was before the first (it may have made it).
+  const into = intoFolder ?? (await stat(hostPath).then((s) => s.isDirectory(), () => false));
+  const target = into ? join(hostPath, root.path === '/' ? 'root' : root.name) : hostPath;
   const summary: CopySummary = { files: 0, dirs: 0, symlinks: 0, bytes: 0 };
   const total = root.type === 'file' ? root.size : 0;
   const copy = async (src: string, dst: string): Promise<void> => {

@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { endianness } from 'node:os';
 import { BLOCK_SIZE } from '../common/units.js';
 import { Mutex } from '../common/mutex.js';
-import { SnapplaneError, asIoError } from '../common/errors.js';
+import { SnapplaneError, StaleViewError, asIoError } from '../common/errors.js';
 import type { BlockDevice } from '../device/block-device.js';
 import { ImageFileDevice } from '../device/image-file-device.js';
 import { stat } from 'node:fs/promises';
@@ -305,7 +305,7 @@ export class Volume {
       ctx.staleness = async () => {
         const now = await volume.committedGeneration();
         if (now === fsinfo.generation) return null;
-        return new SnapplaneError('BUSY', `volume '${label}' changed while it was being read (a writer committed CP ${now} after this view's CP ${fsinfo.generation} and reused blocks it had freed); read it again`, { volume: label });
+        return new StaleViewError(`volume '${label}' changed while it was being read (a writer committed CP ${now} after this view's CP ${fsinfo.generation} and reused blocks it had freed); read it again`, { volume: label });
       };
     }
     return volume;

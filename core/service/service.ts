@@ -12,7 +12,7 @@ import type {
 import { Volume } from '../fs/volume.js';
 import { SnapshotFlag } from '../fs/format.js';
 import { copyFromHost, copyToHost } from '../fs/host-copy.js';
-import { SnapplaneError, asIoError } from '../common/errors.js';
+import { SnapplaneError, StaleViewError, asIoError } from '../common/errors.js';
 import { sameFile } from '../common/same-file.js';
 import { VolumeLock, lockPathOf } from '../fs/lock.js';
 import { deleteVolumeFiles, replaceVolumeFiles } from '../fs/sidecar.js';
@@ -90,6 +90,9 @@ export function parseVolumeRef(text: string): VolumeRef {
 
 /** How long an out-of-date read-only volume stays open after a newer one replaced it (for reads still under way). */
 const RETIRED_MS = 10 * 60_000;
+
+/** How many fresh views a read gets when a writer in another process keeps changing the volume under it. */
+const STALE_READ_ATTEMPTS = 5;
 
 export class SnapplaneService {
   private readonly open = new Map<string, Volume>();
@@ -283,6 +286,22 @@ export class SnapplaneService {
   }
 
   /**
+   * Runs `read` on a read-only view of `ref`, again on a fresh view when a writer in another process changed the
+   * volume under it: each retry follows a commit of that writer, and a writer committing more often than a read
+   * takes gets its BUSY after a few.
+   */
+  private async reading<T>(ref: VolumeRef, read: (v: Volume) => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      const v = await this.volume(ref, false);
+      try {
+        return await read(v);
+      } catch (e) {
+        if (!(e instanceof StaleViewError) || attempt >= STALE_READ_ATTEMPTS) throw e;
+      }
+    }
+  }
+
+  /**
    * Creates a volume: on a new sparse image file of `sizeBytes`, or with `raid` on a new RAID-4 group folder of
    * `raid` data member images plus a parity image, each of `sizeBytes`.
    */
@@ -416,27 +435,28 @@ export class SnapplaneService {
 
   /** Evaluates a storage-image expression over the volume's planes: its blocks and bytes, and whether it can be streamed. */
   async imageEval(volume: string, expression: string): Promise<ImageEvalReport> {
-    const v = await this.volume({ volume }, false);
-    return v.exclusive(async () => {
-      const expr = parseImageExpr(expression);
-      const entries = v.snapshots.list();
-      const bound = bindNames(expr, expression, entries, volume);
-      const image = await evaluateBound(expr, bound, await v.planeMap());
-      image.plane.release(); // only the size is reported
-      const shape = streamShape(expr);
-      const report: ImageEvalReport = {
-        volume,
-        expression: formatImageExpr(expr),
-        blocks: image.blocks,
-        bytes: image.blocks * BLOCK_SIZE,
-        planes: [...bound.values()].map((b) => ({ name: b.name, plane: b.plane, snapshot: b.entry?.name ?? null })),
-        streamable: !('reason' in shape) && shape.tops.every((t) => bound.get(t.name)!.entry !== null) && (shape.base === null || bound.get(shape.base.name)!.entry !== null),
-      };
-      if ('reason' in shape) report.reason = shape.reason;
-      else if (!report.streamable) report.reason = "a stream carries snapshots, not 'active'; take a snapshot first";
-      else report.kind = shape.base ? 'incremental' : 'full';
-      return report;
-    });
+    return this.reading({ volume }, (v) =>
+      v.exclusive(async () => {
+        const expr = parseImageExpr(expression);
+        const entries = v.snapshots.list();
+        const bound = bindNames(expr, expression, entries, volume);
+        const image = await evaluateBound(expr, bound, await v.planeMap());
+        image.plane.release(); // only the size is reported
+        const shape = streamShape(expr);
+        const report: ImageEvalReport = {
+          volume,
+          expression: formatImageExpr(expr),
+          blocks: image.blocks,
+          bytes: image.blocks * BLOCK_SIZE,
+          planes: [...bound.values()].map((b) => ({ name: b.name, plane: b.plane, snapshot: b.entry?.name ?? null })),
+          streamable: !('reason' in shape) && shape.tops.every((t) => bound.get(t.name)!.entry !== null) && (shape.base === null || bound.get(shape.base.name)!.entry !== null),
+        };
+        if ('reason' in shape) report.reason = shape.reason;
+        else if (!report.streamable) report.reason = "a stream carries snapshots, not 'active'; take a snapshot first";
+        else report.kind = shape.base ? 'incremental' : 'full';
+        return report;
+      }),
+    );
   }
 
   /** Plans level-0/1/2... backups of the volume's snapshots under a policy, with exact sizes; `at` asks for a restore chain. */
@@ -447,8 +467,7 @@ export class SnapplaneService {
       atMs = Date.parse(at);
       if (Number.isNaN(atMs)) throw new SnapplaneError('INVALID', `bad date '${at}' (use ISO 8601, e.g. 2026-06-05T12:00)`, { volume });
     }
-    const v = await this.volume({ volume }, false);
-    return v.exclusive(async () => planBackups(await v.planeMap(), v.snapshots.list(), parsed, volume, atMs));
+    return this.reading({ volume }, (v) => v.exclusive(async () => planBackups(await v.planeMap(), v.snapshots.list(), parsed, volume, atMs)));
   }
 
   private sendReport(volume: string, plan: StreamPlan, dryRun: boolean, streamBytes: number): SendReport {
@@ -743,7 +762,7 @@ export class SnapplaneService {
 
   /** Capacity, generation, device health and counts of a volume or snapshot. */
   async volumeInfo(ref: VolumeRef): Promise<VolumeInfo> {
-    const info = await (await this.volume(ref, false)).info();
+    const info = await this.reading(ref, (v) => v.info());
     // The marker is a sidecar the service keeps, not part of the volume: shown wherever the volume is.
     if (ref.snapshot === undefined) {
       info.mirrorOf = await readMarker(ref.volume);
@@ -759,14 +778,16 @@ export class SnapplaneService {
 
   /** Copies a file or folder out of the volume (or a snapshot) to the host. */
   async get(ref: VolumeRef, volPath: string, hostPath: string, onProgress?: ProgressCallback): Promise<CopySummary> {
-    return copyToHost(await this.volume(ref, false), volPath, hostPath, onProgress);
+    const into = await stat(hostPath).then((s) => s.isDirectory(), () => false);
+    return this.reading(ref, (v) => copyToHost(v, volPath, hostPath, onProgress, into));
   }
 
   /** Lists a folder (or describes one file). */
   async ls(ref: VolumeRef, volPath = '/'): Promise<DirEntryInfo[]> {
-    const v = await this.volume(ref, false);
-    const st = await v.stat(volPath);
-    return st.type === 'dir' ? v.readdir(volPath) : [st];
+    return this.reading(ref, async (v) => {
+      const st = await v.stat(volPath);
+      return st.type === 'dir' ? v.readdir(volPath) : [st];
+    });
   }
 
   /** Removes a file, link or (with recursive) a folder tree. */
@@ -817,12 +838,12 @@ export class SnapplaneService {
 
   /** Lists snapshots with their unique-block counts, oldest first. */
   async snapList(ref: VolumeRef): Promise<SnapshotInfo[]> {
-    return (await this.volume({ volume: ref.volume }, false)).listSnapshots();
+    return this.reading({ volume: ref.volume }, (v) => v.listSnapshots());
   }
 
   /** Files added, changed and removed between two snapshots (`active` names the live file system). */
   async snapDiff(volume: string, older: string, newer: string): Promise<SnapshotDiff> {
-    return (await this.volume({ volume }, false)).diffSnapshots(older, newer);
+    return this.reading({ volume }, (v) => v.diffSnapshots(older, newer));
   }
 
   /** Restores a file or folder from a snapshot by pointing at its blocks (no data copy). */
@@ -837,12 +858,21 @@ export class SnapplaneService {
 
   /** Checks every invariant of the volume. */
   async fsck(volume: string): Promise<FsckReport> {
-    return (await this.volume({ volume }, false)).fsck();
+    return this.reading({ volume }, async (v) => {
+      const report = await v.fsck();
+      // Issues found in a view a writer in another process committed past may be its doing (blocks reused under
+      // the view), not the volume's: such a report is not given out.
+      if (!report.clean && v.readOnly) {
+        const now = await v.committedGeneration();
+        if (now !== v.fsinfo.generation) throw new StaleViewError(`volume '${volume}' changed while fsck read it (a writer in another process committed CP ${now} after CP ${v.fsinfo.generation}, which fsck was checking); run fsck again, or when the writer has stopped`, { volume });
+      }
+      return report;
+    });
   }
 
   /** Per plane: name, blocks set, blocks held only by it. */
   async planes(volume: string): Promise<PlaneInfo[]> {
-    return (await this.volume({ volume }, false)).planes();
+    return this.reading({ volume }, (v) => v.planes());
   }
 
   /**
@@ -911,7 +941,7 @@ export class SnapplaneService {
 
   /** Exact bytes that deleting the snapshots `names` would free, with per-snapshot figures. */
   async space(volume: string, names: string[]): Promise<SpaceReport> {
-    return (await this.volume({ volume }, false)).space(names);
+    return this.reading({ volume }, (v) => v.space(names));
   }
 
   // ---- replication and mirroring ----------------------------------------------------------------------------
@@ -1034,39 +1064,40 @@ export class SnapplaneService {
    * the storage image `expression`, when given), computed word-parallel from the planes; never whole planes.
    */
   async planeTiles(volume: string, req: { firstVbn: number; blocksPerRow: number; rows: number; planes: number[]; expression?: string }): Promise<PlaneTiles> {
-    const v = await this.volume({ volume }, false);
-    return v.exclusive(async () => {
-      const map = await v.planeMap();
-      const entries = v.snapshots.list();
-      const t = await planeTiles(map, entries, req);
-      let image: string | null = null;
-      let imageBlocks: number | null = null;
-      if (req.expression !== undefined) {
-        const key = `${resolvePath(volume)}\u0000${req.expression}`;
-        let cached = this.imageCache.get(key);
-        if (!cached || cached.generation !== v.fsinfo.generation || v.isDirty) {
-          const expr = parseImageExpr(req.expression);
-          const evaluated = await evaluateBound(expr, bindNames(expr, req.expression, entries, volume), map);
-          cached = { generation: v.fsinfo.generation, plane: evaluated.plane, blocks: evaluated.blocks };
-          this.imageCache.clear(); // one image at a time: the composer's current one
-          this.imageCache.set(key, cached);
+    return this.reading({ volume }, (v) =>
+      v.exclusive(async () => {
+        const map = await v.planeMap();
+        const entries = v.snapshots.list();
+        const t = await planeTiles(map, entries, req);
+        let image: string | null = null;
+        let imageBlocks: number | null = null;
+        if (req.expression !== undefined) {
+          const key = `${resolvePath(volume)}\u0000${req.expression}`;
+          let cached = this.imageCache.get(key);
+          if (!cached || cached.generation !== v.fsinfo.generation || v.isDirty) {
+            const expr = parseImageExpr(req.expression);
+            const evaluated = await evaluateBound(expr, bindNames(expr, req.expression, entries, volume), map);
+            cached = { generation: v.fsinfo.generation, plane: evaluated.plane, blocks: evaluated.blocks };
+            this.imageCache.clear(); // one image at a time: the composer's current one
+            this.imageCache.set(key, cached);
+          }
+          const it = await imageTiles(cached.plane, map.blockCount, req);
+          image = Buffer.from(it.densities.buffer, it.densities.byteOffset, it.densities.byteLength).toString('base64');
+          imageBlocks = cached.blocks;
         }
-        const it = await imageTiles(cached.plane, map.blockCount, req);
-        image = Buffer.from(it.densities.buffer, it.densities.byteOffset, it.densities.byteLength).toString('base64');
-        imageBlocks = cached.blocks;
-      }
-      return {
-        firstVbn: req.firstVbn,
-        blocksPerRow: req.blocksPerRow,
-        rows: req.rows,
-        validRows: t.validRows,
-        planes: req.planes,
-        densities: Buffer.from(t.densities.buffer, t.densities.byteOffset, t.densities.byteLength).toString('base64'),
-        image,
-        imageBlocks,
-        counts: t.counts,
-      };
-    });
+        return {
+          firstVbn: req.firstVbn,
+          blocksPerRow: req.blocksPerRow,
+          rows: req.rows,
+          validRows: t.validRows,
+          planes: req.planes,
+          densities: Buffer.from(t.densities.buffer, t.densities.byteOffset, t.densities.byteLength).toString('base64'),
+          image,
+          imageBlocks,
+          counts: t.counts,
+        };
+      }),
+    );
   }
 
   /**
@@ -1074,53 +1105,54 @@ export class SnapplaneService {
    * member and stripe, the planes that hold it, and the file, folder or metadata tree that uses it.
    */
   async blockInfo(volume: string, vbn: number, count = 1): Promise<BlockInfo> {
-    const v = await this.volume({ volume }, false);
-    if (!v.readOnly && v.isDirty) await v.sync(); // the owner search walks the committed state
-    return v.exclusive(async () => {
-      const map = await v.planeMap();
-      if (vbn >= map.blockCount) throw new SnapplaneError('INVALID', `VBN ${vbn} is past the end of the volume (${map.blockCount} blocks)`, { volume, vbn });
-      const entries = v.snapshots.list();
-      const planes = [0, ...entries.map((e) => e.plane)];
-      const range = await planesHolding(map, entries, planes, vbn, count);
-      const target = range.firstUsed ?? vbn;
-      const names = new Map<number, string>([[0, 'active'], ...entries.map((e): [number, string] => [e.plane, e.name])]);
-      let member = 0;
-      let stripe: number | null = null;
-      let diskBlock: number | null = null;
-      let memberPath = v.device.label;
-      if (v.device instanceof Raid4Device) {
-        const loc = v.device.locate(target);
-        member = loc.member;
-        stripe = loc.stripe;
-        diskBlock = loc.diskBlock;
-        memberPath = v.device.health().members[loc.member]?.path ?? memberPath;
-      } else diskBlock = target;
-      let owner: BlockInfo['owner'] = null;
-      if (range.firstUsed !== null) {
-        const here = count === 1 ? range.holding : (await planesHolding(map, entries, planes, target, 1)).holding;
-        let state: OwnerState | null = null;
-        if (here.includes(0)) {
-          state = { name: 'active', inodeFile: v.fsinfo.inodeFile, inodeCount: v.fsinfo.inodeCount, blockMap: v.fsinfo.blockMap, snapshotTable: v.fsinfo.snapshotTable };
-        } else {
-          const newest = entries.filter((e) => here.includes(e.plane)).sort((a, b) => b.generation - a.generation)[0];
-          if (newest) state = { name: newest.name, inodeFile: newest.inodeFile, inodeCount: newest.inodeCount, blockMap: newest.blockMap, snapshotTable: null };
+    return this.reading({ volume }, async (v) => {
+      if (!v.readOnly && v.isDirty) await v.sync(); // the owner search walks the committed state
+      return v.exclusive(async () => {
+        const map = await v.planeMap();
+        if (vbn >= map.blockCount) throw new SnapplaneError('INVALID', `VBN ${vbn} is past the end of the volume (${map.blockCount} blocks)`, { volume, vbn });
+        const entries = v.snapshots.list();
+        const planes = [0, ...entries.map((e) => e.plane)];
+        const range = await planesHolding(map, entries, planes, vbn, count);
+        const target = range.firstUsed ?? vbn;
+        const names = new Map<number, string>([[0, 'active'], ...entries.map((e): [number, string] => [e.plane, e.name])]);
+        let member = 0;
+        let stripe: number | null = null;
+        let diskBlock: number | null = null;
+        let memberPath = v.device.label;
+        if (v.device instanceof Raid4Device) {
+          const loc = v.device.locate(target);
+          member = loc.member;
+          stripe = loc.stripe;
+          diskBlock = loc.diskBlock;
+          memberPath = v.device.health().members[loc.member]?.path ?? memberPath;
+        } else diskBlock = target;
+        let owner: BlockInfo['owner'] = null;
+        if (range.firstUsed !== null) {
+          const here = count === 1 ? range.holding : (await planesHolding(map, entries, planes, target, 1)).holding;
+          let state: OwnerState | null = null;
+          if (here.includes(0)) {
+            state = { name: 'active', inodeFile: v.fsinfo.inodeFile, inodeCount: v.fsinfo.inodeCount, blockMap: v.fsinfo.blockMap, snapshotTable: v.fsinfo.snapshotTable };
+          } else {
+            const newest = entries.filter((e) => here.includes(e.plane)).sort((a, b) => b.generation - a.generation)[0];
+            if (newest) state = { name: newest.name, inodeFile: newest.inodeFile, inodeCount: newest.inodeCount, blockMap: newest.blockMap, snapshotTable: null };
+          }
+          const found = state ? await findBlockOwner(v, state, target) : null;
+          // A block a plane holds that no tree of that state reaches: metadata of its consistency point (a snapshot
+          // plane also holds the snapshot table of the CP that took it).
+          if (state) owner = found ? { ...found, state: state.name } : { kind: 'metadata', path: null, inode: null, indirect: false, state: state.name };
         }
-        const found = state ? await findBlockOwner(v, state, target) : null;
-        // A block a plane holds that no tree of that state reaches: metadata of its consistency point (a snapshot
-        // plane also holds the snapshot table of the CP that took it).
-        if (state) owner = found ? { ...found, state: state.name } : { kind: 'metadata', path: null, inode: null, indirect: false, state: state.name };
-      }
-      return {
-        vbn: target,
-        rangeFirst: vbn,
-        rangeCount: Math.min(count, map.blockCount - vbn),
-        member,
-        memberPath,
-        stripe,
-        diskBlock,
-        planes: range.holding.map((p) => ({ plane: p, name: names.get(p) ?? `plane ${p}` })),
-        owner,
-      };
+        return {
+          vbn: target,
+          rangeFirst: vbn,
+          rangeCount: Math.min(count, map.blockCount - vbn),
+          member,
+          memberPath,
+          stripe,
+          diskBlock,
+          planes: range.holding.map((p) => ({ plane: p, name: names.get(p) ?? `plane ${p}` })),
+          owner,
+        };
+      });
     });
   }
 

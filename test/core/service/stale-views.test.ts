@@ -2,7 +2,8 @@
  * A long-lived service (the console, `snapplane daemon`) keeps volumes it reads open. When another process commits
  * to such a volume, the next call sees the new state instead of answering from the old one.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -61,6 +62,35 @@ describe('read-only volumes a service keeps open', () => {
     });
     // Same service, source still open from the first replication.
     expect(await s.replicate(src, dest)).toMatchObject({ kind: 'incremental', from: 'm1', to: 'm2' });
+    await s.closeAll();
+  });
+
+  it('read again on their own when the other process reuses blocks under a read (get, ls, fsck): one state, never a mix, never CHECKSUM', async () => {
+    const s = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, 'c.json') });
+    const vol = join(dir, 'c.img');
+    // Little room beyond two copies of /a, so the writer's third file has to reuse the old /a's blocks.
+    await s.createVolume(vol, 44 << 20);
+    const oldA = pattern(16 << 20, 5);
+    const newA = pattern(16 << 20, 6);
+    await s.writeFile(vol, '/a', oldA);
+    await s.closeAll();
+    await writeFile(join(dir, 'new-a'), newA);
+    await writeFile(join(dir, 'c'), pattern(16 << 20, 7));
+    // The writer runs as another process while the read is stopped half-way (the progress callback blocks):
+    // it replaces /a (its old blocks come free at the CP) and writes /c into them.
+    const bin = join(process.cwd(), 'bin', 'snapplane.js');
+    let writes = 0;
+    const summary = await s.get({ volume: vol }, '/a', join(dir, 'got-a'), (p) => {
+      if (p.done === 0 || writes > 0) return;
+      writes++;
+      execFileSync(process.execPath, [bin, 'put', vol, join(dir, 'new-a'), '/a']);
+      execFileSync(process.execPath, [bin, 'put', vol, join(dir, 'c'), '/c']);
+    });
+    expect(writes).toBe(1);
+    expect(summary.bytes).toBe(newA.length);
+    expect((await readFile(join(dir, 'got-a'))).equals(newA)).toBe(true);
+    expect((await s.ls({ volume: vol }, '/')).map((e) => e.name).sort()).toEqual(['a', 'c']);
+    expect((await s.fsck(vol)).clean).toBe(true);
     await s.closeAll();
   });
 });
