@@ -246,6 +246,8 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
         if (pointError) throw pointError;
       };
       const inFlight: Promise<void>[] = [];
+      // The first VBN of the first record whose write failed (a full host disk): the resume point cannot pass it.
+      let failedAt = Infinity;
       let nextVbn = resumeFrom;
       const device = volume.device;
       const direct = device.writeBlocksDirect?.bind(device);
@@ -260,9 +262,13 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
           for (let v = item.vbn; v < item.vbn + item.count; v++) if (!image.has(v)) throw bad(`block record carries VBN ${v}, which is not in the image`);
           landedCopies?.keep(item.vbn, item.data);
           // Up to WRITES_IN_FLIGHT record writes overlap the next records' reads and checks.
+          const first = item.vbn;
           const writing = writeAround(write, item.vbn, item.count, item.data, held, remap, async (v, data) => {
             spool.set(v, Buffer.from(data));
             await appendSpool(spoolFile, v, data);
+          }).catch((e: unknown) => {
+            failedAt = Math.min(failedAt, first);
+            throw e;
           });
           // Its failure is taken where it is awaited; until then it must not count as unhandled, which would end the
           // process (a whole `serve`) while the next record is being read.
@@ -296,11 +302,17 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
         await settlePoint();
       } catch (e) {
         await Promise.allSettled([point]);
-        const settled = await Promise.allSettled(inFlight);
-        // Blocks that landed were each verified by their record's checksum: keep them for a resumed send.
-        if (landed > 0 && settled.every((r) => r.status === 'fulfilled')) {
-          await volume.device.flush();
-          await saveToken(nextVbn);
+        await Promise.allSettled(inFlight);
+        // Blocks that landed were each verified by their record's checksum: keep them for a resumed send, up to the
+        // first record whose write failed (a write that failed may already have left the in-flight list, and those
+        // after it may have landed: none of them counts).
+        const upTo = Math.min(nextVbn, failedAt);
+        if (upTo > resumeFrom && !pointError) {
+          // The disk that failed a write may fail the token's too: then the last resume point stands.
+          await volume.device
+            .flush()
+            .then(() => saveToken(upTo))
+            .catch(() => undefined);
         }
         throw e;
       }
