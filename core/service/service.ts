@@ -27,7 +27,8 @@ import { tmpdir } from 'node:os';
 import { join as joinPath } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { BLOCK_SIZE } from '../common/units.js';
+import { BLOCK_SIZE, formatBytes } from '../common/units.js';
+import { hostSpaceShortfall } from '../common/host-space.js';
 import { parseImageExpr, formatImageExpr, streamShape } from '../image/expression.js';
 import { bindNames, evaluateBound } from '../image/evaluate.js';
 import { parseLevelPolicy, planBackups } from '../image/plan.js';
@@ -617,6 +618,10 @@ export class SnapplaneService {
     let v: Volume;
     try {
       const header = await reader.open();
+      const short = await hostSpaceShortfall(volume, header.imageBlocks * BLOCK_SIZE);
+      if (short) {
+        throw new SnapplaneError('ENOSPC', `the ${header.kind} stream of ${formatBytes(header.imageBlocks * BLOCK_SIZE)} needs at least ${formatBytes(short.need)} more on the host file system holding ${short.folder}, which has ${formatBytes(short.free)} free; nothing was written to '${volume}'`, { volume });
+      }
       if (!(await pathExists(volume))) {
         if (header.kind !== 'full') {
           throw new SnapplaneError('NOT_FOUND', `volume '${volume}' does not exist; an incremental stream (based on '${header.base!.name}') needs a destination that has that snapshot`, { volume });
@@ -638,10 +643,11 @@ export class SnapplaneService {
       // A volume stopped half-way through committing must be reopened from disk.
       if (v.isFailed) await this.forget(volume);
       const token = await readResumeToken(volume);
-      if (token && e instanceof SnapplaneError && (e.code === 'BAD_STREAM' || e.code === 'IO' || e.code === 'CANCELLED')) {
+      if (token && e instanceof SnapplaneError && (e.code === 'BAD_STREAM' || e.code === 'IO' || e.code === 'CANCELLED' || e.code === 'ENOSPC')) {
         // What resumes depends on the caller: a replication resumes on its own, a manual receive needs the token.
         const hint = options.resumeHint ?? `resume with \`snapplane send ... --resume ${token}\``;
-        throw new SnapplaneError(e.code, `${e.message}; blocks that landed are kept: ${hint}`, { volume, cause: e });
+        const room = e.code === 'ENOSPC' ? ' (they hold host space): make room on the host, then' : ':';
+        throw new SnapplaneError(e.code, `${e.message}; blocks that landed are kept${room} ${hint}`, { volume, cause: e });
       }
       throw e;
     }
