@@ -5,7 +5,7 @@
 import { backupBytes, backupLabel, type BackupLocation } from './backup-source.js';
 import { open, rename, rm } from 'node:fs/promises';
 import { SnapplaneError, asIoError } from '../common/errors.js';
-import { requireParentFolder } from '../common/parent-folder.js';
+import { requireFilePath } from '../common/parent-folder.js';
 import { BLOCK_SIZE } from '../common/units.js';
 import { SparsePlane } from '../planes/sparse-plane.js';
 import type { Volume } from '../fs/volume.js';
@@ -17,7 +17,7 @@ import type { BackupCheck } from '../api/types.js';
 /** Writes a planned stream to a file (through a temporary name, so a half-written backup never looks complete). */
 export async function sendToFile(volume: Volume, plan: StreamPlan, path: string, onProgress?: (p: StreamProgress) => void, signal?: { cancelled: boolean }): Promise<number> {
   const tmp = `${path}.partial`;
-  await requireParentFolder(path, 'backup');
+  await requireFilePath(path, 'backup');
   const fh = await open(tmp, 'w');
   let bytes = 0;
   try {
@@ -48,7 +48,12 @@ export async function sendToFile(volume: Volume, plan: StreamPlan, path: string,
     throw asIoError(e, `cannot write '${path}'`, { path });
   }
   await fh.close();
-  await rename(tmp, path);
+  try {
+    await rename(tmp, path);
+  } catch (e) {
+    await rm(tmp, { force: true });
+    throw asIoError(e, `cannot put the backup in place as '${path}'`, { path });
+  }
   return bytes;
 }
 

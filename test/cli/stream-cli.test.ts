@@ -103,6 +103,18 @@ describe('snapplane image, send, receive, backup, restore, verify', () => {
     await expect(stat(gone)).rejects.toThrow();
   });
 
+  it('a backup or send to a path that is a folder is refused before the transfer, and nothing is left beside it', async () => {
+    const folder = join(dir, 'backups');
+    await mkdir(folder);
+    for (const args of [['backup', vol, 'June1', '--to', `file:${folder}`], ['backup', vol, 'June1', '--to', `file:${folder}/`], ['send', vol, 'June1', '-o', folder]]) {
+      const r = await snapplane(...args);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toBe(`snapplane: '${args.at(-1)!.replace(/^file:/, '')}' is a folder; name the backup file to write (for example '${join(folder, 'backup.snap')}') (INVALID)\n`);
+    }
+    expect(await readdir(folder)).toEqual([]);
+    expect((await readdir(dir)).filter((f) => f.endsWith('.partial'))).toEqual([]);
+  });
+
   it('file backups inside another volume: backup, verify, restore, restore-file, receive, from a snapshot of it too', async () => {
     const store = join(dir, 'store.img');
     await ok('volume', 'create', store, '--size', '64M');
