@@ -311,7 +311,8 @@ export async function clientHandshake(socket: Socket, key: Buffer, peer: string,
   const serverNonce = hello.subarray(WIRE_MAGIC.length, WIRE_MAGIC.length + NONCE);
   const serverProof = hello.subarray(WIRE_MAGIC.length + NONCE);
   if (!timingSafeEqual(serverProof, proof(key, 'server', clientNonce, serverNonce))) {
-    socket.destroy();
+    // Zeros in place of our proof: the server can tell its admin the keys differ (STREAM.md §5.1).
+    socket.end(Buffer.alloc(PROOF));
     throw new SnapplaneError('AUTH', `${peer} does not know our key: authentication failed (check --key-file on both sides)`);
   }
   socket.write(proof(key, 'client', serverNonce, clientNonce));

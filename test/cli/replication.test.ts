@@ -135,6 +135,9 @@ describe('replication between processes over TCP', () => {
       expect(r.code).toBe(1);
       expect(r.stderr).toMatch(/authentication failed/);
       expect(r.stderr).toMatch(/\(AUTH\)/);
+      // The server's admin is told the keys differ, not that a client hung up.
+      for (let t = 0; t < 40 && !/authentication failed \(wrong key\)/.test(s.log()); t++) await new Promise((w) => setTimeout(w, 50));
+      expect(s.log()).toMatch(/refused 127\.0\.0\.1:\d+: 127\.0\.0\.1:\d+: authentication failed \(wrong key\)/);
       // A client that does not speak the protocol: closed after the fixed-size hello, and the server lives on.
       await new Promise<void>((resolve) => {
         const sock = connect(s.port, '127.0.0.1', () => sock.write(Buffer.alloc(1 << 20, 0x41)));
