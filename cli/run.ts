@@ -40,6 +40,13 @@ export async function withService(fn: (s: SnapplaneService) => Promise<number | 
   process.exitCode = status;
 }
 
+/** Parses a TCP port (0 lets the system pick one). */
+export function parsePort(text: string, what = '--port'): number {
+  const port = parseInteger(text, what);
+  if (port > 65535) throw new UsageError(`${what} must be a TCP port, 0 to 65535 (got '${text}')`);
+  return port;
+}
+
 /** Parses a member index or a positive integer option. */
 export function parseInteger(text: string, what: string): number {
   if (!/^\d+$/.test(text)) throw new UsageError(`${what} must be a whole number (got '${text}')`);

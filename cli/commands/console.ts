@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { ConsoleHost, ensureDemoVolume, snapplaneHome } from '../../core/service/index.js';
 import { requestSchema, type ConsoleEvent } from '../../core/api/index.js';
-import { UsageError, parseInteger, reportError } from '../run.js';
+import { UsageError, parseInteger, parsePort, reportError } from '../run.js';
 
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -223,7 +223,7 @@ export function registerConsole(program: Command): void {
           volumes.push(demo);
         }
         web = await startWebHost({
-          port: parseInteger(opts.port, '--port'),
+          port: parsePort(opts.port),
           volumes,
           schedulerIntervalMs: parseInteger(opts.scheduleInterval, '--schedule-interval') * 1000,
           log: (l) => process.stderr.write(`snapplane console: ${l}\n`),

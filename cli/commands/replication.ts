@@ -5,7 +5,7 @@ import { SnapplaneService } from '../../core/service/index.js';
 import { describeMirrorUpdate } from '../../core/api/index.js';
 import { printFields, printJson, printTable } from '../output.js';
 import { progressBar } from '../progress.js';
-import { UsageError, parseInteger, reportError, withService } from '../run.js';
+import { UsageError, parseInteger, parsePort, reportError, withService } from '../run.js';
 
 const KINDS = ['full', 'incremental', 'replica'] as const;
 
@@ -46,7 +46,7 @@ export function registerReplication(program: Command): void {
       const service = new SnapplaneService({ cpIntervalMs: 0 });
       try {
         const holdMs = parseInteger(opts.hold, '--hold') * 1000;
-        const ep = await service.serve({ host: opts.listen, port: parseInteger(opts.port, '--port'), root: opts.root, keyFile: opts.keyFile, holdMs, log: (l) => process.stderr.write(`${new Date().toISOString()} ${l}\n`) });
+        const ep = await service.serve({ host: opts.listen, port: parsePort(opts.port), root: opts.root, keyFile: opts.keyFile, holdMs, log: (l) => process.stderr.write(`${new Date().toISOString()} ${l}\n`) });
         process.stdout.write(`snapplane serve: listening on ${ep.host.includes(':') ? `[${ep.host}]` : ep.host}:${ep.port}, volumes under ${opts.root}\n`);
         await new Promise<void>((resolve) => {
           process.once('SIGINT', resolve);

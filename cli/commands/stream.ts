@@ -81,7 +81,7 @@ export function registerStream(program: Command): void {
     .option('--json', 'print a JSON report')
     .action((vol: string, opts: { policy: string; at?: string; json?: boolean }) =>
       withService(async (s) => {
-        const text = /^\s*[{\d]/.test(opts.policy) ? opts.policy : await readFile(opts.policy, 'utf8');
+        const text = /^\s*[{\d]/.test(opts.policy) ? opts.policy : await readPolicyFile(opts.policy);
         const r = await s.imagePlan(vol, text, opts.at);
         if (opts.json) return printJson(r);
         printTable(
@@ -308,4 +308,13 @@ export function registerStream(program: Command): void {
         return r.ok ? 0 : 1;
       }),
     );
+}
+
+/** A policy given as a file name: its text, or a usage error saying what `--policy` takes. */
+async function readPolicyFile(path: string): Promise<string> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (e) {
+    throw new UsageError(`--policy '${path}': ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}; give level=interval pairs (e.g. 0=7d,1=1d,2=6h) or a file holding them or the JSON form`);
+  }
 }

@@ -49,7 +49,8 @@ export function listen(host: string, port: number, key: Buffer, handle: (conn: W
 
 /** Connects to a replication endpoint and authenticates both ways. */
 export function connectTo(host: string, port: number, key: Buffer, timeoutMs = 10_000): Promise<WireConnection> {
-  const peer = `${host}:${port}`;
+  // An IPv6 address keeps its brackets, as it is typed in a destination ([::1]:7400/name).
+  const peer = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
   return new Promise((resolve, reject) => {
     const socket = tcpConnect({ host, port });
     const timer = setTimeout(() => {

@@ -187,6 +187,12 @@ describe('replication between processes over TCP', () => {
       const bad = await snapplane('serve', '--port', '0', '--key-file', key, '--root', quick, '--hold', 'soon');
       expect(bad.code).not.toBe(0);
       expect(bad.stderr).toMatch(/--hold must be a whole number/);
+      const port = await snapplane('serve', '--port', '70000', '--key-file', key, '--root', quick);
+      expect(port.code).toBe(2);
+      expect(port.stderr).toBe("snapplane: --port must be a TCP port, 0 to 65535 (got '70000')\n");
+      const v6 = await snapplane('replicate', src, '[::1]:1/v', '--key-file', key);
+      expect(v6.code).toBe(1);
+      expect(v6.stderr).toMatch(/^snapplane: cannot reach \[::1\]:1: /);
     } finally {
       await a.kill();
       await b.kill();

@@ -103,6 +103,12 @@ describe('snapplane image, send, receive, backup, restore, verify', () => {
     await expect(stat(gone)).rejects.toThrow();
   });
 
+  it('image plan names a --policy file that is not there, and says what --policy takes', async () => {
+    const r = await snapplane('image', 'plan', vol, '--policy', join(dir, 'no-such-policy'));
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^snapplane: --policy '.*no-such-policy': no such file; give level=interval pairs \(e\.g\. 0=7d,1=1d,2=6h\) or a file holding them or the JSON form\n/);
+  });
+
   it('a backup or send to a path that is a folder is refused before the transfer, and nothing is left beside it', async () => {
     const folder = join(dir, 'backups');
     await mkdir(folder);
