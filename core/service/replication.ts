@@ -189,7 +189,12 @@ export class Replication {
     const needed = neededMasters(all, await readDestinations(volume));
     for (const m of masters) {
       const by = needed.get(m.name);
-      if (by) throw new SnapplaneError('HELD', `cannot ${verb} master snapshot '${m.name}': ${by.join(', ')} ${by.length === 1 ? 'has' : 'have'} not moved past it yet (replicate to ${by.length === 1 ? 'it' : 'them'} first)`, { volume, snapshot: m.name });
+      if (!by) continue;
+      const them = by.length === 1 ? 'it' : 'them';
+      // Replicating moves a destination past `m` only when there is a newer master to move to.
+      const newer = all.some((e) => e.generation > m.generation);
+      const way = newer ? `replicate to ${them} first` : `mark a newer master snapshot and replicate to ${them} first, or \`snapplane master release ${volume} <destination>\` for one that is gone`;
+      throw new SnapplaneError('HELD', `cannot ${verb} master snapshot '${m.name}': ${by.join(', ')} ${by.length === 1 ? 'has' : 'have'} not moved past it yet (${way})`, { volume, snapshot: m.name });
     }
   }
 

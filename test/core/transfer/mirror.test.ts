@@ -970,7 +970,9 @@ describe('master snapshots and holds', () => {
     const masters = await s.masterList(src);
     expect(masters.find((m) => m.name === 'M1')!.neededBy).toEqual([d2]);
     await expect(s.snapDelete(src, 'M1')).rejects.toMatchObject({ code: 'HELD', message: expect.stringContaining(d2) });
-    await expect(s.masterMark(src, 'M1', false)).rejects.toMatchObject({ code: 'HELD' });
+    await expect(s.masterMark(src, 'M1', false)).rejects.toMatchObject({ code: 'HELD', message: expect.stringMatching(/not moved past it yet \(replicate to it first\)$/) });
+    // M2 is the newest master: replicating cannot move d1 past it, so that is not the advice.
+    await expect(s.masterMark(src, 'M2', false)).rejects.toMatchObject({ code: 'HELD', message: expect.stringMatching(/not moved past it yet \(mark a newer master snapshot and replicate to them first, or `snapplane master release .* <destination>` for one that is gone\)$/) });
     await s.scheduleAdd(src, 'M', { kind: 'every', everyMs: 3_600_000 }, 1);
     const dry = await s.scheduleRun(src, { dryRun: true });
     expect(dry.prune).not.toContain('M1');
