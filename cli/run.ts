@@ -3,11 +3,12 @@ import { SnapplaneService, SnapplaneError } from '../core/service/index.js';
 
 export class UsageError extends Error {}
 
-/** Exit status for a failed command: 2 for usage, 1 otherwise. */
+/** Exit status for a failed command: 2 for usage, 130 for a cancelled transfer, 1 otherwise. */
 export function reportError(e: unknown): number {
   if (e instanceof SnapplaneError) {
     process.stderr.write(`snapplane: ${e.message} (${e.code})\n`);
-    return 1;
+    // Cancelled is what Ctrl-C (or a stop signal) makes of a transfer: the shell's status for an interrupted command.
+    return e.code === 'CANCELLED' ? 130 : 1;
   }
   if (e instanceof UsageError) {
     process.stderr.write(`snapplane: ${e.message}\n`);

@@ -1,5 +1,5 @@
 /** A destination volume under a remote `snapplane serve`, reached over an authenticated connection. */
-import { SnapplaneError } from '../common/errors.js';
+import { SnapplaneError, isSnapplaneError } from '../common/errors.js';
 import type { DestinationStatus, MirrorMarker, ProgressEvent, ReceiveReport } from '../api/types.js';
 import { connectTo } from '../net/endpoint.js';
 import { pumpStream, type RateLimit } from '../net/pump.js';
@@ -58,7 +58,9 @@ export class RemoteDestination implements Destination {
     } catch (e) {
       await pumping;
       // A local failure (the source) explains a dropped connection better than the drop itself.
-      if (pumpError && e instanceof SnapplaneError && e.code === 'NET') throw pumpError;
+      if (pumpError && !isSnapplaneError(pumpError, 'NET') && isSnapplaneError(e, 'NET')) throw pumpError;
+      // The endpoint keeps what landed up to its last resume point (STREAM.md §3.3); say so, as a failed local receive does.
+      if (e instanceof SnapplaneError && e.code === 'NET') throw new SnapplaneError('NET', `${e.message} during the transfer; what landed on ${this.label} is kept: the next replication or mirror update of it resumes from there`, { volume: this.label, cause: e });
       throw e;
     }
   }

@@ -3,18 +3,20 @@
  * real sockets, a proxy that drops connections, and processes killed at random points of a transfer.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { connect, createServer } from 'node:net';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Volume } from '../../core/fs/volume.js';
 import type { ReplicateReport } from '../../core/api/index.js';
-import { json, snapplane, snapplaneIn } from './cli-helpers.js';
-import { makeKey, newMaster, seeded, snapshots, startServer, treeOf, type ServerProcess } from '../helpers/replication.js';
+import { json, ok, snapplane, snapplaneIn, type CliResult } from './cli-helpers.js';
+import { makeKey, newMaster, seeded, snapshots, startServer, treeOf, writeAndSnapshot, type ServerProcess } from '../helpers/replication.js';
 import { runReplicationDrills } from '../helpers/replication-drills.js';
 import { expectSameTree } from '../helpers/model.js';
 
 const DRILLS = 50;
+const BIN = join(process.cwd(), 'bin', 'snapplane.js');
 
 let dir: string;
 let key: string;
@@ -165,6 +167,44 @@ describe('replication between processes over TCP', () => {
       expect(bad.stderr).toMatch(/bad volume name/);
     } finally {
       await s.kill();
+    }
+  }, 60_000);
+
+  it('Ctrl-C stops a replicate with the shell\'s 130, and an endpoint that dies mid-transfer is reported with how to resume; each resumes', async () => {
+    const { src, root, server: first } = await sourceAndServerless('interrupted', 96).then(async (x) => ({ ...x, server: await startServer(x.root, key, 0, { ...process.env, SNAPPLANE_RESUME_POINT_MS: '0' }) }));
+    let server = first;
+    try {
+      await writeAndSnapshot(src, '/big.bin', 64 << 20, 9, 'i1');
+      await ok('master', 'mark', src, 'i1');
+      const dest = () => `127.0.0.1:${server.port}/v`;
+      /** A throttled replicate, stopped by `stop` once a few MiB went over. */
+      const stopped = async (stop: (child: ChildProcess) => Promise<void>): Promise<CliResult> => {
+        const child = spawn(process.execPath, [BIN, 'replicate', src, dest(), '--key-file', key, '--limit', '8M'], { stdio: ['ignore', 'pipe', 'pipe'] });
+        let stderr = '';
+        child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+        const closed = new Promise<number>((r) => child.once('close', (code) => r(code ?? -1)));
+        await new Promise((r) => setTimeout(r, 1500));
+        await stop(child);
+        return { code: await closed, stdout: '', stderr };
+      };
+      const interrupted = await stopped(async (child) => {
+        child.kill('SIGINT');
+      });
+      expect(interrupted.code).toBe(130);
+      expect(interrupted.stderr).toMatch(/cancelling \(Ctrl-C again to quit at once\)/);
+      expect(interrupted.stderr).toMatch(/\(CANCELLED\)\n$/);
+      const died = await stopped(async () => {
+        await server.kill('SIGKILL');
+      });
+      expect(died.code).toBe(1);
+      expect(died.stderr).toMatch(new RegExp(`during the transfer; what landed on 127\\.0\\.0\\.1:\\d+/v is kept: the next replication or mirror update of it resumes from there \\(NET\\)\\n$`));
+      server = await startServer(root, key);
+      const done = await json<ReplicateReport>('replicate', src, dest(), '--key-file', key);
+      expect(done).toMatchObject({ kind: 'full', to: 'i1' });
+      expect(done.resumedFromVbn).toBeGreaterThan(0);
+      expectSameTree(await treeOf(join(root, 'v')), await treeOf(src, 'i1'), 'resumed replica');
+    } finally {
+      await server.kill();
     }
   }, 60_000);
 
