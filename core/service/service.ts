@@ -864,6 +864,21 @@ export class SnapplaneService {
 
   /** Checks every invariant of the volume. */
   async fsck(volume: string): Promise<FsckReport> {
+    // A volume whose metadata is too damaged to open is fsck's finding, not an error that hides the report.
+    const opened = await this.volume({ volume }, false).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    if (opened instanceof SnapplaneError && (opened.code === 'CHECKSUM' || opened.code === 'BAD_FORMAT' || opened.code === 'IO') && (await pathExists(volume))) {
+      return {
+        volume,
+        clean: false,
+        generation: -1,
+        issues: [{ kind: opened.code === 'CHECKSUM' ? 'checksum' : 'structure', message: `the volume cannot be opened: ${opened.message}`, ...(opened.vbn === undefined ? {} : { vbn: opened.vbn }) }],
+        stats: { files: 0, dirs: 0, symlinks: 0, blocksReferenced: 0, planesChecked: 0, snapshotsChecked: 0 },
+      };
+    }
+    if (opened) throw opened;
     return this.reading({ volume }, async (v) => {
       const report = await v.fsck();
       // Issues found in a view a writer in another process committed past may be its doing (blocks reused under

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { json, ok, snapplane } from './cli-helpers.js';
+import { Volume } from '../../core/fs/volume.js';
 import type { DirEntryInfo, FsckReport, PlaneInfo, ScheduleInfo, SnapshotDiff, SnapshotInfo, SpaceReport, VolumeInfo } from '../../core/api/index.js';
 
 let dir: string;
@@ -187,6 +188,20 @@ describe('snapplane CLI', () => {
     const fsck = await snapplane('fsck', img, '--json');
     expect(fsck.code).toBe(1);
     expect((JSON.parse(fsck.stdout) as FsckReport).issues[0]).toMatchObject({ kind: 'checksum', vbn: Math.floor(at / 4096) });
+    // Metadata too damaged to open the volume (a block of its snapshot table) is fsck's finding: a report, exit 1.
+    await ok('snap', 'create', img, 'before-damage');
+    const v = await Volume.open(img, { readOnly: true, cpIntervalMs: 0 });
+    const tableVbn = (await v.snapshots.tree.committedBlocks())[0].vbn;
+    await v.close();
+    const table = await open(img, 'r+');
+    await table.write(Buffer.from('XX'), 0, 2, tableVbn * 4096 + 100);
+    await table.close();
+    const broken = await snapplane('fsck', img, '--json');
+    expect(broken.code).toBe(1);
+    expect(JSON.parse(broken.stdout) as FsckReport).toMatchObject({ clean: false, issues: [{ kind: 'checksum', vbn: tableVbn, message: expect.stringMatching(new RegExp(`^the volume cannot be opened: checksum mismatch in 'snapshot table' at VBN ${tableVbn}`)) }] });
+    const text = await snapplane('fsck', img);
+    expect(text.code).toBe(1);
+    expect(text.stdout).toMatch(/^checksum: the volume cannot be opened: .*\n1 issue: /);
   });
 
   it('a second writer is refused with LOCKED naming the holder', async () => {
