@@ -7,7 +7,7 @@ export interface MemberInfo {
   path: string;
   role: 'data' | 'parity' | 'single';
   state: 'ok' | 'missing' | 'failed' | 'rebuilding';
-  /** Why a failed member was failed (a read error, a lost label, `raid fail`), kept in the group's labels; absent when unknown. */
+  /** Why a failed member was failed (a read error, a lost label, `raid fail`, missed writes; kept in the group's labels), or why a missing one is out (no image, a stale or cut-short one); absent when unknown. */
   failure?: string;
 }
 

@@ -5,7 +5,7 @@ export interface DeviceMember {
   path: string;
   role: 'data' | 'parity' | 'single';
   state: 'ok' | 'missing' | 'failed' | 'rebuilding';
-  /** A member failed while open: the read error that failed it. */
+  /** Why a failed member was failed, or why a missing one is out of the group. */
   failure?: string;
 }
 
