@@ -118,6 +118,12 @@ export interface FsckReport {
     planesChecked: number;
     snapshotsChecked: number;
   };
+  /**
+   * RAID-4: blocks whose copy on a member failed its checksum while fsck read them and were rebuilt from parity,
+   * per member (rewritten there only when the volume was open for writing); absent when none. They do not make the
+   * volume unclean (every block read back right), but that member holds bad copies until `raid scrub` rewrites them.
+   */
+  rebuiltFromParity?: { member: number; path: string; blocks: number; rewritten: boolean }[];
 }
 
 export interface PlaneInfo {

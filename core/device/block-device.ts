@@ -54,6 +54,8 @@ export interface BlockDevice {
   health(): DeviceHealth;
   /** Redundant devices: rebuild one block from the other members (its checksum failed on its own member). */
   reconstructBlock?(vbn: number): Promise<Buffer>;
+  /** Redundant devices: the member a VBN lives on (to say where rebuilt blocks came from). */
+  memberOf?(vbn: number): number;
   /** Redundant devices: write a verified good copy of a block back to its member. */
   repairBlock?(vbn: number, data: Buffer): Promise<void>;
 }

@@ -483,6 +483,11 @@ export class Raid4Device implements BlockDevice {
     return out;
   }
 
+  /** The data member VBN `vbn` lives on. */
+  memberOf(vbn: number): number {
+    return this.locate(vbn).member;
+  }
+
   /** Writes a verified good copy of a block back to its member (parity is already right for it). */
   async repairBlock(vbn: number, data: Buffer): Promise<void> {
     const { member, diskBlock } = this.locate(vbn);
