@@ -15,6 +15,10 @@ export function registerCheck(program: Command): void {
         if (opts.json) printJson(r);
         else {
           for (const i of r.issues) process.stdout.write(`${i.kind}: ${i.message}\n`);
+          for (const b of r.rebuiltFromParity ?? []) {
+            const after = b.rewritten ? 'rewritten there' : `not rewritten (fsck only reads): \`snapplane raid scrub ${vol}\` rewrites them`;
+            process.stdout.write(`rebuilt from parity: ${counted(b.blocks, 'block')} whose copy on member ${b.member} (${b.path}) failed ${b.blocks === 1 ? 'its checksum' : 'their checksums'}; ${after}\n`);
+          }
           process.stdout.write(
             `${r.clean ? 'clean' : counted(r.issues.length, 'issue')}: ${counted(r.stats.files, 'file')}, ${counted(r.stats.dirs, 'folder')}, ${counted(r.stats.symlinks, 'link')}, ${counted(r.stats.blocksReferenced, 'block')}, ${counted(r.stats.snapshotsChecked, 'snapshot')} checked (CP #${r.generation})\n`,
           );

@@ -28,7 +28,12 @@ export function printVolumeInfo(info: VolumeInfo): void {
       ['MEMBER', 'ROLE', 'STATE', 'IMAGE'],
       info.device.members.map((m) => [m.index, m.role, m.state, m.path]),
     );
-    for (const m of info.device.members) if (m.failure) process.stdout.write(`member ${m.index} failed: ${m.failure}; \`snapplane raid replace\` rebuilds it\n`);
+    for (const m of info.device.members) {
+      if (!m.failure) continue;
+      // A missing member's own image still serves if it is back before anything is written to the group.
+      const way = m.state === 'missing' ? 'put its image back before the group is written, or `snapplane raid replace` rebuilds it' : '`snapplane raid replace` rebuilds it';
+      process.stdout.write(`member ${m.index} ${m.state}: ${m.failure}; ${way}\n`);
+    }
   }
 }
 

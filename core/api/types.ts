@@ -7,7 +7,7 @@ export interface MemberInfo {
   path: string;
   role: 'data' | 'parity' | 'single';
   state: 'ok' | 'missing' | 'failed' | 'rebuilding';
-  /** Why a failed member was failed (a read error, a lost label, `raid fail`), kept in the group's labels; absent when unknown. */
+  /** Why a failed member was failed (a read error, a lost label, `raid fail`, missed writes; kept in the group's labels), or why a missing one is out (no image, a stale or cut-short one); absent when unknown. */
   failure?: string;
 }
 
@@ -118,6 +118,12 @@ export interface FsckReport {
     planesChecked: number;
     snapshotsChecked: number;
   };
+  /**
+   * RAID-4: blocks whose copy on a member failed its checksum while fsck read them and were rebuilt from parity,
+   * per member (rewritten there only when the volume was open for writing); absent when none. They do not make the
+   * volume unclean (every block read back right), but that member holds bad copies until `raid scrub` rewrites them.
+   */
+  rebuiltFromParity?: { member: number; path: string; blocks: number; rewritten: boolean }[];
 }
 
 export interface PlaneInfo {

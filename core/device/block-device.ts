@@ -5,7 +5,7 @@ export interface DeviceMember {
   path: string;
   role: 'data' | 'parity' | 'single';
   state: 'ok' | 'missing' | 'failed' | 'rebuilding';
-  /** A member failed while open: the read error that failed it. */
+  /** Why a failed member was failed, or why a missing one is out of the group. */
   failure?: string;
 }
 
@@ -54,6 +54,8 @@ export interface BlockDevice {
   health(): DeviceHealth;
   /** Redundant devices: rebuild one block from the other members (its checksum failed on its own member). */
   reconstructBlock?(vbn: number): Promise<Buffer>;
+  /** Redundant devices: the member a VBN lives on (to say where rebuilt blocks came from). */
+  memberOf?(vbn: number): number;
   /** Redundant devices: write a verified good copy of a block back to its member. */
   repairBlock?(vbn: number, data: Buffer): Promise<void>;
 }

@@ -61,6 +61,8 @@ export class VolumeContext implements TreeContext {
 
   /** Blocks whose member copy failed its checksum and were rebuilt from redundancy (and written back). */
   repaired = 0;
+  /** The same blocks counted per member they live on (redundant devices that say which). */
+  readonly repairedOn = new Map<number, number>();
 
   /**
    * A read-only view of a volume another process writes: says (as the error to report) that the writer committed
@@ -96,6 +98,8 @@ export class VolumeContext implements TreeContext {
     }
     if (blockChecksum(rebuilt) !== p.checksum) throw this.mismatch(p, label);
     this.repaired++;
+    const member = this.device.memberOf?.(p.vbn);
+    if (member !== undefined) this.repairedOn.set(member, (this.repairedOn.get(member) ?? 0) + 1);
     if (this.writable && this.device.repairBlock) await this.device.repairBlock(p.vbn, rebuilt).catch(() => undefined);
     return rebuilt;
   }

@@ -1230,7 +1230,15 @@ export class Volume {
   fsck(): Promise<FsckReport> {
     return this.run(false, async () => {
       if (!this.readOnly && this.isDirty) await this.consistencyPoint();
-      return checkVolume(this);
+      const before = new Map(this.ctx.repairedOn);
+      const report = await checkVolume(this);
+      // Reads heal from parity on their own: say so, or a member's bad copies would hide behind a bare "clean".
+      const members = this.device.health().members;
+      const rebuilt = [...this.ctx.repairedOn]
+        .map(([member, n]) => ({ member, path: members[member]?.path ?? this.device.label, blocks: n - (before.get(member) ?? 0), rewritten: this.ctx.writable && !!this.device.repairBlock }))
+        .filter((r) => r.blocks > 0)
+        .sort((a, b) => a.member - b.member);
+      return rebuilt.length > 0 ? { ...report, rebuiltFromParity: rebuilt } : report;
     });
   }
 

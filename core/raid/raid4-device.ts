@@ -48,6 +48,8 @@ export interface ScrubReport {
 }
 
 const MAX_MEMBERS = 31;
+/** The reason recorded for a member that was missing when the group was written. */
+const MISSED_WRITES = 'missed writes while it was missing';
 const ZERO = Buffer.alloc(1 << 20);
 
 function isZero(b: Buffer): boolean {
@@ -188,19 +190,25 @@ export class Raid4Device implements BlockDevice {
       throw new SnapplaneError('NOT_FOUND', `volume '${folder}' does not exist`, { volume: folder, cause: e });
     }
     const found: { path: string; label: MemberLabel; handle: FileHandle }[] = [];
+    // Images left out of the group, and why: a member that stays out shows the reason (and its image).
+    const leftOut: { path: string; index: number | null; reason: string }[] = [];
     for (const name of names) {
       const path = join(folder, name);
       let handle: FileHandle;
       try {
         handle = await open(path, readOnly ? 'r' : 'r+');
-      } catch {
+      } catch (e) {
+        leftOut.push({ path, index: null, reason: `its image ${name} cannot be opened (${(e as NodeJS.ErrnoException).code ?? String(e)})` });
         continue;
       }
       const b = Buffer.alloc(BLOCK_SIZE);
       await handle.read(b, 0, BLOCK_SIZE, LABEL_BLOCK * BLOCK_SIZE).catch(() => undefined);
       const label = decodeLabel(b);
       if (label) found.push({ path, label, handle });
-      else await handle.close();
+      else {
+        leftOut.push({ path, index: null, reason: `its image ${name} has no valid member label (wiped, or not a member image)` });
+        await handle.close();
+      }
     }
     if (found.length === 0) throw new SnapplaneError('BAD_FORMAT', `'${folder}' holds no RAID-4 member images`, { volume: folder });
     // The group is the one with the newest generation; older members of it are stale.
@@ -210,10 +218,22 @@ export class Raid4Device implements BlockDevice {
     for (const f of found) {
       // A member shorter than its stripes (cut short by a copy, or truncated) is left out like a stale one: its
       // blocks come from parity, where reading past its end would give zeros.
-      const whole = (await f.handle.stat()).size >= (MEMBER_DATA_START + newest.stripes) * BLOCK_SIZE;
-      const current = whole && f.label.groupId === newest.groupId && f.label.generation === newest.generation && f.label.dataMembers === n && f.label.stripes === newest.stripes;
+      const name = basename(f.path);
+      const size = (await f.handle.stat()).size;
+      const need = (MEMBER_DATA_START + newest.stripes) * BLOCK_SIZE;
+      const ours = f.label.groupId === newest.groupId;
+      const out = !ours
+        ? `its image ${name} is a member of another group`
+        : f.label.dataMembers !== n || f.label.stripes !== newest.stripes
+          ? `its image ${name} has a label of another shape (${f.label.dataMembers} data members of ${f.label.stripes} stripes)`
+          : f.label.generation !== newest.generation
+            ? `its image ${name} is stale: its label is at generation ${f.label.generation}, the group at ${newest.generation}`
+            : size < need
+              ? `its image ${name} is cut short (${size} bytes of the ${need} a member needs)`
+              : null;
       const slot = members[f.label.index];
-      if (!current || !slot || slot.handle || (newest.failedMask & (1 << f.label.index)) !== 0) {
+      if (out !== null || !slot || slot.handle || (newest.failedMask & (1 << f.label.index)) !== 0) {
+        if (out !== null) leftOut.push({ path: f.path, index: ours ? f.label.index : null, reason: out });
         await f.handle.close();
         continue;
       }
@@ -222,10 +242,17 @@ export class Raid4Device implements BlockDevice {
       slot.state = 'ok';
     }
     for (const m of members) {
-      if (m.handle || (newest.failedMask & (1 << m.index)) === 0) continue;
+      if (m.handle) continue;
+      const image = leftOut.find((o) => o.index === m.index) ?? leftOut.find((o) => o.index === null && basename(o.path) === basename(m.path));
+      if (image) m.path = image.path;
+      if ((newest.failedMask & (1 << m.index)) === 0) {
+        m.failure = image?.reason ?? 'no image in the group folder carries its label';
+        continue;
+      }
       m.state = 'failed';
       const reason = newest.reasons?.[m.index];
-      if (reason) m.failure = reason;
+      if (reason && image) m.failure = `${reason}; ${image.reason}`;
+      else if (reason) m.failure = reason;
     }
     const lost = members.filter((m) => m.state !== 'ok');
     const dev = new Raid4Device(folder, members, newest, readOnly);
@@ -290,9 +317,28 @@ export class Raid4Device implements BlockDevice {
     m.failure = failure;
     void handle?.close().catch(() => undefined);
     if (this.readOnly) return Promise.resolve();
+    return this.recordFailed(m.index, failure);
+  }
+
+  /** Records member `index` failed in the labels of the others: generation + 1, its bit in failedMask, the reason. */
+  private recordFailed(index: number, failure: string): Promise<void> {
     const g = this.groupLabel;
-    this.groupLabel = { ...g, generation: g.generation + 1, failedMask: g.failedMask | (1 << m.index), reasons: { ...g.reasons, [m.index]: failure } };
+    this.groupLabel = { ...g, generation: g.generation + 1, failedMask: g.failedMask | (1 << index), reasons: { ...g.reasons, [index]: failure } };
     return this.queueLabels();
+  }
+
+  /**
+   * A member missing at open misses every write from the first on: before that write it is recorded failed in the
+   * labels (as md counts events), so its image, if it comes back, is stale by generation and stays out until
+   * `raid replace` rebuilds it, instead of rejoining with old blocks that a second failure would then have to serve.
+   */
+  private recordMissing(): void {
+    for (const m of this.members) {
+      if (m.state !== 'missing') continue;
+      m.state = 'failed';
+      m.failure = MISSED_WRITES;
+      void this.recordFailed(m.index, MISSED_WRITES).catch(() => undefined);
+    }
   }
 
   private unavailable(m: Member, stripe: number): boolean {
@@ -437,6 +483,11 @@ export class Raid4Device implements BlockDevice {
     return out;
   }
 
+  /** The data member VBN `vbn` lives on. */
+  memberOf(vbn: number): number {
+    return this.locate(vbn).member;
+  }
+
   /** Writes a verified good copy of a block back to its member (parity is already right for it). */
   async repairBlock(vbn: number, data: Buffer): Promise<void> {
     const { member, diskBlock } = this.locate(vbn);
@@ -452,6 +503,7 @@ export class Raid4Device implements BlockDevice {
 
   private async writeBlocksNow(vbn: number, data: Buffer | Buffer[]): Promise<void> {
     if (this.readOnly) throw new SnapplaneError('READ_ONLY', `device '${this.label}' is read-only`, { volume: this.label });
+    this.recordMissing();
     await this.labelsWritten();
     if (!this.labelsChecked) {
       await this.checkLabels();
@@ -624,8 +676,14 @@ export class Raid4Device implements BlockDevice {
   /** Takes a member out of the group (a drill, or after errors); the group runs degraded. */
   async failMember(index: number, reason = 'failed by `snapplane raid fail`'): Promise<void> {
     const m = this.memberAt(index);
-    if (this.members.some((o) => o.index !== index && o.state !== 'ok')) {
-      throw new SnapplaneError('INVALID', `failing member ${index} would lose a second member; the group would stop`, { volume: this.label });
+    const out = this.members.find((o) => o.index !== index && o.state !== 'ok');
+    if (out) {
+      const why = out.failure ? ` (${out.failure})` : '';
+      throw new SnapplaneError(
+        'INVALID',
+        `cannot fail member ${index}: member ${out.index} is already ${out.state}${why}, and with two members out the group would lose data; rebuild member ${out.index} first (snapplane raid replace ${this.label} ${out.index} <new-image>)`,
+        { volume: this.label },
+      );
     }
     await this.markFailed(m, reason);
   }
@@ -650,10 +708,23 @@ export class Raid4Device implements BlockDevice {
     try {
       handle = await open(path, 'wx+');
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new SnapplaneError('EXISTS', `'${path}' already exists`, { volume: this.label, path });
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') {
+        throw new SnapplaneError('EXISTS', `'${path}' already exists; name a new image, or move that one out of the group folder first`, { volume: this.label, path });
+      }
       throw asIoError(e, `cannot create '${path}'`, { volume: this.label });
     }
     await handle.truncate((MEMBER_DATA_START + this.groupLabel.stripes) * BLOCK_SIZE);
+    // Writes during the rebuild reach the new image only: a missing member's old image must stay stale if it
+    // comes back before the rebuild has finished (or after one that died).
+    if (m.state === 'missing') {
+      m.state = 'failed';
+      m.failure = MISSED_WRITES;
+      await this.recordFailed(m.index, MISSED_WRITES).catch(async (e: unknown) => {
+        await handle.close();
+        await rm(path, { force: true });
+        throw asIoError(e, `cannot record member ${index} failed in the labels of '${this.label}'`, { volume: this.label });
+      });
+    }
     m.handle = handle;
     m.path = path;
     m.state = 'rebuilding';
