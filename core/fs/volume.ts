@@ -8,6 +8,7 @@ import { endianness } from 'node:os';
 import { BLOCK_SIZE } from '../common/units.js';
 import { Mutex } from '../common/mutex.js';
 import { SnapplaneError, StaleViewError, asIoError } from '../common/errors.js';
+import { walkTree } from './walk.js';
 import type { BlockDevice } from '../device/block-device.js';
 import { ImageFileDevice } from '../device/image-file-device.js';
 import { stat } from 'node:fs/promises';
@@ -309,6 +310,23 @@ export class Volume {
       };
     }
     return volume;
+  }
+
+  /**
+   * VBNs of the committed block map and snapshot table: the volume's own bookkeeping, rewritten by every CP that
+   * changes a plane or a snapshot, so not a change of its files (a mirror's lag leaves them out).
+   */
+  async bookkeepingBlocks(): Promise<number[]> {
+    return this.run(false, async () => {
+      const vbns: number[] = [];
+      for (const [inode, label] of [
+        [this.fsinfo.blockMap, 'block map'],
+        [this.fsinfo.snapshotTable, 'snapshot table'],
+      ] as const) {
+        await walkTree(inode, this.ctx, label, (p) => vbns.push(p.vbn));
+      }
+      return vbns;
+    });
   }
 
   /**

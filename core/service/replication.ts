@@ -485,7 +485,10 @@ export class Replication {
       const v = await this.host.openVolume(rel.source, false);
       const expr = parseImageExpr(`active - ${quoteName(rel.lastCommon.name)}`);
       const image = await v.exclusive(async () => evaluateBound(expr, bindNames(expr, '', v.snapshots.list(), rel.source), await v.planeMap()));
-      const blocks = image.blocks;
+      // The CP that deleted the previous common snapshot rewrote the block map and snapshot table: not a write of
+      // the source's files, and a mirror just updated has no lag.
+      const bookkeeping = (await v.bookkeepingBlocks()).filter((vbn) => image.plane.has(vbn)).length;
+      const blocks = image.blocks - bookkeeping;
       image.plane.release();
       return blocks;
     } catch {
