@@ -9,7 +9,8 @@ import { parseVolumeRef } from '../../core/service/index.js';
 export function printVolumeInfo(info: VolumeInfo): void {
   const pct = (n: number): string => `${((100 * n) / info.blockCount).toFixed(1)}%`;
   printFields([
-    ['volume', info.path + (info.snapshot ? `@${info.snapshot}` : '')],
+    ['volume', info.path + (info.snapshot ? `@${info.snapshot} (a snapshot: the size, active and free below are the whole volume's)` : '')],
+    ...snapshotFields(info),
     ['uuid', info.uuid],
     ['device', `${info.device.kind}${info.device.degraded ? ' (DEGRADED)' : ''}`],
     ['size', `${formatBytes(info.sizeBytes)} (${info.blockCount} blocks of ${info.blockSize} B)`],
@@ -35,6 +36,16 @@ export function printVolumeInfo(info: VolumeInfo): void {
       process.stdout.write(`member ${m.index} ${m.state}: ${m.failure}; ${way}\n`);
     }
   }
+}
+
+/** At `vol@snap`: the snapshot's own figures, before the volume's. */
+function snapshotFields(info: VolumeInfo): [string, string][] {
+  const f = info.snapshotFigures;
+  if (!f) return [];
+  return [
+    ['snapshot taken', f.createdAt],
+    ['snapshot holds', `${formatBytes(f.bytes)} (${f.blocks} blocks); only it: ${formatBytes(f.uniqueBytes)} (what deleting it frees)`],
+  ];
 }
 
 function mirrorField(info: VolumeInfo): [string, string][] {

@@ -32,9 +32,15 @@ export interface VolumeInfo {
   snapshotCount: number;
   inodeCount: number;
   device: { kind: 'image' | 'raid4'; degraded: boolean; members: MemberInfo[] };
+  /**
+   * How this service has the volume open: for reading only (the first change opens it for writing; another
+   * process may be its writer), always so at a snapshot. Not whether it can be written: see `mirrorOf`.
+   */
   readOnly: boolean;
-  /** Set when the volume was opened at a snapshot (`vol@snap`). */
+  /** Set when the volume was opened at a snapshot (`vol@snap`); the capacity figures above stay the volume's. */
   snapshot?: string;
+  /** At a snapshot: when it was taken, the blocks it holds, and those only it holds (what deleting it frees). */
+  snapshotFigures?: { createdAt: string; blocks: number; bytes: number; uniqueBlocks: number; uniqueBytes: number };
   /** The volume's mirror marker (a mirror destination, or one taken over on this host), or null; unset at a snapshot. */
   mirrorOf?: MirrorMarker | null;
   /** A full resync's copy being received beside the mirror to replace it (STREAM.md §5.6), or null; unset at a snapshot. */

@@ -1295,7 +1295,12 @@ export class Volume {
         device: { kind: health.kind, degraded: health.degraded, members: health.members },
         readOnly: this.readOnly,
       };
-      if (this.snapshotView) info.snapshot = this.snapshotView.name;
+      if (this.snapshotView) {
+        info.snapshot = this.snapshotView.name;
+        // The figures above are the volume's; the snapshot's own are what an admin opening `vol@snap` asks for.
+        const own = (await planeStatistics(this, [this.snapshotView.plane])).get(this.snapshotView.plane);
+        if (own) info.snapshotFigures = { createdAt: new Date(this.snapshotView.createdAtMs).toISOString(), blocks: own.blocks, bytes: own.blocks * BLOCK_SIZE, uniqueBlocks: own.unique, uniqueBytes: own.unique * BLOCK_SIZE };
+      }
       return info;
     });
   }

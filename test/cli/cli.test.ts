@@ -97,6 +97,13 @@ describe('snapplane CLI', () => {
     const diff = await json<SnapshotDiff>('snap', 'diff', vol, 'mon', 'tue');
     expect(diff.added).toEqual(['/src/new.sh']);
     expect(diff.removed).toEqual(['/src/docs/a.txt']);
+    // At a snapshot, info gives the snapshot's own figures (what it holds, what only it holds) beside the volume's.
+    const at = await json<VolumeInfo>('volume', 'info', `${vol}@mon`);
+    const mon = list.find((x) => x.name === 'mon')!;
+    expect(at.snapshot).toBe('mon');
+    expect(at.snapshotFigures).toEqual({ createdAt: mon.createdAt, blocks: mon.blocks, bytes: mon.blocks * 4096, uniqueBlocks: mon.uniqueBlocks, uniqueBytes: mon.uniqueBlocks * 4096 });
+    expect(at.snapshotFigures!.uniqueBlocks).toBeGreaterThan(0);
+    expect((await ok('volume', 'info', `${vol}@mon`)).stdout).toMatch(/snapshot holds: +.* \(\d+ blocks\); only it: .* \(what deleting it frees\)/);
     const browse = await json<DirEntryInfo[]>('ls', `${vol}@mon`, '/src/docs');
     expect(browse.map((e) => e.name)).toEqual(['a.txt', 'deep']);
     await ok('snap', 'restore', vol, 'mon', '/src/docs/a.txt');
