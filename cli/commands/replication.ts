@@ -174,7 +174,7 @@ export function registerReplication(program: Command): void {
     .command('resync <name>')
     .description('re-establish from the newest common snapshot without a full copy (the destination loses its changes after it)')
     .option('--reverse', 'swap the direction: the old source becomes the mirror of the volume that took over')
-    .option('--full', 'when nothing is in common any more: copy the source whole beside the mirror (only this relationship\'s), which the copy replaces once it lands; needs room for both meanwhile')
+    .option('--full', 'when nothing is in common any more: copy the source whole beside the mirror (only this relationship\'s), which the copy replaces once it lands; needs room for both meanwhile. An incremental mirror is re-initialized: a new base image, an empty sparse structure')
     .option('--json', 'print a JSON report')
     .action((name: string, opts: { reverse?: boolean; full?: boolean; json?: boolean }) =>
       withService(async (s) => {
@@ -242,6 +242,17 @@ export function registerReplication(program: Command): void {
         process.stdout.write(
           `deleted relationship ${name}${r.released ? '' : `; ${r.destination} was not reached (${r.reason}): it stays a read-only mirror until \`snapplane mirror break <volume>\` runs on its host`}\n`,
         );
+      }),
+    );
+  mirror
+    .command('verify <name>')
+    .description('incremental mirrors: check that the base image is there and every block of the sparse structure matches its checksum')
+    .option('--json', 'print a JSON report')
+    .action((name: string, opts: { json?: boolean }) =>
+      withService(async (s) => {
+        const r = await s.mirrorVerify(name);
+        if (opts.json) return printJson(r);
+        process.stdout.write(`${name}: base ${r.base} is there; ${r.blocks} blocks of the sparse structure checked${r.unchecked ? ` (${r.unchecked} of them stored by an older version without a checksum: not checked)` : ''}, all match\n`);
       }),
     );
   mirror

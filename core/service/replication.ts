@@ -3,8 +3,8 @@
  * snapshots and their holds, `replicate` to a local or remote destination, and persisted mirror relationships
  * (full mirrors, incremental mirrors on a slow + fast medium, replicas) with update, break and resync.
  */
-import { readFile, stat } from 'node:fs/promises';
-import { resolve as resolvePath } from 'node:path';
+import { readFile, readdir, rm, stat } from 'node:fs/promises';
+import { join, resolve as resolvePath } from 'node:path';
 import { SnapplaneError } from '../common/errors.js';
 import { requireParentFolder } from '../common/parent-folder.js';
 import { sameFile } from '../common/same-file.js';
@@ -450,7 +450,7 @@ export class Replication {
     else if (rel.lastError) state = 'failed';
     else if (rel.everyMs !== null && lagSeconds !== null && lagSeconds * 1000 > 2 * rel.everyMs) state = 'lagging';
     // Found now rather than at the next update: a source deleted or moved away is not an idle relationship.
-    const gone = !alive && (await stat(rel.source).then(() => false, () => true)) ? `the source volume '${rel.source}' does not exist (any more)` : null;
+    const gone = alive ? null : await this.missingPart(rel);
     if (gone && state !== 'broken') state = 'failed';
     return {
       name: rel.name,
@@ -471,6 +471,18 @@ export class Replication {
       limit: rel.limit ?? null,
       nextAt: rel.everyMs !== null && !rel.broken ? new Date(nextUpdateAt(rel, now)).toISOString() : null,
     };
+  }
+
+  /** What of the relationship is gone now (its source; an initialized incremental mirror's base or fast half), or null. */
+  private async missingPart(rel: RelationshipRecord): Promise<string | null> {
+    const missing = (p: string): Promise<boolean> => stat(p).then(() => false, () => true);
+    if (await missing(rel.source)) return `the source volume '${rel.source}' does not exist (any more)`;
+    if (rel.kind !== 'incremental' || !rel.lastCommon) return null;
+    const advice = `\`snapplane mirror resync ${rel.name} --full\` re-initializes the mirror`;
+    if (await missing(join(rel.destination, 'delta.json'))) return `the fast folder '${rel.destination}' holds no incremental mirror any more (no delta.json); put it back, or ${advice}`;
+    const base = rel.slow ? splitSlow(rel.slow)[1] : null;
+    if (base && (await missing(base))) return `the base image '${base}' is missing (deleted or moved); put it back, or ${advice}`;
+    return null;
   }
 
   /** Blocks written on the source since the last common snapshot (null before the first, or when it cannot tell). */
@@ -669,7 +681,9 @@ export class Replication {
       blocks = plan.sendBlocks;
       selection = 'full';
     } else {
-      const mirror = await IncrementalMirror.open(rel.destination);
+      const mirror = await this.openIncremental(rel);
+      // Found at the update, not first at a reconstruct: without its base the structure rebuilds nothing.
+      await this.checkBase(rel, mirror);
       if (!sameRef({ ...mirror.current, id: 0 }, { ...rel.lastCommon!, id: 0 })) throw new SnapplaneError('INVALID', `the incremental mirror in '${rel.destination}' is at '${mirror.current.name}', the relationship at '${rel.lastCommon!.name}'`, { path: rel.destination });
       const plan = await planStream(v, `${quoteName(top.name)} - ${quoteName(base.name)}`, { selection: 'marks', now: () => this.host.clock() });
       const reader = new StreamReader(writeStream(v, plan, undefined, signal, true));
@@ -730,7 +744,11 @@ export class Replication {
    */
   async mirrorResync(name: string, opts: { reverse?: boolean; full?: boolean } = {}, onProgress?: Progress): Promise<MirrorUpdateReport & { common: string | null; discarded: string[] }> {
     const rel = await this.load(name);
-    if (rel.kind === 'incremental') throw new SnapplaneError('INVALID', `'${name}' is an incremental mirror; resync applies to full mirrors and replicas`);
+    if (rel.kind === 'incremental') {
+      if (!opts.full) throw new SnapplaneError('INVALID', `'${name}' is an incremental mirror: it has no volume to roll back; \`snapplane mirror resync ${name} --full\` re-initializes it (a new base image, an empty sparse structure)`);
+      if (opts.reverse) throw new SnapplaneError('INVALID', 'a resync is either --full or --reverse');
+      return this.reinitIncremental(rel, onProgress);
+    }
     if (opts.full) {
       if (opts.reverse) throw new SnapplaneError('INVALID', 'a resync is either --full or --reverse');
       return this.resyncFull(rel, onProgress);
@@ -805,13 +823,88 @@ export class Replication {
     return { ...r, common: null, discarded };
   }
 
+  /**
+   * Full resync of an incremental mirror (its base or sparse structure is lost or damaged): the structure is
+   * deleted and the next update writes a new base and starts an empty structure. The old state is gone from then on.
+   */
+  private async reinitIncremental(rel: RelationshipRecord, onProgress?: Progress): Promise<MirrorUpdateReport & { common: null; discarded: string[] }> {
+    const [kind, slowPath] = splitSlow(rel.slow!);
+    const old = await IncrementalMirror.open(rel.destination).catch(() => null);
+    if (kind === 'tape') {
+      // A tape folder takes a new base only empty: its tapes go when they are this mirror's old base, else the user decides.
+      const tapes = (await readdir(slowPath).catch(() => [] as string[])).filter((f) => f.endsWith('.tap'));
+      const ours = old !== null && old.basePath === slowPath && (await old.baseMatches().catch(() => false));
+      if (tapes.length > 0 && !ours) throw new SnapplaneError('EXISTS', `tape folder '${slowPath}' holds tapes (${tapes[0]}, …) that are not this mirror's base as far as its fast folder '${rel.destination}' tells; move them away or empty the folder, then run \`snapplane mirror resync ${rel.name} --full\` again`, { path: slowPath });
+      for (const t of tapes) await rm(join(slowPath, t), { force: true });
+    }
+    await IncrementalMirror.remove(rel.destination);
+    rel.lastCommon = null;
+    rel.pending = null;
+    rel.resyncHold = null;
+    rel.broken = false;
+    rel.lastError = null;
+    await this.save(rel);
+    // The relationship's own snapshots on the source go with this update (nothing is their base any more).
+    const r = await this.mirrorUpdate(rel.name, onProgress);
+    return { ...r, common: null, discarded: old ? [old.current.name] : [] };
+  }
+
   /** Incremental mirrors: rebuilds the newest state (base + sparse incrementals) into a new volume. */
   async mirrorReconstruct(name: string, volume: string, onProgress?: Progress): Promise<ReceiveReport> {
     const rel = await this.load(name);
     if (rel.kind !== 'incremental') throw new SnapplaneError('INVALID', `'${name}' is a ${rel.kind} mirror; its destination volume already holds the state (open it, or \`mirror break\` to write to it)`);
-    const mirror = await IncrementalMirror.open(rel.destination);
-    return this.host.job('reconstruct', rel.destination, volume, undefined, onProgress, async (signal, progress) =>
-      this.host.receiveInto(volume, mirror.reconstruct(), {}, progress, signal), (r) => r.bytes);
+    const mirror = await this.openIncremental(rel);
+    const existed = await stat(volume).then(() => true, () => false);
+    return this.host.job('reconstruct', rel.destination, volume, undefined, onProgress, async (signal, progress) => {
+      try {
+        return await this.host.receiveInto(volume, mirror.reconstruct(), {}, progress, signal);
+      } catch (e) {
+        // A reconstruction cannot be resumed (each one is a new stream): what landed is a half-made volume, not kept.
+        if (!existed) await this.host.deleteVolume(volume).catch(() => undefined);
+        if (!(e instanceof SnapplaneError)) throw e;
+        const root = e.cause instanceof SnapplaneError ? e.cause : e;
+        const damaged = root.code === 'CHECKSUM' || root.code === 'BAD_STREAM';
+        const where = damaged && root.path !== mirror.blockFile ? ` (reading the base image '${mirror.basePath}')` : '';
+        const advice = damaged ? `. This mirror cannot rebuild the source's state: \`snapplane mirror resync ${name} --full\` re-initializes it from the source as it is now` : '';
+        throw new SnapplaneError(root.code, `${root.message}${where}; nothing was reconstructed into '${volume}'${advice}`, { path: root.path ?? (damaged ? mirror.basePath : undefined), volume, vbn: root.vbn, cause: e });
+      }
+    }, (r) => r.bytes);
+  }
+
+  /** Incremental mirrors: checks every block of the sparse structure against its checksum, and that the base is there. */
+  async mirrorVerify(name: string): Promise<{ name: string; blocks: number; unchecked: number; base: string }> {
+    const rel = await this.load(name);
+    if (rel.kind !== 'incremental') throw new SnapplaneError('INVALID', `'${name}' is a ${rel.kind} mirror; \`mirror verify\` checks an incremental mirror's sparse structure (check a volume with \`snapplane fsck\`)`);
+    const mirror = await this.openIncremental(rel);
+    await this.checkBase(rel, mirror);
+    try {
+      return { name, ...(await mirror.verify()), base: mirror.basePath };
+    } catch (e) {
+      if (!(e instanceof SnapplaneError) || e.code !== 'CHECKSUM') throw e;
+      throw new SnapplaneError('CHECKSUM', `${e.message}; this mirror cannot rebuild the source's state: \`snapplane mirror resync ${name} --full\` re-initializes it from the source as it is now`, { path: e.path, vbn: e.vbn, cause: e });
+    }
+  }
+
+  /** The relationship's sparse structure, or NOT_FOUND saying how to start it again when its folder lost it. */
+  private async openIncremental(rel: RelationshipRecord): Promise<IncrementalMirror> {
+    try {
+      return await IncrementalMirror.open(rel.destination);
+    } catch (e) {
+      if (!(e instanceof SnapplaneError) || e.code !== 'NOT_FOUND') throw e;
+      throw new SnapplaneError('NOT_FOUND', `${e.message}: the fast half of incremental mirror '${rel.name}' is gone (deleted or moved); put the folder back, or \`snapplane mirror resync ${rel.name} --full\` re-initializes the mirror (a new base image on ${rel.slow}, an empty sparse structure)`, { path: rel.destination, cause: e });
+    }
+  }
+
+  /** Refuses (NOT_FOUND) when an incremental mirror's base image is missing or is not the one it was built on. */
+  private async checkBase(rel: RelationshipRecord, mirror: IncrementalMirror): Promise<void> {
+    const advice = `put the base image back there, or \`snapplane mirror resync ${rel.name} --full\` re-initializes the mirror (a new base image, an empty sparse structure)`;
+    if (!(await stat(mirror.basePath).then(() => true, () => false))) {
+      throw new SnapplaneError('NOT_FOUND', `the base image '${mirror.basePath}' of incremental mirror '${rel.name}' is missing (deleted or moved): without it the mirror cannot rebuild the source's state; ${advice}`, { path: mirror.basePath });
+    }
+    const ok = await mirror.baseMatches().catch((e: unknown) => {
+      throw new SnapplaneError(e instanceof SnapplaneError ? e.code : 'BAD_FORMAT', `the base image '${mirror.basePath}' of incremental mirror '${rel.name}' cannot be read (${e instanceof Error ? e.message : String(e)}); ${advice}`, { path: mirror.basePath, cause: e });
+    });
+    if (!ok) throw new SnapplaneError('INVALID', `'${mirror.basePath}' is not the base image incremental mirror '${rel.name}' was built on (another backup is there now); ${advice}`, { path: mirror.basePath });
   }
 }
 

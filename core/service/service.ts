@@ -1017,6 +1017,11 @@ export class SnapplaneService {
     return this.replication.mirrorReconstruct(name, volume, onProgress);
   }
 
+  /** Checks an incremental mirror's base and every block of its sparse structure against its checksum. */
+  mirrorVerify(name: string): Promise<{ name: string; blocks: number; unchecked: number; base: string }> {
+    return this.replication.mirrorVerify(name);
+  }
+
   /** Relationships whose schedule is due (the daemon runs them). */
   dueMirrors(): Promise<string[]> {
     return this.replication.dueMirrors(this.clock());
