@@ -442,9 +442,12 @@ export class Replication {
     const lagBlocks = await this.lagBlocks(rel);
     const alive = rel.transferring !== null && processAlive(rel.transferring.pid);
     const lagSeconds = rel.lastCommon ? Math.max(0, (now - rel.lastCommon.createdAtMs) / 1000) : null;
+    // An update whose process died without a word (SIGKILL, a crash): it never recorded how it ended.
+    const killed = rel.transferring !== null && !alive ? `interrupted: the update in process ${rel.transferring.pid} (started ${rel.transferring.since}) stopped without finishing (the process was killed or its host went down); the next \`snapplane mirror update ${rel.name}\` finishes it` : null;
     let state: MirrorInfo['state'] = 'idle';
     if (rel.broken) state = 'broken';
     else if (alive) state = 'transferring';
+    else if (killed) state = 'failed';
     // A full resync that stopped without a word (its process was killed): the old mirror is there, behind.
     else if (!rel.lastCommon) state = rel.lastError ? 'failed' : rel.replacing ? 'lagging' : 'uninitialized';
     else if (rel.lastError) state = 'failed';
@@ -463,7 +466,7 @@ export class Replication {
       lastCommon: rel.lastCommon?.name ?? null,
       lastTransferAt: rel.lastTransferAt,
       lastTransferBytes: rel.lastTransferBytes,
-      lastError: gone ?? rel.lastError,
+      lastError: gone ?? killed ?? rel.lastError,
       lagSeconds,
       lagBlocks,
       lastSelection: rel.lastSelection,

@@ -3,6 +3,7 @@
  * and behind a `snapplane serve` child process), an update killed, a destination deleted, a relationship deleted.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,8 +22,29 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
+const BIN = join(process.cwd(), 'bin', 'snapplane.js');
+
+/** The CLI's state lives here too: its children and the service see the same relationships. */
+function home(): string {
+  return join(dir, 'home');
+}
+
 function service(): SnapplaneService {
-  return new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, 'state.json') });
+  return new SnapplaneService({ cpIntervalMs: 0, stateFile: join(home(), 'state.json') });
+}
+
+/** Runs `snapplane ...args` with this file's state; `onSpawn` gets the child (to kill it). */
+function cli(args: string[], onSpawn?: (pid: number) => void): Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, SNAPPLANE_HOME: home() } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+    onSpawn?.(child.pid!);
+  });
 }
 
 /** A new source volume with a file, and the base path for this case's other files. */
@@ -91,4 +113,33 @@ describe('a replica relationship', () => {
       }
     });
   }
+});
+
+describe('mirror status after an update was killed', () => {
+  it('says the update was interrupted (not idle) while its process is gone; the next update finishes it', async () => {
+    const s = service();
+    const { base, src } = await source(s);
+    const v = await Volume.open(src, { cpIntervalMs: 0 });
+    for (let i = 0; i < 3; i++) await v.writeFile(`/big${i}`, pattern(1 << 20, 100 + i));
+    await v.close();
+    const name = `killed${n}`;
+    await s.mirrorCreate(name, src, `${base}-mirror.img`, { kind: 'full', limit: 1 << 20 });
+    let pid = 0;
+    const run = cli(['mirror', 'update', name], (p) => (pid = p));
+    // Killed once it is under way (recorded as transferring, blocks landing).
+    for (let i = 0; i < 200 && (await s.mirrorStatus(name)).state !== 'transferring'; i++) await new Promise((r) => setTimeout(r, 50));
+    expect((await s.mirrorStatus(name)).state).toBe('transferring');
+    await new Promise((r) => setTimeout(r, 700));
+    process.kill(pid, 'SIGKILL');
+    expect((await run).signal).toBe('SIGKILL');
+    const st = await s.mirrorStatus(name);
+    expect(st.state).toBe('failed');
+    expect(st.lastError).toContain(`interrupted: the update in process ${pid}`);
+    expect(st.lastError).toContain(`snapplane mirror update ${name}`);
+    await s.mirrorUpdate(name);
+    await s.closeAll();
+    const after = await s.mirrorStatus(name);
+    expect(after.state).toBe('idle');
+    expect(after.lastError).toBe(null);
+  });
 });
