@@ -631,6 +631,7 @@ export class Replication {
       await this.settleLanded(rel, v, (ref) => status.snapshots.some((s) => sameRef(s, ref)));
       const base = await this.baseOf(rel, v);
       await this.removeStrays(rel, v);
+      if (base && !status.exists && !status.replacement) throw destinationGone(rel);
       if (base && !status.snapshots.some((s) => sameRef(s, refOf(base)))) {
         throw new SnapplaneError('NOT_FOUND', `'${rel.destination}' no longer has snapshot '${base.name}', the base of relationship '${rel.name}'; \`snapplane mirror resync ${rel.name}\` finds the newest common one`, { volume: rel.destination });
       }
@@ -766,6 +767,7 @@ export class Replication {
     let discarded: string[];
     try {
       const status = await d.status();
+      if (!status.exists) throw destinationGone(rel);
       const v = await this.host.openVolume(rel.source, true);
       const candidates = v.snapshots.list().filter((e) => status.snapshots.some((s) => sameRef(s, refOf(e)))).sort(byGeneration);
       if (candidates.length === 0) throw new SnapplaneError('NOT_FOUND', `'${rel.source}' and '${rel.destination}' have no snapshot in common; \`snapplane mirror resync ${name} --full\` copies the source whole again, to replace the mirror once it lands`);
@@ -938,6 +940,12 @@ async function refuseMirrorSource(source: string, kind: MirrorKind): Promise<voi
   const m = await readMarker(source).catch(() => null);
   if (!m || m.brokenAt) return;
   throw new SnapplaneError('INVALID', `'${source}' is the mirror of '${m.source}' (relationship '${m.relationship}'): ${kind === 'incremental' ? 'an' : 'a'} ${kind} mirror takes a snapshot of its source at every update, and a mirror takes none of its own; mirror '${m.source}' instead, or make a replica of this mirror (\`--kind replica\`: it follows the master snapshots the mirror brings)`, { volume: source });
+}
+
+/** A full mirror or replica whose destination volume was deleted: only a whole copy brings it back. */
+function destinationGone(rel: RelationshipRecord): SnapplaneError {
+  const how = rel.kind === 'full' ? `\`snapplane mirror resync ${rel.name} --full\` recreates it (a whole copy of the source)` : `\`snapplane mirror update ${rel.name}\` recreates it (a whole copy of the newest master)`;
+  return new SnapplaneError('NOT_FOUND', `destination volume '${rel.destination}' does not exist (any more): it was deleted or moved; ${how}`, { volume: rel.destination });
 }
 
 function splitSlow(slow: string): ['file' | 'tape', string] {

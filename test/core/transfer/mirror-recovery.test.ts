@@ -4,9 +4,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { SnapplaneService } from '../../../core/service/index.js';
 import { Volume } from '../../../core/fs/volume.js';
 import { pattern } from '../../helpers/model.js';
@@ -141,5 +141,32 @@ describe('mirror status after an update was killed', () => {
     const after = await s.mirrorStatus(name);
     expect(after.state).toBe('idle');
     expect(after.lastError).toBe(null);
+  });
+});
+
+describe('a full mirror whose destination volume was deleted', () => {
+  it('update and resync say it does not exist and that resync --full recreates it, which it does', async () => {
+    const s = service();
+    const { base, src } = await source(s);
+    const dst = `${base}-gone.img`;
+    const name = `gone${n}`;
+    await s.mirrorCreate(name, src, dst, { kind: 'full' });
+    await s.mirrorUpdate(name);
+    await s.closeAll();
+    await write(src, '/b', 5);
+    await s.mirrorUpdate(name);
+    await s.closeAll();
+    for (const f of await readdir(dirname(dst))) if (f === basename(dst) || f.startsWith(`${basename(dst)}.`)) await rm(join(dirname(dst), f), { recursive: true });
+    for (const attempt of [() => s.mirrorUpdate(name), () => s.mirrorResync(name)]) {
+      const e = await attempt().then(() => null, (x: unknown) => x as Error & { code: string });
+      expect(e?.code).toBe('NOT_FOUND');
+      expect(e?.message).toContain(`destination volume '${dst}' does not exist`);
+      expect(e?.message).toContain(`snapplane mirror resync ${name} --full\` recreates it`);
+      await s.closeAll();
+    }
+    const r = await s.mirrorResync(name, { full: true });
+    await s.closeAll();
+    expect(r.transfer).toBe('full');
+    expect([...(await treeOf(dst)).keys()].sort()).toEqual(['/a', '/b']);
   });
 });
