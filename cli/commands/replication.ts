@@ -207,7 +207,7 @@ export function registerReplication(program: Command): void {
             ['last common', m.lastCommon ?? '-'],
             ['lag', m.lagSeconds === null ? '-' : `${ago(m.lagSeconds)}, ${m.lagBlocks ?? '?'} blocks written since`],
             ['last transfer', m.lastTransferAt ? `${m.lastTransferAt} (${formatBytes(m.lastTransferBytes)}, ${m.lastSelection ?? '-'})` : '-'],
-            ['schedule', m.every ? `${m.every}, next ${m.nextAt}` : 'on demand'],
+            ['schedule', m.every ? `${m.every}, ${m.nextAt ? `next ${m.nextAt}` : 'stopped while the relationship is broken'}` : 'on demand'],
             ...(m.limit !== null ? ([['limit', `${formatBytes(m.limit)}/s`]] as [string, string][]) : []),
             ...(m.replacing ? ([['full resync', 'under way: the next update copies the source whole beside the old mirror, which stays until the copy lands']] as [string, string][]) : []),
             ...(m.lastError ? ([['last error', m.lastError]] as [string, string][]) : []),
@@ -233,14 +233,14 @@ export function registerReplication(program: Command): void {
     );
   mirror
     .command('delete <name>')
-    .description('forget a relationship (snapshots stay; its mirror becomes writable where it can be reached)')
+    .description('forget a relationship (snapshots stay, their holds released; its mirror becomes writable where it can be reached)')
     .option('--json', 'print a JSON report')
     .action((name: string, opts: { json?: boolean }) =>
       withService(async (s) => {
         const r = await s.mirrorDelete(name);
         if (opts.json) return printJson(r);
         process.stdout.write(
-          `deleted relationship ${name}${r.released ? '' : `; ${r.destination} was not reached (${r.reason}): it stays a read-only mirror until \`snapplane mirror break <volume>\` runs on its host`}\n`,
+          `deleted relationship ${name}${r.released ? '' : `; ${r.destination} was not reached (${r.reason}): it stays a read-only mirror until \`snapplane mirror break <volume>\` runs on its host`}${r.unheld.length ? `; the source's snapshot${r.unheld.length === 1 ? '' : 's'} ${r.unheld.join(', ')} stay${r.unheld.length === 1 ? 's' : ''}, no longer held (\`snapplane snap delete\` frees ${r.unheld.length === 1 ? 'it' : 'them'})` : ''}\n`,
         );
       }),
     );

@@ -158,6 +158,7 @@ export class Replication {
   async masterMark(volume: string, snapshot: string, mark: boolean): Promise<MasterInfo[]> {
     const v = await this.host.openVolume(volume, true);
     const entry = v.snapshots.byName(snapshot, volume);
+    if (!mark && !(entry.flags & SnapshotFlag.master)) throw new SnapplaneError('INVALID', `snapshot '${snapshot}' of '${volume}' is not a master snapshot; nothing to unmark (\`snapplane master list ${volume}\` shows the masters)`, { volume, snapshot });
     if (!mark) await this.checkNotNeeded(volume, [entry], 'unmark');
     await v.setSnapshotFlags(snapshot, { master: mark });
     return this.masterList(volume);
@@ -411,9 +412,10 @@ export class Replication {
 
   /**
    * Deletes a relationship record (its snapshots stay). Its mirror is made writable where it can be reached (a
-   * marker naming another relationship is left alone); `released` says whether it was, and if not, why.
+   * marker naming another relationship is left alone); `released` says whether it was, and if not, why. The holds
+   * the relationship put on its source's snapshots go (`unheld`): nothing would ever release them after this.
    */
-  async mirrorDelete(name: string): Promise<{ destination: string; released: boolean; reason: string | null }> {
+  async mirrorDelete(name: string): Promise<{ destination: string; released: boolean; reason: string | null; unheld: string[] }> {
     const rel = await this.load(name);
     let released = true;
     let reason: string | null = null;
@@ -427,14 +429,27 @@ export class Replication {
           await d.close();
         }
       } catch (e) {
-        released = false;
-        reason = e instanceof Error ? e.message : String(e);
+        // A local mirror that would not open (a writer holds it): its marker is a file beside it, removed all the same.
+        const local = !parseRemote(rel.destination) && (await readMarker(rel.destination).catch(() => null))?.relationship === rel.name;
+        if (local) await writeMarker(rel.destination, null);
+        else {
+          released = false;
+          reason = e instanceof Error ? e.message : String(e);
+        }
       }
     }
     await this.host.state.update((s) => {
       delete s.relationships?.[name];
     });
-    return { destination: rel.destination, released, reason };
+    return { destination: rel.destination, released, reason, unheld: await this.releaseHolds(rel).catch(() => []) };
+  }
+
+  /** Releases the holds a relationship put on its source's snapshots (its own, and a resync's); returns their names. */
+  private async releaseHolds(rel: RelationshipRecord): Promise<string[]> {
+    const v = await this.host.openVolume(rel.source, true);
+    const held = v.snapshots.list().filter((e) => e.flags & SnapshotFlag.hold && (ownSnapshot(rel, e.name) || e.name === rel.resyncHold));
+    for (const e of held) await v.setSnapshotFlags(e.name, { hold: false });
+    return held.map((e) => e.name);
   }
 
   private async info(rel: RelationshipRecord): Promise<MirrorInfo> {

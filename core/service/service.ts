@@ -272,7 +272,14 @@ export class SnapplaneService {
       if (offline) throw new SnapplaneError('BUSY', `volume '${ref.volume}' is off-line: ${offline}; try again when that update has finished`, { volume: ref.volume });
       if (write && !mirrorWrite) {
         const marker = await readMarker(ref.volume);
-        if (marker && !marker.brokenAt) throw new SnapplaneError('READ_ONLY', `volume '${ref.volume}' is the mirror of '${marker.source}' (relationship '${marker.relationship}'); it changes only by mirror updates until \`snapplane mirror break ${marker.relationship}\` (where the relationship was created) or \`snapplane mirror break ${ref.volume}\` (on this host, a takeover) makes it writable`, { volume: ref.volume });
+        if (marker && !marker.brokenAt) {
+          // A relationship deleted while its mirror could not be reached leaves the marker: breaking it by name fails then.
+          const known = (await this.state.load()).relationships?.[marker.relationship] !== undefined;
+          const how = known
+            ? `\`snapplane mirror break ${marker.relationship}\` (where the relationship was created) or \`snapplane mirror break ${ref.volume}\` (on this host, a takeover) makes it writable`
+            : `\`snapplane mirror break ${ref.volume}\` (on this host, a takeover) or \`snapplane mirror break ${marker.relationship}\` on the host that made the relationship makes it writable (this host knows no relationship '${marker.relationship}': if it was deleted, break the volume)`;
+          throw new SnapplaneError('READ_ONLY', `volume '${ref.volume}' is the mirror of '${marker.source}' (relationship '${marker.relationship}'); it changes only by mirror updates until ${how}`, { volume: ref.volume });
+        }
       }
       v = await Volume.open(ref.volume, {
         readOnly: !write,
@@ -1008,7 +1015,7 @@ export class SnapplaneService {
   }
 
   /** Deletes a relationship record (snapshots stay). */
-  mirrorDelete(name: string): Promise<{ destination: string; released: boolean; reason: string | null }> {
+  mirrorDelete(name: string): Promise<{ destination: string; released: boolean; reason: string | null; unheld: string[] }> {
     return this.replication.mirrorDelete(name);
   }
 

@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { SnapplaneService } from '../../../core/service/index.js';
@@ -168,5 +168,53 @@ describe('a full mirror whose destination volume was deleted', () => {
     await s.closeAll();
     expect(r.transfer).toBe('full');
     expect([...(await treeOf(dst)).keys()].sort()).toEqual(['/a', '/b']);
+  });
+});
+
+describe('the smaller loose ends of a relationship', () => {
+  it('mirror delete releases the holds it put on the source and says so; status of a broken scheduled one has no "next null"', async () => {
+    const s = service();
+    const { base, src } = await source(s);
+    const name = `del${n}`;
+    await s.mirrorCreate(name, src, `${base}-m.img`, { kind: 'full', everyMs: 86_400_000 });
+    await s.mirrorUpdate(name);
+    await s.mirrorBreak(name);
+    await s.closeAll();
+    const shown = await cli(['mirror', 'status', name]);
+    expect(shown.stdout).toMatch(/schedule: +every 1d, stopped while the relationship is broken/);
+    expect(shown.stdout).not.toContain('null');
+    await s.mirrorResync(name);
+    await s.closeAll();
+    const held = (await snapshots(src)).filter((x) => x.name.startsWith(`mirror.${name}.`));
+    expect(held.map((x) => x.flags.hold)).toEqual([true]);
+    const out = await cli(['mirror', 'delete', name]);
+    expect(out.code).toBe(0);
+    expect(out.stdout).toContain(`the source's snapshot ${held[0].name} stays, no longer held`);
+    expect((await snapshots(src)).find((x) => x.name === held[0].name)?.flags.hold).toBe(false);
+  });
+
+  it("a mirror whose relationship this host does not know is made writable by breaking the volume, as its READ_ONLY says", async () => {
+    const s = service();
+    const { base, src } = await source(s);
+    const dst = `${base}-orphan.img`;
+    await s.mirrorCreate(`orph${n}`, src, dst, { kind: 'full' });
+    await s.mirrorUpdate(`orph${n}`);
+    await s.closeAll();
+    await writeFile(`${dst}.mirror.json`, JSON.stringify({ relationship: 'deleted-one', source: src, sourceUuid: 'x', since: new Date().toISOString() }));
+    const e = await s.put(dst, __filename, '/x').then(() => null, (x: unknown) => x as Error & { code: string });
+    await s.closeAll();
+    expect(e?.code).toBe('READ_ONLY');
+    expect(e?.message).toContain(`this host knows no relationship 'deleted-one'`);
+    expect(e?.message).toContain(`\`snapplane mirror break ${dst}\``);
+  });
+
+  it('master unmark of a snapshot that is not a master says so', async () => {
+    const s = service();
+    const { src } = await source(s);
+    await write(src, '/m', 6, 'mon');
+    const e = await s.masterMark(src, 'mon', false).then(() => null, (x: unknown) => x as Error & { code: string });
+    await s.closeAll();
+    expect(e?.code).toBe('INVALID');
+    expect(e?.message).toContain(`'mon' of '${src}' is not a master snapshot`);
   });
 });
