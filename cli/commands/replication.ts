@@ -174,7 +174,7 @@ export function registerReplication(program: Command): void {
     .command('resync <name>')
     .description('re-establish from the newest common snapshot without a full copy (the destination loses its changes after it)')
     .option('--reverse', 'swap the direction: the old source becomes the mirror of the volume that took over')
-    .option('--full', 'when nothing is in common any more: copy the source whole beside the mirror (only this relationship\'s), which the copy replaces once it lands; needs room for both meanwhile')
+    .option('--full', 'when nothing is in common any more: copy the source whole beside the mirror (only this relationship\'s), which the copy replaces once it lands; needs room for both meanwhile. An incremental mirror is re-initialized: a new base image, an empty sparse structure')
     .option('--json', 'print a JSON report')
     .action((name: string, opts: { reverse?: boolean; full?: boolean; json?: boolean }) =>
       withService(async (s) => {
@@ -207,7 +207,7 @@ export function registerReplication(program: Command): void {
             ['last common', m.lastCommon ?? '-'],
             ['lag', m.lagSeconds === null ? '-' : `${ago(m.lagSeconds)}, ${m.lagBlocks ?? '?'} blocks written since`],
             ['last transfer', m.lastTransferAt ? `${m.lastTransferAt} (${formatBytes(m.lastTransferBytes)}, ${m.lastSelection ?? '-'})` : '-'],
-            ['schedule', m.every ? `${m.every}, next ${m.nextAt}` : 'on demand'],
+            ['schedule', m.every ? `${m.every}, ${m.nextAt ? `next ${m.nextAt}` : 'stopped while the relationship is broken'}` : 'on demand'],
             ...(m.limit !== null ? ([['limit', `${formatBytes(m.limit)}/s`]] as [string, string][]) : []),
             ...(m.replacing ? ([['full resync', 'under way: the next update copies the source whole beside the old mirror, which stays until the copy lands']] as [string, string][]) : []),
             ...(m.lastError ? ([['last error', m.lastError]] as [string, string][]) : []),
@@ -233,15 +233,26 @@ export function registerReplication(program: Command): void {
     );
   mirror
     .command('delete <name>')
-    .description('forget a relationship (snapshots stay; its mirror becomes writable where it can be reached)')
+    .description('forget a relationship (snapshots stay, their holds released; its mirror becomes writable where it can be reached)')
     .option('--json', 'print a JSON report')
     .action((name: string, opts: { json?: boolean }) =>
       withService(async (s) => {
         const r = await s.mirrorDelete(name);
         if (opts.json) return printJson(r);
         process.stdout.write(
-          `deleted relationship ${name}${r.released ? '' : `; ${r.destination} was not reached (${r.reason}): it stays a read-only mirror until \`snapplane mirror break <volume>\` runs on its host`}\n`,
+          `deleted relationship ${name}${r.released ? '' : `; ${r.destination} was not reached (${r.reason}): it stays a read-only mirror until \`snapplane mirror break <volume>\` runs on its host`}${r.unheld.length ? `; the source's snapshot${r.unheld.length === 1 ? '' : 's'} ${r.unheld.join(', ')} stay${r.unheld.length === 1 ? 's' : ''}, no longer held (\`snapplane snap delete\` frees ${r.unheld.length === 1 ? 'it' : 'them'})` : ''}\n`,
         );
+      }),
+    );
+  mirror
+    .command('verify <name>')
+    .description('incremental mirrors: check that the base image is there and every block of the sparse structure matches its checksum')
+    .option('--json', 'print a JSON report')
+    .action((name: string, opts: { json?: boolean }) =>
+      withService(async (s) => {
+        const r = await s.mirrorVerify(name);
+        if (opts.json) return printJson(r);
+        process.stdout.write(`${name}: base ${r.base} is there; ${r.blocks} blocks of the sparse structure checked${r.unchecked ? ` (${r.unchecked} of them stored by an older version without a checksum: not checked)` : ''}, all match\n`);
       }),
     );
   mirror

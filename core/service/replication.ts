@@ -3,8 +3,8 @@
  * snapshots and their holds, `replicate` to a local or remote destination, and persisted mirror relationships
  * (full mirrors, incremental mirrors on a slow + fast medium, replicas) with update, break and resync.
  */
-import { readFile, stat } from 'node:fs/promises';
-import { resolve as resolvePath } from 'node:path';
+import { readFile, readdir, rm, stat } from 'node:fs/promises';
+import { join, resolve as resolvePath } from 'node:path';
 import { SnapplaneError } from '../common/errors.js';
 import { requireParentFolder } from '../common/parent-folder.js';
 import { sameFile } from '../common/same-file.js';
@@ -158,6 +158,7 @@ export class Replication {
   async masterMark(volume: string, snapshot: string, mark: boolean): Promise<MasterInfo[]> {
     const v = await this.host.openVolume(volume, true);
     const entry = v.snapshots.byName(snapshot, volume);
+    if (!mark && !(entry.flags & SnapshotFlag.master)) throw new SnapplaneError('INVALID', `snapshot '${snapshot}' of '${volume}' is not a master snapshot; nothing to unmark (\`snapplane master list ${volume}\` shows the masters)`, { volume, snapshot });
     if (!mark) await this.checkNotNeeded(volume, [entry], 'unmark');
     await v.setSnapshotFlags(snapshot, { master: mark });
     return this.masterList(volume);
@@ -416,9 +417,10 @@ export class Replication {
 
   /**
    * Deletes a relationship record (its snapshots stay). Its mirror is made writable where it can be reached (a
-   * marker naming another relationship is left alone); `released` says whether it was, and if not, why.
+   * marker naming another relationship is left alone); `released` says whether it was, and if not, why. The holds
+   * the relationship put on its source's snapshots go (`unheld`): nothing would ever release them after this.
    */
-  async mirrorDelete(name: string): Promise<{ destination: string; released: boolean; reason: string | null }> {
+  async mirrorDelete(name: string): Promise<{ destination: string; released: boolean; reason: string | null; unheld: string[] }> {
     const rel = await this.load(name);
     let released = true;
     let reason: string | null = null;
@@ -432,14 +434,27 @@ export class Replication {
           await d.close();
         }
       } catch (e) {
-        released = false;
-        reason = e instanceof Error ? e.message : String(e);
+        // A local mirror that would not open (a writer holds it): its marker is a file beside it, removed all the same.
+        const local = !parseRemote(rel.destination) && (await readMarker(rel.destination).catch(() => null))?.relationship === rel.name;
+        if (local) await writeMarker(rel.destination, null);
+        else {
+          released = false;
+          reason = e instanceof Error ? e.message : String(e);
+        }
       }
     }
     await this.host.state.update((s) => {
       delete s.relationships?.[name];
     });
-    return { destination: rel.destination, released, reason };
+    return { destination: rel.destination, released, reason, unheld: await this.releaseHolds(rel).catch(() => []) };
+  }
+
+  /** Releases the holds a relationship put on its source's snapshots (its own, and a resync's); returns their names. */
+  private async releaseHolds(rel: RelationshipRecord): Promise<string[]> {
+    const v = await this.host.openVolume(rel.source, true);
+    const held = v.snapshots.list().filter((e) => e.flags & SnapshotFlag.hold && (ownSnapshot(rel, e.name) || e.name === rel.resyncHold));
+    for (const e of held) await v.setSnapshotFlags(e.name, { hold: false });
+    return held.map((e) => e.name);
   }
 
   private async info(rel: RelationshipRecord): Promise<MirrorInfo> {
@@ -447,15 +462,18 @@ export class Replication {
     const lagBlocks = await this.lagBlocks(rel);
     const alive = rel.transferring !== null && processAlive(rel.transferring.pid);
     const lagSeconds = rel.lastCommon ? Math.max(0, (now - rel.lastCommon.createdAtMs) / 1000) : null;
+    // An update whose process died without a word (SIGKILL, a crash): it never recorded how it ended.
+    const killed = rel.transferring !== null && !alive ? `interrupted: the update in process ${rel.transferring.pid} (started ${rel.transferring.since}) stopped without finishing (the process was killed or its host went down); the next \`snapplane mirror update ${rel.name}\` finishes it` : null;
     let state: MirrorInfo['state'] = 'idle';
     if (rel.broken) state = 'broken';
     else if (alive) state = 'transferring';
+    else if (killed) state = 'failed';
     // A full resync that stopped without a word (its process was killed): the old mirror is there, behind.
     else if (!rel.lastCommon) state = rel.lastError ? 'failed' : rel.replacing ? 'lagging' : 'uninitialized';
     else if (rel.lastError) state = 'failed';
     else if (rel.everyMs !== null && lagSeconds !== null && lagSeconds * 1000 > 2 * rel.everyMs) state = 'lagging';
     // Found now rather than at the next update: a source deleted or moved away is not an idle relationship.
-    const gone = !alive && (await stat(rel.source).then(() => false, () => true)) ? `the source volume '${rel.source}' does not exist (any more)` : null;
+    const gone = alive ? null : await this.missingPart(rel);
     if (gone && state !== 'broken') state = 'failed';
     return {
       name: rel.name,
@@ -468,7 +486,7 @@ export class Replication {
       lastCommon: rel.lastCommon?.name ?? null,
       lastTransferAt: rel.lastTransferAt,
       lastTransferBytes: rel.lastTransferBytes,
-      lastError: gone ?? rel.lastError,
+      lastError: gone ?? killed ?? rel.lastError,
       lagSeconds,
       lagBlocks,
       lastSelection: rel.lastSelection,
@@ -476,6 +494,18 @@ export class Replication {
       limit: rel.limit ?? null,
       nextAt: rel.everyMs !== null && !rel.broken ? new Date(nextUpdateAt(rel, now)).toISOString() : null,
     };
+  }
+
+  /** What of the relationship is gone now (its source; an initialized incremental mirror's base or fast half), or null. */
+  private async missingPart(rel: RelationshipRecord): Promise<string | null> {
+    const missing = (p: string): Promise<boolean> => stat(p).then(() => false, () => true);
+    if (await missing(rel.source)) return `the source volume '${rel.source}' does not exist (any more)`;
+    if (rel.kind !== 'incremental' || !rel.lastCommon) return null;
+    const advice = `\`snapplane mirror resync ${rel.name} --full\` re-initializes the mirror`;
+    if (await missing(join(rel.destination, 'delta.json'))) return `the fast folder '${rel.destination}' holds no incremental mirror any more (no delta.json); put it back, or ${advice}`;
+    const base = rel.slow ? splitSlow(rel.slow)[1] : null;
+    if (base && (await missing(base))) return `the base image '${base}' is missing (deleted or moved); put it back, or ${advice}`;
+    return null;
   }
 
   /** Blocks written on the source since the last common snapshot (null before the first, or when it cannot tell). */
@@ -624,6 +654,7 @@ export class Replication {
       await this.settleLanded(rel, v, (ref) => status.snapshots.some((s) => sameRef(s, ref)));
       const base = await this.baseOf(rel, v);
       await this.removeStrays(rel, v);
+      if (base && !status.exists && !status.replacement) throw destinationGone(rel);
       if (base && !status.snapshots.some((s) => sameRef(s, refOf(base)))) {
         throw new SnapplaneError('NOT_FOUND', `'${rel.destination}' no longer has snapshot '${base.name}', the base of relationship '${rel.name}'; \`snapplane mirror resync ${rel.name}\` finds the newest common one`, { volume: rel.destination });
       }
@@ -677,7 +708,9 @@ export class Replication {
       blocks = plan.sendBlocks;
       selection = 'full';
     } else {
-      const mirror = await IncrementalMirror.open(rel.destination);
+      const mirror = await this.openIncremental(rel);
+      // Found at the update, not first at a reconstruct: without its base the structure rebuilds nothing.
+      await this.checkBase(rel, mirror);
       if (!sameRef({ ...mirror.current, id: 0 }, { ...rel.lastCommon!, id: 0 })) throw new SnapplaneError('INVALID', `the incremental mirror in '${rel.destination}' is at '${mirror.current.name}', the relationship at '${rel.lastCommon!.name}'`, { path: rel.destination });
       const plan = await planStream(v, `${quoteName(top.name)} - ${quoteName(base.name)}`, { selection: 'marks', now: () => this.host.clock() });
       const reader = new StreamReader(writeStream(v, plan, undefined, signal, true));
@@ -738,7 +771,11 @@ export class Replication {
    */
   async mirrorResync(name: string, opts: { reverse?: boolean; full?: boolean } = {}, onProgress?: Progress): Promise<MirrorUpdateReport & { common: string | null; discarded: string[] }> {
     const rel = await this.load(name);
-    if (rel.kind === 'incremental') throw new SnapplaneError('INVALID', `'${name}' is an incremental mirror; resync applies to full mirrors and replicas`);
+    if (rel.kind === 'incremental') {
+      if (!opts.full) throw new SnapplaneError('INVALID', `'${name}' is an incremental mirror: it has no volume to roll back; \`snapplane mirror resync ${name} --full\` re-initializes it (a new base image, an empty sparse structure)`);
+      if (opts.reverse) throw new SnapplaneError('INVALID', 'a resync is either --full or --reverse');
+      return this.reinitIncremental(rel, onProgress);
+    }
     if (opts.full) {
       if (opts.reverse) throw new SnapplaneError('INVALID', 'a resync is either --full or --reverse');
       return this.resyncFull(rel, onProgress);
@@ -753,14 +790,19 @@ export class Replication {
     let discarded: string[];
     try {
       const status = await d.status();
+      if (!status.exists) throw destinationGone(rel);
       const v = await this.host.openVolume(rel.source, true);
       const candidates = v.snapshots.list().filter((e) => status.snapshots.some((s) => sameRef(s, refOf(e)))).sort(byGeneration);
       if (candidates.length === 0) throw new SnapplaneError('NOT_FOUND', `'${rel.source}' and '${rel.destination}' have no snapshot in common; \`snapplane mirror resync ${name} --full\` copies the source whole again, to replace the mirror once it lands`);
       common = candidates[candidates.length - 1];
       discarded = (await d.rollBack(common.name)).discarded;
-      await d.setMarker(this.marker(rel, v));
+      // A replica is never marked (its updates are replications, which refuse a marked volume): one an older resync
+      // marked is released again. Its masters are held by the destination record, not by a hold.
+      if (rel.kind === 'replica') {
+        if (status.mirrorOf?.relationship === rel.name) await d.setMarker(null);
+      } else await d.setMarker(this.marker(rel, v));
       rel.resyncHold = null;
-      if (!(common.flags & SnapshotFlag.hold)) {
+      if (rel.kind !== 'replica' && !(common.flags & SnapshotFlag.hold)) {
         await v.setSnapshotFlags(common.name, { hold: true });
         if (!ownSnapshot(rel, common.name)) rel.resyncHold = common.name;
       }
@@ -813,13 +855,88 @@ export class Replication {
     return { ...r, common: null, discarded };
   }
 
+  /**
+   * Full resync of an incremental mirror (its base or sparse structure is lost or damaged): the structure is
+   * deleted and the next update writes a new base and starts an empty structure. The old state is gone from then on.
+   */
+  private async reinitIncremental(rel: RelationshipRecord, onProgress?: Progress): Promise<MirrorUpdateReport & { common: null; discarded: string[] }> {
+    const [kind, slowPath] = splitSlow(rel.slow!);
+    const old = await IncrementalMirror.open(rel.destination).catch(() => null);
+    if (kind === 'tape') {
+      // A tape folder takes a new base only empty: its tapes go when they are this mirror's old base, else the user decides.
+      const tapes = (await readdir(slowPath).catch(() => [] as string[])).filter((f) => f.endsWith('.tap'));
+      const ours = old !== null && old.basePath === slowPath && (await old.baseMatches().catch(() => false));
+      if (tapes.length > 0 && !ours) throw new SnapplaneError('EXISTS', `tape folder '${slowPath}' holds tapes (${tapes[0]}, …) that are not this mirror's base as far as its fast folder '${rel.destination}' tells; move them away or empty the folder, then run \`snapplane mirror resync ${rel.name} --full\` again`, { path: slowPath });
+      for (const t of tapes) await rm(join(slowPath, t), { force: true });
+    }
+    await IncrementalMirror.remove(rel.destination);
+    rel.lastCommon = null;
+    rel.pending = null;
+    rel.resyncHold = null;
+    rel.broken = false;
+    rel.lastError = null;
+    await this.save(rel);
+    // The relationship's own snapshots on the source go with this update (nothing is their base any more).
+    const r = await this.mirrorUpdate(rel.name, onProgress);
+    return { ...r, common: null, discarded: old ? [old.current.name] : [] };
+  }
+
   /** Incremental mirrors: rebuilds the newest state (base + sparse incrementals) into a new volume. */
   async mirrorReconstruct(name: string, volume: string, onProgress?: Progress): Promise<ReceiveReport> {
     const rel = await this.load(name);
     if (rel.kind !== 'incremental') throw new SnapplaneError('INVALID', `'${name}' is a ${rel.kind} mirror; its destination volume already holds the state (open it, or \`mirror break\` to write to it)`);
-    const mirror = await IncrementalMirror.open(rel.destination);
-    return this.host.job('reconstruct', rel.destination, volume, undefined, onProgress, async (signal, progress) =>
-      this.host.receiveInto(volume, mirror.reconstruct(), {}, progress, signal), (r) => r.bytes);
+    const mirror = await this.openIncremental(rel);
+    const existed = await stat(volume).then(() => true, () => false);
+    return this.host.job('reconstruct', rel.destination, volume, undefined, onProgress, async (signal, progress) => {
+      try {
+        return await this.host.receiveInto(volume, mirror.reconstruct(), {}, progress, signal);
+      } catch (e) {
+        // A reconstruction cannot be resumed (each one is a new stream): what landed is a half-made volume, not kept.
+        if (!existed) await this.host.deleteVolume(volume).catch(() => undefined);
+        if (!(e instanceof SnapplaneError)) throw e;
+        const root = e.cause instanceof SnapplaneError ? e.cause : e;
+        const damaged = root.code === 'CHECKSUM' || root.code === 'BAD_STREAM';
+        const where = damaged && root.path !== mirror.blockFile ? ` (reading the base image '${mirror.basePath}')` : '';
+        const advice = damaged ? `. This mirror cannot rebuild the source's state: \`snapplane mirror resync ${name} --full\` re-initializes it from the source as it is now` : '';
+        throw new SnapplaneError(root.code, `${root.message}${where}; nothing was reconstructed into '${volume}'${advice}`, { path: root.path ?? (damaged ? mirror.basePath : undefined), volume, vbn: root.vbn, cause: e });
+      }
+    }, (r) => r.bytes);
+  }
+
+  /** Incremental mirrors: checks every block of the sparse structure against its checksum, and that the base is there. */
+  async mirrorVerify(name: string): Promise<{ name: string; blocks: number; unchecked: number; base: string }> {
+    const rel = await this.load(name);
+    if (rel.kind !== 'incremental') throw new SnapplaneError('INVALID', `'${name}' is a ${rel.kind} mirror; \`mirror verify\` checks an incremental mirror's sparse structure (check a volume with \`snapplane fsck\`)`);
+    const mirror = await this.openIncremental(rel);
+    await this.checkBase(rel, mirror);
+    try {
+      return { name, ...(await mirror.verify()), base: mirror.basePath };
+    } catch (e) {
+      if (!(e instanceof SnapplaneError) || e.code !== 'CHECKSUM') throw e;
+      throw new SnapplaneError('CHECKSUM', `${e.message}; this mirror cannot rebuild the source's state: \`snapplane mirror resync ${name} --full\` re-initializes it from the source as it is now`, { path: e.path, vbn: e.vbn, cause: e });
+    }
+  }
+
+  /** The relationship's sparse structure, or NOT_FOUND saying how to start it again when its folder lost it. */
+  private async openIncremental(rel: RelationshipRecord): Promise<IncrementalMirror> {
+    try {
+      return await IncrementalMirror.open(rel.destination);
+    } catch (e) {
+      if (!(e instanceof SnapplaneError) || e.code !== 'NOT_FOUND') throw e;
+      throw new SnapplaneError('NOT_FOUND', `${e.message}: the fast half of incremental mirror '${rel.name}' is gone (deleted or moved); put the folder back, or \`snapplane mirror resync ${rel.name} --full\` re-initializes the mirror (a new base image on ${rel.slow}, an empty sparse structure)`, { path: rel.destination, cause: e });
+    }
+  }
+
+  /** Refuses (NOT_FOUND) when an incremental mirror's base image is missing or is not the one it was built on. */
+  private async checkBase(rel: RelationshipRecord, mirror: IncrementalMirror): Promise<void> {
+    const advice = `put the base image back there, or \`snapplane mirror resync ${rel.name} --full\` re-initializes the mirror (a new base image, an empty sparse structure)`;
+    if (!(await stat(mirror.basePath).then(() => true, () => false))) {
+      throw new SnapplaneError('NOT_FOUND', `the base image '${mirror.basePath}' of incremental mirror '${rel.name}' is missing (deleted or moved): without it the mirror cannot rebuild the source's state; ${advice}`, { path: mirror.basePath });
+    }
+    const ok = await mirror.baseMatches().catch((e: unknown) => {
+      throw new SnapplaneError(e instanceof SnapplaneError ? e.code : 'BAD_FORMAT', `the base image '${mirror.basePath}' of incremental mirror '${rel.name}' cannot be read (${e instanceof Error ? e.message : String(e)}); ${advice}`, { path: mirror.basePath, cause: e });
+    });
+    if (!ok) throw new SnapplaneError('INVALID', `'${mirror.basePath}' is not the base image incremental mirror '${rel.name}' was built on (another backup is there now); ${advice}`, { path: mirror.basePath });
   }
 }
 
@@ -846,6 +963,12 @@ async function refuseMirrorSource(source: string, kind: MirrorKind): Promise<voi
   const m = await readMarker(source).catch(() => null);
   if (!m || m.brokenAt) return;
   throw new SnapplaneError('INVALID', `'${source}' is the mirror of '${m.source}' (relationship '${m.relationship}'): ${kind === 'incremental' ? 'an' : 'a'} ${kind} mirror takes a snapshot of its source at every update, and a mirror takes none of its own; mirror '${m.source}' instead, or make a replica of this mirror (\`--kind replica\`: it follows the master snapshots the mirror brings)`, { volume: source });
+}
+
+/** A full mirror or replica whose destination volume was deleted: only a whole copy brings it back. */
+function destinationGone(rel: RelationshipRecord): SnapplaneError {
+  const how = rel.kind === 'full' ? `\`snapplane mirror resync ${rel.name} --full\` recreates it (a whole copy of the source)` : `\`snapplane mirror update ${rel.name}\` recreates it (a whole copy of the newest master)`;
+  return new SnapplaneError('NOT_FOUND', `destination volume '${rel.destination}' does not exist (any more): it was deleted or moved; ${how}`, { volume: rel.destination });
 }
 
 function splitSlow(slow: string): ['file' | 'tape', string] {

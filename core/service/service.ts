@@ -272,7 +272,14 @@ export class SnapplaneService {
       if (offline) throw new SnapplaneError('BUSY', `volume '${ref.volume}' is off-line: ${offline}; try again when that update has finished`, { volume: ref.volume });
       if (write && !mirrorWrite) {
         const marker = await readMarker(ref.volume);
-        if (marker && !marker.brokenAt) throw new SnapplaneError('READ_ONLY', `volume '${ref.volume}' is the mirror of '${marker.source}' (relationship '${marker.relationship}'); it changes only by mirror updates until \`snapplane mirror break ${marker.relationship}\` (where the relationship was created) or \`snapplane mirror break ${ref.volume}\` (on this host, a takeover) makes it writable`, { volume: ref.volume });
+        if (marker && !marker.brokenAt) {
+          // A relationship deleted while its mirror could not be reached leaves the marker: breaking it by name fails then.
+          const known = (await this.state.load()).relationships?.[marker.relationship] !== undefined;
+          const how = known
+            ? `\`snapplane mirror break ${marker.relationship}\` (where the relationship was created) or \`snapplane mirror break ${ref.volume}\` (on this host, a takeover) makes it writable`
+            : `\`snapplane mirror break ${ref.volume}\` (on this host, a takeover) or \`snapplane mirror break ${marker.relationship}\` on the host that made the relationship makes it writable (this host knows no relationship '${marker.relationship}': if it was deleted, break the volume)`;
+          throw new SnapplaneError('READ_ONLY', `volume '${ref.volume}' is the mirror of '${marker.source}' (relationship '${marker.relationship}'); it changes only by mirror updates until ${how}`, { volume: ref.volume });
+        }
       }
       v = await Volume.open(ref.volume, {
         readOnly: !write,
@@ -1023,13 +1030,18 @@ export class SnapplaneService {
   }
 
   /** Deletes a relationship record (snapshots stay). */
-  mirrorDelete(name: string): Promise<{ destination: string; released: boolean; reason: string | null }> {
+  mirrorDelete(name: string): Promise<{ destination: string; released: boolean; reason: string | null; unheld: string[] }> {
     return this.replication.mirrorDelete(name);
   }
 
   /** Rebuilds an incremental mirror's newest state into a new volume. */
   mirrorReconstruct(name: string, volume: string, onProgress?: ProgressCallback): Promise<ReceiveReport> {
     return this.replication.mirrorReconstruct(name, volume, onProgress);
+  }
+
+  /** Checks an incremental mirror's base and every block of its sparse structure against its checksum. */
+  mirrorVerify(name: string): Promise<{ name: string; blocks: number; unchecked: number; base: string }> {
+    return this.replication.mirrorVerify(name);
   }
 
   /** Relationships whose schedule is due (the daemon runs them). */

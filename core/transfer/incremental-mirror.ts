@@ -6,10 +6,12 @@
  * else from the base. Layout in core/STREAM.md §10.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SnapplaneError, asIoError } from '../common/errors.js';
 import { writeFileAtomic } from '../common/atomic-file.js';
+import { blockChecksum } from '../common/checksum.js';
+import type { FileHandle } from 'node:fs/promises';
 import { BLOCK_SIZE } from '../common/units.js';
 import { BITS_PER_CHUNK, WORDS_PER_CHUNK, forEachSetBit } from '../planes/bit-plane.js';
 import { SparsePlane } from '../planes/sparse-plane.js';
@@ -24,10 +26,16 @@ import { backupBytes } from '../stream/backup-source.js';
 
 const STATE = 'delta.json';
 const BLOCKS = 'delta.blocks';
+const SUMS = 'delta.sums';
+/** Bytes of one VBN's entry in `delta.sums`: u32 set flag + u32 CRC-32 of the block. */
+const SUM_BYTES = 8;
+/** Blocks read at a time when verifying. */
+const VERIFY_RUN = 64;
 
 interface DeltaState {
   format: 'snapplane-incremental-mirror';
-  version: 1;
+  /** 2 keeps a checksum of every block it stores (`delta.sums`); a version-1 structure's blocks have none. */
+  version: 1 | 2;
   sourceVolume: string;
   sourceLabel: string;
   blockCount: number;
@@ -96,6 +104,16 @@ export class IncrementalMirror {
   get presentBlocks(): number {
     return this.state.presentBlocks;
   }
+  /** The sparse file of blocks (named in errors about its damage). */
+  get blockFile(): string {
+    return join(this.dir, BLOCKS);
+  }
+
+  /** Whether the base backup at `basePath` is the one this mirror was built on (throws when it cannot be read). */
+  async baseMatches(): Promise<boolean> {
+    const [h] = await checkChain([this.state.base.path]);
+    return h.streamId === this.state.base.streamId;
+  }
 
   /** Starts an incremental mirror in `dir` over the base backup at `basePath` (a full stream, already written). */
   static async create(dir: string, basePath: string): Promise<IncrementalMirror> {
@@ -112,7 +130,7 @@ export class IncrementalMirror {
     const tag = randomBytes(4).toString('hex');
     const state: DeltaState = {
       format: 'snapplane-incremental-mirror',
-      version: 1,
+      version: 2,
       sourceVolume: h.sourceVolume,
       sourceLabel: h.sourceLabel,
       blockCount: h.blockCount,
@@ -124,11 +142,22 @@ export class IncrementalMirror {
       storedBlocks: 0,
     };
     await (await open(join(dir, BLOCKS), 'w')).close();
+    await (await open(join(dir, SUMS), 'w')).close();
     await writePlane(join(dir, state.planes.present), new SparsePlane());
     await writePlane(join(dir, state.planes.stored), new SparsePlane());
     await writePlane(join(dir, state.planes.current), await basePlane(basePath));
     await writeFileAtomic(join(dir, STATE), JSON.stringify(state, null, 2));
     return new IncrementalMirror(dir, state);
+  }
+
+  /**
+   * Deletes the structure in `dir` (its state file first, so a crash leaves no state naming half-deleted files);
+   * other files in the folder stay.
+   */
+  static async remove(dir: string): Promise<void> {
+    await rm(join(dir, STATE), { force: true });
+    const names = await readdir(dir).catch(() => [] as string[]);
+    for (const n of names) if (n === BLOCKS || n === SUMS || n === `${BLOCKS}.compact` || /^(present|stored|current)\.[0-9a-f]+\.plane$/.test(n)) await rm(join(dir, n), { force: true });
   }
 
   /** Opens the incremental mirror in `dir`. */
@@ -140,7 +169,7 @@ export class IncrementalMirror {
       throw new SnapplaneError('NOT_FOUND', `'${dir}' holds no incremental mirror (no ${STATE})`, { path: dir });
     }
     const state = JSON.parse(text) as DeltaState;
-    if (state.format !== 'snapplane-incremental-mirror' || state.version !== 1) throw new SnapplaneError('BAD_FORMAT', `'${join(dir, STATE)}' is not an incremental mirror state of version 1`, { path: dir });
+    if (state.format !== 'snapplane-incremental-mirror' || (state.version !== 1 && state.version !== 2)) throw new SnapplaneError('BAD_FORMAT', `'${join(dir, STATE)}' is not an incremental mirror state of version 1 or 2`, { path: dir });
     return new IncrementalMirror(dir, state);
   }
 
@@ -191,11 +220,20 @@ export class IncrementalMirror {
       for (let i = 0; i < WORDS_PER_CHUNK; i++) if ((w[i] & p[i]) !== 0) throw bad(`the stream rewrites VBN ${c * BITS_PER_CHUNK + i * 32 + 31 - Math.clz32(w[i] & p[i])}, which the current state holds`);
     }
     const fh = await open(join(this.dir, BLOCKS), 'r+');
+    // A version-1 structure has no sums file yet: its blocks stay unchecked, the ones written from now on are not.
+    const sums = await open(join(this.dir, SUMS), 'a+').then((f) => f.close()).then(() => open(join(this.dir, SUMS), 'r+'));
     let landed = 0;
     try {
       while (item.type === 'blocks') {
         for (let v = item.vbn; v < item.vbn + item.count; v++) if (!image.has(v)) throw bad(`block record carries VBN ${v}, which is not in the image`);
         await fh.write(item.data, 0, item.count * BLOCK_SIZE, item.vbn * BLOCK_SIZE);
+        // Written in place like the blocks: these VBNs are not in `present`, so nothing reads their entries yet.
+        const entry = Buffer.alloc(item.count * SUM_BYTES);
+        for (let k = 0; k < item.count; k++) {
+          entry.writeUInt32LE(1, k * SUM_BYTES);
+          entry.writeUInt32LE(blockChecksum(item.data.subarray(k * BLOCK_SIZE, (k + 1) * BLOCK_SIZE)), k * SUM_BYTES + 4);
+        }
+        await sums.write(entry, 0, entry.length, item.vbn * SUM_BYTES);
         landed += item.count;
         onProgress?.(landed, image.count);
         item = await reader.next();
@@ -204,8 +242,10 @@ export class IncrementalMirror {
       if (item.type !== 'end') throw bad(`unexpected ${item.type} record after the blocks`);
       if (landed !== image.count) throw bad(`the stream carried ${landed} blocks of the ${image.count} its image needs`);
       await fh.sync();
+      await sums.sync();
     } finally {
       await fh.close();
+      await sums.close();
     }
     // present' = (present - dealloc) | image; stored' = stored | image.
     const chunks = new Set([...present.chunkIndexes(), ...image.chunkIndexes()]);
@@ -229,7 +269,7 @@ export class IncrementalMirror {
       for (let i = 0; i < WORDS_PER_CHUNK; i++) w[i] = (s ? s[i] : 0) | im[i];
       stored.setChunk(c, w);
     }
-    await this.commit(nextPresent, stored, top, { ...this.state, current: h.snapshots[0], updates: this.state.updates + 1 });
+    await this.commit(nextPresent, stored, top, { ...this.state, version: 2, current: h.snapshots[0], updates: this.state.updates + 1 });
     // Freed blocks still take room in the file; once they outweigh a quarter of what it holds, copy it compact.
     if (this.state.storedBlocks - this.state.presentBlocks > Math.max(256, this.state.presentBlocks / 4)) await this.compact();
     return { blocks: landed };
@@ -273,6 +313,44 @@ export class IncrementalMirror {
     await this.commit(present, present, current, this.state);
   }
 
+  /**
+   * Checks every block the structure holds against the checksum stored with it, and refuses (CHECKSUM, naming the
+   * block file and the VBNs) if one does not match. Blocks a version-1 structure stored have none: counted unchecked.
+   */
+  async verify(): Promise<{ blocks: number; unchecked: number }> {
+    const present = await readPlane(join(this.dir, this.state.planes.present));
+    const fh = await open(join(this.dir, BLOCKS), 'r');
+    const sums = await openSums(this.dir);
+    const bad: number[] = [];
+    let unchecked = 0;
+    try {
+      const buf = Buffer.alloc(VERIFY_RUN * BLOCK_SIZE);
+      for (const [vbn, count] of runsOf(present, VERIFY_RUN)) {
+        await fh.read(buf, 0, count * BLOCK_SIZE, vbn * BLOCK_SIZE);
+        const entries = await readSums(sums, vbn, count);
+        for (let k = 0; k < count; k++) {
+          const ok = sumMatches(entries, k, buf.subarray(k * BLOCK_SIZE, (k + 1) * BLOCK_SIZE));
+          if (ok === null) unchecked++;
+          else if (!ok) bad.push(vbn + k);
+        }
+      }
+    } finally {
+      await fh.close();
+      await sums?.close();
+    }
+    if (bad.length > 0) throw this.damaged(bad);
+    return { blocks: present.count, unchecked };
+  }
+
+  private damaged(vbns: number[]): SnapplaneError {
+    const list = vbns.slice(0, 8).join(', ') + (vbns.length > 8 ? ', …' : '');
+    return new SnapplaneError(
+      'CHECKSUM',
+      `the incremental mirror's block file '${join(this.dir, BLOCKS)}' is damaged: ${vbns.length === 1 ? `the block of VBN ${list} does` : `${vbns.length} blocks (VBNs ${list}) do`} not match the checksum stored with ${vbns.length === 1 ? 'it' : 'them'}`,
+      { path: join(this.dir, BLOCKS), vbn: vbns[0] },
+    );
+  }
+
   /** Bytes the block file takes on disk (allocated, not its apparent size). */
   async diskBytes(): Promise<number> {
     const s = await stat(join(this.dir, BLOCKS));
@@ -284,12 +362,15 @@ export class IncrementalMirror {
    * backup. Receiving it into a new volume reconstructs the source as of the last update.
    */
   async *reconstruct(onProgress?: (blocks: number, total: number) => void): AsyncGenerator<Buffer> {
+    // Before the first byte goes out: a damaged block found half-way would leave the receiver a half-made volume.
+    await this.verify();
     const present = await readPlane(join(this.dir, this.state.planes.present));
     const current = await readPlane(join(this.dir, this.state.planes.current));
     const headers = await checkChain([this.state.base.path]);
     if (headers[0].streamId !== this.state.base.streamId) throw new SnapplaneError('INVALID', `'${this.state.base.path}' is not the base this incremental mirror was built on`, { path: this.state.base.path });
     const base = await BackupChainDevice.open([this.state.base.path], headers);
     const fh = await open(join(this.dir, BLOCKS), 'r');
+    const sums = await openSums(this.dir);
     try {
       const image = new SparsePlane();
       for (const c of current.chunkIndexes()) {
@@ -332,11 +413,15 @@ export class IncrementalMirror {
       };
       const read = async (vbn: number, count: number, into?: Buffer): Promise<Buffer> => {
         const out = into && into.length === count * BLOCK_SIZE ? into : Buffer.alloc(count * BLOCK_SIZE);
+        const entries = await readSums(sums, vbn, count);
         for (let k = 0; k < count; k++) {
           const v = vbn + k;
           const at = out.subarray(k * BLOCK_SIZE, (k + 1) * BLOCK_SIZE);
-          if (present.has(v)) await fh.read(at, 0, BLOCK_SIZE, v * BLOCK_SIZE);
-          else if (base.holds(v)) await base.readBlocks(v, 1, at);
+          if (present.has(v)) {
+            await fh.read(at, 0, BLOCK_SIZE, v * BLOCK_SIZE);
+            // Checked again as it goes out: the file may have changed since `verify`.
+            if (sumMatches(entries, k, at) === false) throw this.damaged([v]);
+          } else if (base.holds(v)) await base.readBlocks(v, 1, at);
           else throw new SnapplaneError('BAD_FORMAT', `the incremental mirror in '${this.dir}' has no copy of VBN ${v}: neither the sparse file nor the base holds it`, { path: this.dir, vbn: v });
         }
         return out;
@@ -344,9 +429,44 @@ export class IncrementalMirror {
       yield* emitStream(plan, read, this.dir, (p) => onProgress?.(p.blocks, image.count), undefined, true);
     } finally {
       await fh.close();
+      await sums?.close();
       await base.close();
     }
   }
+}
+
+/** The checksum file of the structure in `dir`, or null for a version-1 structure that has none. */
+async function openSums(dir: string): Promise<FileHandle | null> {
+  return open(join(dir, SUMS), 'r').catch((e: NodeJS.ErrnoException) => {
+    if (e.code === 'ENOENT') return null;
+    throw e;
+  });
+}
+
+/** The checksum entries of VBNs [vbn, vbn + count); holes and the end of the file read as "none stored". */
+async function readSums(fh: FileHandle | null, vbn: number, count: number): Promise<Buffer> {
+  const out = Buffer.alloc(count * SUM_BYTES);
+  if (fh) await fh.read(out, 0, out.length, vbn * SUM_BYTES);
+  return out;
+}
+
+/** Whether block `k` of a run matches its entry; null when none was stored for it. */
+function sumMatches(entries: Buffer, k: number, block: Buffer): boolean | null {
+  if (entries.readUInt32LE(k * SUM_BYTES) !== 1) return null;
+  return entries.readUInt32LE(k * SUM_BYTES + 4) === blockChecksum(block);
+}
+
+/** Runs [vbn, count] of consecutive VBNs set in `plane`, at most `max` long, ascending. */
+function runsOf(plane: SparsePlane, max: number): [number, number][] {
+  const runs: [number, number][] = [];
+  for (const c of plane.chunkIndexes()) {
+    for (const v of setBits(c, plane.chunk(c)!)) {
+      const last = runs[runs.length - 1];
+      if (last && last[0] + last[1] === v && last[1] < max) last[1]++;
+      else runs.push([v, 1]);
+    }
+  }
+  return runs;
 }
 
 /** VBNs set in chunk `c`, ascending. */

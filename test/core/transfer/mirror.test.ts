@@ -601,7 +601,7 @@ describe('full mirrors', () => {
         await s.mirrorUpdate(name);
       }
       await s.closeAll();
-      expect(await s.mirrorDelete('m-del')).toEqual({ destination: `127.0.0.1:${port}/m-del`, released: true, reason: null });
+      expect(await s.mirrorDelete('m-del')).toEqual({ destination: `127.0.0.1:${port}/m-del`, released: true, reason: null, unheld: ['mirror.m-del.1'] });
       await server.put(join(root, 'm-del'), __filename, '/now-writable.ts');
       await server.closeAll();
       // Its host is down: the record goes, and the answer says the mirror there stays read-only.
