@@ -61,7 +61,9 @@ import type { BlockInfo, PlaneTiles, RevertPreview, SavedImage } from '../api/co
 import { readMarker, readOffline } from '../transfer/sidecars.js';
 import { Replication, type ReplicationHost, type TransferOptions } from './replication.js';
 import type { Endpoint } from '../net/endpoint.js';
+import { checkDestination } from '../transfer/destination.js';
 import type { MasterInfo, MirrorInfo, MirrorKind, MirrorUpdateReport, ReplicateReport } from '../api/types.js';
+import { checkNewVolumePath } from './volume-names.js';
 
 /** A volume reference: a volume path, optionally at a snapshot (`vol@snap`, read-only). */
 export interface VolumeRef {
@@ -307,6 +309,7 @@ export class SnapplaneService {
    * `raid` data member images plus a parity image, each of `sizeBytes`.
    */
   async createVolume(path: string, sizeBytes: number, options: { raid?: number } = {}): Promise<VolumeInfo> {
+    await checkNewVolumePath(path);
     let v: Volume;
     if (options.raid !== undefined) {
       await Raid4Device.createWhole(path, options.raid, sizeBytes, (device) => Volume.format(device, { now: this.now }));
@@ -968,7 +971,9 @@ export class SnapplaneService {
   }
 
   /** Sends a destination (a local volume or host:port/name) up to the source's newest master snapshot. */
-  replicate(source: string, destination: string, options: TransferOptions & { raid?: number } = {}, onProgress?: ProgressCallback): Promise<ReplicateReport> {
+  async replicate(source: string, destination: string, options: TransferOptions & { raid?: number } = {}, onProgress?: ProgressCallback): Promise<ReplicateReport> {
+    // Here rather than in every replication: a relationship's update replicates to the destination it was created with.
+    await checkDestination(destination, options.keyFile);
     return this.replication.replicate(source, destination, options, onProgress);
   }
 
