@@ -63,13 +63,9 @@ import { Replication, type ReplicationHost, type TransferOptions } from './repli
 import type { Endpoint } from '../net/endpoint.js';
 import { checkDestination } from '../transfer/destination.js';
 import type { MasterInfo, MirrorInfo, MirrorKind, MirrorUpdateReport, ReplicateReport } from '../api/types.js';
-import { checkNewVolumePath } from './volume-names.js';
+import { checkNewVolumePath, snapshotGivenForVolume, type VolumeRef } from './volume-names.js';
 
-/** A volume reference: a volume path, optionally at a snapshot (`vol@snap`, read-only). */
-export interface VolumeRef {
-  volume: string;
-  snapshot?: string;
-}
+export type { VolumeRef } from './volume-names.js';
 
 export interface ServiceOptions {
   /** CP timer for volumes the service keeps open; 0 turns the timer off (one-shot CLI commands). */
@@ -81,15 +77,6 @@ export interface ServiceOptions {
 }
 
 export type ProgressCallback = (p: ProgressEvent) => void;
-
-/** Splits `vol@snap` into its parts; a volume path may itself contain '@' only before the last one. */
-export function parseVolumeRef(text: string): VolumeRef {
-  const at = text.lastIndexOf('@');
-  if (at > 0 && !text.slice(at + 1).includes('/') && at < text.length - 1) {
-    return { volume: text.slice(0, at), snapshot: text.slice(at + 1) };
-  }
-  return { volume: text };
-}
 
 /** How long an out-of-date read-only volume stays open after a newer one replaced it (for reads still under way). */
 const RETIRED_MS = 10 * 60_000;
@@ -276,13 +263,19 @@ export class SnapplaneService {
         const marker = await readMarker(ref.volume);
         if (marker && !marker.brokenAt) throw new SnapplaneError('READ_ONLY', `volume '${ref.volume}' is the mirror of '${marker.source}' (relationship '${marker.relationship}'); it changes only by mirror updates until \`snapplane mirror break ${marker.relationship}\` (where the relationship was created) or \`snapplane mirror break ${ref.volume}\` (on this host, a takeover) makes it writable`, { volume: ref.volume });
       }
-      v = await Volume.open(ref.volume, {
-        readOnly: !write,
-        snapshot: ref.snapshot,
-        cpIntervalMs: write ? this.cpIntervalMs : 0,
-        openDevice: openDeviceAt,
-        now: this.now,
-      });
+      try {
+        v = await Volume.open(ref.volume, {
+          readOnly: !write,
+          snapshot: ref.snapshot,
+          cpIntervalMs: write ? this.cpIntervalMs : 0,
+          openDevice: openDeviceAt,
+          now: this.now,
+        });
+      } catch (e) {
+        // `put v.img@A …`: no volume by that name, but a snapshot of one; say so rather than NOT_FOUND.
+        if (e instanceof SnapplaneError && e.code === 'NOT_FOUND' && ref.snapshot === undefined) throw (await snapshotGivenForVolume(ref.volume, write)) ?? e;
+        throw e;
+      }
       this.open.set(k, v);
     }
     return v;

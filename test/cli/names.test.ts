@@ -1,6 +1,7 @@
 /**
- * Names as users type them: volume names that would read as another volume's sidecar (served and local), and
- * destinations shaped like an address without a volume.
+ * Names as users type them: volume names that would read as another volume's sidecar (served and local),
+ * destinations shaped like an address without a volume, volume paths holding '@', and `<vol>@<snap>` given to
+ * commands that write or take a whole volume.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
@@ -109,5 +110,47 @@ describe('destinations shaped like an address', () => {
     await ok('replicate', 'src.img', 'h:2.img');
     expect((await ok('snap', 'list', 'h:2.img')).stdout).toMatch(/\nT +/);
     expect((await ok('snap', 'list', 'h:1.img')).stdout).toMatch(/\nT +/);
+  });
+});
+
+describe("'@' in volume paths", () => {
+  it('a volume whose path holds @ is read as itself; another volume is split at the last @', async () => {
+    await ok('volume', 'create', 'host@x.img', '--size', '8M');
+    await ok('put', 'host@x.img', 'n.txt', '/n');
+    expect((await ok('ls', 'host@x.img', '/')).stdout).toMatch(/ n\n$/);
+    await ok('get', 'host@x.img', '/n', 'back.txt');
+    expect((await ok('volume', 'info', 'host@x.img')).stdout).toMatch(/^volume: +host@x\.img\n/);
+    await ok('volume', 'create', 'v.img', '--size', '8M');
+    await ok('put', 'v.img', 'n.txt', '/n');
+    await ok('snap', 'create', 'v.img', 'A');
+    await ok('rm', 'v.img', '/n');
+    expect((await ok('ls', 'v.img@A', '/')).stdout).toMatch(/ n\n$/);
+    expect((await ok('volume', 'info', 'v.img@A')).stdout).toMatch(/^volume: +v\.img@A\n/);
+    // A new volume that would read as a snapshot of an existing one is refused.
+    expect(await run('volume', 'create', 'v.img@A', '--size', '8M')).toMatchObject({ code: 1, stderr: expect.stringMatching(/bad volume name 'v\.img@A': it reads as snapshot 'A' of volume 'v\.img'/) });
+  });
+
+  it('<vol>@<snap> given to a write says the snapshot is read-only; to a whole-volume command, that it takes a volume', async () => {
+    for (const args of [
+      ['put', 'v.img@A', 'n.txt', '/x'],
+      ['rm', 'v.img@A', '/n'],
+      ['mkdir', 'v.img@A', '/d'],
+      ['mv', 'v.img@A', '/n', '/m'],
+      ['sync', 'v.img@A'],
+      ['snap', 'create', 'v.img@A', 'B'],
+      ['snap', 'delete', 'v.img@A', 'A'],
+      ['snap', 'restore', 'v.img@A', 'A', '/n'],
+    ]) {
+      const r = await run(...args);
+      expect(r.code, args.join(' ')).toBe(1);
+      expect(r.stderr, args.join(' ')).toMatch(/^snapplane: snapshot 'A' of 'v\.img' is read-only; change the volume itself \('v\.img'\).*\(READ_ONLY\)\n$/);
+    }
+    for (const args of [['fsck', 'v.img@A'], ['planes', 'v.img@A'], ['space', 'v.img@A'], ['snap', 'list', 'v.img@A'], ['snap', 'diff', 'v.img@A', 'A', 'active']]) {
+      const r = await run(...args);
+      expect(r.code, args.join(' ')).toBe(1);
+      expect(r.stderr, args.join(' ')).toMatch(/^snapplane: 'v\.img@A' names snapshot 'A' of 'v\.img', and this command takes a whole volume: give 'v\.img' \(INVALID\)\n$/);
+    }
+    // A volume that is simply missing is still NOT_FOUND, naming it.
+    expect(await run('put', 'gone.img', 'n.txt', '/x')).toMatchObject({ code: 1, stderr: expect.stringMatching(/volume 'gone\.img' does not exist \(NOT_FOUND\)/) });
   });
 });
