@@ -1,7 +1,7 @@
 /**
  * Names as users type them: volume names that would read as another volume's sidecar (served and local),
- * destinations shaped like an address without a volume, volume paths holding '@', and `<vol>@<snap>` given to
- * commands that write or take a whole volume.
+ * destinations shaped like an address without a volume, volume paths holding '@', `<vol>@<snap>` given to
+ * commands that write or take a whole volume, and snapshot names the image expressions could not read plainly.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
@@ -152,5 +152,20 @@ describe("'@' in volume paths", () => {
     }
     // A volume that is simply missing is still NOT_FOUND, naming it.
     expect(await run('put', 'gone.img', 'n.txt', '/x')).toMatchObject({ code: 1, stderr: expect.stringMatching(/volume 'gone\.img' does not exist \(NOT_FOUND\)/) });
+  });
+});
+
+describe('snapshot names', () => {
+  it('refuses names the image expressions or the command line would not read plainly', async () => {
+    await ok('volume', 'create', 's.img', '--size', '8M');
+    for (const name of ['x+y', 'a&b', 'o(k', 'c)', "q'", '-dash']) {
+      const r = await run('snap', 'create', 's.img', '--', name);
+      expect(r.code, name).toBe(1);
+      expect(r.stderr, name).toMatch(/invalid snapshot name .*not '-' first.*\+ & \( \) '.*\(INVALID\)\n$/);
+    }
+    await ok('snap', 'create', 's.img', 'hourly-2026-12-02_0300');
+    expect(await run('snap', 'rename', 's.img', 'hourly-2026-12-02_0300', 'x+y')).toMatchObject({ code: 1, stderr: expect.stringMatching(/invalid snapshot name 'x\+y'/) });
+    expect((await ok('image', 'eval', 's.img', 'hourly-2026-12-02_0300')).stdout).toMatch(/^hourly-2026-12-02_0300: /);
+    expect((await ok('snap', 'list', 's.img')).stdout.trim().split('\n')).toHaveLength(2);
   });
 });
