@@ -1,6 +1,6 @@
 /** File commands: put, get, ls, rm, mkdir, mv, sync. */
 import type { Command } from 'commander';
-import { formatBytes, parseVolumeRef, type CopySummary } from '../../core/service/index.js';
+import { formatBytes, resolveVolumeRef, type CopySummary } from '../../core/service/index.js';
 import { counted, modeString, printJson, printTable } from '../output.js';
 import { progressBar } from '../progress.js';
 import { withService } from '../run.js';
@@ -38,7 +38,7 @@ export function registerFiles(program: Command): void {
       withService(async (s) => {
         const bar = progressBar(opts.json === true);
         try {
-          const r = await s.get(parseVolumeRef(vol), path, host, bar);
+          const r = await s.get(await resolveVolumeRef(vol), path, host, bar);
           bar.stop();
           if (opts.json) printJson(r);
           else process.stdout.write(summary('got', r));
@@ -53,7 +53,7 @@ export function registerFiles(program: Command): void {
     .option('--json', 'print a JSON report')
     .action((vol: string, path: string | undefined, opts: { json?: boolean }) =>
       withService(async (s) => {
-        const entries = await s.ls(parseVolumeRef(vol), path ?? '/');
+        const entries = await s.ls(await resolveVolumeRef(vol), path ?? '/');
         if (opts.json) return printJson(entries);
         printTable(
           ['MODE', 'UID', 'GID', 'SIZE', 'MODIFIED', 'NAME'],

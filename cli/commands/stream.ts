@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Command } from 'commander';
 import { spawnSync } from 'node:child_process';
-import { SnapplaneError, asIoError, decodeResumeToken, formatBytes, parseSize, parseVolumeRef, type ReceiveReport, type SendReport } from '../../core/service/index.js';
+import { SnapplaneError, asIoError, decodeResumeToken, formatBytes, parseSize, resolveVolumeRef, type ReceiveReport, type SendReport } from '../../core/service/index.js';
 import { readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline/promises';
 import { printJson, printTable } from '../output.js';
@@ -166,7 +166,7 @@ export function registerStream(program: Command): void {
         try {
           let r: ReceiveReport;
           if (opts.in && (!opts.input || opts.input === '-')) throw new UsageError('--in needs -i <path inside that volume>');
-          if (opts.input && opts.input !== '-') r = await s.receiveFile(vol, opts.input, { force: opts.force, raid, inVolume: opts.in ? parseVolumeRef(opts.in) : undefined, nextTape: tapeChanger(opts.nextTape) }, bar);
+          if (opts.input && opts.input !== '-') r = await s.receiveFile(vol, opts.input, { force: opts.force, raid, inVolume: opts.in ? await resolveVolumeRef(opts.in) : undefined, nextTape: tapeChanger(opts.nextTape) }, bar);
           else {
             if (process.stdin.isTTY) throw new UsageError('reading a stream from a terminal; pipe one in or use -i <file>');
             r = await s.receive(vol, process.stdin as AsyncIterable<Buffer>, { force: opts.force, raid }, bar);
@@ -237,7 +237,7 @@ export function registerStream(program: Command): void {
     .action((dst: string, backups: string[], opts: { raid?: string; in?: string; nextTape?: string; json?: boolean }) =>
       withService(async (s) => {
         const bar = progressBar(opts.json === true);
-        const r = await s.restore(dst, backups, { raid: opts.raid ? Number(opts.raid) : undefined, inVolume: opts.in ? parseVolumeRef(opts.in) : undefined, nextTape: tapeChanger(opts.nextTape) }, bar);
+        const r = await s.restore(dst, backups, { raid: opts.raid ? Number(opts.raid) : undefined, inVolume: opts.in ? await resolveVolumeRef(opts.in) : undefined, nextTape: tapeChanger(opts.nextTape) }, bar);
         bar.stop();
         if (opts.json) return printJson(r);
         for (const x of r) process.stdout.write(receiveLine(x));
@@ -255,7 +255,7 @@ export function registerStream(program: Command): void {
     .action((volPath: string, hostPath: string, opts: { from: string[]; snapshot?: string; in?: string; nextTape?: string; json?: boolean }) =>
       withService(async (s) => {
         const bar = progressBar(opts.json === true);
-        const r = await s.restoreFile(opts.from, volPath, hostPath, { snapshot: opts.snapshot, inVolume: opts.in ? parseVolumeRef(opts.in) : undefined, nextTape: tapeChanger(opts.nextTape) }, bar);
+        const r = await s.restoreFile(opts.from, volPath, hostPath, { snapshot: opts.snapshot, inVolume: opts.in ? await resolveVolumeRef(opts.in) : undefined, nextTape: tapeChanger(opts.nextTape) }, bar);
         bar.stop();
         if (opts.json) return printJson(r);
         process.stdout.write(`restored ${volPath} to ${hostPath}: ${r.files} files, ${formatBytes(r.bytes)}; read ${formatBytes(r.backupBytesRead)} of the backups\n`);
@@ -296,7 +296,7 @@ export function registerStream(program: Command): void {
     .option('--json', 'print a JSON report')
     .action((backups: string[], opts: { in?: string; nextTape?: string; json?: boolean }) =>
       withService(async (s) => {
-        const r = await s.verify(backups, { inVolume: opts.in ? parseVolumeRef(opts.in) : undefined, nextTape: tapeChanger(opts.nextTape) });
+        const r = await s.verify(backups, { inVolume: opts.in ? await resolveVolumeRef(opts.in) : undefined, nextTape: tapeChanger(opts.nextTape) });
         if (opts.json) printJson(r);
         else {
           for (const b of r.backups) {

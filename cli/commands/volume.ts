@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { formatBytes, parseSize, type VolumeInfo } from '../../core/service/index.js';
 import { printFields, printJson, printTable } from '../output.js';
 import { parseInteger, withService } from '../run.js';
-import { parseVolumeRef } from '../../core/service/index.js';
+import { resolveVolumeRef } from '../../core/service/index.js';
 
 /** Human summary of a volume. */
 export function printVolumeInfo(info: VolumeInfo): void {
@@ -82,7 +82,7 @@ export function registerVolume(program: Command): void {
     .option('--json', 'print a JSON report')
     .action((vol: string, opts: { json?: boolean }) =>
       withService(async (s) => {
-        const info = await s.volumeInfo(parseVolumeRef(vol));
+        const info = await s.volumeInfo(await resolveVolumeRef(vol));
         if (opts.json) printJson(info);
         else printVolumeInfo(info);
       }),

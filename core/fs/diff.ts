@@ -1,11 +1,11 @@
 /**
  * Snapshot diff. The inode files of the two states are compared top-down, skipping every subtree whose block
- * pointers are equal (shared blocks cannot differ); only changed inodes are looked at, and only changed
- * folders are read to find added and removed names.
+ * pointers are equal (shared blocks cannot differ); then the two trees are walked path by path, entering only
+ * the folders above an inode whose record differs.
  */
 import type { SnapshotDiff } from '../api/types.js';
 import { BLOCK_SIZE } from '../common/units.js';
-import { INODES_PER_BLOCK, INODE_SIZE, InodeType, POINTERS_PER_BLOCK, decodeInode, readPointer, type BlockPointer } from './format.js';
+import { INODES_PER_BLOCK, INODE_SIZE, InodeType, POINTERS_PER_BLOCK, ROOT_INODE, decodeInode, readPointer, type BlockPointer, type Inode } from './format.js';
 import { openView, type TreeView } from './snapshot-view.js';
 import type { Volume } from './volume.js';
 
@@ -65,23 +65,24 @@ async function record(view: TreeView, ino: number) {
   return inode.type === InodeType.Free ? null : inode;
 }
 
-/** The path of inode `ino` in a view, by its parent pointers. */
-async function pathOf(view: TreeView, ino: number, cache: Map<number, string>): Promise<string> {
-  const hit = cache.get(ino);
-  if (hit !== undefined) return hit;
-  if (ino === 1) return '/';
-  const inode = await view.inodes.get(ino);
-  const parentPath = await pathOf(view, inode.parent, cache);
-  let name = `#${ino}`;
-  for (const e of (await view.ns.entries(inode.parent)).values()) {
-    if (e.inode === ino) {
-      name = e.name;
-      break;
-    }
+/**
+ * Adds `ino` and the folders above it (by parent pointers) to `into`: the folders a path walk must enter to reach
+ * a changed inode. A chain stops at the first folder already there, whose own chain was added with it.
+ */
+async function addWithAncestors(view: TreeView, ino: number, into: Set<number>): Promise<void> {
+  for (let cur = ino; cur !== 0 && !into.has(cur); ) {
+    const inode = await record(view, cur);
+    if (!inode) return;
+    into.add(cur);
+    if (cur === ROOT_INODE) return;
+    cur = inode.parent;
   }
-  const path = parentPath === '/' ? `/${name}` : `${parentPath}/${name}`;
-  cache.set(ino, path);
-  return path;
+}
+
+/** True when what a file or link holds, or its permissions, differ (times, parent and link count do not count). */
+function contentDiffers(x: Inode, y: Inode): boolean {
+  if (x.type !== y.type || x.size !== y.size || x.height !== y.height || x.mode !== y.mode || x.uid !== y.uid || x.gid !== y.gid) return true;
+  return x.pointers.some((p, k) => p.vbn !== y.pointers[k].vbn || p.checksum !== y.pointers[k].checksum);
 }
 
 async function listTree(view: TreeView, ino: number, path: string, out: string[]): Promise<void> {
@@ -91,7 +92,18 @@ async function listTree(view: TreeView, ino: number, path: string, out: string[]
   for (const e of (await view.ns.entries(ino)).values()) await listTree(view, e.inode, `${path === '/' ? '' : path}/${e.name}`, out);
 }
 
-/** Files added, removed and changed from `older` to `newer`. */
+function childPath(dir: string, name: string): string {
+  return dir === '/' ? `/${name}` : `${dir}/${name}`;
+}
+
+/**
+ * Files added, removed and changed from `older` to `newer`, path by path: a path only in `newer` is added (with
+ * everything under it), one only in `older` removed, and one in both changed when its entry names another inode
+ * (number or generation: replaced, restored from a snapshot, re-created) or the same inode with other contents
+ * (block pointers and their checksums, size, symlink target) or permissions. A folder is changed only when its
+ * permissions are (its entries speak for themselves). Only folders on the way to an inode whose record differs
+ * are read, so unchanged subtrees cost nothing.
+ */
 export async function diffTrees(volume: Volume, older: string, newer: string): Promise<SnapshotDiff> {
   const a = openView(volume, older);
   const b = openView(volume, newer);
@@ -100,30 +112,41 @@ export async function diffTrees(volume: Volume, older: string, newer: string): P
   const added: string[] = [];
   const removed: string[] = [];
   const modified: string[] = [];
-  const pathsA = new Map<number, string>();
-  const pathsB = new Map<number, string>();
-  for (const ino of [...changed].sort((x, y) => x - y)) {
-    const ra = await record(a, ino);
-    const rb = await record(b, ino);
-    const same = ra && rb && ra.generation === rb.generation && ra.type === rb.type;
-    if (!same) continue; // created or deleted inodes show up as entries of their changed parent folders
-    if (ra.type === InodeType.Dir) {
-      const ea = await a.ns.entries(ino);
-      const eb = await b.ns.entries(ino);
-      const dirB = await pathOf(b, ino, pathsB);
-      const dirA = await pathOf(a, ino, pathsA);
-      for (const [name, e] of eb) {
-        const old = ea.get(name);
-        if (!old || old.inode !== e.inode) await listTree(b, e.inode, `${dirB === '/' ? '' : dirB}/${name}`, added);
-      }
-      for (const [name, e] of ea) {
-        const now = eb.get(name);
-        if (!now || now.inode !== e.inode) await listTree(a, e.inode, `${dirA === '/' ? '' : dirA}/${name}`, removed);
-      }
-    } else {
-      modified.push(await pathOf(b, ino, pathsB));
-    }
+  const enterA = new Set<number>();
+  const enterB = new Set<number>();
+  for (const ino of changed) {
+    await addWithAncestors(a, ino, enterA);
+    await addWithAncestors(b, ino, enterB);
   }
+  const compareDir = async (inoA: number, inoB: number, path: string): Promise<void> => {
+    const ea = await a.ns.entries(inoA);
+    const eb = await b.ns.entries(inoB);
+    for (const [name, y] of eb) {
+      const x = ea.get(name);
+      if (x) await compareEntry(x.inode, y.inode, childPath(path, name));
+      else await listTree(b, y.inode, childPath(path, name), added);
+    }
+    for (const [name, x] of ea) if (!eb.has(name)) await listTree(a, x.inode, childPath(path, name), removed);
+  };
+  const compareEntry = async (inoA: number, inoB: number, path: string): Promise<void> => {
+    // The same inode number with the same record, and no changed inode below it: the same entry, whole.
+    if (inoA === inoB && !changed.has(inoA) && !enterA.has(inoA) && !enterB.has(inoB)) return;
+    const x = await a.inodes.get(inoA);
+    const y = await b.inodes.get(inoB);
+    const dirA = x.type === InodeType.Dir;
+    const dirB = y.type === InodeType.Dir;
+    if (dirA && dirB) {
+      if (x.mode !== y.mode || x.uid !== y.uid || x.gid !== y.gid) modified.push(path);
+      await compareDir(inoA, inoB, path);
+      return;
+    }
+    const sameInode = inoA === inoB && x.generation === y.generation;
+    if (!sameInode || contentDiffers(x, y)) modified.push(path);
+    // A folder replaced by a file (or the other way): what was under it went, or what is under it came.
+    if (dirA) for (const e of (await a.ns.entries(inoA)).values()) await listTree(a, e.inode, childPath(path, e.name), removed);
+    if (dirB) for (const e of (await b.ns.entries(inoB)).values()) await listTree(b, e.inode, childPath(path, e.name), added);
+  };
+  await compareEntry(ROOT_INODE, ROOT_INODE, '/');
   const sort = (x: string[]): string[] => [...new Set(x)].sort();
   return {
     older,

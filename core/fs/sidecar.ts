@@ -1,6 +1,6 @@
 /** Sidecar files of a volume (lock, receive token, mirror marker, known destinations): beside an image, inside a RAID group's folder. */
 import { rename, rm, stat } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { syncFolder } from '../common/half-made.js';
 
 /** The path of sidecar `name` of the volume at `volumePath` (`<image>.<name>`, or `<folder>/<name>`). */
@@ -31,6 +31,32 @@ export async function replacementWaits(volume: string): Promise<boolean> {
 
 /** What sits beside an image as `<image>.<name>` (a RAID group keeps the same files inside its folder). */
 const SIDECARS = ['lock', 'receive-token.json', 'receive-token.json.tmp', 'receive-token.spool', 'mirror.json', 'offline.json', 'destinations.json'];
+
+/**
+ * Endings a volume's own name must not have: the name would read as a file another volume keeps beside it
+ * (`<volume>.<sidecar>`, the full resync's `<volume>.replacement` and its record, and the temporaries that
+ * writers and creators leave as `<name>.<pid>.tmp` and `<volume>.creating-<pid>`, which are deleted on sight).
+ */
+const RESERVED_ENDINGS = [...SIDECARS, 'replacement', 'replacement.json'];
+
+/**
+ * When `path`'s last component reads as a sidecar of another volume (`lim1.mirror.json`, `v2.receive-token.json`,
+ * `m.replacement`), the volume that would own it and the ending; else null. Case is ignored, as some host file
+ * systems ignore it.
+ */
+export function sidecarClash(path: string): { owner: string; ending: string } | null {
+  const name = basename(path);
+  const lower = name.toLowerCase();
+  for (let dot = name.indexOf('.', 1); dot > 0; dot = name.indexOf('.', dot + 1)) {
+    const ending = lower.slice(dot + 1);
+    const bare = ending.replace(/\.\d+\.tmp$/, '');
+    if (RESERVED_ENDINGS.includes(bare) || ending.startsWith('creating-')) return { owner: join(dirname(path), name.slice(0, dot)), ending: `.${name.slice(dot + 1)}` };
+  }
+  return null;
+}
+
+/** What the endings `sidecarClash` refuses are, for error messages. */
+export const SIDECAR_ENDINGS_TEXT = `${RESERVED_ENDINGS.filter((e) => !e.endsWith('.tmp')).map((e) => `.${e}`).join(', ')} or .creating-…`;
 
 /** Deletes a volume: its RAID group folder with everything in it, or its image and the sidecars beside it. */
 export async function deleteVolumeFiles(volumePath: string): Promise<void> {

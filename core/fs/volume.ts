@@ -84,10 +84,14 @@ function nsToIso(ns: bigint): string {
   return new Date(Number(ns / 1_000_000n)).toISOString();
 }
 
-/** Checks a snapshot name: printable, no '/', '@' or whitespace, at most 128 bytes, not `active`. */
+/**
+ * Checks a new snapshot name: printable, no '/', '@' or whitespace, none of the image expressions' operators
+ * (`+ & ( ) '`) and no leading '-' (an expression or a command line would read those otherwise), at most 128
+ * bytes, not `active`. Names made before this rule (and names a stream brings) stay usable, quoted.
+ */
 export function validateSnapshotName(name: string, volume: string): void {
-  if (!/^[^\s/@\\\u0000-\u001f]+$/u.test(name) || name === 'active' || name === '.' || name === '..') {
-    throw new SnapplaneError('INVALID', `invalid snapshot name '${name}': use letters, digits and . _ - : + (no spaces, '/', '@'; 'active' is reserved)`, {
+  if (!/^[^\s/@\\\u0000-\u001f+&()']+$/u.test(name) || name.startsWith('-') || name === 'active' || name === '.' || name === '..') {
+    throw new SnapplaneError('INVALID', `invalid snapshot name '${name}': use letters, digits and . _ - : (not '-' first; no spaces, '/', '@', or the image expression operators + & ( ) '; 'active' is reserved)`, {
       volume,
       snapshot: name,
     });

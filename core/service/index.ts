@@ -1,5 +1,6 @@
 /** The service facade: front ends (CLI, Electron main, web host) reach the engine only through this module. */
-export { SnapplaneService, parseVolumeRef } from './service.js';
+export { SnapplaneService } from './service.js';
+export { parseVolumeRef, resolveVolumeRef } from './volume-names.js';
 export type { VolumeRef, ServiceOptions, ProgressCallback } from './service.js';
 export { SnapplaneError, asIoError, isSnapplaneError } from '../common/errors.js';
 export type { ErrorCode } from '../common/errors.js';

@@ -13,6 +13,7 @@ import { askSwap, endReplacement, readReplacement, replacementOf, startReplaceme
 import { replacementWaits } from '../fs/sidecar.js';
 import { neededMasters, readDestinations, readMarker, readOffline, takenOverMessage, writeDestinations, writeMarker, writeOffline } from '../transfer/sidecars.js';
 import type { Destination, ReceiveRequest } from '../transfer/destination.js';
+import { checkServedName } from './volume-names.js';
 import { RateLimit, receiveStreamBytes, throttled } from '../net/pump.js';
 import { ALIVE_MS, type WireConnection, type WireMessage } from '../net/wire.js';
 import type { DestinationStatus, DownstreamBase, MirrorMarker, ProgressEvent, ReceiveReport, SnapshotRef } from '../api/types.js';
@@ -314,14 +315,9 @@ export class LocalDestination implements Destination {
   }
 }
 
-/** Volume names a remote may use under the server's root: one path component, no dot-dot. */
+/** The path of a volume a remote names under the server's root (core/service/volume-names.ts says which names). */
 function volumeUnder(root: string, name: unknown): string {
-  if (typeof name !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(name) || name.includes('..')) {
-    throw new SnapplaneError('INVALID', `bad volume name ${JSON.stringify(name)}: one name under the server's root (letters, digits, '.', '_', '-')`);
-  }
-  // Where a full resync receives a mirror's copy (core/transfer/replacement.ts): not a volume of its own.
-  if (name.endsWith('.replacement')) throw new SnapplaneError('INVALID', `bad volume name ${JSON.stringify(name)}: names ending in '.replacement' are where full resyncs receive their copies`);
-  return join(root, name);
+  return join(root, checkServedName(name));
 }
 
 function closeNow(engine: EngineAccess, path: string): Promise<void> {

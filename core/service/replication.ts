@@ -21,7 +21,8 @@ import { writeTapes } from '../stream/tape.js';
 import { parseKey } from '../net/wire.js';
 import { RateLimit } from '../net/pump.js';
 import { listen, type Endpoint } from '../net/endpoint.js';
-import { parseRemote, type Destination, type ReceiveRequest } from '../transfer/destination.js';
+import { checkDestination, parseRemote, type Destination, type ReceiveRequest } from '../transfer/destination.js';
+import { checkNewVolumePath, checkServedName } from './volume-names.js';
 import { RemoteDestination } from '../transfer/remote-destination.js';
 import { IncrementalMirror } from '../transfer/incremental-mirror.js';
 import { forgetDestination, neededMasters, readDestinations, readMarker, recordDestination, takenOverMessage, writeMarker } from '../transfer/sidecars.js';
@@ -355,7 +356,11 @@ export class Replication {
     if (!/^[A-Za-z][A-Za-z0-9_-]{0,39}$/.test(name)) throw new SnapplaneError('INVALID', `bad relationship name '${name}': a letter, then letters, digits, '_' or '-' (at most 40)`);
     const st = await this.host.state.load();
     if (st.relationships?.[name]) throw new SnapplaneError('EXISTS', `relationship '${name}' already exists`);
+    await checkDestination(destination, opts.keyFile);
     const remote = parseRemote(destination);
+    // A name the destination would refuse (or a new local volume it could not create) fails now, not at every update.
+    if (remote) checkServedName(remote.name);
+    else if (opts.kind !== 'incremental' && !(await stat(destination).then(() => true, () => false))) await checkNewVolumePath(resolvePath(destination));
     if (opts.kind === 'incremental') {
       if (!opts.slow || !/^(file|tape):.+/.test(opts.slow)) throw new SnapplaneError('INVALID', 'an incremental mirror needs --slow file:<path> or --slow tape:<folder> for its base image (the destination is the fast folder)');
       if (remote) throw new SnapplaneError('INVALID', 'an incremental mirror keeps its fast half in a local folder');

@@ -61,13 +61,11 @@ import type { BlockInfo, PlaneTiles, RevertPreview, SavedImage } from '../api/co
 import { readMarker, readOffline } from '../transfer/sidecars.js';
 import { Replication, type ReplicationHost, type TransferOptions } from './replication.js';
 import type { Endpoint } from '../net/endpoint.js';
+import { checkDestination } from '../transfer/destination.js';
 import type { MasterInfo, MirrorInfo, MirrorKind, MirrorUpdateReport, ReplicateReport } from '../api/types.js';
+import { checkNewVolumePath, snapshotGivenForVolume, type VolumeRef } from './volume-names.js';
 
-/** A volume reference: a volume path, optionally at a snapshot (`vol@snap`, read-only). */
-export interface VolumeRef {
-  volume: string;
-  snapshot?: string;
-}
+export type { VolumeRef } from './volume-names.js';
 
 export interface ServiceOptions {
   /** CP timer for volumes the service keeps open; 0 turns the timer off (one-shot CLI commands). */
@@ -79,15 +77,6 @@ export interface ServiceOptions {
 }
 
 export type ProgressCallback = (p: ProgressEvent) => void;
-
-/** Splits `vol@snap` into its parts; a volume path may itself contain '@' only before the last one. */
-export function parseVolumeRef(text: string): VolumeRef {
-  const at = text.lastIndexOf('@');
-  if (at > 0 && !text.slice(at + 1).includes('/') && at < text.length - 1) {
-    return { volume: text.slice(0, at), snapshot: text.slice(at + 1) };
-  }
-  return { volume: text };
-}
 
 /** How long an out-of-date read-only volume stays open after a newer one replaced it (for reads still under way). */
 const RETIRED_MS = 10 * 60_000;
@@ -281,13 +270,19 @@ export class SnapplaneService {
           throw new SnapplaneError('READ_ONLY', `volume '${ref.volume}' is the mirror of '${marker.source}' (relationship '${marker.relationship}'); it changes only by mirror updates until ${how}`, { volume: ref.volume });
         }
       }
-      v = await Volume.open(ref.volume, {
-        readOnly: !write,
-        snapshot: ref.snapshot,
-        cpIntervalMs: write ? this.cpIntervalMs : 0,
-        openDevice: openDeviceAt,
-        now: this.now,
-      });
+      try {
+        v = await Volume.open(ref.volume, {
+          readOnly: !write,
+          snapshot: ref.snapshot,
+          cpIntervalMs: write ? this.cpIntervalMs : 0,
+          openDevice: openDeviceAt,
+          now: this.now,
+        });
+      } catch (e) {
+        // `put v.img@A …`: no volume by that name, but a snapshot of one; say so rather than NOT_FOUND.
+        if (e instanceof SnapplaneError && e.code === 'NOT_FOUND' && ref.snapshot === undefined) throw (await snapshotGivenForVolume(ref.volume, write)) ?? e;
+        throw e;
+      }
       this.open.set(k, v);
     }
     return v;
@@ -314,6 +309,7 @@ export class SnapplaneService {
    * `raid` data member images plus a parity image, each of `sizeBytes`.
    */
   async createVolume(path: string, sizeBytes: number, options: { raid?: number } = {}): Promise<VolumeInfo> {
+    await checkNewVolumePath(path);
     let v: Volume;
     if (options.raid !== undefined) {
       await Raid4Device.createWhole(path, options.raid, sizeBytes, (device) => Volume.format(device, { now: this.now }));
@@ -990,7 +986,9 @@ export class SnapplaneService {
   }
 
   /** Sends a destination (a local volume or host:port/name) up to the source's newest master snapshot. */
-  replicate(source: string, destination: string, options: TransferOptions & { raid?: number } = {}, onProgress?: ProgressCallback): Promise<ReplicateReport> {
+  async replicate(source: string, destination: string, options: TransferOptions & { raid?: number } = {}, onProgress?: ProgressCallback): Promise<ReplicateReport> {
+    // Here rather than in every replication: a relationship's update replicates to the destination it was created with.
+    await checkDestination(destination, options.keyFile);
     return this.replication.replicate(source, destination, options, onProgress);
   }
 

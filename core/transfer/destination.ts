@@ -2,6 +2,8 @@
  * Where a replication or mirror transfer lands: a volume of this host, or a volume under a remote `snapplane serve`.
  * Both answer the same requests, so choosing and sending the image is written once.
  */
+import { stat } from 'node:fs/promises';
+import { SnapplaneError } from '../common/errors.js';
 import type { DestinationStatus, MirrorMarker, ProgressEvent, ReceiveReport, SnapshotRef } from '../api/types.js';
 
 export interface ReceiveRequest {
@@ -57,4 +59,26 @@ export function parseRemote(dest: string): { host: string; port: number; name: s
   const port = Number(m[2]);
   if (port < 1 || port > 65535) return null;
   return { host: m[1].replace(/^\[|\]$/g, ''), port, name: m[3] };
+}
+
+/**
+ * Refuses a destination a user gave that is neither a remote volume (`host:port/name`) nor plainly a path of this
+ * host: text whose first component holds a ':' (`host:port`, `host:port/`, `host:notaport/x`) is taken for an
+ * address, unless something exists at that path or it starts as a path does (`/`, `./`, `../`, a drive letter).
+ * A `--key-file` (`keyFile`) is only for a remote volume.
+ */
+export async function checkDestination(dest: string, keyFile?: string | null): Promise<void> {
+  if (parseRemote(dest)) return;
+  const exists = await stat(dest).then(() => true, () => false);
+  const address = /^(\[[^\]]*\]|[^/:]*):([^/]*)(?:\/.*)?$/s.exec(dest);
+  if (address && !exists && !/^(\.{0,2}[\\/]|[A-Za-z]:[\\/])/.test(dest)) {
+    const [, host, port] = address;
+    const goodHost = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+)$/.test(host);
+    const goodPort = /^\d{1,5}$/.test(port) && Number(port) >= 1 && Number(port) <= 65535;
+    const example = `${goodHost ? host : '<host>'}:${goodPort ? port : '<port>'}/<name> (a local path with ':' in it: start it with ./)`;
+    if (!goodHost) throw new SnapplaneError('INVALID', `bad host '${host}' in destination '${dest}': a remote volume is ${example}`);
+    if (!goodPort) throw new SnapplaneError('INVALID', `bad port '${port}' in destination '${dest}': a number from 1 to 65535, as in ${example}`);
+    throw new SnapplaneError('INVALID', `destination '${dest}' names a server but no volume on it: give a volume name: ${example}`);
+  }
+  if (keyFile) throw new SnapplaneError('INVALID', `--key-file is for a remote destination (host:port/name); '${dest}' is a path on this host`);
 }
