@@ -3,12 +3,11 @@ import { SnapplaneService, SnapplaneError } from '../core/service/index.js';
 
 export class UsageError extends Error {}
 
-/** Exit status for a failed command: 2 for usage, 130 for a cancelled transfer, 1 otherwise. */
+/** Exit status for a failed command: 2 for usage, 1 otherwise. */
 export function reportError(e: unknown): number {
   if (e instanceof SnapplaneError) {
     process.stderr.write(`snapplane: ${e.message} (${e.code})\n`);
-    // Cancelled is what Ctrl-C (or a stop signal) makes of a transfer: the shell's status for an interrupted command.
-    return e.code === 'CANCELLED' ? 130 : 1;
+    return 1;
   }
   if (e instanceof UsageError) {
     process.stderr.write(`snapplane: ${e.message}\n`);
@@ -23,8 +22,10 @@ export function reportError(e: unknown): number {
 export async function withService(fn: (s: SnapplaneService) => Promise<number | void>): Promise<void> {
   const service = new SnapplaneService({ cpIntervalMs: 0 });
   // Ctrl-C stops a transfer cleanly (a receive stays at its base and keeps a resume token); a second one quits.
+  let interrupted = false;
   const onInterrupt = (): void => {
     if (service.cancelJobs() === 0) process.exit(130);
+    interrupted = true;
     process.stderr.write('\nsnapplane: cancelling (Ctrl-C again to quit at once)\n');
     process.once('SIGINT', () => process.exit(130));
   };
@@ -36,6 +37,9 @@ export async function withService(fn: (s: SnapplaneService) => Promise<number | 
   } catch (e) {
     await service.abortAll();
     status = reportError(e);
+    // A transfer Ctrl-C cancelled ends with the shell's status for an interrupted command (a failing --next-tape
+    // hook cancels too, and is a plain failure).
+    if (interrupted && e instanceof SnapplaneError && e.code === 'CANCELLED') status = 130;
   }
   process.removeListener('SIGINT', onInterrupt);
   process.exitCode = status;

@@ -1,7 +1,8 @@
 /**
  * A replication endpoint whose host file system fills up (images are sparse: they take host space as blocks land,
- * so a volume with free blocks can still hit it). The endpoint must say so and keep serving; once space is freed
- * the same replicate finishes. Needs a small file system: a tmpfs mounted here (root only; skipped otherwise).
+ * so a volume with free blocks can still hit it). A copy that cannot fit is refused before it starts; the endpoint
+ * says so and keeps serving; once space is freed the same replicate finishes. (One that runs out half-way:
+ * test/core/service/host-space.test.ts.) Needs a small file system: a tmpfs mounted here (root only; skipped otherwise).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync, spawn } from 'node:child_process';
@@ -68,7 +69,7 @@ afterAll(async () => {
 });
 
 describe.runIf(canMountTmpfs())('a host file system that fills up', () => {
-  it('says ENOSPC naming the volume, keeps serving, and the same replicate finishes once there is room', async () => {
+  it('refuses a copy that cannot fit with ENOSPC naming the volume, keeps serving, and the same replicate finishes once there is room', async () => {
     small = mountSmall('small', 12);
     const key = await makeKey(dir);
     const src = await sourceVolume('src.img', '/big.bin', 24, 7, { name: 'm1', master: true });
@@ -77,7 +78,9 @@ describe.runIf(canMountTmpfs())('a host file system that fills up', () => {
       const dest = `127.0.0.1:${server.port}/copy`;
       const full = await snapplane('replicate', src, dest, '--key-file', key);
       expect(full.code).not.toBe(0);
-      expect(full.stderr).toMatch(/failed on '.*\/small\/copy': the host file system holding it is full .*\(ENOSPC\)\n$/);
+      // Refused before a block is written: the whole copy cannot fit (it used to fill the disk and fail half-way).
+      expect(full.stderr).toMatch(/the full stream of .* needs at least .* more on the host file system holding .*\/small, which has .* free; nothing was written to '.*\/small\/copy' \(ENOSPC\)\n$/);
+      expect(await readdir(small)).toEqual([]);
       // The endpoint is still there (it used to die of the failed write, and the client saw only a reset).
       expect(server.proc.exitCode).toBeNull();
       expect(server.log()).not.toContain('Error');
@@ -97,7 +100,7 @@ describe.runIf(canMountTmpfs())('a host file system that fills up', () => {
     }
   }, 120_000);
 
-  it('a full resync whose copy does not fit beside the old mirror: ENOSPC, the old mirror untouched; with room the next update resumes it', async () => {
+  it('a full resync whose copy does not fit beside the old mirror: ENOSPC up front, the old mirror untouched; with room the next update makes the copy', async () => {
     const root = mountSmall('mirrors', 24);
     const key = await makeKey(dir, 'resync-key');
     const src = await sourceVolume('rsrc.img', '/a.bin', 10, 5);
@@ -112,7 +115,7 @@ describe.runIf(canMountTmpfs())('a host file system that fills up', () => {
       await w.writeFile('/b.bin', pattern(8 << 20, 6));
       await w.close();
       const full = await snapplane('mirror', 'resync', 'fit', '--full');
-      expect(full.stderr).toMatch(/'.*\/mirrors\/m\.replacement': the host file system holding it is full .*\(ENOSPC\)\n$/);
+      expect(full.stderr).toMatch(/needs at least .* more on the host file system holding .*\/mirrors, which has .* free; nothing was written to '.*\/mirrors\/m\.replacement' \(ENOSPC\)\n$/);
       expectSameTree(await treeOf(join(root, 'm')), mirrored, 'the old mirror after the copy failed');
       // On the mirror's host, the volume says what lies beside it.
       expect((await ok('volume', 'info', join(root, 'm'))).stdout).toMatch(/full resync: +a whole copy for relationship fit is being received beside it since .*; this volume stays as it is until the copy lands/);
