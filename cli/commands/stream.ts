@@ -55,6 +55,7 @@ function sendLine(r: SendReport): string {
 }
 
 function receiveLine(r: ReceiveReport): string {
+  if (r.alreadyThere) return `${r.expression} was restored into ${r.volume} before (it has ${r.current}): nothing to receive\n`;
   return `received ${r.kind === 'full' ? 'full image' : `incremental over ${r.base}`} into ${r.volume}${r.created ? ' (created)' : ''}: ${r.snapshots.join(', ')}; current state is ${r.current}; ${r.blocks} blocks (${formatBytes(r.bytes)})${r.resumedFromVbn !== null ? `, resumed at VBN ${r.resumedFromVbn}` : ''}\n`;
 }
 
@@ -229,7 +230,7 @@ export function registerStream(program: Command): void {
 
   program
     .command('restore <dst-vol> <backups...>')
-    .description('restore a chain of backups (full first, then incrementals) into a volume; the chain is checked before anything is written')
+    .description('restore a chain of backups (full first, then incrementals) into a volume: the chain\'s order is checked before anything is written, each backup is verified as it is received and commits whole; into a volume that holds the first backups of the chain already (a restore that stopped), it goes on with the rest')
     .option('--raid <n>', 'create the volume as a RAID-4 group of n data members plus parity')
     .option('--in <vol>', 'the backup files are inside this volume (or vol@snapshot), not on the host')
     .option('--next-tape <command>', NEXT_TAPE_HELP)
