@@ -55,6 +55,7 @@ function sendLine(r: SendReport): string {
 }
 
 function receiveLine(r: ReceiveReport): string {
+  if (r.alreadyThere) return `${r.expression} was restored into ${r.volume} before (it has ${r.current}): nothing to receive\n`;
   return `received ${r.kind === 'full' ? 'full image' : `incremental over ${r.base}`} into ${r.volume}${r.created ? ' (created)' : ''}: ${r.snapshots.join(', ')}; current state is ${r.current}; ${r.blocks} blocks (${formatBytes(r.bytes)})${r.resumedFromVbn !== null ? `, resumed at VBN ${r.resumedFromVbn}` : ''}\n`;
 }
 
@@ -140,9 +141,9 @@ export function registerStream(program: Command): void {
 
   program
     .command('receive <vol>')
-    .description('apply an image stream to a volume (a full stream into a missing volume creates it); atomic: on any error the volume stays at its base')
+    .description('apply an image stream to a volume (a full stream into a missing volume creates it); atomic: on any error the volume stays as it was')
     .option('-i, --input <file>', "read from a file ('-' for stdin, the default)")
-    .option('--force', 'an incremental into a volume changed since its base: revert it to the base first')
+    .option('--force', 'an incremental into a volume changed since its base: discard those changes (in the commit of the stream, only if it lands)')
     .option('--raid <n>', 'when the stream creates the volume: a RAID-4 group of n data members plus parity')
     .option('--in <vol>', 'the -i file is inside this volume (or vol@snapshot), not on the host')
     .option('--next-tape <command>', NEXT_TAPE_HELP)
@@ -183,7 +184,7 @@ export function registerStream(program: Command): void {
   program
     .command('copy <src-vol> <dst-vol> <expr>')
     .description('disk copy: the image\'s blocks to the same VBNs of a second volume (full creates it; incremental updates it)')
-    .option('--force', 'revert a destination changed since its base first')
+    .option('--force', 'discard the changes of a destination changed since its base (only if the copy lands)')
     .option('--json', 'print a JSON report')
     .action((src: string, dst: string, expr: string, opts: { force?: boolean; json?: boolean }) =>
       withService(async (s) => {
@@ -229,7 +230,7 @@ export function registerStream(program: Command): void {
 
   program
     .command('restore <dst-vol> <backups...>')
-    .description('restore a chain of backups (full first, then incrementals) into a volume; the chain is checked before anything is written')
+    .description('restore a chain of backups (full first, then incrementals) into a volume: the chain\'s order is checked before anything is written, each backup is verified as it is received and commits whole; into a volume that holds the first backups of the chain already (a restore that stopped), it goes on with the rest')
     .option('--raid <n>', 'create the volume as a RAID-4 group of n data members plus parity')
     .option('--in <vol>', 'the backup files are inside this volume (or vol@snapshot), not on the host')
     .option('--next-tape <command>', NEXT_TAPE_HELP)

@@ -253,6 +253,8 @@ export interface ReceiveReport extends StreamSummary {
   bytes: number;
   generation: number;
   created?: boolean;
+  /** A restore that goes on: the volume had this backup's snapshots already, so nothing was received from it. */
+  alreadyThere?: boolean;
   /** Snapshots the destination deleted before receiving because the source no longer has them. */
   dropped?: string[];
   /** A full resync: the snapshots of the mirror the whole copy took the place of. */

@@ -1,7 +1,7 @@
 /** Restoring from a snapshot: one file or folder by pointing at its blocks, or the whole volume (revert). */
 import { SnapplaneError } from '../common/errors.js';
 import { BitPlane } from '../planes/bit-plane.js';
-import { INODES_PER_BLOCK, INODE_SIZE, InodeType, RESERVED_BLOCKS, decodeInode, type BlockPointer, type Inode } from './format.js';
+import { INODES_PER_BLOCK, INODE_SIZE, InodeType, RESERVED_BLOCKS, decodeInode, type BlockPointer, type Inode, type SnapshotEntry } from './format.js';
 import { normalizePath, type ResolvedPath } from './namespace.js';
 import { openView, type TreeView } from './snapshot-view.js';
 import { walkTree } from './walk.js';
@@ -149,14 +149,23 @@ export async function collectChangedState(volume: Volume, view: TreeView, into: 
 export async function revertTo(volume: Volume, snapshot: string): Promise<void> {
   await volume.consistencyPoint();
   const view = openView(volume, snapshot);
+  const files = new BitPlane(volume.blockMap!.blockCount);
+  await collectState(volume, view, files);
+  await setActiveToSnapshot(volume, view.entry!, files);
+  await volume.consistencyPoint();
+}
+
+/**
+ * Makes snapshot `entry` (whose files use the blocks `files`, see collectState) the active file system in memory:
+ * the next CP commits it. The block map and snapshot table stay the current ones.
+ */
+export async function setActiveToSnapshot(volume: Volume, entry: SnapshotEntry, files: BitPlane): Promise<void> {
   const map = volume.blockMap!;
   const next = new BitPlane(map.blockCount);
+  next.copyFrom(files);
   for (let v = 0; v < RESERVED_BLOCKS; v++) next.set(v);
-  await collectState(volume, view, next);
-  // The block map and snapshot table stay the current ones.
   await walkTree(map.tree.inode, volume.ctx, 'block map', (p) => next.set(p.vbn));
   await walkTree(volume.snapshots.tree.inode, volume.ctx, 'snapshot table', (p) => next.set(p.vbn));
   map.setActive(next);
-  volume.replaceRoot(view.entry!.inodeFile, view.entry!.inodeCount);
-  await volume.consistencyPoint();
+  volume.replaceRoot(entry.inodeFile, entry.inodeCount);
 }

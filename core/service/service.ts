@@ -34,8 +34,10 @@ import { bindNames, evaluateBound } from '../image/evaluate.js';
 import { parseLevelPolicy, planBackups } from '../image/plan.js';
 import { planStream, streamSize, writeStream, type SendOptions, type StreamPlan, type StreamProgress } from '../stream/send.js';
 import { StreamReader } from '../stream/reader.js';
-import { readResumeToken, receiveStream } from '../stream/receive.js';
-import { checkChain, sendToFile, sendToVolumeFile, verifyStream } from '../stream/transfer.js';
+import { discardResumeToken, readResumeToken, receiveStream } from '../stream/receive.js';
+import type { StreamHeader } from '../stream/format.js';
+import { checkChain, checkChainOrder, readChainHeaders, sendToFile, sendToVolumeFile, verifyStream } from '../stream/transfer.js';
+import { SharedChainBlocks } from '../stream/chain-blocks.js';
 import { backupBytes, backupLabel, isSequentialBackup, type BackupLocation } from '../stream/backup-source.js';
 import { isTapeDevice, writeTapeDevice, type NextTape } from '../stream/tape-device.js';
 import { BackupChainDevice } from '../stream/backup-device.js';
@@ -615,7 +617,7 @@ export class SnapplaneService {
     return this.transferJob('receive', volume, volume, undefined, onProgress, (signal, progress) => this.receiveInto(volume, source, options, progress, signal), (r) => r.bytes);
   }
 
-  private async receiveInto(volume: string, source: AsyncIterable<Buffer>, options: { force?: boolean; raid?: number; mirrorWrite?: boolean; overwriteBase?: boolean; resumeHint?: string }, onProgress: ProgressCallback | undefined, signal: { cancelled: boolean }): Promise<ReceiveReport> {
+  private async receiveInto(volume: string, source: AsyncIterable<Buffer>, options: { force?: boolean; raid?: number; mirrorWrite?: boolean; overwriteBase?: boolean; resumeHint?: string | null }, onProgress: ProgressCallback | undefined, signal: { cancelled: boolean }): Promise<ReceiveReport> {
     const reader = new StreamReader(source);
     let created = false;
     let v: Volume;
@@ -648,6 +650,7 @@ export class SnapplaneService {
       const token = await readResumeToken(volume);
       if (token && e instanceof SnapplaneError && (e.code === 'BAD_STREAM' || e.code === 'IO' || e.code === 'CANCELLED' || e.code === 'ENOSPC')) {
         // What resumes depends on the caller: a replication resumes on its own, a manual receive needs the token.
+        if (options.resumeHint === null) throw e;
         const hint = options.resumeHint ?? `resume with \`snapplane send ... --resume ${token}\``;
         const room = e.code === 'ENOSPC' ? ' (they hold host space): make room on the host, then' : ':';
         throw new SnapplaneError(e.code, `${e.message}; blocks that landed are kept${room} ${hint}`, { volume, cause: e });
@@ -696,24 +699,48 @@ export class SnapplaneService {
   }
 
   private async verifyLocations(locations: BackupLocation[]): Promise<{ ok: boolean; chain: string | null; backups: BackupCheck[] }> {
-    const backups: BackupCheck[] = [];
-    for (const loc of locations) {
-      const f = backupLabel(loc);
-      if (typeof loc === 'string' && !(await pathExists(loc))) backups.push({ file: f, kind: 'full', expression: '', base: null, snapshots: [], sourceVolume: '', blocks: 0, bytes: 0, ok: false, error: 'no such file' });
-      else backups.push(await verifyStream(backupBytes(loc), f));
-    }
+    const present = await Promise.all(locations.map((loc) => typeof loc !== 'string' || pathExists(loc)));
+    // The chain's order from the headers, then (reading only each stream's leading records) the blocks a restore
+    // writes over ones a snapshot restored before holds: those are compared as the backups are read in full.
     let chain: string | null = null;
-    if (backups.every((b) => b.ok)) {
+    let shared: SharedChainBlocks | null = null;
+    if (present.every(Boolean)) {
       try {
         await checkChain(locations);
+        shared = await SharedChainBlocks.plan(locations);
       } catch (e) {
         chain = (e as Error).message;
       }
     }
+    const backups: BackupCheck[] = [];
+    for (const [k, loc] of locations.entries()) {
+      const f = backupLabel(loc);
+      if (!present[k]) {
+        backups.push({ file: f, kind: 'full', expression: '', base: null, snapshots: [], sourceVolume: '', blocks: 0, bytes: 0, ok: false, error: 'no such file' });
+        continue;
+      }
+      const compare = shared && !shared.empty ? shared : null;
+      backups.push(
+        await verifyStream(backupBytes(loc), f, (vbn, count, data) => {
+          if (!compare || chain !== null) return;
+          try {
+            compare.check(k, vbn, count, data);
+          } catch (e) {
+            chain = (e as Error).message;
+          }
+        }),
+      );
+    }
+    if (!backups.every((b) => b.ok)) chain = null;
     return { ok: backups.every((b) => b.ok) && chain === null, chain, backups };
   }
 
-  /** Restores a chain of backups (a full one, then incrementals) into a volume, checking the chain before writing anything. */
+  /**
+   * Restores a chain of backups (a full one, then incrementals) into a volume. The chain's order is checked from the
+   * headers before anything is written; each backup is verified as it is received and commits whole, so one that
+   * fails leaves the volume at the backup before it. Into a volume that holds the first backups of the chain
+   * already (a restore that stopped), it goes on with the ones it lacks.
+   */
   async restore(volume: string, files: string[], options: { raid?: number; inVolume?: VolumeRef; nextTape?: NextTape } = {}, onProgress?: ProgressCallback): Promise<ReceiveReport[]> {
     await this.refuseSameVolume(volume, options.inVolume);
     const named = await this.backupLocations(files, options.inVolume);
@@ -721,14 +748,48 @@ export class SnapplaneService {
       const { locations, done } = await this.spoolTapes(named, options.nextTape, progress);
       try {
         progress({ phase: 'check chain', done: 0, total: files.length, unit: 'items' });
-        await checkChain(locations);
-        const out: ReceiveReport[] = [];
-        for (const loc of locations) out.push(await this.receiveInto(volume, backupBytes(loc), options, progress, signal));
+        const headers = await readChainHeaders(locations);
+        const labels = locations.map(backupLabel);
+        const have = await this.restoredSoFar(volume, headers[0].sourceVolume);
+        const same = (s: { name: string; generation: number; createdAtMs: number }): boolean => have?.some((h) => h.name === s.name && h.generation === s.generation && h.createdAtMs === s.createdAtMs) === true;
+        // Restored before: the backups up to the last whose newest snapshot (the state it leaves) the volume has.
+        let skip = 0;
+        headers.forEach((h, k) => {
+          if (same(h.snapshots[h.snapshots.length - 1])) skip = k + 1;
+        });
+        checkChainOrder(headers.slice(skip), labels.slice(skip), skip > 0 || headers[0].kind === 'incremental' ? have : null);
+        const out: ReceiveReport[] = headers.slice(0, skip).map((h) => alreadyRestored(volume, h));
+        for (let k = skip; k < locations.length; k++) {
+          try {
+            out.push(await this.receiveInto(volume, backupBytes(locations[k]), { ...options, resumeHint: null }, progress, signal));
+          } catch (e) {
+            throw await this.restoreStopped(volume, labels[k], headers[k], e);
+          }
+        }
         return out;
       } finally {
         await done();
       }
     }, (r) => r.reduce((n, x) => n + x.bytes, 0));
+  }
+
+  /** The snapshots a volume a restore goes into holds, when it is a copy of `sourceVolume` (else null). */
+  private async restoredSoFar(volume: string, sourceVolume: string): Promise<{ name: string; generation: number; createdAtMs: number }[] | null> {
+    if (!(await pathExists(volume))) return null;
+    const v = await this.volume({ volume }, true);
+    return v.fsinfo.uuid === sourceVolume ? v.snapshots.list() : null;
+  }
+
+  /**
+   * The error of a restore that stopped at `file`: naming it, and how to go on. A restore does not resume inside a
+   * backup (it reads it again), so the receive token the failed one left is removed.
+   */
+  private async restoreStopped(volume: string, file: string, header: StreamHeader, e: unknown): Promise<unknown> {
+    if (!(e instanceof SnapplaneError)) return e;
+    await discardResumeToken(volume, header.streamId);
+    const have = ((await this.restoredSoFar(volume, header.sourceVolume).catch(() => null)) ?? []).map((s) => s.name);
+    const kept = have.length > 0 ? `'${volume}' keeps what the backups before it restored (snapshots ${have.join(', ')})` : `nothing was restored into '${volume}'`;
+    return new SnapplaneError(e.code, `restore stopped at ${file}: ${e.message}; ${kept}; ${e.code === 'BAD_STREAM' ? `put a good copy of ${file} in its place (\`snapplane verify\` checks backups), then run` : 'once that is fixed, run'} the same restore again: it goes on with the backups '${volume}' lacks`, { volume, path: file, snapshot: e.snapshot, vbn: e.vbn, cause: e });
   }
 
   /**
@@ -1244,4 +1305,10 @@ export class SnapplaneService {
     if (!found) throw new SnapplaneError('NOT_FOUND', `volume '${volume}' has no saved image '${name}'`, { volume });
     return this.imageList(volume);
   }
+}
+
+/** The report of a backup a continued restore finds on the volume already: nothing was received. */
+function alreadyRestored(volume: string, h: StreamHeader): ReceiveReport {
+  const snapshots = h.snapshots.map((x) => x.name);
+  return { volume, streamId: h.streamId, kind: h.kind, expression: h.expression, base: h.base?.name ?? null, snapshots, current: snapshots[snapshots.length - 1], resumedFromVbn: null, blocks: 0, bytes: 0, generation: 0, alreadyThere: true };
 }

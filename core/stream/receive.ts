@@ -4,11 +4,11 @@
  * out of the way first); the new snapshots, planes and current state are committed by one consistency point
  * after the end record has verified. A crash or a bad stream before that leaves the destination at its base.
  */
-import { open, readFile, rm, writeFile, rename, type FileHandle } from 'node:fs/promises';
+import { access, open, readFile, rm, writeFile, rename, type FileHandle } from 'node:fs/promises';
 import { sidecarPath } from '../fs/sidecar.js';
 import { SnapplaneError } from '../common/errors.js';
 import { BLOCK_SIZE } from '../common/units.js';
-import { BITS_PER_CHUNK, BitPlane, WORDS_PER_CHUNK, popcountWords } from '../planes/bit-plane.js';
+import { BITS_PER_CHUNK, BitPlane, WORDS_PER_CHUNK, forEachSetBit, popcountWords } from '../planes/bit-plane.js';
 import { SparsePlane } from '../planes/sparse-plane.js';
 import { keepAlive } from '../planes/plane-arena.js';
 import { RESERVED_BLOCKS, ROOT_INODE, SnapshotFlag, decodeInode, type Inode, type SnapshotEntry } from '../fs/format.js';
@@ -17,8 +17,10 @@ import type { Volume } from '../fs/volume.js';
 import type { BlockMap } from '../fs/block-map.js';
 import { LandedBlocks } from '../fs/landed-blocks.js';
 import { planeChunkReader } from '../image/evaluate.js';
+import { collectState, setActiveToSnapshot } from '../fs/restore.js';
+import { openView } from '../fs/snapshot-view.js';
 import { PointerFixer, planRemap, remapPlane, type Remap } from './remap.js';
-import { checkStreamFits, refuseCollisions, type TokenFile } from './receive-checks.js';
+import { checkStreamFits, refuseCollisions, sharedBlockDiffers, type TokenFile } from './receive-checks.js';
 import { writesAroundPageCache } from './bulk-io.js';
 import { receivedState } from './received-state.js';
 import type { StreamReader, StreamItem } from './reader.js';
@@ -46,6 +48,22 @@ export type { ReceiveReport } from '../api/types.js';
 /** The receive-token file of a volume (beside an image; inside a RAID group's folder). */
 export function tokenPathFor(volumePath: string): Promise<string> {
   return sidecarPath(volumePath, 'receive-token.json');
+}
+
+/** Removes the receive token (and spool) an interrupted receive of stream `streamId` left beside `volumePath`. */
+export async function discardResumeToken(volumePath: string, streamId: string): Promise<void> {
+  const tokenPath = await tokenPathFor(volumePath);
+  try {
+    if ((JSON.parse(await readFile(tokenPath, 'utf8')) as TokenFile).streamId !== streamId) return;
+  } catch {
+    return;
+  }
+  await rm(spoolPathFor(tokenPath), { force: true });
+  await rm(tokenPath, { force: true });
+}
+
+function spoolPathFor(tokenPath: string): string {
+  return `${tokenPath.replace(/\.json$/, '')}.spool`;
 }
 
 /** The resume token of an interrupted receive into `volumePath`, or null. */
@@ -104,7 +122,7 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
     const bad = (message: string): SnapplaneError => new SnapplaneError('BAD_STREAM', message, { volume: label });
 
     // ---- is this stream for this destination? -------------------------------------------------------------
-    const { baseEntry, entries, fp } = await checkStreamFits(volume, header, tokenPath, opts.force === true);
+    const { baseEntry, entries, fp, revert } = await checkStreamFits(volume, header, tokenPath, opts.force === true);
 
     // ---- the image: which blocks will come ------------------------------------------------------------------
     let item: StreamItem = await reader.next();
@@ -164,31 +182,60 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
     // An incremental's new state keeps the base's file blocks that its snapshot plane still holds: remember which
     // blocks the base's files use (the active plane without our own metadata) before that metadata moves.
     let baseFiles: BitPlane | null = null;
+    // A forced receive into a destination changed since its base discards those changes, but only in the CP that
+    // commits the stream: until then they stay, and incoming blocks that land on them are held like our metadata.
+    let discard: Uint32Array | null = null;
     if (baseEntry) {
       baseFiles = new BitPlane(map.blockCount);
-      baseFiles.copyFrom(map.active);
+      if (revert) await collectState(volume, openView(volume, baseEntry.name), baseFiles);
+      else baseFiles.copyFrom(map.active);
       for (const v of meta) baseFiles.clear(v);
       for (let v = 0; v < RESERVED_BLOCKS; v++) baseFiles.clear(v);
+      if (revert) {
+        discard = new Uint32Array(map.active.words);
+        for (let i = 0; i < discard.length; i++) discard[i] &= ~baseFiles.words[i];
+        for (const v of meta) discard[v >>> 5] &= ~(1 << (v & 31));
+        discard[0] &= ~((1 << RESERVED_BLOCKS) - 1);
+      }
     }
     // Off-line update from a shadow master: the blocks only the base holds may be overwritten in place.
     const overwritable = opts.overwriteBase && baseEntry ? await onlyIn(map, baseEntry, entries) : null;
-    await refuseCollisions(map, destImage, meta, entries, label, overwritable);
-    // Incoming blocks that land on our own current metadata wait in a spool (memory + a sidecar file, so a resumed
-    // receive still has them) until the stream has verified; only then is the metadata moved and are they written.
+    const shared = refuseCollisions(map, destImage, meta, entries, label, overwritable, discard);
+    // Incoming blocks that land on our own current metadata (or on changes a forced receive discards) wait in a spool
+    // (a sidecar file, so a resumed receive still has them) until the stream has verified; only then is the
+    // metadata moved (and are the changes discarded) and are they written.
     const held = new Set<number>();
     for (const v of meta) if (inFence(v)) held.add(v);
-    const spoolPath = `${tokenPath.replace(/\.json$/, '')}.spool`;
-    const spool = new Map<number, Buffer>();
-    const resumeFrom = header.resumeFromVbn ?? 0;
-    if (resumeFrom > 0) {
-      const bytes = await readFile(spoolPath).catch(() => Buffer.alloc(0));
-      for (let o = 0; o + 8 + BLOCK_SIZE <= bytes.length; o += 8 + BLOCK_SIZE) {
-        const v = Number(bytes.readBigUInt64LE(o));
-        if (v < resumeFrom && held.has(v)) spool.set(v, Buffer.from(bytes.subarray(o + 8, o + 8 + BLOCK_SIZE)));
+    let discardHeld = 0;
+    if (discard) {
+      for (const c of destImage.chunkIndexes()) {
+        const w = destImage.chunk(c)!;
+        const s = shared.chunk(c);
+        for (let i = 0; i < WORDS_PER_CHUNK; i++) {
+          // A block a snapshot holds gets the same bytes (they are compared as they arrive): written in place.
+          const hit = w[i] & discard[c * WORDS_PER_CHUNK + i] & ~(s ? s[i] : 0);
+          if (hit === 0) continue;
+          forEachSetBit(Uint32Array.of(hit), (c * WORDS_PER_CHUNK + i) * 32, (v) => {
+            if (!held.has(v)) discardHeld++;
+            held.add(v);
+          });
+        }
       }
     }
-    const spoolFile = await open(spoolPath, 'w');
-    for (const [v, data] of spool) await appendSpool(spoolFile, v, data);
+    const spoolPath = spoolPathFor(tokenPath);
+    const resumeFrom = header.resumeFromVbn ?? 0;
+    const earlier = resumeFrom > 0 ? await readFile(spoolPath).catch(() => Buffer.alloc(0)) : Buffer.alloc(0);
+    const spoolFile = await open(spoolPath, 'w+');
+    const spool = new Spool(spoolFile);
+    for (let o = 0; o + 8 + BLOCK_SIZE <= earlier.length; o += 8 + BLOCK_SIZE) {
+      const v = Number(earlier.readBigUInt64LE(o));
+      if (v >= resumeFrom || !image.has(v)) continue;
+      const data = earlier.subarray(o + 8, o + 8 + BLOCK_SIZE);
+      if (held.has(v)) await spool.add(v, data);
+      // Held by the interrupted receive, which then moved what was there and stopped before writing it: the VBN is
+      // free now (it is in the image and not held), so it goes in place.
+      else if (!map.summary.has(v)) await volume.device.writeBlocks(v, Buffer.from(data));
+    }
     map.setFence(fence);
     try {
       const saveToken = async (nextVbn: number): Promise<void> => {
@@ -233,6 +280,7 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
         else for (let v = resumeFrom; v < (c + 1) * BITS_PER_CHUNK; v++) if (image.has(v)) expected++;
       }
       let landed = 0;
+      let refused = false;
       let sinceFlush = 0;
       let lastToken = Date.now();
       // A resume point on a device that can flush while writes go on is made in the background: the transfer
@@ -263,10 +311,16 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
           landedCopies?.keep(item.vbn, item.data);
           // Up to WRITES_IN_FLIGHT record writes overlap the next records' reads and checks.
           const first = item.vbn;
-          const writing = writeAround(write, item.vbn, item.count, item.data, held, remap, async (v, data) => {
-            spool.set(v, Buffer.from(data));
-            await appendSpool(spoolFile, v, data);
-          }).catch((e: unknown) => {
+          // A block one of our snapshots holds may only be rewritten with the same bytes (refuseCollisions).
+          for (let v = item.vbn; v < item.vbn + item.count; v++) {
+            if (!shared.has(v)) continue;
+            const k = v - item.vbn;
+            if (!(await volume.device.readBlocks(v, 1)).equals(item.data.subarray(k * BLOCK_SIZE, (k + 1) * BLOCK_SIZE))) {
+              refused = true;
+              throw await sharedBlockDiffers(map, entries, label, v);
+            }
+          }
+          const writing = writeAround(write, item.vbn, item.count, item.data, held, remap, (v, data) => spool.add(v, data)).catch((e: unknown) => {
             failedAt = Math.min(failedAt, first);
             throw e;
           });
@@ -307,7 +361,7 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
         // first record whose write failed (a write that failed may already have left the in-flight list, and those
         // after it may have landed: none of them counts).
         const upTo = Math.min(nextVbn, failedAt);
-        if (upTo > resumeFrom && !pointError) {
+        if (upTo > resumeFrom && !pointError && !refused) {
           // The disk that failed a write may fail the token's too: then the last resume point stands.
           await volume.device
             .flush()
@@ -325,6 +379,9 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
 
       // ---- the stream is good: move our metadata out of the image, then write the held blocks in its place -------
       if (held.size > 0) {
+        // Incoming blocks land on changes a forced receive discards: the discarding is committed with the move, now
+        // that the whole stream has verified (a crash before the final CP leaves the volume at its base).
+        if (discardHeld > 0 && baseEntry && baseFiles) await setActiveToSnapshot(volume, baseEntry, baseFiles);
         if (touchRoot) {
           await volume.inodes.get(ROOT_INODE);
           volume.inodes.touch(ROOT_INODE);
@@ -343,7 +400,7 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
           }
         }
         await saveToken(nextVbn);
-        for (const [v, data] of [...spool].sort((a, b) => a[0] - b[0])) await volume.device.writeBlocks(v, data);
+        for (const v of spool.vbns()) await volume.device.writeBlocks(v, await spool.read(v));
         await volume.device.flush();
       }
 
@@ -425,6 +482,8 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
     } finally {
       map.setFence(null);
       await spoolFile.close();
+      // Without a token nothing resumes from the spool.
+      if (!(await access(tokenPath).then(() => true, () => false))) await rm(spoolPath, { force: true });
     }
   });
 }
@@ -441,10 +500,38 @@ async function onlyIn(map: BlockMap, base: SnapshotEntry, entries: SnapshotEntry
   return only;
 }
 
-async function appendSpool(f: FileHandle, vbn: number, data: Buffer): Promise<void> {
-  const h = Buffer.alloc(8);
-  h.writeBigUInt64LE(BigInt(vbn));
-  await f.write(Buffer.concat([h, data]));
+/** Held blocks in the spool file (VBN u64 + the block, appended); only their offsets stay in memory. */
+class Spool {
+  private readonly at = new Map<number, number>();
+  private end = 0;
+
+  constructor(private readonly file: FileHandle) {}
+
+  get size(): number {
+    return this.at.size;
+  }
+
+  /** Appends a held block (a later copy of the same VBN replaces it). */
+  async add(vbn: number, data: Uint8Array): Promise<void> {
+    const h = Buffer.alloc(8);
+    h.writeBigUInt64LE(BigInt(vbn));
+    const offset = this.end;
+    this.end += 8 + BLOCK_SIZE;
+    await this.file.write(Buffer.concat([h, data]), 0, 8 + BLOCK_SIZE, offset);
+    this.at.set(vbn, offset + 8);
+  }
+
+  /** The held VBNs, in increasing order. */
+  vbns(): number[] {
+    return [...this.at.keys()].sort((a, b) => a - b);
+  }
+
+  /** The block held for `vbn`. */
+  async read(vbn: number): Promise<Buffer> {
+    const b = Buffer.alloc(BLOCK_SIZE);
+    await this.file.read(b, 0, BLOCK_SIZE, this.at.get(vbn)!);
+    return b;
+  }
 }
 
 /**

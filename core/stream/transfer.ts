@@ -59,8 +59,8 @@ export async function sendToFile(volume: Volume, plan: StreamPlan, path: string,
 
 export type { BackupCheck } from '../api/types.js';
 
-/** Reads a whole stream, verifying every record, the counts and the digest; no destination is touched. */
-export async function verifyStream(source: AsyncIterable<Buffer>, label: string): Promise<BackupCheck> {
+/** Reads a whole stream, verifying every record, the counts and the digest (`onBlocks` sees each blocks record); no destination is touched. */
+export async function verifyStream(source: AsyncIterable<Buffer>, label: string, onBlocks?: (vbn: number, count: number, data: Buffer) => void): Promise<BackupCheck> {
   const reader = new StreamReader(source);
   let header: StreamHeader | null = null;
   let blocks = 0;
@@ -74,6 +74,7 @@ export async function verifyStream(source: AsyncIterable<Buffer>, label: string)
         for (let v = item.vbn; v < item.vbn + item.count; v++) {
           if (!image.has(v)) throw new SnapplaneError('BAD_STREAM', `${label}: block record carries VBN ${v}, which is not in the image`);
         }
+        onBlocks?.(item.vbn, item.count, item.data);
         blocks += item.count;
       } else if (item.type === 'end') break;
     }
@@ -120,11 +121,18 @@ export async function sendToVolumeFile(volume: Volume, plan: StreamPlan, target:
 
 /** Reads only the headers of a backup chain and checks it restores in order: a full first, each next based on a snapshot before it. */
 export async function checkChain(locations: BackupLocation[]): Promise<StreamHeader[]> {
+  const headers = await readChainHeaders(locations);
+  checkChainOrder(headers, locations.map(backupLabel));
+  return headers;
+}
+
+/** The header of each backup of a chain (a bad one is refused, naming its file). */
+export async function readChainHeaders(locations: BackupLocation[]): Promise<StreamHeader[]> {
   if (locations.length === 0) throw new SnapplaneError('INVALID', 'name at least one backup');
-  const files = locations.map(backupLabel);
   const headers: StreamHeader[] = [];
-  for (const [k, f] of files.entries()) {
-    const r = new StreamReader(backupBytes(locations[k]));
+  for (const loc of locations) {
+    const f = backupLabel(loc);
+    const r = new StreamReader(backupBytes(loc));
     try {
       headers.push(await r.open());
     } catch (e) {
@@ -133,18 +141,33 @@ export async function checkChain(locations: BackupLocation[]): Promise<StreamHea
       await r.close();
     }
   }
-  const have = new Map<string, { generation: number; createdAtMs: number }>();
+  return headers;
+}
+
+/** A snapshot as streams and volumes identify it across volumes (STREAM.md §2.3). */
+export interface ChainSnapshot {
+  name: string;
+  generation: number;
+  createdAtMs: number;
+}
+
+/**
+ * Checks that backups with `headers` (named `files`) restore in this order: a full first, each next based on a
+ * snapshot before it. `have`: the snapshots of the volume the chain goes on (a restore that continues), which may
+ * then start with an incremental based on one of them.
+ */
+export function checkChainOrder(headers: StreamHeader[], files: string[], have: ChainSnapshot[] | null = null): void {
+  const known = new Map<string, { generation: number; createdAtMs: number }>((have ?? []).map((s) => [s.name, s]));
   headers.forEach((h, k) => {
-    if (k === 0 && h.kind !== 'full') throw new SnapplaneError('INVALID', `${files[0]} is an incremental (based on '${h.base!.name}'); a restore starts with a full (level-0) backup`, { path: files[0] });
+    if (k === 0 && h.kind !== 'full' && !have) throw new SnapplaneError('INVALID', `${files[0]} is an incremental (based on '${h.base!.name}'); a restore starts with a full (level-0) backup`, { path: files[0] });
     if (k > 0 && h.kind === 'full') throw new SnapplaneError('INVALID', `${files[k]} is a full backup; only the first backup of a chain may be full`, { path: files[k] });
     if (k > 0 && h.sourceVolume !== headers[0].sourceVolume) throw new SnapplaneError('INVALID', `${files[k]} is from another volume (${h.sourceVolume}) than ${files[0]} (${headers[0].sourceVolume})`, { path: files[k] });
     if (h.base) {
-      const b = have.get(h.base.name);
+      const b = known.get(h.base.name);
       if (!b || b.generation !== h.base.generation || b.createdAtMs !== h.base.createdAtMs) {
-        throw new SnapplaneError('INVALID', `${files[k]} needs snapshot '${h.base.name}', which no earlier backup of the chain carries (carried so far: ${[...have.keys()].join(', ')})`, { path: files[k] });
+        throw new SnapplaneError('INVALID', `${files[k]} needs snapshot '${h.base.name}', which ${have ? 'neither the volume nor an earlier backup of the chain has' : 'no earlier backup of the chain carries'} (carried so far: ${[...known.keys()].join(', ') || 'none'})`, { path: files[k] });
       }
     }
-    for (const s of h.snapshots) have.set(s.name, { generation: s.generation, createdAtMs: s.createdAtMs });
+    for (const s of h.snapshots) known.set(s.name, { generation: s.generation, createdAtMs: s.createdAtMs });
   });
-  return headers;
 }

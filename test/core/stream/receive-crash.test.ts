@@ -1,7 +1,8 @@
 /**
  * Crash during receive: every write and flush of a receive is recorded; for crash points across the whole log
  * (with random subsets of the unflushed writes, the last possibly torn) the destination must open at its base or
- * at the new state, never between, and fsck clean.
+ * at the new state, never between, and fsck clean. A forced receive into a destination changed since its base may
+ * also land at the base (its changes discarded) once the whole stream has verified, never anywhere else.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -32,12 +33,12 @@ async function* once(b: Buffer): AsyncGenerator<Buffer> {
   yield b;
 }
 
-async function receiveRecorded(path: string, stream: Buffer): Promise<RecordingDevice> {
+async function receiveRecorded(path: string, stream: Buffer, force = false): Promise<RecordingDevice> {
   const dev = new RecordingDevice(await ImageFileDevice.open(path, { readOnly: false }));
   const v = await Volume.openDevice(dev, { cpIntervalMs: 0 });
   const r = new StreamReader(once(stream));
   await r.open();
-  await receiveStream(v, r);
+  await receiveStream(v, r, { force });
   await v.close();
   return dev;
 }
@@ -78,12 +79,33 @@ describe('crash during receive', () => {
     cases.push({ name: 'full', base: empty, stream: full, before: { snaps: [], tree: emptyTree }, after: { snaps: ['s1', 's2'], tree: trees.get('s2')! } });
     const incrLog = await receiveRecorded(work, incr);
     cases.push({ name: 'incremental', base: afterFull, stream: incr, before: { snaps: ['s1', 's2'], tree: trees.get('s2')! }, after: { snaps: ['s1', 's2', 's3', 's4'], tree: trees.get('s4')! } });
-    const logs = [fullLog.log, incrLog.log];
+    // Forced over local changes whose blocks the incremental needs (held, and discarded only after it verified).
+    await writeFile(work, afterFull);
+    const local = await Volume.open(work, { cpIntervalMs: 0 });
+    await local.writeFile('/local', pattern(60_000, 99));
+    await local.remove('/f2');
+    const localTree = await readTree(local);
+    await local.close();
+    const changed = await readFile(work);
+    const forcedLog = await receiveRecorded(work, incr, true);
+    cases.push({ name: 'forced', base: changed, stream: incr, before: { snaps: ['s1', 's2'], tree: localTree }, after: { snaps: ['s1', 's2', 's3', 's4'], tree: trees.get('s4')! } });
+    const logs = [fullLog.log, incrLog.log, forcedLog.log];
 
     const random = rng(4242);
     const probe = join(dir, 'probe.img');
     let atBase = 0;
     let atNew = 0;
+    let forcedAtBase = 0;
+    // The forced receive's changes stay while the stream's blocks land: crash points after its first block write
+    // still find them (a receive that reverted first lost them before a block came).
+    const streamVbns = new Set<number>();
+    const reader = new StreamReader(once(incr));
+    await reader.open();
+    for (let item = await reader.next(); item.type !== 'end'; item = await reader.next()) {
+      if (item.type === 'blocks') for (let v = item.vbn; v < item.vbn + item.count; v++) streamVbns.add(v);
+    }
+    const firstBlock = forcedLog.log.findIndex((e) => e.kind === 'write' && streamVbns.has(e.vbn));
+    let localAfterBlocks = 0;
     for (let k = 0; k < cases.length; k++) {
       const c = cases[k];
       const log = logs[k];
@@ -99,9 +121,15 @@ describe('crash during receive', () => {
             expect(s.snaps, what).toEqual(c.after.snaps);
             expectSameTree(s.tree, c.after.tree, what);
             atNew++;
+          } else if (c.name === 'forced' && s.tree.size === trees.get('s2')!.size && !s.tree.has('/local')) {
+            // Discarded in the CP before the commit (once the whole stream had verified): exactly the base.
+            expect(s.snaps, what).toEqual(c.before.snaps);
+            expectSameTree(s.tree, trees.get('s2')!, what);
+            forcedAtBase++;
           } else {
             expect(s.snaps, what).toEqual(c.before.snaps);
             expectSameTree(s.tree, c.before.tree, what);
+            if (c.name === 'forced' && prefix > firstBlock) localAfterBlocks++;
             atBase++;
           }
         }
@@ -111,5 +139,8 @@ describe('crash during receive', () => {
     // Both outcomes occur: the probe really crosses the commit.
     expect(atBase).toBeGreaterThan(10);
     expect(atNew).toBeGreaterThan(2);
+    expect(forcedAtBase).toBeGreaterThan(0);
+    expect(firstBlock).toBeGreaterThanOrEqual(0);
+    expect(localAfterBlocks).toBeGreaterThan(5);
   }, 300_000);
 });

@@ -1,0 +1,141 @@
+/**
+ * Backup chains (the CLI, as a storage admin runs it): `verify` calls a chain restorable exactly when `restore`
+ * accepts it — after `snap revert` / `snap restore` on the source, an incremental whose blocks a restored snapshot
+ * holds with the same bytes is both; one whose source deleted that snapshot and wrote over its blocks is neither —
+ * and a restore that stops (a damaged backup, a snapshot to delete first) names the backup, keeps what came before,
+ * and the same restore run again goes on.
+ */
+import { describe, expect, it } from 'vitest';
+import { readFile, readdir, writeFile, copyFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { json, ok, snapplane } from './cli-helpers.js';
+import { useTempDir } from '../helpers/temp-dir.js';
+import type { FsckReport, ReceiveReport, SnapshotInfo } from '../../core/api/index.js';
+
+const tmp = useTempDir('restore-chain');
+
+async function snaps(vol: string): Promise<string[]> {
+  return (await json<SnapshotInfo[]>('snap', 'list', vol)).map((s) => s.name);
+}
+async function host(name: string, text: string | Buffer): Promise<string> {
+  const p = join(tmp(), name);
+  await writeFile(p, text);
+  return p;
+}
+async function flipByte(from: string, to: string, offset: number): Promise<void> {
+  const b = await readFile(from);
+  b[offset] ^= 0xa5;
+  await writeFile(to, b);
+}
+
+describe('an incremental after a revert or a restore on the source', () => {
+  async function source(name: string, back: (vol: string) => Promise<unknown>): Promise<string> {
+    const vol = join(tmp(), name);
+    await ok('volume', 'create', vol, '--size', '16M');
+    await ok('put', vol, await host('sv1', 'v1\n'.repeat(5000)), '/f');
+    await ok('snap', 'create', vol, 'A');
+    await ok('put', vol, await host('sv2', 'version2\n'.repeat(5000)), '/f');
+    await ok('snap', 'create', vol, 'B');
+    await back(vol);
+    await ok('put', vol, await host('n.txt', 'n\n'), '/n');
+    await ok('snap', 'create', vol, 'C');
+    return vol;
+  }
+
+  it('verifies and restores (the blocks it shares with A come with the bytes the destination has)', async () => {
+    const d = tmp();
+    process.env.SNAPPLANE_HOME = join(d, 'home');
+    const reverted = await source('rv.img', (v) => ok('snap', 'revert', v, 'A', '--yes'));
+    const restored = await source('sr.img', (v) => ok('snap', 'restore', v, 'A', '/f'));
+    for (const src of [reverted, restored]) {
+      const b0 = `${src}.b0`;
+      const b1 = `${src}.b1`;
+      await ok('backup', src, 'B + A', '--to', `file:${b0}`);
+      await ok('backup', src, 'C - B', '--to', `file:${b1}`);
+      const v = await json<{ ok: boolean; chain: string | null }>('verify', b0, b1);
+      expect(v).toMatchObject({ ok: true, chain: null });
+      const into = `${src}.restored`;
+      const r = await json<ReceiveReport[]>('restore', into, b0, b1);
+      expect(r.map((x) => x.current)).toEqual(['B', 'C']);
+      expect(await snaps(into)).toEqual(['A', 'B', 'C']);
+      expect((await json<FsckReport>('fsck', into)).clean).toBe(true);
+      for (const [snap, text] of [['A', 'v1\n'], ['B', 'version2\n'], ['C', 'v1\n']]) {
+        const out = join(d, `out-${snap}`);
+        await ok('get', `${into}@${snap}`, '/f', out);
+        expect(await readFile(out, 'utf8')).toBe(text.repeat(5000));
+      }
+    }
+  }, 120_000);
+
+  it('one whose source deleted A and wrote over its blocks is refused by verify and by restore; deleting A lets the restore go on', async () => {
+    const d = tmp();
+    process.env.SNAPPLANE_HOME = join(d, 'home');
+    const src = join(d, 'x.img');
+    await ok('volume', 'create', src, '--size', '16M');
+    await ok('put', src, await host('k', 'k\n'), '/keep');
+    await ok('put', src, await host('old', Buffer.alloc(2_000_000, 1)), '/old');
+    await ok('snap', 'create', src, 'a');
+    await ok('rm', src, '/old');
+    await ok('snap', 'create', src, 'b');
+    const x0 = join(d, 'x0');
+    const x1 = join(d, 'x1');
+    await ok('backup', src, 'b + a', '--to', `file:${x0}`);
+    await ok('snap', 'delete', src, 'a');
+    await ok('put', src, await host('new', Buffer.alloc(3_000_000, 2)), '/new');
+    await ok('snap', 'create', src, 'c');
+    await ok('backup', src, 'c - b', '--to', `file:${x1}`);
+    const v = await snapplane('verify', x0, x1);
+    expect(v.code).toBe(1);
+    expect(v.stdout).toMatch(/chain: .*x1 rewrites VBN \d+, which a snapshot restored from an earlier backup of the chain holds, with other data/);
+    const into = join(d, 'xr.img');
+    const r = await snapplane('restore', into, x0, x1);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/restore stopped at .*x1: '.*xr\.img' keeps snapshot 'a' the source no longer has, using VBN \d+, which the stream needs; delete it on/);
+    expect(await snaps(into)).toEqual(['a', 'b']);
+    expect((await json<FsckReport>('fsck', into)).clean).toBe(true);
+    expect((await readdir(d)).filter((f) => f.startsWith('xr.img.'))).toEqual([]);
+    await ok('snap', 'delete', into, 'a');
+    const again = await json<ReceiveReport[]>('restore', into, x0, x1);
+    expect(again.map((x) => [x.current, x.alreadyThere === true])).toEqual([['b', true], ['c', false]]);
+    expect((await json<FsckReport>('fsck', into)).clean).toBe(true);
+  }, 120_000);
+});
+
+describe('a restore that stops at a damaged backup', () => {
+  it('names it, keeps what came before, and the same restore with a good copy goes on', async () => {
+    const d = tmp();
+    process.env.SNAPPLANE_HOME = join(d, 'home');
+    const src = join(d, 'l.img');
+    await ok('volume', 'create', src, '--size', '64M');
+    await ok('put', src, await host('one', Buffer.alloc(400_000, 3)), '/one');
+    await ok('snap', 'create', src, 'S1');
+    await ok('put', src, await host('two', Buffer.alloc(600_000, 4)), '/two');
+    await ok('snap', 'create', src, 'S2');
+    const l0 = join(d, 'l0.bak');
+    const l1 = join(d, 'l1.bak');
+    await ok('backup', src, 'S1', '--to', `file:${l0}`);
+    await ok('backup', src, 'S2 - S1', '--to', `file:${l1}`);
+    const l1c = join(d, 'l1c.bak');
+    await flipByte(l1, l1c, 300_000);
+    const r7 = join(d, 'r7.img');
+    const bad = await snapplane('restore', r7, l0, l1c);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/^snapplane: restore stopped at .*l1c\.bak: .*; '.*r7\.img' keeps what the backups before it restored \(snapshots S1\); put a good copy of .*l1c\.bak in its place .*, then run the same restore again/);
+    expect(bad.stderr).not.toMatch(/--resume/);
+    expect(await snaps(r7)).toEqual(['S1']);
+    expect((await readdir(d)).filter((f) => f.startsWith('r7.img.'))).toEqual([]);
+    // The advice, followed: the same restore with a good copy goes on from l1.
+    await copyFile(l1, l1c);
+    const r = await json<ReceiveReport[]>('restore', r7, l0, l1c);
+    expect(r.map((x) => [x.current, x.alreadyThere === true])).toEqual([['S1', true], ['S2', false]]);
+    expect(await snaps(r7)).toEqual(['S1', 'S2']);
+    expect((await json<FsckReport>('fsck', r7)).clean).toBe(true);
+    // A volume that holds the chain's start takes the rest alone; a new one still needs the full backup first.
+    const r8 = join(d, 'r8.img');
+    await ok('restore', r8, l0);
+    expect((await json<ReceiveReport[]>('restore', r8, l1)).map((x) => x.current)).toEqual(['S2']);
+    const lone = await snapplane('restore', join(d, 'r9.img'), l1);
+    expect(lone.code).toBe(1);
+    expect(lone.stderr).toMatch(/starts with a full \(level-0\) backup/);
+  }, 120_000);
+});
