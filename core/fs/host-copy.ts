@@ -69,7 +69,7 @@ export async function copyFromHost(volume: Volume, hostPath: string, volPath: st
         await volume.writeFile(dst, readReused(fh, (n) => {
           summary.bytes += n;
           tick();
-        }), meta);
+        }), meta, s.size);
       } finally {
         await fh.close();
       }
