@@ -8,6 +8,9 @@ import type { Volume } from './volume.js';
 
 type Progress = ((p: ProgressEvent) => void) | undefined;
 
+/** Counts temporaries of this process, so two copies at once never share one. */
+let temporaries = 0;
+
 /**
  * Reads a host file through one reused 1 MiB buffer. Each chunk is valid only until the next is requested,
  * which is how the volume consumes it (it copies blocks out before asking for more); reusing the buffer avoids
@@ -115,8 +118,9 @@ export async function copyToHost(volume: Volume, volPath: string, hostPath: stri
       } else if (s.type === 'file') {
         // Written whole under a temporary name, then renamed over the target (as rsync does): a copy that fails
         // (a full disk) leaves no partial file and the file it was to replace as it was; the rename replaces a
-        // symlink at the target rather than writing through it.
-        const tmp = join(dirname(dst), `.${basename(dst)}.snapplane-${process.pid}`);
+        // symlink at the target rather than writing through it. The name is short, so a target of the longest
+        // name (255 bytes) still has one.
+        const tmp = join(dirname(dst), `.snapplane-get-${process.pid}-${++temporaries}.tmp`);
         await unlink(tmp).catch(() => undefined);
         let landed = false;
         try {
