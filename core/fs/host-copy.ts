@@ -134,8 +134,9 @@ export async function copyToHost(volume: Volume, volPath: string, hostPath: stri
           } finally {
             await fh.close();
           }
-          await chmod(tmp, s.mode & 0o7777);
+          // Owner before mode: a chown clears the setuid and setgid bits the mode sets.
           await lchown(tmp, s.uid, s.gid).catch(() => undefined);
+          await chmod(tmp, s.mode & 0o7777);
           await utimes(tmp, mtime, mtime);
           await rename(tmp, dst);
           landed = true;
@@ -150,8 +151,8 @@ export async function copyToHost(volume: Volume, volPath: string, hostPath: stri
           validateName(e.name, e.path, volume.label);
           await copy(e.path, join(dst, e.name));
         }
-        await chmod(dst, s.mode & 0o7777);
         await lchown(dst, s.uid, s.gid).catch(() => undefined);
+        await chmod(dst, s.mode & 0o7777);
         await utimes(dst, mtime, mtime);
       }
     } catch (e) {

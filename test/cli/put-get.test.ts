@@ -1,8 +1,9 @@
 /** put and get as a user runs them: long names and modes. Real child processes. */
 import { beforeAll, describe, expect, it } from 'vitest';
-import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ok } from './cli-helpers.js';
+import type { DirEntryInfo } from '../../core/api/index.js';
+import { json, ok } from './cli-helpers.js';
 import { useTempDir } from '../helpers/temp-dir.js';
 
 const tmp = useTempDir('put-get');
@@ -28,5 +29,25 @@ describe('get', () => {
     expect((await readdir(out)).sort()).toEqual([long, 'short']);
     await ok('get', vol, `/n/${long}`, join(tmp(), 'one-out'));
     expect(await readFile(join(tmp(), 'one-out'), 'utf8')).toBe('long\n');
+  });
+
+  it('keeps setuid and setgid bits', async () => {
+    const vol = join(tmp(), 'modes.img');
+    await ok('volume', 'create', vol, '--size', '8M');
+    const src = join(tmp(), 'modes');
+    await mkdir(src);
+    await writeFile(join(src, 'suid'), '#!/bin/sh\n');
+    await chmod(join(src, 'suid'), 0o4755);
+    await writeFile(join(src, 'sgid'), '#!/bin/sh\n');
+    await chmod(join(src, 'sgid'), 0o2755);
+    await chmod(src, 0o2775);
+    await ok('put', vol, src, '/m');
+    const ls = await json<DirEntryInfo[]>('ls', vol, '/m');
+    expect(ls.find((e) => e.name === 'suid')!.mode).toBe(0o4755);
+    const out = join(tmp(), 'modes-out');
+    await ok('get', vol, '/m', out);
+    expect((await stat(join(out, 'suid'))).mode & 0o7777).toBe(0o4755);
+    expect((await stat(join(out, 'sgid'))).mode & 0o7777).toBe(0o2755);
+    expect((await stat(out)).mode & 0o7777).toBe(0o2775);
   });
 });
