@@ -1,5 +1,6 @@
 /** Copying between the host file system and a volume (put/get): files, folders and symbolic links with their metadata. */
 import { chmod, lchown, lstat, lutimes, mkdir, open, readdir, readlink, rename, stat, symlink, unlink, utimes, type FileHandle } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { CopySummary, ProgressEvent } from '../api/types.js';
 import { SnapplaneError, asIoError } from '../common/errors.js';
@@ -46,6 +47,10 @@ async function volumeTarget(volume: Volume, volPath: string, name: string): Prom
   return target;
 }
 
+function specialKind(s: Stats): string {
+  return s.isFIFO() ? 'a FIFO' : s.isSocket() ? 'a socket' : s.isCharacterDevice() ? 'a character device' : s.isBlockDevice() ? 'a block device' : 'not a regular file';
+}
+
 /** Copies a host file or folder into the volume (into `volPath` if it is a folder, else as `volPath`). */
 export async function copyFromHost(volume: Volume, hostPath: string, volPath: string, onProgress?: Progress): Promise<CopySummary> {
   let st;
@@ -53,6 +58,9 @@ export async function copyFromHost(volume: Volume, hostPath: string, volPath: st
     st = await lstat(hostPath);
   } catch (e) {
     throw new SnapplaneError('NOT_FOUND', `host path '${hostPath}' does not exist`, { path: hostPath, cause: e });
+  }
+  if (!st.isFile() && !st.isDirectory() && !st.isSymbolicLink()) {
+    throw new SnapplaneError('INVALID', `'${hostPath}' is ${specialKind(st)}: put copies files, folders and symbolic links`, { path: hostPath });
   }
   const total = await hostBytes(hostPath);
   const summary: CopySummary = { files: 0, dirs: 0, symlinks: 0, bytes: 0 };
@@ -89,8 +97,11 @@ export async function copyFromHost(volume: Volume, hostPath: string, volPath: st
       summary.dirs++;
       for (const name of (await readdir(src)).sort()) await copy(join(src, name), dst === '/' ? `/${name}` : `${dst}/${name}`);
       await volume.setAttributes(dst, meta);
+    } else {
+      // Sockets, FIFOs and devices have no contents to copy: counted, and the first named, in the summary.
+      summary.skipped = (summary.skipped ?? 0) + 1;
+      summary.firstSkipped ??= src;
     }
-    // Sockets, FIFOs and devices are not copied.
   };
   await copy(hostPath, target);
   tick();

@@ -1,9 +1,10 @@
-/** put and get as a user runs them: long names and modes. Real child processes. */
+/** put and get as a user runs them: long names, modes, and special files put cannot copy. Real child processes. */
 import { beforeAll, describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
 import { chmod, mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DirEntryInfo } from '../../core/api/index.js';
-import { json, ok } from './cli-helpers.js';
+import { json, ok, snapplane } from './cli-helpers.js';
 import { useTempDir } from '../helpers/temp-dir.js';
 
 const tmp = useTempDir('put-get');
@@ -49,5 +50,28 @@ describe('get', () => {
     expect((await stat(join(out, 'suid'))).mode & 0o7777).toBe(0o4755);
     expect((await stat(join(out, 'sgid'))).mode & 0o7777).toBe(0o2755);
     expect((await stat(out)).mode & 0o7777).toBe(0o2775);
+  });
+});
+
+async function names(vol: string, path = '/'): Promise<string[]> {
+  return (await json<DirEntryInfo[]>('ls', vol, path)).map((e) => e.name);
+}
+
+describe('put of special files', () => {
+  it('counts the sockets, FIFOs and devices of a folder it skips; one named on its own is an error', async () => {
+    const vol = join(tmp(), 'special.img');
+    await ok('volume', 'create', vol, '--size', '8M');
+    const src = join(tmp(), 'special');
+    await mkdir(src);
+    await writeFile(join(src, 'a.txt'), 'a\n');
+    execFileSync('mkfifo', [join(src, 'fifo')]);
+    const r = await ok('put', vol, src, '/s');
+    expect(r.stdout).toBe(`put 1 file, 1 folder, 2 B; skipped 1 special file (sockets, FIFOs, devices), the first '${join(src, 'fifo')}'\n`);
+    expect((await json<{ skipped: number; firstSkipped: string }>('put', vol, src, '/s2')).skipped).toBe(1);
+    expect(await names(vol, '/s')).toEqual(['a.txt']);
+    const one = await snapplane('put', vol, join(src, 'fifo'), '/fifo');
+    expect(one.code).toBe(1);
+    expect(one.stderr).toBe(`snapplane: '${join(src, 'fifo')}' is a FIFO: put copies files, folders and symbolic links (INVALID)\n`);
+    expect(await names(vol)).toEqual(['s', 's2']);
   });
 });
