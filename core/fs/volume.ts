@@ -566,10 +566,10 @@ export class Volume {
   }
 
   /**
-   * At the start of an operation, before it changes anything: when `blocks` more would not fit the estimate but
-   * changes wait, commits first. The reservations count each new file's inode and folder blocks in full (many small
-   * files share them), and the CP turns them into the blocks really taken; here, a write that then fails still
-   * leaves the volume at a CP without any of it.
+   * At the start of an operation (making a file, folder or link, a rename), before it changes anything: when
+   * `blocks` more would not fit the estimate but changes wait, commits first. The reservations count each new file's
+   * inode and folder blocks in full (many small files share them), and the CP turns them into the blocks really
+   * taken; here, a write that then fails still leaves the volume at a CP without any of it.
    */
   private async makeRoom(blocks: number): Promise<void> {
     const map = this.blockMap;
@@ -974,6 +974,7 @@ export class Volume {
   /** Renames or moves a file or folder; an existing target file (or empty folder) is replaced. */
   rename(from: string, to: string): Promise<void> {
     return this.run(true, async () => {
+      await this.makeRoom(4);
       const src = await this.ns.resolve(from);
       if (src.ino === ROOT_INODE) throw new SnapplaneError('INVALID', 'the root folder cannot be moved', { volume: this.label, path: '/' });
       const { dir, name, path: full } = await this.ns.resolveParent(to);
@@ -983,6 +984,8 @@ export class Volume {
         a = (await this.inodes.get(a)).parent;
       }
       const existing = (await this.ns.entries(dir.ino)).get(name);
+      // Before the target goes: a CP this may make must not commit the target removed and the source not yet moved.
+      await this.reserve(4);
       if (existing) {
         if (existing.inode === src.ino) return;
         const target = await this.ns.resolve(full);
@@ -994,7 +997,6 @@ export class Volume {
         }
         await this.removeResolved(target, false);
       }
-      await this.reserve(4);
       await this.ns.unlink(src.parent, src.name);
       await this.ns.link(dir.ino, name, src.ino, src.inode.type, full);
       src.inode.parent = dir.ino;
