@@ -21,15 +21,17 @@ export function reportError(e: unknown): number {
 /** Calls `fn` with a fresh service; the final consistency point is written only when `fn` succeeds. */
 export async function withService(fn: (s: SnapplaneService) => Promise<number | void>): Promise<void> {
   const service = new SnapplaneService({ cpIntervalMs: 0 });
-  // Ctrl-C stops a transfer cleanly (a receive stays at its base and keeps a resume token); a second one quits.
-  let interrupted = false;
-  const onInterrupt = (): void => {
-    if (service.cancelJobs() === 0) process.exit(130);
-    interrupted = true;
-    process.stderr.write('\nsnapplane: cancelling (Ctrl-C again to quit at once)\n');
-    process.once('SIGINT', () => process.exit(130));
+  // Ctrl-C (or SIGTERM) stops a transfer or a copy cleanly (a receive stays at its base and keeps a resume token; a
+  // put or get removes its partial file); a second one quits at once. Either exits 128 + the signal's number.
+  let interrupted = 0;
+  const onSignal = (signal: 'SIGINT' | 'SIGTERM'): void => {
+    interrupted = 128 + (signal === 'SIGINT' ? 2 : 15);
+    if (service.cancelJobs() === 0) process.exit(interrupted);
+    if (signal === 'SIGINT') process.stderr.write('\nsnapplane: cancelling (Ctrl-C again to quit at once)\n');
+    process.once(signal, () => process.exit(interrupted));
   };
-  process.once('SIGINT', onInterrupt);
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
   let status = 0;
   try {
     status = (await fn(service)) ?? 0;
@@ -37,11 +39,12 @@ export async function withService(fn: (s: SnapplaneService) => Promise<number | 
   } catch (e) {
     await service.abortAll();
     status = reportError(e);
-    // A transfer Ctrl-C cancelled ends with the shell's status for an interrupted command (a failing --next-tape
-    // hook cancels too, and is a plain failure).
-    if (interrupted && e instanceof SnapplaneError && e.code === 'CANCELLED') status = 130;
+    // A transfer a signal cancelled ends with the shell's status for it (a failing --next-tape hook cancels too,
+    // and is a plain failure).
+    if (interrupted && e instanceof SnapplaneError && e.code === 'CANCELLED') status = interrupted;
   }
-  process.removeListener('SIGINT', onInterrupt);
+  process.removeListener('SIGINT', onSignal);
+  process.removeListener('SIGTERM', onSignal);
   process.exitCode = status;
 }
 

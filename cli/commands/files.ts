@@ -9,7 +9,9 @@ function summary(verb: string, s: CopySummary): string {
   const parts = [counted(s.files, 'file')];
   if (s.dirs) parts.push(counted(s.dirs, 'folder'));
   if (s.symlinks) parts.push(counted(s.symlinks, 'link'));
-  return `${verb} ${parts.join(', ')}, ${formatBytes(s.bytes)}\n`;
+  // What a put left out (sockets, FIFOs, devices: nothing to copy) is said, not silently dropped.
+  const skipped = s.skipped ? `; skipped ${counted(s.skipped, 'special file')} (sockets, FIFOs, devices), the first '${s.firstSkipped}'` : '';
+  return `${verb} ${parts.join(', ')}, ${formatBytes(s.bytes)}${skipped}\n`;
 }
 
 export function registerFiles(program: Command): void {

@@ -146,6 +146,9 @@ export interface CopySummary {
   dirs: number;
   symlinks: number;
   bytes: number;
+  /** Sockets, FIFOs and devices a put found and did not copy (they have no contents), and the first of them. */
+  skipped?: number;
+  firstSkipped?: string;
 }
 
 export interface ProgressEvent {

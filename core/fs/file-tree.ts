@@ -67,6 +67,27 @@ function key(level: number, index: number): number {
   return level * LEVEL_KEY + index;
 }
 
+/**
+ * Indirect blocks that writing data block `index` adds to a file written in order from its start: a node of level l
+ * begins every 512^l blocks, and the tree's growth to height l (at block `treeCapacity(l - 1)`) adds its top node.
+ */
+export function indirectBlocksAddedAt(index: number): number {
+  let n = 0;
+  for (let level = 1; level <= MAX_HEIGHT; level++) {
+    const grows = treeCapacity(level - 1);
+    if (index < grows) break;
+    if (index === grows || index % POINTERS_PER_BLOCK ** level === 0) n++;
+  }
+  return n;
+}
+
+/** Indirect blocks of a file of `blocks` data blocks written in order from its start (the sum of the above). */
+export function indirectBlocksFor(blocks: number): number {
+  let n = 0;
+  for (let level = 1; level <= MAX_HEIGHT && blocks > treeCapacity(level - 1); level++) n += 1 + Math.floor((blocks - 1) / POINTERS_PER_BLOCK ** level);
+  return n;
+}
+
 export class FileTree {
   private readonly nodes = new Map<number, TreeNode>();
   private dirtyCount = 0;

@@ -1,21 +1,40 @@
 /** Copying between the host file system and a volume (put/get): files, folders and symbolic links with their metadata. */
 import { chmod, lchown, lstat, lutimes, mkdir, open, readdir, readlink, rename, stat, symlink, unlink, utimes, type FileHandle } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import type { CopySummary, ProgressEvent } from '../api/types.js';
+import type { CopySummary, DirEntryInfo, ProgressEvent } from '../api/types.js';
 import { SnapplaneError, asIoError } from '../common/errors.js';
+import { BLOCK_SIZE } from '../common/units.js';
 import { normalizePath, validateName } from './namespace.js';
-import type { Volume } from './volume.js';
+import type { FileMeta, Volume } from './volume.js';
 
 type Progress = ((p: ProgressEvent) => void) | undefined;
+/** Set when the copy is to stop (Ctrl-C in the CLI): it stops at the next chunk. */
+type Signal = { cancelled: boolean } | undefined;
+
+/**
+ * The name a put writes a file under, in its target folder, until the file is complete and renamed over its target.
+ * One left by a put that was killed is removed by the next put into that folder.
+ */
+export const PUT_TEMPORARY = /^\.snapplane-put-\d+-\d+\.tmp$/;
+/** Counts temporaries (put and get) of this process, so two copies at once never share one. */
+let temporaries = 0;
+/** Temporaries of puts running in this process, which no sweep removes (`label NUL path`). */
+const livePuts = new Set<string>();
+
+function cancelled(): SnapplaneError {
+  return new SnapplaneError('CANCELLED', 'interrupted');
+}
 
 /**
  * Reads a host file through one reused 1 MiB buffer. Each chunk is valid only until the next is requested,
  * which is how the volume consumes it (it copies blocks out before asking for more); reusing the buffer avoids
  * paging in fresh memory for every chunk.
  */
-async function* readReused(fh: FileHandle, onBytes: (n: number) => void): AsyncIterable<Buffer> {
+async function* readReused(fh: FileHandle, onBytes: (n: number) => void, signal: Signal): AsyncIterable<Buffer> {
   const buf = Buffer.allocUnsafeSlow(1 << 20);
   for (;;) {
+    if (signal?.cancelled) throw cancelled();
     const { bytesRead } = await fh.read(buf, 0, buf.length, null);
     if (bytesRead === 0) return;
     onBytes(bytesRead);
@@ -43,20 +62,92 @@ async function volumeTarget(volume: Volume, volPath: string, name: string): Prom
   return target;
 }
 
-/** Copies a host file or folder into the volume (into `volPath` if it is a folder, else as `volPath`). */
-export async function copyFromHost(volume: Volume, hostPath: string, volPath: string, onProgress?: Progress): Promise<CopySummary> {
+async function statOrNull(volume: Volume, path: string): Promise<DirEntryInfo | null> {
+  try {
+    return await volume.stat(path);
+  } catch (e) {
+    if (e instanceof SnapplaneError && e.code === 'NOT_FOUND') return null;
+    throw e;
+  }
+}
+
+function specialKind(s: Stats): string {
+  return s.isFIFO() ? 'a FIFO' : s.isSocket() ? 'a socket' : s.isCharacterDevice() ? 'a character device' : s.isBlockDevice() ? 'a block device' : 'not a regular file';
+}
+
+function counted(n: number, what: string): string {
+  return `${n} ${what}${n === 1 ? '' : 's'}`;
+}
+
+/**
+ * Copies a host file or folder into the volume (into `volPath` if it is a folder, else as `volPath`). Each file
+ * lands whole: it is written under a temporary name (PUT_TEMPORARY) beside its target and renamed over it when
+ * complete. A put that fails or is cancelled removes the temporary and commits, so the volume keeps the files it
+ * completed and the file it was replacing as it was, never part of a file.
+ */
+export async function copyFromHost(volume: Volume, hostPath: string, volPath: string, onProgress?: Progress, signal?: Signal): Promise<CopySummary> {
   let st;
   try {
     st = await lstat(hostPath);
   } catch (e) {
     throw new SnapplaneError('NOT_FOUND', `host path '${hostPath}' does not exist`, { path: hostPath, cause: e });
   }
+  if (!st.isFile() && !st.isDirectory() && !st.isSymbolicLink()) {
+    throw new SnapplaneError('INVALID', `'${hostPath}' is ${specialKind(st)}: put copies files, folders and symbolic links`, { path: hostPath });
+  }
   const total = await hostBytes(hostPath);
   const summary: CopySummary = { files: 0, dirs: 0, symlinks: 0, bytes: 0 };
   const target = await volumeTarget(volume, volPath, basename(hostPath) || 'root');
   if (target === '/' && !st.isDirectory()) throw new SnapplaneError('IS_DIR', `cannot write a file over the root folder`, { path: '/' });
   const tick = (): void => onProgress?.({ phase: 'put', done: summary.bytes, total, unit: 'bytes' });
+  const swept = new Set<string>();
+  // Leftovers of a put that was killed (this put holds the volume's one writer lock, so no other put is writing them).
+  const sweep = async (folder: string): Promise<void> => {
+    if (swept.has(folder)) return;
+    swept.add(folder);
+    for (const e of await volume.readdir(folder)) {
+      if (e.type === 'file' && PUT_TEMPORARY.test(e.name) && !livePuts.has(`${volume.label}\u0000${e.path}`)) await volume.remove(e.path);
+    }
+  };
+  const putFile = async (src: string, dst: string, size: number, meta: FileMeta): Promise<void> => {
+    const cut = dst.lastIndexOf('/');
+    const folder = dst.slice(0, cut) || '/';
+    validateName(dst.slice(cut + 1), dst, volume.label);
+    await sweep(folder);
+    const old = await statOrNull(volume, dst);
+    if (old?.type === 'dir') throw new SnapplaneError('IS_DIR', `'${dst}' is a folder`, { volume: volume.label, path: dst });
+    const map = volume.blockMap;
+    const room = map ? (map.freeBlocks - map.reserve) * BLOCK_SIZE : 0;
+    const tmp = `${folder === '/' ? '' : folder}/.snapplane-put-${process.pid}-${++temporaries}.tmp`;
+    const live = `${volume.label}\u0000${tmp}`;
+    livePuts.add(live);
+    const fh = await open(src, 'r');
+    try {
+      const data = readReused(fh, (n) => {
+        summary.bytes += n;
+        tick();
+      }, signal);
+      await volume.writeFile(tmp, data, meta, size);
+      await volume.rename(tmp, dst);
+    } catch (e) {
+      await volume.remove(tmp).catch(() => undefined);
+      if (e instanceof SnapplaneError && e.code === 'CANCELLED') {
+        const done = summary.files + summary.symlinks > 0 ? `; the ${counted(summary.files + summary.symlinks, 'file')} put before it are kept` : '';
+        throw new SnapplaneError('CANCELLED', `put interrupted; ${old ? `'${dst}' kept as it was` : `'${dst}' not created`}${done}`, { volume: volume.label, path: dst });
+      }
+      if (e instanceof SnapplaneError && e.code === 'ENOSPC' && old) {
+        // The new copy goes beside the old one until complete: say so when it would have fit in the old one's place.
+        const both = size <= room + old.size ? `: its new copy is written beside it until complete, so both must fit at once (removing '${dst}' first makes room, unless a snapshot holds its blocks)` : '';
+        throw new SnapplaneError('ENOSPC', `${e.message}; '${dst}' was kept as it was${both}`, { volume: volume.label, path: dst, cause: e });
+      }
+      throw e;
+    } finally {
+      livePuts.delete(live);
+      await fh.close();
+    }
+  };
   const copy = async (src: string, dst: string): Promise<void> => {
+    if (signal?.cancelled) throw new SnapplaneError('CANCELLED', `put interrupted before '${dst}'; the ${counted(summary.files + summary.symlinks, 'file')} put before it are kept`, { volume: volume.label, path: dst });
     const s = await lstat(src);
     const meta = { mode: s.mode & 0o7777, uid: s.uid, gid: s.gid, mtimeMs: s.mtimeMs };
     if (s.isSymbolicLink()) {
@@ -64,15 +155,7 @@ export async function copyFromHost(volume: Volume, hostPath: string, volPath: st
       await volume.symlink(dst, await readlink(src), meta);
       summary.symlinks++;
     } else if (s.isFile()) {
-      const fh = await open(src, 'r');
-      try {
-        await volume.writeFile(dst, readReused(fh, (n) => {
-          summary.bytes += n;
-          tick();
-        }), meta);
-      } finally {
-        await fh.close();
-      }
+      await putFile(src, dst, s.size, meta);
       summary.files++;
     } else if (s.isDirectory()) {
       if (dst !== '/') {
@@ -86,16 +169,30 @@ export async function copyFromHost(volume: Volume, hostPath: string, volPath: st
       summary.dirs++;
       for (const name of (await readdir(src)).sort()) await copy(join(src, name), dst === '/' ? `/${name}` : `${dst}/${name}`);
       await volume.setAttributes(dst, meta);
+    } else {
+      // Sockets, FIFOs and devices have no contents to copy: counted, and the first named, in the summary.
+      summary.skipped = (summary.skipped ?? 0) + 1;
+      summary.firstSkipped ??= src;
     }
-    // Sockets, FIFOs and devices are not copied.
   };
-  await copy(hostPath, target);
+  const before = volume.fsinfo.generation;
+  try {
+    await copy(hostPath, target);
+  } catch (e) {
+    // Commits what completed (each file whole) rather than leave the volume at whichever CP the put last made.
+    if (volume.fsinfo.generation !== before || summary.files + summary.symlinks + summary.dirs > 0) await volume.sync().catch(() => undefined);
+    throw e;
+  }
   tick();
   return summary;
 }
 
-/** Copies a file or folder out of the volume (into `hostPath` if it is a folder, else as `hostPath`). */
-export async function copyToHost(volume: Volume, volPath: string, hostPath: string, onProgress?: Progress, intoFolder?: boolean): Promise<CopySummary> {
+/**
+ * Copies a file or folder out of the volume (into `hostPath` if it is a folder, else as `hostPath`). Each file is
+ * written whole under a temporary name beside its target, then renamed over it; a copy that fails or is cancelled
+ * removes the temporary, and the file it was to replace stays as it was.
+ */
+export async function copyToHost(volume: Volume, volPath: string, hostPath: string, onProgress?: Progress, intoFolder?: boolean, signal?: Signal): Promise<CopySummary> {
   const root = await volume.stat(volPath);
   // A caller that reads again after a failed try says what `hostPath` was before the first (it may have made it).
   const into = intoFolder ?? (await stat(hostPath).then((s) => s.isDirectory(), () => false));
@@ -103,6 +200,7 @@ export async function copyToHost(volume: Volume, volPath: string, hostPath: stri
   const summary: CopySummary = { files: 0, dirs: 0, symlinks: 0, bytes: 0 };
   const total = root.type === 'file' ? root.size : 0;
   const copy = async (src: string, dst: string): Promise<void> => {
+    if (signal?.cancelled) throw new SnapplaneError('CANCELLED', `get interrupted before '${dst}'; the ${counted(summary.files + summary.symlinks, 'file')} got before it are kept`, { path: src });
     const s = await volume.stat(src);
     const mtime = new Date(s.mtime);
     try {
@@ -115,14 +213,16 @@ export async function copyToHost(volume: Volume, volPath: string, hostPath: stri
       } else if (s.type === 'file') {
         // Written whole under a temporary name, then renamed over the target (as rsync does): a copy that fails
         // (a full disk) leaves no partial file and the file it was to replace as it was; the rename replaces a
-        // symlink at the target rather than writing through it.
-        const tmp = join(dirname(dst), `.${basename(dst)}.snapplane-${process.pid}`);
+        // symlink at the target rather than writing through it. The name is short, so a target of the longest
+        // name (255 bytes) still has one.
+        const tmp = join(dirname(dst), `.snapplane-get-${process.pid}-${++temporaries}.tmp`);
         await unlink(tmp).catch(() => undefined);
         let landed = false;
         try {
           const fh = await open(tmp, 'wx', s.mode & 0o777);
           try {
             for await (const chunk of volume.readChunks(src, { reuse: true })) {
+              if (signal?.cancelled) throw cancelled();
               await fh.write(chunk);
               summary.bytes += chunk.length;
               onProgress?.({ phase: 'get', done: summary.bytes, total: Math.max(total, summary.bytes), unit: 'bytes' });
@@ -130,11 +230,19 @@ export async function copyToHost(volume: Volume, volPath: string, hostPath: stri
           } finally {
             await fh.close();
           }
-          await chmod(tmp, s.mode & 0o7777);
+          // Owner before mode: a chown clears the setuid and setgid bits the mode sets.
           await lchown(tmp, s.uid, s.gid).catch(() => undefined);
+          await chmod(tmp, s.mode & 0o7777);
           await utimes(tmp, mtime, mtime);
           await rename(tmp, dst);
           landed = true;
+        } catch (e) {
+          if (e instanceof SnapplaneError && e.code === 'CANCELLED') {
+            const existed = await lstat(dst).then(() => true, () => false);
+            const done = summary.files + summary.symlinks > 0 ? `; the ${counted(summary.files + summary.symlinks, 'file')} got before it are kept` : '';
+            throw new SnapplaneError('CANCELLED', `get interrupted; ${existed ? `'${dst}' kept as it was` : `'${dst}' not created`}${done}`, { path: src });
+          }
+          throw e;
         } finally {
           if (!landed) await unlink(tmp).catch(() => undefined);
         }
@@ -146,8 +254,8 @@ export async function copyToHost(volume: Volume, volPath: string, hostPath: stri
           validateName(e.name, e.path, volume.label);
           await copy(e.path, join(dst, e.name));
         }
-        await chmod(dst, s.mode & 0o7777);
         await lchown(dst, s.uid, s.gid).catch(() => undefined);
+        await chmod(dst, s.mode & 0o7777);
         await utimes(dst, mtime, mtime);
       }
     } catch (e) {

@@ -21,7 +21,7 @@ import { spaceReport, type SpaceReport } from './space.js';
 import type { DirEntryInfo, FsckReport, PlaneInfo, SnapshotDiff, SnapshotInfo, VolumeInfo } from '../api/types.js';
 import { BlockMap } from './block-map.js';
 import { VolumeContext } from './context.js';
-import { FileTree, type BlockWrite } from './file-tree.js';
+import { FileTree, indirectBlocksAddedAt, indirectBlocksFor, type BlockWrite } from './file-tree.js';
 import {
   FORMAT_VERSION,
   FSINFO_VBNS,
@@ -74,6 +74,11 @@ const SWAP_WAIT_MS = 3000;
 interface PendingSnapshot {
   entry: SnapshotEntry;
   regular: boolean;
+}
+
+/** Blocks a CP may take for `dirty` reserved blocks: those, the indirect and block-map blocks above them, and a margin. */
+function blocksWithMetadata(dirty: number): number {
+  return dirty + Math.ceil(dirty / 256) + 64;
 }
 
 function msToNs(ms: number): bigint {
@@ -568,19 +573,30 @@ export class Volume {
   /** @internal Checks room for `blocks` more dirty blocks (plus their metadata), committing first if that frees space. */
   async reserve(blocks: number): Promise<void> {
     const map = this.blockMap!;
-    const need = (n: number): number => n + Math.ceil(n / 256) + 64;
-    if (need(this.dirtyBlocks + blocks) <= map.freeBlocks - map.reserve) {
+    if (blocksWithMetadata(this.dirtyBlocks + blocks) <= map.freeBlocks - map.reserve) {
       this.dirtyBlocks += blocks;
       return;
     }
     // Only blocks freed since the last CP can be won back by committing now.
     if (map.hasPendingFrees) await this.consistencyPoint();
-    if (need(this.dirtyBlocks + blocks) > map.freeBlocks - map.reserve) {
+    if (blocksWithMetadata(this.dirtyBlocks + blocks) > map.freeBlocks - map.reserve) {
       throw new SnapplaneError('ENOSPC', `volume '${this.label}' is full (${map.freeBlocks} blocks free, ${map.reserve} kept for metadata)`, {
         volume: this.label,
       });
     }
     this.dirtyBlocks += blocks;
+  }
+
+  /**
+   * At the start of an operation (making a file, folder or link, a rename), before it changes anything: when
+   * `blocks` more would not fit the estimate but changes wait, commits first. The reservations count each new file's
+   * inode and folder blocks in full (many small files share them), and the CP turns them into the blocks really
+   * taken; here, a write that then fails still leaves the volume at a CP without any of it.
+   */
+  private async makeRoom(blocks: number): Promise<void> {
+    const map = this.blockMap;
+    if (!map || this.dirtyBlocks === 0) return;
+    if (blocksWithMetadata(this.dirtyBlocks + blocks) > map.freeBlocks - map.reserve) await this.consistencyPoint();
   }
 
   /** Commits pending changes first, so counts describe the volume as it is (writable volumes only). */
@@ -745,9 +761,14 @@ export class Volume {
     return { ino, inode, path: full };
   }
 
-  /** Creates or replaces a file with `data` (a buffer or a stream of buffers). */
-  writeFile(path: string, data: Buffer | AsyncIterable<Buffer>, meta?: FileMeta): Promise<void> {
+  /**
+   * Creates or replaces a file with `data` (a buffer or a stream of buffers). `expectedBytes`, the length a stream
+   * should have, lets a nearly full volume commit the changes before it first, so a file that fits is not refused.
+   */
+  writeFile(path: string, data: Buffer | AsyncIterable<Buffer>, meta?: FileMeta, expectedBytes?: number): Promise<void> {
     return this.run(true, async () => {
+      const blocks = Math.ceil((Buffer.isBuffer(data) ? data.length : (expectedBytes ?? 0)) / BLOCK_SIZE);
+      await this.makeRoom(2 + blocks + indirectBlocksFor(blocks));
       let existing: ResolvedPath | null = null;
       try {
         existing = await this.ns.resolve(path);
@@ -793,7 +814,9 @@ export class Volume {
     let carry: Buffer | null = null;
     let size = 0;
     const put = async (block: Buffer): Promise<void> => {
-      if (index % 64 === 0) await this.reserve(64);
+      // Block by block, with the file's own indirect blocks: a small file reserves what it takes (a 64-block
+      // minimum per file ran a put of 4,000 one-line files out of a 1 GiB volume).
+      await this.reserve(1 + indirectBlocksAddedAt(index));
       const tree = await this.inodes.fileTree(ino, path);
       await tree.writeBlock(index++, block);
       if (index % 64 === 0) {
@@ -891,6 +914,7 @@ export class Volume {
   /** Makes a folder (with `parents`, missing ancestors too, and no error if it exists). */
   mkdir(path: string, opts: { parents?: boolean } & FileMeta = {}): Promise<void> {
     return this.run(true, async () => {
+      await this.makeRoom(2);
       if (!opts.parents) {
         await this.createNode(path, InodeType.Dir, opts);
         return;
@@ -923,6 +947,7 @@ export class Volume {
       if (bytes.length === 0 || bytes.length >= BLOCK_SIZE) {
         throw new SnapplaneError('INVALID', `symbolic link target must be 1 to ${BLOCK_SIZE - 1} bytes`, { volume: this.label, path });
       }
+      await this.makeRoom(3);
       const { ino, inode, path: full } = await this.createNode(path, InodeType.Symlink, meta);
       await this.fill(ino, inode, full, bytes);
       if (meta?.mode === undefined) inode.mode = 0o777;
@@ -971,6 +996,7 @@ export class Volume {
   /** Renames or moves a file or folder; an existing target file (or empty folder) is replaced. */
   rename(from: string, to: string): Promise<void> {
     return this.run(true, async () => {
+      await this.makeRoom(4);
       const src = await this.ns.resolve(from);
       if (src.ino === ROOT_INODE) throw new SnapplaneError('INVALID', 'the root folder cannot be moved', { volume: this.label, path: '/' });
       const { dir, name, path: full } = await this.ns.resolveParent(to);
@@ -980,6 +1006,8 @@ export class Volume {
         a = (await this.inodes.get(a)).parent;
       }
       const existing = (await this.ns.entries(dir.ino)).get(name);
+      // Before the target goes: a CP this may make must not commit the target removed and the source not yet moved.
+      await this.reserve(4);
       if (existing) {
         if (existing.inode === src.ino) return;
         const target = await this.ns.resolve(full);
@@ -991,7 +1019,6 @@ export class Volume {
         }
         await this.removeResolved(target, false);
       }
-      await this.reserve(4);
       await this.ns.unlink(src.parent, src.name);
       await this.ns.link(dir.ino, name, src.ino, src.inode.type, full);
       src.inode.parent = dir.ino;

@@ -798,22 +798,22 @@ export class SnapplaneService {
    */
   async restoreFile(files: string[], volPath: string, hostPath: string, options: { snapshot?: string; inVolume?: VolumeRef; nextTape?: NextTape } = {}, onProgress?: ProgressCallback): Promise<CopySummary & { backupBytesRead: number }> {
     const named = await this.backupLocations(files, options.inVolume);
-    return this.transferJob('restore-file', named.length > 0 ? backupLabel(named[named.length - 1]) : '', hostPath, volPath, onProgress, async (_signal, progress) => {
+    return this.transferJob('restore-file', named.length > 0 ? backupLabel(named[named.length - 1]) : '', hostPath, volPath, onProgress, async (signal, progress) => {
       const { locations, done } = await this.spoolTapes(named, options.nextTape, progress);
       try {
-        return await this.restoreFileFrom(locations, volPath, hostPath, options.snapshot, progress);
+        return await this.restoreFileFrom(locations, volPath, hostPath, options.snapshot, progress, signal);
       } finally {
         await done();
       }
     }, (r) => r.bytes);
   }
 
-  private async restoreFileFrom(locations: BackupLocation[], volPath: string, hostPath: string, snapshot: string | undefined, progress: ProgressCallback): Promise<CopySummary & { backupBytesRead: number }> {
+  private async restoreFileFrom(locations: BackupLocation[], volPath: string, hostPath: string, snapshot: string | undefined, progress: ProgressCallback, signal: { cancelled: boolean }): Promise<CopySummary & { backupBytesRead: number }> {
     const headers = await checkChain(locations);
     const device = await BackupChainDevice.open(locations, headers, snapshot);
     try {
       const v = await Volume.openDevice(device, { readOnly: true, cpIntervalMs: 0 });
-      const summary = await copyToHost(v, volPath, hostPath, progress);
+      const summary = await copyToHost(v, volPath, hostPath, progress, undefined, signal);
       await v.close();
       return { ...summary, backupBytesRead: device.bytesRead };
     } finally {
@@ -841,15 +841,28 @@ export class SnapplaneService {
     return info;
   }
 
-  /** Copies a host file or folder into the volume (modes, owners, mtimes and symlinks preserved). */
+  /** Copies a host file or folder into the volume (modes, owners, mtimes and symlinks preserved); cancellable. */
   async put(volume: string, hostPath: string, volPath: string, onProgress?: ProgressCallback): Promise<CopySummary> {
-    return copyFromHost(await this.volume({ volume }, true), hostPath, volPath, onProgress);
+    const v = await this.volume({ volume }, true);
+    return this.cancellable((signal) => copyFromHost(v, hostPath, volPath, onProgress, signal));
   }
 
-  /** Copies a file or folder out of the volume (or a snapshot) to the host. */
+  /** Copies a file or folder out of the volume (or a snapshot) to the host; cancellable. */
   async get(ref: VolumeRef, volPath: string, hostPath: string, onProgress?: ProgressCallback): Promise<CopySummary> {
     const into = await stat(hostPath).then((s) => s.isDirectory(), () => false);
-    return this.reading(ref, (v) => copyToHost(v, volPath, hostPath, onProgress, into));
+    return this.cancellable((signal) => this.reading(ref, (v) => copyToHost(v, volPath, hostPath, onProgress, into, signal)));
+  }
+
+  /** Runs a copy that `cancelJobs` stops (Ctrl-C in the CLI) without recording it as a transfer job. */
+  private async cancellable<T>(fn: (signal: { cancelled: boolean }) => Promise<T>): Promise<T> {
+    const signal = jobSignalScope.getStore() ?? { cancelled: false };
+    const id = ++this.jobSeq;
+    this.running.set(id, signal);
+    try {
+      return await fn(signal);
+    } finally {
+      this.running.delete(id);
+    }
   }
 
   /** Lists a folder (or describes one file). */
