@@ -1,6 +1,8 @@
 /** Runs the built `snapplane` CLI as a user would. */
 import { spawn } from 'node:child_process';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { SnapshotInfo } from '../../core/api/index.js';
 
 export interface CliResult {
   code: number;
@@ -40,4 +42,16 @@ export async function ok(...args: string[]): Promise<CliResult> {
   const r = await snapplane(...args);
   if (r.code !== 0) throw new Error(`snapplane ${args.join(' ')} failed (${r.code}): ${r.stderr}`);
   return r;
+}
+
+/** The names of a volume's snapshots, oldest first (`snap list`). */
+export async function snapshotNames(vol: string): Promise<string[]> {
+  return (await json<SnapshotInfo[]>('snap', 'list', vol)).map((s) => s.name);
+}
+
+/** Copies file `from` to `to` with the byte at `offset` flipped (a damaged backup or stream). */
+export async function flipByte(from: string, to: string, offset: number): Promise<void> {
+  const b = await readFile(from);
+  b[offset] ^= 0xa5;
+  await writeFile(to, b);
 }

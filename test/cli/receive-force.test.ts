@@ -8,18 +8,15 @@
 import { describe, expect, it } from 'vitest';
 import { readFile, readdir, stat, writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { json, ok, snapplane } from './cli-helpers.js';
+import { flipByte, json, ok, snapplane, snapshotNames } from './cli-helpers.js';
 import { useTempDir } from '../helpers/temp-dir.js';
-import type { FsckReport, ReceiveReport, SnapshotInfo, VolumeInfo } from '../../core/api/index.js';
+import type { FsckReport, ReceiveReport, VolumeInfo } from '../../core/api/index.js';
 
 const tmp = useTempDir('recv-force');
 
 async function files(vol: string): Promise<string[]> {
   const r = await ok('ls', vol, '/');
   return r.stdout.trim().split('\n').slice(1).map((l) => l.trim().split(/\s+/).at(-1)!);
-}
-async function snaps(vol: string): Promise<string[]> {
-  return (await json<SnapshotInfo[]>('snap', 'list', vol)).map((s) => s.name);
 }
 async function generation(vol: string): Promise<number> {
   return (await json<VolumeInfo>('volume', 'info', vol)).generation;
@@ -28,11 +25,6 @@ async function host(name: string, text: string | Buffer): Promise<string> {
   const p = join(tmp(), name);
   await writeFile(p, text);
   return p;
-}
-async function flipByte(from: string, to: string, offset: number): Promise<void> {
-  const b = await readFile(from);
-  b[offset] ^= 0xa5;
-  await writeFile(to, b);
 }
 
 describe('receive --force commits the discarding only with the stream', () => {
@@ -82,7 +74,7 @@ describe('receive --force commits the discarding only with the stream', () => {
       expect(r.code).toBe(1);
       expect(r.stderr).toMatch(/\(BAD_STREAM\)/);
       expect(await files(rf3)).toEqual(['d/', 'important.txt']);
-      expect(await snaps(rf3)).toEqual(['s1']);
+      expect(await snapshotNames(rf3)).toEqual(['s1']);
       expect((await json<FsckReport>('fsck', rf3)).clean).toBe(true);
     }
     await ok('get', rf3, '/important.txt', join(d, 'imp-back.txt'));
@@ -92,7 +84,7 @@ describe('receive --force commits the discarding only with the stream', () => {
     const r = await json<ReceiveReport>('receive', rf3, '-i', inc, '--force');
     expect(r.current).toBe('s2');
     expect(await files(rf3)).toEqual(['d/']);
-    expect(await snaps(rf3)).toEqual(['s1', 's2']);
+    expect(await snapshotNames(rf3)).toEqual(['s1', 's2']);
     expect((await json<FsckReport>('fsck', rf3)).clean).toBe(true);
     await ok('get', rf3, '/d/m.txt', join(d, 'm-back.txt'));
     expect(await readFile(join(d, 'm-back.txt'), 'utf8')).toBe('more\n'.repeat(3000));
@@ -138,7 +130,7 @@ describe('an incremental after a revert or a restore on the source', () => {
       const copy = `${src}.copy`;
       await ok('copy', src, copy, 'B + A');
       expect((await json<ReceiveReport>('copy', src, copy, 'C - B')).current).toBe('C');
-      expect(await snaps(copy)).toEqual(['A', 'B', 'C']);
+      expect(await snapshotNames(copy)).toEqual(['A', 'B', 'C']);
       expect((await json<FsckReport>('fsck', copy)).clean).toBe(true);
       for (const [snap, text] of [['A', 'v1\n'], ['B', 'version2\n'], ['C', 'v1\n']]) {
         const out = join(d, `out-${name}-${snap}`);

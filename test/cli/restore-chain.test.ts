@@ -8,24 +8,16 @@
 import { describe, expect, it } from 'vitest';
 import { readFile, readdir, writeFile, copyFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { json, ok, snapplane } from './cli-helpers.js';
+import { flipByte, json, ok, snapplane, snapshotNames } from './cli-helpers.js';
 import { useTempDir } from '../helpers/temp-dir.js';
-import type { FsckReport, ReceiveReport, SnapshotInfo } from '../../core/api/index.js';
+import type { FsckReport, ReceiveReport } from '../../core/api/index.js';
 
 const tmp = useTempDir('restore-chain');
 
-async function snaps(vol: string): Promise<string[]> {
-  return (await json<SnapshotInfo[]>('snap', 'list', vol)).map((s) => s.name);
-}
 async function host(name: string, text: string | Buffer): Promise<string> {
   const p = join(tmp(), name);
   await writeFile(p, text);
   return p;
-}
-async function flipByte(from: string, to: string, offset: number): Promise<void> {
-  const b = await readFile(from);
-  b[offset] ^= 0xa5;
-  await writeFile(to, b);
 }
 
 describe('an incremental after a revert or a restore on the source', () => {
@@ -57,7 +49,7 @@ describe('an incremental after a revert or a restore on the source', () => {
       const into = `${src}.restored`;
       const r = await json<ReceiveReport[]>('restore', into, b0, b1);
       expect(r.map((x) => x.current)).toEqual(['B', 'C']);
-      expect(await snaps(into)).toEqual(['A', 'B', 'C']);
+      expect(await snapshotNames(into)).toEqual(['A', 'B', 'C']);
       expect((await json<FsckReport>('fsck', into)).clean).toBe(true);
       for (const [snap, text] of [['A', 'v1\n'], ['B', 'version2\n'], ['C', 'v1\n']]) {
         const out = join(d, `out-${snap}`);
@@ -91,7 +83,7 @@ describe('an incremental after a revert or a restore on the source', () => {
     const r = await snapplane('restore', into, x0, x1);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/restore stopped at .*x1: '.*xr\.img' keeps snapshot 'a' the source no longer has, using VBN \d+, which the stream needs; delete it on/);
-    expect(await snaps(into)).toEqual(['a', 'b']);
+    expect(await snapshotNames(into)).toEqual(['a', 'b']);
     expect((await json<FsckReport>('fsck', into)).clean).toBe(true);
     expect((await readdir(d)).filter((f) => f.startsWith('xr.img.'))).toEqual([]);
     await ok('snap', 'delete', into, 'a');
@@ -122,13 +114,13 @@ describe('a restore that stops at a damaged backup', () => {
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/^snapplane: restore stopped at .*l1c\.bak: .*; '.*r7\.img' keeps what the backups before it restored \(snapshots S1\); put a good copy of .*l1c\.bak in its place .*, then run the same restore again/);
     expect(bad.stderr).not.toMatch(/--resume/);
-    expect(await snaps(r7)).toEqual(['S1']);
+    expect(await snapshotNames(r7)).toEqual(['S1']);
     expect((await readdir(d)).filter((f) => f.startsWith('r7.img.'))).toEqual([]);
     // The advice, followed: the same restore with a good copy goes on from l1.
     await copyFile(l1, l1c);
     const r = await json<ReceiveReport[]>('restore', r7, l0, l1c);
     expect(r.map((x) => [x.current, x.alreadyThere === true])).toEqual([['S1', true], ['S2', false]]);
-    expect(await snaps(r7)).toEqual(['S1', 'S2']);
+    expect(await snapshotNames(r7)).toEqual(['S1', 'S2']);
     expect((await json<FsckReport>('fsck', r7)).clean).toBe(true);
     // A volume that holds the chain's start takes the rest alone; a new one still needs the full backup first.
     const r8 = join(d, 'r8.img');

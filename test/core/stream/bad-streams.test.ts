@@ -15,6 +15,7 @@ import { receiveStream } from '../../../core/stream/receive.js';
 import { SnapplaneError } from '../../../core/common/errors.js';
 import { pattern, readTree, expectSameTree, type Tree } from '../../helpers/model.js';
 import { rng } from '../../helpers/recording-device.js';
+import { collect } from '../../helpers/stream-bytes.js';
 
 let dir: string;
 let incremental: Buffer;
@@ -27,11 +28,6 @@ const usedBlocks: number[] = [];
 let before: Buffer;
 let stateBefore: Tree;
 
-async function collect(gen: AsyncIterable<Buffer>): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const b of gen) parts.push(Buffer.from(b));
-  return Buffer.concat(parts);
-}
 
 async function* chunked(b: Buffer, size = 7919): AsyncGenerator<Buffer> {
   for (let o = 0; o < b.length; o += size) yield b.subarray(o, o + size);

@@ -15,6 +15,7 @@ import { StreamReader } from '../../../core/stream/reader.js';
 import { receiveStream } from '../../../core/stream/receive.js';
 import { crashImages, RecordingDevice, rng } from '../../helpers/recording-device.js';
 import { expectSameTree, pattern, readTree, type Tree } from '../../helpers/model.js';
+import { collect, once } from '../../helpers/stream-bytes.js';
 
 let dir: string;
 beforeAll(async () => {
@@ -24,14 +25,6 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function collect(gen: AsyncIterable<Buffer>): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const b of gen) parts.push(Buffer.from(b));
-  return Buffer.concat(parts);
-}
-async function* once(b: Buffer): AsyncGenerator<Buffer> {
-  yield b;
-}
 
 async function receiveRecorded(path: string, stream: Buffer, force = false): Promise<RecordingDevice> {
   const dev = new RecordingDevice(await ImageFileDevice.open(path, { readOnly: false }));

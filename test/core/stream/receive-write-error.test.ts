@@ -15,17 +15,10 @@ import { decodeResumeToken, readResumeToken, receiveStream } from '../../../core
 import { FaultyDevice } from '../../helpers/faulty-device.js';
 import { expectSameTree, pattern, readTree, type Tree } from '../../helpers/model.js';
 import { useTempDir } from '../../helpers/temp-dir.js';
+import { collect, once } from '../../helpers/stream-bytes.js';
 
 const temp = useTempDir('receive-write-error');
 
-async function collect(gen: AsyncIterable<Buffer>): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const b of gen) parts.push(Buffer.from(b));
-  return Buffer.concat(parts);
-}
-async function* once(b: Buffer): AsyncGenerator<Buffer> {
-  yield b;
-}
 
 /** Receives `stream` into the image at `path` through a device that fails its operation `failAt` (once). */
 async function receiveFailing(path: string, stream: Buffer, failAt: number): Promise<{ failed: boolean; operations: number }> {

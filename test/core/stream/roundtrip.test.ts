@@ -7,6 +7,7 @@ import { planStream, streamSize, writeStream } from '../../../core/stream/send.j
 import { StreamReader } from '../../../core/stream/reader.js';
 import { receiveStream } from '../../../core/stream/receive.js';
 import { expectSameTree, pattern, readTree, type Tree } from '../../helpers/model.js';
+import { collect } from '../../helpers/stream-bytes.js';
 
 let dir: string;
 beforeEach(async () => {
@@ -16,11 +17,6 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function collect(gen: AsyncIterable<Buffer>): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const b of gen) parts.push(Buffer.from(b));
-  return Buffer.concat(parts);
-}
 
 async function* chunked(b: Buffer, size = 65536): AsyncGenerator<Buffer> {
   for (let o = 0; o < b.length; o += size) yield b.subarray(o, o + size);
