@@ -125,7 +125,7 @@ describe("'@' in volume paths", () => {
     await ok('snap', 'create', 'v.img', 'A');
     await ok('rm', 'v.img', '/n');
     expect((await ok('ls', 'v.img@A', '/')).stdout).toMatch(/ n\n$/);
-    expect((await ok('volume', 'info', 'v.img@A')).stdout).toMatch(/^volume: +v\.img@A\n/);
+    expect((await ok('volume', 'info', 'v.img@A')).stdout).toMatch(/^volume: +v\.img@A \(a snapshot: /);
     // A new volume that would read as a snapshot of an existing one is refused.
     expect(await run('volume', 'create', 'v.img@A', '--size', '8M')).toMatchObject({ code: 1, stderr: expect.stringMatching(/bad volume name 'v\.img@A': it reads as snapshot 'A' of volume 'v\.img'/) });
   });

@@ -92,8 +92,9 @@ describe('views', () => {
     await fx.call('volumeCreate', { path: m, sizeBytes: 4 << 20 });
     // The on-disk state a full resync leaves while its copy lands (STREAM.md §5.6), made by the engine's own writers.
     await writeMarker(m, { relationship: 'nightly', source: '/data/src.img', sourceUuid: 'u', since: new Date().toISOString() });
-    await fx.call('volumeCreate', { path: replacementOf(m), sizeBytes: 4 << 20 });
+    // The record first: a volume named <mirror>.replacement may be made only for a full resync that recorded it.
     await startReplacement(m, 'nightly');
+    await fx.call('volumeCreate', { path: replacementOf(m), sizeBytes: 4 << 20 });
     await useVolumes.getState().select(m);
     try {
       render(<VolumesView />);
