@@ -29,6 +29,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BLOCK_SIZE, formatBytes } from '../common/units.js';
 import { hostSpaceShortfall } from '../common/host-space.js';
+import { isVolumeImage } from './volume-file.js';
 import { parseImageExpr, formatImageExpr, streamShape } from '../image/expression.js';
 import { bindNames, evaluateBound } from '../image/evaluate.js';
 import { parseLevelPolicy, planBackups } from '../image/plan.js';
@@ -531,6 +532,10 @@ export class SnapplaneService {
       throw new SnapplaneError('INVALID', `a backup of '${volume}' cannot be written inside '${inVolume}' itself: its writes would change the volume being read; use another volume`, { volume: inVolume });
     }
     const target = inVolume === undefined ? path : `${inVolume}:${path}`;
+    // The rename that ends a backup would put the stream in a volume's place (one a console or daemon may have open).
+    if (inVolume === undefined && (await isVolumeImage(path))) {
+      throw new SnapplaneError('INVALID', `'${path}' is a Snapplane volume image; a backup written there would replace it: name a new file`, { path });
+    }
     return this.transferJob('backup', volume, target, expression, onProgress, async (signal, progress) => {
       const v = await this.volume({ volume }, false);
       const into = inVolume === undefined ? null : await this.volume({ volume: inVolume }, true);

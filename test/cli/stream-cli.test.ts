@@ -103,6 +103,29 @@ describe('snapplane image, send, receive, backup, restore, verify', () => {
     await expect(stat(gone)).rejects.toThrow();
   });
 
+  it('a backup or send onto a volume image (or a RAID member image) is refused: it would replace the volume', async () => {
+    const victim = join(dir, 'victim.img');
+    await ok('volume', 'create', victim, '--size', '8M');
+    const group = join(dir, 'victim-group');
+    await ok('volume', 'create', group, '--raid', '2', '--size', '4M');
+    const member = join(group, (await readdir(group)).find((f) => f.endsWith('.img'))!);
+    for (const target of [victim, member]) {
+      const before = await readFile(target);
+      for (const args of [['backup', vol, 'June1', '--to', `file:${target}`], ['send', vol, 'June1', '-o', target]]) {
+        const r = await snapplane(...args);
+        expect(r.code).toBe(1);
+        expect(r.stderr).toBe(`snapplane: '${target}' is a Snapplane volume image; a backup written there would replace it: name a new file (INVALID)\n`);
+      }
+      expect((await readFile(target)).equals(before)).toBe(true);
+    }
+    await ok('fsck', victim);
+    // An old backup file is still replaced by a new one, as with a shell redirect.
+    const old = join(dir, 'rotating.snap');
+    await writeFile(old, 'last week');
+    await ok('backup', vol, 'June1', '--to', `file:${old}`);
+    expect((await readFile(old)).subarray(0, 8).toString()).toBe('SNAPSTRM');
+  });
+
   it('image plan names a --policy file that is not there, and says what --policy takes', async () => {
     const r = await snapplane('image', 'plan', vol, '--policy', join(dir, 'no-such-policy'));
     expect(r.code).toBe(2);
