@@ -162,6 +162,9 @@ export async function startWebHost(options: WebHostOptions): Promise<WebHost> {
         off();
         sockets.delete(ws);
       });
+      // A frame past maxPayload (or a broken one): ws closes this connection with its code (1009 too big); unhandled,
+      // the error would end the whole host and every volume it holds. The renderer reconnects with the same token.
+      ws.on('error', (e: Error) => process.stderr.write(`snapplane console: closed a connection: ${e.message}\n`));
       ws.on('message', (data, isBinary) => {
         void (async () => {
           let id: number | null = null;

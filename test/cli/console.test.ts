@@ -130,6 +130,18 @@ describe('snapplane console (web host)', () => {
     rpc.ws.close();
   });
 
+  it('a frame past the size limit (a 40 MB upload) closes that connection only; the host stays up for the next one', async () => {
+    const ws = await connect(`?token=${host.token}`);
+    const closed = new Promise<number>((r) => ws.once('close', (code) => r(code)));
+    ws.on('error', () => undefined);
+    ws.send(JSON.stringify({ id: 1, method: 'writeFile', args: { volume: vol, path: '/big.bin', base64: 'A'.repeat(40_000_000) } }));
+    expect(await closed).toBe(1009);
+    const rpc = new Rpc(await connect(`?token=${host.token}`));
+    expect(await rpc.call('volumeInfo', { volume: vol })).toMatchObject({ ok: true });
+    rpc.ws.close();
+    expect(host.child.exitCode).toBeNull();
+  });
+
   it("runs the scheduler: a due schedule's snapshot is taken and pushed as an event", async () => {
     const rpc = new Rpc(await connect(`?token=${host.token}`));
     expect(await rpc.call('scheduleAdd', { volume: vol, label: 'often', every: '1h', keep: 3 })).toMatchObject({ ok: true });
