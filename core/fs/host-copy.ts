@@ -199,7 +199,18 @@ export async function copyToHost(volume: Volume, volPath: string, hostPath: stri
   const target = into ? join(hostPath, root.path === '/' ? 'root' : root.name) : hostPath;
   const summary: CopySummary = { files: 0, dirs: 0, symlinks: 0, bytes: 0 };
   const total = root.type === 'file' ? root.size : 0;
+  // Files and folders whose blocks fail their checksums: the rest of the tree is still got (as rsync goes on past
+  // unreadable files), and the get fails at the end naming them.
+  const damaged: SnapplaneError[] = [];
   const copy = async (src: string, dst: string): Promise<void> => {
+    try {
+      await copyOne(src, dst);
+    } catch (e) {
+      if (!(e instanceof SnapplaneError && e.code === 'CHECKSUM') || src === root.path) throw e;
+      damaged.push(e);
+    }
+  };
+  const copyOne = async (src: string, dst: string): Promise<void> => {
     if (signal?.cancelled) throw new SnapplaneError('CANCELLED', `get interrupted before '${dst}'; the ${counted(summary.files + summary.symlinks, 'file')} got before it are kept`, { path: src });
     const s = await volume.stat(src);
     const mtime = new Date(s.mtime);
@@ -264,5 +275,9 @@ export async function copyToHost(volume: Volume, volPath: string, hostPath: stri
     }
   };
   await copy(root.path, target);
+  if (damaged.length > 0) {
+    const named = damaged.slice(0, 3).map((e) => e.message).join('; ');
+    throw new SnapplaneError('CHECKSUM', `${damaged.length === 1 ? '1 file or folder' : `${damaged.length} files or folders`} could not be read (${named}${damaged.length > 3 ? '; …' : ''}); ${counted(summary.files + summary.symlinks, 'other file')} were got into '${target}'`, { path: damaged[0].path, vbn: damaged[0].vbn, volume: volume.label });
+  }
   return summary;
 }

@@ -162,6 +162,30 @@ describe('get', () => {
     expect(await readFile(join(out, 'big.bin'), 'utf8')).toBe('keep me\n');
   });
 
+  it('a folder with a damaged file: the other files are got, and the get fails naming the damaged one and its VBN', async () => {
+    const d = join(tmp(), 'damaged');
+    await mkdir(join(d, 'src'), { recursive: true });
+    const good = [randomBytes(20_000), randomBytes(9_000)];
+    await writeFile(join(d, 'src', 'a.bin'), good[0]);
+    await writeFile(join(d, 'src', 'c.bin'), good[1]);
+    await writeFile(join(d, 'src', 'b.txt'), 'SNAPPLANE-DAMAGE-MARKER\n');
+    const vol = join(d, 'v.img');
+    await ok('volume', 'create', vol, '--size', '8M');
+    await ok('put', vol, join(d, 'src'), '/src');
+    const image = await readFile(vol);
+    const at = image.indexOf('SNAPPLANE-DAMAGE-MARKER');
+    image[at] ^= 0x20;
+    await writeFile(vol, image);
+    const r = await snapplane('get', vol, '/src', join(d, 'out'));
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`snapplane: 1 file or folder could not be read (checksum mismatch in '/src/b.txt' at VBN ${Math.floor(at / 4096)} on volume '${vol}'); 2 other files were got into '${join(d, 'out')}' (CHECKSUM)\n`);
+    expect((await readdir(join(d, 'out'))).sort()).toEqual(['a.bin', 'c.bin']);
+    expect((await readFile(join(d, 'out', 'a.bin'))).equals(good[0])).toBe(true);
+    expect((await readFile(join(d, 'out', 'c.bin'))).equals(good[1])).toBe(true);
+    // The damaged file on its own is an error, as before.
+    expect((await snapplane('get', vol, '/src/b.txt', join(d, 'b.txt'))).stderr).toMatch(/checksum mismatch in '\/src\/b\.txt'/);
+  });
+
   it('writes names of 255 bytes (its temporary name is short)', async () => {
     const vol = join(tmp(), 'names.img');
     await ok('volume', 'create', vol, '--size', '8M');
