@@ -131,6 +131,7 @@ export function createRouter(ctx: RouterContext): Router {
     masterList: (a) => s.masterList(a.volume),
     masterRelease: (a) => s.masterRelease(a.volume, a.destination),
     snapDiff: (a) => s.snapDiff(a.volume, a.older, a.newer),
+    space: (a) => s.space(a.volume, a.names),
     snapRestore: async (a) => {
       await s.snapRestore(a.volume, a.snapshot, a.path, a.to);
       return null;

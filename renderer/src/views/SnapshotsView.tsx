@@ -85,8 +85,8 @@ function SnapshotRow({ s }: { s: SnapshotInfo }) {
         <button className="link" onClick={() => void st.previewRevert(s.name)} data-testid={`revert-${s.name}`}>
           revert…
         </button>
-        <button className="link danger" onClick={() => void st.remove(s.name)} data-testid={`delete-snap-${s.name}`}>
-          delete
+        <button className="link danger" onClick={() => void st.askDelete(s.name)} data-testid={`delete-snap-${s.name}`}>
+          delete…
         </button>
       </td>
     </tr>
@@ -199,7 +199,7 @@ function Browser() {
               <td>{formatDate(e.mtime)}</td>
               <td className="actions">
                 {browsing !== 'active' ? (
-                  <button className="link" onClick={() => void st.restoreInPlace(e.path)} title="put it back where it was in the live file system (no data copy)" data-testid={`restore-${e.name}`}>
+                  <button className="link" onClick={() => void st.askRestore(e.path)} title="put it back where it was in the live file system (no data copy)" data-testid={`restore-${e.name}`}>
                     restore
                   </button>
                 ) : null}
@@ -317,6 +317,95 @@ function RevertConfirm() {
   );
 }
 
+/** Asks before a restore by click replaces a live version that differs from the snapshot's. */
+function RestoreConfirm() {
+  const r = useSnapshots((s) => s.restoreAsk);
+  if (!r) return null;
+  const answer = (choice: 'copy' | 'replace' | null): void => void useSnapshots.getState().answerRestore(choice);
+  return (
+    <div className="modal" role="dialog" aria-modal="true" data-testid="restore-dialog" onKeyDown={(e) => e.key === 'Escape' && answer(null)}>
+      <div className="card">
+        <h3>
+          Replace <span className="mono">{r.path}</span> with its version from {r.snapshot}?
+        </h3>
+        <p>
+          <span className="mono">{r.path}</span> exists in the live file system and differs from the one in <b>{r.snapshot}</b>. Replacing it puts the current version away for
+          good:{' '}
+          {r.liveHeldBy ? (
+            <>
+              it stays only in snapshot <b>{r.liveHeldBy}</b>, which holds it as it is now.
+            </>
+          ) : (
+            <b>no snapshot holds the current version, so it is lost.</b>
+          )}
+        </p>
+        <p>
+          A copy leaves the current version as it is and puts {r.snapshot}&apos;s beside it as <span className="mono">{r.copyTo}</span>.
+        </p>
+        <div className="toolbar">
+          <button onClick={() => answer('copy')} data-testid="restore-as-copy" autoFocus>
+            Restore as a copy
+          </button>
+          <button className="danger" onClick={() => answer('replace')} data-testid="restore-replace">
+            Replace
+          </button>
+          <button onClick={() => answer(null)}>Cancel</button>
+        </div>
+      </div>
+    </div>
+  );
+}
+
+/** Asks before a snapshot delete: what it frees, and which destinations or relationships depend on the snapshot. */
+function DeleteConfirm() {
+  const d = useSnapshots((s) => s.deleteAsk);
+  if (!d) return null;
+  const st = useSnapshots.getState();
+  const cancel = (): void => void st.askDelete(null);
+  return (
+    <div className="modal" role="dialog" aria-modal="true" data-testid="delete-dialog" onKeyDown={(e) => e.key === 'Escape' && cancel()}>
+      <div className="card">
+        <h3>Delete snapshot {d.name}?</h3>
+        <p data-testid="delete-frees">
+          {d.freedBytes > 0 ? (
+            <>
+              Frees {formatBytes(d.freedBytes)}: the blocks only <b>{d.name}</b> holds. The files as they were in it are gone for good.
+            </>
+          ) : (
+            <>Frees nothing: every block of {d.name} is also held by the live file system or another snapshot. Only the point in time goes.</>
+          )}
+        </p>
+        {d.neededBy.length > 0 ? (
+          <p className="warn" data-testid="delete-needed-by">
+            {d.name} is a master snapshot that {d.neededBy.join(', ')} {d.neededBy.length === 1 ? 'has' : 'have'} not moved past yet: the next replication to{' '}
+            {d.neededBy.length === 1 ? 'it' : 'them'} starts from it.
+          </p>
+        ) : null}
+        {d.relationships.length > 0 ? (
+          <p className="warn" data-testid="delete-relationships">
+            Relationship {d.relationships.join(', ')} {d.relationships.length === 1 ? 'uses' : 'use'} it as the last snapshot in common with the mirror: without it the next update
+            needs a full copy.
+          </p>
+        ) : null}
+        {d.held ? <p className="muted">It has a hold: release it first (the “release” button in its row) to delete it.</p> : null}
+        {d.error ? (
+          <Notice kind="error" onClose={() => useSnapshots.setState({ deleteAsk: { ...d, error: null } })}>
+            {d.error}
+          </Notice>
+        ) : null}
+        <div className="toolbar">
+          <button className="danger" onClick={() => void st.remove(d.name)} data-testid="delete-confirm">
+            Delete {d.name}
+          </button>
+          <button onClick={cancel} autoFocus>
+            Cancel
+          </button>
+        </div>
+      </div>
+    </div>
+  );
+}
+
 export function SnapshotsView() {
   const snapshots = useVolumes((s) => s.snapshots);
   const volume = useVolumes((s) => s.current);
@@ -362,6 +451,8 @@ export function SnapshotsView() {
       <Browser />
       <Diff />
       <RevertConfirm />
+      <RestoreConfirm />
+      <DeleteConfirm />
     </div>
   );
 }

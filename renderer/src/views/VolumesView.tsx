@@ -268,6 +268,7 @@ function Files() {
   const [msg, setMsg] = useState<{ kind: 'ok' | 'error'; text: string } | null>(null);
   const [hostPath, setHostPath] = useState('');
   const [folder, setFolder] = useState('');
+  const [replacing, setReplacing] = useState<{ files: File[]; existing: string[] } | null>(null);
   useEffect(() => {
     if (!volume) return;
     let live = true;
@@ -291,6 +292,13 @@ function Files() {
       setMsg({ kind: 'error', text: errorText(e) });
     }
   };
+  const upload = (files: File[]): void => {
+    setReplacing(null);
+    if (files.length === 0) return;
+    void run(`uploaded ${files.map((f) => f.name).join(', ')}`, async () => {
+      for (const f of files) await client().call('writeFile', { volume, path: join(f.name), base64: await readAsBase64(f) });
+    });
+  };
   return (
     <section data-testid="files">
       <h3>
@@ -308,9 +316,10 @@ function Files() {
             onChange={(e) => {
               const files = [...(e.target.files ?? [])];
               e.target.value = '';
-              void run(`uploaded ${files.map((f) => f.name).join(', ')}`, async () => {
-                for (const f of files) await client().call('writeFile', { volume, path: join(f.name), base64: await readAsBase64(f) });
-              });
+              // A name that exists would replace the live file: asked first.
+              const existing = files.filter((f) => entries.some((x) => x.name === f.name)).map((f) => f.name);
+              if (existing.length > 0) setReplacing({ files, existing });
+              else upload(files);
             }}
           />
         </label>
@@ -332,6 +341,23 @@ function Files() {
           <input value={hostPath} onChange={(e) => setHostPath(e.target.value)} placeholder="host file or folder to import" name="hostPath" size={30} /> <button type="submit">Import</button>
         </form>
       </div>
+      {replacing ? (
+        <div className="notice confirm" role="alertdialog" data-testid="upload-confirm" onKeyDown={(e) => e.key === 'Escape' && setReplacing(null)}>
+          {replacing.existing.length === 1 ? 'A file named ' : 'Files named '}
+          <span className="mono">{replacing.existing.join(', ')}</span> {replacing.existing.length === 1 ? 'exists' : 'exist'} in <span className="mono">{path}</span>. Uploading
+          replaces {replacing.existing.length === 1 ? 'it' : 'them'}: the current version stays only in a snapshot that holds it, if one does (take a snapshot first to
+          keep it).{' '}
+          <button className="danger" onClick={() => upload(replacing.files)} autoFocus>
+            Replace
+          </button>{' '}
+          {replacing.files.length > replacing.existing.length ? (
+            <>
+              <button onClick={() => upload(replacing.files.filter((f) => !replacing.existing.includes(f.name)))}>Upload only the new ones</button>{' '}
+            </>
+          ) : null}
+          <button onClick={() => setReplacing(null)}>Cancel</button>
+        </div>
+      ) : null}
       {msg ? <Notice kind={msg.kind} onClose={() => setMsg(null)}>{msg.text}</Notice> : null}
       <table className="table">
         <tbody>
