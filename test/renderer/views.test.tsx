@@ -319,6 +319,29 @@ describe('views', () => {
     expect(screen.getByTestId('storage-total').textContent).toMatch(/for the newest 2 level-0 cycle/);
   });
 
+  it('planner: no schedule from a policy the engine rejected; the button says why', async () => {
+    render(<PlannerView />);
+    const policy = screen.getByTestId('policy');
+    const create = screen.getByTestId('create-schedule') as HTMLButtonElement;
+    await waitFor(() => expect(create.disabled).toBe(false));
+    fireEvent.change(policy.querySelector('input[name=level0]')!, { target: { value: '1d' } });
+    fireEvent.change(policy.querySelector('input[name=level1]')!, { target: { value: '7d' } });
+    fireEvent.submit(policy);
+    const why = await screen.findByTestId('schedule-blocked');
+    expect(why.textContent).toBe('Not from this policy: level 1 (every 7d) must not be rarer than level 0 (every 1d) (INVALID). Fix it and press Plan.');
+    expect(create.disabled).toBe(true);
+    fireEvent.submit(create.closest('form')!);
+    fireEvent.click(create);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(await fx.call('scheduleList', { volume: fx.vol })).toEqual([]);
+    // A valid policy again: the button comes back.
+    fireEvent.change(policy.querySelector('input[name=level0]')!, { target: { value: '7d' } });
+    fireEvent.change(policy.querySelector('input[name=level1]')!, { target: { value: '1d' } });
+    fireEvent.submit(policy);
+    await waitFor(() => expect(create.disabled).toBe(false));
+    expect(screen.queryByTestId('schedule-blocked')).toBeNull();
+  });
+
   it('relationships: a mirror created in the form appears with its state, and an update job brings it to idle', async () => {
     render(<RelationshipsView />);
     const form = screen.getByTestId('mirror-create');
