@@ -308,6 +308,34 @@ describe('views', () => {
     const card = document.querySelector('[data-state=ok]')!;
     expect(card.getAttribute('data-percent')).toBe('100.0');
     await waitFor(() => expect(screen.getByTestId('job-history').textContent).toContain('jobcopy.img'));
+    // The backup tab does not inherit the copy's destination volume as its backup file.
+    fireEvent.click(screen.getByTestId('jobkind-backup'));
+    expect((form.querySelector('input[name=target]') as HTMLInputElement).value).toBe('');
+    fireEvent.click(screen.getByTestId('jobkind-copy'));
+    expect((form.querySelector('input[name=target]') as HTMLInputElement).value).toBe(join(fx.dir, 'jobcopy.img'));
+  });
+
+  it('jobs: plainly wrong targets are refused in the form, before any job starts', async () => {
+    render(<JobsView />);
+    const form = screen.getByTestId('job-form');
+    const jobs = async (): Promise<number> => (await fx.call<unknown[]>('jobList', {})).length;
+    const before = await jobs();
+    fireEvent.change(form.querySelector('input[name=expression]')!, { target: { value: 's2' } });
+    fireEvent.change(form.querySelector('input[name=target]')!, { target: { value: `${fx.vol}/` } });
+    fireEvent.submit(form);
+    expect((await screen.findByTestId('job-form-problem')).textContent).toBe('The destination is the source volume itself: give another path for the copy.');
+    fireEvent.click(screen.getByTestId('jobkind-backup'));
+    expect(screen.queryByTestId('job-form-problem')).toBeNull();
+    fireEvent.change(form.querySelector('input[name=target]')!, { target: { value: fx.vol } });
+    fireEvent.submit(form);
+    expect((await screen.findByTestId('job-form-problem')).textContent).toBe(`${fx.vol} is a volume: a backup file needs a path of its own, e.g. /backups/vol.level0.`);
+    fireEvent.click(screen.getByTestId('jobkind-replicate'));
+    fireEvent.change(form.querySelector('input[name=target]')!, { target: { value: fx.vol } });
+    fireEvent.submit(form);
+    expect((await screen.findByTestId('job-form-problem')).textContent).toBe('The destination is the source volume itself: give another path for the replica.');
+    expect(await jobs()).toBe(before);
+    const info = await fx.call<{ snapshotCount: number }>('volumeInfo', { volume: fx.vol });
+    expect(info.snapshotCount).toBeGreaterThan(0); // the volume is whole
   });
 
   it('planner: exact sizes per level, a restore chain for a date, the storage total', async () => {
