@@ -75,6 +75,11 @@ describe('views', () => {
     fireEvent.change(form.querySelector('input[name=size]')!, { target: { value: '0.1' } });
     fireEvent.submit(form);
     expect((await screen.findByTestId('notice-error')).textContent).toMatch(/at least 1 MiB/);
+    // A relative path would land in the host's working folder: refused, naming it.
+    fireEvent.change(within(form).getByPlaceholderText(/vol\.img/), { target: { value: 'relative.img' } });
+    fireEvent.change(form.querySelector('input[name=size]')!, { target: { value: '4' } });
+    fireEvent.submit(form);
+    await waitFor(() => expect(screen.getByTestId('notice-error').textContent).toMatch(/^'relative\.img' is not a full path: give a full path, e\.g\. \/data\/vol\.img/));
   });
 
   it('volumes: a RAID-4 member the engine failed while reading shows as failed, with the reason', async () => {
