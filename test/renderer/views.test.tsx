@@ -75,6 +75,10 @@ describe('views', () => {
     fireEvent.change(form.querySelector('input[name=size]')!, { target: { value: '0.1' } });
     fireEvent.submit(form);
     expect((await screen.findByTestId('notice-error')).textContent).toMatch(/at least 1 MiB/);
+    // Sizes the engine's schema would refuse in bytes are refused in the form's own terms.
+    fireEvent.change(form.querySelector('input[name=size]')!, { target: { value: '99999999999' } });
+    fireEvent.submit(form);
+    await waitFor(() => expect(screen.getByTestId('notice-error').textContent).toMatch(/^Size: 99999999999 MiB is too big; a volume must be below 16 TiB \(16,777,216 MiB\)\.×?$/));
     // A relative path would land in the host's working folder: refused, naming it.
     fireEvent.change(within(form).getByPlaceholderText(/vol\.img/), { target: { value: 'relative.img' } });
     fireEvent.change(form.querySelector('input[name=size]')!, { target: { value: '4' } });
@@ -270,6 +274,25 @@ describe('views', () => {
     } finally {
       await useVolumes.getState().select(fx.vol);
     }
+  });
+
+  it('rename: an empty name is explained in words, Escape keeps the old one, a good one renames', async () => {
+    render(<SnapshotsView />);
+    const row = screen.getByTestId('snap-s2');
+    fireEvent.click(within(row).getByRole('button', { name: 'rename' }));
+    const input = row.querySelector('input[name=rename]') as HTMLInputElement;
+    fireEvent.change(input, { target: { value: '  ' } });
+    fireEvent.submit(input.closest('form')!);
+    expect((await screen.findByTestId('notice-error')).textContent).toMatch(/^A snapshot needs a name: type the new name for s2, or press Escape to keep it\./);
+    fireEvent.keyDown(input, { key: 'Escape' });
+    await waitFor(() => expect(row.querySelector('input[name=rename]')).toBeNull());
+    expect((await fx.call<{ name: string }[]>('snapList', { volume: fx.vol })).map((x) => x.name)).toContain('s2');
+    fireEvent.click(within(row).getByRole('button', { name: 'rename' }));
+    fireEvent.change(row.querySelector('input[name=rename]')!, { target: { value: 's2b' } });
+    fireEvent.submit(row.querySelector('form')!);
+    await screen.findByText('renamed s2 to s2b');
+    await fx.call('snapRename', { volume: fx.vol, from: 's2b', to: 's2' });
+    await useVolumes.getState().refreshCurrent();
   });
 
   it('asks before a revert and says what will be lost', async () => {

@@ -54,11 +54,13 @@ function SnapshotRow({ s }: { s: SnapshotInfo }) {
           <form
             onSubmit={(e) => {
               e.preventDefault();
-              void st.rename(s.name, renaming);
+              // Said here rather than by the contract's schema ("snapRename: to must not be empty").
+              if (renaming.trim() === '') return useSnapshots.setState({ notice: { kind: 'error', text: `A snapshot needs a name: type the new name for ${s.name}, or press Escape to keep it.` } });
+              if (renaming !== s.name) void st.rename(s.name, renaming);
               setRenaming(null);
             }}
           >
-            <input value={renaming} onChange={(e) => setRenaming(e.target.value)} autoFocus name="rename" />
+            <input value={renaming} onChange={(e) => setRenaming(e.target.value)} onKeyDown={(e) => e.key === 'Escape' && setRenaming(null)} autoFocus name="rename" />
           </form>
         ) : (
           <button className="link" onClick={() => void st.browse(s.name)} data-testid={`browse-${s.name}`}>

@@ -58,6 +58,22 @@ function VolumeList() {
   );
 }
 
+/** A volume holds fewer than 2^32 blocks of 4 KiB: below 16 TiB (the engine's limit, said before it is asked). */
+const MAX_MIB = 16 * 2 ** 20;
+
+/** What is wrong with a create form's size (MiB) and data-member count, in the form's own terms, or null. */
+export function sizeProblem(size: string, members: string | null): string | null {
+  const mib = Number(size);
+  if (size.trim() === '' || !Number.isFinite(mib)) return 'Size: give a number of MiB, e.g. 256.';
+  if (mib < 1) return 'Size: a volume needs at least 1 MiB.';
+  if (mib >= MAX_MIB) return `Size: ${size.trim()} MiB is too big; a volume${members === null ? '' : "'s member"} must be below 16 TiB (${MAX_MIB.toLocaleString('en-US')} MiB).`;
+  if (members !== null) {
+    const n = Number(members);
+    if (!Number.isInteger(n) || n < 2 || n > 15) return 'Data members: a RAID-4 group has 2 to 15 data members (and one parity member).';
+  }
+  return null;
+}
+
 function CreateOpen() {
   const [path, setPath] = useState('');
   const [size, setSize] = useState('256');
@@ -67,6 +83,8 @@ function CreateOpen() {
   const [msg, setMsg] = useState<{ kind: 'ok' | 'error'; text: string } | null>(null);
   const create = async (e: FormEvent): Promise<void> => {
     e.preventDefault();
+    const bad = sizeProblem(size, kind === 'raid' ? members : null);
+    if (bad) return setMsg({ kind: 'error', text: bad });
     try {
       const mib = Number(size);
       await useVolumes.getState().create(path, Math.floor(mib * 2 ** 20), kind === 'raid' ? Number(members) : undefined);
