@@ -295,6 +295,32 @@ describe('views', () => {
     await useVolumes.getState().refreshCurrent();
   });
 
+  it("notices stay with their volume, and Escape closes the revert dialog", async () => {
+    const other = join(fx.dir, 'other.img');
+    await fx.call('volumeCreate', { path: other, sizeBytes: 4 << 20 });
+    render(<SnapshotsView />);
+    const files = render(<VolumesView />);
+    fireEvent.change(files.container.querySelector('input[name=folder]')!, { target: { value: 'scoped' } });
+    fireEvent.submit(files.container.querySelector('input[name=folder]')!.closest('form')!);
+    await screen.findByText('made folder scoped');
+    fireEvent.click(within(screen.getByTestId('snap-s1')).getByRole('button', { name: 'hold' }));
+    await screen.findByText('held s1');
+    await useVolumes.getState().select(other);
+    await waitFor(() => expect(screen.queryByText('held s1')).toBeNull());
+    expect(screen.queryByText('made folder scoped')).toBeNull();
+    expect(screen.queryByTestId('notice-ok')).toBeNull();
+    files.unmount();
+    await fx.call('rm', { volume: fx.vol, path: '/scoped' });
+    await useVolumes.getState().select(fx.vol);
+    await fx.call('snapHold', { volume: fx.vol, name: 's1', hold: false });
+    await useVolumes.getState().refreshCurrent();
+    fireEvent.click(await screen.findByTestId('revert-s1'));
+    await screen.findByTestId('revert-dialog');
+    fireEvent.keyDown(document.body, { key: 'Escape' });
+    await waitFor(() => expect(screen.queryByTestId('revert-dialog')).toBeNull());
+    expect((await fx.call<DirPage>('ls', { volume: fx.vol, path: '/' })).entries.map((e) => e.name)).toContain('c.bin');
+  });
+
   it('asks before a revert and says what will be lost', async () => {
     render(<SnapshotsView />);
     fireEvent.click(screen.getByTestId('revert-s1'));

@@ -75,7 +75,7 @@ export const usePlanner = create<PlannerState>()((set, get) => ({
     const volume = useVolumes.getState().current;
     if (!volume) return;
     try {
-      set({ schedules: await client().call('scheduleList', { volume }) });
+      set({ schedules: await client().call('scheduleList', { volume }), notice: null }); // a notice was about the volume before
     } catch (e) {
       set({ error: errorText(e) });
     }

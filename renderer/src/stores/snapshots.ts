@@ -244,5 +244,6 @@ async function restoreConflict(volume: string, snapshot: string, path: string): 
 }
 
 useVolumes.subscribe((v, prev) => {
-  if (v.current !== prev.current) useSnapshots.setState({ browsing: null, listing: null, diff: null, revert: null, path: '/', restoreAsk: null, deleteAsk: null });
+  // A notice is about the volume it was made on: another volume's page does not show it.
+  if (v.current !== prev.current) useSnapshots.setState({ browsing: null, listing: null, diff: null, revert: null, path: '/', restoreAsk: null, deleteAsk: null, notice: null });
 });

@@ -4,11 +4,11 @@
  * snapshots; revert the volume after a confirmation that states what will be lost.
  */
 import { useEffect, useState } from 'react';
-import type { SnapshotInfo } from '../../../core/api/index.js';
+import type { RevertPreview, SnapshotInfo } from '../../../core/api/index.js';
 import { client } from '../client/current.js';
-import { Notice } from '../components/common.js';
+import { Notice, useEscape } from '../components/common.js';
 import { formatBytes, formatCount, formatDate } from '../format.js';
-import { useSnapshots } from '../stores/snapshots.js';
+import { useSnapshots, type DeleteAsk, type RestoreAsk } from '../stores/snapshots.js';
 import { useVolumes } from '../stores/volumes.js';
 
 function Timeline({ snapshots }: { snapshots: SnapshotInfo[] }) {
@@ -284,9 +284,16 @@ function Diff() {
   );
 }
 
+const cancelRevert = (): void => void useSnapshots.getState().previewRevert(null);
+
 function RevertConfirm() {
   const r = useSnapshots((s) => s.revert);
   if (!r) return null;
+  return <RevertDialog r={r} />;
+}
+
+function RevertDialog({ r }: { r: RevertPreview }) {
+  useEscape(cancelRevert);
   const lost = r.added.length + r.changed.length + r.removed.length;
   return (
     <div className="modal" role="dialog" aria-modal="true" data-testid="revert-dialog">
@@ -313,19 +320,26 @@ function RevertConfirm() {
         <button className="danger" onClick={() => void useSnapshots.getState().revertTo(r.snapshot)} data-testid="revert-confirm">
           Revert to {r.snapshot}
         </button>{' '}
-        <button onClick={() => void useSnapshots.getState().previewRevert(null)}>Cancel</button>
+        <button onClick={cancelRevert}>Cancel</button>
       </div>
     </div>
   );
 }
 
 /** Asks before a restore by click replaces a live version that differs from the snapshot's. */
+const answer = (choice: 'copy' | 'replace' | null): void => void useSnapshots.getState().answerRestore(choice);
+const cancelRestore = (): void => answer(null);
+
 function RestoreConfirm() {
   const r = useSnapshots((s) => s.restoreAsk);
   if (!r) return null;
-  const answer = (choice: 'copy' | 'replace' | null): void => void useSnapshots.getState().answerRestore(choice);
+  return <RestoreDialog r={r} />;
+}
+
+function RestoreDialog({ r }: { r: RestoreAsk }) {
+  useEscape(cancelRestore);
   return (
-    <div className="modal" role="dialog" aria-modal="true" data-testid="restore-dialog" onKeyDown={(e) => e.key === 'Escape' && answer(null)}>
+    <div className="modal" role="dialog" aria-modal="true" data-testid="restore-dialog">
       <div className="card">
         <h3>
           Replace <span className="mono">{r.path}</span> with its version from {r.snapshot}?
@@ -359,13 +373,19 @@ function RestoreConfirm() {
 }
 
 /** Asks before a snapshot delete: what it frees, and which destinations or relationships depend on the snapshot. */
+const cancelDelete = (): void => void useSnapshots.getState().askDelete(null);
+
 function DeleteConfirm() {
   const d = useSnapshots((s) => s.deleteAsk);
   if (!d) return null;
+  return <DeleteDialog d={d} />;
+}
+
+function DeleteDialog({ d }: { d: DeleteAsk }) {
+  useEscape(cancelDelete);
   const st = useSnapshots.getState();
-  const cancel = (): void => void st.askDelete(null);
   return (
-    <div className="modal" role="dialog" aria-modal="true" data-testid="delete-dialog" onKeyDown={(e) => e.key === 'Escape' && cancel()}>
+    <div className="modal" role="dialog" aria-modal="true" data-testid="delete-dialog">
       <div className="card">
         <h3>Delete snapshot {d.name}?</h3>
         <p data-testid="delete-frees">
@@ -399,7 +419,7 @@ function DeleteConfirm() {
           <button className="danger" onClick={() => void st.remove(d.name)} data-testid="delete-confirm">
             Delete {d.name}
           </button>
-          <button onClick={cancel} autoFocus>
+          <button onClick={cancelDelete} autoFocus>
             Cancel
           </button>
         </div>

@@ -288,6 +288,12 @@ function Files() {
   const [folder, setFolder] = useState('');
   const [replacing, setReplacing] = useState<{ files: File[]; existing: string[] } | null>(null);
   useEffect(() => {
+    // What was said and asked about one volume's files is not shown on another's.
+    setMsg(null);
+    setReplacing(null);
+    setPath('/');
+  }, [volume]);
+  useEffect(() => {
     if (!volume) return;
     let live = true;
     client()
