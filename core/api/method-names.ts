@@ -28,6 +28,7 @@ export const METHOD_LIST = [
   'masterList',
   'masterRelease',
   'snapDiff',
+  'space',
   'snapRestore',
   'restoreToHost',
   'revertPreview',

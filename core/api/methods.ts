@@ -17,6 +17,7 @@ import type {
   SendReport,
   SnapshotDiff,
   SnapshotInfo,
+  SpaceReport,
   VolumeInfo,
 } from './types.js';
 import type { BlockInfo, DirPage, HostInfo, JobState, KnownVolume, PlaneTiles, RevertPreview, SavedImage } from './console-types.js';
@@ -90,6 +91,8 @@ export const methodArgs = {
   /** Forgets a destination that will not come back (a local path or host:port/name); its holds go. */
   masterRelease: z.strictObject({ volume: volumePath, destination: pathText }),
   snapDiff: z.strictObject({ volume: volumePath, older: snapshotName, newer: snapshotName }),
+  /** Exact bytes deleting these snapshots would free (asked before a delete). */
+  space: z.strictObject({ volume: volumePath, names: z.array(snapshotName).min(1).max(256) }),
   snapRestore: z.strictObject({ volume: volumePath, snapshot: snapshotName, path: volPath, to: volPath.optional() }),
   /** Copies a file or folder of a snapshot into `folder` on the host, as `name` (never outside `folder`). */
   restoreToHost: z.strictObject({ volume: volumePath, snapshot: snapshotName, path: volPath, folder: pathText, name: z.string().max(4096).optional() }),
@@ -178,6 +181,7 @@ export interface MethodResults {
   masterList: MasterInfo[];
   masterRelease: { destination: string; released: string[] };
   snapDiff: SnapshotDiff;
+  space: SpaceReport;
   snapRestore: null;
   restoreToHost: CopySummary & { target: string };
   revertPreview: RevertPreview;

@@ -4,7 +4,7 @@
  * answers `{ ok: true, result }` or `{ ok: false, error }` with the error as `SnapplaneError.toJSON()` gives it. It
  * never throws: a malformed call is a validation error, an engine failure is a typed error, anything else INTERNAL.
  */
-import { resolve as resolvePath } from 'node:path';
+import { isAbsolute, resolve as resolvePath } from 'node:path';
 import type { z } from 'zod';
 import { isMethodName, methodArgs, type MethodName, type MethodResults, type Reply } from '../api/methods.js';
 import type { ConsoleEvent, HostInfo, KnownVolume } from '../api/console-types.js';
@@ -50,6 +50,63 @@ const CHANGES: Partial<Record<MethodName, true>> = {
 function cadenceOf(a: { every?: string; at?: string; on?: string }): Cadence {
   if (a.every !== undefined) return { kind: 'every', everyMs: parseInterval(a.every) };
   return parseAt(a.at ?? '', a.on);
+}
+
+/** `host:port/name`: a remote destination rather than a host path. */
+const isRemote = (p: string): boolean => /^[^/]+:\d+\//.test(p);
+
+/**
+ * The host paths among a call's arguments (volumes, backup files, key files, imports), leaving out paths inside a
+ * volume, remote destinations and the restore folder (which host-restore checks with rules of its own).
+ */
+function hostPathsOf(method: MethodName, a: Record<string, unknown>): string[] {
+  const out: string[] = [];
+  const add = (p: unknown): void => {
+    if (typeof p === 'string' && !isRemote(p)) out.push(p);
+  };
+  add(a.volume);
+  add(a.inVolume);
+  switch (method) {
+    case 'volumeOpen':
+    case 'volumeCreate':
+    case 'volumeForget':
+      add(a.path);
+      break;
+    case 'put':
+      add(a.hostPath);
+      break;
+    case 'masterRelease':
+      add(a.destination);
+      break;
+    case 'mirrorCreate':
+      add(a.source);
+      add(a.destination);
+      add(a.keyFile);
+      if (typeof a.slow === 'string') add(a.slow.replace(/^(file|tape):/, ''));
+      break;
+    case 'jobStart':
+      add(a.source);
+      add(a.destination);
+      add(a.keyFile);
+      // Backup files inside a volume (`inVolume`) are paths in that volume, not on the host.
+      if (a.inVolume === undefined) {
+        add(a.file);
+        if (Array.isArray(a.files)) a.files.forEach(add);
+      }
+      break;
+    default:
+  }
+  return out;
+}
+
+/**
+ * Refuses a relative host path: the host would resolve it against the folder it happened to be started in, and a
+ * volume or backup would land somewhere the user never chose. Both hosts (web and Electron) route through here.
+ */
+function requireFullPaths(method: MethodName, a: unknown): void {
+  for (const p of hostPathsOf(method, a as Record<string, unknown>)) {
+    if (!isAbsolute(p)) throw new SnapplaneError('INVALID', `'${p}' is not a full path: give a full path, e.g. /data/vol.img`, { path: p });
+  }
 }
 
 export interface Router {
@@ -131,6 +188,7 @@ export function createRouter(ctx: RouterContext): Router {
     masterList: (a) => s.masterList(a.volume),
     masterRelease: (a) => s.masterRelease(a.volume, a.destination),
     snapDiff: (a) => s.snapDiff(a.volume, a.older, a.newer),
+    space: (a) => s.space(a.volume, a.names),
     snapRestore: async (a) => {
       await s.snapRestore(a.volume, a.snapshot, a.path, a.to);
       return null;
@@ -162,7 +220,7 @@ export function createRouter(ctx: RouterContext): Router {
     },
     scheduleRun: (a) => s.scheduleRun(a.volume, { dryRun: a.dryRun === true }),
     mirrorList: () => s.mirrorList(),
-    mirrorCreate: (a) => s.mirrorCreate(a.name, abs(a.source), /^[^/]+:\d+\//.test(a.destination) ? a.destination : abs(a.destination), { kind: a.kind, everyMs: a.every === undefined ? undefined : parseInterval(a.every), slow: a.slow, keyFile: a.keyFile, limit: a.limit }),
+    mirrorCreate: (a) => s.mirrorCreate(a.name, abs(a.source), isRemote(a.destination) ? a.destination : abs(a.destination), { kind: a.kind, everyMs: a.every === undefined ? undefined : parseInterval(a.every), slow: a.slow, keyFile: a.keyFile, limit: a.limit }),
     mirrorBreak: (a) => s.mirrorBreak(a.name),
     mirrorDelete: async (a) => {
       await s.mirrorDelete(a.name);
@@ -177,6 +235,7 @@ export function createRouter(ctx: RouterContext): Router {
       return { ok: false, error: { code: 'INVALID', message: `${method}: ${issues.map((i) => `${i.path} ${i.message}`).join('; ')}`, issues } };
     }
     const a = parsed.data as Parsed<M>;
+    requireFullPaths(method, a);
     const result = await (handlers[method] as (x: Parsed<M>) => Promise<MethodResults[M]>)(a);
     if (CHANGES[method] && typeof (a as { volume?: unknown }).volume === 'string') {
       const volume = (a as unknown as { volume: string }).volume;

@@ -318,6 +318,11 @@ describe('console in Chromium', () => {
     await snap.getByRole('button', { name: 'release', exact: true }).click();
     await snap.getByRole('button', { name: 'hold', exact: true }).waitFor();
     await snap.getByTestId(`delete-snap-${before.lastCommon}`).click();
+    // Asked first: the dialog names the relationship whose last common snapshot it is.
+    const dialog = page.getByTestId('delete-dialog');
+    await dialog.getByTestId('delete-relationships').getByText(/Relationship m1 uses it/).waitFor();
+    await screenshot(page, '4-snapshots-delete');
+    await dialog.getByTestId('delete-confirm').click();
     await snap.waitFor({ state: 'detached' });
     await nav('relationships');
     const row = page.getByTestId('mirror-m1');

@@ -22,6 +22,7 @@ import { RelationshipsView } from '../../renderer/src/views/RelationshipsView.js
 import { SnapshotsView } from '../../renderer/src/views/SnapshotsView.js';
 import { VolumesView } from '../../renderer/src/views/VolumesView.js';
 import { GridView } from '../../renderer/src/views/GridView.js';
+import { formatBytes } from '../../renderer/src/format.js';
 import { DirectClient } from '../helpers/direct-client.js';
 import { writeMarker } from '../../core/transfer/sidecars.js';
 import { replacementOf, startReplacement } from '../../core/transfer/replacement.js';
@@ -29,6 +30,14 @@ import { consoleFixture, type ConsoleFixture } from '../helpers/console-volume.j
 
 const XSS = '<img src=x onerror=alert(1)>';
 let fx: ConsoleFixture;
+let reads = 0;
+
+/** A live file's text, read by the engine. */
+async function text(path: string): Promise<string> {
+  const out = join(fx.dir, `read-${++reads}`);
+  await fx.host.service.get({ volume: fx.vol }, path, out);
+  return readFile(out, 'utf8');
+}
 
 beforeAll(async () => {
   fx = await consoleFixture({ [`/${XSS}`]: 'boo' });
@@ -66,6 +75,15 @@ describe('views', () => {
     fireEvent.change(form.querySelector('input[name=size]')!, { target: { value: '0.1' } });
     fireEvent.submit(form);
     expect((await screen.findByTestId('notice-error')).textContent).toMatch(/at least 1 MiB/);
+    // Sizes the engine's schema would refuse in bytes are refused in the form's own terms.
+    fireEvent.change(form.querySelector('input[name=size]')!, { target: { value: '99999999999' } });
+    fireEvent.submit(form);
+    await waitFor(() => expect(screen.getByTestId('notice-error').textContent).toMatch(/^Size: 99999999999 MiB is too big; a volume must be below 16 TiB \(16,777,216 MiB\)\.×?$/));
+    // A relative path would land in the host's working folder: refused, naming it.
+    fireEvent.change(within(form).getByPlaceholderText(/vol\.img/), { target: { value: 'relative.img' } });
+    fireEvent.change(form.querySelector('input[name=size]')!, { target: { value: '4' } });
+    fireEvent.submit(form);
+    await waitFor(() => expect(screen.getByTestId('notice-error').textContent).toMatch(/^'relative\.img' is not a full path: give a full path, e\.g\. \/data\/vol\.img/));
   });
 
   it('volumes: a RAID-4 member the engine failed while reading shows as failed, with the reason', async () => {
@@ -142,6 +160,167 @@ describe('views', () => {
     expect(await readFile(join(folder, 'docs-june', 'b.txt'), 'utf8')).toBe('b'.repeat(9000));
   });
 
+  it('restore by click asks before it replaces a live file that differs, and can restore as a copy instead', async () => {
+    await fx.call('writeFile', { volume: fx.vol, path: '/docs/b.txt', base64: Buffer.from('edited after s2').toString('base64') });
+    await useVolumes.getState().refreshCurrent();
+    render(<SnapshotsView />);
+    fireEvent.click(screen.getByTestId('browse-s1'));
+    fireEvent.click(within(await screen.findByTestId('entry-docs')).getByRole('button', { name: 'docs' }));
+    fireEvent.click(await screen.findByTestId('restore-b.txt'));
+    const dialog = await screen.findByTestId('restore-dialog');
+    expect(dialog.textContent).toMatch(/\/docs\/b\.txt exists in the live file system and differs from the one in s1/);
+    expect(dialog.textContent).toContain('no snapshot holds the current version, so it is lost');
+    expect(dialog.textContent).toContain('/docs/b.txt (restored from s1)');
+    // Escape is a cancel: nothing changed.
+    fireEvent.keyDown(within(dialog).getByTestId('restore-as-copy'), { key: 'Escape' });
+    await waitFor(() => expect(screen.queryByTestId('restore-dialog')).toBeNull());
+    expect(await text('/docs/b.txt')).toBe('edited after s2');
+    // As a copy: the live file stays, s1's lands beside it.
+    fireEvent.click(screen.getByTestId('restore-b.txt'));
+    fireEvent.click(await screen.findByTestId('restore-as-copy'));
+    await screen.findByText('restored /docs/b.txt from s1 as /docs/b.txt (restored from s1)');
+    expect(await text('/docs/b.txt')).toBe('edited after s2');
+    expect(await text('/docs/b.txt (restored from s1)')).toBe('b'.repeat(9000));
+    // A snapshot that holds the live version is named; a second copy takes a name nothing uses.
+    await fx.call('snapCreate', { volume: fx.vol, name: 's3' });
+    await useVolumes.getState().refreshCurrent();
+    fireEvent.click(screen.getByTestId('restore-b.txt'));
+    const again = await screen.findByTestId('restore-dialog');
+    expect(again.textContent).toContain('it stays only in snapshot s3, which holds it as it is now');
+    expect(again.textContent).toContain('/docs/b.txt (restored from s1) 2');
+    fireEvent.click(within(again).getByTestId('restore-replace'));
+    await screen.findByText('restored /docs/b.txt from s1');
+    expect(await text('/docs/b.txt')).toBe('b'.repeat(9000));
+    // Now the live file is s1's: restoring it again replaces nothing that differs, so nothing is asked.
+    fireEvent.click(screen.getByTestId('restore-b.txt'));
+    await waitFor(() => expect(screen.getByTestId('notice-ok').textContent).toContain('restored /docs/b.txt from s1'));
+    expect(screen.queryByTestId('restore-dialog')).toBeNull();
+    await fx.call('rm', { volume: fx.vol, path: '/docs/b.txt (restored from s1)' });
+    await fx.call('snapDelete', { volume: fx.vol, name: 's3' });
+    await useVolumes.getState().refreshCurrent();
+  });
+
+  it('an upload whose name exists asks before it replaces the live file', async () => {
+    render(<VolumesView />);
+    const input = await screen.findByTestId('upload');
+    fireEvent.change(input, { target: { files: [new File(['first'], 'up.txt')] } });
+    await screen.findByTestId('file-up.txt');
+    expect(screen.queryByTestId('upload-confirm')).toBeNull();
+    fireEvent.change(input, { target: { files: [new File(['second'], 'up.txt'), new File(['new'], 'up2.txt')] } });
+    const ask = await screen.findByTestId('upload-confirm');
+    expect(ask.textContent).toMatch(/A file named up\.txt exists in \/\. Uploading replaces it/);
+    fireEvent.click(within(ask).getByRole('button', { name: 'Cancel' }));
+    expect(screen.queryByTestId('upload-confirm')).toBeNull();
+    expect(await text('/up.txt')).toBe('first');
+    fireEvent.change(input, { target: { files: [new File(['second'], 'up.txt'), new File(['new'], 'up2.txt')] } });
+    fireEvent.click(within(await screen.findByTestId('upload-confirm')).getByRole('button', { name: 'Upload only the new ones' }));
+    await screen.findByTestId('file-up2.txt');
+    expect(await text('/up.txt')).toBe('first');
+    fireEvent.change(input, { target: { files: [new File(['second'], 'up.txt')] } });
+    fireEvent.click(within(await screen.findByTestId('upload-confirm')).getByRole('button', { name: 'Replace' }));
+    await screen.findByText('uploaded up.txt');
+    expect(await text('/up.txt')).toBe('second');
+    await fx.call('rm', { volume: fx.vol, path: '/up.txt' });
+    await fx.call('rm', { volume: fx.vol, path: '/up2.txt' });
+  });
+
+  it('asks before a snapshot delete: what it frees, the destinations and relationships that need it, and the refusal in the dialog', async () => {
+    const v = join(fx.dir, 'del.img');
+    await fx.call('volumeCreate', { path: v, sizeBytes: 4 << 20 });
+    await fx.call('writeFile', { volume: v, path: '/gone.bin', base64: Buffer.alloc(40_000, 9).toString('base64') });
+    await fx.call('snapCreate', { volume: v, name: 'x1' });
+    await fx.call('rm', { volume: v, path: '/gone.bin' });
+    await fx.call('snapCreate', { volume: v, name: 'x2' });
+    await fx.call('masterMark', { volume: v, name: 'x2', mark: true });
+    const replica = join(fx.dir, 'del-replica.img');
+    const job = await fx.call<{ id: number }>('jobStart', { kind: 'replicate', source: v, destination: replica });
+    await waitFor(async () => expect((await fx.call<{ id: number; state: string }[]>('jobList', {})).find((j) => j.id === job.id)?.state).toBe('ok'), { timeout: 30_000 });
+    await useVolumes.getState().select(v);
+    try {
+      render(<SnapshotsView />);
+      // x1 alone holds gone.bin: deleting it frees exactly what the engine says.
+      const freed = (await fx.call<{ freedBytes: number }>('space', { volume: v, names: ['x1'] })).freedBytes;
+      expect(freed).toBeGreaterThanOrEqual(40_000);
+      fireEvent.click(await screen.findByTestId('delete-snap-x1'));
+      const dialog = await screen.findByTestId('delete-dialog');
+      expect(within(dialog).getByTestId('delete-frees').textContent).toContain(`Frees ${formatBytes(freed)}`);
+      expect(within(dialog).queryByTestId('delete-needed-by')).toBeNull();
+      fireEvent.click(within(dialog).getByRole('button', { name: 'Cancel' }));
+      await waitFor(() => expect(screen.queryByTestId('delete-dialog')).toBeNull());
+      expect((await fx.call<{ name: string }[]>('snapList', { volume: v })).map((x) => x.name)).toContain('x1');
+      // x2 is the master the replica has not moved past: the dialog names it, and the engine's refusal stays in the dialog.
+      fireEvent.click(screen.getByTestId('delete-snap-x2'));
+      const master = await screen.findByTestId('delete-dialog');
+      expect(within(master).getByTestId('delete-needed-by').textContent).toContain(`x2 is a master snapshot that ${replica} has not moved past yet`);
+      fireEvent.click(within(master).getByTestId('delete-confirm'));
+      await waitFor(() => expect(within(screen.getByTestId('delete-dialog')).getByTestId('notice-error').textContent).toMatch(/cannot delete master snapshot 'x2'/));
+      expect(screen.getByTestId('delete-dialog').textContent).toContain('“release” next to it under Relationships → Master snapshots');
+      expect(screen.queryByText(/snapplane master release/)).toBeNull();
+      fireEvent.keyDown(within(screen.getByTestId('delete-dialog')).getByTestId('delete-confirm'), { key: 'Escape' });
+      await waitFor(() => expect(screen.queryByTestId('delete-dialog')).toBeNull());
+      // A held snapshot: the dialog says to release it, and the refusal names the button, not the CLI.
+      await fx.call('snapHold', { volume: v, name: 'x1', hold: true });
+      await useVolumes.getState().refreshCurrent();
+      fireEvent.click(screen.getByTestId('delete-snap-x1'));
+      fireEvent.click(within(await screen.findByTestId('delete-dialog')).getByTestId('delete-confirm'));
+      await waitFor(() => expect(within(screen.getByTestId('delete-dialog')).getByTestId('notice-error').textContent).toMatch(/^snapshot 'x1' has a hold; release it first \(the “release” button in its row\) \(HELD\)/));
+      await fx.call('snapHold', { volume: v, name: 'x1', hold: false });
+      await useVolumes.getState().refreshCurrent();
+      fireEvent.click(within(screen.getByTestId('delete-dialog')).getByRole('button', { name: 'Cancel' }));
+      fireEvent.click(screen.getByTestId('delete-snap-x1'));
+      fireEvent.click(within(await screen.findByTestId('delete-dialog')).getByTestId('delete-confirm'));
+      await screen.findByText('deleted snapshot x1');
+      expect((await fx.call<{ name: string }[]>('snapList', { volume: v })).map((x) => x.name)).toEqual(['x2']);
+    } finally {
+      await useVolumes.getState().select(fx.vol);
+    }
+  });
+
+  it('rename: an empty name is explained in words, Escape keeps the old one, a good one renames', async () => {
+    render(<SnapshotsView />);
+    const row = screen.getByTestId('snap-s2');
+    fireEvent.click(within(row).getByRole('button', { name: 'rename' }));
+    const input = row.querySelector('input[name=rename]') as HTMLInputElement;
+    fireEvent.change(input, { target: { value: '  ' } });
+    fireEvent.submit(input.closest('form')!);
+    expect((await screen.findByTestId('notice-error')).textContent).toMatch(/^A snapshot needs a name: type the new name for s2, or press Escape to keep it\./);
+    fireEvent.keyDown(input, { key: 'Escape' });
+    await waitFor(() => expect(row.querySelector('input[name=rename]')).toBeNull());
+    expect((await fx.call<{ name: string }[]>('snapList', { volume: fx.vol })).map((x) => x.name)).toContain('s2');
+    fireEvent.click(within(row).getByRole('button', { name: 'rename' }));
+    fireEvent.change(row.querySelector('input[name=rename]')!, { target: { value: 's2b' } });
+    fireEvent.submit(row.querySelector('form')!);
+    await screen.findByText('renamed s2 to s2b');
+    await fx.call('snapRename', { volume: fx.vol, from: 's2b', to: 's2' });
+    await useVolumes.getState().refreshCurrent();
+  });
+
+  it("notices stay with their volume, and Escape closes the revert dialog", async () => {
+    const other = join(fx.dir, 'other.img');
+    await fx.call('volumeCreate', { path: other, sizeBytes: 4 << 20 });
+    render(<SnapshotsView />);
+    const files = render(<VolumesView />);
+    fireEvent.change(files.container.querySelector('input[name=folder]')!, { target: { value: 'scoped' } });
+    fireEvent.submit(files.container.querySelector('input[name=folder]')!.closest('form')!);
+    await screen.findByText('made folder scoped');
+    fireEvent.click(within(screen.getByTestId('snap-s1')).getByRole('button', { name: 'hold' }));
+    await screen.findByText('held s1');
+    await useVolumes.getState().select(other);
+    await waitFor(() => expect(screen.queryByText('held s1')).toBeNull());
+    expect(screen.queryByText('made folder scoped')).toBeNull();
+    expect(screen.queryByTestId('notice-ok')).toBeNull();
+    files.unmount();
+    await fx.call('rm', { volume: fx.vol, path: '/scoped' });
+    await useVolumes.getState().select(fx.vol);
+    await fx.call('snapHold', { volume: fx.vol, name: 's1', hold: false });
+    await useVolumes.getState().refreshCurrent();
+    fireEvent.click(await screen.findByTestId('revert-s1'));
+    await screen.findByTestId('revert-dialog');
+    fireEvent.keyDown(document.body, { key: 'Escape' });
+    await waitFor(() => expect(screen.queryByTestId('revert-dialog')).toBeNull());
+    expect((await fx.call<DirPage>('ls', { volume: fx.vol, path: '/' })).entries.map((e) => e.name)).toContain('c.bin');
+  });
+
   it('asks before a revert and says what will be lost', async () => {
     render(<SnapshotsView />);
     fireEvent.click(screen.getByTestId('revert-s1'));
@@ -183,6 +362,34 @@ describe('views', () => {
     const card = document.querySelector('[data-state=ok]')!;
     expect(card.getAttribute('data-percent')).toBe('100.0');
     await waitFor(() => expect(screen.getByTestId('job-history').textContent).toContain('jobcopy.img'));
+    // The backup tab does not inherit the copy's destination volume as its backup file.
+    fireEvent.click(screen.getByTestId('jobkind-backup'));
+    expect((form.querySelector('input[name=target]') as HTMLInputElement).value).toBe('');
+    fireEvent.click(screen.getByTestId('jobkind-copy'));
+    expect((form.querySelector('input[name=target]') as HTMLInputElement).value).toBe(join(fx.dir, 'jobcopy.img'));
+  });
+
+  it('jobs: plainly wrong targets are refused in the form, before any job starts', async () => {
+    render(<JobsView />);
+    const form = screen.getByTestId('job-form');
+    const jobs = async (): Promise<number> => (await fx.call<unknown[]>('jobList', {})).length;
+    const before = await jobs();
+    fireEvent.change(form.querySelector('input[name=expression]')!, { target: { value: 's2' } });
+    fireEvent.change(form.querySelector('input[name=target]')!, { target: { value: `${fx.vol}/` } });
+    fireEvent.submit(form);
+    expect((await screen.findByTestId('job-form-problem')).textContent).toBe('The destination is the source volume itself: give another path for the copy.');
+    fireEvent.click(screen.getByTestId('jobkind-backup'));
+    expect(screen.queryByTestId('job-form-problem')).toBeNull();
+    fireEvent.change(form.querySelector('input[name=target]')!, { target: { value: fx.vol } });
+    fireEvent.submit(form);
+    expect((await screen.findByTestId('job-form-problem')).textContent).toBe(`${fx.vol} is a volume: a backup file needs a path of its own, e.g. /backups/vol.level0.`);
+    fireEvent.click(screen.getByTestId('jobkind-replicate'));
+    fireEvent.change(form.querySelector('input[name=target]')!, { target: { value: fx.vol } });
+    fireEvent.submit(form);
+    expect((await screen.findByTestId('job-form-problem')).textContent).toBe('The destination is the source volume itself: give another path for the replica.');
+    expect(await jobs()).toBe(before);
+    const info = await fx.call<{ snapshotCount: number }>('volumeInfo', { volume: fx.vol });
+    expect(info.snapshotCount).toBeGreaterThan(0); // the volume is whole
   });
 
   it('planner: exact sizes per level, a restore chain for a date, the storage total', async () => {
@@ -192,6 +399,29 @@ describe('views', () => {
     fireEvent.change(document.querySelector('input[name=at]')!, { target: { value: '2100-01-01T00:00' } });
     await waitFor(() => expect(screen.getByTestId('restore-chain').textContent).toContain('s1.level0'));
     expect(screen.getByTestId('storage-total').textContent).toMatch(/for the newest 2 level-0 cycle/);
+  });
+
+  it('planner: no schedule from a policy the engine rejected; the button says why', async () => {
+    render(<PlannerView />);
+    const policy = screen.getByTestId('policy');
+    const create = screen.getByTestId('create-schedule') as HTMLButtonElement;
+    await waitFor(() => expect(create.disabled).toBe(false));
+    fireEvent.change(policy.querySelector('input[name=level0]')!, { target: { value: '1d' } });
+    fireEvent.change(policy.querySelector('input[name=level1]')!, { target: { value: '7d' } });
+    fireEvent.submit(policy);
+    const why = await screen.findByTestId('schedule-blocked');
+    expect(why.textContent).toBe('Not from this policy: level 1 (every 7d) must not be rarer than level 0 (every 1d) (INVALID). Fix it and press Plan.');
+    expect(create.disabled).toBe(true);
+    fireEvent.submit(create.closest('form')!);
+    fireEvent.click(create);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(await fx.call('scheduleList', { volume: fx.vol })).toEqual([]);
+    // A valid policy again: the button comes back.
+    fireEvent.change(policy.querySelector('input[name=level0]')!, { target: { value: '7d' } });
+    fireEvent.change(policy.querySelector('input[name=level1]')!, { target: { value: '1d' } });
+    fireEvent.submit(policy);
+    await waitFor(() => expect(create.disabled).toBe(false));
+    expect(screen.queryByTestId('schedule-blocked')).toBeNull();
   });
 
   it('relationships: a mirror created in the form appears with its state, and an update job brings it to idle', async () => {
@@ -207,6 +437,32 @@ describe('views', () => {
     fireEvent.click(within(row).getByRole('button', { name: 'update' }));
     await waitFor(() => expect(screen.getByTestId('mirror-m1').textContent).toContain('idle'), { timeout: 30_000 });
     expect(screen.getByTestId('topology').textContent).toMatch(/m1 \(full\)/);
+    // m1's last common snapshot: the Snapshots view's delete names the relationship.
+    const common = (await fx.call<{ name: string; lastCommon: string }[]>('mirrorList', {})).find((m) => m.name === 'm1')!.lastCommon;
+    await useVolumes.getState().refreshCurrent();
+    const snaps = render(<SnapshotsView />);
+    fireEvent.click(await screen.findByTestId(`delete-snap-${common}`));
+    expect((await screen.findByTestId('delete-relationships')).textContent).toMatch(/^Relationship m1 uses it as the last snapshot in common with the mirror/);
+    fireEvent.click(within(screen.getByTestId('delete-dialog')).getByRole('button', { name: 'Cancel' }));
+    snaps.unmount();
+  });
+
+  it('relationships: delete asks first, saying what stays and what goes', async () => {
+    render(<RelationshipsView />);
+    fireEvent.click(await screen.findByTestId('delete-mirror-m1'));
+    const ask = await screen.findByTestId('delete-mirror-confirm');
+    expect(ask.textContent).toContain(`What stays: the snapshots on ${fx.vol} and the mirror volume ${join(fx.dir, 'mirror.img')} with its snapshots`);
+    expect(ask.textContent).toMatch(/What goes: its schedule \(updates by hand\), its state \(last common snapshot \S+, lag, last transfer\)/);
+    fireEvent.click(within(ask).getByRole('button', { name: 'Cancel' }));
+    expect(screen.queryByTestId('delete-mirror-confirm')).toBeNull();
+    expect((await fx.call<{ name: string }[]>('mirrorList', {})).map((m) => m.name)).toContain('m1');
+    fireEvent.click(screen.getByTestId('delete-mirror-m1'));
+    fireEvent.click(within(await screen.findByTestId('delete-mirror-confirm')).getByRole('button', { name: 'Delete m1' }));
+    await screen.findByText('deleted relationship m1 (snapshots stay)');
+    expect((await fx.call<{ name: string }[]>('mirrorList', {})).map((m) => m.name)).not.toContain('m1');
+    // Its hold went with it: its transfer snapshot can go too (the grid test below expects s1 and s2 only).
+    await fx.call('snapDelete', { volume: fx.vol, name: 'mirror.m1.1' });
+    await useVolumes.getState().refreshCurrent();
   });
 
   it('grid: one column per plane in time order, with the block panel', async () => {

@@ -1,4 +1,4 @@
-/** Small shared pieces: notices, the capacity bar, a progress bar, a measured width. */
+/** Small shared pieces: notices, the capacity bar, a progress bar, a measured width, Escape to close. */
 import { useEffect, useState, type ReactNode } from 'react';
 import { formatBytes, percent } from '../format.js';
 import type { VolumeInfo } from '../../../core/api/index.js';
@@ -63,4 +63,15 @@ export function useWidth(fallback = 640): [(el: HTMLElement | null) => void, num
     return () => ro.disconnect();
   }, [el, fallback]);
   return [setEl, w];
+}
+
+/** Calls `onEscape` when Escape is pressed anywhere while the calling component (a dialog) is shown. */
+export function useEscape(onEscape: () => void): void {
+  useEffect(() => {
+    const key = (e: KeyboardEvent): void => {
+      if (e.key === 'Escape') onEscape();
+    };
+    document.addEventListener('keydown', key);
+    return () => document.removeEventListener('keydown', key);
+  }, [onEscape]);
 }

@@ -16,6 +16,8 @@ export interface PlannerState {
   /** ISO local date-time to restore, or ''. */
   at: string;
   plan: BackupPlan | null;
+  /** Why the engine rejected the policy (or could not plan with it); no schedule is made from it meanwhile. */
+  policyError: string | null;
   error: string | null;
   schedules: ScheduleInfo[];
   notice: string | null;
@@ -39,6 +41,7 @@ export const usePlanner = create<PlannerState>()((set, get) => ({
   retention: 2,
   at: '',
   plan: null,
+  policyError: null,
   error: null,
   schedules: [],
   notice: null,
@@ -62,9 +65,9 @@ export const usePlanner = create<PlannerState>()((set, get) => ({
     try {
       const at = get().at ? new Date(get().at).toISOString() : undefined;
       const plan = await client().call('imagePlan', at ? { volume, policy: policyText(get().levels), at } : { volume, policy: policyText(get().levels) });
-      if (mine === seq) set({ plan, error: null });
+      if (mine === seq) set({ plan, policyError: null, error: null });
     } catch (e) {
-      if (mine === seq) set({ plan: null, error: errorText(e) });
+      if (mine === seq) set({ plan: null, policyError: errorText(e), error: errorText(e) });
     }
   },
 
@@ -72,7 +75,7 @@ export const usePlanner = create<PlannerState>()((set, get) => ({
     const volume = useVolumes.getState().current;
     if (!volume) return;
     try {
-      set({ schedules: await client().call('scheduleList', { volume }) });
+      set({ schedules: await client().call('scheduleList', { volume }), notice: null }); // a notice was about the volume before
     } catch (e) {
       set({ error: errorText(e) });
     }
@@ -81,7 +84,8 @@ export const usePlanner = create<PlannerState>()((set, get) => ({
   async createSchedule(label) {
     const volume = useVolumes.getState().current;
     if (!volume) return;
-    const { levels, retention } = get();
+    const { levels, retention, policyError } = get();
+    if (policyError) return set({ notice: null }); // the button is disabled meanwhile; this guards other callers
     const finest = levels[levels.length - 1];
     try {
       const keep = snapshotsToKeep(levels, retention);

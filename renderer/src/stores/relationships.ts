@@ -20,6 +20,9 @@ export interface RelationshipsState {
   askFullResync(name: string | null): void;
   resyncFull(name: string): Promise<void>;
   breakOff(name: string): Promise<void>;
+  /** A relationship whose delete awaits confirmation. */
+  askingDelete: string | null;
+  askDelete(name: string | null): void;
   remove(name: string): Promise<void>;
   /** A destination the user asked to release, awaiting confirmation. */
   releasing: string | null;
@@ -96,7 +99,12 @@ export const useRelationships = create<RelationshipsState>()((set, get) => ({
       set({ error: errorText(e) });
     }
   },
+  askingDelete: null,
+  askDelete(name) {
+    set({ askingDelete: name });
+  },
   async remove(name) {
+    set({ askingDelete: null });
     try {
       set({ mirrors: await client().call('mirrorDelete', { name }), notice: `deleted relationship ${name} (snapshots stay)` });
     } catch (e) {

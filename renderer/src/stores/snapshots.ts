@@ -6,11 +6,35 @@ import { create } from 'zustand';
 import type { CopySummary, DirPage, RevertPreview, SnapshotDiff } from '../../../core/api/index.js';
 import { errorText } from '../client/client.js';
 import { client } from '../client/current.js';
+import { consoleErrorText } from '../messages.js';
 import { useVolumes } from './volumes.js';
 
 export interface Notice {
   kind: 'ok' | 'error';
   text: string;
+}
+
+/** A restore by click that would replace a live file or folder which differs from the snapshot's: asked first. */
+export interface RestoreAsk {
+  snapshot: string;
+  path: string;
+  /** Where "restore as a copy" puts it: beside the live one, under a name nothing uses. */
+  copyTo: string;
+  /** The newest snapshot that holds the live version as it is now, or null when none does (replacing loses it). */
+  liveHeldBy: string | null;
+}
+
+/** A snapshot delete waiting for its confirmation, with what it frees and who depends on the snapshot. */
+export interface DeleteAsk {
+  name: string;
+  freedBytes: number;
+  held: boolean;
+  /** Replication destinations that have not moved past this master snapshot. */
+  neededBy: string[];
+  /** Mirror relationships of this volume whose last common snapshot it is. */
+  relationships: string[];
+  /** The engine's refusal, in the console's words, when a confirmed delete failed. */
+  error: string | null;
 }
 
 export interface SnapshotsState {
@@ -29,7 +53,14 @@ export interface SnapshotsState {
   hold(name: string, hold: boolean): Promise<void>;
   master(name: string, mark: boolean): Promise<void>;
   diffOf(older: string, newer: string): Promise<void>;
-  restoreInPlace(path: string): Promise<void>;
+  restoreInPlace(path: string, to?: string): Promise<void>;
+  restoreAsk: RestoreAsk | null;
+  /** Restores in place, or first asks (restoreAsk) when that would replace a live version that differs. */
+  askRestore(path: string): Promise<void>;
+  answerRestore(choice: 'copy' | 'replace' | null): Promise<void>;
+  deleteAsk: DeleteAsk | null;
+  /** Gathers what deleting `name` frees and who needs it, for the confirmation (null: cancel). */
+  askDelete(name: string | null): Promise<void>;
   restoreToHost(path: string, folder: string, name: string): Promise<(CopySummary & { target: string }) | null>;
   previewRevert(name: string | null): Promise<void>;
   revertTo(name: string): Promise<void>;
@@ -52,7 +83,7 @@ export const useSnapshots = create<SnapshotsState>()((set, get) => {
       await useVolumes.getState().refreshCurrent();
       return true;
     } catch (e) {
-      set({ notice: { kind: 'error', text: errorText(e) }, busy: false });
+      set({ notice: { kind: 'error', text: consoleErrorText(e) }, busy: false });
       return false;
     }
   };
@@ -64,6 +95,8 @@ export const useSnapshots = create<SnapshotsState>()((set, get) => {
     revert: null,
     notice: null,
     busy: false,
+    restoreAsk: null,
+    deleteAsk: null,
 
     async browse(snapshot, path = '/') {
       set({ browsing: snapshot, path, listing: null });
@@ -76,9 +109,39 @@ export const useSnapshots = create<SnapshotsState>()((set, get) => {
       }
     },
     create: (name, shadow) => act(`created snapshot ${name}`, () => client().call('snapCreate', { volume: volume(), name, shadow })),
+    async askDelete(name) {
+      if (name === null) return set({ deleteAsk: null });
+      const v = volume();
+      try {
+        const [space, masters, mirrors] = await Promise.all([client().call('space', { volume: v, names: [name] }), client().call('masterList', { volume: v }), client().call('mirrorList', {})]);
+        const snap = useVolumes.getState().snapshots.find((s) => s.name === name);
+        set({
+          deleteAsk: {
+            name,
+            freedBytes: space.freedBytes,
+            held: snap?.flags.hold === true,
+            neededBy: masters.find((m) => m.name === name)?.neededBy ?? [],
+            relationships: mirrors.filter((m) => m.source === v && m.lastCommon === name).map((m) => m.name),
+            error: null,
+          },
+        });
+      } catch (e) {
+        set({ deleteAsk: null, notice: { kind: 'error', text: consoleErrorText(e) } });
+      }
+    },
     async remove(name) {
-      await act(`deleted snapshot ${name}`, () => client().call('snapDelete', { volume: volume(), name }));
+      try {
+        await client().call('snapDelete', { volume: volume(), name });
+      } catch (e) {
+        // The refusal belongs in the dialog that asked, next to what it is about.
+        const ask = get().deleteAsk;
+        if (ask?.name === name) set({ deleteAsk: { ...ask, error: consoleErrorText(e) } });
+        else set({ notice: { kind: 'error', text: consoleErrorText(e) } });
+        return;
+      }
+      set({ deleteAsk: null, notice: { kind: 'ok', text: `deleted snapshot ${name}` } });
       if (get().browsing === name) set({ browsing: null, listing: null });
+      await useVolumes.getState().refreshCurrent();
     },
     async rename(from, to) {
       await act(`renamed ${from} to ${to}`, () => client().call('snapRename', { volume: volume(), from, to }));
@@ -97,10 +160,27 @@ export const useSnapshots = create<SnapshotsState>()((set, get) => {
         set({ diff: null, notice: { kind: 'error', text: errorText(e) } });
       }
     },
-    async restoreInPlace(path) {
+    async restoreInPlace(path, to) {
       const snapshot = get().browsing;
       if (!snapshot || snapshot === 'active') return;
-      await act(`restored ${path} from ${snapshot}`, () => client().call('snapRestore', { volume: volume(), snapshot, path }));
+      await act(to ? `restored ${path} from ${snapshot} as ${to}` : `restored ${path} from ${snapshot}`, () => client().call('snapRestore', { volume: volume(), snapshot, path, ...(to ? { to } : {}) }));
+    },
+    async askRestore(path) {
+      const snapshot = get().browsing;
+      if (!snapshot || snapshot === 'active') return;
+      try {
+        const ask = await restoreConflict(volume(), snapshot, path);
+        if (ask) set({ restoreAsk: ask });
+        else await get().restoreInPlace(path);
+      } catch (e) {
+        set({ notice: { kind: 'error', text: consoleErrorText(e) } });
+      }
+    },
+    async answerRestore(choice) {
+      const ask = get().restoreAsk;
+      set({ restoreAsk: null });
+      if (!ask || choice === null || get().browsing !== ask.snapshot) return;
+      await get().restoreInPlace(ask.path, choice === 'copy' ? ask.copyTo : undefined);
     },
     async restoreToHost(path, folder, name) {
       const snapshot = get().browsing;
@@ -132,6 +212,38 @@ export const useSnapshots = create<SnapshotsState>()((set, get) => {
   };
 });
 
+/** True when the diff touches `path` or anything under it. */
+function touches(diff: SnapshotDiff, path: string): boolean {
+  return [...diff.added, ...diff.changed, ...diff.removed].some((p) => p === path || p.startsWith(`${path}/`));
+}
+
+/**
+ * What restoring `path` from `snapshot` in place would replace: null when nothing lives there or the live version is
+ * the snapshot's; otherwise a free name for a copy and the newest snapshot that keeps the live version.
+ */
+async function restoreConflict(volume: string, snapshot: string, path: string): Promise<RestoreAsk | null> {
+  const slash = path.lastIndexOf('/');
+  const parent = path.slice(0, slash) || '/';
+  const name = path.slice(slash + 1);
+  let names: Set<string>;
+  try {
+    names = new Set((await client().call('ls', { volume, path: parent, limit: 10_000 })).entries.map((e) => e.name));
+  } catch {
+    return null; // its folder is gone from the live file system: the restore brings it back, replacing nothing
+  }
+  if (!names.has(name)) return null;
+  if (!touches(await client().call('snapDiff', { volume, older: snapshot, newer: 'active' }), path)) return null;
+  const regular = useVolumes.getState().snapshots.filter((s) => !s.flags.shadow);
+  const newest = regular.length > 0 ? regular.reduce((a, b) => (Date.parse(b.createdAt) >= Date.parse(a.createdAt) ? b : a)) : null;
+  let liveHeldBy: string | null = null;
+  if (newest && newest.name !== snapshot && !touches(await client().call('snapDiff', { volume, older: newest.name, newer: 'active' }), path)) liveHeldBy = newest.name;
+  const base = `${name} (restored from ${snapshot})`;
+  let copy = base;
+  for (let n = 2; names.has(copy); n++) copy = `${base} ${n}`;
+  return { snapshot, path, copyTo: `${parent === '/' ? '' : parent}/${copy}`, liveHeldBy };
+}
+
 useVolumes.subscribe((v, prev) => {
-  if (v.current !== prev.current) useSnapshots.setState({ browsing: null, listing: null, diff: null, revert: null, path: '/' });
+  // A notice is about the volume it was made on: another volume's page does not show it.
+  if (v.current !== prev.current) useSnapshots.setState({ browsing: null, listing: null, diff: null, revert: null, path: '/', restoreAsk: null, deleteAsk: null, notice: null });
 });

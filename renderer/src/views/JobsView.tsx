@@ -21,7 +21,11 @@ function JobForm() {
   const [kind, setKind] = useState<FormKind>('copy');
   const [volume, setVolume] = useState(current ?? '');
   const [expression, setExpression] = useState('');
-  const [target, setTarget] = useState('');
+  // Each kind keeps its own target: a copy's destination volume must never become a backup's file.
+  const [targets, setTargets] = useState<Partial<Record<FormKind, string>>>({});
+  const target = targets[kind] ?? '';
+  const setTarget = (value: string): void => setTargets({ ...targets, [kind]: value });
+  const [problem, setProblem] = useState<string | null>(null);
   const [files, setFiles] = useState('');
   const [mirror, setMirror] = useState('');
   const [compress, setCompress] = useState(false);
@@ -41,6 +45,9 @@ function JobForm() {
       .map((x) => x.trim())
       .filter(Boolean);
     const inside = inVolume ? { inVolume } : {};
+    const bad = formProblem(kind, volume, target, list, inVolume, known.map((k) => k.path));
+    setProblem(bad);
+    if (bad) return;
     const spec: JobSpec =
       kind === 'copy'
         ? { kind, source: volume, destination: target, expression }
@@ -59,7 +66,16 @@ function JobForm() {
     <form className="card jobform" onSubmit={submit} data-testid="job-form">
       <div className="tabs">
         {(['copy', 'backup', 'restore', 'verify', 'mirror-update', 'replicate'] as const).map((k) => (
-          <button type="button" key={k} className={k === kind ? 'active' : ''} onClick={() => setKind(k)} data-testid={`jobkind-${k}`}>
+          <button
+            type="button"
+            key={k}
+            className={k === kind ? 'active' : ''}
+            onClick={() => {
+              setKind(k);
+              setProblem(null);
+            }}
+            data-testid={`jobkind-${k}`}
+          >
             {k}
           </button>
         ))}
@@ -149,11 +165,33 @@ function JobForm() {
           </label>
         </>
       ) : null}
+      {problem ? (
+        <p className="error" data-testid="job-form-problem">
+          {problem}
+        </p>
+      ) : null}
       <button type="submit" data-testid="job-start">
         Start
       </button>
     </form>
   );
+}
+
+/** A path as typed, for comparing: no surrounding blanks, no trailing slash. */
+function samePath(a: string, b: string): boolean {
+  const norm = (p: string): string => p.trim().replace(/(.)\/+$/, '$1');
+  return norm(a) === norm(b);
+}
+
+/** What is plainly wrong with the form before the engine is asked, or null. */
+function formProblem(kind: FormKind, volume: string, target: string, files: string[], inVolume: string, known: string[]): string | null {
+  if ((kind === 'copy' || kind === 'replicate') && samePath(volume, target)) return `The destination is the source volume itself: give another path for the ${kind === 'copy' ? 'copy' : 'replica'}.`;
+  if (kind === 'backup' && !inVolume) {
+    const vol = known.find((k) => samePath(k, target));
+    if (vol) return `${vol} is a volume: a backup file needs a path of its own, e.g. /backups/vol.level0.`;
+  }
+  if (kind === 'restore' && !inVolume && files.some((f) => samePath(f, target))) return 'The volume to restore into is one of the backup files: give another path for the volume.';
+  return null;
 }
 
 /** What a finished mirror job did, as the CLI says it (and which downstream destinations lost their base). */

@@ -164,7 +164,11 @@ function Schedules() {
   const levels = usePlanner((s) => s.levels);
   const retention = usePlanner((s) => s.retention);
   const notice = usePlanner((s) => s.notice);
+  const policyError = usePlanner((s) => s.policyError);
+  const plan = usePlanner((s) => s.plan);
   const [label, setLabel] = useState('planner');
+  // A schedule is made only from a policy the engine has accepted (the plan shown above is its proof).
+  const blocked = policyError ? `Not from this policy: ${policyError}. Fix it and press Plan.` : plan ? null : 'Press Plan first: a schedule is made from a planned policy.';
   const finest = levels[levels.length - 1];
   return (
     <section data-testid="schedules">
@@ -180,8 +184,16 @@ function Schedules() {
           void usePlanner.getState().createSchedule(label);
         }}
       >
-        <input value={label} onChange={(e) => setLabel(e.target.value)} name="label" /> <button type="submit" data-testid="create-schedule">Create schedule</button>
+        <input value={label} onChange={(e) => setLabel(e.target.value)} name="label" />{' '}
+        <button type="submit" data-testid="create-schedule" disabled={blocked !== null} title={blocked ?? undefined}>
+          Create schedule
+        </button>
       </form>
+      {blocked ? (
+        <p className="warn" data-testid="schedule-blocked">
+          {blocked}
+        </p>
+      ) : null}
       {notice ? <Notice kind="ok">{notice}</Notice> : null}
       <table className="table">
         <tbody>

@@ -171,6 +171,26 @@ function FullResyncConfirm({ mirrors }: { mirrors: MirrorInfo[] }) {
   );
 }
 
+/** Asks before a relationship is deleted: what stays (snapshots, the mirror volume) and what goes with it. */
+function DeleteConfirm({ mirrors }: { mirrors: MirrorInfo[] }) {
+  const name = useRelationships((s) => s.askingDelete);
+  const m = mirrors.find((x) => x.name === name);
+  if (!m) return null;
+  const st = useRelationships.getState();
+  return (
+    <div className="notice confirm" role="alertdialog" data-testid="delete-mirror-confirm" onKeyDown={(e) => e.key === 'Escape' && st.askDelete(null)}>
+      Delete relationship <b>{m.name}</b>? What stays: the snapshots on <span className="mono">{m.source}</span> and the {m.kind === 'replica' ? 'replica' : 'mirror'}{' '}
+      volume <span className="mono">{m.destination}</span> with its snapshots{m.kind === 'incremental' ? ' and the base image' : ''}; the mirror is made writable where it can be
+      reached. What goes: its schedule ({m.every ? `updates ${m.every}` : 'updates by hand'}), its state (last common snapshot {m.lastCommon ?? 'none'}, lag, last
+      transfer); the holds it put on the source&apos;s snapshots are released.{' '}
+      <button className="danger" onClick={() => void st.remove(m.name)} autoFocus>
+        Delete {m.name}
+      </button>{' '}
+      <button onClick={() => st.askDelete(null)}>Cancel</button>
+    </div>
+  );
+}
+
 /**
  * The engine's messages name the CLI's commands (scripts and logs read them too); next to the row's buttons the
  * console says which button does the same.
@@ -201,6 +221,7 @@ export function RelationshipsView() {
       {notice ? <Notice kind="ok" onClose={() => useRelationships.setState({ notice: null })}>{notice}</Notice> : null}
       {mirrors.length === 0 ? <p className="muted">No mirrors or replicas yet.</p> : <Topology mirrors={mirrors} />}
       <FullResyncConfirm mirrors={mirrors} />
+      <DeleteConfirm mirrors={mirrors} />
       <table className="table" data-testid="mirror-list">
         <thead>
           <tr>
@@ -252,8 +273,8 @@ export function RelationshipsView() {
                     full resync…
                   </button>
                 ) : null}
-                <button className="link danger" onClick={() => void st.remove(m.name)}>
-                  delete
+                <button className="link danger" onClick={() => st.askDelete(m.name)} data-testid={`delete-mirror-${m.name}`}>
+                  delete…
                 </button>
               </td>
             </tr>

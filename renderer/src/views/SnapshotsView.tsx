@@ -4,11 +4,11 @@
  * snapshots; revert the volume after a confirmation that states what will be lost.
  */
 import { useEffect, useState } from 'react';
-import type { SnapshotInfo } from '../../../core/api/index.js';
+import type { RevertPreview, SnapshotInfo } from '../../../core/api/index.js';
 import { client } from '../client/current.js';
-import { Notice } from '../components/common.js';
+import { Notice, useEscape } from '../components/common.js';
 import { formatBytes, formatCount, formatDate } from '../format.js';
-import { useSnapshots } from '../stores/snapshots.js';
+import { useSnapshots, type DeleteAsk, type RestoreAsk } from '../stores/snapshots.js';
 import { useVolumes } from '../stores/volumes.js';
 
 function Timeline({ snapshots }: { snapshots: SnapshotInfo[] }) {
@@ -54,11 +54,13 @@ function SnapshotRow({ s }: { s: SnapshotInfo }) {
           <form
             onSubmit={(e) => {
               e.preventDefault();
-              void st.rename(s.name, renaming);
+              // Said here rather than by the contract's schema ("snapRename: to must not be empty").
+              if (renaming.trim() === '') return useSnapshots.setState({ notice: { kind: 'error', text: `A snapshot needs a name: type the new name for ${s.name}, or press Escape to keep it.` } });
+              if (renaming !== s.name) void st.rename(s.name, renaming);
               setRenaming(null);
             }}
           >
-            <input value={renaming} onChange={(e) => setRenaming(e.target.value)} autoFocus name="rename" />
+            <input value={renaming} onChange={(e) => setRenaming(e.target.value)} onKeyDown={(e) => e.key === 'Escape' && setRenaming(null)} autoFocus name="rename" />
           </form>
         ) : (
           <button className="link" onClick={() => void st.browse(s.name)} data-testid={`browse-${s.name}`}>
@@ -85,8 +87,8 @@ function SnapshotRow({ s }: { s: SnapshotInfo }) {
         <button className="link" onClick={() => void st.previewRevert(s.name)} data-testid={`revert-${s.name}`}>
           revert…
         </button>
-        <button className="link danger" onClick={() => void st.remove(s.name)} data-testid={`delete-snap-${s.name}`}>
-          delete
+        <button className="link danger" onClick={() => void st.askDelete(s.name)} data-testid={`delete-snap-${s.name}`}>
+          delete…
         </button>
       </td>
     </tr>
@@ -199,7 +201,7 @@ function Browser() {
               <td>{formatDate(e.mtime)}</td>
               <td className="actions">
                 {browsing !== 'active' ? (
-                  <button className="link" onClick={() => void st.restoreInPlace(e.path)} title="put it back where it was in the live file system (no data copy)" data-testid={`restore-${e.name}`}>
+                  <button className="link" onClick={() => void st.askRestore(e.path)} title="put it back where it was in the live file system (no data copy)" data-testid={`restore-${e.name}`}>
                     restore
                   </button>
                 ) : null}
@@ -282,9 +284,16 @@ function Diff() {
   );
 }
 
+const cancelRevert = (): void => void useSnapshots.getState().previewRevert(null);
+
 function RevertConfirm() {
   const r = useSnapshots((s) => s.revert);
   if (!r) return null;
+  return <RevertDialog r={r} />;
+}
+
+function RevertDialog({ r }: { r: RevertPreview }) {
+  useEscape(cancelRevert);
   const lost = r.added.length + r.changed.length + r.removed.length;
   return (
     <div className="modal" role="dialog" aria-modal="true" data-testid="revert-dialog">
@@ -311,7 +320,109 @@ function RevertConfirm() {
         <button className="danger" onClick={() => void useSnapshots.getState().revertTo(r.snapshot)} data-testid="revert-confirm">
           Revert to {r.snapshot}
         </button>{' '}
-        <button onClick={() => void useSnapshots.getState().previewRevert(null)}>Cancel</button>
+        <button onClick={cancelRevert}>Cancel</button>
+      </div>
+    </div>
+  );
+}
+
+/** Asks before a restore by click replaces a live version that differs from the snapshot's. */
+const answer = (choice: 'copy' | 'replace' | null): void => void useSnapshots.getState().answerRestore(choice);
+const cancelRestore = (): void => answer(null);
+
+function RestoreConfirm() {
+  const r = useSnapshots((s) => s.restoreAsk);
+  if (!r) return null;
+  return <RestoreDialog r={r} />;
+}
+
+function RestoreDialog({ r }: { r: RestoreAsk }) {
+  useEscape(cancelRestore);
+  return (
+    <div className="modal" role="dialog" aria-modal="true" data-testid="restore-dialog">
+      <div className="card">
+        <h3>
+          Replace <span className="mono">{r.path}</span> with its version from {r.snapshot}?
+        </h3>
+        <p>
+          <span className="mono">{r.path}</span> exists in the live file system and differs from the one in <b>{r.snapshot}</b>. Replacing it puts the current version away for
+          good:{' '}
+          {r.liveHeldBy ? (
+            <>
+              it stays only in snapshot <b>{r.liveHeldBy}</b>, which holds it as it is now.
+            </>
+          ) : (
+            <b>no snapshot holds the current version, so it is lost.</b>
+          )}
+        </p>
+        <p>
+          A copy leaves the current version as it is and puts {r.snapshot}&apos;s beside it as <span className="mono">{r.copyTo}</span>.
+        </p>
+        <div className="toolbar">
+          <button onClick={() => answer('copy')} data-testid="restore-as-copy" autoFocus>
+            Restore as a copy
+          </button>
+          <button className="danger" onClick={() => answer('replace')} data-testid="restore-replace">
+            Replace
+          </button>
+          <button onClick={() => answer(null)}>Cancel</button>
+        </div>
+      </div>
+    </div>
+  );
+}
+
+/** Asks before a snapshot delete: what it frees, and which destinations or relationships depend on the snapshot. */
+const cancelDelete = (): void => void useSnapshots.getState().askDelete(null);
+
+function DeleteConfirm() {
+  const d = useSnapshots((s) => s.deleteAsk);
+  if (!d) return null;
+  return <DeleteDialog d={d} />;
+}
+
+function DeleteDialog({ d }: { d: DeleteAsk }) {
+  useEscape(cancelDelete);
+  const st = useSnapshots.getState();
+  return (
+    <div className="modal" role="dialog" aria-modal="true" data-testid="delete-dialog">
+      <div className="card">
+        <h3>Delete snapshot {d.name}?</h3>
+        <p data-testid="delete-frees">
+          {d.freedBytes > 0 ? (
+            <>
+              Frees {formatBytes(d.freedBytes)}: the blocks only <b>{d.name}</b> holds. The files as they were in it are gone for good.
+            </>
+          ) : (
+            <>Frees nothing: every block of {d.name} is also held by the live file system or another snapshot. Only the point in time goes.</>
+          )}
+        </p>
+        {d.neededBy.length > 0 ? (
+          <p className="warn" data-testid="delete-needed-by">
+            {d.name} is a master snapshot that {d.neededBy.join(', ')} {d.neededBy.length === 1 ? 'has' : 'have'} not moved past yet: the next replication to{' '}
+            {d.neededBy.length === 1 ? 'it' : 'them'} starts from it.
+          </p>
+        ) : null}
+        {d.relationships.length > 0 ? (
+          <p className="warn" data-testid="delete-relationships">
+            Relationship {d.relationships.join(', ')} {d.relationships.length === 1 ? 'uses' : 'use'} it as the last snapshot in common with the mirror: without it the next update
+            needs a full copy.
+          </p>
+        ) : null}
+        {d.held ? <p className="muted">It has a hold: release it first (the “release” button in its row) to delete it.</p> : null}
+        {d.error ? (
+          <Notice kind="error" onClose={() => useSnapshots.setState({ deleteAsk: { ...d, error: null } })}>
+            {d.error}
+          </Notice>
+        ) : null}
+        <div className="toolbar">
+          <button className="danger" onClick={() => void st.remove(d.name)} data-testid="delete-confirm">
+            Delete {d.name}
+          </button>
+          <button onClick={cancelDelete} autoFocus>
+            Cancel
+          </button>
+        </div>
       </div>
     </div>
   );
@@ -362,6 +473,8 @@ export function SnapshotsView() {
       <Browser />
       <Diff />
       <RevertConfirm />
+      <RestoreConfirm />
+      <DeleteConfirm />
     </div>
   );
 }

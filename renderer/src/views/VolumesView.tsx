@@ -58,6 +58,22 @@ function VolumeList() {
   );
 }
 
+/** A volume holds fewer than 2^32 blocks of 4 KiB: below 16 TiB (the engine's limit, said before it is asked). */
+const MAX_MIB = 16 * 2 ** 20;
+
+/** What is wrong with a create form's size (MiB) and data-member count, in the form's own terms, or null. */
+export function sizeProblem(size: string, members: string | null): string | null {
+  const mib = Number(size);
+  if (size.trim() === '' || !Number.isFinite(mib)) return 'Size: give a number of MiB, e.g. 256.';
+  if (mib < 1) return 'Size: a volume needs at least 1 MiB.';
+  if (mib >= MAX_MIB) return `Size: ${size.trim()} MiB is too big; a volume${members === null ? '' : "'s member"} must be below 16 TiB (${MAX_MIB.toLocaleString('en-US')} MiB).`;
+  if (members !== null) {
+    const n = Number(members);
+    if (!Number.isInteger(n) || n < 2 || n > 15) return 'Data members: a RAID-4 group has 2 to 15 data members (and one parity member).';
+  }
+  return null;
+}
+
 function CreateOpen() {
   const [path, setPath] = useState('');
   const [size, setSize] = useState('256');
@@ -67,6 +83,8 @@ function CreateOpen() {
   const [msg, setMsg] = useState<{ kind: 'ok' | 'error'; text: string } | null>(null);
   const create = async (e: FormEvent): Promise<void> => {
     e.preventDefault();
+    const bad = sizeProblem(size, kind === 'raid' ? members : null);
+    if (bad) return setMsg({ kind: 'error', text: bad });
     try {
       const mib = Number(size);
       await useVolumes.getState().create(path, Math.floor(mib * 2 ** 20), kind === 'raid' ? Number(members) : undefined);
@@ -268,6 +286,13 @@ function Files() {
   const [msg, setMsg] = useState<{ kind: 'ok' | 'error'; text: string } | null>(null);
   const [hostPath, setHostPath] = useState('');
   const [folder, setFolder] = useState('');
+  const [replacing, setReplacing] = useState<{ files: File[]; existing: string[] } | null>(null);
+  useEffect(() => {
+    // What was said and asked about one volume's files is not shown on another's.
+    setMsg(null);
+    setReplacing(null);
+    setPath('/');
+  }, [volume]);
   useEffect(() => {
     if (!volume) return;
     let live = true;
@@ -291,6 +316,13 @@ function Files() {
       setMsg({ kind: 'error', text: errorText(e) });
     }
   };
+  const upload = (files: File[]): void => {
+    setReplacing(null);
+    if (files.length === 0) return;
+    void run(`uploaded ${files.map((f) => f.name).join(', ')}`, async () => {
+      for (const f of files) await client().call('writeFile', { volume, path: join(f.name), base64: await readAsBase64(f) });
+    });
+  };
   return (
     <section data-testid="files">
       <h3>
@@ -308,9 +340,10 @@ function Files() {
             onChange={(e) => {
               const files = [...(e.target.files ?? [])];
               e.target.value = '';
-              void run(`uploaded ${files.map((f) => f.name).join(', ')}`, async () => {
-                for (const f of files) await client().call('writeFile', { volume, path: join(f.name), base64: await readAsBase64(f) });
-              });
+              // A name that exists would replace the live file: asked first.
+              const existing = files.filter((f) => entries.some((x) => x.name === f.name)).map((f) => f.name);
+              if (existing.length > 0) setReplacing({ files, existing });
+              else upload(files);
             }}
           />
         </label>
@@ -332,6 +365,23 @@ function Files() {
           <input value={hostPath} onChange={(e) => setHostPath(e.target.value)} placeholder="host file or folder to import" name="hostPath" size={30} /> <button type="submit">Import</button>
         </form>
       </div>
+      {replacing ? (
+        <div className="notice confirm" role="alertdialog" data-testid="upload-confirm" onKeyDown={(e) => e.key === 'Escape' && setReplacing(null)}>
+          {replacing.existing.length === 1 ? 'A file named ' : 'Files named '}
+          <span className="mono">{replacing.existing.join(', ')}</span> {replacing.existing.length === 1 ? 'exists' : 'exist'} in <span className="mono">{path}</span>. Uploading
+          replaces {replacing.existing.length === 1 ? 'it' : 'them'}: the current version stays only in a snapshot that holds it, if one does (take a snapshot first to
+          keep it).{' '}
+          <button className="danger" onClick={() => upload(replacing.files)} autoFocus>
+            Replace
+          </button>{' '}
+          {replacing.files.length > replacing.existing.length ? (
+            <>
+              <button onClick={() => upload(replacing.files.filter((f) => !replacing.existing.includes(f.name)))}>Upload only the new ones</button>{' '}
+            </>
+          ) : null}
+          <button onClick={() => setReplacing(null)}>Cancel</button>
+        </div>
+      ) : null}
       {msg ? <Notice kind={msg.kind} onClose={() => setMsg(null)}>{msg.text}</Notice> : null}
       <table className="table">
         <tbody>

@@ -3,7 +3,7 @@
  * answer a validation error and never a crash), errors keep their codes, and the grid's tiles and block owners
  * agree with image evaluation and the file tree.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -24,7 +24,7 @@ async function call<T>(method: string, args: unknown): Promise<T> {
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'snapplane-router-'));
-  // Random but valid calls may name relative paths: they land in the temp folder.
+  // Random calls may name relative paths: refused, but should one slip through it lands in the temp folder.
   process.chdir(dir);
   host = await ConsoleHost.start({ transport: 'direct', stateFile: join(dir, 'state.json'), schedulerIntervalMs: 0 });
   vol = join(dir, 'v.img');
@@ -150,6 +150,30 @@ describe('router', () => {
     expect(await call('imageDelete', { volume: vol, name: 'gone' })).toEqual([]);
     const list = await call<{ path: string; info: unknown }[]>('volumeList', {});
     expect(list.map((v) => v.path)).toContain(vol);
+  });
+
+  it('refuses relative host paths, naming the path, and makes nothing in the folder the host was started in', async () => {
+    const before = await readdir(dir);
+    const refused = async (method: string, args: unknown, path: string): Promise<void> => {
+      const r = await host.router.call(method, args);
+      expect(r, `${method} ${JSON.stringify(args)}`).toMatchObject({ ok: false, error: { code: 'INVALID', message: `'${path}' is not a full path: give a full path, e.g. /data/vol.img`, path } });
+    };
+    await refused('volumeCreate', { path: 'relative.img', sizeBytes: 4 << 20 }, 'relative.img');
+    await refused('volumeOpen', { path: 'sub/v.img' }, 'sub/v.img');
+    await refused('volumeInfo', { volume: 'v.img' }, 'v.img');
+    await refused('put', { volume: vol, hostPath: '~/notes.txt', path: '/' }, '~/notes.txt');
+    await refused('jobStart', { kind: 'copy', source: vol, destination: 'copy.img', expression: 's2' }, 'copy.img');
+    await refused('jobStart', { kind: 'backup', volume: vol, expression: 's2', file: 'v.level0' }, 'v.level0');
+    await refused('jobStart', { kind: 'restore', volume: join(dir, 'r.img'), files: ['./v.level0'] }, './v.level0');
+    await refused('jobStart', { kind: 'replicate', source: vol, destination: 'replica.img' }, 'replica.img');
+    await refused('mirrorCreate', { name: 'm', source: vol, destination: 'mirror.img', kind: 'full' }, 'mirror.img');
+    await refused('mirrorCreate', { name: 'm', source: vol, destination: join(dir, 'm.img'), kind: 'incremental', slow: 'file:base' }, 'base');
+    expect(await readdir(dir)).toEqual(before);
+    // Paths inside a volume and remote destinations are not host paths: a backup file inside a volume may be relative to it.
+    const remote = await host.router.call('mirrorCreate', { name: 'far', source: vol, destination: 'backup-host:7000/vol', kind: 'full' });
+    expect(remote).toMatchObject({ ok: false, error: { message: "'backup-host:7000/vol' is remote: give --key-file" } });
+    const inside = await host.router.call('jobStart', { kind: 'verify', files: ['v.level0'], inVolume: vol });
+    expect(inside.ok || !/not a full path/.test(inside.error.message)).toBe(true);
   });
 
   it('answers every method called with random arguments, with a validation error when they are invalid', async () => {
