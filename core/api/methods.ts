@@ -61,6 +61,9 @@ export const jobSpec = z.discriminatedUnion('kind', [
 export type JobSpec = z.infer<typeof jobSpec>;
 
 /** Every method's argument schema. */
+/** The largest file the console uploads (its bytes travel base64 in one message; bigger ones go by `put`). */
+export const MAX_UPLOAD_BYTES = 16 * 2 ** 20;
+
 export const methodArgs = {
   // host
   hostInfo: z.strictObject({}),

@@ -6,7 +6,7 @@
  */
 import { isAbsolute, resolve as resolvePath } from 'node:path';
 import type { z } from 'zod';
-import { isMethodName, methodArgs, type MethodName, type MethodResults, type Reply } from '../api/methods.js';
+import { MAX_UPLOAD_BYTES, isMethodName, methodArgs, type MethodName, type MethodResults, type Reply } from '../api/methods.js';
 import type { ConsoleEvent, HostInfo, KnownVolume } from '../api/console-types.js';
 import { SnapplaneError } from '../common/errors.js';
 import { parseInterval } from '../common/units.js';
@@ -27,7 +27,6 @@ type Parsed<M extends MethodName> = z.output<(typeof methodArgs)[M]>;
 type Handlers = { [M in MethodName]: (a: Parsed<M>) => Promise<MethodResults[M]> };
 
 /** Largest upload through `writeFile`. */
-export const MAX_UPLOAD_BYTES = 16 * 2 ** 20;
 
 /** Methods that change a volume: the router commits them (one CP, so other processes see the change) and says so. */
 const CHANGES: Partial<Record<MethodName, true>> = {

@@ -224,6 +224,16 @@ describe('views', () => {
     await fx.call('rm', { volume: fx.vol, path: '/up2.txt' });
   });
 
+  it('an upload past the limit is refused before it is read, saying how to import it instead', async () => {
+    render(<VolumesView />);
+    const input = await screen.findByTestId('upload');
+    // A sparse 40 MB File: its size is what counts, and its bytes are never read.
+    const big = new File([new Uint8Array(40_000_000)], 'big.iso');
+    fireEvent.change(input, { target: { files: [big] } });
+    await waitFor(() => expect(screen.getByTestId('notice-error').textContent).toMatch(/'big\.iso' is 38\.1 MiB; an upload is at most 16\.0 MiB: import bigger files from a host path/));
+    expect(screen.queryByTestId('file-big.iso')).toBeNull();
+  });
+
   it('asks before a snapshot delete: what it frees, the destinations and relationships that need it, and the refusal in the dialog', async () => {
     const v = join(fx.dir, 'del.img');
     await fx.call('volumeCreate', { path: v, sizeBytes: 4 << 20 });

@@ -1,6 +1,6 @@
 /** View 1: volumes — the known list, create (image or RAID-4) and open, members and health, capacity, CP status, files. */
 import { useEffect, useState, type FormEvent } from 'react';
-import type { DirEntryInfo, VolumeInfo } from '../../../core/api/index.js';
+import { MAX_UPLOAD_BYTES, type DirEntryInfo, type VolumeInfo } from '../../../core/api/index.js';
 import { errorText } from '../client/client.js';
 import { client } from '../client/current.js';
 import { CapacityBar, Notice } from '../components/common.js';
@@ -319,6 +319,12 @@ function Files() {
   const upload = (files: File[]): void => {
     setReplacing(null);
     if (files.length === 0) return;
+    // Said before any byte is read: past the limit the host would close the connection instead.
+    const big = files.find((f) => f.size > MAX_UPLOAD_BYTES);
+    if (big) {
+      setMsg({ kind: 'error', text: `'${big.name}' is ${formatBytes(big.size)}; an upload is at most ${formatBytes(MAX_UPLOAD_BYTES)}: import bigger files from a host path (Import, or snapplane put)` });
+      return;
+    }
     void run(`uploaded ${files.map((f) => f.name).join(', ')}`, async () => {
       for (const f of files) await client().call('writeFile', { volume, path: join(f.name), base64: await readAsBase64(f) });
     });
