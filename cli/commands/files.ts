@@ -1,6 +1,6 @@
 /** File commands: put, get, ls, rm, mkdir, mv, sync. */
 import type { Command } from 'commander';
-import { formatBytes, resolveVolumeRef, type CopySummary } from '../../core/service/index.js';
+import { asIoError, formatBytes, resolveVolumeRef, type CopySummary } from '../../core/service/index.js';
 import { counted, modeString, printJson, printTable } from '../output.js';
 import { progressBar } from '../progress.js';
 import { withService } from '../run.js';
@@ -34,10 +34,15 @@ export function registerFiles(program: Command): void {
     );
   program
     .command('get <vol> <vol-path> <host-path>')
-    .description('copy a file or folder out of the volume or a snapshot (vol@snap)')
+    .description('copy a file or folder out of the volume or a snapshot (vol@snap); <host-path> - writes a file to standard output')
     .option('--json', 'print a JSON report')
     .action((vol: string, path: string, host: string, opts: { json?: boolean }) =>
       withService(async (s) => {
+        if (host === '-') {
+          // The file's bytes are the output: no progress bar, no summary.
+          await s.getTo(await resolveVolumeRef(vol), path, (chunk) => new Promise<void>((done, fail) => process.stdout.write(chunk, (e) => (e ? fail(asIoError(e, `cannot write '${path}' to standard output`)) : done()))));
+          return;
+        }
         const bar = progressBar(opts.json === true);
         try {
           const r = await s.get(await resolveVolumeRef(vol), path, host, bar);

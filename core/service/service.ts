@@ -852,6 +852,29 @@ export class SnapplaneService {
     return this.cancellable((signal) => copyFromHost(v, hostPath, volPath, onProgress, signal));
   }
 
+  /** Hands a file of the volume (or a snapshot) to `sink` chunk by chunk (`get <vol> <path> -`); returns its bytes. */
+  async getTo(ref: VolumeRef, volPath: string, sink: (chunk: Buffer) => Promise<void>): Promise<number> {
+    return this.cancellable((signal) =>
+      this.reading(ref, async (v) => {
+        const st = await v.stat(volPath);
+        if (st.type !== 'file') throw new SnapplaneError('INVALID', `'${volPath}' is a ${st.type === 'dir' ? 'folder' : 'symbolic link'}; only a file goes to standard output (name a host path to get it)`, { volume: ref.volume, path: volPath });
+        let written = 0;
+        try {
+          for await (const chunk of v.readChunks(volPath, { reuse: true })) {
+            if (signal.cancelled) throw new SnapplaneError('CANCELLED', `get interrupted after ${written} bytes of '${volPath}'`, { volume: ref.volume, path: volPath });
+            await sink(chunk);
+            written += chunk.length;
+          }
+        } catch (e) {
+          // Bytes already out cannot be taken back: a fresh view would send them again.
+          if (written > 0 && e instanceof StaleViewError) throw new SnapplaneError('BUSY', `${e.message} (after ${written} bytes of '${volPath}' went out: run it again)`, { volume: ref.volume, path: volPath });
+          throw e;
+        }
+        return written;
+      }),
+    );
+  }
+
   /** Copies a file or folder out of the volume (or a snapshot) to the host; cancellable. */
   async get(ref: VolumeRef, volPath: string, hostPath: string, onProgress?: ProgressCallback): Promise<CopySummary> {
     const into = await stat(hostPath).then((s) => s.isDirectory(), () => false);

@@ -186,6 +186,32 @@ describe('get', () => {
     expect((await snapplane('get', vol, '/src/b.txt', join(d, 'b.txt'))).stderr).toMatch(/checksum mismatch in '\/src\/b\.txt'/);
   });
 
+  it("'-' writes a file to standard output, byte for byte; a folder is refused", async () => {
+    const d = join(tmp(), 'stdout');
+    await mkdir(d, { recursive: true });
+    const data = randomBytes(3 << 20);
+    await writeFile(join(d, 'f.bin'), data);
+    const vol = join(d, 'v.img');
+    await ok('volume', 'create', vol, '--size', '16M');
+    await ok('put', vol, join(d, 'f.bin'), '/f.bin');
+    await ok('snap', 'create', vol, 's1');
+    await ok('rm', vol, '/f.bin');
+    const out = await new Promise<{ code: number | null; bytes: Buffer; stderr: string }>((resolve) => {
+      const child = spawn(process.execPath, [BIN, 'get', `${vol}@s1`, '/f.bin', '-'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const parts: Buffer[] = [];
+      let stderr = '';
+      child.stdout.on('data', (c: Buffer) => parts.push(c));
+      child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+      child.on('close', (code) => resolve({ code, bytes: Buffer.concat(parts), stderr }));
+    });
+    expect(out).toMatchObject({ code: 0, stderr: '' });
+    expect(out.bytes.equals(data)).toBe(true);
+    const folder = await snapplane('get', `${vol}@s1`, '/', '-');
+    expect(folder.code).toBe(1);
+    expect(folder.stderr).toBe("snapplane: '/' is a folder; only a file goes to standard output (name a host path to get it) (INVALID)\n");
+    expect(await readdir(d)).not.toContain('-');
+  });
+
   it('writes names of 255 bytes (its temporary name is short)', async () => {
     const vol = join(tmp(), 'names.img');
     await ok('volume', 'create', vol, '--size', '8M');
