@@ -480,6 +480,17 @@ describe('views', () => {
     expect(JSON.parse(screen.getByTestId('grid-canvas').getAttribute('data-columns')!)).toEqual(['active', 's1', 's2']);
     fireEvent.click(screen.getByTestId('grid-col-s1'));
     expect((await screen.findByTestId('selected-column')).textContent).toContain('s1');
+    // Go to VBN takes whole numbers inside the volume only, and says so otherwise.
+    const blocks = useVolumes.getState().info!.blockCount;
+    for (const bad of ['999999999', '-5', 'abc', '1.5', String(blocks)]) {
+      fireEvent.change(screen.getByTestId('goto-vbn'), { target: { value: bad } });
+      fireEvent.submit(screen.getByTestId('goto-vbn'));
+      expect((await screen.findByTestId('goto-vbn-error')).textContent).toContain(`'${bad}' is not a VBN of this volume (0 to `);
+    }
+    fireEvent.change(screen.getByTestId('goto-vbn'), { target: { value: String(blocks - 1) } });
+    expect(screen.queryByTestId('goto-vbn-error')).toBeNull();
+    fireEvent.submit(screen.getByTestId('goto-vbn'));
+    expect(screen.queryByTestId('goto-vbn-error')).toBeNull();
   });
 
   it('the WebSocket transport takes its token from the URL fragment, then from the session', () => {

@@ -317,6 +317,7 @@ export function GridView() {
   const highlight = usePlanes((s) => s.highlight);
   const tileError = usePlanes((s) => s.tileError);
   const z = zoomOf(level);
+  const [vbnError, setVbnError] = useState<string | null>(null);
   if (!info) return <p className="muted">Open a volume first (Volumes).</p>;
   return (
     <div className="grid-view">
@@ -337,11 +338,24 @@ export function GridView() {
         <form
           onSubmit={(e) => {
             e.preventDefault();
-            const v = Number(new FormData(e.currentTarget).get('vbn'));
-            if (Number.isFinite(v)) usePlanes.getState().goTo(v);
+            const text = String(new FormData(e.currentTarget).get('vbn') ?? '').trim();
+            // A VBN is a whole number below the volume's block count: anything else is said, not guessed at.
+            const v = /^\d+$/.test(text) ? Number(text) : NaN;
+            if (!(v < info.blockCount)) {
+              setVbnError(`'${text}' is not a VBN of this volume (0 to ${formatCount(info.blockCount - 1)})`);
+              return;
+            }
+            setVbnError(null);
+            usePlanes.getState().goTo(v);
           }}
         >
-          <input name="vbn" placeholder="go to VBN" size={10} />
+          <input name="vbn" placeholder="go to VBN" size={10} data-testid="goto-vbn" onChange={() => setVbnError(null)} />
+          {vbnError ? (
+            <span className="error" role="alert" data-testid="goto-vbn-error">
+              {' '}
+              {vbnError}
+            </span>
+          ) : null}
         </form>
         {highlight ? (
           <span className="chip image-chip" title="the composer's storage image is the orange column">
