@@ -703,7 +703,11 @@ export class Raid4Device implements BlockDevice {
     if (this.members.some((o) => o.index !== index && o.state !== 'ok')) {
       throw new SnapplaneError('IO', `cannot rebuild member ${index}: another member is unavailable`, { volume: this.label });
     }
-    const path = join(this.label, basename(imageName));
+    // Members live in the group folder: a path elsewhere would be quietly taken as a name in it.
+    if (basename(imageName) !== imageName || imageName === '' || imageName === '.' || imageName === '..') {
+      throw new SnapplaneError('INVALID', `'${imageName}' is not a file name: a new member image is made inside the group folder '${this.label}'; give a name such as 'data-${index}b.img'`, { volume: this.label });
+    }
+    const path = join(this.label, imageName);
     let handle: FileHandle;
     try {
       handle = await open(path, 'wx+');

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { open, readFile, rename, rm, truncate, writeFile } from 'node:fs/promises';
+import { open, readFile, readdir, rename, rm, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { json, ok, snapplane } from '../../cli/cli-helpers.js';
 import { Volume } from '../../../core/fs/volume.js';
@@ -57,6 +57,13 @@ describe('a RAID-4 member that was out while the group was written', () => {
     // The stale image's own name is taken: replace says so; another name rebuilds it.
     const same = await snapplane('raid', 'replace', group, '1', 'data-1.img');
     expect(same.stderr).toMatch(/already exists; name a new image, or move that one out of the group folder first \(EXISTS\)/);
+    // A path is not quietly taken as a name inside the group folder.
+    for (const elsewhere of ['../escape.img', join(tmp(), 'escape.img')]) {
+      const r = await snapplane('raid', 'replace', group, '1', elsewhere);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/is not a file name: a new member image is made inside the group folder .*; give a name such as 'data-1b\.img' \(INVALID\)/);
+    }
+    expect(await readdir(group)).not.toContain('escape.img');
     const replaced = await json<VolumeInfo>('raid', 'replace', group, '1', 'data-1b.img');
     expect(replaced.device.degraded).toBe(false);
     // Now a second member may go, and every block is still there.
