@@ -1,4 +1,4 @@
-/** Small shared pieces: notices, the capacity bar, a progress bar, a measured width, Escape to close. */
+/** Small shared pieces: notices, the capacity bar, a progress bar, a measured width, modal questions closed by Escape. */
 import { useEffect, useState, type ReactNode } from 'react';
 import { formatBytes, percent } from '../format.js';
 import type { VolumeInfo } from '../../../core/api/index.js';
@@ -74,4 +74,14 @@ export function useEscape(onEscape: () => void): void {
     document.addEventListener('keydown', key);
     return () => document.removeEventListener('keydown', key);
   }, [onEscape]);
+}
+
+/** A modal question: its card over the page; Escape answers it with `onCancel`. */
+export function Modal({ testId, onCancel, children }: { testId: string; onCancel: () => void; children: ReactNode }) {
+  useEscape(onCancel);
+  return (
+    <div className="modal" role="dialog" aria-modal="true" data-testid={testId}>
+      <div className="card">{children}</div>
+    </div>
+  );
 }

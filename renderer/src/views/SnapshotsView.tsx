@@ -6,7 +6,7 @@
 import { useEffect, useState } from 'react';
 import type { RevertPreview, SnapshotInfo } from '../../../core/api/index.js';
 import { client } from '../client/current.js';
-import { Notice, useEscape } from '../components/common.js';
+import { Modal, Notice } from '../components/common.js';
 import { formatBytes, formatCount, formatDate } from '../format.js';
 import { useSnapshots, type DeleteAsk, type RestoreAsk } from '../stores/snapshots.js';
 import { useVolumes } from '../stores/volumes.js';
@@ -293,36 +293,33 @@ function RevertConfirm() {
 }
 
 function RevertDialog({ r }: { r: RevertPreview }) {
-  useEscape(cancelRevert);
   const lost = r.added.length + r.changed.length + r.removed.length;
   return (
-    <div className="modal" role="dialog" aria-modal="true" data-testid="revert-dialog">
-      <div className="card">
-        <h3>Revert the volume to {r.snapshot}?</h3>
-        <p>
-          Everything done since <b>{r.snapshot}</b> is lost: {r.added.length} file(s) added, {r.changed.length} changed and {r.removed.length} removed go back to how they were,
-          and {formatBytes(r.lostBytes)} that only the live file system holds is freed for good.
-        </p>
-        {lost > 0 ? (
-          <ul className="plain mono scroll">
-            {r.added.map((p) => (
-              <li key={`a${p}`}>+ {p} (will disappear)</li>
-            ))}
-            {r.changed.map((p) => (
-              <li key={`c${p}`}>M {p} (back to the old version)</li>
-            ))}
-            {r.removed.map((p) => (
-              <li key={`r${p}`}>− {p} (comes back)</li>
-            ))}
-          </ul>
-        ) : null}
-        {r.laterSnapshots.length > 0 ? <p className="muted">Later snapshots stay: {r.laterSnapshots.join(', ')}.</p> : null}
-        <button className="danger" onClick={() => void useSnapshots.getState().revertTo(r.snapshot)} data-testid="revert-confirm">
-          Revert to {r.snapshot}
-        </button>{' '}
-        <button onClick={cancelRevert}>Cancel</button>
-      </div>
-    </div>
+    <Modal testId="revert-dialog" onCancel={cancelRevert}>
+      <h3>Revert the volume to {r.snapshot}?</h3>
+      <p>
+        Everything done since <b>{r.snapshot}</b> is lost: {r.added.length} file(s) added, {r.changed.length} changed and {r.removed.length} removed go back to how they were,
+        and {formatBytes(r.lostBytes)} that only the live file system holds is freed for good.
+      </p>
+      {lost > 0 ? (
+        <ul className="plain mono scroll">
+          {r.added.map((p) => (
+            <li key={`a${p}`}>+ {p} (will disappear)</li>
+          ))}
+          {r.changed.map((p) => (
+            <li key={`c${p}`}>M {p} (back to the old version)</li>
+          ))}
+          {r.removed.map((p) => (
+            <li key={`r${p}`}>− {p} (comes back)</li>
+          ))}
+        </ul>
+      ) : null}
+      {r.laterSnapshots.length > 0 ? <p className="muted">Later snapshots stay: {r.laterSnapshots.join(', ')}.</p> : null}
+      <button className="danger" onClick={() => void useSnapshots.getState().revertTo(r.snapshot)} data-testid="revert-confirm">
+        Revert to {r.snapshot}
+      </button>{' '}
+      <button onClick={cancelRevert}>Cancel</button>
+    </Modal>
   );
 }
 
@@ -337,38 +334,35 @@ function RestoreConfirm() {
 }
 
 function RestoreDialog({ r }: { r: RestoreAsk }) {
-  useEscape(cancelRestore);
   return (
-    <div className="modal" role="dialog" aria-modal="true" data-testid="restore-dialog">
-      <div className="card">
-        <h3>
-          Replace <span className="mono">{r.path}</span> with its version from {r.snapshot}?
-        </h3>
-        <p>
-          <span className="mono">{r.path}</span> exists in the live file system and differs from the one in <b>{r.snapshot}</b>. Replacing it puts the current version away for
-          good:{' '}
-          {r.liveHeldBy ? (
-            <>
-              it stays only in snapshot <b>{r.liveHeldBy}</b>, which holds it as it is now.
-            </>
-          ) : (
-            <b>no snapshot holds the current version, so it is lost.</b>
-          )}
-        </p>
-        <p>
-          A copy leaves the current version as it is and puts {r.snapshot}&apos;s beside it as <span className="mono">{r.copyTo}</span>.
-        </p>
-        <div className="toolbar">
-          <button onClick={() => answer('copy')} data-testid="restore-as-copy" autoFocus>
-            Restore as a copy
-          </button>
-          <button className="danger" onClick={() => answer('replace')} data-testid="restore-replace">
-            Replace
-          </button>
-          <button onClick={() => answer(null)}>Cancel</button>
-        </div>
+    <Modal testId="restore-dialog" onCancel={cancelRestore}>
+      <h3>
+        Replace <span className="mono">{r.path}</span> with its version from {r.snapshot}?
+      </h3>
+      <p>
+        <span className="mono">{r.path}</span> exists in the live file system and differs from the one in <b>{r.snapshot}</b>. Replacing it puts the current version away for
+        good:{' '}
+        {r.liveHeldBy ? (
+          <>
+            it stays only in snapshot <b>{r.liveHeldBy}</b>, which holds it as it is now.
+          </>
+        ) : (
+          <b>no snapshot holds the current version, so it is lost.</b>
+        )}
+      </p>
+      <p>
+        A copy leaves the current version as it is and puts {r.snapshot}&apos;s beside it as <span className="mono">{r.copyTo}</span>.
+      </p>
+      <div className="toolbar">
+        <button onClick={() => answer('copy')} data-testid="restore-as-copy" autoFocus>
+          Restore as a copy
+        </button>
+        <button className="danger" onClick={() => answer('replace')} data-testid="restore-replace">
+          Replace
+        </button>
+        <button onClick={() => answer(null)}>Cancel</button>
       </div>
-    </div>
+    </Modal>
   );
 }
 
@@ -382,49 +376,46 @@ function DeleteConfirm() {
 }
 
 function DeleteDialog({ d }: { d: DeleteAsk }) {
-  useEscape(cancelDelete);
   const st = useSnapshots.getState();
   return (
-    <div className="modal" role="dialog" aria-modal="true" data-testid="delete-dialog">
-      <div className="card">
-        <h3>Delete snapshot {d.name}?</h3>
-        <p data-testid="delete-frees">
-          {d.freedBytes > 0 ? (
-            <>
-              Frees {formatBytes(d.freedBytes)}: the blocks only <b>{d.name}</b> holds. The files as they were in it are gone for good.
-            </>
-          ) : (
-            <>Frees nothing: every block of {d.name} is also held by the live file system or another snapshot. Only the point in time goes.</>
-          )}
+    <Modal testId="delete-dialog" onCancel={cancelDelete}>
+      <h3>Delete snapshot {d.name}?</h3>
+      <p data-testid="delete-frees">
+        {d.freedBytes > 0 ? (
+          <>
+            Frees {formatBytes(d.freedBytes)}: the blocks only <b>{d.name}</b> holds. The files as they were in it are gone for good.
+          </>
+        ) : (
+          <>Frees nothing: every block of {d.name} is also held by the live file system or another snapshot. Only the point in time goes.</>
+        )}
+      </p>
+      {d.neededBy.length > 0 ? (
+        <p className="warn" data-testid="delete-needed-by">
+          {d.name} is a master snapshot that {d.neededBy.join(', ')} {d.neededBy.length === 1 ? 'has' : 'have'} not moved past yet: the next replication to{' '}
+          {d.neededBy.length === 1 ? 'it' : 'them'} starts from it.
         </p>
-        {d.neededBy.length > 0 ? (
-          <p className="warn" data-testid="delete-needed-by">
-            {d.name} is a master snapshot that {d.neededBy.join(', ')} {d.neededBy.length === 1 ? 'has' : 'have'} not moved past yet: the next replication to{' '}
-            {d.neededBy.length === 1 ? 'it' : 'them'} starts from it.
-          </p>
-        ) : null}
-        {d.relationships.length > 0 ? (
-          <p className="warn" data-testid="delete-relationships">
-            Relationship {d.relationships.join(', ')} {d.relationships.length === 1 ? 'uses' : 'use'} it as the last snapshot in common with the mirror: without it the next update
-            needs a full copy.
-          </p>
-        ) : null}
-        {d.held ? <p className="muted">It has a hold: release it first (the “release” button in its row) to delete it.</p> : null}
-        {d.error ? (
-          <Notice kind="error" onClose={() => useSnapshots.setState({ deleteAsk: { ...d, error: null } })}>
-            {d.error}
-          </Notice>
-        ) : null}
-        <div className="toolbar">
-          <button className="danger" onClick={() => void st.remove(d.name)} data-testid="delete-confirm">
-            Delete {d.name}
-          </button>
-          <button onClick={cancelDelete} autoFocus>
-            Cancel
-          </button>
-        </div>
+      ) : null}
+      {d.relationships.length > 0 ? (
+        <p className="warn" data-testid="delete-relationships">
+          Relationship {d.relationships.join(', ')} {d.relationships.length === 1 ? 'uses' : 'use'} it as the last snapshot in common with the mirror: without it the next update
+          needs a full copy.
+        </p>
+      ) : null}
+      {d.held ? <p className="muted">It has a hold: release it first (the “release” button in its row) to delete it.</p> : null}
+      {d.error ? (
+        <Notice kind="error" onClose={() => useSnapshots.setState({ deleteAsk: { ...d, error: null } })}>
+          {d.error}
+        </Notice>
+      ) : null}
+      <div className="toolbar">
+        <button className="danger" onClick={() => void st.remove(d.name)} data-testid="delete-confirm">
+          Delete {d.name}
+        </button>
+        <button onClick={cancelDelete} autoFocus>
+          Cancel
+        </button>
       </div>
-    </div>
+    </Modal>
   );
 }
 
