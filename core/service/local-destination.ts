@@ -2,7 +2,7 @@
  * A destination volume on this host, and the request handler of `snapplane serve`, which answers a remote source's
  * requests with the same object, so a local and a remote destination behave alike.
  */
-import { access } from 'node:fs/promises';
+import { pathExists } from '../common/path-exists.js';
 import { join } from 'node:path';
 import { SnapplaneError } from '../common/errors.js';
 import { FIRST_FREE_INODE, SnapshotFlag, type SnapshotEntry } from '../fs/format.js';
@@ -32,15 +32,6 @@ export interface EngineAccess {
   replaceVolume(path: string, replacement: string): Promise<void>;
 }
 
-async function exists(p: string): Promise<boolean> {
-  try {
-    await access(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** The identity both ends compare. */
 export function refOf(e: SnapshotEntry): SnapshotRef {
   return { id: e.id, name: e.name, generation: e.generation, createdAtMs: e.createdAtMs };
@@ -66,7 +57,7 @@ export class LocalDestination implements Destination {
     if (!isReceiving(this.label)) await this.finishSwap();
     const replacement = (await readReplacement(this.label)) && (await replacementWaits(this.label)) ? { resume: await readResumeState(replacementOf(this.label)) } : null;
     const empty: DestinationStatus = { volume: this.label, exists: false, uuid: null, blockCount: null, empty: true, snapshots: [], newestMaster: null, resume: null, mirrorOf: null, offline: null, replacement };
-    if (!(await exists(this.label))) return { ...empty, resume: await readResumeState(this.label) };
+    if (!(await pathExists(this.label))) return { ...empty, resume: await readResumeState(this.label) };
     const offline = await readOffline(this.label);
     const mirrorOf = await readMarker(this.label);
     const resume = await readResumeState(this.label);
@@ -105,7 +96,7 @@ export class LocalDestination implements Destination {
       const m = current!;
       throw new SnapplaneError('INVALID', `'${this.label}' is already the mirror of '${m.source}' in relationship '${m.relationship}'`, { volume: this.label });
     }
-    const existed = await exists(this.label);
+    const existed = await pathExists(this.label);
     // An update from a shadow master overwrites its base in place (the seed's off-line update): the volume is
     // off-line from before the first block lands until the update commits.
     const offline = request.offline !== undefined && existed;
@@ -145,7 +136,7 @@ export class LocalDestination implements Destination {
     const relationship = request.marker.relationship;
     let raid = request.raid;
     let replaced: string[] | undefined;
-    if (await exists(this.label)) {
+    if (await pathExists(this.label)) {
       if (current?.relationship !== relationship) throw this.notOurs(relationship, current);
       const v = await this.engine.openVolume(this.label, false);
       try {
@@ -219,7 +210,7 @@ export class LocalDestination implements Destination {
 
   /** True when the volume exists and is no longer the relationship's mirror (taken over, or marked for another). */
   private async takenFrom(relationship: string, marker: MirrorMarker | null): Promise<boolean> {
-    return (await exists(this.label)) && marker !== null && (marker.brokenAt !== undefined || marker.relationship !== relationship);
+    return (await pathExists(this.label)) && marker !== null && (marker.brokenAt !== undefined || marker.relationship !== relationship);
   }
 
   private async deleteReplacement(): Promise<void> {
