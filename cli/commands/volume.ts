@@ -17,7 +17,7 @@ export function printVolumeInfo(info: VolumeInfo): void {
     ['active', `${formatBytes(info.activeBytes)} (${pct(info.activeBlocks)})`],
     ['snapshots only', `${formatBytes(info.snapshotOnlyBytes)} (${pct(info.snapshotOnlyBlocks)})`],
     ['free', `${formatBytes(info.freeBytes)} (${pct(info.freeBlocks)})`],
-    ['snapshots', info.snapshotCount],
+    ['snapshots', info.damage ? `UNREADABLE: ${info.damage}` : info.snapshotCount],
     ['inodes', info.inodeCount],
     ['consistency point', `#${info.generation} at ${info.lastCpAt}`],
     ['format', `version ${info.formatVersion}`],

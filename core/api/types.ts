@@ -30,6 +30,8 @@ export interface VolumeInfo {
   freeBlocks: number;
   freeBytes: number;
   snapshotCount: number;
+  /** Set when the snapshot table cannot be read: only the active file system is, read-only (snapshotCount is 0). */
+  damage?: string;
   inodeCount: number;
   device: { kind: 'image' | 'raid4'; degraded: boolean; members: MemberInfo[] };
   /**

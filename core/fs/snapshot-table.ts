@@ -16,9 +16,21 @@ export class SnapshotTable {
   readonly tree: FileTree;
   private readonly entries = new Map<number, SnapshotEntry>();
   private readonly dirtySlots = new Set<number>();
+  /** Why the table could not be read (a read-only view of the active file system only), or null. */
+  readonly damage: SnapplaneError | null = null;
 
-  private constructor(inode: Inode, ctx: TreeContext) {
+  private constructor(inode: Inode, ctx: TreeContext, damage: SnapplaneError | null = null) {
     this.tree = new FileTree(inode, 'snapshot table', ctx);
+    this.damage = damage;
+  }
+
+  /** A table that could not be read: every question about snapshots fails with `damage`. */
+  static unreadable(inode: Inode, ctx: TreeContext, damage: SnapplaneError): SnapshotTable {
+    return new SnapshotTable(inode, ctx, damage);
+  }
+
+  private readable(): void {
+    if (this.damage) throw this.damage;
   }
 
   /** Reads every entry of the table file. */
@@ -38,11 +50,13 @@ export class SnapshotTable {
 
   /** Every snapshot, oldest first. */
   list(): SnapshotEntry[] {
+    this.readable();
     return [...this.entries.values()].sort((a, b) => a.createdAtMs - b.createdAtMs || a.id - b.id);
   }
 
   /** The snapshot called `name`, or NOT_FOUND with the names that exist. */
   byName(name: string, volume: string): SnapshotEntry {
+    this.readable();
     for (const e of this.entries.values()) if (e.name === name) return e;
     const names = this.list().map((e) => e.name);
     const hint = names.length ? ` (snapshots: ${names.slice(0, 8).join(', ')}${names.length > 8 ? ', …' : ''})` : ' (the volume has no snapshots)';
@@ -51,18 +65,21 @@ export class SnapshotTable {
 
   /** True when a snapshot called `name` exists. */
   has(name: string): boolean {
+    this.readable();
     for (const e of this.entries.values()) if (e.name === name) return true;
     return false;
   }
 
   /** A plane slot no snapshot uses, or LIMIT when all 255 are taken. */
   freePlane(volume: string): number {
+    this.readable();
     for (let p = 1; p <= MAX_SNAPSHOTS; p++) if (!this.entries.has(p)) return p;
     throw new SnapplaneError('LIMIT', `volume '${volume}' already has ${MAX_SNAPSHOTS} snapshots; delete one first`, { volume });
   }
 
   /** Adds or replaces an entry. */
   put(e: SnapshotEntry): void {
+    this.readable();
     this.entries.set(e.plane, e);
     this.dirtySlots.add(e.plane - 1);
     this.grow(e.plane);
@@ -70,6 +87,7 @@ export class SnapshotTable {
 
   /** Removes an entry. */
   remove(plane: number): void {
+    this.readable();
     this.entries.delete(plane);
     this.dirtySlots.add(plane - 1);
   }

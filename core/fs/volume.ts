@@ -292,7 +292,7 @@ export class Volume {
       throw new SnapplaneError('BAD_FORMAT', `'${label}': fsinfo says ${fsinfo.blockCount} blocks but the device has ${device.blockCount}`, { volume: label });
     }
     const ctx = new VolumeContext(device, label, !readOnly);
-    const snapshots = await SnapshotTable.load(cloneInode(fsinfo.snapshotTable), ctx);
+    const snapshots = await loadSnapshotTable(fsinfo, ctx, label, readOnly && opts.snapshot === undefined);
     const view = opts.snapshot !== undefined ? snapshots.byName(opts.snapshot, label) : null;
     let blockMap: BlockMap | null = null;
     if (!readOnly) {
@@ -426,7 +426,8 @@ export class Volume {
   async planeMap(): Promise<BlockMap> {
     if (this.blockMap) return this.blockMap;
     if (!this.readMap) {
-      const shadows = this.snapshots.list().filter((e) => e.flags & SnapshotFlag.shadow).map((e) => e.plane);
+      // Without a readable snapshot table (a rescue view) no plane is known to be a shadow's.
+      const shadows = this.snapshots.damage ? [] : this.snapshots.list().filter((e) => e.flags & SnapshotFlag.shadow).map((e) => e.plane);
       this.readMap = await BlockMap.load(new FileTree(cloneInode(this.fsinfo.blockMap), 'block map', this.ctx), this.fsinfo.blockCount, this.fsinfo.planeStride, shadows, this.label);
     }
     return this.readMap;
@@ -1322,6 +1323,7 @@ export class Volume {
         freeBlocks: s.free,
         freeBytes: s.free * BLOCK_SIZE,
         snapshotCount: this.snapshots.count,
+        ...(this.snapshots.damage ? { damage: this.snapshots.damage.message } : {}),
         inodeCount: this.fsinfo.inodeCount,
         device: { kind: health.kind, degraded: health.degraded, members: health.members },
         readOnly: this.readOnly,
@@ -1334,6 +1336,22 @@ export class Volume {
       }
       return info;
     });
+  }
+}
+
+/**
+ * The snapshot table, or (for a read-only view of the active file system) an unreadable one when a block of it is
+ * damaged: the active file system's root is in fsinfo, so its files can still be copied out.
+ */
+async function loadSnapshotTable(fsinfo: Fsinfo, ctx: VolumeContext, label: string, activeView: boolean): Promise<SnapshotTable> {
+  try {
+    return await SnapshotTable.load(cloneInode(fsinfo.snapshotTable), ctx);
+  } catch (e) {
+    if (!(e instanceof SnapplaneError) || (e.code !== 'CHECKSUM' && e.code !== 'IO')) throw e;
+    const readable = `its active file system can still be read: \`snapplane get ${label} / <folder>\` copies it out (\`snapplane fsck ${label}\` reports the damage)`;
+    const ctxOf = { volume: label, vbn: e.vbn, cause: e };
+    if (!activeView) throw new SnapplaneError(e.code, `${e.message}: the snapshot table of '${label}' is damaged, so the volume cannot be written and its snapshots cannot be read; ${readable}`, ctxOf);
+    return SnapshotTable.unreadable(cloneInode(fsinfo.snapshotTable), ctx, new SnapplaneError(e.code, `the snapshots of '${label}' cannot be read: ${e.message} (its snapshot table is damaged); ${readable}`, ctxOf));
   }
 }
 

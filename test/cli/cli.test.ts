@@ -195,7 +195,14 @@ describe('snapplane CLI', () => {
     const fsck = await snapplane('fsck', img, '--json');
     expect(fsck.code).toBe(1);
     expect((JSON.parse(fsck.stdout) as FsckReport).issues[0]).toMatchObject({ kind: 'checksum', vbn: Math.floor(at / 4096) });
-    // Metadata too damaged to open the volume (a block of its snapshot table) is fsck's finding: a report, exit 1.
+  });
+
+  it('a damaged block of the snapshot table: the active files are still read and copied out, writes and snapshots are refused saying so, fsck reports it', async () => {
+    const img = join(dir, 'table.img');
+    await ok('volume', 'create', img, '--size', '8M');
+    const f = join(dir, 'keep.txt');
+    await writeFile(f, 'the data an administrator wants back\n');
+    await ok('put', img, f, '/keep.txt');
     await ok('snap', 'create', img, 'before-damage');
     const v = await Volume.open(img, { readOnly: true, cpIntervalMs: 0 });
     const tableVbn = (await v.snapshots.tree.committedBlocks())[0].vbn;
@@ -203,12 +210,35 @@ describe('snapplane CLI', () => {
     const table = await open(img, 'r+');
     await table.write(Buffer.from('XX'), 0, 2, tableVbn * 4096 + 100);
     await table.close();
+    // The active file system's root is in fsinfo: its files are read as before.
+    expect((await ok('ls', img, '/')).stdout).toContain('keep.txt');
+    await ok('get', img, '/', join(dir, 'rescued'));
+    expect(await readFile(join(dir, 'rescued', 'keep.txt'), 'utf8')).toBe('the data an administrator wants back\n');
+    const info = await snapplane('volume', 'info', img);
+    expect(info.code).toBe(0);
+    expect(info.stdout).toMatch(new RegExp(`snapshots: +UNREADABLE: the snapshots of '.*table.img' cannot be read: checksum mismatch in 'snapshot table' at VBN ${tableVbn}`));
+    // What needs the table says what is wrong and what still works; nothing is written.
+    const before = await readFile(img);
+    for (const args of [['snap', 'list', img], ['put', img, f, '/again.txt'], ['ls', `${img}@before-damage`, '/']]) {
+      const r = await snapplane(...args);
+      expect(r.code, args.join(' ')).toBe(1);
+      oneLineError(r.stderr);
+      expect(r.stderr).toContain(`checksum mismatch in 'snapshot table' at VBN ${tableVbn}`);
+      expect(r.stderr).toContain('its active file system can still be read: `snapplane get');
+    }
+    expect((await readFile(img)).equals(before)).toBe(true);
     const broken = await snapplane('fsck', img, '--json');
     expect(broken.code).toBe(1);
-    expect(JSON.parse(broken.stdout) as FsckReport).toMatchObject({ clean: false, issues: [{ kind: 'checksum', vbn: tableVbn, message: expect.stringMatching(new RegExp(`^the volume cannot be opened: checksum mismatch in 'snapshot table' at VBN ${tableVbn}`)) }] });
+    expect(JSON.parse(broken.stdout) as FsckReport).toMatchObject({
+      clean: false,
+      issues: [
+        { kind: 'checksum', vbn: tableVbn, path: 'snapshot table', message: expect.stringMatching(new RegExp(`^checksum mismatch in 'snapshot table' at VBN ${tableVbn}`)) },
+        { kind: 'structure', message: expect.stringMatching(/^snapshots not checked: the snapshots of .* cannot be read/) },
+      ],
+    });
     const text = await snapplane('fsck', img);
     expect(text.code).toBe(1);
-    expect(text.stdout).toMatch(/^checksum: the volume cannot be opened: .*\n1 issue: /);
+    expect(text.stdout).toMatch(/^checksum: checksum mismatch in 'snapshot table'.*\nstructure: snapshots not checked: .*\n2 issues: /);
   });
 
   it('a second writer is refused with LOCKED naming the holder', async () => {

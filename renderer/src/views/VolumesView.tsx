@@ -28,7 +28,7 @@ function VolumeList() {
             <td className="mono">{k.path}</td>
             <td>{k.info ? (k.info.device.kind === 'raid4' ? `RAID-4, ${k.info.device.members.length} members` : 'image') : '—'}</td>
             <td>{k.info ? formatBytes(k.info.sizeBytes) : '—'}</td>
-            <td>{k.info ? k.info.snapshotCount : '—'}</td>
+            <td>{k.info ? (k.info.damage ? <span className="error">unreadable</span> : k.info.snapshotCount) : '—'}</td>
             <td>
               {k.error ? <span className="error">{k.error.message}</span> : k.info?.device.degraded ? <span className="warn">degraded</span> : 'ok'}
               {k.info?.mirrorOf && !k.info.mirrorOf.brokenAt ? <span className="muted"> · mirror, read-only</span> : null}
@@ -157,7 +157,7 @@ function Details() {
           #{info.generation} at {formatDate(info.lastCpAt)}{info.readOnly ? ' (open for reading; the first change opens it for writing)' : ' (open for writing; a CP every 10 s when changed)'}
         </dd>
         <dt>Snapshots</dt>
-        <dd>{info.snapshotCount}</dd>
+        <dd>{info.damage ? <span className="error">{info.damage}</span> : info.snapshotCount}</dd>
         <dt>Inodes</dt>
         <dd>{formatCount(info.inodeCount)}</dd>
         <dt>Device</dt>
