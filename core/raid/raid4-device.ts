@@ -352,10 +352,17 @@ export class Raid4Device implements BlockDevice {
   }
 
   private readonly scratchBuffers = new Map<string, Buffer>();
+  /**
+   * True while a readBlocks call owns the `read…` slots. Reads of one device do overlap: a volume's fsinfo probe
+   * (committedGeneration) runs outside the volume lock, and verified reads go several at a time. Two degraded reads
+   * rebuilding into the same slots would each hand out a mix of both, and a send copies blocks unverified.
+   */
+  private readSlotsBusy = false;
 
   /**
    * A reusable buffer for `slot`. Fresh memory costs a page fault per 4 KiB on first touch, which dominated
-   * member reads; every operation runs under the volume lock, so a slot is never used by two at once.
+   * member reads. A slot is never used by two at once: the `read…` slots go to one readBlocks call at a time
+   * (readSlotsBusy), the others are used only by maintenance under the volume lock.
    */
   private scratch(slot: string, bytes: number): Buffer {
     let b = this.scratchBuffers.get(slot);
@@ -418,6 +425,19 @@ export class Raid4Device implements BlockDevice {
     const out = into && into.length === count * BLOCK_SIZE ? into : Buffer.allocUnsafe(count * BLOCK_SIZE);
     const first = Math.floor(vbn / this.n);
     const last = Math.floor((vbn + count - 1) / this.n);
+    // A read that overlaps one using the scratch slots rebuilds into fresh buffers of its own.
+    const slots = !this.readSlotsBusy;
+    if (slots) this.readSlotsBusy = true;
+    try {
+      await this.readStripes(vbn, count, first, last, out, slots);
+    } finally {
+      if (slots) this.readSlotsBusy = false;
+    }
+    return out;
+  }
+
+  /** Every member's share of VBNs [vbn, vbn+count) (stripes first..last) into `out`; `slots`: may use the read slots. */
+  private async readStripes(vbn: number, count: number, first: number, last: number, out: Buffer, slots: boolean): Promise<void> {
     // Every member's share of the range is one contiguous run: read them all at once. A healthy member's run is
     // scattered straight into its blocks' places in `out` (readv), so blocks are not copied one by one.
     await Promise.all(
@@ -437,11 +457,10 @@ export class Raid4Device implements BlockDevice {
             if (!this.failOnReadError(member, e)) throw e;
           }
         }
-        const b = await this.memberStripes(m, s0, s1 - s0 + 1, `read${m}`);
+        const b = await this.memberStripes(m, s0, s1 - s0 + 1, slots ? `read${m}` : undefined);
         for (let s = s0; s <= s1; s++) b.copy(slot(s), 0, (s - s0) * BLOCK_SIZE, (s - s0 + 1) * BLOCK_SIZE);
       }),
     );
-    return out;
   }
 
   /** Reads stripes [first, first+count) of a member into `slot(stripe)` (one block each), IOV_MAX blocks per readv. */

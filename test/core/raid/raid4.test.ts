@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { mkdtemp, rm, rename, open, readdir, cp, readFile } from 'node:fs/promises';
+import { mkdtemp, rm, rename, open, readdir, cp, readFile, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
@@ -221,6 +221,58 @@ describe('RAID-4 groups', () => {
     expect((await readAll(s, '/after')).equals(pattern(300_000, 77))).toBe(true);
     expect((await s.raidScrub(group)).clean).toBe(true);
     await s.closeAll();
+  });
+
+  it('reads that overlap on a degraded group each get their own blocks (rebuilt from parity into buffers of their own)', async () => {
+    // Reads of one device do overlap (a volume's fsinfo probe runs outside its lock, verified reads go several at a
+    // time); two rebuilding into the same scratch buffers handed each other's blocks out, and a send copies them unchecked.
+    const dev = await Raid4Device.create(group, 3, 8 * 2 ** 20);
+    const data = pattern(1536 * 4096, 9);
+    await dev.writeBlocks(0, data);
+    await dev.close();
+    const r = await Raid4Device.open(group, { readOnly: true });
+    try {
+      await truncate(join(group, 'data-1.img'), MEMBER_DATA_START * 4096);
+      const want = (vbn: number, count: number): Buffer => data.subarray(vbn * 4096, (vbn + count) * 4096);
+      let wrong = 0;
+      for (let round = 0; round < 20; round++) {
+        const reads: [number, number][] = [[0, 768], [1, 1], [301, 1], [768, 768], [4, 1]];
+        const got = await Promise.all(reads.map(([vbn, count]) => r.readBlocks(vbn, count)));
+        reads.forEach(([vbn, count], k) => (wrong += got[k].equals(want(vbn, count)) ? 0 : 1));
+      }
+      expect(r.health().members[1]).toMatchObject({ state: 'failed' });
+      expect(wrong).toBe(0);
+    } finally {
+      await r.close();
+    }
+  });
+
+  it('a copy from a group whose member failed under it, while the console asks about the group, is a true copy', async () => {
+    const s = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, 'state.json') });
+    await s.createVolume(group, 24 * 2 ** 20, { raid: 3 });
+    const big = pattern(6 * 2 ** 20, 5);
+    await writeFile(join(dir, 'big.bin'), big);
+    await s.put(group, join(dir, 'big.bin'), '/big.bin');
+    await s.snapCreate(group, 'r1');
+    await s.closeAll();
+    // As in the console: the group open for reading only (each request first probes its fsinfo for a writer's CP).
+    const c = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, 'console.json') });
+    try {
+      await c.volumeInfo({ volume: group });
+      await truncate(join(group, 'data-1.img'), MEMBER_DATA_START * 4096);
+      for (let round = 0; round < 3; round++) {
+        const target = join(dir, `copy${round}.img`);
+        let done = false;
+        const copy = c.copy(group, target, 'r1').finally(() => (done = true));
+        while (!done) await c.volumeInfo({ volume: group });
+        await copy;
+        await c.get({ volume: target }, '/big.bin', join(dir, `big${round}.out`));
+        expect((await readFile(join(dir, `big${round}.out`))).equals(big)).toBe(true);
+      }
+      expect((await c.volumeInfo({ volume: group })).device.members[1]).toMatchObject({ state: 'failed', failure: expect.stringContaining('data-1.img ends before stripe') });
+    } finally {
+      await c.closeAll();
+    }
   });
 
   it('with two members lost refuses to open for writing and never returns wrong data', async () => {
