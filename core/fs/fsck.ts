@@ -26,6 +26,7 @@ import {
 import { InodeTable } from './inode-table.js';
 import { walkTree } from './walk.js';
 import type { Volume } from './volume.js';
+import type { BlockMap } from './block-map.js';
 import { cloneInode } from './format.js';
 
 const MAX_ISSUES = 1000;
@@ -45,8 +46,16 @@ export async function checkVolume(volume: Volume): Promise<FsckReport> {
   const report = (i: FsckIssue): void => {
     if (issues.length < MAX_ISSUES) issues.push(i);
   };
-  const map = await volume.planeMap();
   const blockCount = volume.fsinfo.blockCount;
+  // A damaged block map leaves the planes unknown; every tree is still walked and its checksums checked.
+  let map: BlockMap | null = null;
+  try {
+    map = await volume.planeMap();
+  } catch (e) {
+    if (!(e instanceof SnapplaneError) || (e.code !== 'CHECKSUM' && e.code !== 'IO')) throw e;
+    report({ kind: e.code === 'CHECKSUM' ? 'checksum' : 'structure', message: `planes not checked: ${e.message}`, ...(e.vbn === undefined ? {} : { vbn: e.vbn }), path: 'block map' });
+  }
+  let unreadable = 0;
 
   // fsinfo copies
   const raw = await volume.device.readBlocks(FSINFO_VBNS[0], 2);
@@ -75,6 +84,7 @@ export async function checkVolume(volume: Volume): Promise<FsckReport> {
       if (!plane.set(p.vbn)) report({ kind: 'double-use', message: `VBN ${p.vbn} is used twice in ${name} (again by ${label})`, vbn: p.vbn, path: label });
     };
     const onError = (label: string) => (e: SnapplaneError, p: BlockPointer) => {
+      unreadable++;
       report({ kind: 'checksum', message: `${e.message}`, vbn: p.vbn, path: label });
     };
     const table = new InodeTable(cloneInode(inodeFile), inodeCount, volume.ctx, `inode file of ${name}`);
@@ -136,9 +146,13 @@ export async function checkVolume(volume: Volume): Promise<FsckReport> {
   ] as const) {
     await walkTree(inode, volume.ctx, label, metaVisit(label), {
       readData: true,
-      onError: (e, p) => report({ kind: 'checksum', message: e.message, vbn: p.vbn, path: label }),
+      onError: (e, p) => {
+        unreadable++;
+        report({ kind: 'checksum', message: e.message, vbn: p.vbn, path: label });
+      },
     });
   }
+  if (!map) return finish(0);
 
   // Planes on disk against what the trees use, chunk by chunk (snapshot planes are never loaded whole).
   const zero = new Uint32Array(WORDS_PER_CHUNK);
@@ -147,11 +161,18 @@ export async function checkVolume(volume: Volume): Promise<FsckReport> {
     return b ? new Uint32Array(b.buffer.slice(b.byteOffset, b.byteOffset + 4096)) : zero;
   };
   const chunks = map.active.chunks;
+  // Under a block that cannot be read, the blocks it points at are not reached: set in the plane, used by no tree
+  // that was read. Those are one finding, not one leak each.
+  const hidden: number[] = [];
+  const onLeak = unreadable > 0 ? (vbn: number) => hidden.push(vbn) : null;
   for (let c = 0; c < chunks; c++) {
     const used = active.plane.chunk(c) ?? zero;
     const onDisk = await chunkOf(0, c);
     if (used === zero && onDisk === zero) continue;
-    compareChunk(c, used, onDisk, 'active', 0, report);
+    compareChunk(c, used, onDisk, 'active', 0, report, onLeak);
+  }
+  if (hidden.length > 0) {
+    report({ kind: 'leak', message: `${hidden.length} blocks (VBN ${hidden[0]}${hidden.length > 1 ? ` to ${hidden[hidden.length - 1]}` : ''}) are set in the active plane but no tree that could be read uses them: most likely the blocks under the unreadable block${unreadable > 1 ? 's' : ''} above`, vbn: hidden[0], plane: 0 });
   }
 
   // Snapshots: every block a snapshot's trees use is set in its plane; few others are.
@@ -209,23 +230,27 @@ export async function checkVolume(volume: Volume): Promise<FsckReport> {
     }
   }
 
-  return {
-    volume: volume.label,
-    clean: issues.length === 0,
-    generation: volume.fsinfo.generation,
-    issues,
-    stats: {
-      files: active.files,
-      dirs: active.dirs,
-      symlinks: active.symlinks,
-      blocksReferenced: active.plane.count,
-      planesChecked: 2 + volume.snapshots.count,
-      snapshotsChecked,
-    },
-  };
+  return finish(snapshotsChecked);
+
+  function finish(snapshotsChecked: number): FsckReport {
+    return {
+      volume: volume.label,
+      clean: issues.length === 0,
+      generation: volume.fsinfo.generation,
+      issues,
+      stats: {
+        files: active.files,
+        dirs: active.dirs,
+        symlinks: active.symlinks,
+        blocksReferenced: active.plane.count,
+        planesChecked: map ? 2 + volume.snapshots.count : 0,
+        snapshotsChecked,
+      },
+    };
+  }
 }
 
-function compareChunk(c: number, used: Uint32Array, plane: Uint32Array, name: string, planeIndex: number, report: (i: FsckIssue) => void): void {
+function compareChunk(c: number, used: Uint32Array, plane: Uint32Array, name: string, planeIndex: number, report: (i: FsckIssue) => void, onLeak: ((vbn: number) => void) | null = null): void {
   const base = c * WORDS_PER_CHUNK;
   for (let k = 0; k < WORDS_PER_CHUNK; k++) {
     if (used[k] === plane[k]) continue;
@@ -235,7 +260,8 @@ function compareChunk(c: number, used: Uint32Array, plane: Uint32Array, name: st
     while (leak !== 0) {
       const t = leak & -leak;
       const vbn = i * 32 + (31 - Math.clz32(t));
-      report({ kind: 'leak', message: `VBN ${vbn} is set in the ${name} plane but no tree uses it`, vbn, plane: planeIndex });
+      if (onLeak) onLeak(vbn);
+      else report({ kind: 'leak', message: `VBN ${vbn} is set in the ${name} plane but no tree uses it`, vbn, plane: planeIndex });
       leak ^= t;
     }
     while (missing !== 0) {

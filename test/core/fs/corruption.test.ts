@@ -112,4 +112,43 @@ describe('corruption', () => {
     await flipBit(image, 300, 5);
     await expect(Volume.open(image, { readOnly: true })).rejects.toMatchObject({ code: 'BAD_FORMAT' });
   });
+  it('an unreadable indirect block is one leak finding for the blocks under it, not one each; a damaged block map still gives a report and the files still read', async () => {
+    const image = join(dir, 'indirect.img');
+    const v = await Volume.create(image, { sizeBytes: 16 * 2 ** 20, cpIntervalMs: 0, lock: false });
+    const big = pattern(3 * 2 ** 20, 7);
+    await v.writeFile('/big', big);
+    await v.writeFile('/small', pattern(5000, 8));
+    await v.sync();
+    const internal = v as unknown as { ns: { resolve(p: string): Promise<{ inode: Parameters<typeof walkTree>[0] }> }; ctx: Parameters<typeof walkTree>[1]; fsinfo: { blockMap: Parameters<typeof walkTree>[0] } };
+    const indirect: number[] = [];
+    await walkTree((await internal.ns.resolve('/big')).inode, internal.ctx, '/big', (p, level) => {
+      if (level > 0) indirect.push(p.vbn);
+    });
+    const mapBlocks: number[] = [];
+    await walkTree(internal.fsinfo.blockMap, internal.ctx, 'block map', (p) => mapBlocks.push(p.vbn));
+    await v.close();
+    expect(indirect.length).toBeGreaterThan(0);
+
+    const damaged = join(dir, 'indirect-damaged.img');
+    await copyFile(image, damaged);
+    await flipBit(damaged, indirect[indirect.length - 1] * 4096 + 10, 3);
+    let r = await Volume.open(damaged, { readOnly: true });
+    const report = await r.fsck();
+    await r.close();
+    expect(report.issues.filter((i) => i.kind === 'checksum').map((i) => i.vbn)).toEqual([indirect[indirect.length - 1]]);
+    const leaks = report.issues.filter((i) => i.kind === 'leak');
+    expect(leaks).toHaveLength(1);
+    expect(leaks[0].message).toMatch(/^\d+ blocks \(VBN \d+ to \d+\) are set in the active plane but no tree that could be read uses them: most likely the blocks under the unreadable block above$/);
+
+    const mapDamaged = join(dir, 'map-damaged.img');
+    await copyFile(image, mapDamaged);
+    await flipBit(mapDamaged, mapBlocks[0] * 4096 + 10, 3);
+    r = await Volume.open(mapDamaged, { readOnly: true });
+    const mapReport = await r.fsck();
+    expect((await r.readFile('/big')).equals(big)).toBe(true);
+    await r.close();
+    expect(mapReport.clean).toBe(false);
+    expect(mapReport.issues[0]).toMatchObject({ kind: 'checksum', path: 'block map', message: expect.stringMatching(/^planes not checked: checksum mismatch in 'block map'/) });
+    expect(mapReport.stats).toMatchObject({ files: 2, planesChecked: 0 });
+  });
 });
