@@ -120,7 +120,8 @@ export function registerStream(program: Command): void {
         const bar = progressBar(opts.json === true);
         try {
           if (opts.output && opts.output !== '-') {
-            const r = await s.sendToFile(vol, expr, opts.output, o, bar);
+            // -o is a redirection, as `>` is: it replaces the file (a backup keeps one unless --force).
+            const r = await s.sendToFile(vol, expr, opts.output, { ...o, force: true }, bar);
             bar.stop();
             if (opts.json) return printJson(r);
             process.stdout.write(sendLine(r));
@@ -204,8 +205,9 @@ export function registerStream(program: Command): void {
     .option('--tape-size <size>', 'capacity of each tape file (e.g. 800G, 64M)', '1G')
     .option('--next-tape <command>', 'shell command run before each further tape (env SNAPPLANE_TAPE, SNAPPLANE_TAPE_PATH); non-zero exit aborts; a tape device without it prompts on a terminal')
     .option('--compress <codec>', 'none or lz4', 'none')
+    .option('--force', 'with --to file:<path>: replace a file already at <path> (without it an existing file is kept and the backup refused)')
     .option('--json', 'print a JSON report')
-    .action((vol: string, expr: string, opts: { to: string; in?: string; tapeSize: string; nextTape?: string; compress?: string; json?: boolean }) =>
+    .action((vol: string, expr: string, opts: { to: string; in?: string; tapeSize: string; nextTape?: string; compress?: string; force?: boolean; json?: boolean }) =>
       withService(async (s) => {
         const m = /^(file|tape):(.+)$/.exec(opts.to);
         if (!m) throw new UsageError(`--to must be file:<path> or tape:<folder> (got '${opts.to}')`);
@@ -213,6 +215,7 @@ export function registerStream(program: Command): void {
         const bar = progressBar(opts.json === true);
         if (m[1] === 'tape') {
           if (opts.in) throw new UsageError('--in is for --to file:<path> (tapes are host folders or devices)');
+          if (opts.force) throw new UsageError('--force is for --to file:<path>: a tape folder must be empty, and a tape device is always written from its start');
           const beforeTape = opts.nextTape ? shellHook(opts.nextTape) : undefined;
           const askOperator = tapeChanger(undefined);
           const r = await s.sendToTape(vol, expr, m[2], { tapeSize: parseSize(opts.tapeSize), beforeTape, askOperator, codec: o.codec }, bar);
@@ -221,7 +224,7 @@ export function registerStream(program: Command): void {
           process.stdout.write(sendLine(r).replace(/\n$/, `, on ${r.tapes} tape(s)\n`));
           return;
         }
-        const r = await s.sendToFile(vol, expr, m[2], { ...o, inVolume: opts.in }, bar);
+        const r = await s.sendToFile(vol, expr, m[2], { ...o, inVolume: opts.in, force: opts.force }, bar);
         bar.stop();
         if (opts.json) return printJson(r);
         process.stdout.write(sendLine(r));

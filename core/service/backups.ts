@@ -3,7 +3,7 @@
  * volume, or one file or folder to the host). The service facade delegates here.
  */
 import { createWriteStream } from 'node:fs';
-import { mkdtemp, open as openFile, rm } from 'node:fs/promises';
+import { mkdtemp, open as openFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join as joinPath, resolve as resolvePath } from 'node:path';
 import { Readable } from 'node:stream';
@@ -70,9 +70,10 @@ export class Backups {
 
   /**
    * Sends an image into a file (a file backup): on the host, or with `inVolume` inside another volume; written under
-   * a temporary name and renamed when complete.
+   * a temporary name and renamed when complete. A file already at `path` is kept (EXISTS) unless `force`: the rename
+   * would replace it, and it is usually the backup before (a tape folder that holds tapes is refused the same way).
    */
-  async sendToFile(volume: string, expression: string, path: string, options: SendOptions & { inVolume?: string } = {}, onProgress?: Progress): Promise<SendReport> {
+  async sendToFile(volume: string, expression: string, path: string, options: SendOptions & { inVolume?: string; force?: boolean } = {}, onProgress?: Progress): Promise<SendReport> {
     const inVolume = options.inVolume;
     if (inVolume !== undefined && resolvePath(inVolume) === resolvePath(volume)) {
       throw new SnapplaneError('INVALID', `a backup of '${volume}' cannot be written inside '${inVolume}' itself: its writes would change the volume being read; use another volume`, { volume: inVolume });
@@ -85,6 +86,7 @@ export class Backups {
     return this.host.job('backup', volume, target, expression, onProgress, async (signal, progress) => {
       const v = await this.host.openRef({ volume }, false);
       const into = inVolume === undefined ? null : await this.host.openRef({ volume: inVolume }, true);
+      if (!options.force) await refuseExistingBackup(path, into, target);
       progress({ phase: 'plan', done: 0, total: 1, unit: 'items' });
       const plan = await planStream(v, expression, { ...options, now: this.host.now });
       const sendProgress = (p: StreamProgress): void => progress({ phase: 'send', done: p.blocks * BLOCK_SIZE, total: plan.sendBlocks * BLOCK_SIZE, unit: 'bytes' });
@@ -305,6 +307,16 @@ export class Backups {
     } finally {
       await device.close();
     }
+  }
+}
+
+/** Refuses to replace a file at `path` (on the host, or inside volume `into`): a backup replaces one only when forced. */
+async function refuseExistingBackup(path: string, into: Volume | null, target: string): Promise<void> {
+  const isFile = into
+    ? await into.stat(path).then((e) => e.type !== 'dir', () => false)
+    : await stat(path).then((s) => !s.isDirectory(), () => false);
+  if (isFile) {
+    throw new SnapplaneError('EXISTS', `'${target}' exists already and was left as it is: a backup does not replace a file unless asked to; name a new file, or replace it (\`snapplane backup --force\`, or "replace an existing file" in the console)`, { path });
   }
 }
 

@@ -502,9 +502,9 @@ export class SnapplaneService {
 
   /**
    * Sends an image into a file (a file backup): on the host, or with `inVolume` inside another volume; written under
-   * a temporary name and renamed when complete.
+   * a temporary name and renamed when complete; a file already there is kept (EXISTS) unless `force`.
    */
-  sendToFile(volume: string, expression: string, path: string, options: SendOptions & { inVolume?: string } = {}, onProgress?: ProgressCallback): Promise<SendReport> {
+  sendToFile(volume: string, expression: string, path: string, options: SendOptions & { inVolume?: string; force?: boolean } = {}, onProgress?: ProgressCallback): Promise<SendReport> {
     return this.backups.sendToFile(volume, expression, path, options, onProgress);
   }
 

@@ -132,6 +132,30 @@ describe('snapplane image, send, receive, backup, restore, verify', () => {
     expect(r.stderr).toMatch(/^snapplane: --policy '.*no-such-policy': no such file; give level=interval pairs \(e\.g\. 0=7d,1=1d,2=6h\) or a file holding them or the JSON form\n/);
   });
 
+  it('a backup onto an existing file is refused (EXISTS, the file kept) unless --force, on the host and inside a volume', async () => {
+    const first = join(dir, 'keep.level0');
+    await ok('backup', vol, 'June2 + June1', '--to', `file:${first}`);
+    const kept = await readFile(first);
+    const again = await snapplane('backup', vol, 'June5 - June4', '--to', `file:${first}`);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(new RegExp(`'${first.replace(/[.]/g, '\\.')}' exists already and was left as it is.*--force.*\\(EXISTS\\)`));
+    expect((await readFile(first)).equals(kept)).toBe(true);
+    const forced = await json<SendReport>('backup', vol, 'June5 - June4', '--to', `file:${first}`, '--force');
+    expect(forced.kind).toBe('incremental');
+    expect((await stat(first)).size).toBe(forced.streamBytes);
+    const store = join(dir, 'keep-store.img');
+    await ok('volume', 'create', store, '--size', '16M');
+    await ok('backup', vol, 'June2 + June1', '--to', 'file:/b.level0', '--in', store);
+    const inside = await snapplane('backup', vol, 'June5 - June4', '--to', 'file:/b.level0', '--in', store);
+    expect(inside.code).toBe(1);
+    expect(inside.stderr).toMatch(/keep-store\.img:\/b\.level0' exists already .*\(EXISTS\)/);
+    const kindIn = async (): Promise<string> => (JSON.parse((await snapplane('verify', '/b.level0', '--in', store, '--json')).stdout) as { backups: BackupCheck[] }).backups[0].kind;
+    expect(await kindIn()).toBe('full');
+    await ok('backup', vol, 'June5 - June4', '--to', 'file:/b.level0', '--in', store, '--force');
+    expect(await kindIn()).toBe('incremental');
+    expect((await snapplane('backup', '--help')).stdout).toMatch(/--force/);
+  });
+
   it('a backup or send to a path that is a folder is refused before the transfer, and nothing is left beside it', async () => {
     const folder = join(dir, 'backups');
     await mkdir(folder);
