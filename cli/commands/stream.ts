@@ -294,7 +294,7 @@ export function registerStream(program: Command): void {
 
   program
     .command('verify <backups...>')
-    .description('check backups end to end (every record, counts, digest) and that they form a restorable chain, without restoring')
+    .description('check backups end to end (every record, counts, digest) and that they form a restorable chain, without restoring; backups that start with an incremental are checked, and their chain is reported as not checked (exit 0); exit 1 for a bad backup or a chain fault (a gap, wrong order, another volume)')
     .option('--in <vol>', 'the backup files are inside this volume (or vol@snapshot), not on the host')
     .option('--next-tape <command>', NEXT_TAPE_HELP)
     .option('--json', 'print a JSON report')
@@ -307,6 +307,7 @@ export function registerStream(program: Command): void {
             process.stdout.write(b.ok ? `ok   ${b.file}: ${b.kind} ${b.expression}, ${b.blocks} blocks (${formatBytes(b.bytes)})\n` : `BAD  ${b.file}: ${b.error}\n`);
           }
           if (r.chain) process.stdout.write(`chain: ${r.chain}\n`);
+          else if (r.ok && r.chainStatus === 'not-checked' && r.chainNote) process.stdout.write(`chain: ${r.chainNote}\n`);
           else if (r.ok && backups.length > 1) process.stdout.write('chain: restorable in this order\n');
         }
         return r.ok ? 0 : 1;

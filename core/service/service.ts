@@ -3,6 +3,7 @@ import { stat } from 'node:fs/promises';
 import { resolve as resolvePath } from 'node:path';
 import type {
   BackupCheck,
+  VerifyReport,
   BackupPlan,
   CopySummary,
   DirEntryInfo,
@@ -519,7 +520,7 @@ export class SnapplaneService {
   }
 
   /** Verifies backups end to end (every record, counts, digests) and that they form a restorable chain. */
-  verify(files: string[], options: { inVolume?: VolumeRef; nextTape?: NextTape } = {}, onProgress?: ProgressCallback): Promise<{ ok: boolean; chain: string | null; backups: BackupCheck[] }> {
+  verify(files: string[], options: { inVolume?: VolumeRef; nextTape?: NextTape } = {}, onProgress?: ProgressCallback): Promise<VerifyReport> {
     return this.backups.verify(files, options, onProgress);
   }
 
