@@ -121,8 +121,10 @@ export class Backups {
         }
         const file = joinPath(dir, `${k}.stream`);
         let bytes = 0;
+        // The spool keeps which cartridge each stream byte came from, so a bad record found later names it.
+        const tape = backupBytes(loc, { nextTape });
         async function* counted(): AsyncGenerator<Buffer> {
-          for await (const b of backupBytes(loc, { nextTape })) {
+          for await (const b of tape) {
             bytes += b.length;
             progress({ phase: `read tape ${backupLabel(loc)}`, done: bytes, total: 0, unit: 'bytes' });
             yield b;
@@ -131,6 +133,7 @@ export class Backups {
         await pipeline(Readable.from(counted()), createWriteStream(file));
         out.push({
           label: backupLabel(loc),
+          place: (offset, end) => tape.place(offset, end),
           open: async () => {
             const fh = await openFile(file, 'r');
             return { size: (await fh.stat()).size, read: async (b, o) => (await fh.read(b, 0, b.length, o)).bytesRead, close: () => fh.close() };

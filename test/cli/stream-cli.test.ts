@@ -87,6 +87,21 @@ describe('snapplane image, send, receive, backup, restore, verify', () => {
     const lines = (await readFile(log, 'utf8')).trim().split('\n');
     expect(lines).toEqual(Array.from({ length: n - 1 }, (_, k) => `${k + 2} ${join(tapes, `tape-000${k + 2}.tap`)}`));
     expect((await json<{ ok: boolean }>('verify', tapes)).ok).toBe(true);
+    // A damaged record in tape-0002.tap: verify and restore name that tape file and the byte on it.
+    const damaged = join(dir, 'tapes-damaged');
+    await mkdir(damaged);
+    for (const f of await readdir(tapes)) await writeFile(join(damaged, f), await readFile(join(tapes, f)));
+    const t2 = await readFile(join(damaged, 'tape-0002.tap'));
+    t2[4096 + 500_000] ^= 0x10;
+    await writeFile(join(damaged, 'tape-0002.tap'), t2);
+    const onTape = /record \d+, which starts at stream byte \d+, (on tape-0001\.tap \(tape 1 of .*tapes-damaged\) at its byte \d+, ending on tape-0002\.tap|on tape-0002\.tap) \(tape 2 of .*tapes-damaged\) at its byte \d+\)/;
+    const v = await snapplane('verify', damaged);
+    expect(v.code).toBe(1);
+    expect(v.stdout).toMatch(/BAD .*tapes-damaged: record checksum mismatch/);
+    expect(v.stdout).toMatch(onTape);
+    const rs = await snapplane('restore', join(dir, 'from-damaged.img'), damaged);
+    expect(rs.code).toBe(1);
+    expect(rs.stderr).toMatch(onTape);
     const bad = await snapplane('backup', vol, 'June5 + June4 + June3 + June2 + June1', '--to', `tape:${join(dir, 'tapes-b')}`, '--tape-size', '1M', '--next-tape', 'exit 3');
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/--next-tape hook exited with 3 before tape 2/);
@@ -303,6 +318,21 @@ describe('snapplane image, send, receive, backup, restore, verify', () => {
     const wrong = await session(swapped, () => snapplane('restore', join(dir, 'wrong-order.img'), dev, '--next-tape', load));
     expect(wrong.code).toBe(1);
     expect(wrong.stderr).toMatch(/this is tape 2 of its set; load tape 1/);
+    // A damaged record on cartridge 2: verify, restore and receive name the cartridge and the byte on it.
+    const second = join(carts, 'cart2');
+    const good = await readFile(second);
+    const damaged = Buffer.from(good);
+    damaged[65536 + 300_000] ^= 0x10;
+    await writeFile(second, damaged);
+    const onTape = /record \d+, which starts at stream byte \d+, (on cartridge 1 \(tape 1 of .*nst0\) at its byte \d+, ending on cartridge 2|on cartridge 2) \(tape 2 of .*nst0\)/;
+    const badVerify = await session(inOrder, () => snapplane('verify', dev, '--next-tape', load));
+    expect(badVerify.code).toBe(1);
+    expect(badVerify.stdout).toMatch(/BAD .*nst0: record checksum mismatch/);
+    expect(badVerify.stdout).toMatch(onTape);
+    const badReceive = await session(inOrder, () => snapplane('receive', join(dir, 'bad-cart.img'), '-i', dev, '--next-tape', load));
+    expect(badReceive.code).toBe(1);
+    expect(badReceive.stderr).toMatch(onTape);
+    await writeFile(second, good);
     // A cartridge cut short (the drive lost its end) fails verification with the reason.
     const last = join(carts, `cart${sent.tapes}`);
     const whole = await readFile(last);
