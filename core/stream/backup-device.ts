@@ -20,6 +20,8 @@ interface RecordRef {
   payloadOffset: number;
   payloadLength: number;
   flags: number;
+  /** The record's number in its stream (for messages). */
+  seq: number;
 }
 
 export class BackupChainDevice implements BlockDevice {
@@ -61,7 +63,7 @@ export class BackupChainDevice implements BlockDevice {
           const payloadOffset = offset + RECORD_HEADER_SIZE;
           if (payloadOffset + rec.payloadLength > size) throw new SnapplaneError('BAD_STREAM', `${paths[k]}: truncated inside record ${rec.seq}`, { path: paths[k] });
           if (rec.type === RecordType.blocks) {
-            const ref: RecordRef = { file: k, vbn: rec.vbn, count: rec.count, header: Buffer.from(h), payloadOffset, payloadLength: rec.payloadLength, flags: rec.flags };
+            const ref: RecordRef = { file: k, vbn: rec.vbn, count: rec.count, header: Buffer.from(h), payloadOffset, payloadLength: rec.payloadLength, flags: rec.flags, seq: rec.seq };
             for (let v = rec.vbn; v < rec.vbn + rec.count; v++) index.set(v, ref);
           }
           offset = payloadOffset + rec.payloadLength;
@@ -106,14 +108,25 @@ export class BackupChainDevice implements BlockDevice {
     const payload = Buffer.alloc(ref.payloadLength);
     await this.files[ref.file].read(payload, ref.payloadOffset);
     this.bytesRead += ref.payloadLength;
-    if (recordChecksum(this.ids[ref.file], ref.header, payload) !== ref.header.readUInt32LE(28)) {
-      throw new SnapplaneError('BAD_STREAM', `backup record for VBN ${ref.vbn} fails its checksum`, { vbn: ref.vbn });
+    if (recordChecksum(this.ids[ref.file], ref.header, payload) !== ref.header.readUInt32LE(28)) throw this.bad(ref, 'fails its checksum (corrupted)');
+    let data: Buffer;
+    try {
+      data = ref.flags & RecordFlag.codec ? uncompressSync(payload) : payload;
+    } catch {
+      throw this.bad(ref, 'does not decompress');
     }
-    const data = ref.flags & RecordFlag.codec ? uncompressSync(payload) : payload;
-    if (data.length !== ref.count * BLOCK_SIZE) throw new SnapplaneError('BAD_STREAM', `backup record for VBN ${ref.vbn} has the wrong size`, { vbn: ref.vbn });
+    if (data.length !== ref.count * BLOCK_SIZE) throw this.bad(ref, 'has the wrong size');
     this.cache.set(ref, data);
     if (this.cache.size > 8) this.cache.delete(this.cache.keys().next().value!);
     return data;
+  }
+
+  /** A block record that fails a check, named by its backup, number and place (the tape, for a tape set). */
+  private bad(ref: RecordRef, what: string): SnapplaneError {
+    const f = this.files[ref.file];
+    const start = ref.payloadOffset - RECORD_HEADER_SIZE;
+    const where = f.place?.(start, ref.payloadOffset + ref.payloadLength);
+    return new SnapplaneError('BAD_STREAM', `${f.path}: backup record ${ref.seq} (VBNs ${ref.vbn}..${ref.vbn + ref.count - 1}, starting at stream byte ${start}${where ? `, ${where}` : ''}) ${what}; put a good copy of ${f.path} in its place (\`snapplane verify\` checks backups)`, { path: f.path, vbn: ref.vbn });
   }
 
   /** True when some backup of the chain carries VBN `vbn`. */

@@ -115,6 +115,10 @@ describe('a restore that stops at a damaged backup', () => {
     expect(bad.stderr).toMatch(/^snapplane: restore stopped at .*l1c\.bak: .*; '.*r7\.img' keeps what the backups before it restored \(snapshots S1\); put a good copy of .*l1c\.bak in its place .*, then run the same restore again/);
     expect(bad.stderr).not.toMatch(/--resume/);
     expect(await snapshotNames(r7)).toEqual(['S1']);
+    // restore-file out of the same chain names the damaged backup and the record.
+    const rf = await snapplane('restore-file', '/two', join(d, 'two.out'), '--from', l0, l1c);
+    expect(rf.code).toBe(1);
+    expect(rf.stderr).toMatch(/^snapplane: .*l1c\.bak: backup record \d+ \(VBNs \d+\.\.\d+, starting at stream byte \d+\) fails its checksum \(corrupted\); put a good copy of .*l1c\.bak in its place .*\(BAD_STREAM\)\n$/);
     expect((await readdir(d)).filter((f) => f.startsWith('r7.img.'))).toEqual([]);
     // The advice, followed: the same restore with a good copy goes on from l1.
     await copyFile(l1, l1c);
