@@ -10,7 +10,7 @@ import { chunkCount } from '../planes/bit-plane.js';
 import { FORMAT_VERSION, InodeType, decodeInode, encodeFsinfo, newInode } from '../fs/format.js';
 import type { BlockDevice, DeviceHealth } from '../device/block-device.js';
 import { backupLabel, openBackup, type BackupLocation, type BackupSource } from './backup-source.js';
-import { PREAMBLE_SIZE, RECORD_HEADER_SIZE, RecordFlag, RecordType, checkPreamble, decodeRecordHeader, recordChecksum, streamIdBytes, type StreamHeader } from './format.js';
+import { PREAMBLE_SIZE, RECORD_HEADER_SIZE, RecordFlag, RecordType, checkPreamble, decodeRecordHeader, preambleFault, recordChecksum, streamIdBytes, type StreamHeader } from './format.js';
 
 interface RecordRef {
   file: number;
@@ -22,6 +22,18 @@ interface RecordRef {
   flags: number;
   /** The record's number in its stream (for messages). */
   seq: number;
+}
+
+/** preambleFault for a backup read at random: its preamble and header record, as far as they are there. */
+async function preambleFaultAt(f: BackupSource): Promise<SnapplaneError> {
+  const pre = Buffer.alloc(PREAMBLE_SIZE);
+  await f.read(pre, 0);
+  const raw = f.size >= PREAMBLE_SIZE + RECORD_HEADER_SIZE ? Buffer.alloc(RECORD_HEADER_SIZE) : null;
+  if (raw) await f.read(raw, PREAMBLE_SIZE);
+  const n = raw ? raw.readUInt32LE(4) : 0;
+  const payload = raw && PREAMBLE_SIZE + RECORD_HEADER_SIZE + n <= f.size ? Buffer.alloc(n) : null;
+  if (payload) await f.read(payload, PREAMBLE_SIZE + RECORD_HEADER_SIZE);
+  return preambleFault(pre, raw, payload);
 }
 
 export class BackupChainDevice implements BlockDevice {
@@ -53,7 +65,7 @@ export class BackupChainDevice implements BlockDevice {
         const size = fh.size;
         const pre = Buffer.alloc(PREAMBLE_SIZE);
         await fh.read(pre, 0);
-        checkPreamble(pre);
+        if (!checkPreamble(pre)) throw new SnapplaneError('BAD_STREAM', `${paths[k]}: ${(await preambleFaultAt(fh)).message}`, { path: paths[k] });
         let offset = PREAMBLE_SIZE;
         const h = Buffer.alloc(RECORD_HEADER_SIZE);
         for (;;) {

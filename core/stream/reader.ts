@@ -19,6 +19,7 @@ import {
   RecordFlag,
   RecordType,
   checkPreamble,
+  preambleFault,
   decodeRecordHeader,
   digestHex,
   recordChecksum,
@@ -211,7 +212,14 @@ export class StreamReader {
   async open(): Promise<StreamHeader> {
     const pre = await this.src.read(PREAMBLE_SIZE, 'the preamble');
     if (!pre) throw new SnapplaneError('BAD_STREAM', 'the stream is empty');
-    checkPreamble(pre);
+    if (!checkPreamble(pre)) {
+      // Another version, or damage: the header record's checksum tells which, before any version is believed.
+      const p = Buffer.from(pre);
+      const raw = await this.src.read(RECORD_HEADER_SIZE, 'a record header').catch(() => null);
+      const rawCopy = raw ? Buffer.from(raw) : null;
+      const payload = rawCopy && rawCopy.readUInt32LE(4) <= MAX_PAYLOAD ? await this.src.read(rawCopy.readUInt32LE(4), 'a record payload').catch(() => null) : null;
+      throw preambleFault(p, rawCopy, payload);
+    }
     this.digest.update(pre);
     const { h, payload } = await this.record();
     if (h.type !== RecordType.header) throw this.fail('the first record is not a header');
