@@ -90,7 +90,8 @@ export function registerStream(program: Command): void {
           r.points.map((p) => [p.snapshot, p.at.replace('T', ' ').slice(0, 16), p.level, formatBytes(p.bytes), p.expression]),
         );
         for (const t of r.totals) process.stdout.write(`level ${t.level}: ${t.points} backups, ${formatBytes(t.bytes)}\n`);
-        if (r.unplanned.length) process.stdout.write(`not yet in a backup: ${r.unplanned.join(', ')}\n`);
+        // After the plan's newest point: no point of this plan covers them yet (they may well be in backups made before).
+        if (r.unplanned.length) process.stdout.write(`not covered by this plan yet (taken after its newest point; the next point carries them): ${r.unplanned.join(', ')}\n`);
         if (r.restore) {
           process.stdout.write(
             r.restore.snapshot ? `restore ${r.restore.at}: ${r.restore.chain.join(' + ')} (${formatBytes(r.restore.bytes)}) gives ${r.restore.snapshot}\n` : `restore ${r.restore.at}: no backup that early\n`,

@@ -342,6 +342,12 @@ describe('snapplane image, send, receive, backup, restore, verify', () => {
     expect(cut.stdout + cut.stderr).toMatch(/tape \d+\): (no trailer before the end of the tape|holds \d+ tape blocks)/);
   }, 120_000);
 
+  it('image plan calls the snapshots after its newest point not covered by the plan (not "not in a backup")', async () => {
+    const r = await ok('image', 'plan', vol, '--policy', '0=7d,1=1d');
+    expect(r.stdout).toMatch(/^not covered by this plan yet \(taken after its newest point; the next point carries them\): June2, June3, June4, June5$/m);
+    expect(r.stdout).not.toMatch(/not yet in a backup/);
+  });
+
   it('send | receive through a pipe, then copy an incremental', async () => {
     const dst = join(dir, 'piped.img');
     const code = await new Promise<number>((resolve) => {
