@@ -51,7 +51,9 @@ const NEXT_TAPE_HELP = 'shell command run before each further tape of a tape dev
 
 function sendLine(r: SendReport): string {
   const what = r.kind === 'full' ? `full image of ${r.snapshots.join(', ')}` : `incremental ${r.snapshots.join(', ')} over ${r.base}`;
-  return `${r.dryRun ? 'would send' : 'sent'} ${what}: ${r.blocks} blocks, ${formatBytes(r.dataBytes)} of data, stream ${formatBytes(r.streamBytes)} (${r.streamBytes} bytes, overhead ${(r.overhead * 100).toFixed(3)}%)${r.target ? ` to ${r.target}` : ''}\n`;
+  // A compressed stream smaller than its data saved that much; "overhead -93.632%" said it the wrong way round.
+  const size = r.overhead < 0 ? `compressed ${(-r.overhead * 100).toFixed(1)}% smaller than the data` : `overhead ${(r.overhead * 100).toFixed(3)}%`;
+  return `${r.dryRun ? 'would send' : 'sent'} ${what}: ${r.blocks} blocks, ${formatBytes(r.dataBytes)} of data, stream ${formatBytes(r.streamBytes)} (${r.streamBytes} bytes, ${size})${r.target ? ` to ${r.target}` : ''}\n`;
 }
 
 function receiveLine(r: ReceiveReport): string {

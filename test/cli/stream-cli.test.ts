@@ -348,6 +348,12 @@ describe('snapplane image, send, receive, backup, restore, verify', () => {
     expect(r.stdout).not.toMatch(/not yet in a backup/);
   });
 
+  it('an lz4 backup smaller than its data says how much smaller, not a negative overhead', async () => {
+    const r = await ok('backup', vol, 'June2 + June1', '--compress', 'lz4', '--to', `file:${join(dir, 'small.lz4')}`);
+    expect(r.stdout).toMatch(/stream .* \(\d+ bytes, compressed \d+\.\d% smaller than the data\) to /);
+    expect(r.stdout).not.toMatch(/overhead -/);
+  });
+
   it('send | receive through a pipe, then copy an incremental', async () => {
     const dst = join(dir, 'piped.img');
     const code = await new Promise<number>((resolve) => {
