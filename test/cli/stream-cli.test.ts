@@ -354,6 +354,17 @@ describe('snapplane image, send, receive, backup, restore, verify', () => {
     expect(r.stdout).not.toMatch(/overhead -/);
   });
 
+  it('an incremental into an unrelated volume says it is a different volume (not "a copy of" its own uuid)', async () => {
+    const big = join(dir, 'unrelated.img');
+    await ok('volume', 'create', big, '--size', '64M');
+    await ok('snap', 'create', big, 'June4');
+    const own = (await json<{ uuid: string }>('volume', 'info', big)).uuid;
+    const r = await snapplane('copy', vol, big, 'June5 - June4');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(new RegExp(`'.*unrelated\\.img' is a different volume \\(${own}\\), not a copy of it`));
+    expect(r.stderr).not.toMatch(/is a copy of volume/);
+  });
+
   it('send | receive through a pipe, then copy an incremental', async () => {
     const dst = join(dir, 'piped.img');
     const code = await new Promise<number>((resolve) => {
