@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { SnapplaneError, asIoError, decodeResumeToken, formatBytes, parseSize, resolveVolumeRef, type ReceiveReport, type SendReport } from '../../core/service/index.js';
 import { readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline/promises';
-import { printJson, printTable } from '../output.js';
+import { counted, printJson, printTable } from '../output.js';
 import { progressBar } from '../progress.js';
 import { UsageError, withService } from '../run.js';
 
@@ -53,12 +53,12 @@ function sendLine(r: SendReport): string {
   const what = r.kind === 'full' ? `full image of ${r.snapshots.join(', ')}` : `incremental ${r.snapshots.join(', ')} over ${r.base}`;
   // A compressed stream smaller than its data saved that much; "overhead -93.632%" said it the wrong way round.
   const size = r.overhead < 0 ? `compressed ${(-r.overhead * 100).toFixed(1)}% smaller than the data` : `overhead ${(r.overhead * 100).toFixed(3)}%`;
-  return `${r.dryRun ? 'would send' : 'sent'} ${what}: ${r.blocks} blocks, ${formatBytes(r.dataBytes)} of data, stream ${formatBytes(r.streamBytes)} (${r.streamBytes} bytes, ${size})${r.target ? ` to ${r.target}` : ''}\n`;
+  return `${r.dryRun ? 'would send' : 'sent'} ${what}: ${counted(r.blocks, 'block')}, ${formatBytes(r.dataBytes)} of data, stream ${formatBytes(r.streamBytes)} (${r.streamBytes} bytes, ${size})${r.target ? ` to ${r.target}` : ''}\n`;
 }
 
 function receiveLine(r: ReceiveReport): string {
   if (r.alreadyThere) return `${r.expression} was restored into ${r.volume} before (it has ${r.current}): nothing to receive\n`;
-  return `received ${r.kind === 'full' ? 'full image' : `incremental over ${r.base}`} into ${r.volume}${r.created ? ' (created)' : ''}: ${r.snapshots.join(', ')}; current state is ${r.current}; ${r.blocks} blocks (${formatBytes(r.bytes)})${r.resumedFromVbn !== null ? `, resumed at VBN ${r.resumedFromVbn}` : ''}\n`;
+  return `received ${r.kind === 'full' ? 'full image' : `incremental over ${r.base}`} into ${r.volume}${r.created ? ' (created)' : ''}: ${r.snapshots.join(', ')}; current state is ${r.current}; ${counted(r.blocks, 'block')} (${formatBytes(r.bytes)})${r.resumedFromVbn !== null ? `, resumed at VBN ${r.resumedFromVbn}` : ''}\n`;
 }
 
 export function registerStream(program: Command): void {
@@ -71,7 +71,7 @@ export function registerStream(program: Command): void {
       withService(async (s) => {
         const r = await s.imageEval(vol, expr);
         if (opts.json) return printJson(r);
-        process.stdout.write(`${r.expression}: ${r.blocks} blocks, ${formatBytes(r.bytes)}\n`);
+        process.stdout.write(`${r.expression}: ${counted(r.blocks, 'block')}, ${formatBytes(r.bytes)}\n`);
         process.stdout.write(r.streamable ? `streamable as a${r.kind === 'full' ? ' full' : 'n incremental'} image\n` : `not streamable: ${r.reason}\n`);
       }),
     );
@@ -91,7 +91,7 @@ export function registerStream(program: Command): void {
           ['SNAPSHOT', 'TAKEN', 'LEVEL', 'SIZE', 'IMAGE'],
           r.points.map((p) => [p.snapshot, p.at.replace('T', ' ').slice(0, 16), p.level, formatBytes(p.bytes), p.expression]),
         );
-        for (const t of r.totals) process.stdout.write(`level ${t.level}: ${t.points} backups, ${formatBytes(t.bytes)}\n`);
+        for (const t of r.totals) process.stdout.write(`level ${t.level}: ${counted(t.points, 'backup')}, ${formatBytes(t.bytes)}\n`);
         // After the plan's newest point: no point of this plan covers them yet (they may well be in backups made before).
         if (r.unplanned.length) process.stdout.write(`not covered by this plan yet (taken after its newest point; the next point carries them): ${r.unplanned.join(', ')}\n`);
         if (r.restore) {
@@ -224,7 +224,7 @@ export function registerStream(program: Command): void {
           const r = await s.sendToTape(vol, expr, m[2], { tapeSize: parseSize(opts.tapeSize), beforeTape, askOperator, codec: o.codec }, bar);
           bar.stop();
           if (opts.json) return printJson(r);
-          process.stdout.write(sendLine(r).replace(/\n$/, `, on ${r.tapes} tape(s)\n`));
+          process.stdout.write(sendLine(r).replace(/\n$/, `, on ${counted(r.tapes, 'tape')}\n`));
           return;
         }
         const r = await s.sendToFile(vol, expr, m[2], { ...o, inVolume: opts.in, force: opts.force }, bar);
@@ -265,7 +265,7 @@ export function registerStream(program: Command): void {
         const r = await s.restoreFile(opts.from, volPath, hostPath, { snapshot: opts.snapshot, inVolume: opts.in ? await resolveVolumeRef(opts.in) : undefined, nextTape: tapeChanger(opts.nextTape) }, bar);
         bar.stop();
         if (opts.json) return printJson(r);
-        process.stdout.write(`restored ${volPath} to ${hostPath}: ${r.files} files, ${formatBytes(r.bytes)}; read ${formatBytes(r.backupBytesRead)} of the backups\n`);
+        process.stdout.write(`restored ${volPath} to ${hostPath}: ${counted(r.files, 'file')}, ${formatBytes(r.bytes)}; read ${formatBytes(r.backupBytesRead)} of the backups\n`);
       }),
     );
 
@@ -307,7 +307,7 @@ export function registerStream(program: Command): void {
         if (opts.json) printJson(r);
         else {
           for (const b of r.backups) {
-            process.stdout.write(b.ok ? `ok   ${b.file}: ${b.kind} ${b.expression}, ${b.blocks} blocks (${formatBytes(b.bytes)})\n` : `BAD  ${b.file}: ${b.error}\n`);
+            process.stdout.write(b.ok ? `ok   ${b.file}: ${b.kind} ${b.expression}, ${counted(b.blocks, 'block')} (${formatBytes(b.bytes)})\n` : `BAD  ${b.file}: ${b.error}\n`);
           }
           if (r.chain) process.stdout.write(`chain: ${r.chain}\n`);
           else if (r.ok && r.chainStatus === 'not-checked' && r.chainNote) process.stdout.write(`chain: ${r.chainNote}\n`);

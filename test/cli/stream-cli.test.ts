@@ -365,6 +365,15 @@ describe('snapplane image, send, receive, backup, restore, verify', () => {
     expect(r.stderr).not.toMatch(/is a copy of volume/);
   });
 
+  it('counts read "1 file", "1 backup", "1 tape", "1 block"', async () => {
+    const one = await ok('restore-file', '/day1/report1.txt', join(dir, 'one.txt'), '--from', join(dir, 'june3.level0'));
+    expect(one.stdout).toMatch(/: 1 file, /);
+    const plan = await ok('image', 'plan', vol, '--policy', '0=7d,1=1d');
+    expect(plan.stdout).toMatch(/^level 0: 1 backup, /m);
+    const tape = await ok('backup', vol, 'June1', '--to', `tape:${join(dir, 'one-tape')}`);
+    expect(tape.stdout).toMatch(/, on 1 tape\n$/);
+  });
+
   it('send | receive through a pipe, then copy an incremental', async () => {
     const dst = join(dir, 'piped.img');
     const code = await new Promise<number>((resolve) => {
