@@ -2,7 +2,6 @@
 import { stat } from 'node:fs/promises';
 import { resolve as resolvePath } from 'node:path';
 import type {
-  BackupCheck,
   VerifyReport,
   BackupPlan,
   CopySummary,
