@@ -134,10 +134,15 @@ describe('snapplane image, send, receive, backup, restore, verify', () => {
       expect((await readFile(target)).equals(before)).toBe(true);
     }
     await ok('fsck', victim);
-    // An old backup file is still replaced by a new one, as with a shell redirect.
+    // An old backup file is replaced by a new one only with --force; send -o replaces it, as a shell redirect does.
     const old = join(dir, 'rotating.snap');
     await writeFile(old, 'last week');
-    await ok('backup', vol, 'June1', '--to', `file:${old}`);
+    expect((await snapplane('backup', vol, 'June1', '--to', `file:${old}`)).stderr).toMatch(/exists already .*\(EXISTS\)/);
+    expect(await readFile(old, 'utf8')).toBe('last week');
+    await ok('backup', vol, 'June1', '--to', `file:${old}`, '--force');
+    expect((await readFile(old)).subarray(0, 8).toString()).toBe('SNAPSTRM');
+    await writeFile(old, 'last week');
+    await ok('send', vol, 'June1', '-o', old);
     expect((await readFile(old)).subarray(0, 8).toString()).toBe('SNAPSTRM');
   });
 
