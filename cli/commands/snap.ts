@@ -1,7 +1,7 @@
 /** `snapplane snap …`: snapshots. */
 import type { Command } from 'commander';
 import { formatBytes, type SnapshotInfo } from '../../core/service/index.js';
-import { printJson, printTable } from '../output.js';
+import { counted, printJson, printTable } from '../output.js';
 import { UsageError, withService } from '../run.js';
 
 function flags(s: SnapshotInfo): string {
@@ -19,7 +19,7 @@ export function registerSnap(program: Command): void {
       withService(async (s) => {
         const info = await s.snapCreate(vol, name, opts.shadow === true);
         if (opts.json) printJson(info);
-        else process.stdout.write(`created ${opts.shadow ? 'shadow ' : ''}snapshot ${info.name} (plane ${info.plane}, ${info.blocks} blocks)\n`);
+        else process.stdout.write(`created ${opts.shadow ? 'shadow ' : ''}snapshot ${info.name} (plane ${info.plane}, ${counted(info.blocks, 'block')})\n`);
       }),
     );
   snap

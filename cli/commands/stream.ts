@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { SnapplaneError, asIoError, decodeResumeToken, formatBytes, parseSize, resolveVolumeRef, type ReceiveReport, type SendReport } from '../../core/service/index.js';
 import { readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline/promises';
-import { printJson, printTable } from '../output.js';
+import { counted, printJson, printTable } from '../output.js';
 import { progressBar } from '../progress.js';
 import { UsageError, withService } from '../run.js';
 
@@ -51,12 +51,14 @@ const NEXT_TAPE_HELP = 'shell command run before each further tape of a tape dev
 
 function sendLine(r: SendReport): string {
   const what = r.kind === 'full' ? `full image of ${r.snapshots.join(', ')}` : `incremental ${r.snapshots.join(', ')} over ${r.base}`;
-  return `${r.dryRun ? 'would send' : 'sent'} ${what}: ${r.blocks} blocks, ${formatBytes(r.dataBytes)} of data, stream ${formatBytes(r.streamBytes)} (${r.streamBytes} bytes, overhead ${(r.overhead * 100).toFixed(3)}%)${r.target ? ` to ${r.target}` : ''}\n`;
+  // A compressed stream smaller than its data saved that much; "overhead -93.632%" said it the wrong way round.
+  const size = r.overhead < 0 ? `compressed ${(-r.overhead * 100).toFixed(1)}% smaller than the data` : `overhead ${(r.overhead * 100).toFixed(3)}%`;
+  return `${r.dryRun ? 'would send' : 'sent'} ${what}: ${counted(r.blocks, 'block')}, ${formatBytes(r.dataBytes)} of data, stream ${formatBytes(r.streamBytes)} (${r.streamBytes} bytes, ${size})${r.target ? ` to ${r.target}` : ''}\n`;
 }
 
 function receiveLine(r: ReceiveReport): string {
   if (r.alreadyThere) return `${r.expression} was restored into ${r.volume} before (it has ${r.current}): nothing to receive\n`;
-  return `received ${r.kind === 'full' ? 'full image' : `incremental over ${r.base}`} into ${r.volume}${r.created ? ' (created)' : ''}: ${r.snapshots.join(', ')}; current state is ${r.current}; ${r.blocks} blocks (${formatBytes(r.bytes)})${r.resumedFromVbn !== null ? `, resumed at VBN ${r.resumedFromVbn}` : ''}\n`;
+  return `received ${r.kind === 'full' ? 'full image' : `incremental over ${r.base}`} into ${r.volume}${r.created ? ' (created)' : ''}: ${r.snapshots.join(', ')}; current state is ${r.current}; ${counted(r.blocks, 'block')} (${formatBytes(r.bytes)})${r.resumedFromVbn !== null ? `, resumed at VBN ${r.resumedFromVbn}` : ''}\n`;
 }
 
 export function registerStream(program: Command): void {
@@ -69,7 +71,7 @@ export function registerStream(program: Command): void {
       withService(async (s) => {
         const r = await s.imageEval(vol, expr);
         if (opts.json) return printJson(r);
-        process.stdout.write(`${r.expression}: ${r.blocks} blocks, ${formatBytes(r.bytes)}\n`);
+        process.stdout.write(`${r.expression}: ${counted(r.blocks, 'block')}, ${formatBytes(r.bytes)}\n`);
         process.stdout.write(r.streamable ? `streamable as a${r.kind === 'full' ? ' full' : 'n incremental'} image\n` : `not streamable: ${r.reason}\n`);
       }),
     );
@@ -89,8 +91,9 @@ export function registerStream(program: Command): void {
           ['SNAPSHOT', 'TAKEN', 'LEVEL', 'SIZE', 'IMAGE'],
           r.points.map((p) => [p.snapshot, p.at.replace('T', ' ').slice(0, 16), p.level, formatBytes(p.bytes), p.expression]),
         );
-        for (const t of r.totals) process.stdout.write(`level ${t.level}: ${t.points} backups, ${formatBytes(t.bytes)}\n`);
-        if (r.unplanned.length) process.stdout.write(`not yet in a backup: ${r.unplanned.join(', ')}\n`);
+        for (const t of r.totals) process.stdout.write(`level ${t.level}: ${counted(t.points, 'backup')}, ${formatBytes(t.bytes)}\n`);
+        // After the plan's newest point: no point of this plan covers them yet (they may well be in backups made before).
+        if (r.unplanned.length) process.stdout.write(`not covered by this plan yet (taken after its newest point; the next point carries them): ${r.unplanned.join(', ')}\n`);
         if (r.restore) {
           process.stdout.write(
             r.restore.snapshot ? `restore ${r.restore.at}: ${r.restore.chain.join(' + ')} (${formatBytes(r.restore.bytes)}) gives ${r.restore.snapshot}\n` : `restore ${r.restore.at}: no backup that early\n`,
@@ -120,7 +123,8 @@ export function registerStream(program: Command): void {
         const bar = progressBar(opts.json === true);
         try {
           if (opts.output && opts.output !== '-') {
-            const r = await s.sendToFile(vol, expr, opts.output, o, bar);
+            // -o is a redirection, as `>` is: it replaces the file (a backup keeps one unless --force).
+            const r = await s.sendToFile(vol, expr, opts.output, { ...o, force: true }, bar);
             bar.stop();
             if (opts.json) return printJson(r);
             process.stdout.write(sendLine(r));
@@ -204,8 +208,9 @@ export function registerStream(program: Command): void {
     .option('--tape-size <size>', 'capacity of each tape file (e.g. 800G, 64M)', '1G')
     .option('--next-tape <command>', 'shell command run before each further tape (env SNAPPLANE_TAPE, SNAPPLANE_TAPE_PATH); non-zero exit aborts; a tape device without it prompts on a terminal')
     .option('--compress <codec>', 'none or lz4', 'none')
+    .option('--force', 'with --to file:<path>: replace a file already at <path> (without it an existing file is kept and the backup refused)')
     .option('--json', 'print a JSON report')
-    .action((vol: string, expr: string, opts: { to: string; in?: string; tapeSize: string; nextTape?: string; compress?: string; json?: boolean }) =>
+    .action((vol: string, expr: string, opts: { to: string; in?: string; tapeSize: string; nextTape?: string; compress?: string; force?: boolean; json?: boolean }) =>
       withService(async (s) => {
         const m = /^(file|tape):(.+)$/.exec(opts.to);
         if (!m) throw new UsageError(`--to must be file:<path> or tape:<folder> (got '${opts.to}')`);
@@ -213,15 +218,16 @@ export function registerStream(program: Command): void {
         const bar = progressBar(opts.json === true);
         if (m[1] === 'tape') {
           if (opts.in) throw new UsageError('--in is for --to file:<path> (tapes are host folders or devices)');
+          if (opts.force) throw new UsageError('--force is for --to file:<path>: a tape folder must be empty, and a tape device is always written from its start');
           const beforeTape = opts.nextTape ? shellHook(opts.nextTape) : undefined;
           const askOperator = tapeChanger(undefined);
           const r = await s.sendToTape(vol, expr, m[2], { tapeSize: parseSize(opts.tapeSize), beforeTape, askOperator, codec: o.codec }, bar);
           bar.stop();
           if (opts.json) return printJson(r);
-          process.stdout.write(sendLine(r).replace(/\n$/, `, on ${r.tapes} tape(s)\n`));
+          process.stdout.write(sendLine(r).replace(/\n$/, `, on ${counted(r.tapes, 'tape')}\n`));
           return;
         }
-        const r = await s.sendToFile(vol, expr, m[2], { ...o, inVolume: opts.in }, bar);
+        const r = await s.sendToFile(vol, expr, m[2], { ...o, inVolume: opts.in, force: opts.force }, bar);
         bar.stop();
         if (opts.json) return printJson(r);
         process.stdout.write(sendLine(r));
@@ -259,7 +265,7 @@ export function registerStream(program: Command): void {
         const r = await s.restoreFile(opts.from, volPath, hostPath, { snapshot: opts.snapshot, inVolume: opts.in ? await resolveVolumeRef(opts.in) : undefined, nextTape: tapeChanger(opts.nextTape) }, bar);
         bar.stop();
         if (opts.json) return printJson(r);
-        process.stdout.write(`restored ${volPath} to ${hostPath}: ${r.files} files, ${formatBytes(r.bytes)}; read ${formatBytes(r.backupBytesRead)} of the backups\n`);
+        process.stdout.write(`restored ${volPath} to ${hostPath}: ${counted(r.files, 'file')}, ${formatBytes(r.bytes)}; read ${formatBytes(r.backupBytesRead)} of the backups\n`);
       }),
     );
 
@@ -291,7 +297,7 @@ export function registerStream(program: Command): void {
 
   program
     .command('verify <backups...>')
-    .description('check backups end to end (every record, counts, digest) and that they form a restorable chain, without restoring')
+    .description('check backups end to end (every record, counts, digest) and that they form a restorable chain, without restoring; backups that start with an incremental are checked, and their chain is reported as not checked (exit 0); exit 1 for a bad backup or a chain fault (a gap, wrong order, another volume)')
     .option('--in <vol>', 'the backup files are inside this volume (or vol@snapshot), not on the host')
     .option('--next-tape <command>', NEXT_TAPE_HELP)
     .option('--json', 'print a JSON report')
@@ -301,9 +307,10 @@ export function registerStream(program: Command): void {
         if (opts.json) printJson(r);
         else {
           for (const b of r.backups) {
-            process.stdout.write(b.ok ? `ok   ${b.file}: ${b.kind} ${b.expression}, ${b.blocks} blocks (${formatBytes(b.bytes)})\n` : `BAD  ${b.file}: ${b.error}\n`);
+            process.stdout.write(b.ok ? `ok   ${b.file}: ${b.kind} ${b.expression}, ${counted(b.blocks, 'block')} (${formatBytes(b.bytes)})\n` : `BAD  ${b.file}: ${b.error}\n`);
           }
           if (r.chain) process.stdout.write(`chain: ${r.chain}\n`);
+          else if (r.ok && r.chainStatus === 'not-checked' && r.chainNote) process.stdout.write(`chain: ${r.chainNote}\n`);
           else if (r.ok && backups.length > 1) process.stdout.write('chain: restorable in this order\n');
         }
         return r.ok ? 0 : 1;

@@ -51,7 +51,7 @@ const ref = { volume: volumePath, snapshot: snapshotName.optional() };
 export const jobSpec = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('copy'), source: volumePath, destination: volumePath, expression, force: z.boolean().optional() }),
   // `inVolume`: the backup files are inside that volume rather than on the host.
-  z.strictObject({ kind: z.literal('backup'), volume: volumePath, expression, file: pathText, compress: z.enum(['none', 'lz4']).optional(), inVolume: volumePath.optional() }),
+  z.strictObject({ kind: z.literal('backup'), volume: volumePath, expression, file: pathText, compress: z.enum(['none', 'lz4']).optional(), inVolume: volumePath.optional(), force: z.boolean().optional() }),
   z.strictObject({ kind: z.literal('restore'), volume: volumePath, files: z.array(pathText).min(1).max(256), inVolume: volumePath.optional() }),
   z.strictObject({ kind: z.literal('verify'), files: z.array(pathText).min(1).max(256), inVolume: volumePath.optional() }),
   z.strictObject({ kind: z.literal('mirror-update'), name: label }),

@@ -292,6 +292,19 @@ export interface BackupCheck {
   error?: string;
 }
 
+/**
+ * `verify`: each backup's check, and the chain's. `chain` is the chain fault (null when there is none);
+ * `chainStatus` says whether the chain was checked: `restorable`; `broken` (the fault in `chain`); or `not-checked`
+ * (it starts with an incremental, so only its own order was checked, or a backup failed), with why in `chainNote`.
+ */
+export interface VerifyReport {
+  ok: boolean;
+  chain: string | null;
+  chainStatus: 'restorable' | 'broken' | 'not-checked';
+  chainNote: string | null;
+  backups: BackupCheck[];
+}
+
 /** A backup policy: one cadence per level, level 0 the rarest. */
 export interface LevelPolicy {
   levels: { level: number; every: string; everyMs: number }[];

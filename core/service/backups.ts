@@ -3,12 +3,12 @@
  * volume, or one file or folder to the host). The service facade delegates here.
  */
 import { createWriteStream } from 'node:fs';
-import { mkdtemp, open as openFile, rm } from 'node:fs/promises';
+import { mkdtemp, open as openFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join as joinPath, resolve as resolvePath } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { BackupCheck, CopySummary, ProgressEvent, ReceiveReport, SendReport } from '../api/types.js';
+import type { BackupCheck, CopySummary, ProgressEvent, ReceiveReport, SendReport, VerifyReport } from '../api/types.js';
 import { SnapplaneError } from '../common/errors.js';
 import { sameFile } from '../common/same-file.js';
 import { pathExists } from '../common/path-exists.js';
@@ -70,9 +70,10 @@ export class Backups {
 
   /**
    * Sends an image into a file (a file backup): on the host, or with `inVolume` inside another volume; written under
-   * a temporary name and renamed when complete.
+   * a temporary name and renamed when complete. A file already at `path` is kept (EXISTS) unless `force`: the rename
+   * would replace it, and it is usually the backup before (a tape folder that holds tapes is refused the same way).
    */
-  async sendToFile(volume: string, expression: string, path: string, options: SendOptions & { inVolume?: string } = {}, onProgress?: Progress): Promise<SendReport> {
+  async sendToFile(volume: string, expression: string, path: string, options: SendOptions & { inVolume?: string; force?: boolean } = {}, onProgress?: Progress): Promise<SendReport> {
     const inVolume = options.inVolume;
     if (inVolume !== undefined && resolvePath(inVolume) === resolvePath(volume)) {
       throw new SnapplaneError('INVALID', `a backup of '${volume}' cannot be written inside '${inVolume}' itself: its writes would change the volume being read; use another volume`, { volume: inVolume });
@@ -85,6 +86,7 @@ export class Backups {
     return this.host.job('backup', volume, target, expression, onProgress, async (signal, progress) => {
       const v = await this.host.openRef({ volume }, false);
       const into = inVolume === undefined ? null : await this.host.openRef({ volume: inVolume }, true);
+      if (!options.force) await refuseExistingBackup(path, into, target);
       progress({ phase: 'plan', done: 0, total: 1, unit: 'items' });
       const plan = await planStream(v, expression, { ...options, now: this.host.now });
       const sendProgress = (p: StreamProgress): void => progress({ phase: 'send', done: p.blocks * BLOCK_SIZE, total: plan.sendBlocks * BLOCK_SIZE, unit: 'bytes' });
@@ -119,8 +121,10 @@ export class Backups {
         }
         const file = joinPath(dir, `${k}.stream`);
         let bytes = 0;
+        // The spool keeps which cartridge each stream byte came from, so a bad record found later names it.
+        const tape = backupBytes(loc, { nextTape });
         async function* counted(): AsyncGenerator<Buffer> {
-          for await (const b of backupBytes(loc, { nextTape })) {
+          for await (const b of tape) {
             bytes += b.length;
             progress({ phase: `read tape ${backupLabel(loc)}`, done: bytes, total: 0, unit: 'bytes' });
             yield b;
@@ -129,6 +133,7 @@ export class Backups {
         await pipeline(Readable.from(counted()), createWriteStream(file));
         out.push({
           label: backupLabel(loc),
+          place: (offset, end) => tape.place(offset, end),
           open: async () => {
             const fh = await openFile(file, 'r');
             return { size: (await fh.stat()).size, read: async (b, o) => (await fh.read(b, 0, b.length, o)).bytesRead, close: () => fh.close() };
@@ -174,8 +179,12 @@ export class Backups {
     }
   }
 
-  /** Verifies backups end to end (every record, counts, digests) and that they form a restorable chain. */
-  async verify(files: string[], options: { inVolume?: VolumeRef; nextTape?: NextTape } = {}, onProgress?: Progress): Promise<{ ok: boolean; chain: string | null; backups: BackupCheck[] }> {
+  /**
+   * Verifies backups end to end (every record, counts, digests) and that they form a restorable chain. Backups that
+   * start with an incremental (one just written, or the tail of a chain) are a chain that was not checked, not a
+   * fault: their own order is checked, and the report says what checking the chain takes.
+   */
+  async verify(files: string[], options: { inVolume?: VolumeRef; nextTape?: NextTape } = {}, onProgress?: Progress): Promise<VerifyReport> {
     const spooled = await this.spoolTapes(await this.backupLocations(files, options.inVolume), options.nextTape, (p) => onProgress?.(p));
     try {
       return await this.verifyLocations(spooled.locations);
@@ -184,16 +193,26 @@ export class Backups {
     }
   }
 
-  private async verifyLocations(locations: BackupLocation[]): Promise<{ ok: boolean; chain: string | null; backups: BackupCheck[] }> {
+  private async verifyLocations(locations: BackupLocation[]): Promise<VerifyReport> {
     const present = await Promise.all(locations.map((loc) => typeof loc !== 'string' || pathExists(loc)));
     // The chain's order from the headers, then (reading only each stream's leading records) the blocks a restore
     // writes over ones a snapshot restored before holds: those are compared as the backups are read in full.
     let chain: string | null = null;
+    let tail: string | null = null;
     let shared: SharedChainBlocks | null = null;
     if (present.every(Boolean)) {
       try {
-        await checkChain(locations);
-        shared = await SharedChainBlocks.plan(locations);
+        const headers = await readChainHeaders(locations);
+        const labels = locations.map(backupLabel);
+        const first = headers[0];
+        if (first.kind === 'incremental' && first.base) {
+          // A tail of a chain: checked from the snapshot it is based on; what comes before it is not here to check.
+          checkChainOrder(headers, labels, [first.base], `the snapshot ${labels[0]} is based on`);
+          tail = `${labels[0]} is an incremental (based on '${first.base.name}'), so the chain was not checked; to check it, verify it with the backups it goes on from, starting with a full (level-0) backup: snapplane verify <full> [<incrementals>...] ${labels.join(' ')}`;
+        } else {
+          checkChainOrder(headers, labels);
+          shared = await SharedChainBlocks.plan(locations);
+        }
       } catch (e) {
         chain = (e as Error).message;
       }
@@ -217,8 +236,13 @@ export class Backups {
         }),
       );
     }
-    if (!backups.every((b) => b.ok)) chain = null;
-    return { ok: backups.every((b) => b.ok) && chain === null, chain, backups };
+    const allOk = backups.every((b) => b.ok);
+    if (!allOk) {
+      const bad = backups.filter((b) => !b.ok).map((b) => b.file);
+      return { ok: false, chain: null, chainStatus: 'not-checked', chainNote: `the chain was not checked: ${bad.join(', ')} failed ${bad.length === 1 ? 'its' : 'their'} check`, backups };
+    }
+    if (chain !== null) return { ok: false, chain, chainStatus: 'broken', chainNote: null, backups };
+    return { ok: true, chain: null, chainStatus: tail ? 'not-checked' : 'restorable', chainNote: tail, backups };
   }
 
   /**
@@ -274,8 +298,9 @@ export class Backups {
     if (!(e instanceof SnapplaneError)) return e;
     await discardResumeToken(volume, header.streamId);
     const have = ((await this.restoredSoFar(volume, header.sourceVolume).catch(() => null)) ?? []).map((s) => s.name);
-    const kept = have.length > 0 ? `'${volume}' keeps what the backups before it restored (snapshots ${have.join(', ')})` : `nothing was restored into '${volume}'`;
-    return new SnapplaneError(e.code, `restore stopped at ${file}: ${e.message}; ${kept}; ${e.code === 'BAD_STREAM' ? `put a good copy of ${file} in its place (\`snapplane verify\` checks backups), then run` : 'once that is fixed, run'} the same restore again: it goes on with the backups '${volume}' lacks`, { volume, path: file, snapshot: e.snapshot, vbn: e.vbn, cause: e });
+    // A receive that refused before writing says "nothing was written to" the volume itself: not said twice.
+    const kept = have.length > 0 ? `; '${volume}' keeps what the backups before it restored (snapshots ${have.join(', ')})` : e.message.includes('nothing was written to') ? '' : `; nothing was restored into '${volume}'`;
+    return new SnapplaneError(e.code, `restore stopped at ${file}: ${e.message}${kept}; ${e.code === 'BAD_STREAM' ? `put a good copy of ${file} in its place (\`snapplane verify\` checks backups), then run` : 'once that is fixed, run'} the same restore again: it goes on with the backups '${volume}' lacks`, { volume, path: file, snapshot: e.snapshot, vbn: e.vbn, cause: e });
   }
 
   /**
@@ -305,6 +330,16 @@ export class Backups {
     } finally {
       await device.close();
     }
+  }
+}
+
+/** Refuses to replace a file at `path` (on the host, or inside volume `into`): a backup replaces one only when forced. */
+async function refuseExistingBackup(path: string, into: Volume | null, target: string): Promise<void> {
+  const isFile = into
+    ? await into.stat(path).then((e) => e.type !== 'dir', () => false)
+    : await stat(path).then((s) => !s.isDirectory(), () => false);
+  if (isFile) {
+    throw new SnapplaneError('EXISTS', `'${target}' exists already and was left as it is: a backup does not replace a file unless asked to; name a new file, or replace it (\`snapplane backup --force\`, or "replace an existing file" in the console)`, { path });
   }
 }
 

@@ -127,7 +127,7 @@ export class JobBroker {
       case 'copy':
         return s.copy(spec.source, spec.destination, spec.expression, { force: spec.force }, progress);
       case 'backup':
-        return s.sendToFile(spec.volume, spec.expression, spec.file, { codec: spec.compress ?? 'none', inVolume: spec.inVolume }, progress);
+        return s.sendToFile(spec.volume, spec.expression, spec.file, { codec: spec.compress ?? 'none', inVolume: spec.inVolume, force: spec.force }, progress);
       case 'restore':
         return s.restore(spec.volume, spec.files, { inVolume: spec.inVolume === undefined ? undefined : { volume: spec.inVolume } }, progress);
       case 'verify': {

@@ -76,7 +76,7 @@ export function chooseReplication(masters: SnapshotEntry[], status: DestinationS
   if (have && sameRef(have, refOf(newest))) return { kind: 'none', from: newest, to: newest, expression: quoteName(newest.name), reason: `the destination already has the newest master '${newest.name}'` };
   const common = have ? masters.find((m) => sameRef(refOf(m), have)) : undefined;
   if (common && have) {
-    if (status.uuid !== sourceUuid) throw new SnapplaneError('INVALID', `'${status.volume}' is a copy of volume ${status.uuid}, not of '${source}' (${sourceUuid})`, { volume: source });
+    if (status.uuid !== sourceUuid) throw new SnapplaneError('INVALID', `'${status.volume}' is a different volume (${status.uuid}), not a copy of '${source}' (${sourceUuid})`, { volume: source });
     return { kind: 'incremental', from: common, to: newest, expression: `${quoteName(newest.name)} - ${quoteName(common.name)}`, reason: `the destination's newest master is '${have.name}'` };
   }
   const reason = !have

@@ -2,7 +2,7 @@
 import { stat } from 'node:fs/promises';
 import { resolve as resolvePath } from 'node:path';
 import type {
-  BackupCheck,
+  VerifyReport,
   BackupPlan,
   CopySummary,
   DirEntryInfo,
@@ -502,9 +502,9 @@ export class SnapplaneService {
 
   /**
    * Sends an image into a file (a file backup): on the host, or with `inVolume` inside another volume; written under
-   * a temporary name and renamed when complete.
+   * a temporary name and renamed when complete; a file already there is kept (EXISTS) unless `force`.
    */
-  sendToFile(volume: string, expression: string, path: string, options: SendOptions & { inVolume?: string } = {}, onProgress?: ProgressCallback): Promise<SendReport> {
+  sendToFile(volume: string, expression: string, path: string, options: SendOptions & { inVolume?: string; force?: boolean } = {}, onProgress?: ProgressCallback): Promise<SendReport> {
     return this.backups.sendToFile(volume, expression, path, options, onProgress);
   }
 
@@ -519,7 +519,7 @@ export class SnapplaneService {
   }
 
   /** Verifies backups end to end (every record, counts, digests) and that they form a restorable chain. */
-  verify(files: string[], options: { inVolume?: VolumeRef; nextTape?: NextTape } = {}, onProgress?: ProgressCallback): Promise<{ ok: boolean; chain: string | null; backups: BackupCheck[] }> {
+  verify(files: string[], options: { inVolume?: VolumeRef; nextTape?: NextTape } = {}, onProgress?: ProgressCallback): Promise<VerifyReport> {
     return this.backups.verify(files, options, onProgress);
   }
 

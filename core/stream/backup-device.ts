@@ -10,7 +10,7 @@ import { chunkCount } from '../planes/bit-plane.js';
 import { FORMAT_VERSION, InodeType, decodeInode, encodeFsinfo, newInode } from '../fs/format.js';
 import type { BlockDevice, DeviceHealth } from '../device/block-device.js';
 import { backupLabel, openBackup, type BackupLocation, type BackupSource } from './backup-source.js';
-import { PREAMBLE_SIZE, RECORD_HEADER_SIZE, RecordFlag, RecordType, checkPreamble, decodeRecordHeader, recordChecksum, streamIdBytes, type StreamHeader } from './format.js';
+import { PREAMBLE_SIZE, RECORD_HEADER_SIZE, RecordFlag, RecordType, checkPreamble, decodeRecordHeader, preambleFault, recordChecksum, streamIdBytes, type StreamHeader } from './format.js';
 
 interface RecordRef {
   file: number;
@@ -20,6 +20,20 @@ interface RecordRef {
   payloadOffset: number;
   payloadLength: number;
   flags: number;
+  /** The record's number in its stream (for messages). */
+  seq: number;
+}
+
+/** preambleFault for a backup read at random: its preamble and header record, as far as they are there. */
+async function preambleFaultAt(f: BackupSource): Promise<SnapplaneError> {
+  const pre = Buffer.alloc(PREAMBLE_SIZE);
+  await f.read(pre, 0);
+  const raw = f.size >= PREAMBLE_SIZE + RECORD_HEADER_SIZE ? Buffer.alloc(RECORD_HEADER_SIZE) : null;
+  if (raw) await f.read(raw, PREAMBLE_SIZE);
+  const n = raw ? raw.readUInt32LE(4) : 0;
+  const payload = raw && PREAMBLE_SIZE + RECORD_HEADER_SIZE + n <= f.size ? Buffer.alloc(n) : null;
+  if (payload) await f.read(payload, PREAMBLE_SIZE + RECORD_HEADER_SIZE);
+  return preambleFault(pre, raw, payload);
 }
 
 export class BackupChainDevice implements BlockDevice {
@@ -51,7 +65,7 @@ export class BackupChainDevice implements BlockDevice {
         const size = fh.size;
         const pre = Buffer.alloc(PREAMBLE_SIZE);
         await fh.read(pre, 0);
-        checkPreamble(pre);
+        if (!checkPreamble(pre)) throw new SnapplaneError('BAD_STREAM', `${paths[k]}: ${(await preambleFaultAt(fh)).message}`, { path: paths[k] });
         let offset = PREAMBLE_SIZE;
         const h = Buffer.alloc(RECORD_HEADER_SIZE);
         for (;;) {
@@ -61,7 +75,7 @@ export class BackupChainDevice implements BlockDevice {
           const payloadOffset = offset + RECORD_HEADER_SIZE;
           if (payloadOffset + rec.payloadLength > size) throw new SnapplaneError('BAD_STREAM', `${paths[k]}: truncated inside record ${rec.seq}`, { path: paths[k] });
           if (rec.type === RecordType.blocks) {
-            const ref: RecordRef = { file: k, vbn: rec.vbn, count: rec.count, header: Buffer.from(h), payloadOffset, payloadLength: rec.payloadLength, flags: rec.flags };
+            const ref: RecordRef = { file: k, vbn: rec.vbn, count: rec.count, header: Buffer.from(h), payloadOffset, payloadLength: rec.payloadLength, flags: rec.flags, seq: rec.seq };
             for (let v = rec.vbn; v < rec.vbn + rec.count; v++) index.set(v, ref);
           }
           offset = payloadOffset + rec.payloadLength;
@@ -106,14 +120,25 @@ export class BackupChainDevice implements BlockDevice {
     const payload = Buffer.alloc(ref.payloadLength);
     await this.files[ref.file].read(payload, ref.payloadOffset);
     this.bytesRead += ref.payloadLength;
-    if (recordChecksum(this.ids[ref.file], ref.header, payload) !== ref.header.readUInt32LE(28)) {
-      throw new SnapplaneError('BAD_STREAM', `backup record for VBN ${ref.vbn} fails its checksum`, { vbn: ref.vbn });
+    if (recordChecksum(this.ids[ref.file], ref.header, payload) !== ref.header.readUInt32LE(28)) throw this.bad(ref, 'fails its checksum (corrupted)');
+    let data: Buffer;
+    try {
+      data = ref.flags & RecordFlag.codec ? uncompressSync(payload) : payload;
+    } catch {
+      throw this.bad(ref, 'does not decompress');
     }
-    const data = ref.flags & RecordFlag.codec ? uncompressSync(payload) : payload;
-    if (data.length !== ref.count * BLOCK_SIZE) throw new SnapplaneError('BAD_STREAM', `backup record for VBN ${ref.vbn} has the wrong size`, { vbn: ref.vbn });
+    if (data.length !== ref.count * BLOCK_SIZE) throw this.bad(ref, 'has the wrong size');
     this.cache.set(ref, data);
     if (this.cache.size > 8) this.cache.delete(this.cache.keys().next().value!);
     return data;
+  }
+
+  /** A block record that fails a check, named by its backup, number and place (the tape, for a tape set). */
+  private bad(ref: RecordRef, what: string): SnapplaneError {
+    const f = this.files[ref.file];
+    const start = ref.payloadOffset - RECORD_HEADER_SIZE;
+    const where = f.place?.(start, ref.payloadOffset + ref.payloadLength);
+    return new SnapplaneError('BAD_STREAM', `${f.path}: backup record ${ref.seq} (VBNs ${ref.vbn}..${ref.vbn + ref.count - 1}, starting at stream byte ${start}${where ? `, ${where}` : ''}) ${what}; put a good copy of ${f.path} in its place (\`snapplane verify\` checks backups)`, { path: f.path, vbn: ref.vbn });
   }
 
   /** True when some backup of the chain carries VBN `vbn`. */

@@ -4,13 +4,15 @@ import { open } from 'node:fs/promises';
 import { SnapplaneError } from '../common/errors.js';
 import { alignedBufferSet } from '../common/aligned-buffers.js';
 import { BLOCK_SIZE } from '../common/units.js';
-import { TapeSet, isTapeFolder } from './tape.js';
+import { TAPE_BLOCK, TAPE_HEADER_SIZE, TapeSet, isTapeFolder, tapeName } from './tape.js';
 import { readsAroundPageCache } from './bulk-io.js';
 import { isTapeDevice, isTapeImage, readTapeDevice, type NextTape } from './tape-device.js';
 
 export interface BackupSource {
   readonly path: string;
   readonly size: number;
+  /** Where stream bytes [offset, end) are on the backup's media (which tape, at which byte), or null for a plain file. */
+  place?(offset: number, end?: number): string | null;
   /** Reads stream bytes [offset, offset + buf.length). */
   read(buf: Buffer, offset: number): Promise<void>;
   close(): Promise<void>;
@@ -23,11 +25,49 @@ export interface BackupSource {
 export interface ReadableBackup {
   /** What to call it in messages: `<volume>:<path>`, or the tape device's path. */
   readonly label: string;
+  /** As BackupSource.place (a spooled tape device says which cartridge held a stream byte). */
+  place?(offset: number, end?: number): string | null;
   open(): Promise<{ size: number; read: (into: Buffer, offset: number) => Promise<number>; close?: () => Promise<void> }>;
 }
 
 /** Where a backup is: a host path (a stream file or a tape folder), or a file inside a volume. */
 export type BackupLocation = string | ReadableBackup;
+
+/** Where each tape's stream bytes start: the stream offset, and how to name the tape and the byte on it. */
+interface TapeStart {
+  start: number;
+  name: string;
+  /** Bytes on the tape before its stream bytes (a tape file's header, a cartridge's leader block). */
+  lead: number;
+}
+
+/**
+ * The tape holding stream byte `offset`, and the byte on it, from tape starts in stream order; with `end` (exclusive)
+ * of a range that goes on past that tape, also the tape it ends on (a record may span two tapes).
+ */
+function placeOnTapes(tapes: readonly TapeStart[], offset: number, end?: number): string | null {
+  const on = (o: number): TapeStart | undefined => tapes.filter((x) => x.start <= o).pop();
+  const t = on(offset);
+  if (!t) return null;
+  const last = end !== undefined && end > offset + 1 ? on(end - 1) : t;
+  const through = last && last !== t ? `, ending on ${last.name} at its byte ${last.lead + end! - 1 - last.start}` : '';
+  return `on ${t.name} at its byte ${t.lead + offset - t.start}${through}`;
+}
+
+/** The tape starts of a tape folder's set. */
+function folderTapes(dir: string, set: TapeSet): TapeStart[] {
+  let start = 0;
+  return set.tapeBytes.map((n, k) => {
+    const t = { start, name: `${tapeName(k + 1)} (tape ${k + 1} of ${dir})`, lead: TAPE_HEADER_SIZE };
+    start += n;
+    return t;
+  });
+}
+
+/** A backup's stream bytes, which can also say where a stream offset is on the backup's media (for messages). */
+export interface PlacedBytes extends AsyncIterable<Buffer> {
+  place(offset: number, end?: number): string | null;
+}
 
 /** The name of a backup in messages and reports. */
 export function backupLabel(loc: BackupLocation): string {
@@ -44,6 +84,7 @@ async function openReadable(loc: ReadableBackup): Promise<BackupSource> {
       if (n !== b.length) throw new SnapplaneError('BAD_STREAM', `${loc.label}: truncated at byte ${o + n}`, { path: loc.label });
     },
     close: async () => f.close?.(),
+    place: (o, e) => loc.place?.(o, e) ?? null,
   };
 }
 
@@ -56,7 +97,8 @@ export async function openBackup(loc: BackupLocation): Promise<BackupSource> {
   }
   if (await isTapeFolder(path)) {
     const set = await TapeSet.open(path);
-    return { path, size: set.size, read: (b, o) => set.read(b, o), close: () => set.close() };
+    const tapes = folderTapes(path, set);
+    return { path, size: set.size, read: (b, o) => set.read(b, o), close: () => set.close(), place: (o, e) => placeOnTapes(tapes, o, e) };
   }
   let fh;
   try {
@@ -82,10 +124,28 @@ export async function isSequentialBackup(loc: BackupLocation): Promise<boolean> 
   return typeof loc === 'string' && ((await isTapeDevice(loc)) || (await isTapeImage(loc)));
 }
 
-/** A backup's stream bytes, start to end; `nextTape` loads each further cartridge of a tape device. */
-export async function* backupBytes(loc: BackupLocation, o: { nextTape?: NextTape } = {}): AsyncGenerator<Buffer> {
+/**
+ * A backup's stream bytes, start to end; `nextTape` loads each further cartridge of a tape device. Its `place` says
+ * which tape (file of a tape folder, or cartridge) holds a stream byte read so far, so a bad record can be found.
+ */
+export function backupBytes(loc: BackupLocation, o: { nextTape?: NextTape } = {}): PlacedBytes {
+  const tapes: TapeStart[] = [];
+  return {
+    [Symbol.asyncIterator]: () => streamBytes(loc, o, tapes)[Symbol.asyncIterator](),
+    place: (offset, end) => (typeof loc === 'string' ? placeOnTapes(tapes, offset, end) : (loc.place?.(offset, end) ?? null)),
+  };
+}
+
+/** backupBytes' bytes; `tapes` gets where each tape starts, as the tapes are opened. */
+async function* streamBytes(loc: BackupLocation, o: { nextTape?: NextTape }, tapes: TapeStart[]): AsyncGenerator<Buffer> {
   if (await isSequentialBackup(loc)) {
-    yield* readTapeDevice(loc as string, o);
+    const path = loc as string;
+    let at = 0;
+    const onTape = (n: number): void => void tapes.push({ start: at, name: `cartridge ${n} (tape ${n} of ${path})`, lead: TAPE_BLOCK });
+    for await (const b of readTapeDevice(path, { ...o, onTape })) {
+      at += b.length;
+      yield b;
+    }
     return;
   }
   if (typeof loc !== 'string') {
@@ -112,6 +172,7 @@ export async function* backupBytes(loc: BackupLocation, o: { nextTape?: NextTape
     return;
   }
   const set = await TapeSet.open(path);
+  tapes.push(...folderTapes(path, set));
   try {
     yield* set.bytes();
   } finally {

@@ -111,13 +111,44 @@ export function encodePreamble(): Buffer {
   return b;
 }
 
-/** Checks the preamble; refuses anything that is not a version-1 image stream. */
-export function checkPreamble(b: Buffer): void {
+/**
+ * Checks the preamble's magic (refusing anything that is not an image stream); true when it is an intact version-1
+ * preamble. False means the caller reads the header record and refuses the stream with preambleFault's reason.
+ */
+export function checkPreamble(b: Buffer): boolean {
   if (b.length < PREAMBLE_SIZE || !b.subarray(0, 8).equals(STREAM_MAGIC)) {
     throw new SnapplaneError('BAD_STREAM', 'not a Snapplane image stream (bad magic at byte 0)');
   }
-  const version = b.readUInt32LE(8);
-  if (version !== STREAM_VERSION) throw new SnapplaneError('BAD_STREAM', `image stream version ${version} is not supported (this build reads version ${STREAM_VERSION})`);
+  return b.readUInt32LE(8) === STREAM_VERSION && b.readUInt32LE(12) === 0;
+}
+
+/**
+ * Why a preamble checkPreamble did not accept is refused. The preamble has no checksum of its own, but the header
+ * record after it does (`raw` and `payload`, null where the stream ends first): only a header record that checks
+ * out and names the preamble's version makes it a stream of another version; anything else is a damaged stream.
+ */
+export function preambleFault(pre: Buffer, raw: Buffer | null, payload: Buffer | null): SnapplaneError {
+  const version = pre.readUInt32LE(8);
+  let said: unknown;
+  let intact = false;
+  if (raw && raw.length === RECORD_HEADER_SIZE && payload && raw.readUInt8(0) === RecordType.header && payload.length === raw.readUInt32LE(4)) {
+    intact = recordChecksum(NO_STREAM_ID, raw, payload) === raw.readUInt32LE(28);
+    if (intact) {
+      try {
+        said = (JSON.parse(payload.toString('utf8')) as { version?: unknown }).version;
+      } catch {
+        intact = false;
+      }
+    }
+  }
+  if (intact && said === version && version !== STREAM_VERSION) {
+    return new SnapplaneError('BAD_STREAM', `image stream version ${version} is not supported (this build reads version ${STREAM_VERSION})`);
+  }
+  if (intact) {
+    const what = version !== STREAM_VERSION ? `says version ${version}` : `has ${pre.readUInt32LE(12)} in its zero field (bytes 12..15)`;
+    return new SnapplaneError('BAD_STREAM', `the stream is damaged: its preamble (bytes 0..15) ${what}, but its header record, which passes its checksum, says version ${String(said)}`);
+  }
+  return new SnapplaneError('BAD_STREAM', `the stream is damaged at its start: its preamble says version ${version}${version === STREAM_VERSION ? ' with a non-zero zero field' : ''} and its header record fails its checksum (this build reads version ${STREAM_VERSION})`);
 }
 
 const CHECKSUM_SCRATCH = Buffer.alloc(64 * 1024);

@@ -19,6 +19,7 @@ import {
   RecordFlag,
   RecordType,
   checkPreamble,
+  preambleFault,
   decodeRecordHeader,
   digestHex,
   recordChecksum,
@@ -160,10 +161,16 @@ export class StreamReader {
   private lastOrdinal = -1;
   private blocks = 0;
   private finished = false;
+  /** The record being read: its number and the stream byte it starts at (where a fault is reported). */
+  private at = { seq: 0, start: PREAMBLE_SIZE };
+  /** Where a stream byte is on the backup's media, when the source can say (a tape set: which tape). */
+  private readonly place: ((offset: number, end?: number) => string | null) | undefined;
   header!: StreamHeader;
 
-  constructor(source: AsyncIterable<Buffer | Uint8Array | string>) {
+  /** `source` may also say where a stream byte is on its media (backupBytes' `place`): faults then name the tape. */
+  constructor(source: AsyncIterable<Buffer | Uint8Array | string> & { place?: (offset: number, end?: number) => string | null }) {
     this.src = new ByteSource(source);
+    this.place = source.place?.bind(source);
   }
 
   /** Releases the input (a file or tape set) when the stream is abandoned before its end. */
@@ -177,10 +184,12 @@ export class StreamReader {
   }
 
   private fail(message: string): SnapplaneError {
-    return new SnapplaneError('BAD_STREAM', `${message} (record ${this.seq}, stream byte ${this.src.offset})`);
+    const where = this.place?.(this.at.start, this.src.offset);
+    return new SnapplaneError('BAD_STREAM', `${message} (record ${this.at.seq}, which starts at stream byte ${this.at.start}${where ? `, ${where}` : ''})`);
   }
 
   private async record(): Promise<{ h: RecordHeader; payload: Buffer }> {
+    this.at = { seq: this.seq, start: this.src.offset };
     const raw = await this.src.read(RECORD_HEADER_SIZE, 'a record header');
     if (!raw) throw new SnapplaneError('BAD_STREAM', `stream truncated at byte ${this.src.offset}: it ends before its end record`);
     const h = decodeRecordHeader(raw);
@@ -203,7 +212,14 @@ export class StreamReader {
   async open(): Promise<StreamHeader> {
     const pre = await this.src.read(PREAMBLE_SIZE, 'the preamble');
     if (!pre) throw new SnapplaneError('BAD_STREAM', 'the stream is empty');
-    checkPreamble(pre);
+    if (!checkPreamble(pre)) {
+      // Another version, or damage: the header record's checksum tells which, before any version is believed.
+      const p = Buffer.from(pre);
+      const raw = await this.src.read(RECORD_HEADER_SIZE, 'a record header').catch(() => null);
+      const rawCopy = raw ? Buffer.from(raw) : null;
+      const payload = rawCopy && rawCopy.readUInt32LE(4) <= MAX_PAYLOAD ? await this.src.read(rawCopy.readUInt32LE(4), 'a record payload').catch(() => null) : null;
+      throw preambleFault(p, rawCopy, payload);
+    }
     this.digest.update(pre);
     const { h, payload } = await this.record();
     if (h.type !== RecordType.header) throw this.fail('the first record is not a header');

@@ -67,7 +67,8 @@ export async function checkStreamFits(volume: Volume, header: StreamHeader, toke
       throw new SnapplaneError('EXISTS', `a full stream needs a new, empty volume; '${label}' already has ${entries.length > 0 ? 'snapshots' : 'files'} (receive into a new volume path, or send an incremental)`, { volume: label });
     }
   } else if (volume.fsinfo.uuid !== header.sourceVolume) {
-    throw new SnapplaneError('INVALID', `stream is from volume ${header.sourceVolume} ('${header.sourceLabel}'), but '${label}' is a copy of volume ${volume.fsinfo.uuid}`, { volume: label });
+    // A volume's copies keep its uuid: another uuid is another volume (one made new, or a copy of another source).
+    throw new SnapplaneError('INVALID', `the incremental stream is from volume ${header.sourceVolume} ('${header.sourceLabel}'), but '${label}' is a different volume (${volume.fsinfo.uuid}), not a copy of it: an incremental goes only into a copy of its source that has its base`, { volume: label });
   }
   // Before the base: a stream received before is said to be so, not that the volume moved past its base.
   refuseKnownNames(header, entries, label);

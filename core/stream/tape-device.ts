@@ -122,9 +122,10 @@ async function readBlock(fh: FileHandle, path: string, tape: number): Promise<Bu
 
 /**
  * The stream on a tape device (or a tape copied to a file), cartridge after cartridge: checks each leader and
- * trailer (tape number, stream id, byte count, the last flag) and yields only the stream's bytes.
+ * trailer (tape number, stream id, byte count, the last flag) and yields only the stream's bytes. `onTape` hears of
+ * each cartridge once its leader checks out, before any of its bytes.
  */
-export async function* readTapeDevice(path: string, o: { nextTape?: NextTape } = {}): AsyncGenerator<Buffer> {
+export async function* readTapeDevice(path: string, o: { nextTape?: NextTape; onTape?: (tape: number) => void } = {}): AsyncGenerator<Buffer> {
   let streamId = '';
   for (let tape = 1; ; tape++) {
     if (tape > 1) {
@@ -144,6 +145,7 @@ export async function* readTapeDevice(path: string, o: { nextTape?: NextTape } =
       if (leader.tape !== tape) throw tapeError(path, tape, `this is tape ${leader.tape} of its set; load tape ${tape}`);
       if (tape === 1) streamId = leader.streamId;
       else if (leader.streamId !== streamId) throw tapeError(path, tape, 'this tape belongs to another backup');
+      o.onTape?.(tape);
       // The trailer is the last block before the filemark, so blocks are passed on two behind the reading.
       const held: Buffer[] = [];
       let yielded = 0;

@@ -181,6 +181,11 @@ export class TapeSet {
     return new TapeSet(files, sizes, id);
   }
 
+  /** Stream bytes on each tape, in tape order (to say which tape holds a stream offset). */
+  get tapeBytes(): readonly number[] {
+    return this.sizes;
+  }
+
   /** Stream bytes in the whole set. */
   get size(): number {
     return this.sizes.reduce((a, b) => a + b, 0);

@@ -154,9 +154,9 @@ export interface ChainSnapshot {
 /**
  * Checks that backups with `headers` (named `files`) restore in this order: a full first, each next based on a
  * snapshot before it. `have`: the snapshots of the volume the chain goes on (a restore that continues), which may
- * then start with an incremental based on one of them.
+ * then start with an incremental based on one of them; `haveFrom` names where they are, when not that volume.
  */
-export function checkChainOrder(headers: StreamHeader[], files: string[], have: ChainSnapshot[] | null = null): void {
+export function checkChainOrder(headers: StreamHeader[], files: string[], have: ChainSnapshot[] | null = null, haveFrom = 'the volume'): void {
   const known = new Map<string, { generation: number; createdAtMs: number }>((have ?? []).map((s) => [s.name, s]));
   headers.forEach((h, k) => {
     if (k === 0 && h.kind !== 'full' && !have) throw new SnapplaneError('INVALID', `${files[0]} is an incremental (based on '${h.base!.name}'); a restore starts with a full (level-0) backup`, { path: files[0] });
@@ -165,7 +165,7 @@ export function checkChainOrder(headers: StreamHeader[], files: string[], have: 
     if (h.base) {
       const b = known.get(h.base.name);
       if (!b || b.generation !== h.base.generation || b.createdAtMs !== h.base.createdAtMs) {
-        throw new SnapplaneError('INVALID', `${files[k]} needs snapshot '${h.base.name}', which ${have ? 'neither the volume nor an earlier backup of the chain has' : 'no earlier backup of the chain carries'} (carried so far: ${[...known.keys()].join(', ') || 'none'})`, { path: files[k] });
+        throw new SnapplaneError('INVALID', `${files[k]} needs snapshot '${h.base.name}', which ${have ? `neither ${haveFrom} nor an earlier backup of the chain has` : 'no earlier backup of the chain carries'} (carried so far: ${[...known.keys()].join(', ') || 'none'})`, { path: files[k] });
       }
     }
     for (const s of h.snapshots) known.set(s.name, { generation: s.generation, createdAtMs: s.createdAtMs });

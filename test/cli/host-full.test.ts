@@ -130,6 +130,17 @@ describe.runIf(canMountTmpfs())('a host file system that fills up', () => {
     }
   }, 120_000);
 
+  it('a restore that does not fit says ENOSPC once: that nothing was written, not also that nothing was restored', async () => {
+    const src = await sourceVolume('rsrc.img', '/big.bin', 12, 9, { name: 'r1' });
+    const b = join(dir, 'r1.level0');
+    await ok('backup', src, 'r1', '--to', `file:${b}`);
+    const tiny = mountSmall('tiny-restore', 4);
+    const r = await snapplane('restore', join(tiny, 'back.img'), b);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^snapplane: restore stopped at .*r1\.level0: the full stream of .* needs at least .* free; nothing was written to '.*back\.img'; put a good copy|^snapplane: restore stopped at .*r1\.level0: the full stream of .* nothing was written to '.*back\.img'; once that is fixed, run the same restore again/);
+    expect(r.stderr).not.toMatch(/nothing was restored into/);
+  });
+
   it('a get that does not fit says ENOSPC naming the file, and leaves the file it was to replace as it was', async () => {
     const vol = await sourceVolume('gsrc.img', '/big.bin', 12, 11);
     const at = mountSmall('gets', 8);

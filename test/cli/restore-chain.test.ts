@@ -115,6 +115,10 @@ describe('a restore that stops at a damaged backup', () => {
     expect(bad.stderr).toMatch(/^snapplane: restore stopped at .*l1c\.bak: .*; '.*r7\.img' keeps what the backups before it restored \(snapshots S1\); put a good copy of .*l1c\.bak in its place .*, then run the same restore again/);
     expect(bad.stderr).not.toMatch(/--resume/);
     expect(await snapshotNames(r7)).toEqual(['S1']);
+    // restore-file out of the same chain names the damaged backup and the record.
+    const rf = await snapplane('restore-file', '/two', join(d, 'two.out'), '--from', l0, l1c);
+    expect(rf.code).toBe(1);
+    expect(rf.stderr).toMatch(/^snapplane: .*l1c\.bak: backup record \d+ \(VBNs \d+\.\.\d+, starting at stream byte \d+\) fails its checksum \(corrupted\); put a good copy of .*l1c\.bak in its place .*\(BAD_STREAM\)\n$/);
     expect((await readdir(d)).filter((f) => f.startsWith('r7.img.'))).toEqual([]);
     // The advice, followed: the same restore with a good copy goes on from l1.
     await copyFile(l1, l1c);
@@ -129,5 +133,63 @@ describe('a restore that stops at a damaged backup', () => {
     const lone = await snapplane('restore', join(d, 'r9.img'), l1);
     expect(lone.code).toBe(1);
     expect(lone.stderr).toMatch(/starts with a full \(level-0\) backup/);
+  }, 120_000);
+});
+
+describe('verify of backups that start with an incremental (a nightly check of what was just written)', () => {
+  it('exits 0 and says the chain was not checked; real chain faults still exit 1', async () => {
+    const d = tmp();
+    process.env.SNAPPLANE_HOME = join(d, 'home');
+    const src = join(d, 'n.img');
+    await ok('volume', 'create', src, '--size', '16M');
+    for (const s of ['N1', 'N2', 'N3']) {
+      await ok('put', src, await host(s, `${s}\n`.repeat(3000)), `/${s}`);
+      await ok('snap', 'create', src, s);
+    }
+    const [f1, i2, i3] = ['f1.bak', 'i2.bak', 'i3.bak'].map((f) => join(d, f));
+    await ok('backup', src, 'N1', '--to', `file:${f1}`);
+    await ok('backup', src, 'N2 - N1', '--to', `file:${i2}`);
+    await ok('backup', src, 'N3 - N2', '--to', `file:${i3}`);
+    const lone = await snapplane('verify', i3);
+    expect(lone.code).toBe(0);
+    expect(lone.stdout).toMatch(/^ok {3}.*i3\.bak: incremental N3 - N2/);
+    expect(lone.stdout).toMatch(/chain: .*i3\.bak is an incremental \(based on 'N2'\), so the chain was not checked; to check it, verify it with the backups it goes on from, starting with a full \(level-0\) backup/);
+    type Verify = { ok: boolean; chain: string | null; chainStatus: string; chainNote: string | null };
+    const j = await json<Verify>('verify', i3);
+    expect([j.ok, j.chain, j.chainStatus]).toEqual([true, null, 'not-checked']);
+    expect(j.chainNote).toMatch(/not checked/);
+    // A tail in order is the same; the whole chain is restorable.
+    expect((await json<Verify>('verify', i2, i3)).chainStatus).toBe('not-checked');
+    const whole = await json<Verify>('verify', f1, i2, i3);
+    expect([whole.ok, whole.chain, whole.chainStatus, whole.chainNote]).toEqual([true, null, 'restorable', null]);
+    // A tail out of order, a gap, a second full, another volume: exit 1, the fault in `chain`.
+    const other = join(d, 'o.img');
+    await ok('volume', 'create', other, '--size', '16M');
+    await ok('snap', 'create', other, 'N2');
+    await ok('put', other, await host('o', 'o\n'), '/o');
+    await ok('snap', 'create', other, 'N3');
+    const o3 = join(d, 'o3.bak');
+    await ok('backup', other, 'N3 - N2', '--to', `file:${o3}`);
+    for (const [args, why] of [
+      [[i3, i2], /i2\.bak needs snapshot 'N1'/],
+      [[f1, i3], /i3\.bak needs snapshot 'N2', which no earlier backup of the chain carries/],
+      [[i2, f1], /f1\.bak is a full backup; only the first/],
+      [[i2, o3], /o3\.bak is from another volume/],
+    ] as const) {
+      const r = await snapplane('verify', ...args);
+      expect(r.code).toBe(1);
+      expect(r.stdout).toMatch(why);
+      const rj = await snapplane('verify', ...args, '--json');
+      expect(rj.code).toBe(1);
+      const v = JSON.parse(rj.stdout) as Verify;
+      expect([v.ok, v.chainStatus]).toEqual([false, 'broken']);
+      expect(v.chain).toMatch(why);
+    }
+    // A damaged lone incremental is a failure, as before.
+    const bad = join(d, 'i3bad.bak');
+    await flipByte(i3, bad, 9000);
+    const b = await snapplane('verify', bad);
+    expect(b.code).toBe(1);
+    expect(b.stdout).toMatch(/BAD .*i3bad\.bak/);
   }, 120_000);
 });

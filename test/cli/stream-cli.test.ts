@@ -87,6 +87,21 @@ describe('snapplane image, send, receive, backup, restore, verify', () => {
     const lines = (await readFile(log, 'utf8')).trim().split('\n');
     expect(lines).toEqual(Array.from({ length: n - 1 }, (_, k) => `${k + 2} ${join(tapes, `tape-000${k + 2}.tap`)}`));
     expect((await json<{ ok: boolean }>('verify', tapes)).ok).toBe(true);
+    // A damaged record in tape-0002.tap: verify and restore name that tape file and the byte on it.
+    const damaged = join(dir, 'tapes-damaged');
+    await mkdir(damaged);
+    for (const f of await readdir(tapes)) await writeFile(join(damaged, f), await readFile(join(tapes, f)));
+    const t2 = await readFile(join(damaged, 'tape-0002.tap'));
+    t2[4096 + 500_000] ^= 0x10;
+    await writeFile(join(damaged, 'tape-0002.tap'), t2);
+    const onTape = /record \d+, which starts at stream byte \d+, (on tape-0001\.tap \(tape 1 of .*tapes-damaged\) at its byte \d+, ending on tape-0002\.tap|on tape-0002\.tap) \(tape 2 of .*tapes-damaged\) at its byte \d+\)/;
+    const v = await snapplane('verify', damaged);
+    expect(v.code).toBe(1);
+    expect(v.stdout).toMatch(/BAD .*tapes-damaged: record checksum mismatch/);
+    expect(v.stdout).toMatch(onTape);
+    const rs = await snapplane('restore', join(dir, 'from-damaged.img'), damaged);
+    expect(rs.code).toBe(1);
+    expect(rs.stderr).toMatch(onTape);
     const bad = await snapplane('backup', vol, 'June5 + June4 + June3 + June2 + June1', '--to', `tape:${join(dir, 'tapes-b')}`, '--tape-size', '1M', '--next-tape', 'exit 3');
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/--next-tape hook exited with 3 before tape 2/);
@@ -119,10 +134,15 @@ describe('snapplane image, send, receive, backup, restore, verify', () => {
       expect((await readFile(target)).equals(before)).toBe(true);
     }
     await ok('fsck', victim);
-    // An old backup file is still replaced by a new one, as with a shell redirect.
+    // An old backup file is replaced by a new one only with --force; send -o replaces it, as a shell redirect does.
     const old = join(dir, 'rotating.snap');
     await writeFile(old, 'last week');
-    await ok('backup', vol, 'June1', '--to', `file:${old}`);
+    expect((await snapplane('backup', vol, 'June1', '--to', `file:${old}`)).stderr).toMatch(/exists already .*\(EXISTS\)/);
+    expect(await readFile(old, 'utf8')).toBe('last week');
+    await ok('backup', vol, 'June1', '--to', `file:${old}`, '--force');
+    expect((await readFile(old)).subarray(0, 8).toString()).toBe('SNAPSTRM');
+    await writeFile(old, 'last week');
+    await ok('send', vol, 'June1', '-o', old);
     expect((await readFile(old)).subarray(0, 8).toString()).toBe('SNAPSTRM');
   });
 
@@ -130,6 +150,30 @@ describe('snapplane image, send, receive, backup, restore, verify', () => {
     const r = await snapplane('image', 'plan', vol, '--policy', join(dir, 'no-such-policy'));
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/^snapplane: --policy '.*no-such-policy': no such file; give level=interval pairs \(e\.g\. 0=7d,1=1d,2=6h\) or a file holding them or the JSON form\n/);
+  });
+
+  it('a backup onto an existing file is refused (EXISTS, the file kept) unless --force, on the host and inside a volume', async () => {
+    const first = join(dir, 'keep.level0');
+    await ok('backup', vol, 'June2 + June1', '--to', `file:${first}`);
+    const kept = await readFile(first);
+    const again = await snapplane('backup', vol, 'June5 - June4', '--to', `file:${first}`);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(new RegExp(`'${first.replace(/[.]/g, '\\.')}' exists already and was left as it is.*--force.*\\(EXISTS\\)`));
+    expect((await readFile(first)).equals(kept)).toBe(true);
+    const forced = await json<SendReport>('backup', vol, 'June5 - June4', '--to', `file:${first}`, '--force');
+    expect(forced.kind).toBe('incremental');
+    expect((await stat(first)).size).toBe(forced.streamBytes);
+    const store = join(dir, 'keep-store.img');
+    await ok('volume', 'create', store, '--size', '16M');
+    await ok('backup', vol, 'June2 + June1', '--to', 'file:/b.level0', '--in', store);
+    const inside = await snapplane('backup', vol, 'June5 - June4', '--to', 'file:/b.level0', '--in', store);
+    expect(inside.code).toBe(1);
+    expect(inside.stderr).toMatch(/keep-store\.img:\/b\.level0' exists already .*\(EXISTS\)/);
+    const kindIn = async (): Promise<string> => (JSON.parse((await snapplane('verify', '/b.level0', '--in', store, '--json')).stdout) as { backups: BackupCheck[] }).backups[0].kind;
+    expect(await kindIn()).toBe('full');
+    await ok('backup', vol, 'June5 - June4', '--to', 'file:/b.level0', '--in', store, '--force');
+    expect(await kindIn()).toBe('incremental');
+    expect((await snapplane('backup', '--help')).stdout).toMatch(/--force/);
   });
 
   it('a backup or send to a path that is a folder is refused before the transfer, and nothing is left beside it', async () => {
@@ -279,6 +323,21 @@ describe('snapplane image, send, receive, backup, restore, verify', () => {
     const wrong = await session(swapped, () => snapplane('restore', join(dir, 'wrong-order.img'), dev, '--next-tape', load));
     expect(wrong.code).toBe(1);
     expect(wrong.stderr).toMatch(/this is tape 2 of its set; load tape 1/);
+    // A damaged record on cartridge 2: verify, restore and receive name the cartridge and the byte on it.
+    const second = join(carts, 'cart2');
+    const good = await readFile(second);
+    const damaged = Buffer.from(good);
+    damaged[65536 + 300_000] ^= 0x10;
+    await writeFile(second, damaged);
+    const onTape = /record \d+, which starts at stream byte \d+, (on cartridge 1 \(tape 1 of .*nst0\) at its byte \d+, ending on cartridge 2|on cartridge 2) \(tape 2 of .*nst0\)/;
+    const badVerify = await session(inOrder, () => snapplane('verify', dev, '--next-tape', load));
+    expect(badVerify.code).toBe(1);
+    expect(badVerify.stdout).toMatch(/BAD .*nst0: record checksum mismatch/);
+    expect(badVerify.stdout).toMatch(onTape);
+    const badReceive = await session(inOrder, () => snapplane('receive', join(dir, 'bad-cart.img'), '-i', dev, '--next-tape', load));
+    expect(badReceive.code).toBe(1);
+    expect(badReceive.stderr).toMatch(onTape);
+    await writeFile(second, good);
     // A cartridge cut short (the drive lost its end) fails verification with the reason.
     const last = join(carts, `cart${sent.tapes}`);
     const whole = await readFile(last);
@@ -287,6 +346,38 @@ describe('snapplane image, send, receive, backup, restore, verify', () => {
     expect(cut.code).toBe(1);
     expect(cut.stdout + cut.stderr).toMatch(/tape \d+\): (no trailer before the end of the tape|holds \d+ tape blocks)/);
   }, 120_000);
+
+  it('image plan calls the snapshots after its newest point not covered by the plan (not "not in a backup")', async () => {
+    const r = await ok('image', 'plan', vol, '--policy', '0=7d,1=1d');
+    expect(r.stdout).toMatch(/^not covered by this plan yet \(taken after its newest point; the next point carries them\): June2, June3, June4, June5$/m);
+    expect(r.stdout).not.toMatch(/not yet in a backup/);
+  });
+
+  it('an lz4 backup smaller than its data says how much smaller, not a negative overhead', async () => {
+    const r = await ok('backup', vol, 'June2 + June1', '--compress', 'lz4', '--to', `file:${join(dir, 'small.lz4')}`);
+    expect(r.stdout).toMatch(/stream .* \(\d+ bytes, compressed \d+\.\d% smaller than the data\) to /);
+    expect(r.stdout).not.toMatch(/overhead -/);
+  });
+
+  it('an incremental into an unrelated volume says it is a different volume (not "a copy of" its own uuid)', async () => {
+    const big = join(dir, 'unrelated.img');
+    await ok('volume', 'create', big, '--size', '64M');
+    await ok('snap', 'create', big, 'June4');
+    const own = (await json<{ uuid: string }>('volume', 'info', big)).uuid;
+    const r = await snapplane('copy', vol, big, 'June5 - June4');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(new RegExp(`'.*unrelated\\.img' is a different volume \\(${own}\\), not a copy of it`));
+    expect(r.stderr).not.toMatch(/is a copy of volume/);
+  });
+
+  it('counts read "1 file", "1 backup", "1 tape", "1 block"', async () => {
+    const one = await ok('restore-file', '/day1/report1.txt', join(dir, 'one.txt'), '--from', join(dir, 'june3.level0'));
+    expect(one.stdout).toMatch(/: 1 file, /);
+    const plan = await ok('image', 'plan', vol, '--policy', '0=7d,1=1d');
+    expect(plan.stdout).toMatch(/^level 0: 1 backup, /m);
+    const tape = await ok('backup', vol, 'June1', '--to', `tape:${join(dir, 'one-tape')}`);
+    expect(tape.stdout).toMatch(/, on 1 tape\n$/);
+  });
 
   it('send | receive through a pipe, then copy an incremental', async () => {
     const dst = join(dir, 'piped.img');

@@ -29,6 +29,8 @@ function JobForm() {
   const [files, setFiles] = useState('');
   const [mirror, setMirror] = useState('');
   const [compress, setCompress] = useState(false);
+  // A backup keeps a file already at its path (the backup before, usually) unless this is ticked.
+  const [replace, setReplace] = useState(false);
   const [keyFile, setKeyFile] = useState('');
   const [limit, setLimit] = useState('');
   const [inVolume, setInVolume] = useState('');
@@ -52,7 +54,7 @@ function JobForm() {
       kind === 'copy'
         ? { kind, source: volume, destination: target, expression }
         : kind === 'backup'
-          ? { kind, volume, expression, file: target, compress: compress ? 'lz4' : 'none', ...inside }
+          ? { kind, volume, expression, file: target, compress: compress ? 'lz4' : 'none', ...inside, ...(replace ? { force: true } : {}) }
           : kind === 'restore'
             ? { kind, volume: target, files: list, ...inside }
             : kind === 'verify'
@@ -107,6 +109,9 @@ function JobForm() {
           </label>
           <label>
             <input type="checkbox" checked={compress} onChange={(e) => setCompress(e.target.checked)} /> lz4
+          </label>
+          <label>
+            <input type="checkbox" checked={replace} onChange={(e) => setReplace(e.target.checked)} name="replace" /> replace an existing file
           </label>
         </>
       ) : null}

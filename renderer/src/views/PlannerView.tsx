@@ -102,8 +102,8 @@ function Charts() {
         </dd>
         {plan.unplanned.length > 0 ? (
           <>
-            <dt>Not yet backed up</dt>
-            <dd>{plan.unplanned.join(', ')} (the next backup carries them)</dd>
+            <dt>Not covered by this plan yet</dt>
+            <dd>{plan.unplanned.join(', ')} (taken after its newest point; the next point carries them)</dd>
           </>
         ) : null}
       </dl>

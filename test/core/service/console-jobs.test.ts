@@ -109,6 +109,16 @@ describe('console jobs', () => {
     expect((await finished(backup.id)).state).toBe('ok');
     const files = await call<{ entries: { name: string; size: number }[] }>('ls', { volume: store, path: '/' });
     expect(files.entries.map((e) => e.name)).toEqual(['M1.level0']);
+    // A second backup to the same file is refused, naming it, and the first is kept; asked to, it replaces it.
+    const again = await call<JobState>('jobStart', { kind: 'backup', volume: src, expression: 'M1', file: '/M1.level0', inVolume: store });
+    const refused = await finished(again.id);
+    expect(refused.state).toBe('error');
+    expect(refused.error?.code).toBe('EXISTS');
+    expect(refused.error?.message).toMatch(/store\.img:\/M1\.level0' exists already and was left as it is/);
+    const before = (await call<{ entries: { name: string; size: number }[] }>('ls', { volume: store, path: '/' })).entries;
+    expect(before.map((e) => [e.name, e.size])).toEqual(files.entries.map((e) => [e.name, e.size]));
+    const replaced = await call<JobState>('jobStart', { kind: 'backup', volume: src, expression: 'M1', file: '/M1.level0', inVolume: store, force: true });
+    expect((await finished(replaced.id)).state).toBe('ok');
     const verify = await call<JobState>('jobStart', { kind: 'verify', files: ['/M1.level0'], inVolume: store });
     expect((await finished(verify.id)).state).toBe('ok');
     const back = join(dir, 'back.img');

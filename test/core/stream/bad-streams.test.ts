@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { Volume } from '../../../core/fs/volume.js';
 import { planStream, writeStream } from '../../../core/stream/send.js';
 import { StreamReader } from '../../../core/stream/reader.js';
+import { NO_STREAM_ID, recordChecksum } from '../../../core/stream/format.js';
 import { receiveStream } from '../../../core/stream/receive.js';
 import { SnapplaneError } from '../../../core/common/errors.js';
 import { pattern, readTree, expectSameTree, type Tree } from '../../helpers/model.js';
@@ -208,5 +209,35 @@ describe('bad streams are refused and lose nothing', () => {
   afterAll(() => {
     // The issue asks for thousands of cases.
     expect(cases).toBeGreaterThan(2000);
+  });
+});
+
+describe('a preamble that does not read as version 1', () => {
+  const open = (b: Buffer): Promise<unknown> => new StreamReader(chunked(b)).open();
+  it('is a damaged stream unless the header record passes its checksum and names that version', async () => {
+    // Byte 10 flipped: the version reads 16711681, but the header record (checksummed) says 1.
+    const flipped = Buffer.from(incremental);
+    flipped[10] ^= 0xff;
+    await expect(open(flipped)).rejects.toThrow(/^the stream is damaged: its preamble \(bytes 0\.\.15\) says version 16711681, but its header record, which passes its checksum, says version 1$/);
+    // The zero field flipped is damage too (it was taken before, and only the digest at the end caught it).
+    const zero = Buffer.from(incremental);
+    zero[13] ^= 1;
+    await expect(open(zero)).rejects.toThrow(/stream is damaged: its preamble .* has 256 in its zero field/);
+    // Preamble and header record both damaged: damaged, no version claimed.
+    const both = Buffer.from(flipped);
+    both[60] ^= 1;
+    await expect(open(both)).rejects.toThrow(/^the stream is damaged at its start: its preamble says version 16711681 and its header record fails its checksum/);
+    // An intact stream of version 2 (its header record says 2 and checks out): the version message.
+    const len = incremental.readUInt32LE(20);
+    const doc = JSON.parse(incremental.subarray(48, 48 + len).toString('utf8')) as { version: number };
+    doc.version = 2;
+    const payload = Buffer.from(JSON.stringify(doc));
+    const raw = Buffer.from(incremental.subarray(16, 48));
+    raw.writeUInt32LE(payload.length, 4);
+    raw.writeUInt32LE(recordChecksum(NO_STREAM_ID, raw, payload), 28);
+    const pre = Buffer.from(incremental.subarray(0, 16));
+    pre.writeUInt32LE(2, 8);
+    const v2 = Buffer.concat([pre, raw, payload, incremental.subarray(48 + len)]);
+    await expect(open(v2)).rejects.toThrow(/^image stream version 2 is not supported \(this build reads version 1\)$/);
   });
 });
