@@ -274,7 +274,7 @@ export class Backups {
     if (!(e instanceof SnapplaneError)) return e;
     await discardResumeToken(volume, header.streamId);
     const have = ((await this.restoredSoFar(volume, header.sourceVolume).catch(() => null)) ?? []).map((s) => s.name);
-    const kept = have.length > 0 ? `'${volume}' keeps what the backups before it restored (snapshots ${have.join(', ')})` : `nothing was restored into '${volume}'`;
+    const kept = have.length > 0 ? `'${volume}' keeps what the backups before it restored (snapshots ${have.join(', ')})` : (await pathExists(volume)) ? `nothing was restored into '${volume}'` : `nothing was restored, and '${volume}' was not created`;
     return new SnapplaneError(e.code, `restore stopped at ${file}: ${e.message}; ${kept}; ${e.code === 'BAD_STREAM' ? `put a good copy of ${file} in its place (\`snapplane verify\` checks backups), then run` : 'once that is fixed, run'} the same restore again: it goes on with the backups '${volume}' lacks`, { volume, path: file, snapshot: e.snapshot, vbn: e.vbn, cause: e });
   }
 
