@@ -1,9 +1,11 @@
 /** Copying between the host file system and a volume (put/get): files, folders and symbolic links with their metadata. */
-import { chmod, lchown, lstat, lutimes, mkdir, open, readdir, readlink, rename, stat, symlink, unlink, utimes, type FileHandle } from 'node:fs/promises';
+import { chmod, lchown, lstat, lutimes, open, readdir, readlink, rename, stat, symlink, unlink, utimes, type FileHandle } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { CopySummary, DirEntryInfo, ProgressEvent } from '../api/types.js';
-import { SnapplaneError, asIoError } from '../common/errors.js';
+import { SnapplaneError, asIoError, hostCreateError } from '../common/errors.js';
+import { writeFully } from '../common/write-fully.js';
+import { makeFolders } from '../common/make-folders.js';
 import { BLOCK_SIZE } from '../common/units.js';
 import { normalizePath, validateName } from './namespace.js';
 import type { FileMeta, Volume } from './volume.js';
@@ -183,6 +185,15 @@ export async function copyFromHost(volume: Volume, hostPath: string, volPath: st
     if (volume.fsinfo.generation !== before || summary.files + summary.symlinks + summary.dirs > 0) await volume.sync().catch(() => undefined);
     throw e;
   }
+  // Committed before it reports: a sparse image's host file system may fill only when the CP writes the blocks, and
+  // a put that said it was done must not then fail.
+  try {
+    await volume.sync();
+  } catch (e) {
+    if (!(e instanceof SnapplaneError)) throw e;
+    const kept = volume.fsinfo.generation !== before ? `the volume keeps what the put committed at its last consistency point (generation ${volume.fsinfo.generation}), not the rest` : `the volume stays as it was before the put`;
+    throw new SnapplaneError(e.code, `${e.message}; the put was not committed: ${kept}`, { volume: volume.label, path: target, vbn: e.vbn, cause: e });
+  }
   tick();
   return summary;
 }
@@ -229,12 +240,19 @@ export async function copyToHost(volume: Volume, volPath: string, hostPath: stri
         const tmp = join(dirname(dst), `.snapplane-get-${process.pid}-${++temporaries}.tmp`);
         await unlink(tmp).catch(() => undefined);
         let landed = false;
+        const kept = async (): Promise<string> => {
+          const existed = await lstat(dst).then(() => true, () => false);
+          const done = summary.files + summary.symlinks > 0 ? `; the ${counted(summary.files + summary.symlinks, 'file')} got before it are kept` : '';
+          return `${existed ? `'${dst}' kept as it was` : `'${dst}' not created`}${done}`;
+        };
         try {
-          const fh = await open(tmp, 'wx', s.mode & 0o777);
+          const fh = await open(tmp, 'wx', s.mode & 0o777).catch(async (e: unknown) => {
+            throw hostCreateError(e, 'file', dst, await kept());
+          });
           try {
             for await (const chunk of volume.readChunks(src, { reuse: true })) {
               if (signal?.cancelled) throw cancelled();
-              await fh.write(chunk);
+              await writeFully(fh, chunk);
               summary.bytes += chunk.length;
               onProgress?.({ phase: 'get', done: summary.bytes, total: Math.max(total, summary.bytes), unit: 'bytes' });
             }
@@ -248,18 +266,16 @@ export async function copyToHost(volume: Volume, volPath: string, hostPath: stri
           await rename(tmp, dst);
           landed = true;
         } catch (e) {
-          if (e instanceof SnapplaneError && e.code === 'CANCELLED') {
-            const existed = await lstat(dst).then(() => true, () => false);
-            const done = summary.files + summary.symlinks > 0 ? `; the ${counted(summary.files + summary.symlinks, 'file')} got before it are kept` : '';
-            throw new SnapplaneError('CANCELLED', `get interrupted; ${existed ? `'${dst}' kept as it was` : `'${dst}' not created`}${done}`, { path: src });
-          }
-          throw e;
+          if (e instanceof SnapplaneError && e.code === 'CANCELLED') throw new SnapplaneError('CANCELLED', `get interrupted; ${await kept()}`, { path: src });
+          if (e instanceof SnapplaneError) throw e;
+          const err = asIoError(e, `cannot write '${dst}'`, { path: src });
+          throw new SnapplaneError(err.code, `${err.message}; ${await kept()}`, { path: src, cause: e });
         } finally {
           if (!landed) await unlink(tmp).catch(() => undefined);
         }
         summary.files++;
       } else {
-        await mkdir(dst, { recursive: true });
+        await makeFolders(dst);
         summary.dirs++;
         for (const e of await volume.readdir(src)) {
           validateName(e.name, e.path, volume.label);

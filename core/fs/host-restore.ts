@@ -8,10 +8,11 @@
  * anything is written into it. Set-id bits and owners are not restored.
  */
 import { constants } from 'node:fs';
-import { lstat, mkdir, open, realpath, symlink, utimes } from 'node:fs/promises';
+import { lstat, mkdir, open, realpath, symlink, unlink, utimes } from 'node:fs/promises';
 import { isAbsolute, join, sep } from 'node:path';
 import type { CopySummary } from '../api/types.js';
 import { SnapplaneError, asIoError } from '../common/errors.js';
+import { writeFully } from '../common/write-fully.js';
 import { MAX_NAME } from './format.js';
 import type { Volume } from './volume.js';
 
@@ -77,15 +78,24 @@ export async function restoreIntoFolder(volume: Volume, volPath: string, folder:
         summary.symlinks++;
       } else if (s.type === 'file') {
         const fh = await open(dst, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, s.mode & 0o777);
+        let whole = false;
         try {
           for await (const chunk of volume.readChunks(src, { reuse: true })) {
-            await fh.write(chunk);
+            await writeFully(fh, chunk);
             summary.bytes += chunk.length;
           }
           await fh.chmod(s.mode & 0o777);
           await fh.utimes(mtime, mtime);
+          whole = true;
+        } catch (e) {
+          if (e instanceof SnapplaneError) throw e;
+          const err = asIoError(e, `cannot write '${dst}'`, { path: src });
+          const done = summary.files + summary.symlinks > 0 ? `; the ${summary.files + summary.symlinks} file(s) restored before it are kept` : '';
+          throw new SnapplaneError(err.code, `${err.message}; the part of it written was removed${done}`, { path: src, cause: e });
         } finally {
           await fh.close();
+          // This restore made it (O_EXCL): a part of a file is not left under its name.
+          if (!whole) await unlink(dst).catch(() => undefined);
         }
         summary.files++;
       } else {

@@ -10,11 +10,13 @@
  * return wrong data, because every block pointer above carries the block's checksum.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdir, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { creatingName, removeAbandonedCreations, syncFolder } from '../common/half-made.js';
 import { requireParentFolder } from '../common/parent-folder.js';
 import { BLOCK_SIZE } from '../common/units.js';
+import { writeFully } from '../common/write-fully.js';
+import { makeFolders } from '../common/make-folders.js';
 import { SnapplaneError, asIoError } from '../common/errors.js';
 import type { BlockDevice, DeviceHealth, DeviceMember } from '../device/block-device.js';
 import { Mutex } from '../common/mutex.js';
@@ -102,7 +104,7 @@ export class Raid4Device implements BlockDevice {
     const stripes = Raid4Device.checkShape(folder, dataMembers, memberBytes);
     await Raid4Device.checkFree(folder);
     await requireParentFolder(folder);
-    await mkdir(folder, { recursive: true });
+    await makeFolders(folder);
     return Raid4Device.build(folder, dataMembers, stripes);
   }
 
@@ -119,7 +121,7 @@ export class Raid4Device implements BlockDevice {
     const tmp = creatingName(folder);
     await rm(tmp, { recursive: true, force: true });
     try {
-      await mkdir(tmp, { recursive: true });
+      await makeFolders(tmp);
       const device = await Raid4Device.build(tmp, dataMembers, stripes);
       try {
         await fill(device);
@@ -173,7 +175,7 @@ export class Raid4Device implements BlockDevice {
       const handle = await open(path, 'wx+');
       await handle.truncate((MEMBER_DATA_START + stripes) * BLOCK_SIZE);
       const label: MemberLabel = { groupId, index: i, role: i === dataMembers ? 'parity' : 'data', dataMembers, stripes, generation: 1, failedMask: 0 };
-      await handle.write(encodeLabel(label), 0, BLOCK_SIZE, LABEL_BLOCK * BLOCK_SIZE);
+      await writeFully(handle, encodeLabel(label), 0, BLOCK_SIZE, LABEL_BLOCK * BLOCK_SIZE);
       await handle.datasync();
       members.push({ index: i, path, handle, state: 'ok' });
     }
@@ -512,7 +514,7 @@ export class Raid4Device implements BlockDevice {
     const { member, diskBlock } = this.locate(vbn);
     const m = this.members[member];
     if (!m.handle || this.readOnly) return;
-    await m.handle.write(data, 0, BLOCK_SIZE, diskBlock * BLOCK_SIZE);
+    await writeFully(m.handle, data, 0, BLOCK_SIZE, diskBlock * BLOCK_SIZE);
   }
 
   /** Writes blocks; concurrent calls are serialized, because a partial stripe's parity reads its neighbours. */
@@ -559,7 +561,7 @@ export class Raid4Device implements BlockDevice {
       this.members.map(async (mem, i) => {
         if (!mem.handle || mem.state === 'missing' || mem.state === 'failed') return;
         try {
-          await mem.handle.write(columns[i], 0, columns[i].length, (MEMBER_DATA_START + first) * BLOCK_SIZE);
+          await writeFully(mem.handle, columns[i], 0, columns[i].length, (MEMBER_DATA_START + first) * BLOCK_SIZE);
         } catch (e) {
           throw asIoError(e, `write failed on member ${basename(mem.path)}`, { volume: this.label, vbn });
         }
@@ -605,7 +607,7 @@ export class Raid4Device implements BlockDevice {
       }
     }
     if (!changed) return;
-    await p.handle.write(this.intent, 0, this.intent.length, (LABEL_BLOCK + 1) * BLOCK_SIZE);
+    await writeFully(p.handle, this.intent, 0, this.intent.length, (LABEL_BLOCK + 1) * BLOCK_SIZE);
     await p.handle.datasync();
     this.intentDirty = true;
   }
@@ -626,7 +628,7 @@ export class Raid4Device implements BlockDevice {
     }
     await p.handle.datasync();
     this.intent.fill(0);
-    await p.handle.write(this.intent, 0, this.intent.length, (LABEL_BLOCK + 1) * BLOCK_SIZE);
+    await writeFully(p.handle, this.intent, 0, this.intent.length, (LABEL_BLOCK + 1) * BLOCK_SIZE);
     await p.handle.datasync();
   }
 
@@ -634,7 +636,7 @@ export class Raid4Device implements BlockDevice {
     const cols = await Promise.all(Array.from({ length: this.n }, (_, m) => this.readMember(this.members[m], first, count)));
     const parity = cols[0];
     for (let m = 1; m < this.n; m++) xorInto(parity, cols[m]);
-    await this.parity.handle!.write(parity, 0, parity.length, (MEMBER_DATA_START + first) * BLOCK_SIZE);
+    await writeFully(this.parity.handle!, parity, 0, parity.length, (MEMBER_DATA_START + first) * BLOCK_SIZE);
   }
 
   async flush(): Promise<void> {
@@ -645,7 +647,7 @@ export class Raid4Device implements BlockDevice {
       if (this.intentDirty && this.parity.handle && this.parity.state === 'ok') {
         // Everything written so far is durable on every member: no stripe is inconsistent any more.
         this.intent.fill(0);
-        await this.parity.handle.write(this.intent, 0, this.intent.length, (LABEL_BLOCK + 1) * BLOCK_SIZE);
+        await writeFully(this.parity.handle, this.intent, 0, this.intent.length, (LABEL_BLOCK + 1) * BLOCK_SIZE);
         await this.parity.handle.datasync();
         this.intentDirty = false;
       }
@@ -687,7 +689,7 @@ export class Raid4Device implements BlockDevice {
     for (const m of this.members) {
       if (!m.handle || m.state === 'failed' || m.state === 'missing') continue;
       const label: MemberLabel = { ...this.groupLabel, index: m.index, role: m.index === this.n ? 'parity' : 'data' };
-      await m.handle.write(encodeLabel(label), 0, BLOCK_SIZE, LABEL_BLOCK * BLOCK_SIZE);
+      await writeFully(m.handle, encodeLabel(label), 0, BLOCK_SIZE, LABEL_BLOCK * BLOCK_SIZE);
       await m.handle.datasync();
     }
   }
@@ -786,7 +788,7 @@ export class Raid4Device implements BlockDevice {
         const out = parts[0];
         for (let k = 1; k < parts.length; k++) arena.xorInto(out, parts[k], n * BLOCK_SIZE);
         // The new image is sparse and reads back zeros where nothing was written: skip all-zero stretches.
-        if (!isZero(out)) await m.handle!.write(out, 0, out.length, (MEMBER_DATA_START + at) * BLOCK_SIZE);
+        if (!isZero(out)) await writeFully(m.handle!, out, 0, out.length, (MEMBER_DATA_START + at) * BLOCK_SIZE);
         rebuilt += n;
       }
       this.rebuildWatermark = first + count;

@@ -572,6 +572,15 @@ export class SnapplaneService {
       // A volume stopped half-way through committing must be reopened from disk.
       if (v.isFailed) await this.forget(volume);
       const token = await readResumeToken(volume);
+      // A volume this receive made is removed when nothing will resume into it: a restore (it reads the backup
+      // again), or no token kept. A replication keeps it and its token, and resumes there.
+      if (created && (options.resumeHint === null || (options.resumeHint === undefined && !token))) {
+        await this.forget(volume);
+        await deleteVolumeFiles(volume).catch(() => undefined);
+        // A restore says so itself, naming the backup it stopped at.
+        if (!(e instanceof SnapplaneError) || options.resumeHint === null) throw e;
+        throw new SnapplaneError(e.code, `${e.message}; '${volume}', which this receive created, was removed`, { volume, path: e.path, snapshot: e.snapshot, vbn: e.vbn, cause: e });
+      }
       if (token && e instanceof SnapplaneError && (e.code === 'BAD_STREAM' || e.code === 'IO' || e.code === 'CANCELLED' || e.code === 'ENOSPC')) {
         // What resumes depends on the caller: a replication resumes on its own, a manual receive needs the token.
         if (options.resumeHint === null) throw e;

@@ -6,6 +6,7 @@
  */
 import { access, open, readFile, rm, writeFile, rename, type FileHandle } from 'node:fs/promises';
 import { sidecarPath } from '../fs/sidecar.js';
+import { writeFully } from '../common/write-fully.js';
 import { SnapplaneError } from '../common/errors.js';
 import { BLOCK_SIZE } from '../common/units.js';
 import { BITS_PER_CHUNK, BitPlane, WORDS_PER_CHUNK, forEachSetBit, popcountWords } from '../planes/bit-plane.js';
@@ -517,7 +518,7 @@ class Spool {
     h.writeBigUInt64LE(BigInt(vbn));
     const offset = this.end;
     this.end += 8 + BLOCK_SIZE;
-    await this.file.write(Buffer.concat([h, data]), 0, 8 + BLOCK_SIZE, offset);
+    await writeFully(this.file, Buffer.concat([h, data]), 0, 8 + BLOCK_SIZE, offset);
     this.at.set(vbn, offset + 8);
   }
 

@@ -6,7 +6,8 @@
 import { crc32 } from 'node:zlib';
 import { mkdir, open, readdir, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { SnapplaneError, asIoError } from '../common/errors.js';
+import { SnapplaneError, asIoError, hostCreateError } from '../common/errors.js';
+import { writeFully } from '../common/write-fully.js';
 import { requireParentFolder } from '../common/parent-folder.js';
 import { fixedChunks } from '../common/fixed-chunks.js';
 
@@ -100,7 +101,11 @@ export async function writeTapes(dir: string, stream: AsyncIterable<Buffer>, o: 
   const perTape = Math.floor((o.tapeSize - TAPE_HEADER_SIZE) / TAPE_BLOCK) * TAPE_BLOCK;
   if (perTape < TAPE_BLOCK) throw new SnapplaneError('INVALID', `--tape-size must be at least ${TAPE_HEADER_SIZE + TAPE_BLOCK} bytes`);
   await requireParentFolder(dir, 'tape folder');
-  await mkdir(dir, { recursive: true });
+  // Not recursive (the parent is there): Node's recursive mkdir spins for ever where the parent makes no entries (/proc).
+  await mkdir(dir).catch(async (e: unknown) => {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST' && (await stat(dir).then((st) => st.isDirectory(), () => false))) return;
+    throw hostCreateError(e, 'tape folder', dir, 'nothing was written');
+  });
   const existing = (await readdir(dir)).filter((f) => f.endsWith('.tap'));
   if (existing.length > 0) throw new SnapplaneError('EXISTS', `tape folder ${dir} already holds tapes (${existing[0]}, ...); use an empty folder`, { path: dir });
   let tape = 0;
@@ -110,7 +115,7 @@ export async function writeTapes(dir: string, stream: AsyncIterable<Buffer>, o: 
   const header = (last: boolean): Buffer => encodeTapeHeader({ tape, streamId: o.streamId, capacity: TAPE_HEADER_SIZE + perTape, dataBytes: inTape, last, label: o.label });
   const finish = async (last: boolean): Promise<void> => {
     if (!fh) return;
-    await fh.write(header(last), 0, TAPE_HEADER_SIZE, 0);
+    await writeFully(fh, header(last), 0, TAPE_HEADER_SIZE, 0);
     await fh.datasync();
     await fh.close();
     fh = null;
@@ -121,7 +126,7 @@ export async function writeTapes(dir: string, stream: AsyncIterable<Buffer>, o: 
     if (tape > 1 && o.beforeTape) await o.beforeTape(tape, path);
     fh = await open(path, 'w');
     inTape = 0;
-    await fh.write(header(false), 0, TAPE_HEADER_SIZE, 0);
+    await writeFully(fh, header(false), 0, TAPE_HEADER_SIZE, 0);
   };
   try {
     for await (const { block, fill } of tapeBlocks(stream)) {
@@ -129,7 +134,7 @@ export async function writeTapes(dir: string, stream: AsyncIterable<Buffer>, o: 
         await finish(false);
         await startTape();
       }
-      await fh!.write(block, 0, TAPE_BLOCK, TAPE_HEADER_SIZE + Math.ceil(inTape / TAPE_BLOCK) * TAPE_BLOCK);
+      await writeFully(fh!, block, 0, TAPE_BLOCK, TAPE_HEADER_SIZE + Math.ceil(inTape / TAPE_BLOCK) * TAPE_BLOCK);
       inTape += fill;
       total += fill;
     }
@@ -138,7 +143,9 @@ export async function writeTapes(dir: string, stream: AsyncIterable<Buffer>, o: 
     await (fh as FileHandle | null)?.close().catch(() => undefined);
     // The folder held no tapes before: an unfinished set would only make the next try refuse the folder.
     for (let t = 1; t <= tape; t++) await rm(join(dir, tapeName(t)), { force: true }).catch(() => undefined);
-    throw asIoError(e, `cannot write ${tapeName(tape)} in tape folder '${dir}'`, { path: join(dir, tapeName(tape)) });
+    if (e instanceof SnapplaneError) throw e;
+    const err = asIoError(e, `cannot write ${tapeName(tape)} in tape folder '${dir}'`, { path: join(dir, tapeName(tape)) });
+    throw new SnapplaneError(err.code, `${err.message}; the backup was not made${tape === 0 ? '' : tape === 1 ? ': the tape it wrote was removed' : `: the ${tape} tapes it wrote were removed`}`, { path: err.path, cause: e });
   }
   return { tapes: tape, bytes: total };
 }

@@ -3,8 +3,10 @@
  * restoring it, and verifying backups without a destination.
  */
 import { backupBytes, backupLabel, type BackupLocation } from './backup-source.js';
-import { open, rename, rm } from 'node:fs/promises';
-import { SnapplaneError, asIoError } from '../common/errors.js';
+import { open, rename, rm, type FileHandle } from 'node:fs/promises';
+import { SnapplaneError, asIoError, hostCreateError } from '../common/errors.js';
+import { pathExists } from '../common/path-exists.js';
+import { writeFully } from '../common/write-fully.js';
 import { requireFilePath } from '../common/parent-folder.js';
 import { BLOCK_SIZE } from '../common/units.js';
 import { SparsePlane } from '../planes/sparse-plane.js';
@@ -18,7 +20,14 @@ import type { BackupCheck } from '../api/types.js';
 export async function sendToFile(volume: Volume, plan: StreamPlan, path: string, onProgress?: (p: StreamProgress) => void, signal?: { cancelled: boolean }): Promise<number> {
   const tmp = `${path}.partial`;
   await requireFilePath(path, 'backup');
-  const fh = await open(tmp, 'w');
+  const existed = await pathExists(path);
+  const kept = existed ? `'${path}' is kept as it was` : `'${path}' was not created`;
+  let fh: FileHandle;
+  try {
+    fh = await open(tmp, 'w');
+  } catch (e) {
+    throw hostCreateError(e, 'backup file', path, 'nothing was written');
+  }
   let bytes = 0;
   try {
     // Copied into one staging buffer: the stream reuses its buffers, and 4 MiB writes are what the disk likes.
@@ -26,7 +35,7 @@ export async function sendToFile(volume: Volume, plan: StreamPlan, path: string,
     let size = 0;
     const flush = async (): Promise<void> => {
       if (size === 0) return;
-      await fh.write(staging, 0, size);
+      await writeFully(fh, staging, 0, size);
       size = 0;
     };
     for await (const b of writeStream(volume, plan, onProgress, signal, true)) {
@@ -45,7 +54,9 @@ export async function sendToFile(volume: Volume, plan: StreamPlan, path: string,
   } catch (e) {
     await fh.close();
     await rm(tmp, { force: true });
-    throw asIoError(e, `cannot write '${path}'`, { path });
+    if (e instanceof SnapplaneError) throw e;
+    const err = asIoError(e, `cannot write '${path}'`, { path });
+    throw new SnapplaneError(err.code, `${err.message}; the backup was not made: its partial file was removed, and ${kept}`, { path, cause: e });
   }
   await fh.close();
   try {

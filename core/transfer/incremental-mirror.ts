@@ -6,8 +6,10 @@
  * else from the base. Layout in core/STREAM.md §10.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
+import { open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { writeFully } from '../common/write-fully.js';
+import { makeFolders } from '../common/make-folders.js';
 import { SnapplaneError, asIoError } from '../common/errors.js';
 import { writeFileAtomic } from '../common/atomic-file.js';
 import { blockChecksum } from '../common/checksum.js';
@@ -119,7 +121,7 @@ export class IncrementalMirror {
   static async create(dir: string, basePath: string): Promise<IncrementalMirror> {
     const [h] = await checkChain([basePath]);
     if (h.kind !== 'full') throw new SnapplaneError('INVALID', `the base of an incremental mirror must be a full image; '${basePath}' is an incremental`, { path: basePath });
-    await mkdir(dir, { recursive: true });
+    await makeFolders(dir);
     try {
       await stat(join(dir, STATE));
       throw new SnapplaneError('EXISTS', `'${dir}' already holds an incremental mirror`, { path: dir });
@@ -226,14 +228,14 @@ export class IncrementalMirror {
     try {
       while (item.type === 'blocks') {
         for (let v = item.vbn; v < item.vbn + item.count; v++) if (!image.has(v)) throw bad(`block record carries VBN ${v}, which is not in the image`);
-        await fh.write(item.data, 0, item.count * BLOCK_SIZE, item.vbn * BLOCK_SIZE);
+        await writeFully(fh, item.data, 0, item.count * BLOCK_SIZE, item.vbn * BLOCK_SIZE);
         // Written in place like the blocks: these VBNs are not in `present`, so nothing reads their entries yet.
         const entry = Buffer.alloc(item.count * SUM_BYTES);
         for (let k = 0; k < item.count; k++) {
           entry.writeUInt32LE(1, k * SUM_BYTES);
           entry.writeUInt32LE(blockChecksum(item.data.subarray(k * BLOCK_SIZE, (k + 1) * BLOCK_SIZE)), k * SUM_BYTES + 4);
         }
-        await sums.write(entry, 0, entry.length, item.vbn * SUM_BYTES);
+        await writeFully(sums, entry, 0, entry.length, item.vbn * SUM_BYTES);
         landed += item.count;
         onProgress?.(landed, image.count);
         item = await reader.next();
@@ -300,7 +302,7 @@ export class IncrementalMirror {
       for (const c of present.chunkIndexes()) {
         for (const v of setBits(c, present.chunk(c)!)) {
           await src.read(buf, 0, BLOCK_SIZE, v * BLOCK_SIZE);
-          await dst.write(buf, 0, BLOCK_SIZE, v * BLOCK_SIZE);
+          await writeFully(dst, buf, 0, BLOCK_SIZE, v * BLOCK_SIZE);
         }
       }
       await dst.sync();

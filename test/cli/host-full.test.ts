@@ -6,8 +6,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync, spawn } from 'node:child_process';
-import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync } from 'node:fs';
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, statfsSync } from 'node:fs';
+import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Volume } from '../../core/fs/volume.js';
@@ -147,7 +147,7 @@ describe.runIf(canMountTmpfs())('a host file system that fills up', () => {
     const out = join(at, 'big.bin');
     await writeFile(out, 'the copy from last week');
     const r = await snapplane('get', vol, '/big.bin', out);
-    expect(r.stderr).toBe(`snapplane: cannot write '${out}': the host file system holding it is full (ENOSPC: no space left on device, write) (ENOSPC)\n`);
+    expect(r.stderr).toBe(`snapplane: cannot write '${out}': the host file system holding it is full (ENOSPC: no space left on device, write); '${out}' kept as it was (ENOSPC)\n`);
     expect(await readFile(out, 'utf8')).toBe('the copy from last week');
     expect(await readdir(at)).toEqual(['big.bin']);
     execFileSync('mount', ['-o', 'remount,size=32m', at]);
@@ -160,7 +160,7 @@ describe.runIf(canMountTmpfs())('a host file system that fills up', () => {
     const src = await sourceVolume('bsrc.img', '/big.bin', 20, 9, { name: 'b1' });
     const full = mountSmall('store', 8);
     const toFile = await snapplane('backup', src, 'b1', '--to', `file:${join(full, 'b1.snap')}`);
-    expect(toFile.stderr).toBe(`snapplane: cannot write '${join(full, 'b1.snap')}': the host file system holding it is full (ENOSPC: no space left on device, write) (ENOSPC)\n`);
+    expect(toFile.stderr).toBe(`snapplane: cannot write '${join(full, 'b1.snap')}': the host file system holding it is full (ENOSPC: no space left on device, write); the backup was not made: its partial file was removed, and '${join(full, 'b1.snap')}' was not created (ENOSPC)\n`);
     const toTapes = await snapplane('backup', src, 'b1', '--to', `tape:${join(full, 'tapes')}`, '--tape-size', '4M');
     expect(toTapes.stderr).toMatch(new RegExp(`cannot write tape-000\\d\\.tap in tape folder '${join(full, 'tapes')}': the host file system holding it is full .*\\(ENOSPC\\)\\n$`));
     expect(await readdir(full)).toEqual(['tapes']);
@@ -185,6 +185,75 @@ describe.runIf(canMountTmpfs())('a host file system that fills up', () => {
     await ok('backup', src, 'b1', '--to', `tape:${join(full, 'tapes')}`, '--tape-size', '4M');
     expect((await json<{ ok: boolean }>('verify', join(full, 'b1.snap'))).ok).toBe(true);
     expect((await json<{ ok: boolean }>('verify', join(full, 'tapes'))).ok).toBe(true);
+  }, 120_000);
+
+  it('a write the host file system takes only in part fails with ENOSPC: backup to a file or tapes, get, restore-file and put leave nothing half-written and report no success', async () => {
+    const src = await sourceVolume('ssrc.img', '/big.bin', 3, 13, { name: 's1' });
+    const saved = join(dir, 's1-elsewhere.snap');
+    await ok('backup', src, 's1', '--to', `file:${saved}`);
+    const at = mountSmall('short', 2);
+    // Each of these writes more than the 2 MiB there in one go: the file system takes what fits and says how much
+    // without an error (it used to be taken as all, and a 2 MiB file reported as written).
+    const sv = join(at, 'sv.img');
+    await ok('volume', 'create', sv, '--size', '64M');
+    const host = join(dir, 'r25.bin');
+    await writeFile(host, pattern(2_500_000, 25));
+    for (const extra of [[], ['--json']]) {
+      const put = await snapplane('put', sv, host, '/x.bin', ...extra);
+      expect(put.code).toBe(1);
+      // Committed before it reports: no success printed first.
+      expect(put.stdout).toBe('');
+      expect(put.stderr).toMatch(new RegExp(`^snapplane: write at VBN \\d+ failed on '${sv}': the host file system holding it is full .*; the put was not committed: the volume stays as it was before the put \\(ENOSPC\\)\\n$`));
+    }
+    expect((await json<unknown[]>('ls', sv, '/'))).toEqual([]);
+    await ok('fsck', sv);
+    await rm(sv);
+
+    const file = join(at, 's1.snap');
+    const b = await snapplane('backup', src, 's1', '--to', `file:${file}`);
+    expect(b.code).toBe(1);
+    expect(b.stdout).toBe('');
+    expect(b.stderr).toBe(`snapplane: cannot write '${file}': the host file system holding it is full (ENOSPC: no space left on device, write); the backup was not made: its partial file was removed, and '${file}' was not created (ENOSPC)\n`);
+    expect(await readdir(at)).toEqual([]);
+
+    const out = join(at, 'big.bin');
+    const g = await snapplane('get', src, '/big.bin', out);
+    expect(g.code).toBe(1);
+    expect(g.stderr).toBe(`snapplane: cannot write '${out}': the host file system holding it is full (ENOSPC: no space left on device, write); '${out}' not created (ENOSPC)\n`);
+    expect(await readdir(at)).toEqual([]);
+
+    const rf = join(at, 'rf.bin');
+    const r = await snapplane('restore-file', '/big.bin', rf, '--from', saved);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`snapplane: cannot write '${rf}': the host file system holding it is full (ENOSPC: no space left on device, write); '${rf}' not created (ENOSPC)\n`);
+    expect(await readdir(at)).toEqual([]);
+
+    // Tapes take 64 KiB at a time: the file system is filled to leave room for all but half of the last block.
+    execFileSync('mount', ['-o', 'remount,size=8m', at]);
+    const tapesElsewhere = join(dir, 'short-tapes');
+    await ok('backup', src, 's1', '--to', `tape:${tapesElsewhere}`, '--tape-size', '1M');
+    let tapeBytes = 0;
+    for (const t of await readdir(tapesElsewhere)) tapeBytes += (await stat(join(tapesElsewhere, t))).size;
+    const free = (): number => {
+      const fs = statfsSync(at);
+      return fs.bfree * fs.bsize;
+    };
+    await writeFile(join(at, 'filler'), Buffer.alloc(free() - (tapeBytes - 32768), 1));
+    expect(free()).toBe(tapeBytes - 32768);
+    const tapes = join(at, 'tp');
+    const t = await snapplane('backup', src, 's1', '--to', `tape:${tapes}`, '--tape-size', '1M');
+    expect(t.code).toBe(1);
+    expect(t.stderr).toMatch(new RegExp(`^snapplane: cannot write tape-000\\d\\.tap in tape folder '${tapes}': the host file system holding it is full .*; the backup was not made: the \\d tapes it wrote were removed \\(ENOSPC\\)\\n$`));
+    expect(await readdir(tapes)).toEqual([]);
+
+    // The job history records each as failed.
+    const jobs = await json<{ kind: string; outcome: string; error?: string }[]>('jobs');
+    expect(jobs.slice(-4).map((j) => [j.kind, j.outcome, /ENOSPC|full/.test(j.error ?? '')])).toEqual([
+      ['backup', 'error', true],
+      ['restore-file', 'error', true],
+      ['backup', 'ok', false],
+      ['backup', 'error', true],
+    ]);
   }, 120_000);
 
   it("an incremental mirror whose fast medium fills says ENOSPC naming its folder, keeps its state, and updates once there is room", async () => {

@@ -134,6 +134,43 @@ describe('a restore that stops at a damaged backup', () => {
     expect(lone.code).toBe(1);
     expect(lone.stderr).toMatch(/starts with a full \(level-0\) backup/);
   }, 120_000);
+
+  it('a restore of a damaged full backup, or a receive of one that kept nothing to resume, removes the volume it created', async () => {
+    const d = tmp();
+    process.env.SNAPPLANE_HOME = join(d, 'home');
+    const src = join(d, 'c.img');
+    await ok('volume', 'create', src, '--size', '64M');
+    await ok('put', src, await host('big', Buffer.alloc(3_000_000, 7)), '/big');
+    await ok('snap', 'create', src, 'S1');
+    const c1 = join(d, 'c1.full');
+    await ok('backup', src, 'S1', '--to', `file:${c1}`);
+    const size = (await readFile(c1)).length;
+    // Damaged early (a block record near the start) and late (the last records, after blocks landed).
+    const early = join(d, 'c1-early.full');
+    const late = join(d, 'c1-late.full');
+    await flipByte(c1, early, 200_000);
+    await flipByte(c1, late, size - 100_000);
+    const left = async (name: string): Promise<string[]> => (await readdir(d)).filter((f) => f === name || f.startsWith(`${name}.`));
+    for (const damaged of [early, late]) {
+      const into = join(d, `cr-${damaged === early ? 'early' : 'late'}.img`);
+      const r = await snapplane('restore', into, damaged);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/^snapplane: restore stopped at .*c1-(early|late)\.full: record checksum mismatch .*; nothing was restored, and '.*cr-(early|late)\.img' was not created; put a good copy of/);
+      expect(await left(`cr-${damaged === early ? 'early' : 'late'}.img`)).toEqual([]);
+    }
+    const rx = join(d, 'rx.img');
+    const early2 = await snapplane('receive', rx, '-i', early);
+    expect(early2.code).toBe(1);
+    expect(early2.stderr).toMatch(/^snapplane: record checksum mismatch .*; '.*rx\.img', which this receive created, was removed \(BAD_STREAM\)\n$/);
+    expect(await left('rx.img')).toEqual([]);
+    // Blocks landed before the damage: the volume and its resume token stay, for a resumed send.
+    const late2 = await snapplane('receive', rx, '-i', late);
+    expect(late2.code).toBe(1);
+    expect(late2.stderr).toMatch(/blocks that landed are kept: resume with `snapplane send \.\.\. --resume [0-9a-f]+-\d+`/);
+    expect(await left('rx.img')).toEqual(['rx.img', 'rx.img.receive-token.json', 'rx.img.receive-token.spool']);
+    // With a good copy, the restore makes the volume.
+    expect((await json<ReceiveReport[]>('restore', join(d, 'cr-early.img'), c1)).map((x) => x.current)).toEqual(['S1']);
+  }, 120_000);
 });
 
 describe('verify of backups that start with an incremental (a nightly check of what was just written)', () => {

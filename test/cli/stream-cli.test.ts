@@ -188,6 +188,22 @@ describe('snapplane image, send, receive, backup, restore, verify', () => {
     expect((await readdir(dir)).filter((f) => f.endsWith('.partial'))).toEqual([]);
   });
 
+  it('a backup, tape folder or get where the host makes no files (/proc) names the path given and why, and ends', async () => {
+    const why = "the folder '/proc' does not exist or does not let files be created in it (ENOENT)";
+    const file = await snapplane('backup', vol, 'June1', '--to', 'file:/proc/nope.strm');
+    expect(file.code).toBe(1);
+    expect(file.stderr).toBe(`snapplane: cannot create backup file '/proc/nope.strm': ${why}; nothing was written (NOT_FOUND)\n`);
+    // A recursive mkdir there used to spin for ever.
+    const tapes = await snapplane('backup', vol, 'June1', '--to', 'tape:/proc/nope', '--tape-size', '1M');
+    expect(tapes.stderr).toBe(`snapplane: cannot create tape folder '/proc/nope': ${why}; nothing was written (NOT_FOUND)\n`);
+    const got = await snapplane('get', vol, '/', '/proc/nope');
+    expect(got.stderr).toMatch(/^snapplane: cannot write '\/proc\/nope': ENOENT/);
+    const file2 = join(dir, 'not-a-folder');
+    await writeFile(file2, 'x');
+    const over = await snapplane('backup', vol, 'June1', '--to', `tape:${file2}`, '--tape-size', '1M');
+    expect(over.stderr).toBe(`snapplane: cannot create tape folder '${file2}': something that is not a tape folder is already there (EEXIST); nothing was written (EXISTS)\n`);
+  }, 60_000);
+
   it('file backups inside another volume: backup, verify, restore, restore-file, receive, from a snapshot of it too', async () => {
     const store = join(dir, 'store.img');
     await ok('volume', 'create', store, '--size', '64M');
