@@ -1,12 +1,13 @@
 /**
- * The sender: turns a storage image of a volume into an image stream. Blocks are read as blocks (no file-system
- * walk on the sender); the snapshot entries and planes travel with them so the receiver can rebuild the snapshots.
+ * The sender: turns a storage image of a volume into an image stream. Blocks are read as blocks, by VBN; the
+ * snapshot entries and planes travel with them so the receiver can rebuild the snapshots. A walk of the carried
+ * snapshots' changed metadata gives each block's expected checksum, checked as it is read (send-checks.ts).
  */
 import { randomBytes } from 'node:crypto';
 import { Xxh64 } from '@node-rs/xxhash';
 import { deflateRawSync } from 'node:zlib';
 import { compressSync } from 'lz4-napi';
-import { SnapplaneError } from '../common/errors.js';
+import { SnapplaneError, isSnapplaneError } from '../common/errors.js';
 import { alignedBufferSet } from '../common/aligned-buffers.js';
 import { BLOCK_SIZE } from '../common/units.js';
 import { WORDS_PER_CHUNK, popcount32, type BitPlane } from '../planes/bit-plane.js';
@@ -16,6 +17,7 @@ import type { Volume } from '../fs/volume.js';
 import { bindNames, evaluateBound, planeChunkReader, runsInChunk } from '../image/evaluate.js';
 import { WRITES_IN_FLIGHT } from './receive.js';
 import { readsAroundPageCache } from './bulk-io.js';
+import { SendChecks } from './send-checks.js';
 import { parseImageExpr, streamShape, formatImageExpr, quoteName } from '../image/expression.js';
 import {
   MAX_RUN_BLOCKS,
@@ -271,17 +273,27 @@ export interface StreamProgress {
 export async function* writeStream(volume: Volume, plan: StreamPlan, onProgress?: (p: StreamProgress) => void, signal?: { cancelled: boolean }, reuse = false, bulkBlocks?: number): AsyncGenerator<Buffer> {
   const release = volume.pinPlanes(plan.planeSlots);
   try {
-    const live = new Map(volume.snapshots.list().map((e) => [e.plane, e.generation]));
+    const entries = volume.snapshots.list();
+    const live = new Map(entries.map((e) => [e.plane, e.generation]));
     plan.planeSlots.forEach((p, k) => {
       if (live.get(p) !== plan.generations[k]) throw new SnapplaneError('NOT_FOUND', 'a snapshot of this stream was deleted after the send was planned', { volume: volume.label });
     });
+    // The carried snapshots come first among the pinned planes, in the header's order.
+    const carried = plan.header.snapshots.map((_, k) => entries.find((e) => e.plane === plan.planeSlots[k] && e.generation === plan.generations[k])!);
+    const checks = await SendChecks.prepare(volume, carried, plan.image, signal);
     const concurrent = volume.device.concurrentReads === true;
     const device = volume.device;
     // A bulk send reads around the page cache into an aligned ring (bulk-io.ts).
     const direct = reuse && device.readBlocksDirect && readsAroundPageCache(plan.sendBlocks, bulkBlocks) ? device.readBlocksDirect.bind(device) : null;
     // Snapshot blocks never change while their planes are pinned, so a plain image is read without the volume lock.
-    const read: RunReader = (vbn, count, into) =>
+    const raw: RunReader = (vbn, count, into) =>
       direct && into ? direct(vbn, count, into) : concurrent ? device.readBlocks(vbn, count, into) : volume.exclusive(() => device.readBlocks(vbn, count, into));
+    // Every block with a known checksum is checked before it can go out (a corrupt block is an error, never data).
+    const read: RunReader = async (vbn, count, into) => {
+      const data = await raw(vbn, count, into);
+      await checks.verify(vbn, count, data);
+      return data;
+    };
     yield* emitStream(plan, read, volume.label, onProgress, signal, reuse, READ_GAP_BLOCKS, direct !== null);
   } finally {
     release();
@@ -356,7 +368,8 @@ export async function* emitStream(plan: StreamPlan, readRun: RunReader, label: s
     try {
       return await readRun(g.vbn, g.count, into);
     } catch (e) {
-      if (g.firstRun === g.lastRun) throw e;
+      // A corrupt block is corrupt however it is read.
+      if (g.firstRun === g.lastRun || isSnapplaneError(e, 'CHECKSUM')) throw e;
       // An unreadable block may sit in a gap the stream does not need: read the group's runs one by one.
       for (let r = g.firstRun; r <= g.lastRun; r++) {
         const [vbn, count] = plan.runs[r];
