@@ -29,8 +29,10 @@ export function registerSchedule(program: Command): void {
         if (opts.on !== undefined && opts.at === undefined) throw new UsageError('--on needs --at');
         const cadence: Cadence = opts.every !== undefined ? { kind: 'every', everyMs: parseInterval(opts.every) } : parseAt(opts.at!, opts.on);
         const list = await s.scheduleAdd(vol, label, cadence, parseInteger(opts.keep, '--keep'));
-        const added = list.find((x) => x.label === label)!;
+        const added = list.find((x) => x.label === label);
         if (opts.json) printJson(list);
+        // Another process (the console, another CLI) removed it between the change and the listing.
+        else if (!added) process.stdout.write(`schedule ${label} added, and removed since by another process\n`);
         else if (added.due) process.stdout.write(`schedule ${label} added; its first snapshot is due now (the next \`snapplane schedule run\` or daemon pass takes it)\n`);
         else process.stdout.write(`schedule ${label} added; next snapshot at ${added.nextAt}\n`);
       }),
