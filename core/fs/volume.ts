@@ -81,6 +81,11 @@ function blocksWithMetadata(dirty: number): number {
   return dirty + Math.ceil(dirty / 256) + 64;
 }
 
+/** Blocks a snapshot leaves free: half the metadata reserve, so deletions and CPs still work after it. */
+function snapshotFloor(reserve: number): number {
+  return Math.ceil(reserve / 2);
+}
+
 function msToNs(ms: number): bigint {
   return BigInt(Math.round(ms * 1000)) * 1000n;
 }
@@ -589,6 +594,32 @@ export class Volume {
   }
 
   /**
+   * Checks room for a snapshot: it adds only its plane (one block per 32,768 blocks of the volume) and a CP's
+   * metadata. Writes stop with the whole metadata reserve free plus a CP's margin, so a volume they have just filled
+   * must still take it: a snapshot may draw on half of the reserve (committing pending changes first), the other
+   * half keeping snapshot deletions and CPs working, much as ZFS lets its own operations into its slop space.
+   */
+  private async reserveSnapshot(name: string): Promise<void> {
+    const map = this.blockMap!;
+    const planeBlocks = chunkCount(map.blockCount);
+    const cost = planeBlocks + Math.ceil(planeBlocks / 256) + 16;
+    if (blocksWithMetadata(this.dirtyBlocks + cost) <= map.freeBlocks - map.reserve) {
+      this.dirtyBlocks += cost;
+      return;
+    }
+    if (this.dirtyBlocks > 0 || map.hasPendingFrees) await this.consistencyPoint();
+    const keep = snapshotFloor(map.reserve);
+    if (cost > map.freeBlocks - keep) {
+      throw new SnapplaneError(
+        'ENOSPC',
+        `volume '${this.label}' is full: snapshot '${name}' needs ${cost} blocks, the volume has ${map.freeBlocks} free and keeps ${keep} for deleting snapshots; nothing was taken (delete files or snapshots first)`,
+        { volume: this.label, snapshot: name },
+      );
+    }
+    this.dirtyBlocks += cost;
+  }
+
+  /**
    * At the start of an operation (making a file, folder or link, a rename), before it changes anything: when
    * `blocks` more would not fit the estimate but changes wait, commits first. The reservations count each new file's
    * inode and folder blocks in full (many small files share them), and the CP turns them into the blocks really
@@ -1052,7 +1083,7 @@ export class Volume {
   private async takeSnapshot(name: string, opts: { shadow?: boolean }): Promise<SnapshotInfo> {
     validateSnapshotName(name, this.label);
     if (this.snapshots.has(name)) throw new SnapplaneError('EXISTS', `snapshot '${name}' already exists on volume '${this.label}'`, { volume: this.label, snapshot: name });
-    await this.reserve(16);
+    await this.reserveSnapshot(name);
     const plane = this.snapshots.freePlane(this.label);
     const entry: SnapshotEntry = {
       id: this.fsinfo.nextSnapshotId,
