@@ -576,6 +576,14 @@ export class Volume {
     return this.run(true, () => this.consistencyPoint());
   }
 
+  /** Blocks writes may still take now: free ones less the metadata reserve and what pending changes take at their CP. */
+  get writableBlocks(): number {
+    const map = this.blockMap;
+    if (!map) return 0;
+    const pending = blocksWithMetadata(this.dirtyBlocks);
+    return Math.max(0, map.freeBlocks - map.reserve - pending);
+  }
+
   /** @internal Checks room for `blocks` more dirty blocks (plus their metadata), committing first if that frees space. */
   async reserve(blocks: number): Promise<void> {
     const map = this.blockMap!;
