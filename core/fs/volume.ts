@@ -81,6 +81,23 @@ function blocksWithMetadata(dirty: number): number {
   return dirty + Math.ceil(dirty / 256) + 64;
 }
 
+/**
+ * The image is not the size its file system was made for: the way back, for an image file a user enlarged or cut
+ * (`truncate`), is to give it its size again.
+ */
+function sizeMismatch(label: string, volumeBlocks: number, device: BlockDevice): SnapplaneError {
+  const base = `'${label}': fsinfo says ${volumeBlocks} blocks but the device has ${device.blockCount}`;
+  if (!(device instanceof ImageFileDevice)) return new SnapplaneError('BAD_FORMAT', base, { volume: label });
+  const bytes = volumeBlocks * BLOCK_SIZE;
+  const quoted = /^[\w./-]+$/.test(label) ? label : `'${label.replace(/'/g, `'\\''`)}'`;
+  const back = `truncate -s ${bytes} ${quoted}`;
+  const how =
+    device.blockCount > volumeBlocks
+      ? `the image file was enlarged (${device.blockCount * BLOCK_SIZE} bytes; the volume is ${bytes}), and Snapplane volumes do not grow in place yet: give it its size back with \`${back}\` (only the added zeros go)`
+      : `the image file was cut short (${device.blockCount * BLOCK_SIZE} bytes; the volume is ${bytes}), so the blocks past its end are gone: restore the image from a copy, or give it its size back with \`${back}\` (the lost blocks read as zeros) and run \`snapplane fsck\` to see what they held`;
+  return new SnapplaneError('BAD_FORMAT', `${base}: ${how}`, { volume: label });
+}
+
 /** Blocks a snapshot leaves free: half the metadata reserve, so deletions and CPs still work after it. */
 function snapshotFloor(reserve: number): number {
   return Math.ceil(reserve / 2);
@@ -293,9 +310,7 @@ export class Volume {
       throw new SnapplaneError('BAD_FORMAT', `'${label}' is not a Snapplane volume, or both fsinfo copies are corrupted`, { volume: label });
     }
     const fsinfo = valid.reduce((a, b) => (b.generation > a.generation ? b : a));
-    if (fsinfo.blockCount !== device.blockCount) {
-      throw new SnapplaneError('BAD_FORMAT', `'${label}': fsinfo says ${fsinfo.blockCount} blocks but the device has ${device.blockCount}`, { volume: label });
-    }
+    if (fsinfo.blockCount !== device.blockCount) throw sizeMismatch(label, fsinfo.blockCount, device);
     const ctx = new VolumeContext(device, label, !readOnly);
     const snapshots = await loadSnapshotTable(fsinfo, ctx, label, readOnly && opts.snapshot === undefined);
     const view = opts.snapshot !== undefined ? snapshots.byName(opts.snapshot, label) : null;
