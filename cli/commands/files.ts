@@ -1,4 +1,5 @@
 /** File commands: put, get, ls, rm, mkdir, mv, sync. */
+import { posix } from 'node:path';
 import type { Command } from 'commander';
 import { asIoError, formatBytes, resolveVolumeRef, type CopySummary } from '../../core/service/index.js';
 import { counted, modeString, printJson, printTable } from '../output.js';
@@ -77,7 +78,17 @@ export function registerFiles(program: Command): void {
     .command('mkdir <vol> <vol-path>')
     .description('make a folder')
     .option('-p, --parents', 'make missing parent folders too; no error if it exists')
-    .action((vol: string, path: string, opts: { parents?: boolean }) => withService((s) => s.mkdir(vol, path, opts.parents === true)));
+    .option('--json', 'print the folder as `ls --json` describes it')
+    .action((vol: string, path: string, opts: { parents?: boolean; json?: boolean }) =>
+      withService(async (s) => {
+        await s.mkdir(vol, path, opts.parents === true);
+        if (!opts.json) return;
+        // The folder as its parent's listing describes it (`ls` of a folder lists what is in it).
+        const full = posix.resolve('/', path);
+        const entry = (await s.ls({ volume: vol }, posix.dirname(full))).find((e) => e.name === posix.basename(full));
+        printJson(entry ?? null);
+      }),
+    );
   program
     .command('mv <vol> <from> <to>')
     .description('rename or move a file or folder inside the volume')

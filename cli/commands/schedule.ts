@@ -3,7 +3,11 @@ import type { Command } from 'commander';
 import { describeMirrorUpdate } from '../../core/api/index.js';
 import { SnapplaneService, formatBytes, parseAt, parseInterval, type Cadence, type ScheduleRunReport } from '../../core/service/index.js';
 import { printJson, printTable } from '../output.js';
-import { UsageError, parseInteger, reportError, withService } from '../run.js';
+import { SnapplaneError } from '../../core/service/index.js';
+import { UsageError, parseInteger, withService } from '../run.js';
+
+/** How often the daemon says again an error that has not changed (it retries at every pass). */
+const REPEAT_ERROR_MS = 3_600_000;
 
 function printRun(r: ScheduleRunReport): void {
   const verb = r.dryRun ? 'would ' : '';
@@ -28,11 +32,25 @@ export function registerSchedule(program: Command): void {
         if ((opts.every === undefined) === (opts.at === undefined)) throw new UsageError('give exactly one of --every <interval> or --at <HH:MM>');
         if (opts.on !== undefined && opts.at === undefined) throw new UsageError('--on needs --at');
         const cadence: Cadence = opts.every !== undefined ? { kind: 'every', everyMs: parseInterval(opts.every) } : parseAt(opts.at!, opts.on);
-        const list = await s.scheduleAdd(vol, label, cadence, parseInteger(opts.keep, '--keep'));
-        const added = list.find((x) => x.label === label)!;
+        const keep = parseInteger(opts.keep, '--keep');
+        const before = (await s.scheduleList(vol).catch(() => [])).find((x) => x.label === label);
+        const list = await s.scheduleAdd(vol, label, cadence, keep);
+        const added = list.find((x) => x.label === label);
+        const verb = before ? 'replaced' : 'added';
+        // A smaller --keep (or a schedule whose label matches snapshots already there) prunes at its next run: said now.
+        const prunes = await s
+          .scheduleRun(vol, { dryRun: true })
+          .then((r) => r.prune.filter((n) => n.startsWith(`${label}-`)), () => [] as string[]);
+        const warning =
+          prunes.length > 0
+            ? `snapplane: warning: schedule ${label} keeps ${keep}, so its next run (\`snapplane schedule run\` or the daemon's next pass) prunes ${prunes.length} of its snapshot${prunes.length === 1 ? '' : 's'}: ${prunes.join(', ')} (\`schedule run ${vol} --dry-run\` shows the space this frees)\n`
+            : '';
         if (opts.json) printJson(list);
-        else if (added.due) process.stdout.write(`schedule ${label} added; its first snapshot is due now (the next \`snapplane schedule run\` or daemon pass takes it)\n`);
-        else process.stdout.write(`schedule ${label} added; next snapshot at ${added.nextAt}\n`);
+        // Another process (the console, another CLI) removed it between the change and the listing.
+        else if (!added) process.stdout.write(`schedule ${label} ${verb}, and removed since by another process\n`);
+        else if (added.due) process.stdout.write(`schedule ${label} ${verb}; its first snapshot is due now (the next \`snapplane schedule run\` or daemon pass takes it)\n`);
+        else process.stdout.write(`schedule ${label} ${verb}; next snapshot at ${added.nextAt}\n`);
+        process.stderr.write(warning);
       }),
     );
   schedule
@@ -81,8 +99,23 @@ export function registerSchedule(program: Command): void {
       };
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
-      process.stdout.write(`snapplane daemon: checking schedules every ${everyMs / 1000}s\n`);
+      process.stdout.write(opts.once ? 'snapplane daemon: one pass over the schedules and mirrors (--once)\n' : `snapplane daemon: checking schedules every ${everyMs / 1000}s\n`);
       let failures = 0;
+      // What failed at the last pass, by volume or mirror: the same error is not printed again every pass.
+      const failing = new Map<string, { text: string; printedAt: number }>();
+      const failed = (what: string, e: unknown): void => {
+        failures++;
+        const text = e instanceof SnapplaneError ? `${e.message} (${e.code})` : e instanceof Error ? e.message.split('\n')[0]! : String(e);
+        const last = failing.get(what);
+        const now = Date.now();
+        if (last && last.text === text && now - last.printedAt < REPEAT_ERROR_MS) return;
+        const again = last?.text === text ? ' (still failing)' : opts.once ? '' : ' (said again if it changes, or hourly while it lasts)';
+        process.stderr.write(`${new Date(now).toISOString()} ${what}: ${text}${again}\n`);
+        failing.set(what, { text, printedAt: now });
+      };
+      const worked = (what: string): void => {
+        if (failing.delete(what)) process.stdout.write(`${new Date().toISOString()} ${what}: works again\n`);
+      };
       while (!stopping) {
         // A fresh service each pass: volumes are open only while their schedules run, so other writers can get in.
         const s = new SnapplaneService({ cpIntervalMs: 0 });
@@ -95,10 +128,10 @@ export function registerSchedule(program: Command): void {
               process.stdout.write(`${r.at} ${vol}: took ${r.take.join(', ') || '-'}; pruned ${r.prune.join(', ') || '-'}; freed ${formatBytes(r.freedBytes)}\n`);
             }
             await s.close(vol);
+            worked(vol);
           } catch (e) {
-            failures++;
             await s.abortAll();
-            reportError(e);
+            failed(vol, e);
           }
         }
         for (const name of await s.dueMirrors()) {
@@ -108,10 +141,10 @@ export function registerSchedule(program: Command): void {
             // The words `mirror update` prints, each line stamped (a downstream warning included).
             const { line, warnings } = describeMirrorUpdate(r, formatBytes);
             for (const l of [line, ...warnings]) process.stdout.write(`${new Date().toISOString()} mirror ${l}\n`);
+            worked(`mirror ${name}`);
           } catch (e) {
-            failures++;
             await s.abortAll();
-            reportError(e);
+            failed(`mirror ${name}`, e);
           }
         }
         await s.closeAll();

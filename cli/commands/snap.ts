@@ -25,7 +25,15 @@ export function registerSnap(program: Command): void {
   snap
     .command('delete <vol> <name>')
     .description('delete a snapshot; the blocks only it held become free')
-    .action((vol: string, name: string) => withService((s) => s.snapDelete(vol, name)));
+    .option('--json', 'print a JSON report')
+    .action((vol: string, name: string, opts: { json?: boolean }) =>
+      withService(async (s) => {
+        // What it frees is counted before it goes (the same count `space` gives), only when asked for.
+        const freed = opts.json ? await s.space(vol, [name]) : null;
+        await s.snapDelete(vol, name);
+        if (freed) printJson({ volume: vol, deleted: name, freedBlocks: freed.freedBlocks, freedBytes: freed.freedBytes });
+      }),
+    );
   snap
     .command('rename <vol> <old> <new>')
     .description('rename a snapshot')

@@ -288,7 +288,7 @@ export function registerStream(program: Command): void {
             j.outcome,
             j.volume,
             j.kind === 'schedule-run'
-              ? `took ${j.taken.length}, pruned ${j.pruned.length}, freed ${formatBytes(j.freedBytes)}`
+              ? `took ${j.taken.length}, pruned ${j.pruned.length}, freed ${formatBytes(j.freedBytes)}${j.error ? `; ${j.error}` : ''}`
               : `${j.expression ? `${j.expression} ` : ''}→ ${j.target}: ${formatBytes(j.bytes)}${j.resumeToken ? `; resume token ${j.resumeToken}` : ''}${j.error ? `; ${j.error}` : ''}`,
           ]),
         );

@@ -7,6 +7,7 @@ import { SnapplaneError, asIoError, hostCreateError } from '../common/errors.js'
 import { writeFully } from '../common/write-fully.js';
 import { makeFolders } from '../common/make-folders.js';
 import { BLOCK_SIZE } from '../common/units.js';
+import { indirectBlocksFor } from './file-tree.js';
 import { normalizePath, validateName } from './namespace.js';
 import type { FileMeta, Volume } from './volume.js';
 
@@ -44,13 +45,24 @@ async function* readReused(fh: FileHandle, onBytes: (n: number) => void, signal:
   }
 }
 
-async function hostBytes(path: string): Promise<number> {
+/** Bytes and files (and links) under a host path: the progress total, and what a put that stops says it kept of. */
+async function hostSize(path: string): Promise<{ bytes: number; files: number }> {
   const st = await lstat(path);
-  if (st.isFile()) return st.size;
-  if (!st.isDirectory()) return 0;
-  let n = 0;
-  for (const name of await readdir(path)) n += await hostBytes(join(path, name));
+  if (st.isFile()) return { bytes: st.size, files: 1 };
+  if (st.isSymbolicLink()) return { bytes: 0, files: 1 };
+  if (!st.isDirectory()) return { bytes: 0, files: 0 };
+  const n = { bytes: 0, files: 0 };
+  for (const name of await readdir(path)) {
+    const sub = await hostSize(join(path, name));
+    n.bytes += sub.bytes;
+    n.files += sub.files;
+  }
   return n;
+}
+
+/** Block counts as people read them (17,090). */
+function blocks(n: number): string {
+  return n.toLocaleString('en-US');
 }
 
 async function volumeTarget(volume: Volume, volPath: string, name: string): Promise<string> {
@@ -97,7 +109,7 @@ export async function copyFromHost(volume: Volume, hostPath: string, volPath: st
   if (!st.isFile() && !st.isDirectory() && !st.isSymbolicLink()) {
     throw new SnapplaneError('INVALID', `'${hostPath}' is ${specialKind(st)}: put copies files, folders and symbolic links`, { path: hostPath });
   }
-  const total = await hostBytes(hostPath);
+  const { bytes: total, files: totalFiles } = await hostSize(hostPath);
   const summary: CopySummary = { files: 0, dirs: 0, symlinks: 0, bytes: 0 };
   const target = await volumeTarget(volume, volPath, basename(hostPath) || 'root');
   if (target === '/' && !st.isDirectory()) throw new SnapplaneError('IS_DIR', `cannot write a file over the root folder`, { path: '/' });
@@ -120,6 +132,9 @@ export async function copyFromHost(volume: Volume, hostPath: string, volPath: st
     if (old?.type === 'dir') throw new SnapplaneError('IS_DIR', `'${dst}' is a folder`, { volume: volume.label, path: dst });
     const map = volume.blockMap;
     const room = map ? (map.freeBlocks - map.reserve) * BLOCK_SIZE : 0;
+    // What writes may still take before this file: free blocks less the reserve and a CP's margin (Volume.reserve).
+    const freeAtStart = map?.freeBlocks ?? 0;
+    const writable = volume.writableBlocks;
     const tmp = `${folder === '/' ? '' : folder}/.snapplane-put-${process.pid}-${++temporaries}.tmp`;
     const live = `${volume.label}\u0000${tmp}`;
     livePuts.add(live);
@@ -137,10 +152,18 @@ export async function copyFromHost(volume: Volume, hostPath: string, volPath: st
         const done = summary.files + summary.symlinks > 0 ? `; the ${counted(summary.files + summary.symlinks, 'file')} put before it are kept` : '';
         throw new SnapplaneError('CANCELLED', `put interrupted; ${old ? `'${dst}' kept as it was` : `'${dst}' not created`}${done}`, { volume: volume.label, path: dst });
       }
-      if (e instanceof SnapplaneError && e.code === 'ENOSPC' && old) {
+      if (e instanceof SnapplaneError && e.code === 'ENOSPC') {
+        // What this file needed against what there was when it started, rather than the count left when it stopped.
+        const dataBlocks = Math.ceil(size / BLOCK_SIZE);
+        const need = dataBlocks + indirectBlocksFor(dataBlocks) + 2;
+        const kept = map ? Math.min(freeAtStart, map.reserve + 64) : 0;
+        const waiting = freeAtStart - writable - kept;
+        const less = `${blocks(kept)} kept for metadata${waiting > 0 ? ` and ${blocks(waiting)} for the files before it, not yet committed` : ''}`;
+        const full = `volume '${volume.label}' is full: '${dst}' needs ${blocks(need)} blocks, the volume has room for ${blocks(writable)} (${blocks(freeAtStart)} blocks free, less ${less})`;
+        if (!old) throw new SnapplaneError('ENOSPC', `${full}; '${dst}' was not created`, { volume: volume.label, path: dst, cause: e });
         // The new copy goes beside the old one until complete: say so when it would have fit in the old one's place.
         const both = size <= room + old.size ? `: its new copy is written beside it until complete, so both must fit at once (removing '${dst}' first makes room, unless a snapshot holds its blocks)` : '';
-        throw new SnapplaneError('ENOSPC', `${e.message}; '${dst}' was kept as it was${both}`, { volume: volume.label, path: dst, cause: e });
+        throw new SnapplaneError('ENOSPC', `${full}; '${dst}' was kept as it was${both}`, { volume: volume.label, path: dst, cause: e });
       }
       throw e;
     } finally {
@@ -148,7 +171,9 @@ export async function copyFromHost(volume: Volume, hostPath: string, volPath: st
       await fh.close();
     }
   };
+  let current = target;
   const copy = async (src: string, dst: string): Promise<void> => {
+    current = dst;
     if (signal?.cancelled) throw new SnapplaneError('CANCELLED', `put interrupted before '${dst}'; the ${counted(summary.files + summary.symlinks, 'file')} put before it are kept`, { volume: volume.label, path: dst });
     const s = await lstat(src);
     const meta = { mode: s.mode & 0o7777, uid: s.uid, gid: s.gid, mtimeMs: s.mtimeMs };
@@ -183,6 +208,16 @@ export async function copyFromHost(volume: Volume, hostPath: string, volPath: st
   } catch (e) {
     // Commits what completed (each file whole) rather than leave the volume at whichever CP the put last made.
     if (volume.fsinfo.generation !== before || summary.files + summary.symlinks + summary.dirs > 0) await volume.sync().catch(() => undefined);
+    if (e instanceof SnapplaneError && e.code === 'ENOSPC' && st.isDirectory()) {
+      // A folder put that ran out part-way: where it stopped and what of the folder it kept.
+      const at = e.path === current ? '' : ` at '${current}'`;
+      const put = summary.files + summary.symlinks;
+      throw new SnapplaneError('ENOSPC', `${e.message}${at}; the put of '${hostPath}' stopped there: ${blocks(put)} of its ${blocks(totalFiles)} files were put and are kept, the rest were not`, {
+        volume: volume.label,
+        path: current,
+        cause: e,
+      });
+    }
     throw e;
   }
   // Committed before it reports: a sparse image's host file system may fill only when the CP writes the blocks, and

@@ -81,6 +81,28 @@ function blocksWithMetadata(dirty: number): number {
   return dirty + Math.ceil(dirty / 256) + 64;
 }
 
+/**
+ * The image is not the size its file system was made for: the way back, for an image file a user enlarged or cut
+ * (`truncate`), is to give it its size again.
+ */
+function sizeMismatch(label: string, volumeBlocks: number, device: BlockDevice): SnapplaneError {
+  const base = `'${label}': fsinfo says ${volumeBlocks} blocks but the device has ${device.blockCount}`;
+  if (!(device instanceof ImageFileDevice)) return new SnapplaneError('BAD_FORMAT', base, { volume: label });
+  const bytes = volumeBlocks * BLOCK_SIZE;
+  const quoted = /^[\w./-]+$/.test(label) ? label : `'${label.replace(/'/g, `'\\''`)}'`;
+  const back = `truncate -s ${bytes} ${quoted}`;
+  const how =
+    device.blockCount > volumeBlocks
+      ? `the image file was enlarged (${device.blockCount * BLOCK_SIZE} bytes; the volume is ${bytes}), and Snapplane volumes do not grow in place yet: give it its size back with \`${back}\` (only the added zeros go)`
+      : `the image file was cut short (${device.blockCount * BLOCK_SIZE} bytes; the volume is ${bytes}), so the blocks past its end are gone: restore the image from a copy, or give it its size back with \`${back}\` (the lost blocks read as zeros) and run \`snapplane fsck\` to see what they held`;
+  return new SnapplaneError('BAD_FORMAT', `${base}: ${how}`, { volume: label });
+}
+
+/** Blocks a snapshot leaves free: half the metadata reserve, so deletions and CPs still work after it. */
+function snapshotFloor(reserve: number): number {
+  return Math.ceil(reserve / 2);
+}
+
 function msToNs(ms: number): bigint {
   return BigInt(Math.round(ms * 1000)) * 1000n;
 }
@@ -288,9 +310,7 @@ export class Volume {
       throw new SnapplaneError('BAD_FORMAT', `'${label}' is not a Snapplane volume, or both fsinfo copies are corrupted`, { volume: label });
     }
     const fsinfo = valid.reduce((a, b) => (b.generation > a.generation ? b : a));
-    if (fsinfo.blockCount !== device.blockCount) {
-      throw new SnapplaneError('BAD_FORMAT', `'${label}': fsinfo says ${fsinfo.blockCount} blocks but the device has ${device.blockCount}`, { volume: label });
-    }
+    if (fsinfo.blockCount !== device.blockCount) throw sizeMismatch(label, fsinfo.blockCount, device);
     const ctx = new VolumeContext(device, label, !readOnly);
     const snapshots = await loadSnapshotTable(fsinfo, ctx, label, readOnly && opts.snapshot === undefined);
     const view = opts.snapshot !== undefined ? snapshots.byName(opts.snapshot, label) : null;
@@ -571,6 +591,14 @@ export class Volume {
     return this.run(true, () => this.consistencyPoint());
   }
 
+  /** Blocks writes may still take now: free ones less the metadata reserve and what pending changes take at their CP. */
+  get writableBlocks(): number {
+    const map = this.blockMap;
+    if (!map) return 0;
+    const pending = blocksWithMetadata(this.dirtyBlocks);
+    return Math.max(0, map.freeBlocks - map.reserve - pending);
+  }
+
   /** @internal Checks room for `blocks` more dirty blocks (plus their metadata), committing first if that frees space. */
   async reserve(blocks: number): Promise<void> {
     const map = this.blockMap!;
@@ -586,6 +614,32 @@ export class Volume {
       });
     }
     this.dirtyBlocks += blocks;
+  }
+
+  /**
+   * Checks room for a snapshot: it adds only its plane (one block per 32,768 blocks of the volume) and a CP's
+   * metadata. Writes stop with the whole metadata reserve free plus a CP's margin, so a volume they have just filled
+   * must still take it: a snapshot may draw on half of the reserve (committing pending changes first), the other
+   * half keeping snapshot deletions and CPs working, much as ZFS lets its own operations into its slop space.
+   */
+  private async reserveSnapshot(name: string): Promise<void> {
+    const map = this.blockMap!;
+    const planeBlocks = chunkCount(map.blockCount);
+    const cost = planeBlocks + Math.ceil(planeBlocks / 256) + 16;
+    if (blocksWithMetadata(this.dirtyBlocks + cost) <= map.freeBlocks - map.reserve) {
+      this.dirtyBlocks += cost;
+      return;
+    }
+    if (this.dirtyBlocks > 0 || map.hasPendingFrees) await this.consistencyPoint();
+    const keep = snapshotFloor(map.reserve);
+    if (cost > map.freeBlocks - keep) {
+      throw new SnapplaneError(
+        'ENOSPC',
+        `volume '${this.label}' is full: snapshot '${name}' needs ${cost} blocks, the volume has ${map.freeBlocks} free and keeps ${keep} for deleting snapshots; nothing was taken (delete files or snapshots first)`,
+        { volume: this.label, snapshot: name },
+      );
+    }
+    this.dirtyBlocks += cost;
   }
 
   /**
@@ -1052,7 +1106,7 @@ export class Volume {
   private async takeSnapshot(name: string, opts: { shadow?: boolean }): Promise<SnapshotInfo> {
     validateSnapshotName(name, this.label);
     if (this.snapshots.has(name)) throw new SnapplaneError('EXISTS', `snapshot '${name}' already exists on volume '${this.label}'`, { volume: this.label, snapshot: name });
-    await this.reserve(16);
+    await this.reserveSnapshot(name);
     const plane = this.snapshots.freePlane(this.label);
     const entry: SnapshotEntry = {
       id: this.fsinfo.nextSnapshotId,

@@ -189,11 +189,28 @@ export class SnapplaneService {
     if (options.dryRun) return report;
     const startedAt = new Date(now).toISOString();
     let error: unknown;
+    // The history records what happened, not the plan: a run that failed part-way took and pruned only these.
+    const taken: string[] = [];
+    const pruned: string[] = [];
+    let freeBeforePrune: number | null = null;
     try {
-      for (const t of plan.take) await this.snapCreate(volume, t.name);
-      for (const p of plan.prune) await this.snapDelete(volume, p.name);
+      for (const t of plan.take) {
+        await this.snapCreate(volume, t.name);
+        taken.push(t.name);
+      }
+      if (plan.prune.length > 0) freeBeforePrune = (await this.volumeInfo({ volume })).freeBytes;
+      for (const p of plan.prune) {
+        await this.snapDelete(volume, p.name);
+        pruned.push(p.name);
+      }
     } catch (e) {
       error = e;
+    }
+    let freedBytes = pruned.length === plan.prune.length ? report.freedBytes : 0;
+    if (pruned.length > 0 && pruned.length < plan.prune.length && freeBeforePrune !== null) {
+      // Part of the prune: what those deletions gave back, measured (the plan's figure was for all of them).
+      const after = await this.volumeInfo({ volume }).then((i) => i.freeBytes, () => freeBeforePrune!);
+      freedBytes = Math.max(0, after - freeBeforePrune);
     }
     if (plan.take.length > 0 || plan.prune.length > 0 || error) {
       await this.state.update((s) => {
@@ -204,10 +221,10 @@ export class SnapplaneService {
           startedAt,
           finishedAt: new Date(this.clock()).toISOString(),
           outcome: error ? 'error' : 'ok',
-          taken: report.take,
-          pruned: report.prune,
+          taken,
+          pruned,
           kept: report.kept,
-          freedBytes: report.freedBytes,
+          freedBytes,
           error: error ? (error instanceof Error ? error.message : String(error)) : undefined,
         });
       });

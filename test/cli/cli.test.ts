@@ -324,7 +324,9 @@ describe('snapplane CLI', () => {
     expect(missing.code).toBe(1);
     expect(missing.stderr).toContain('NOT_FOUND');
     const daemon = await ok('daemon', '--once');
-    expect(daemon.stdout).toContain('checking schedules');
+    // One pass: it does not claim to check every 30 s.
+    expect(daemon.stdout).toContain('snapplane daemon: one pass over the schedules and mirrors (--once)');
+    expect(daemon.stdout).not.toContain('every 30s');
   });
 
   it('demo builds a volume with a week of snapshots', async () => {

@@ -4,7 +4,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
+import { rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { json, ok, snapplane } from './cli-helpers.js';
@@ -129,6 +129,60 @@ describe('snapplane daemon', () => {
     expect([after.state, after.lastCommon, after.limit]).toEqual(['idle', 'mirror.slow.2', 1 << 20]);
     expect((await ok('mirror', 'status', 'slow')).stdout).toMatch(/^limit:\s+1\.00 MiB\/s$/m);
     expect(await json<unknown>('ls', mirror, '/')).toEqual(await json<unknown>('ls', vol, '/'));
+  });
+
+  it('stamps an error line and says it once while it stays the same; says when it works again', async () => {
+    const home = join(dir(), 'home-errors');
+    process.env.SNAPPLANE_HOME = home;
+    const gone = join(dir(), 'gone.img');
+    await ok('volume', 'create', gone, '--size', '16M');
+    await ok('schedule', 'add', gone, 'hourly', '--every', '1h', '--keep', '2');
+    await rename(gone, `${gone}.away`);
+    const env = { ...process.env, SNAPPLANE_HOME: home };
+    const child = spawn(process.execPath, [BIN, 'daemon', '--interval', '1'], { stdio: ['ignore', 'pipe', 'pipe'], env });
+    const out = { text: '' };
+    let stderr = '';
+    child.stdout!.on('data', (d: Buffer) => (out.text += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exit = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    try {
+      await printed(child, out, /checking schedules every 1s/);
+      // Several passes with the volume missing: one line, stamped.
+      await new Promise((r) => setTimeout(r, 4000));
+      const lines = stderr.trim().split('\n');
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatch(new RegExp(`^\\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z ${gone.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: volume '.*' does not exist \\(NOT_FOUND\\) \\(said again if it changes, or hourly while it lasts\\)$`));
+      // Back in place: the next pass takes the snapshot and says the volume works again.
+      await rename(`${gone}.away`, gone);
+      await printed(child, out, /gone\.img: works again/);
+      expect(out.text).toMatch(/gone\.img: took hourly-/);
+      child.kill('SIGTERM');
+      expect(await exit).toBe(0);
+      expect(stderr.trim().split('\n')).toHaveLength(1);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+  });
+
+  it('replacing a schedule with a smaller --keep warns of the snapshots its next run prunes; mkdir and snap delete take --json', async () => {
+    process.env.SNAPPLANE_HOME = join(dir(), 'home-keep');
+    const vol = join(dir(), 'keep.img');
+    await ok('volume', 'create', vol, '--size', '16M');
+    for (const d of ['01', '02', '03', '04']) await ok('snap', 'create', vol, `h-2026-01-${d}_0000`);
+    expect((await ok('schedule', 'add', vol, 'h', '--every', '1h', '--keep', '5')).stderr).toBe('');
+    const smaller = await ok('schedule', 'add', vol, 'h', '--every', '1h', '--keep', '2');
+    expect(smaller.stdout).toMatch(/^schedule h replaced; /);
+    expect(smaller.stderr).toBe(
+      `snapplane: warning: schedule h keeps 2, so its next run (\`snapplane schedule run\` or the daemon's next pass) prunes 2 of its snapshots: h-2026-01-01_0000, h-2026-01-02_0000 (\`schedule run ${vol} --dry-run\` shows the space this frees)\n`,
+    );
+    expect((await json<SnapshotInfo[]>('snap', 'list', vol)).length).toBe(4);
+
+    const folder = await json<{ path: string; type: string }>('mkdir', vol, '/a/b', '-p');
+    expect([folder.path, folder.type]).toEqual(['/a/b', 'dir']);
+    const deleted = await json<{ deleted: string; freedBlocks: number; freedBytes: number }>('snap', 'delete', vol, 'h-2026-01-01_0000');
+    expect(deleted.deleted).toBe('h-2026-01-01_0000');
+    expect(deleted.freedBytes).toBe(deleted.freedBlocks * 4096);
+    expect((await json<SnapshotInfo[]>('snap', 'list', vol)).length).toBe(3);
   });
 
   it('refuses an interval of 0 (it would spin)', async () => {

@@ -75,7 +75,7 @@ describe('put lands each file whole', () => {
     await ok('get', vol, '/f.bin', join(tmp(), 'f1.out'));
     expect((await stat(join(tmp(), 'f1.out'))).size).toBe(old.length);
     expect((await readFile(join(tmp(), 'f1.out'))).equals(old)).toBe(true);
-    expect(huge.stderr).toMatch(/^snapplane: volume '.*' is full .*; '\/f\.bin' was kept as it was \(ENOSPC\)\n$/);
+    expect(huge.stderr).toMatch(/^snapplane: volume '.*' is full: '\/f\.bin' needs 3,0\d\d blocks, the volume has room for [\d,]+ \([\d,]+ blocks free, less 128 kept for metadata\); '\/f\.bin' was kept as it was \(ENOSPC\)\n$/);
     await clean(vol);
     // 5 MiB would fit in the old one's place but not beside it: the error says so, and removing it first works.
     const next = randomBytes(5 << 20);
@@ -89,6 +89,31 @@ describe('put lands each file whole', () => {
     await ok('put', vol, join(tmp(), 'next.bin'), '/f.bin');
     await ok('get', vol, '/f.bin', join(tmp(), 'f3.out'));
     expect((await readFile(join(tmp(), 'f3.out'))).equals(next)).toBe(true);
+    await clean(vol);
+  });
+
+  it('a file too big for an empty volume says what it needs and what there is; a folder put that fills it names where it stopped and what it kept', async () => {
+    const vol = join(tmp(), 'g.img');
+    await ok('volume', 'create', vol, '--size', '16M');
+    await writeFile(join(tmp(), 'big.bin'), Buffer.alloc(20_000_000, 1));
+    const big = await snapplane('put', vol, join(tmp(), 'big.bin'), '/big.bin');
+    expect(big.code).toBe(1);
+    // 4,883 data blocks and their indirect blocks, against 4,096 - 2 fsinfo - the root's blocks - 128 kept.
+    expect(big.stderr).toMatch(/^snapplane: volume '.*g\.img' is full: '\/big\.bin' needs 4,89\d blocks, the volume has room for 3,9\d\d \(4,0\d\d blocks free, less 128 kept for metadata\); '\/big\.bin' was not created \(ENOSPC\)\n$/);
+    expect(await names(vol)).toEqual([]);
+
+    const folder = join(tmp(), 'many');
+    await mkdir(folder);
+    for (let i = 0; i < 30; i++) await writeFile(join(folder, `f${String(i).padStart(2, '0')}.bin`), randomBytes(1 << 20));
+    const r = await snapplane('put', vol, folder, '/many');
+    expect(r.code).toBe(1);
+    const kept = await names(vol, '/many');
+    expect(kept.length).toBeGreaterThan(5);
+    expect(kept.length).toBeLessThan(30);
+    const stoppedAt = `f${String(kept.length).padStart(2, '0')}.bin`;
+    expect(r.stderr).toMatch(
+      new RegExp(`^snapplane: volume '.*' is full: '/many/${stoppedAt}' needs 2\\d\\d blocks, the volume has room for \\d+ .*; '/many/${stoppedAt}' was not created; the put of '.*many' stopped there: ${kept.length} of its 30 files were put and are kept, the rest were not \\(ENOSPC\\)\n$`),
+    );
     await clean(vol);
   });
 

@@ -4,8 +4,8 @@
  * never finish, and every later open would call it "not a Snapplane volume").
  */
 import { describe, expect, it } from 'vitest';
-import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, readdir, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ImageFileDevice } from '../../../core/device/image-file-device.js';
@@ -206,5 +206,28 @@ describe('volume creation', () => {
     } finally {
       await lock.release();
     }
+  });
+});
+
+describe('an image file of the wrong size', () => {
+  it('says how to give an enlarged or cut image its size back, and that command makes it open again', async () => {
+    const path = join(temp(), 'grown.img');
+    const v = await Volume.create(path, { sizeBytes: 16 << 20, cpIntervalMs: 0 });
+    await v.writeFile('/a', Buffer.from('kept\n'));
+    await v.close();
+    await truncate(path, 24 << 20);
+    const grown = await Volume.open(path).catch((e: unknown) => e);
+    expect(grown).toMatchObject({ code: 'BAD_FORMAT' });
+    expect((grown as Error).message).toContain(`the image file was enlarged (25165824 bytes; the volume is 16777216), and Snapplane volumes do not grow in place yet: give it its size back with \`truncate -s 16777216 ${path}\``);
+    // The way back it names works (the command itself, as a user runs it).
+    execFileSync('sh', ['-c', (grown as Error).message.match(/`(truncate -s \d+ [^`]+)`/)![1]!]);
+    const back = await Volume.open(path, { readOnly: true });
+    expect((await back.readFile('/a')).toString()).toBe('kept\n');
+    await back.close();
+
+    await truncate(path, 8 << 20);
+    const cut = await Volume.open(path).catch((e: unknown) => e);
+    expect(cut).toMatchObject({ code: 'BAD_FORMAT' });
+    expect((cut as Error).message).toContain('the image file was cut short (8388608 bytes; the volume is 16777216), so the blocks past its end are gone');
   });
 });

@@ -11,6 +11,7 @@ import { InodeTable } from '../../../core/fs/inode-table.js';
 import { INODES_PER_BLOCK, INODE_SIZE, InodeType, cloneInode, decodeInode, type Inode } from '../../../core/fs/format.js';
 import { pattern } from '../../helpers/model.js';
 import { rng } from '../../helpers/recording-device.js';
+import { snapplane } from '../../cli/cli-helpers.js';
 
 let dir: string;
 beforeAll(async () => {
@@ -173,4 +174,46 @@ describe('space accounting', () => {
       await v.close();
     }
   }, 300_000);
+});
+
+describe('a schedule run that fails', () => {
+  it('records only what it did, with its error, and `jobs` shows the error', async () => {
+    const home = join(dir, 'fail-home');
+    const s = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(home, 'state.json') });
+    const vol = join(dir, 'full.img');
+    await s.createVolume(vol, 16 * 2 ** 20);
+    await s.close(vol);
+    // Filled by files, then by snapshots until one more is refused: the scheduled snapshot cannot be taken.
+    const v = await Volume.open(vol, { cpIntervalMs: 0 });
+    try {
+      for (let i = 0; ; i++) {
+        try {
+          await v.writeFile(`/f${i}`, pattern(256 << 10, i));
+        } catch {
+          break;
+        }
+      }
+      for (let i = 0; ; i++) {
+        try {
+          await v.createSnapshot(`x${i}`);
+        } catch {
+          break;
+        }
+      }
+    } finally {
+      await v.close();
+    }
+    await s.scheduleAdd(vol, 'q', { kind: 'every', everyMs: HOUR }, 2);
+    await expect(s.scheduleRun(vol)).rejects.toMatchObject({ code: 'ENOSPC' });
+    const job = (await s.jobHistory()).at(-1)!;
+    expect(job).toMatchObject({ kind: 'schedule-run', outcome: 'error', taken: [], pruned: [], freedBytes: 0 });
+    expect(job.kind === 'schedule-run' && job.error).toMatch(/is full: snapshot 'q-.*' needs/);
+    expect((await s.snapList({ volume: vol })).some((x) => x.name.startsWith('q-'))).toBe(false);
+    await s.closeAll();
+
+    process.env.SNAPPLANE_HOME = home;
+    const r = await snapplane('jobs');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/schedule-run .* error .*took 0, pruned 0, freed 0 B; volume '.*' is full: snapshot 'q-/);
+  }, 60_000);
 });
