@@ -299,7 +299,7 @@ export class Backups {
     await discardResumeToken(volume, header.streamId);
     const have = ((await this.restoredSoFar(volume, header.sourceVolume).catch(() => null)) ?? []).map((s) => s.name);
     // A receive that refused before writing says "nothing was written to" the volume itself: not said twice.
-    const kept = have.length > 0 ? `; '${volume}' keeps what the backups before it restored (snapshots ${have.join(', ')})` : !(await pathExists(volume)) ? `; nothing was restored, and '${volume}' was not created` : e.message.includes('nothing was written to') ? '' : `; nothing was restored into '${volume}'`;
+    const kept = have.length > 0 ? `; '${volume}' keeps what the backups before it restored (snapshots ${have.join(', ')})` : e.message.includes('nothing was written to') ? '' : !(await pathExists(volume)) ? `; nothing was restored, and '${volume}' was not created` : `; nothing was restored into '${volume}'`;
     return new SnapplaneError(e.code, `restore stopped at ${file}: ${e.message}${kept}; ${e.code === 'BAD_STREAM' ? `put a good copy of ${file} in its place (\`snapplane verify\` checks backups), then run` : 'once that is fixed, run'} the same restore again: it goes on with the backups '${volume}' lacks`, { volume, path: file, snapshot: e.snapshot, vbn: e.vbn, cause: e });
   }
 
