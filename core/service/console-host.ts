@@ -23,6 +23,11 @@ export interface ConsoleHostOptions {
   sampleMs?: number;
   version?: string;
   log?: (line: string) => void;
+  /**
+   * How often the known volumes' committed generations are compared with what was last shown (default 2 s; 0 off):
+   * a change another process made (the CLI, a daemon) is pushed as a `volumeChanged` event like the console's own.
+   */
+  watchIntervalMs?: number;
 }
 
 export class ConsoleHost {
@@ -31,10 +36,18 @@ export class ConsoleHost {
   readonly router: Router;
   private readonly scheduler: ScheduleLoop | null;
   private readonly listeners = new Set<(e: ConsoleEvent) => void>();
+  /** The committed generation each known volume had when last looked at (-1: it could not be opened). */
+  private readonly generations = new Map<string, number>();
+  private watchTimer: NodeJS.Timeout | null = null;
+  private watching: Promise<void> | null = null;
+  private readonly emitAll: (e: ConsoleEvent) => void;
 
   private constructor(private readonly options: ConsoleHostOptions) {
     this.service = new SnapplaneService({ cpIntervalMs: options.cpIntervalMs, stateFile: options.stateFile });
-    const emit = (e: ConsoleEvent): void => {
+    const emit = (e: ConsoleEvent): void => this.emitAll(e);
+    this.emitAll = (e: ConsoleEvent): void => {
+      // The console's own change is announced already: the watcher takes its generation as seen.
+      if (e.type === 'volumeChanged') void this.look(e.volume);
       for (const l of this.listeners) {
         try {
           l(e);
@@ -72,7 +85,33 @@ export class ConsoleHost {
     const host = new ConsoleHost(options);
     for (const v of options.volumes ?? []) await host.service.rememberVolume(resolvePath(v));
     host.scheduler?.start();
+    const watch = options.watchIntervalMs ?? 2_000;
+    if (watch > 0) {
+      host.watching = host.watch().finally(() => (host.watching = null)); // what is on disk now is what is shown
+      host.watchTimer = setInterval(() => {
+        host.watching ??= host.watch().finally(() => (host.watching = null));
+      }, watch);
+      host.watchTimer.unref();
+    }
     return host;
+  }
+
+  /** The committed generation of `volume` now (remembered), or -1 when it cannot be opened. */
+  private async look(volume: string): Promise<number> {
+    const g = await this.service.committedGeneration(volume).catch(() => -1);
+    this.generations.set(volume, g);
+    return g;
+  }
+
+  /** One round of the watcher: each known volume whose committed generation moved is announced as changed. */
+  private async watch(): Promise<void> {
+    const known = await this.service.knownVolumes().catch(() => [] as string[]);
+    for (const k of [...this.generations.keys()]) if (!known.includes(k)) this.generations.delete(k);
+    for (const volume of known) {
+      const before = this.generations.get(volume);
+      const now = await this.look(volume);
+      if (before !== undefined && before !== now) this.emitAll({ type: 'volumeChanged', volume, reason: 'changed on disk by another process' });
+    }
   }
 
   /** Subscribes to events; returns the unsubscribe function. */
@@ -83,6 +122,8 @@ export class ConsoleHost {
 
   /** Stops the scheduler, cancels running jobs and closes every volume (each writes a final CP). */
   async close(): Promise<void> {
+    if (this.watchTimer) clearInterval(this.watchTimer);
+    await this.watching;
     await this.scheduler?.stop();
     await this.jobs.stopAll();
     this.listeners.clear();

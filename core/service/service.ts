@@ -947,6 +947,22 @@ export class SnapplaneService {
       .map(([k]) => k);
   }
 
+  /**
+   * The newest CP generation committed on `volume`'s disk: what the console compares to notice a change another
+   * process (the CLI, a daemon) made. A volume held for writing here answers from memory (no one else can commit).
+   */
+  async committedGeneration(volume: string): Promise<number> {
+    const rw = this.open.get(this.key({ volume }, false));
+    if (rw) return rw.fsinfo.generation;
+    const ro = this.open.get(this.key({ volume }, true)) ?? (await this.volume({ volume }, false));
+    return ro.committedGeneration();
+  }
+
+  /** Volumes open for writing here (each holds its writer lock until closed). */
+  writableVolumes(): string[] {
+    return [...this.open].filter(([k, v]) => k.endsWith('\u0000rw') && !v.readOnly).map(([k]) => k.slice(0, k.indexOf('\u0000')));
+  }
+
   /** Remembers a volume for the console (or, with `known` false, forgets it; its schedules stay). */
   async rememberVolume(volume: string, known = true): Promise<void> {
     const key = resolvePath(volume);

@@ -14,6 +14,9 @@ import { keptPoints, perDay, snapshotsToKeep, usePlanner } from '../../renderer/
 import { topology } from '../../renderer/src/stores/relationships.js';
 import { dataMembers, selectCapacity, selectColumns, useVolumes } from '../../renderer/src/stores/volumes.js';
 import { connectEvents } from '../../renderer/src/stores/events.js';
+import { useSnapshots } from '../../renderer/src/stores/snapshots.js';
+import { SnapplaneService } from '../../core/service/index.js';
+import { join } from 'node:path';
 import { DirectClient } from '../helpers/direct-client.js';
 import { consoleFixture, type ConsoleFixture } from '../helpers/console-volume.js';
 
@@ -67,6 +70,26 @@ describe('volumes store', () => {
     expect(useVolumes.getState().version).toBeGreaterThan(v0);
     await fx.call('snapDelete', { volume: fx.vol, name: 's3' });
     await until(() => useVolumes.getState().snapshots.length === 2);
+  });
+
+  it('notices a change another process made on disk (no event from it): snapshots and a browsed one that is gone', async () => {
+    // Another writer (the CLI, say) changes the volume: the console has let go of it, nothing is announced.
+    await fx.host.service.close(fx.vol);
+    const other = new SnapplaneService({ stateFile: join(fx.dir, 'cli-state.json'), cpIntervalMs: 0 });
+    await other.snapCreate(fx.vol, 'cli-made');
+    await other.snapCreate(fx.vol, 'cli-gone');
+    await other.closeAll();
+    await until(() => useVolumes.getState().snapshots.some((x) => x.name === 'cli-made'), 8_000);
+    expect(useVolumes.getState().snapshots.map((x) => x.name)).toEqual(['s1', 's2', 'cli-made', 'cli-gone']);
+    await useSnapshots.getState().browse('cli-gone');
+    await until(() => useSnapshots.getState().listing !== null);
+    await other.snapDelete(fx.vol, 'cli-gone');
+    await other.snapDelete(fx.vol, 'cli-made');
+    await other.closeAll();
+    await until(() => useVolumes.getState().snapshots.length === 2, 8_000);
+    await until(() => useSnapshots.getState().browsing === null);
+    expect(useSnapshots.getState().notice?.text).toMatch(/snapshot cli-gone is gone/);
+    useSnapshots.getState().dismiss();
   });
 });
 
