@@ -958,6 +958,11 @@ export class SnapplaneService {
     return ro.committedGeneration();
   }
 
+  /** True while a transfer or a cancellable copy (put, get) runs here. */
+  busy(): boolean {
+    return this.running.size > 0;
+  }
+
   /** Volumes open for writing here (each holds its writer lock until closed). */
   writableVolumes(): string[] {
     return [...this.open].filter(([k, v]) => k.endsWith('\u0000rw') && !v.readOnly).map(([k]) => k.slice(0, k.indexOf('\u0000')));
