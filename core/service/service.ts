@@ -997,12 +997,23 @@ export class SnapplaneService {
         const t = await planeTiles(map, entries, req);
         let image: string | null = null;
         let imageBlocks: number | null = null;
-        if (req.expression !== undefined) {
-          const key = `${resolvePath(volume)}\u0000${req.expression}`;
+        let imageError: string | null = null;
+        // An expression that does not fit this volume (a name it lacks) leaves the image out, never the planes.
+        const expression = req.expression;
+        if (expression !== undefined) imageError = await (async () => {
+          const key = `${resolvePath(volume)}\u0000${expression}`;
           let cached = this.imageCache.get(key);
           if (!cached || cached.generation !== v.fsinfo.generation || v.isDirty) {
-            const expr = parseImageExpr(req.expression);
-            const evaluated = await evaluateBound(expr, bindNames(expr, req.expression, entries, volume), map);
+            let expr: ReturnType<typeof parseImageExpr>;
+            let bound: ReturnType<typeof bindNames>;
+            try {
+              expr = parseImageExpr(expression);
+              bound = bindNames(expr, expression, entries, volume);
+            } catch (e) {
+              if (e instanceof SnapplaneError && !(e instanceof StaleViewError)) return e.message;
+              throw e;
+            }
+            const evaluated = await evaluateBound(expr, bound, map);
             cached = { generation: v.fsinfo.generation, plane: evaluated.plane, blocks: evaluated.blocks };
             this.imageCache.clear(); // one image at a time: the composer's current one
             this.imageCache.set(key, cached);
@@ -1010,7 +1021,8 @@ export class SnapplaneService {
           const it = await imageTiles(cached.plane, map.blockCount, req);
           image = Buffer.from(it.densities.buffer, it.densities.byteOffset, it.densities.byteLength).toString('base64');
           imageBlocks = cached.blocks;
-        }
+          return null;
+        })();
         return {
           firstVbn: req.firstVbn,
           blocksPerRow: req.blocksPerRow,
@@ -1020,6 +1032,7 @@ export class SnapplaneService {
           densities: Buffer.from(t.densities.buffer, t.densities.byteOffset, t.densities.byteLength).toString('base64'),
           image,
           imageBlocks,
+          imageError,
           counts: t.counts,
         };
       }),

@@ -139,6 +139,29 @@ describe('grid geometry and the planes store', () => {
     usePlanes.getState().fit();
   });
 
+  it("a highlight that does not fit the volume leaves the planes drawn, and a switch of volume drops it", async () => {
+    usePlanes.getState().fit();
+    usePlanes.getState().setHighlight('s2 - nope');
+    await until(() => usePlanes.getState().imageError !== null);
+    expect(usePlanes.getState().imageError).toMatch(/unknown snapshot 'nope'/);
+    expect(usePlanes.getState().tileError).toBeNull();
+    const tile = tileAt(usePlanes.getState(), 0)!;
+    expect(tile.image).toBeNull();
+    expect(densityAt(tile, 0, 0)).toBe(255); // the planes are there
+    usePlanes.getState().setHighlight('s2 - s1');
+    await until(() => tileAt(usePlanes.getState(), 0)?.image != null);
+    expect(usePlanes.getState().imageError).toBeNull();
+    // Another volume: the image named this one's snapshots, so it goes.
+    const other = join(fx.dir, 'other.img');
+    await fx.call('volumeCreate', { path: other, sizeBytes: 2 * 2 ** 20 });
+    await useVolumes.getState().select(other);
+    expect(usePlanes.getState().highlight).toBeNull();
+    await fx.call('volumeForget', { path: other });
+    await useVolumes.getState().select(fx.vol);
+    await useVolumes.getState().refreshList();
+    usePlanes.getState().fit();
+  });
+
   it('hover asks the engine who owns the block', async () => {
     usePlanes.getState().hoverAt(5, 0, 0);
     expect(usePlanes.getState().hover?.vbn).toBe(0);

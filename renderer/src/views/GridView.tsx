@@ -316,6 +316,7 @@ export function GridView() {
   const level = usePlanes((s) => s.level);
   const highlight = usePlanes((s) => s.highlight);
   const tileError = usePlanes((s) => s.tileError);
+  const imageError = usePlanes((s) => s.imageError);
   const z = zoomOf(level);
   const [vbnError, setVbnError] = useState<string | null>(null);
   if (!info) return <p className="muted">Open a volume first (Volumes).</p>;
@@ -363,6 +364,11 @@ export function GridView() {
             <button className="link" onClick={() => usePlanes.getState().setHighlight(null)}>
               hide
             </button>
+          </span>
+        ) : null}
+        {highlight && imageError ? (
+          <span className="error" data-testid="image-error">
+            image not drawn: {imageError}
           </span>
         ) : null}
         {tileError ? <span className="error">{tileError}</span> : null}
