@@ -448,13 +448,17 @@ export class SnapplaneService {
         const entries = v.snapshots.list();
         const bound = bindNames(expr, expression, entries, volume);
         const image = await evaluateBound(expr, bound, await v.planeMap());
+        // Counted as a stream of it carries them (send.ts and the planner leave the fsinfo copies out likewise).
+        const fsinfoBlocks = (image.plane.has(0) ? 1 : 0) + (image.plane.has(1) ? 1 : 0);
         image.plane.release(); // only the size is reported
         const shape = streamShape(expr);
+        const blocks = image.blocks - fsinfoBlocks;
         const report: ImageEvalReport = {
           volume,
           expression: formatImageExpr(expr),
-          blocks: image.blocks,
-          bytes: image.blocks * BLOCK_SIZE,
+          blocks,
+          bytes: blocks * BLOCK_SIZE,
+          fsinfoBlocks,
           planes: [...bound.values()].map((b) => ({ name: b.name, plane: b.plane, snapshot: b.entry?.name ?? null })),
           streamable: !('reason' in shape) && shape.tops.every((t) => bound.get(t.name)!.entry !== null) && (shape.base === null || bound.get(shape.base.name)!.entry !== null),
         };
