@@ -409,9 +409,15 @@ export class SnapplaneService {
     const signal = jobSignalScope.getStore() ?? { cancelled: false };
     const id = ++this.jobSeq;
     this.running.set(id, signal);
+    // The console reserved the history id it shows on the job's card: the record takes it (once).
+    const historyId = signal.historyId;
+    signal.historyId = undefined;
     const phases: string[] = [];
+    // What moved before a failure or a cancel: the history records it, as the job's own progress showed it.
+    let moved = 0;
     const progress: ProgressCallback = (p) => {
       if (phases[phases.length - 1] !== p.phase) phases.push(p.phase);
+      if (p.unit === 'bytes') moved = Math.max(moved, p.done);
       onProgress?.(p);
     };
     const startedAt = new Date(this.clock()).toISOString();
@@ -425,6 +431,7 @@ export class SnapplaneService {
     } catch (e) {
       outcome = e instanceof SnapplaneError && e.code === 'CANCELLED' ? 'cancelled' : 'error';
       error = e instanceof Error ? e.message : String(e);
+      bytes = moved;
       throw e;
     } finally {
       this.running.delete(id);
@@ -432,7 +439,7 @@ export class SnapplaneService {
       const record: TransferJobRecord = { id: 0, kind, volume: resolvePath(volume), target, expression, startedAt, finishedAt: new Date(this.clock()).toISOString(), outcome, phases, bytes, error, resumeToken };
       await this.state
         .update((st) => {
-          st.history.push({ ...record, id: st.nextJobId++ });
+          st.history.push({ ...record, id: historyId ?? st.nextJobId++ });
         })
         .catch(() => undefined); // the history is a record, never a reason to fail a transfer
     }
@@ -598,7 +605,8 @@ export class SnapplaneService {
     return this.transferJob('copy', source, resolvePath(destination), expression, onProgress, async (signal, progress) => {
       // The receiver is done with each buffer before it asks for the next, so the sender may reuse them.
       const { stream } = await this.sendStream(source, expression, { ...options, reuseBuffers: true, signal });
-      return this.receiveInto(destination, stream, { force: options.force }, progress, signal);
+      // A copy sends no resumed stream: the same copy again starts over (the kept blocks serve a `send --resume`).
+      return this.receiveInto(destination, stream, { force: options.force, resumeHint: 'a copy does not resume: run the same copy again, it sends the image from the start' }, progress, signal);
     }, (r) => r.bytes);
   }
 
@@ -960,6 +968,11 @@ export class SnapplaneService {
     if (rw) return rw.fsinfo.generation;
     const ro = this.open.get(this.key({ volume }, true)) ?? (await this.volume({ volume }, false));
     return ro.committedGeneration();
+  }
+
+  /** Takes the next job-history id (the console numbers a job's card with the id its history record will have). */
+  async reserveJobId(): Promise<number> {
+    return this.state.update((st) => st.nextJobId++);
   }
 
   /** True while a transfer or a cancellable copy (put, get) runs here. */
