@@ -48,6 +48,8 @@ describe('snapplane image, send, receive, backup, restore, verify', () => {
     const bad = await snapplane('image', 'eval', vol, 'June5 - Jun3');
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/unknown snapshot 'Jun3' at column 9 .*did you mean 'June3'\?/);
+    const glued = await snapplane('image', 'eval', vol, 'June5+(June4-June3)');
+    expect(glued.stderr).toContain("unknown snapshot 'June4-June3' at column 8 of \"June5+(June4-June3)\" (put spaces around - and + to use them as operators)");
     const syntax = await snapplane('image', 'eval', vol, 'June5 + (June4');
     expect(syntax.stderr).toMatch(/expected '\)' but found end of expression at column 15/);
   });
