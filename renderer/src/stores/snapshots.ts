@@ -22,6 +22,8 @@ export interface RestoreAsk {
   copyTo: string;
   /** The newest snapshot that holds the live version as it is now, or null when none does (replacing loses it). */
   liveHeldBy: string | null;
+  /** What the live folder has that the snapshot's lacks: replacing removes these (paths, sorted). */
+  lost: string[];
 }
 
 /** A snapshot delete waiting for its confirmation, with what it frees and who depends on the snapshot. */
@@ -241,7 +243,9 @@ async function restoreConflict(volume: string, snapshot: string, path: string): 
     return null; // its folder is gone from the live file system: the restore brings it back, replacing nothing
   }
   if (!names.has(name)) return null;
-  if (!touches(await client().call('snapDiff', { volume, older: snapshot, newer: 'active' }), path)) return null;
+  const diff = await client().call('snapDiff', { volume, older: snapshot, newer: 'active' });
+  if (!touches(diff, path)) return null;
+  const lost = diff.added.filter((p) => p.startsWith(`${path}/`)).sort();
   const regular = useVolumes.getState().snapshots.filter((s) => !s.flags.shadow);
   const newest = regular.length > 0 ? regular.reduce((a, b) => (Date.parse(b.createdAt) >= Date.parse(a.createdAt) ? b : a)) : null;
   let liveHeldBy: string | null = null;
@@ -249,7 +253,7 @@ async function restoreConflict(volume: string, snapshot: string, path: string): 
   const base = `${name} (restored from ${snapshot})`;
   let copy = base;
   for (let n = 2; names.has(copy); n++) copy = `${base} ${n}`;
-  return { snapshot, path, copyTo: `${parent === '/' ? '' : parent}/${copy}`, liveHeldBy };
+  return { snapshot, path, copyTo: `${parent === '/' ? '' : parent}/${copy}`, liveHeldBy, lost };
 }
 
 useVolumes.subscribe((v, prev) => {
