@@ -167,6 +167,14 @@ describe('grid geometry and the planes store', () => {
     expect(usePlanes.getState().hover?.vbn).toBe(0);
     await until(() => usePlanes.getState().hoverInfo !== null);
     expect(usePlanes.getState().hoverInfo?.owner?.kind).toBe('reserved');
+    // A zoom under the resting pointer: the hover describes the rows now under it, not the old range.
+    usePlanes.getState().hoverAt(5, 300, 0);
+    const before = usePlanes.getState().hover!;
+    usePlanes.getState().zoomBy(-1, 0);
+    const after = usePlanes.getState().hover!;
+    expect(after.count).not.toBe(before.count);
+    expect(after.vbn).toBe(vbnAt(300, usePlanes.getState().topVbn, zoomOf(usePlanes.getState().level)));
+    usePlanes.getState().fit();
     usePlanes.getState().clearHover();
     expect(usePlanes.getState().hover).toBeNull();
   });

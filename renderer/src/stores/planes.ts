@@ -84,6 +84,9 @@ export const usePlanes = create<PlanesState>()((set, get) => {
     const lv = Math.max(MIN_ZOOM, Math.min(maxLevel(blockCount()), level));
     set({ level: lv, topVbn: clampTop(topVbn, blockCount(), zoomOf(lv), get().height) });
     get().ensureTiles();
+    // A wheel zoom or pan moves other blocks under the resting pointer: the details follow them.
+    const h = get().hover;
+    if (h) get().hoverAt(h.x, h.y, h.column);
   };
   return {
     level: 0,

@@ -273,7 +273,7 @@ function BlockPanel() {
   return (
     <dl className="facts" data-testid="block-panel">
       <dt>VBN</dt>
-      <dd>{hover.count > 1 ? `${formatCount(hover.vbn)} – ${formatCount(hover.vbn + hover.count - 1)} (${formatCount(hover.count)} blocks; details of ${formatCount(target)}, the first used)` : formatCount(hover.vbn)}</dd>
+      <dd>{hover.count > 1 ? `${formatCount(hover.vbn)} – ${formatCount(hover.vbn + hover.count - 1)} (${formatCount(hover.count)} blocks; ${info && info.planes.length === 0 ? 'none used' : `details of ${formatCount(target)}, the first used`})` : formatCount(hover.vbn)}</dd>
       <dt>Member</dt>
       <dd>{n > 0 ? `data member ${target % n}, stripe ${formatCount(Math.floor(target / n))}` : `single image, disk block ${formatCount(target)}`}</dd>
       <dt>Planes</dt>
