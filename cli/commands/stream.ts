@@ -71,7 +71,7 @@ export function registerStream(program: Command): void {
       withService(async (s) => {
         const r = await s.imageEval(vol, expr);
         if (opts.json) return printJson(r);
-        process.stdout.write(`${r.expression}: ${counted(r.blocks, 'block')}, ${formatBytes(r.bytes)}\n`);
+        process.stdout.write(`${r.expression}: ${counted(r.blocks, 'block')}, ${formatBytes(r.bytes)}${r.fsinfoBlocks > 0 ? ` (as a stream carries it: its ${counted(r.fsinfoBlocks, 'fsinfo block')} left out)` : ''}\n`);
         process.stdout.write(r.streamable ? `streamable as a${r.kind === 'full' ? ' full' : 'n incremental'} image\n` : `not streamable: ${r.reason}\n`);
       }),
     );

@@ -44,6 +44,8 @@ export interface PlaneTiles {
   /** Densities of the storage image `expression`, when one was asked for (base64, `rows` bytes). */
   image: string | null;
   imageBlocks: number | null;
+  /** Why the image was not drawn (its expression does not fit this volume); the planes are drawn all the same. */
+  imageError: string | null;
   /** Blocks each plane holds in the whole tile range. */
   counts: number[];
 }

@@ -216,8 +216,11 @@ export interface ImageEvalReport {
   volume: string;
   /** The expression in canonical form. */
   expression: string;
+  /** Blocks (and bytes) a stream of the image carries: the image's blocks less the fsinfo copies. */
   blocks: number;
   bytes: number;
+  /** The fsinfo copies (VBN 0 and 1) the image holds, left out of `blocks`: no stream carries them (the receiver writes its own). */
+  fsinfoBlocks: number;
   /** Each name of the expression and the plane it resolved to (`master` shows the snapshot it points at). */
   planes: { name: string; plane: number; snapshot: string | null }[];
   /** Whether the image can be streamed (a sum of snapshots minus at most one), and why not. */

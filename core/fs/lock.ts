@@ -11,6 +11,16 @@ interface LockRecord {
   pid: number;
   host: string;
   since: string;
+  /** What the holder is (e.g. the console), and when it lets go: said in the LOCKED another process gets. */
+  program?: string;
+  note?: string;
+}
+
+let holderName: { program: string; note?: string } | null = null;
+
+/** Names this process in the locks it takes (a long-lived holder, such as the console, says what it is and when it lets go). */
+export function setLockHolderName(program: string, note?: string): void {
+  holderName = { program, note };
 }
 
 /** Where the lock of a volume lives: `<image>.lock`, or `<folder>/snapplane.lock` for a RAID-4 group. */
@@ -23,7 +33,7 @@ export class VolumeLock {
 
   /** Takes the writer lock of `volume`; LOCKED names the holder. A lock left by a dead process is taken over. */
   static async acquire(volume: string, lockPath = lockPathOf(volume, false)): Promise<VolumeLock> {
-    const record: LockRecord = { pid: process.pid, host: hostname(), since: new Date().toISOString() };
+    const record: LockRecord = { pid: process.pid, host: hostname(), since: new Date().toISOString(), ...(holderName ?? {}) };
     // A writer killed between writing its temporary and removing it left `<lock>.<pid>.tmp`.
     await removeDeadTemporaries(dirname(lockPath), `${basename(lockPath)}.`, '.tmp');
     for (let attempt = 0; attempt < 3; attempt++) {
@@ -63,7 +73,7 @@ export class VolumeLock {
       if (holder && (holder.host !== record.host || processAlive(holder.pid))) {
         throw new SnapplaneError(
           'LOCKED',
-          `volume '${volume}' is open for writing by process ${holder.pid} on ${holder.host} since ${holder.since}`,
+          `volume '${volume}' is open for writing by process ${holder.pid}${holder.program ? ` (${holder.program})` : ''} on ${holder.host} since ${holder.since}${holder.note ? `; ${holder.note}` : ''}`,
           { volume },
         );
       }

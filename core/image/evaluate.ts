@@ -58,8 +58,12 @@ export function bindNames(expr: ImageExpr, source: string, entries: SnapshotEntr
       entry = masters[0];
     }
     if (!entry) {
-      const hint = suggest(name, ['active', ...entries.map((e) => e.name)]);
-      throw new SnapplaneError('NOT_FOUND', `unknown snapshot '${name}' at column ${column} of "${source}"${hint ? `; did you mean '${hint}'?` : ''}`, { volume, snapshot: name });
+      const known = new Set(['active', 'master', ...entries.map((e) => e.name)]);
+      // `June4-June3`: a '-' (or '+') right after a name is part of that name, as in `daily-2026-06-01`.
+      const parts = name.split(/[+-]/);
+      const glued = parts.length > 1 && parts.every((p) => known.has(p));
+      const hint = glued ? null : suggest(name, ['active', ...entries.map((e) => e.name)]);
+      throw new SnapplaneError('NOT_FOUND', `unknown snapshot '${name}' at column ${column} of "${source}"${glued ? ' (put spaces around - and + to use them as operators)' : hint ? `; did you mean '${hint}'?` : ''}`, { volume, snapshot: name });
     }
     // A stale shadow lost blocks: subtracting it only keeps blocks that were not strictly needed (the seed's
     // shadow base), but any other use would drop blocks the image needs.

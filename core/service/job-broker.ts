@@ -9,7 +9,7 @@ import type { JobSpec } from '../api/methods.js';
 import type { ProgressEvent } from '../api/types.js';
 import { SnapplaneError } from '../common/errors.js';
 import { parseRemote } from '../transfer/destination.js';
-import { jobSignalScope } from './job-signal.js';
+import { jobSignalScope, type JobSignal } from './job-signal.js';
 import type { SnapplaneService } from './service.js';
 
 /** An error as a transport carries it. */
@@ -27,7 +27,7 @@ export interface JobBrokerOptions {
 
 interface Running {
   state: JobState;
-  signal: { cancelled: boolean };
+  signal: JobSignal;
   last: ProgressEvent | null;
   /** Progress reports of the current phase in the last RATE_WINDOW_MS: when, and how much was done. */
   window: { t: number; done: number }[];
@@ -72,13 +72,18 @@ export class JobBroker {
     this.keep = options.keep ?? 100;
   }
 
-  /** Starts a job; it runs in the background and reports through events. */
-  start(spec: JobSpec): JobState {
+  /**
+   * Starts a job; it runs in the background and reports through events. Its id is the one its job-history record
+   * gets, so the card, the History table and `snapplane jobs` say the same number.
+   */
+  async start(spec: JobSpec): Promise<JobState> {
     const d = describe(spec);
+    const historyId = await this.service.reserveJobId().catch(() => null);
     const now = Date.now();
+    const id = historyId ?? -this.nextId++; // without the state file: a number no history record has
     const job: Running = {
       state: {
-        id: this.nextId++,
+        id,
         ...d,
         state: 'running',
         phase: 'start',
@@ -93,7 +98,7 @@ export class JobBroker {
         error: null,
         result: null,
       },
-      signal: { cancelled: false },
+      signal: { cancelled: false, ...(historyId === null ? {} : { historyId }) },
       last: null,
       window: [],
       timer: null,

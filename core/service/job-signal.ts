@@ -5,4 +5,10 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 
-export const jobSignalScope = new AsyncLocalStorage<{ cancelled: boolean }>();
+export const jobSignalScope = new AsyncLocalStorage<JobSignal>();
+
+/** A console job's signal; `historyId` is the job-history id the console shows, taken by the job's first transfer record. */
+export interface JobSignal {
+  cancelled: boolean;
+  historyId?: number;
+}

@@ -59,7 +59,7 @@ export class ScheduleLoop {
     }
     for (const name of await this.service.dueMirrors().catch(() => [] as string[])) {
       if (this.stopped || this.mirrorsBusy.has(name)) continue;
-      const job = this.jobs.start({ kind: 'mirror-update', name });
+      const job = await this.jobs.start({ kind: 'mirror-update', name });
       this.mirrorsBusy.add(name);
       const poll = setInterval(() => {
         const now = this.jobs.list().find((j) => j.id === job.id);

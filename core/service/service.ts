@@ -426,9 +426,15 @@ export class SnapplaneService {
     const signal = jobSignalScope.getStore() ?? { cancelled: false };
     const id = ++this.jobSeq;
     this.running.set(id, signal);
+    // The console reserved the history id it shows on the job's card: the record takes it (once).
+    const historyId = signal.historyId;
+    signal.historyId = undefined;
     const phases: string[] = [];
+    // What moved before a failure or a cancel: the history records it, as the job's own progress showed it.
+    let moved = 0;
     const progress: ProgressCallback = (p) => {
       if (phases[phases.length - 1] !== p.phase) phases.push(p.phase);
+      if (p.unit === 'bytes') moved = Math.max(moved, p.done);
       onProgress?.(p);
     };
     const startedAt = new Date(this.clock()).toISOString();
@@ -442,6 +448,7 @@ export class SnapplaneService {
     } catch (e) {
       outcome = e instanceof SnapplaneError && e.code === 'CANCELLED' ? 'cancelled' : 'error';
       error = e instanceof Error ? e.message : String(e);
+      bytes = moved;
       throw e;
     } finally {
       this.running.delete(id);
@@ -449,7 +456,7 @@ export class SnapplaneService {
       const record: TransferJobRecord = { id: 0, kind, volume: resolvePath(volume), target, expression, startedAt, finishedAt: new Date(this.clock()).toISOString(), outcome, phases, bytes, error, resumeToken };
       await this.state
         .update((st) => {
-          st.history.push({ ...record, id: st.nextJobId++ });
+          st.history.push({ ...record, id: historyId ?? st.nextJobId++ });
         })
         .catch(() => undefined); // the history is a record, never a reason to fail a transfer
     }
@@ -465,13 +472,17 @@ export class SnapplaneService {
         const entries = v.snapshots.list();
         const bound = bindNames(expr, expression, entries, volume);
         const image = await evaluateBound(expr, bound, await v.planeMap());
+        // Counted as a stream of it carries them (send.ts and the planner leave the fsinfo copies out likewise).
+        const fsinfoBlocks = (image.plane.has(0) ? 1 : 0) + (image.plane.has(1) ? 1 : 0);
         image.plane.release(); // only the size is reported
         const shape = streamShape(expr);
+        const blocks = image.blocks - fsinfoBlocks;
         const report: ImageEvalReport = {
           volume,
           expression: formatImageExpr(expr),
-          blocks: image.blocks,
-          bytes: image.blocks * BLOCK_SIZE,
+          blocks,
+          bytes: blocks * BLOCK_SIZE,
+          fsinfoBlocks,
           planes: [...bound.values()].map((b) => ({ name: b.name, plane: b.plane, snapshot: b.entry?.name ?? null })),
           streamable: !('reason' in shape) && shape.tops.every((t) => bound.get(t.name)!.entry !== null) && (shape.base === null || bound.get(shape.base.name)!.entry !== null),
         };
@@ -620,7 +631,8 @@ export class SnapplaneService {
     return this.transferJob('copy', source, resolvePath(destination), expression, onProgress, async (signal, progress) => {
       // The receiver is done with each buffer before it asks for the next, so the sender may reuse them.
       const { stream } = await this.sendStream(source, expression, { ...options, reuseBuffers: true, signal });
-      return this.receiveInto(destination, stream, { force: options.force }, progress, signal);
+      // A copy sends no resumed stream: the same copy again starts over (the kept blocks serve a `send --resume`).
+      return this.receiveInto(destination, stream, { force: options.force, resumeHint: 'a copy does not resume: run the same copy again, it sends the image from the start' }, progress, signal);
     }, (r) => r.bytes);
   }
 
@@ -973,6 +985,32 @@ export class SnapplaneService {
       .map(([k]) => k);
   }
 
+  /**
+   * The newest CP generation committed on `volume`'s disk: what the console compares to notice a change another
+   * process (the CLI, a daemon) made. A volume held for writing here answers from memory (no one else can commit).
+   */
+  async committedGeneration(volume: string): Promise<number> {
+    const rw = this.open.get(this.key({ volume }, false));
+    if (rw) return rw.fsinfo.generation;
+    const ro = this.open.get(this.key({ volume }, true)) ?? (await this.volume({ volume }, false));
+    return ro.committedGeneration();
+  }
+
+  /** Takes the next job-history id (the console numbers a job's card with the id its history record will have). */
+  async reserveJobId(): Promise<number> {
+    return this.state.update((st) => st.nextJobId++);
+  }
+
+  /** True while a transfer or a cancellable copy (put, get) runs here. */
+  busy(): boolean {
+    return this.running.size > 0;
+  }
+
+  /** Volumes open for writing here (each holds its writer lock until closed). */
+  writableVolumes(): string[] {
+    return [...this.open].filter(([k, v]) => k.endsWith('\u0000rw') && !v.readOnly).map(([k]) => k.slice(0, k.indexOf('\u0000')));
+  }
+
   /** Remembers a volume for the console (or, with `known` false, forgets it; its schedules stay). */
   async rememberVolume(volume: string, known = true): Promise<void> {
     const key = resolvePath(volume);
@@ -1002,12 +1040,23 @@ export class SnapplaneService {
         const t = await planeTiles(map, entries, req);
         let image: string | null = null;
         let imageBlocks: number | null = null;
-        if (req.expression !== undefined) {
-          const key = `${resolvePath(volume)}\u0000${req.expression}`;
+        let imageError: string | null = null;
+        // An expression that does not fit this volume (a name it lacks) leaves the image out, never the planes.
+        const expression = req.expression;
+        if (expression !== undefined) imageError = await (async () => {
+          const key = `${resolvePath(volume)}\u0000${expression}`;
           let cached = this.imageCache.get(key);
           if (!cached || cached.generation !== v.fsinfo.generation || v.isDirty) {
-            const expr = parseImageExpr(req.expression);
-            const evaluated = await evaluateBound(expr, bindNames(expr, req.expression, entries, volume), map);
+            let expr: ReturnType<typeof parseImageExpr>;
+            let bound: ReturnType<typeof bindNames>;
+            try {
+              expr = parseImageExpr(expression);
+              bound = bindNames(expr, expression, entries, volume);
+            } catch (e) {
+              if (e instanceof SnapplaneError && !(e instanceof StaleViewError)) return e.message;
+              throw e;
+            }
+            const evaluated = await evaluateBound(expr, bound, map);
             cached = { generation: v.fsinfo.generation, plane: evaluated.plane, blocks: evaluated.blocks };
             this.imageCache.clear(); // one image at a time: the composer's current one
             this.imageCache.set(key, cached);
@@ -1015,7 +1064,8 @@ export class SnapplaneService {
           const it = await imageTiles(cached.plane, map.blockCount, req);
           image = Buffer.from(it.densities.buffer, it.densities.byteOffset, it.densities.byteLength).toString('base64');
           imageBlocks = cached.blocks;
-        }
+          return null;
+        })();
         return {
           firstVbn: req.firstVbn,
           blocksPerRow: req.blocksPerRow,
@@ -1025,6 +1075,7 @@ export class SnapplaneService {
           densities: Buffer.from(t.densities.buffer, t.densities.byteOffset, t.densities.byteLength).toString('base64'),
           image,
           imageBlocks,
+          imageError,
           counts: t.counts,
         };
       }),

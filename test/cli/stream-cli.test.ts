@@ -33,6 +33,14 @@ describe('snapplane image, send, receive, backup, restore, verify', () => {
     expect(r.kind).toBe('incremental');
     expect(r.bytes).toBe(r.blocks * 4096);
     expect(r.blocks).toBeGreaterThan(0);
+    expect(r.fsinfoBlocks).toBe(0);
+    // A full image holds the fsinfo copies, which no stream carries: eval counts what the backup and the planner do.
+    const full = await json<ImageEvalReport>('image', 'eval', vol, 'June1');
+    const dry = await json<SendReport>('send', vol, 'June1', '--dry-run');
+    expect(full.fsinfoBlocks).toBe(2);
+    expect(full.blocks).toBe(dry.blocks);
+    expect((await ok('image', 'eval', vol, 'June1')).stdout).toContain(`June1: ${dry.blocks} blocks,`);
+    expect((await ok('image', 'eval', vol, 'June1')).stdout).toContain('its 2 fsinfo blocks left out');
     const all = await json<ImageEvalReport>('image', 'eval', vol, '(June1 + June2) & June2');
     const two = await json<ImageEvalReport>('image', 'eval', vol, 'June2');
     expect(all.blocks).toBe(two.blocks);
@@ -40,6 +48,8 @@ describe('snapplane image, send, receive, backup, restore, verify', () => {
     const bad = await snapplane('image', 'eval', vol, 'June5 - Jun3');
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/unknown snapshot 'Jun3' at column 9 .*did you mean 'June3'\?/);
+    const glued = await snapplane('image', 'eval', vol, 'June5+(June4-June3)');
+    expect(glued.stderr).toContain("unknown snapshot 'June4-June3' at column 8 of \"June5+(June4-June3)\" (put spaces around - and + to use them as operators)");
     const syntax = await snapplane('image', 'eval', vol, 'June5 + (June4');
     expect(syntax.stderr).toMatch(/expected '\)' but found end of expression at column 15/);
   });

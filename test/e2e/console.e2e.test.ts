@@ -152,6 +152,13 @@ describe('console in Chromium', () => {
     await page.getByTestId('expression-text').press('Enter');
     await expect.poll(() => page.getByTestId('expression-error').textContent()).toContain("unknown snapshot 's9'");
     await screenshot(page, '3-composer-error');
+    // A full image holds the fsinfo copies, which no stream carries: counted as the backup counts it, and said.
+    await page.getByTestId('expression-text').fill('s1');
+    await page.getByTestId('expression-text').press('Enter');
+    await expect.poll(() => page.getByTestId('image-fsinfo').textContent()).toContain('the 2 fsinfo blocks (VBN 0 and 1) left out');
+    const dry = await json<{ blocks: number }>('send', vol, 's1', '--dry-run');
+    expect(await page.getByTestId('image-blocks').getAttribute('data-blocks')).toBe(String(dry.blocks));
+    await screenshot(page, '3-composer-full');
   });
 
   it('restores a deleted file by click, and the CLI finds it on disk', async () => {
@@ -353,6 +360,35 @@ describe('console in Chromium', () => {
     expect(names(await json<DirEntryInfo[]>('ls', join(dir, 'mirror.img'), '/'))).toEqual(names(await json<DirEntryInfo[]>('ls', `${vol}@${after.lastCommon}`, '/')));
     expect(problems).toEqual([]);
   });
+  it('lets go of a volume it wrote and shows what the CLI changes on disk, without a reload', async () => {
+    await page.getByTestId('volume-select').selectOption(vol);
+    await nav('volumes');
+    const folder = page.locator('input[name=folder]');
+    await folder.fill('made-in-console');
+    await page.getByRole('button', { name: 'Make folder' }).click();
+    await page.getByTestId('file-made-in-console').waitFor();
+    // Right after the change the console still holds the volume: the CLI's LOCKED says so, and when it lets go.
+    const early = await snapplane('snap', 'create', vol, 'too-early');
+    if (early.code !== 0) expect(early.stderr).toMatch(/\(the snapplane console\).*lets go of a volume 5 s after its last change/);
+    await expect.poll(async () => (await snapplane('snap', 'create', vol, 'cli-made')).code, { timeout: 15_000, intervals: [1000] }).toBe(0);
+    const cp = await page.getByTestId('cp-status').textContent();
+    await writeFile(join(dir, 'cli-put.txt'), 'from the CLI\n');
+    await ok('put', vol, join(dir, 'cli-put.txt'), '/cli-put.txt');
+    await page.getByTestId('file-cli-put.txt').waitFor({ timeout: 8_000 });
+    expect(await page.getByTestId('cp-status').textContent()).not.toBe(cp);
+    await screenshot(page, '1-volumes-after-cli');
+    await nav('snapshots');
+    await page.getByTestId('snap-cli-made').waitFor();
+    await page.getByTestId('browse-cli-made').click();
+    await page.getByTestId('entry-made-in-console').waitFor();
+    await ok('snap', 'delete', vol, 'cli-made');
+    await page.getByTestId('snap-cli-made').waitFor({ state: 'detached', timeout: 8_000 });
+    await page.getByText('snapshot cli-made is gone').waitFor();
+    await screenshot(page, '4-snapshots-after-cli');
+    if (early.code === 0) await ok('snap', 'delete', vol, 'too-early');
+    expect(problems).toEqual([]);
+  });
+
   it('a RAID-4 member that fails under the console is failed, reads go on from parity, and the Volumes view says why', async () => {
     const grp = join(dir, 'grp');
     await ok('volume', 'create', grp, '--size', '24M', '--raid', '3');

@@ -14,6 +14,9 @@ import { keptPoints, perDay, snapshotsToKeep, usePlanner } from '../../renderer/
 import { topology } from '../../renderer/src/stores/relationships.js';
 import { dataMembers, selectCapacity, selectColumns, useVolumes } from '../../renderer/src/stores/volumes.js';
 import { connectEvents } from '../../renderer/src/stores/events.js';
+import { useSnapshots } from '../../renderer/src/stores/snapshots.js';
+import { SnapplaneService } from '../../core/service/index.js';
+import { join } from 'node:path';
 import { DirectClient } from '../helpers/direct-client.js';
 import { consoleFixture, type ConsoleFixture } from '../helpers/console-volume.js';
 
@@ -68,6 +71,26 @@ describe('volumes store', () => {
     await fx.call('snapDelete', { volume: fx.vol, name: 's3' });
     await until(() => useVolumes.getState().snapshots.length === 2);
   });
+
+  it('notices a change another process made on disk (no event from it): snapshots and a browsed one that is gone', async () => {
+    // Another writer (the CLI, say) changes the volume: the console has let go of it, nothing is announced.
+    await fx.host.service.close(fx.vol);
+    const other = new SnapplaneService({ stateFile: join(fx.dir, 'cli-state.json'), cpIntervalMs: 0 });
+    await other.snapCreate(fx.vol, 'cli-made');
+    await other.snapCreate(fx.vol, 'cli-gone');
+    await other.closeAll();
+    await until(() => useVolumes.getState().snapshots.some((x) => x.name === 'cli-made'), 8_000);
+    expect(useVolumes.getState().snapshots.map((x) => x.name)).toEqual(['s1', 's2', 'cli-made', 'cli-gone']);
+    await useSnapshots.getState().browse('cli-gone');
+    await until(() => useSnapshots.getState().listing !== null);
+    await other.snapDelete(fx.vol, 'cli-gone');
+    await other.snapDelete(fx.vol, 'cli-made');
+    await other.closeAll();
+    await until(() => useVolumes.getState().snapshots.length === 2, 8_000);
+    await until(() => useSnapshots.getState().browsing === null);
+    expect(useSnapshots.getState().notice?.text).toMatch(/snapshot cli-gone is gone/);
+    useSnapshots.getState().dismiss();
+  });
 });
 
 describe('grid geometry and the planes store', () => {
@@ -116,11 +139,42 @@ describe('grid geometry and the planes store', () => {
     usePlanes.getState().fit();
   });
 
+  it("a highlight that does not fit the volume leaves the planes drawn, and a switch of volume drops it", async () => {
+    usePlanes.getState().fit();
+    usePlanes.getState().setHighlight('s2 - nope');
+    await until(() => usePlanes.getState().imageError !== null);
+    expect(usePlanes.getState().imageError).toMatch(/unknown snapshot 'nope'/);
+    expect(usePlanes.getState().tileError).toBeNull();
+    const tile = tileAt(usePlanes.getState(), 0)!;
+    expect(tile.image).toBeNull();
+    expect(densityAt(tile, 0, 0)).toBe(255); // the planes are there
+    usePlanes.getState().setHighlight('s2 - s1');
+    await until(() => tileAt(usePlanes.getState(), 0)?.image != null);
+    expect(usePlanes.getState().imageError).toBeNull();
+    // Another volume: the image named this one's snapshots, so it goes.
+    const other = join(fx.dir, 'other.img');
+    await fx.call('volumeCreate', { path: other, sizeBytes: 2 * 2 ** 20 });
+    await useVolumes.getState().select(other);
+    expect(usePlanes.getState().highlight).toBeNull();
+    await fx.call('volumeForget', { path: other });
+    await useVolumes.getState().select(fx.vol);
+    await useVolumes.getState().refreshList();
+    usePlanes.getState().fit();
+  });
+
   it('hover asks the engine who owns the block', async () => {
     usePlanes.getState().hoverAt(5, 0, 0);
     expect(usePlanes.getState().hover?.vbn).toBe(0);
     await until(() => usePlanes.getState().hoverInfo !== null);
     expect(usePlanes.getState().hoverInfo?.owner?.kind).toBe('reserved');
+    // A zoom under the resting pointer: the hover describes the rows now under it, not the old range.
+    usePlanes.getState().hoverAt(5, 300, 0);
+    const before = usePlanes.getState().hover!;
+    usePlanes.getState().zoomBy(-1, 0);
+    const after = usePlanes.getState().hover!;
+    expect(after.count).not.toBe(before.count);
+    expect(after.vbn).toBe(vbnAt(300, usePlanes.getState().topVbn, zoomOf(usePlanes.getState().level)));
+    usePlanes.getState().fit();
     usePlanes.getState().clearHover();
     expect(usePlanes.getState().hover).toBeNull();
   });

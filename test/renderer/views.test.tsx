@@ -13,6 +13,7 @@ import { App } from '../../renderer/src/App.js';
 import { setClient } from '../../renderer/src/client/current.js';
 import { webSocketUrl } from '../../renderer/src/client/ws-client.js';
 import { connectEvents } from '../../renderer/src/stores/events.js';
+import { useSnapshots } from '../../renderer/src/stores/snapshots.js';
 import { useUi } from '../../renderer/src/stores/ui.js';
 import { useVolumes } from '../../renderer/src/stores/volumes.js';
 import { ComposerView } from '../../renderer/src/views/ComposerView.js';
@@ -197,6 +198,25 @@ describe('views', () => {
     expect(screen.queryByTestId('restore-dialog')).toBeNull();
     await fx.call('rm', { volume: fx.vol, path: '/docs/b.txt (restored from s1)' });
     await fx.call('snapDelete', { volume: fx.vol, name: 's3' });
+    await useVolumes.getState().refreshCurrent();
+  });
+
+  it('restoring a folder by click names what the live folder has that the snapshot lacks (replacing removes it)', async () => {
+    await fx.call('mkdir', { volume: fx.vol, path: '/docs/added-after-s1' });
+    await fx.call('writeFile', { volume: fx.vol, path: '/docs/added-after-s1/new.txt', base64: Buffer.from('new').toString('base64') });
+    await useVolumes.getState().refreshCurrent();
+    useSnapshots.setState({ restoreAsk: null });
+    await useSnapshots.getState().browse('s1', '/');
+    render(<SnapshotsView />);
+    fireEvent.click(await screen.findByTestId('restore-docs'));
+    const dialog = await screen.findByTestId('restore-dialog');
+    const lost = within(dialog).getByTestId('restore-lost');
+    expect(lost.textContent).toContain("these 2 items, which the folder has now and s1's lacks");
+    expect(lost.textContent).toContain('/docs/added-after-s1');
+    expect(lost.textContent).toContain('/docs/added-after-s1/new.txt');
+    fireEvent.click(within(dialog).getByRole('button', { name: 'Cancel' }));
+    await waitFor(() => expect(screen.queryByTestId('restore-dialog')).toBeNull());
+    await fx.call('rm', { volume: fx.vol, path: '/docs/added-after-s1', recursive: true });
     await useVolumes.getState().refreshCurrent();
   });
 

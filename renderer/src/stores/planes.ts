@@ -36,6 +36,8 @@ export interface PlanesState {
   /** Bumped when a tile arrives. */
   tilesVersion: number;
   tileError: string | null;
+  /** Why the highlighted image is not drawn (the planes are). */
+  imageError: string | null;
   setSize(width: number, height: number): void;
   zoomBy(steps: number, anchorY?: number): void;
   setLevel(level: number, anchorY?: number): void;
@@ -82,6 +84,9 @@ export const usePlanes = create<PlanesState>()((set, get) => {
     const lv = Math.max(MIN_ZOOM, Math.min(maxLevel(blockCount()), level));
     set({ level: lv, topVbn: clampTop(topVbn, blockCount(), zoomOf(lv), get().height) });
     get().ensureTiles();
+    // A wheel zoom or pan moves other blocks under the resting pointer: the details follow them.
+    const h = get().hover;
+    if (h) get().hoverAt(h.x, h.y, h.column);
   };
   return {
     level: 0,
@@ -96,6 +101,7 @@ export const usePlanes = create<PlanesState>()((set, get) => {
     highlight: null,
     tilesVersion: 0,
     tileError: null,
+    imageError: null,
 
     setSize(width, height) {
       if (width === get().width && height === get().height) return;
@@ -176,7 +182,7 @@ export const usePlanes = create<PlanesState>()((set, get) => {
     },
 
     setHighlight(expression) {
-      set({ highlight: expression });
+      set({ highlight: expression, imageError: null });
       get().ensureTiles();
     },
 
@@ -207,7 +213,7 @@ export const usePlanes = create<PlanesState>()((set, get) => {
           .then(
             (t) => {
               tileCache.put(tileFrom(key, index, t));
-              set({ tilesVersion: get().tilesVersion + 1, tileError: null });
+              set({ tilesVersion: get().tilesVersion + 1, tileError: null, imageError: t.imageError ?? null });
               get().ensureTiles();
             },
             (e: unknown) => {
@@ -225,7 +231,8 @@ useVolumes.subscribe((v, prev) => {
   if (v.version !== prev.version || v.current !== prev.current) {
     if (v.current !== prev.current) {
       tileCache.clear();
-      usePlanes.setState({ selectedPlane: null, hover: null, hoverInfo: null, fittedFor: null });
+      // The composer's image is made of another volume's snapshots: it goes with the switch.
+      usePlanes.setState({ selectedPlane: null, hover: null, hoverInfo: null, fittedFor: null, highlight: null, imageError: null });
     }
     const p = usePlanes.getState();
     if (p.fittedFor !== v.current && v.info) p.fit();

@@ -4,7 +4,7 @@
  */
 import { create } from 'zustand';
 import type { CopySummary, DirPage, RevertPreview, SnapshotDiff } from '../../../core/api/index.js';
-import { errorText } from '../client/client.js';
+import { ClientError, errorText } from '../client/client.js';
 import { client } from '../client/current.js';
 import { consoleErrorText } from '../messages.js';
 import { useVolumes } from './volumes.js';
@@ -22,6 +22,8 @@ export interface RestoreAsk {
   copyTo: string;
   /** The newest snapshot that holds the live version as it is now, or null when none does (replacing loses it). */
   liveHeldBy: string | null;
+  /** What the live folder has that the snapshot's lacks: replacing removes these (paths, sorted). */
+  lost: string[];
 }
 
 /** A snapshot delete waiting for its confirmation, with what it frees and who depends on the snapshot. */
@@ -67,6 +69,11 @@ export interface SnapshotsState {
   dismiss(): void;
 }
 
+/** A snapshot or file the page showed is gone (deleted outside the console): what is shown is refetched. */
+function refreshIfGone(e: unknown): void {
+  if (e instanceof ClientError && e.code === 'NOT_FOUND') void useVolumes.getState().refreshCurrent();
+}
+
 function volume(): string {
   const v = useVolumes.getState().current;
   if (!v) throw new Error('no volume selected');
@@ -84,6 +91,7 @@ export const useSnapshots = create<SnapshotsState>()((set, get) => {
       return true;
     } catch (e) {
       set({ notice: { kind: 'error', text: consoleErrorText(e) }, busy: false });
+      refreshIfGone(e);
       return false;
     }
   };
@@ -106,6 +114,7 @@ export const useSnapshots = create<SnapshotsState>()((set, get) => {
         if (get().browsing === snapshot && get().path === path) set({ listing });
       } catch (e) {
         set({ notice: { kind: 'error', text: errorText(e) } });
+        refreshIfGone(e);
       }
     },
     create: (name, shadow) => act(`created snapshot ${name}`, () => client().call('snapCreate', { volume: volume(), name, shadow })),
@@ -127,6 +136,7 @@ export const useSnapshots = create<SnapshotsState>()((set, get) => {
         });
       } catch (e) {
         set({ deleteAsk: null, notice: { kind: 'error', text: consoleErrorText(e) } });
+        refreshIfGone(e);
       }
     },
     async remove(name) {
@@ -137,6 +147,7 @@ export const useSnapshots = create<SnapshotsState>()((set, get) => {
         const ask = get().deleteAsk;
         if (ask?.name === name) set({ deleteAsk: { ...ask, error: consoleErrorText(e) } });
         else set({ notice: { kind: 'error', text: consoleErrorText(e) } });
+        refreshIfGone(e);
         return;
       }
       set({ deleteAsk: null, notice: { kind: 'ok', text: `deleted snapshot ${name}` } });
@@ -232,7 +243,9 @@ async function restoreConflict(volume: string, snapshot: string, path: string): 
     return null; // its folder is gone from the live file system: the restore brings it back, replacing nothing
   }
   if (!names.has(name)) return null;
-  if (!touches(await client().call('snapDiff', { volume, older: snapshot, newer: 'active' }), path)) return null;
+  const diff = await client().call('snapDiff', { volume, older: snapshot, newer: 'active' });
+  if (!touches(diff, path)) return null;
+  const lost = diff.added.filter((p) => p.startsWith(`${path}/`)).sort();
   const regular = useVolumes.getState().snapshots.filter((s) => !s.flags.shadow);
   const newest = regular.length > 0 ? regular.reduce((a, b) => (Date.parse(b.createdAt) >= Date.parse(a.createdAt) ? b : a)) : null;
   let liveHeldBy: string | null = null;
@@ -240,10 +253,31 @@ async function restoreConflict(volume: string, snapshot: string, path: string): 
   const base = `${name} (restored from ${snapshot})`;
   let copy = base;
   for (let n = 2; names.has(copy); n++) copy = `${base} ${n}`;
-  return { snapshot, path, copyTo: `${parent === '/' ? '' : parent}/${copy}`, liveHeldBy };
+  return { snapshot, path, copyTo: `${parent === '/' ? '' : parent}/${copy}`, liveHeldBy, lost };
 }
 
 useVolumes.subscribe((v, prev) => {
   // A notice is about the volume it was made on: another volume's page does not show it.
   if (v.current !== prev.current) useSnapshots.setState({ browsing: null, listing: null, diff: null, revert: null, path: '/', restoreAsk: null, deleteAsk: null, notice: null });
+  else if (v.version !== prev.version && v.info !== null) void followChange(v.current, v.snapshots.map((x) => x.name));
 });
+
+/**
+ * The volume changed (here or in another process): a browsed snapshot that is gone stops being browsed, with a
+ * word on why; one that is still there has its folder listed again (the active file system's may have changed).
+ */
+async function followChange(vol: string | null, names: string[]): Promise<void> {
+  const { browsing, path } = useSnapshots.getState();
+  if (vol === null || browsing === null) return;
+  if (browsing !== 'active' && !names.includes(browsing)) {
+    useSnapshots.setState({ browsing: null, listing: null, notice: { kind: 'error', text: `snapshot ${browsing} is gone: it was deleted (the list shows the volume as it is now)` } });
+    return;
+  }
+  try {
+    const listing = await client().call('ls', { volume: vol, snapshot: browsing, path, limit: 2000 });
+    const now = useSnapshots.getState();
+    if (useVolumes.getState().current === vol && now.browsing === browsing && now.path === path) useSnapshots.setState({ listing });
+  } catch {
+    // the folder went away: the listing stays as it was until the user moves on
+  }
+}

@@ -97,7 +97,7 @@ export const useVolumes = create<VolumesState>()((set, get) => ({
 
   volumeChanged(volume) {
     if (volume === get().current) void get().refreshCurrent();
-    else void get().refreshList(); // a known volume changed, or a job's destination just became known
+    void get().refreshList(); // its row in the list (snapshots, size, health), or a job's destination just became known
   },
 
   clearError() {

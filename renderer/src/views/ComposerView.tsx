@@ -121,6 +121,11 @@ function Result() {
       <div className="big" data-testid="image-blocks" data-blocks={r.blocks}>
         {formatCount(r.blocks)} blocks · {formatBytes(r.bytes)}
       </div>
+      {r.fsinfoBlocks > 0 ? (
+        <div className="muted" data-testid="image-fsinfo">
+          as a stream carries it: the {r.fsinfoBlocks} fsinfo block{r.fsinfoBlocks === 1 ? '' : 's'} (VBN 0 and 1) left out, the receiver writes its own; the grid&apos;s column shows them
+        </div>
+      ) : null}
       <div className="muted">
         {r.expression} —{' '}
         {r.streamable ? `streamable as ${r.kind === 'incremental' ? 'an incremental' : 'a full'} image` : <span className="warn">not streamable: {r.reason}</span>}

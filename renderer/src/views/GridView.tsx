@@ -273,7 +273,7 @@ function BlockPanel() {
   return (
     <dl className="facts" data-testid="block-panel">
       <dt>VBN</dt>
-      <dd>{hover.count > 1 ? `${formatCount(hover.vbn)} – ${formatCount(hover.vbn + hover.count - 1)} (${formatCount(hover.count)} blocks; details of ${formatCount(target)}, the first used)` : formatCount(hover.vbn)}</dd>
+      <dd>{hover.count > 1 ? `${formatCount(hover.vbn)} – ${formatCount(hover.vbn + hover.count - 1)} (${formatCount(hover.count)} blocks; ${info && info.planes.length === 0 ? 'none used' : `details of ${formatCount(target)}, the first used`})` : formatCount(hover.vbn)}</dd>
       <dt>Member</dt>
       <dd>{n > 0 ? `data member ${target % n}, stripe ${formatCount(Math.floor(target / n))}` : `single image, disk block ${formatCount(target)}`}</dd>
       <dt>Planes</dt>
@@ -316,6 +316,7 @@ export function GridView() {
   const level = usePlanes((s) => s.level);
   const highlight = usePlanes((s) => s.highlight);
   const tileError = usePlanes((s) => s.tileError);
+  const imageError = usePlanes((s) => s.imageError);
   const z = zoomOf(level);
   const [vbnError, setVbnError] = useState<string | null>(null);
   if (!info) return <p className="muted">Open a volume first (Volumes).</p>;
@@ -363,6 +364,11 @@ export function GridView() {
             <button className="link" onClick={() => usePlanes.getState().setHighlight(null)}>
               hide
             </button>
+          </span>
+        ) : null}
+        {highlight && imageError ? (
+          <span className="error" data-testid="image-error">
+            image not drawn: {imageError}
           </span>
         ) : null}
         {tileError ? <span className="error">{tileError}</span> : null}

@@ -337,6 +337,7 @@ function History() {
             <th>Finished</th>
             <th>Outcome</th>
             <th>Bytes</th>
+            <th>Message</th>
           </tr>
         </thead>
         <tbody>
@@ -347,11 +348,13 @@ function History() {
               <td className="mono">{h.volume}</td>
               <td className="mono">{h.target ?? (h.taken ? `took ${h.taken.join(', ') || '—'}; pruned ${h.pruned?.join(', ') || '—'}` : '')}</td>
               <td>{formatDate(h.finishedAt)}</td>
-              <td className={h.outcome === 'ok' ? 'ok' : 'error'} title={h.error}>
+              <td className={h.outcome === 'ok' ? 'ok' : 'error'} data-testid="history-outcome">
                 {h.outcome}
-                {h.error ? `: ${h.error}` : ''}
               </td>
               <td>{h.bytes !== undefined ? formatBytes(h.bytes) : ''}</td>
+              <td className="small" data-testid="history-message">
+                {h.error ?? ''}
+              </td>
             </tr>
           ))}
         </tbody>

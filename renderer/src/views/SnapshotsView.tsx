@@ -350,6 +350,19 @@ function RestoreDialog({ r }: { r: RestoreAsk }) {
           <b>no snapshot holds the current version, so it is lost.</b>
         )}
       </p>
+      {r.lost.length > 0 ? (
+        <div data-testid="restore-lost">
+          <p>
+            Replacing removes {r.lost.length === 1 ? 'this item' : `these ${r.lost.length} items`}, which the folder has now and {r.snapshot}&apos;s lacks:
+          </p>
+          <ul className="mono small">
+            {r.lost.slice(0, 8).map((p) => (
+              <li key={p}>{p}</li>
+            ))}
+            {r.lost.length > 8 ? <li>… and {r.lost.length - 8} more</li> : null}
+          </ul>
+        </div>
+      ) : null}
       <p>
         A copy leaves the current version as it is and puts {r.snapshot}&apos;s beside it as <span className="mono">{r.copyTo}</span>.
       </p>

@@ -3,7 +3,7 @@
  * measure how often progress is pushed (at least 4 updates a second), ends at 100% with its report, and a second
  * job is cancelled on request and recorded as cancelled.
  */
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -100,6 +100,28 @@ describe('console jobs', () => {
     const history = await call<{ kind: string; outcome: string }[]>('jobHistory', {});
     expect(history[0]).toMatchObject({ kind: 'replicate', outcome: 'cancelled' });
     expect((await host.router.call('jobCancel', { id: 999 })).ok).toBe(false);
+  });
+
+  it('a cancelled copy: the card and History (what `snapplane jobs` lists) say one number and the bytes it moved; the message says how to go on', async () => {
+    const big = join(dir, 'big.img');
+    await call('volumeCreate', { path: big, sizeBytes: 160 * 2 ** 20 });
+    const file = join(dir, 'big.bin');
+    const data = Buffer.alloc(120 * 2 ** 20);
+    for (let i = 0; i < data.length; i += 4096) data.writeUInt32LE(i ^ 0x5a5a5a5a, i);
+    await writeFile(file, data);
+    await call('put', { volume: big, hostPath: file, path: '/big.bin' });
+    await call('snapCreate', { volume: big, name: 'B1' });
+    const job = await call<JobState>('jobStart', { kind: 'copy', source: big, destination: join(dir, 'big-copy.img'), expression: 'B1' });
+    while (!events.some((e) => e.job.id === job.id && e.job.done > 0)) await new Promise((r) => setTimeout(r, 5));
+    await call('jobCancel', { id: job.id });
+    const end = await finished(job.id);
+    expect(end.state).toBe('cancelled');
+    expect(end.done).toBeGreaterThan(0);
+    expect(end.error?.message).toContain('run the same copy again');
+    expect(end.error?.message).not.toContain('--resume');
+    const history = await call<{ id: number; kind: string; outcome: string; bytes: number }[]>('jobHistory', {});
+    const rec = history.find((h) => h.kind === 'copy')!;
+    expect(rec).toMatchObject({ id: job.id, outcome: 'cancelled', bytes: end.done });
   });
 
   it('backs up into a file inside another volume, verifies and restores it from there as jobs', async () => {
