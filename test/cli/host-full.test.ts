@@ -131,7 +131,7 @@ describe.runIf(canMountTmpfs())('a host file system that fills up', () => {
   }, 120_000);
 
   it('a restore that does not fit says ENOSPC once: that nothing was written, not also that nothing was restored', async () => {
-    const src = await sourceVolume('rsrc.img', '/big.bin', 12, 9, { name: 'r1' });
+    const src = await sourceVolume('rsrc-once.img', '/big.bin', 12, 9, { name: 'r1' });
     const b = join(dir, 'r1.level0');
     await ok('backup', src, 'r1', '--to', `file:${b}`);
     const tiny = mountSmall('tiny-restore', 4);
