@@ -14,6 +14,16 @@ import type { MirrorInfo, SnapshotInfo } from '../../core/api/index.js';
 const dir = useTempDir('daemon');
 const BIN = join(process.cwd(), 'bin', 'snapplane.js');
 
+/** Starts `snapplane daemon --interval 1` with `env`; what it prints collects in `out` and `err`. */
+function startDaemon(env: NodeJS.ProcessEnv): { child: ChildProcess; out: { text: string }; err: { text: string }; exit: Promise<number | null> } {
+  const child = spawn(process.execPath, [BIN, 'daemon', '--interval', '1'], { stdio: ['ignore', 'pipe', 'pipe'], env });
+  const out = { text: '' };
+  const err = { text: '' };
+  child.stdout!.on('data', (d: Buffer) => (out.text += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (err.text += d.toString()));
+  return { child, out, err, exit: new Promise<number | null>((r) => child.once('exit', (code) => r(code))) };
+}
+
 /** Resolves once the child's stdout has printed something matching `re` (or rejects when it exits first). */
 function printed(child: ChildProcess, out: { text: string }, re: RegExp, ms = 20_000): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -52,12 +62,7 @@ describe('snapplane daemon', () => {
     process.env.SNAPPLANE_HOME = home;
     await run('volume', 'create', vol, '--size', '16M');
 
-    const child = spawn(process.execPath, [BIN, 'daemon', '--interval', '1'], { stdio: ['ignore', 'pipe', 'pipe'], env });
-    const out = { text: '' };
-    let stderr = '';
-    child.stdout!.on('data', (d: Buffer) => (out.text += d.toString()));
-    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-    const exit = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    const { child, out, err, exit } = startDaemon(env);
     try {
       await printed(child, out, /checking schedules every 1s/);
       // Longer than a pass and its wait: the daemon must still be there (it used to exit after its first pass).
@@ -79,7 +84,7 @@ describe('snapplane daemon', () => {
       const code = await Promise.race([exit, new Promise<string>((r) => setTimeout(() => r('still running 5 s after SIGTERM'), 5000))]);
       expect(code).toBe(0);
       expect(out.text).toMatch(/snapplane daemon: stopped/);
-      expect(stderr).toBe('');
+      expect(err.text).toBe('');
     } finally {
       if (child.exitCode === null) child.kill('SIGKILL');
     }
@@ -97,10 +102,7 @@ describe('snapplane daemon', () => {
     // 1 MiB/s: about 5 s for the whole copy, far longer than the daemon is given.
     await ok('mirror', 'create', 'slow', vol, mirror, '--kind', 'full', '--every', '1h', '--limit', '1M');
     const env = { ...process.env, SNAPPLANE_HOME: home, SNAPPLANE_RESUME_POINT_MS: '200' };
-    const child = spawn(process.execPath, [BIN, 'daemon', '--interval', '1'], { stdio: ['ignore', 'pipe', 'pipe'], env });
-    const out = { text: '' };
-    child.stdout!.on('data', (d: Buffer) => (out.text += d.toString()));
-    const exit = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    const { child, out, exit } = startDaemon(env);
     try {
       await printed(child, out, /checking schedules/);
       for (let i = 0; i < 100 && (await json<MirrorInfo>('mirror', 'status', 'slow')).state !== 'transferring'; i++) await new Promise((r) => setTimeout(r, 50));
@@ -139,17 +141,12 @@ describe('snapplane daemon', () => {
     await ok('schedule', 'add', gone, 'hourly', '--every', '1h', '--keep', '2');
     await rename(gone, `${gone}.away`);
     const env = { ...process.env, SNAPPLANE_HOME: home };
-    const child = spawn(process.execPath, [BIN, 'daemon', '--interval', '1'], { stdio: ['ignore', 'pipe', 'pipe'], env });
-    const out = { text: '' };
-    let stderr = '';
-    child.stdout!.on('data', (d: Buffer) => (out.text += d.toString()));
-    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-    const exit = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    const { child, out, err, exit } = startDaemon(env);
     try {
       await printed(child, out, /checking schedules every 1s/);
       // Several passes with the volume missing: one line, stamped.
       await new Promise((r) => setTimeout(r, 4000));
-      const lines = stderr.trim().split('\n');
+      const lines = err.text.trim().split('\n');
       expect(lines).toHaveLength(1);
       expect(lines[0]).toMatch(new RegExp(`^\\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z ${gone.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: volume '.*' does not exist \\(NOT_FOUND\\) \\(said again if it changes, or hourly while it lasts\\)$`));
       // Back in place: the next pass takes the snapshot and says the volume works again.
@@ -158,7 +155,7 @@ describe('snapplane daemon', () => {
       expect(out.text).toMatch(/gone\.img: took hourly-/);
       child.kill('SIGTERM');
       expect(await exit).toBe(0);
-      expect(stderr.trim().split('\n')).toHaveLength(1);
+      expect(err.text.trim().split('\n')).toHaveLength(1);
     } finally {
       if (child.exitCode === null) child.kill('SIGKILL');
     }
