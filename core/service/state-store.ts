@@ -4,12 +4,11 @@
  * fsync of the folder), and changed only under `state.json.lock`: the CLI, the daemon and the console are separate
  * processes that all change this one file, and a change made from a stale copy would drop the others' changes.
  */
-import { mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
-import { homedir, hostname, platform } from 'node:os';
+import { mkdir, open, readFile, rename } from 'node:fs/promises';
+import { homedir, platform } from 'node:os';
 import { dirname, join } from 'node:path';
-import { SnapplaneError } from '../common/errors.js';
-import { linkIntoPlace } from '../common/link-into-place.js';
-import { processAlive } from '../common/process-alive.js';
+import { SnapplaneError, isSnapplaneError } from '../common/errors.js';
+import { VolumeLock } from '../fs/lock.js';
 import type { Cadence } from '../jobs/cadence.js';
 import type { MirrorKind, SnapshotRef } from '../api/types.js';
 
@@ -105,16 +104,7 @@ export interface ConsoleState {
 const HISTORY_LIMIT = 500;
 /** How long `update` waits for another process's change before giving up (changes take milliseconds). */
 const LOCK_WAIT_MS = 20_000;
-/** A lock this old is taken over even if its holder runs: an update holds it for milliseconds, so it hangs. */
-const LOCK_STALE_MS = 60_000;
 
-interface StateLockRecord {
-  pid: number;
-  host: string;
-  since: string;
-  /** Tells this take of the lock from any other by the same pid (a reused pid, or a second store). */
-  nonce: string;
-}
 
 /** Changes of this process, per state file, one after another (they share the lock file's pid). */
 const queues = new Map<string, Promise<unknown>>();
@@ -207,99 +197,24 @@ export class StateStore {
   }
 
   /**
-   * Takes `state.json.lock`: created whole (written under a temporary name, then linked into place, which fails if
-   * it exists). A lock whose holder died (same host), or older than LOCK_STALE_MS, is taken over; otherwise waits a
-   * few milliseconds at a time, up to LOCK_WAIT_MS, then fails with LOCKED naming the holder.
+   * Takes `state.json.lock`, the same kind of lock a volume's writer takes (core/fs/lock.ts: created whole, a dead
+   * holder's taken over); while a live process holds it, waits a few milliseconds at a time, up to LOCK_WAIT_MS,
+   * then fails with LOCKED naming the holder.
    */
-  private async lock(): Promise<{ release: () => Promise<void> }> {
+  private async lock(): Promise<VolumeLock> {
     await mkdir(dirname(this.path), { recursive: true });
-    const path = this.lockPath;
-    const mine: StateLockRecord = { pid: process.pid, host: hostname(), since: '', nonce: `${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}` };
     const started = Date.now();
     for (let attempt = 0; ; attempt++) {
-      mine.since = new Date().toISOString();
-      const tmp = `${path}.${process.pid}.${++tmpSeq}.tmp`;
       try {
-        const h = await open(tmp, 'w');
-        try {
-          await h.writeFile(JSON.stringify(mine));
-        } finally {
-          await h.close();
-        }
-        await linkIntoPlace(tmp, path);
-        return { release: () => this.unlock(mine) };
+        return await VolumeLock.acquire(this.path, this.lockPath);
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') {
-          throw new SnapplaneError('IO', `cannot create the state lock '${path}': ${(e as Error).message}`, { path });
+        if (!isSnapplaneError(e, 'LOCKED')) throw e;
+        if (Date.now() - started > LOCK_WAIT_MS) {
+          throw new SnapplaneError('LOCKED', `the state file '${this.path}' is being changed by another process (${e.message.replace(/^volume '[^']*' is /, '')}); nothing was changed: try again`, { path: this.path, cause: e });
         }
-      } finally {
-        await unlink(tmp).catch(() => undefined);
-      }
-      const holder = await this.readLock();
-      if (holder !== null && (await this.stale(holder))) {
-        await this.breakLock(holder);
-        continue;
-      }
-      if (holder === null) await this.breakLock(null);
-      if (Date.now() - started > LOCK_WAIT_MS) {
-        const who = holder ? `process ${holder.pid} on ${holder.host} since ${holder.since}` : 'another process';
-        throw new SnapplaneError('LOCKED', `the state file '${this.path}' is being changed by ${who} (lock file '${path}'); nothing was changed: try again`, { path });
       }
       // Short, growing, jittered waits: many processes queued at once do not wake together.
       await sleep(Math.min(50, 2 + attempt * 2) + Math.random() * 10);
     }
-  }
-
-  /** The record in the lock file; null when it is gone or unreadable (read again before anything is taken over). */
-  private async readLock(): Promise<StateLockRecord | null> {
-    try {
-      const r = JSON.parse(await readFile(this.lockPath, 'utf8')) as StateLockRecord;
-      return typeof r.pid === 'number' && typeof r.nonce === 'string' ? r : null;
-    } catch {
-      return null;
-    }
-  }
-
-  /** Whether a lock is left over: its holder on this host has died, or it is older than any change takes. */
-  private async stale(holder: StateLockRecord): Promise<boolean> {
-    const age = Date.now() - Date.parse(holder.since);
-    if (!(age < LOCK_STALE_MS)) return true;
-    return holder.host === hostname() && !processAlive(holder.pid);
-  }
-
-  /**
-   * Removes a stale lock. It is renamed aside first and read there: if it turns out to be another process's fresh
-   * lock (taken after ours was judged), it is linked back, so a waiter never removes a live lock.
-   */
-  private async breakLock(judged: StateLockRecord | null): Promise<void> {
-    if (judged === null) {
-      // Gone, or a file that is not a lock record: only one old enough is removed (ours are linked in whole).
-      const age = await stat(this.lockPath).then(
-        (st) => Date.now() - st.mtimeMs,
-        () => -1,
-      );
-      if (age > LOCK_STALE_MS) await unlink(this.lockPath).catch(() => undefined);
-      return;
-    }
-    const aside = `${this.lockPath}.${process.pid}.${++tmpSeq}.stale`;
-    try {
-      await rename(this.lockPath, aside);
-    } catch {
-      return; // someone else took it over first
-    }
-    try {
-      const moved = JSON.parse(await readFile(aside, 'utf8')) as StateLockRecord;
-      if (moved.nonce !== judged.nonce) await linkIntoPlace(aside, this.lockPath).catch(() => undefined);
-    } catch {
-      // unreadable: it was the stale one or garbage; either way it stays removed
-    } finally {
-      await unlink(aside).catch(() => undefined);
-    }
-  }
-
-  /** Releases the lock if it is still ours (a lock taken over as stale belongs to its new holder). */
-  private async unlock(mine: StateLockRecord): Promise<void> {
-    const now = await this.readLock();
-    if (now?.nonce === mine.nonce) await unlink(this.lockPath).catch(() => undefined);
   }
 }
