@@ -67,7 +67,7 @@ export async function pumpStream(conn: WireConnection, stream: AsyncIterable<Buf
   let total = 0;
   // Under a limit, frames no bigger than a second's worth: bytes keep flowing (the peer's idle timeout) and evenly.
   const size = limit ? Math.min(FRAME, Math.max(4096, Math.floor(limit.bytesPerSecond))) : FRAME;
-  for await (const { buf, fill } of fixedChunks(stream, size, frame)) {
+  for await (const { buf, fill } of fixedChunks(stream, size, frame, true)) {
     if (limit) await limit.take(fill);
     conn.writeOwned(FrameType.data, buf.subarray(0, fill), () => release(buf));
     total += fill;

@@ -428,7 +428,7 @@ export class IncrementalMirror {
         }
         return out;
       };
-      yield* emitStream(plan, read, this.dir, (p) => onProgress?.(p.blocks, image.count), undefined, true);
+      yield* emitStream(plan, read, this.dir, { onProgress: (p) => onProgress?.(p.blocks, image.count), reuse: true });
     } finally {
       await fh.close();
       await sums?.close();
