@@ -9,7 +9,7 @@ import { join as joinPath, resolve as resolvePath } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { BackupCheck, CopySummary, ProgressEvent, ReceiveReport, SendReport, VerifyReport } from '../api/types.js';
-import { SnapplaneError } from '../common/errors.js';
+import { SnapplaneError, isSnapplaneError } from '../common/errors.js';
 import { sameFile } from '../common/same-file.js';
 import { pathExists } from '../common/path-exists.js';
 import { BLOCK_SIZE } from '../common/units.js';
@@ -168,9 +168,15 @@ export class Backups {
   /** Receives a stream from a file (a file backup, on the host or with `inVolume` inside a volume). */
   async receiveFile(volume: string, path: string, options: { force?: boolean; raid?: number; inVolume?: VolumeRef; nextTape?: NextTape } = {}, onProgress?: Progress): Promise<ReceiveReport> {
     await this.refuseSameVolume(volume, options.inVolume);
-    if (!options.inVolume && !(await pathExists(path))) throw new SnapplaneError('NOT_FOUND', `backup '${path}' does not exist`, { path });
+    if (!options.inVolume && !(await pathExists(path))) throw new SnapplaneError('NOT_FOUND', `stream file '${path}' does not exist`, { path });
     const [loc] = await this.backupLocations([path], options.inVolume);
-    return this.host.receive(volume, backupBytes(loc, { nextTape: options.nextTape }), options, onProgress);
+    try {
+      return await this.host.receive(volume, backupBytes(loc, { nextTape: options.nextTape }), options, onProgress);
+    } catch (e) {
+      // The reader counts bytes and records of the stream; which stream is the caller's to say.
+      if (!isSnapplaneError(e, 'BAD_STREAM') || e.path) throw e;
+      throw new SnapplaneError('BAD_STREAM', `${backupLabel(loc)}: ${e.message}`, { volume: e.volume, path: backupLabel(loc), vbn: e.vbn, snapshot: e.snapshot, cause: e });
+    }
   }
 
   private async refuseSameVolume(volume: string, inVolume: VolumeRef | undefined): Promise<void> {

@@ -396,6 +396,33 @@ describe('snapplane image, send, receive, backup, restore, verify', () => {
     expect(r.stderr).not.toMatch(/is a copy of volume/);
   });
 
+  it('receive -i names the stream file that is damaged, cut short, not a stream, or missing; the volume is not made', async () => {
+    const good = join(dir, 'june1.stream');
+    await ok('send', vol, 'June1', '-o', good);
+    const bytes = await readFile(good);
+    const cut = join(dir, 'cut.stream');
+    await writeFile(cut, bytes.subarray(0, Math.floor(bytes.length / 2)));
+    const flipped = join(dir, 'flipped.stream');
+    const f = Buffer.from(bytes);
+    f[f.length - 5000] ^= 0xff;
+    await writeFile(flipped, f);
+    const text = join(dir, 'notes.txt');
+    await writeFile(text, 'not a stream\n');
+    for (const [k, [file, why]] of ([[cut, /stream truncated/], [flipped, /checksum mismatch/], [text, /magic|preamble|truncated/]] as const).entries()) {
+      const dst = join(dir, `from-bad${k}.img`);
+      const r = await snapplane('receive', dst, '-i', file);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(`${file}: `);
+      expect(r.stderr).toMatch(why);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      // A volume the receive made stays only to be resumed into, and then it says how.
+      if (!/--resume \S+/.test(r.stderr)) await expect(stat(dst)).rejects.toThrow();
+    }
+    const missing = await snapplane('receive', join(dir, 'from-missing.img'), '-i', join(dir, 'nowhere.stream'));
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/stream file '.*nowhere\.stream' does not exist \(NOT_FOUND\)/);
+  });
+
   it('counts read "1 file", "1 backup", "1 tape", "1 block"', async () => {
     const one = await ok('restore-file', '/day1/report1.txt', join(dir, 'one.txt'), '--from', join(dir, 'june3.level0'));
     expect(one.stdout).toMatch(/: 1 file, /);
