@@ -3,13 +3,14 @@
  * playwright-core, one browser for the whole file. Every figure the page shows is checked against the CLI, which
  * reads the same volume from disk. Screenshots of every view land in test-artifacts/.
  */
-import { mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ImageEvalReport, MasterInfo, PlaneInfo, SnapshotInfo, DirEntryInfo } from '../../core/api/index.js';
 import { json, ok, snapplane } from '../cli/cli-helpers.js';
+import { Volume } from '../../core/fs/volume.js';
 import { cellColors, gridGeometry, launchBrowser, screenshot, startConsole, type HostProcess } from './harness.js';
 
 const XSS = '<img src=x onerror=alert(1)>';
@@ -419,6 +420,32 @@ describe('console in Chromium', () => {
     const out = join(dir, 'big.out');
     await ok('get', join(dir, 'from-raid.img'), '/big.bin', out);
     expect((await readFile(out)).equals(Buffer.alloc(6 << 20, 5))).toBe(true);
+    expect(problems).toEqual([]);
+  });
+
+  it('a volume whose snapshot table is damaged says so in the list and still shows its facts and files, read-only', async () => {
+    const img = join(dir, 'damaged.img');
+    await ok('volume', 'create', img, '--size', '8M');
+    await writeFile(join(dir, 'keep.txt'), 'keep me\n');
+    await ok('put', img, join(dir, 'keep.txt'), '/keep.txt');
+    await ok('snap', 'create', img, 'daily-1');
+    const v = await Volume.open(img, { readOnly: true, cpIntervalMs: 0 });
+    const vbn = (await v.snapshots.tree.committedBlocks())[0].vbn;
+    await v.close();
+    const fh = await open(img, 'r+');
+    await fh.write(Buffer.from('XX'), 0, 2, vbn * 4096 + 100);
+    await fh.close();
+    await nav('volumes');
+    const form = page.getByTestId('open-volume');
+    await form.locator('input').fill(img);
+    await form.getByRole('button', { name: 'Open' }).click();
+    await page.getByTestId('volume-list').getByText(img, { exact: true }).click();
+    expect(await page.getByTestId('health-damaged').textContent()).toBe('damaged: read-only');
+    await page.getByTestId('volume-details').getByRole('heading', { name: img }).waitFor();
+    expect(await page.getByTestId('cp-status').textContent()).toMatch(/read-only: the files can be read and copied out/);
+    expect(await page.getByTestId('volume-details').textContent()).toMatch(new RegExp(`snapshot table' at VBN ${vbn}`));
+    await page.getByTestId('file-keep.txt').waitFor();
+    await screenshot(page, '1-volumes-damaged-snapshot-table');
     expect(problems).toEqual([]);
   });
 });

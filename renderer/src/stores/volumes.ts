@@ -59,9 +59,12 @@ export const useVolumes = create<VolumesState>()((set, get) => ({
     set({ loading: true });
     try {
       const c = client();
-      const [info, snapshots, planes] = await Promise.all([c.call('volumeInfo', { volume: path }), c.call('snapList', { volume: path }), c.call('planes', { volume: path })]);
+      const [info, snapshots, planes] = await Promise.allSettled([c.call('volumeInfo', { volume: path }), c.call('snapList', { volume: path }), c.call('planes', { volume: path })]);
       if (get().current !== path) return;
-      set({ info, snapshots, planes, loading: false, error: null, version: get().version + 1 });
+      if (info.status === 'rejected') throw info.reason;
+      // A volume whose snapshot table is damaged still has its facts and files: shown with what failed.
+      const failed = [snapshots, planes].find((r) => r.status === 'rejected');
+      set({ info: info.value, snapshots: snapshots.status === 'fulfilled' ? snapshots.value : [], planes: planes.status === 'fulfilled' ? planes.value : [], loading: false, error: failed ? errorText(failed.reason) : null, version: get().version + 1 });
     } catch (e) {
       if (get().current === path) set({ loading: false, error: errorText(e) });
     }

@@ -30,7 +30,17 @@ function VolumeList() {
             <td>{k.info ? formatBytes(k.info.sizeBytes) : '—'}</td>
             <td>{k.info ? (k.info.damage ? <span className="error">unreadable</span> : k.info.snapshotCount) : '—'}</td>
             <td>
-              {k.error ? <span className="error">{k.error.message}</span> : k.info?.device.degraded ? <span className="warn">degraded</span> : 'ok'}
+              {k.error ? (
+                <span className="error">{k.error.message}</span>
+              ) : k.info?.damage ? (
+                <span className="error" data-testid="health-damaged">
+                  damaged: read-only{k.info.device.degraded ? ', degraded' : ''}
+                </span>
+              ) : k.info?.device.degraded ? (
+                <span className="warn">degraded</span>
+              ) : (
+                'ok'
+              )}
               {k.info?.mirrorOf && !k.info.mirrorOf.brokenAt ? <span className="muted"> · mirror, read-only</span> : null}
             </td>
             <td>
@@ -145,6 +155,7 @@ function Details() {
   if (!info) return null;
   return (
     <section data-testid="volume-details">
+      {error && !info.damage ? <Notice kind="error">{error}</Notice> : null}
       <h2 className="mono">{info.path}</h2>
       <CapacityBar info={info} />
       <dl className="facts">
@@ -154,7 +165,8 @@ function Details() {
         </dd>
         <dt>Consistency point</dt>
         <dd data-testid="cp-status">
-          #{info.generation} at {formatDate(info.lastCpAt)}{info.readOnly ? ' (open for reading; the first change opens it for writing)' : ' (open for writing; a CP every 10 s when changed)'}
+          #{info.generation} at {formatDate(info.lastCpAt)}
+          {info.damage ? ' (read-only: the files can be read and copied out, nothing can change)' : info.readOnly ? ' (open for reading; the first change opens it for writing)' : ' (open for writing; a CP every 10 s when changed)'}
         </dd>
         <dt>Snapshots</dt>
         <dd>{info.damage ? <span className="error">{info.damage}</span> : info.snapshotCount}</dd>
