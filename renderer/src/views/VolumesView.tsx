@@ -155,7 +155,6 @@ function Details() {
   if (!info) return null;
   return (
     <section data-testid="volume-details">
-      {error && !info.damage ? <Notice kind="error">{error}</Notice> : null}
       <h2 className="mono">{info.path}</h2>
       <CapacityBar info={info} />
       <dl className="facts">
