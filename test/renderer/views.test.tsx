@@ -13,6 +13,7 @@ import { App } from '../../renderer/src/App.js';
 import { setClient } from '../../renderer/src/client/current.js';
 import { webSocketUrl } from '../../renderer/src/client/ws-client.js';
 import { connectEvents } from '../../renderer/src/stores/events.js';
+import { useImages } from '../../renderer/src/stores/images.js';
 import { useSnapshots } from '../../renderer/src/stores/snapshots.js';
 import { useUi } from '../../renderer/src/stores/ui.js';
 import { useVolumes } from '../../renderer/src/stores/volumes.js';
@@ -380,6 +381,21 @@ describe('views', () => {
     fireEvent.blur(screen.getByTestId('expression-text'));
     await waitFor(() => expect(screen.getByTestId('image-result').textContent).toMatch(/not streamable/));
     expect((screen.getByTestId('send-open') as HTMLButtonElement).disabled).toBe(true);
+  });
+
+  it('composer chips are reached with Tab and added with Enter or Space, as buttons', async () => {
+    useImages.getState().clear();
+    render(<ComposerView />);
+    for (const id of ['chip-active', 'chip-s1', 'op-&', 'op-(']) {
+      const chip = screen.getByTestId(id);
+      expect(chip.getAttribute('role')).toBe('button');
+      expect(chip.tabIndex).toBe(0);
+    }
+    fireEvent.keyDown(screen.getByTestId('chip-s2'), { key: 'Enter' });
+    fireEvent.keyDown(screen.getByTestId('op-&'), { key: ' ' });
+    fireEvent.keyDown(screen.getByTestId('chip-s1'), { key: 'Enter' });
+    fireEvent.keyDown(screen.getByTestId('chip-active'), { key: 'a' });
+    expect((screen.getByTestId('expression-text') as HTMLInputElement).value).toBe('s2 & s1');
   });
 
   it('jobs: a copy started from the form runs to 100% with its history', async () => {

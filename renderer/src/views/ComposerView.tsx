@@ -19,28 +19,49 @@ function chipLabel(c: Chip): string {
   return c.kind === 'name' ? c.name : c.op;
 }
 
+const OP_TITLES = { '+': 'union', '-': 'difference', '&': 'intersection', '(': 'group', ')': 'group' } as const;
+
+/** A chip of the palette: dragged, clicked, or reached with Tab and added with Enter or Space. */
+function PaletteChip({ chip, testId, title }: { chip: Chip; testId: string; title: string }) {
+  const add = (): void => useImages.getState().addChip(chip);
+  return (
+    <span
+      className={`chip ${chip.kind}`}
+      role="button"
+      tabIndex={0}
+      draggable
+      onDragStart={(e: DragEvent) => {
+        e.dataTransfer.setData(CHIP_TYPE, JSON.stringify(chip));
+        e.dataTransfer.effectAllowed = 'copy';
+      }}
+      onClick={add}
+      onKeyDown={(e) => {
+        if (e.key !== 'Enter' && e.key !== ' ') return;
+        e.preventDefault();
+        add();
+      }}
+      data-testid={testId}
+      title={title}
+    >
+      {chipLabel(chip)}
+    </span>
+  );
+}
+
 function Palette() {
   const snapshots = useVolumes((s) => s.snapshots);
-  const drag = (chip: Chip) => (e: DragEvent) => {
-    e.dataTransfer.setData(CHIP_TYPE, JSON.stringify(chip));
-    e.dataTransfer.effectAllowed = 'copy';
-  };
   const names: Chip[] = [{ kind: 'name', name: 'active' }, ...snapshots.map((s): Chip => ({ kind: 'name', name: s.name }))];
-  const ops: Chip[] = (['+', '-', '&', '(', ')'] as const).map((op) => ({ kind: 'op', op }));
+  const ops = (['+', '-', '&', '(', ')'] as const).map((op) => ({ kind: 'op' as const, op }));
   return (
     <div className="palette" data-testid="palette">
       <div>
         {names.map((c) => (
-          <span key={chipLabel(c)} className="chip name" draggable onDragStart={drag(c)} onClick={() => useImages.getState().addChip(c)} data-testid={`chip-${chipLabel(c)}`} title="drag into the expression, or click">
-            {chipLabel(c)}
-          </span>
+          <PaletteChip key={chipLabel(c)} chip={c} testId={`chip-${chipLabel(c)}`} title="drag into the expression, click, or press Enter" />
         ))}
       </div>
       <div>
         {ops.map((c) => (
-          <span key={chipLabel(c)} className="chip op" draggable onDragStart={drag(c)} onClick={() => useImages.getState().addChip(c)} data-testid={`op-${chipLabel(c)}`} title={c.kind === 'op' ? { '+': 'union', '-': 'difference', '&': 'intersection', '(': 'group', ')': 'group' }[c.op] : ''}>
-            {chipLabel(c)}
-          </span>
+          <PaletteChip key={c.op} chip={c} testId={`op-${c.op}`} title={OP_TITLES[c.op]} />
         ))}
       </div>
     </div>
