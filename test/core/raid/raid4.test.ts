@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { mkdtemp, rm, rename, open, readdir, cp, readFile, truncate, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, rename, open, readdir, cp, readFile, stat, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
@@ -169,7 +169,7 @@ describe('RAID-4 groups', () => {
     for (let f = 0; f < 12; f++) await v.writeFile(`/f${f}`, pattern(200_000 + f * 9_000, f));
     await v.close();
     const member = join(group, 'data-2.img');
-    const full = (await (await open(member, 'r')).stat()).size;
+    const full = (await stat(member)).size;
     const fh = await open(member, 'r+');
     await fh.truncate(Math.floor(full / 3));
     await fh.close();

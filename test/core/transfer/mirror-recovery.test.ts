@@ -139,6 +139,7 @@ describe('mirror status after an update was killed', () => {
     await s.mirrorUpdate(name);
     await s.closeAll();
     const after = await s.mirrorStatus(name);
+    await s.closeAll();
     expect(after.state).toBe('idle');
     expect(after.lastError).toBe(null);
   });

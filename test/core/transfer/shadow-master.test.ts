@@ -96,6 +96,7 @@ describe('replication from a shadow master', () => {
     await s.closeAll();
     expectSameTree(await treeOf(dest), await treeOf(src, 'N2'), 'after the next update');
     expect((await s.fsck(dest)).issues).toEqual([]);
+    await s.closeAll();
   });
 
   it('stays off-line after a dropped connection, refuses readers, and the next replication finishes the update', async () => {
