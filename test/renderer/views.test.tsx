@@ -475,12 +475,14 @@ describe('views', () => {
     const form = screen.getByTestId('mirror-create');
     fireEvent.change(form.querySelector('input[name=name]')!, { target: { value: 'm1' } });
     fireEvent.change(form.querySelector('input[name=destination]')!, { target: { value: join(fx.dir, 'mirror.img') } });
-    fireEvent.change(form.querySelector('input[name=limit]')!, { target: { value: '64' } });
+    // Slow enough (the first update carries ~200 KiB) for the row to be seen while it transfers.
+    fireEvent.change(form.querySelector('input[name=limit]')!, { target: { value: '0.1' } });
     fireEvent.submit(form);
     const row = await screen.findByTestId('mirror-m1');
     expect(row.textContent).toContain('uninitialized');
-    expect((await fx.call('mirrorList', {})).find((m) => m.name === 'm1')!.limit).toBe(64 * 2 ** 20);
+    expect((await fx.call('mirrorList', {})).find((m) => m.name === 'm1')!.limit).toBe(Math.round(0.1 * 2 ** 20));
     fireEvent.click(within(row).getByRole('button', { name: 'update' }));
+    await waitFor(() => expect(screen.getByTestId('mirror-m1').textContent).toContain('transferring'), { timeout: 10_000 });
     await waitFor(() => expect(screen.getByTestId('mirror-m1').textContent).toContain('idle'), { timeout: 30_000 });
     expect(screen.getByTestId('topology').textContent).toMatch(/m1 \(full\)/);
     // m1's last common snapshot: the Snapshots view's delete names the relationship.
