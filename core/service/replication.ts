@@ -136,7 +136,26 @@ function finishedThen(first: MirrorUpdateReport, then: MirrorUpdateReport): Mirr
 }
 
 export class Replication {
+  /** Relationships this process is updating or resyncing now, with when it started (one at a time each). */
+  private readonly busy = new Map<string, string>();
+
   constructor(private readonly host: ReplicationHost) {}
+
+  /**
+   * Runs an update or resync of relationship `name` unless this process runs one already: the record's pid says
+   * so for other processes, not for two jobs of one console (the second sent the same snapshot again and failed
+   * with "this stream was received before", then marked the relationship idle while the first still ran).
+   */
+  private async oneAtATime<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    const since = this.busy.get(name);
+    if (since) throw new SnapplaneError('BUSY', `relationship '${name}' is being updated by this process (since ${since}); wait for that to finish`);
+    this.busy.set(name, new Date(this.host.clock()).toISOString());
+    try {
+      return await fn();
+    } finally {
+      this.busy.delete(name);
+    }
+  }
 
   // ---- master snapshots and their holds ------------------------------------------------------------------
 
@@ -541,6 +560,10 @@ export class Replication {
 
   /** One transfer of a relationship: initializes it the first time, then sends what changed since the last common snapshot. */
   async mirrorUpdate(name: string, onProgress?: Progress): Promise<MirrorUpdateReport> {
+    return this.oneAtATime(name, () => this.update(name, onProgress));
+  }
+
+  private async update(name: string, onProgress?: Progress): Promise<MirrorUpdateReport> {
     const rel = await this.load(name);
     if (rel.broken) throw new SnapplaneError('INVALID', `relationship '${name}' is broken (its mirror was taken over); \`snapplane mirror resync ${name}\` re-establishes it`);
     if (rel.transferring && processAlive(rel.transferring.pid) && rel.transferring.pid !== process.pid) {
@@ -775,6 +798,10 @@ export class Replication {
    * With `full` (when nothing is in common any more), the mirror is deleted and copied whole again.
    */
   async mirrorResync(name: string, opts: { reverse?: boolean; full?: boolean } = {}, onProgress?: Progress): Promise<MirrorUpdateReport & { common: string | null; discarded: string[] }> {
+    return this.oneAtATime(name, () => this.resync(name, opts, onProgress));
+  }
+
+  private async resync(name: string, opts: { reverse?: boolean; full?: boolean }, onProgress?: Progress): Promise<MirrorUpdateReport & { common: string | null; discarded: string[] }> {
     const rel = await this.load(name);
     if (rel.kind === 'incremental') {
       if (!opts.full) throw new SnapplaneError('INVALID', `'${name}' is an incremental mirror: it has no volume to roll back; \`snapplane mirror resync ${name} --full\` re-initializes it (a new base image, an empty sparse structure)`);
@@ -820,7 +847,7 @@ export class Replication {
     } finally {
       await d.close();
     }
-    const r = await this.mirrorUpdate(name, onProgress);
+    const r = await this.update(name, onProgress);
     return { ...r, common: common.name, discarded };
   }
 
@@ -856,7 +883,7 @@ export class Replication {
     rel.lastError = null;
     await this.save(rel);
     // The relationship's own snapshots on the source go with the first update (nothing is their base any more).
-    const r = await this.mirrorUpdate(rel.name, onProgress);
+    const r = await this.update(rel.name, onProgress);
     return { ...r, common: null, discarded };
   }
 
@@ -882,7 +909,7 @@ export class Replication {
     rel.lastError = null;
     await this.save(rel);
     // The relationship's own snapshots on the source go with this update (nothing is their base any more).
-    const r = await this.mirrorUpdate(rel.name, onProgress);
+    const r = await this.update(rel.name, onProgress);
     return { ...r, common: null, discarded: old ? [old.current.name] : [] };
   }
 

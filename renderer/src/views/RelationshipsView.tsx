@@ -259,13 +259,13 @@ export function RelationshipsView() {
               <td>{m.lastTransferAt ? `${formatDate(m.lastTransferAt)}, ${formatBytes(m.lastTransferBytes)}${m.lastSelection ? ` (${m.lastSelection})` : ''}` : '—'}</td>
               <td>{m.nextAt ? formatDate(m.nextAt) : m.every ? m.every : 'by hand'}</td>
               <td className="actions">
-                <button className="link" onClick={() => void st.update(m.name)} disabled={m.state === 'broken'}>
+                <button className="link" onClick={() => void st.update(m.name)} disabled={m.state === 'broken' || m.state === 'transferring'}>
                   update
                 </button>
                 <button className="link" onClick={() => void st.breakOff(m.name)} disabled={m.state === 'broken'}>
                   break
                 </button>
-                <button className="link" onClick={() => void st.resync(m.name)} disabled={m.kind === 'incremental'}>
+                <button className="link" onClick={() => void st.resync(m.name)} disabled={m.kind === 'incremental' || m.state === 'transferring'}>
                   resync
                 </button>
                 {m.kind === 'full' ? (

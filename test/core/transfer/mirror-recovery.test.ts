@@ -219,3 +219,31 @@ describe('the smaller loose ends of a relationship', () => {
     expect(e?.message).toContain(`'mon' of '${src}' is not a master snapshot`);
   });
 });
+
+describe('two updates of one relationship in one process (two console jobs)', () => {
+  it('the second is refused BUSY at once, and the first finishes with the relationship idle and nothing failed', async () => {
+    const s = service();
+    const { base, src } = await source(s);
+    const v = await Volume.open(src, { cpIntervalMs: 0 });
+    await v.writeFile('/big', pattern(1_500_000, 4));
+    await v.close();
+    // Paced, so the first is still sending when the others ask.
+    await s.mirrorCreate('twice', src, `${base}-m.img`, { kind: 'full', limit: 1 << 20 });
+    const first = s.mirrorUpdate('twice');
+    await new Promise((r) => setTimeout(r, 200));
+    await expect(s.mirrorUpdate('twice')).rejects.toMatchObject({ code: 'BUSY', message: expect.stringMatching(/^relationship 'twice' is being updated by this process \(since .*\); wait for that to finish$/) });
+    await expect(s.mirrorResync('twice')).rejects.toMatchObject({ code: 'BUSY' });
+    const r = await first;
+    expect(r.transfer).toBe('full');
+    const st = await s.mirrorStatus('twice');
+    expect(st.state).toBe('idle');
+    expect(st.lastError).toBe(null);
+    // Free again once it finished.
+    await s.closeAll();
+    await write(src, '/b', 5);
+    expect((await s.mirrorUpdate('twice')).transfer).toBe('incremental');
+    await s.closeAll();
+    expect(await treeOf(`${base}-m.img`)).toEqual(await treeOf(src, (await s.mirrorStatus('twice')).lastCommon!));
+    await s.closeAll();
+  });
+});
