@@ -131,7 +131,7 @@ type ReadMany = (pointers: BlockPointer[], label: string) => Promise<Buffer[]>;
  */
 async function walkImage(snapshots: SnapshotEntry[], image: SparsePlane, readMany: ReadMany, out: ExpectedChecksums, fail: (vbn: number, where: Owner) => Promise<never>, target = -1, signal?: { cancelled: boolean }, volume = ''): Promise<Owner | null> {
   let found: Owner | null = null;
-  // The image's chunks by index, for the hot test of the indirect-block loop (little-endian words, as on disk).
+  // The image's chunks by index: the hot test of the indirect-block loop indexes an array, not a Map.
   const imageWords: (Uint32Array | undefined)[] = [];
   for (const c of image.chunkIndexes()) imageWords[c] = image.chunk(c)!;
   for (let k = 0; k < snapshots.length; k++) {
