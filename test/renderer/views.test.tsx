@@ -15,6 +15,7 @@ import { webSocketUrl } from '../../renderer/src/client/ws-client.js';
 import { connectEvents } from '../../renderer/src/stores/events.js';
 import { useImages } from '../../renderer/src/stores/images.js';
 import { useSnapshots } from '../../renderer/src/stores/snapshots.js';
+import { usePlanes } from '../../renderer/src/stores/planes.js';
 import { useUi } from '../../renderer/src/stores/ui.js';
 import { useVolumes } from '../../renderer/src/stores/volumes.js';
 import { ComposerView } from '../../renderer/src/views/ComposerView.js';
@@ -529,6 +530,15 @@ describe('views', () => {
     expect(screen.queryByTestId('goto-vbn-error')).toBeNull();
     fireEvent.submit(screen.getByTestId('goto-vbn'));
     expect(screen.queryByTestId('goto-vbn-error')).toBeNull();
+    // The wheel scrolls; Ctrl+wheel zooms.
+    usePlanes.getState().goTo(0);
+    const before = usePlanes.getState();
+    const grid = screen.getByTestId('grid');
+    fireEvent.wheel(grid, { deltaY: 120 });
+    await waitFor(() => expect(usePlanes.getState().topVbn).toBeGreaterThan(before.topVbn));
+    expect(usePlanes.getState().level).toBe(before.level);
+    fireEvent.wheel(grid, { deltaY: -120, ctrlKey: true });
+    expect(usePlanes.getState().level).not.toBe(before.level);
   });
 
   it('the WebSocket transport takes its token from the URL fragment, then from the session', () => {

@@ -112,10 +112,12 @@ function GridCanvas() {
     return { x: e.clientX - r.left, y: e.clientY - r.top };
   };
 
+  // The wheel scrolls, as in every long list; Ctrl (or Cmd) + wheel zooms about the pointer, as a touchpad's pinch
+  // does (browsers send a pinch as a wheel event with ctrlKey).
   const onWheel = (e: WheelEvent): void => {
     const { y } = local(e);
-    if (e.ctrlKey || e.metaKey || !e.shiftKey) usePlanes.getState().zoomBy(e.deltaY > 0 ? 1 : -1, y);
-    else usePlanes.getState().panPixels(e.deltaY);
+    if (e.ctrlKey || e.metaKey) usePlanes.getState().zoomBy(e.deltaY > 0 ? 1 : -1, y);
+    else usePlanes.getState().panPixels(e.deltaMode === 1 ? e.deltaY * 16 : e.deltaMode === 2 ? e.deltaY * size.h : e.deltaY);
   };
   const onMouseDown = (e: ReactMouseEvent): void => {
     drag.current = { y: e.clientY, moved: false };
@@ -223,7 +225,7 @@ function GridCanvas() {
           usePlanes.getState().clearHover();
         }}
         data-testid="grid"
-        aria-label="bit-plane grid: arrows and PageUp/PageDown pan, + and - zoom, 0 fits, left/right select a column"
+        aria-label="bit-plane grid: the wheel, arrows and PageUp/PageDown scroll, Ctrl+wheel and + and - zoom, 0 fits, left/right select a column"
       >
         <canvas
           ref={canvas}
@@ -324,10 +326,10 @@ export function GridView() {
     <div className="grid-view">
       <div className="toolbar">
         <h1 className="inline">Bit-plane grid</h1>
-        <button onClick={() => usePlanes.getState().zoomBy(-1)} title="zoom in (+)" data-testid="zoom-in">
+        <button onClick={() => usePlanes.getState().zoomBy(-1)} title="zoom in (+, or Ctrl+wheel)" data-testid="zoom-in">
           +
         </button>
-        <button onClick={() => usePlanes.getState().zoomBy(1)} title="zoom out (-)" data-testid="zoom-out">
+        <button onClick={() => usePlanes.getState().zoomBy(1)} title="zoom out (-, or Ctrl+wheel)" data-testid="zoom-out">
           −
         </button>
         <button onClick={() => usePlanes.getState().fit()} title="whole volume (0)">
