@@ -161,7 +161,7 @@ describe('a restore that stops at a damaged backup', () => {
     const rx = join(d, 'rx.img');
     const early2 = await snapplane('receive', rx, '-i', early);
     expect(early2.code).toBe(1);
-    expect(early2.stderr).toMatch(/^snapplane: record checksum mismatch .*; '.*rx\.img', which this receive created, was removed \(BAD_STREAM\)\n$/);
+    expect(early2.stderr).toMatch(/^snapplane: .*c1-early\.full: record checksum mismatch .*; '.*rx\.img', which this receive created, was removed \(BAD_STREAM\)\n$/);
     expect(await left('rx.img')).toEqual([]);
     // Blocks landed before the damage: the volume and its resume token stay, for a resumed send.
     const late2 = await snapplane('receive', rx, '-i', late);
