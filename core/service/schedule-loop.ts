@@ -17,8 +17,6 @@ export class ScheduleLoop {
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
   private stopped = false;
-  /** Mirror updates this loop started and that have not finished. */
-  private readonly mirrorsBusy = new Set<string>();
 
   constructor(
     private readonly service: SnapplaneService,
@@ -58,17 +56,11 @@ export class ScheduleLoop {
       }
     }
     for (const name of await this.service.dueMirrors().catch(() => [] as string[])) {
-      if (this.stopped || this.mirrorsBusy.has(name)) continue;
-      const job = await this.jobs.start({ kind: 'mirror-update', name });
-      this.mirrorsBusy.add(name);
-      const poll = setInterval(() => {
-        const now = this.jobs.list().find((j) => j.id === job.id);
-        if (!now || now.state !== 'running') {
-          clearInterval(poll);
-          this.mirrorsBusy.delete(name);
-        }
-      }, 500);
-      poll.unref();
+      if (this.stopped) continue;
+      // An update or resync of it is running, started by an earlier pass or from the console: that one brings it up
+      // to date (a second would be refused BUSY and count as a failed run).
+      if (this.jobs.list().some((j) => j.state === 'running' && (j.kind === 'mirror-update' || j.kind === 'mirror-resync') && j.target === name)) continue;
+      await this.jobs.start({ kind: 'mirror-update', name });
     }
   }
 

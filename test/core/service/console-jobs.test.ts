@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ConsoleEvent, JobState } from '../../../core/api/index.js';
 import { ConsoleHost, SnapplaneService } from '../../../core/service/index.js';
 import { makeKey } from '../../helpers/replication.js';
+import { ScheduleLoop } from '../../../core/service/schedule-loop.js';
 
 let dir: string;
 let host: ConsoleHost;
@@ -154,5 +155,17 @@ describe('console jobs', () => {
     const end = await finished(missing.id);
     expect(end.state).toBe('error');
     expect(end.error?.message).toMatch(/nope/);
+  });
+
+  it('the scheduler leaves a relationship alone while an update started from the console runs: no second job, no failed run', async () => {
+    await call('mirrorCreate', { name: 'sched', source: src, destination: join(dir, 'sched-mirror.img'), kind: 'full', every: '1h', limit: 2 ** 20 });
+    const job = await call<JobState>('jobStart', { kind: 'mirror-update', name: 'sched' });
+    // Due now (never transferred): a pass of the scheduler finds it so while the console's update runs (5 MiB at 1 MiB/s).
+    expect(await host.service.dueMirrors()).toContain('sched');
+    await new ScheduleLoop(host.service, host.jobs, () => undefined, { intervalMs: 0 }).runOnce();
+    expect(host.jobs.list().filter((j) => j.kind === 'mirror-update' && j.target === 'sched').map((j) => j.id)).toEqual([job.id]);
+    expect((await finished(job.id)).state).toBe('ok');
+    const st = (await call<{ name: string; state: string; lastError: string | null }[]>('mirrorList', {})).find((m) => m.name === 'sched');
+    expect(st).toMatchObject({ state: 'idle', lastError: null });
   });
 });
