@@ -1,9 +1,8 @@
 /** `snapplane schedule …` and `snapplane daemon`: snapshot schedules with retention. */
 import type { Command } from 'commander';
 import { describeMirrorUpdate } from '../../core/api/index.js';
-import { SnapplaneService, formatBytes, parseAt, parseInterval, type Cadence, type ScheduleRunReport } from '../../core/service/index.js';
+import { SnapplaneError, SnapplaneService, formatBytes, parseAt, parseInterval, type Cadence, type ScheduleRunReport } from '../../core/service/index.js';
 import { printJson, printTable } from '../output.js';
-import { SnapplaneError } from '../../core/service/index.js';
 import { UsageError, parseInteger, withService } from '../run.js';
 
 /** How often the daemon says again an error that has not changed (it retries at every pass). */

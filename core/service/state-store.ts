@@ -105,7 +105,6 @@ const HISTORY_LIMIT = 500;
 /** How long `update` waits for another process's change before giving up (changes take milliseconds). */
 const LOCK_WAIT_MS = 20_000;
 
-
 /** Changes of this process, per state file, one after another (they share the lock file's pid). */
 const queues = new Map<string, Promise<unknown>>();
 let tmpSeq = 0;
