@@ -29,7 +29,7 @@ import { forgetDestination, neededMasters, readDestinations, readMarker, recordD
 import { describeCadence } from '../jobs/cadence.js';
 import { LocalDestination, isReceiving, refOf, sameRef, serveConnection, type EngineAccess } from './local-destination.js';
 import { VolumeHold } from './volume-hold.js';
-import type { StateStore, RelationshipRecord, TransferJobRecord } from './state-store.js';
+import type { ConsoleState, StateStore, RelationshipRecord, TransferJobRecord } from './state-store.js';
 import type { DestinationStatus, MasterInfo, MirrorInfo, MirrorKind, MirrorMarker, MirrorUpdateReport, ProgressEvent, ReceiveReport, ReplicateReport, SnapshotRef } from '../api/types.js';
 import { processAlive } from '../common/process-alive.js';
 
@@ -155,6 +155,45 @@ export class Replication {
     } finally {
       this.busy.delete(name);
     }
+  }
+
+  /** Whether an update or resync of `rel` runs now: in this process (its busy set), or in another live one (the record's pid). */
+  private running(rel: RelationshipRecord): boolean {
+    const t = rel.transferring;
+    if (!t) return false;
+    return t.pid === process.pid ? this.busy.has(rel.name) : processAlive(t.pid);
+  }
+
+  /** Refuses (BUSY) to `verb` a relationship while one of its transfers runs, naming where and since when. */
+  private refuseWhileRunning(rel: RelationshipRecord, verb: string): void {
+    if (!this.running(rel)) return;
+    const where = rel.transferring!.pid === process.pid ? 'this process' : `process ${rel.transferring!.pid}`;
+    throw new SnapplaneError('BUSY', `relationship '${rel.name}' is transferring (in ${where}, since ${rel.transferring!.since}): ${verb} it once that transfer has ended or been stopped`);
+  }
+
+  /**
+   * Marks relationship `name` as transferring in this process, checked and set under the state lock (`check` may
+   * refuse): a break, delete or another process's update between a plain load and save would be lost, or overlap.
+   * This process's own mark (a resync going on to its update, or one a crash left behind) is taken as it is.
+   */
+  private async claim(name: string, check?: (rel: RelationshipRecord) => void): Promise<RelationshipRecord> {
+    return this.host.state.update((s) => {
+      const rel = s.relationships?.[name];
+      if (!rel) throw notFound(name, s);
+      const t = rel.transferring;
+      if (t && t.pid !== process.pid && processAlive(t.pid)) throw new SnapplaneError('BUSY', `relationship '${name}' is transferring in process ${t.pid} since ${t.since}`);
+      check?.(rel);
+      rel.transferring = { pid: process.pid, since: new Date(this.host.clock()).toISOString() };
+      return structuredClone(rel);
+    });
+  }
+
+  /** Clears this process's transferring mark of a relationship (a resync that failed before its update). */
+  private async unclaim(name: string): Promise<void> {
+    await this.host.state.update((s) => {
+      const rel = s.relationships?.[name];
+      if (rel?.transferring?.pid === process.pid) rel.transferring = null;
+    });
   }
 
   // ---- master snapshots and their holds ------------------------------------------------------------------
@@ -355,10 +394,7 @@ export class Replication {
   private async load(name: string): Promise<RelationshipRecord> {
     const st = await this.host.state.load();
     const rel = st.relationships?.[name];
-    if (!rel) {
-      const known = Object.keys(st.relationships ?? {});
-      throw new SnapplaneError('NOT_FOUND', `no mirror relationship '${name}'${known.length ? ` (known: ${known.join(', ')})` : ''}`);
-    }
+    if (!rel) throw notFound(name, st);
     return rel;
   }
 
@@ -446,6 +482,8 @@ export class Replication {
    */
   async mirrorDelete(name: string): Promise<{ destination: string; released: boolean; reason: string | null; unheld: string[] }> {
     const rel = await this.load(name);
+    // Its transfer would go on writing a mirror this releases, for a relationship no longer recorded.
+    this.refuseWhileRunning(rel, 'delete');
     let released = true;
     let reason: string | null = null;
     if (rel.kind !== 'incremental') {
@@ -468,6 +506,8 @@ export class Replication {
       }
     }
     await this.host.state.update((s) => {
+      const cur = s.relationships?.[name];
+      if (cur) this.refuseWhileRunning(cur, 'delete');
       delete s.relationships?.[name];
     });
     return { destination: rel.destination, released, reason, unheld: await this.releaseHolds(rel).catch(() => []) };
@@ -554,7 +594,8 @@ export class Replication {
   async dueMirrors(now: number): Promise<string[]> {
     const st = await this.host.state.load();
     return Object.values(st.relationships ?? {})
-      .filter((r) => r.everyMs !== null && !r.broken && now >= nextUpdateAt(r, now))
+      // One being transferred (a `mirror update` from a shell, a console job) is left to that transfer.
+      .filter((r) => r.everyMs !== null && !r.broken && !this.running(r) && now >= nextUpdateAt(r, now))
       .map((r) => r.name);
   }
 
@@ -564,13 +605,9 @@ export class Replication {
   }
 
   private async update(name: string, onProgress?: Progress): Promise<MirrorUpdateReport> {
-    const rel = await this.load(name);
-    if (rel.broken) throw new SnapplaneError('INVALID', `relationship '${name}' is broken (its mirror was taken over); \`snapplane mirror resync ${name}\` re-establishes it`);
-    if (rel.transferring && processAlive(rel.transferring.pid) && rel.transferring.pid !== process.pid) {
-      throw new SnapplaneError('BUSY', `relationship '${name}' is transferring in process ${rel.transferring.pid} since ${rel.transferring.since}`);
-    }
-    rel.transferring = { pid: process.pid, since: new Date(this.host.clock()).toISOString() };
-    await this.save(rel);
+    const rel = await this.claim(name, (r) => {
+      if (r.broken) throw new SnapplaneError('INVALID', `relationship '${name}' is broken (its mirror was taken over); \`snapplane mirror resync ${name}\` re-establishes it`);
+    });
     return this.host.job('mirror-update', rel.source, rel.destination, undefined, onProgress, async (signal, progress) => {
       const t0 = performance.now();
       const step = (): Promise<MirrorUpdateReport> => (rel.kind === 'replica' ? this.replicaUpdate(rel, signal, progress) : rel.kind === 'incremental' ? this.incrementalUpdate(rel, signal, progress) : this.fullUpdate(rel, signal, progress));
@@ -774,8 +811,14 @@ export class Replication {
       return { relationship: marker.relationship, destination: nameOrVolume, writable: true };
     }
     if (rel.kind === 'incremental') throw new SnapplaneError('INVALID', `'${rel.name}' is an incremental mirror: there is no volume to take over; \`snapplane mirror reconstruct ${rel.name} <new-vol>\` builds one`);
-    rel.broken = true;
-    await this.save(rel);
+    // Under the lock: a takeover under a running transfer would make the mirror writable while that transfer still
+    // writes it, and the transfer's end would record the relationship unbroken again.
+    await this.host.state.update((s) => {
+      const cur = s.relationships?.[rel.name];
+      if (!cur) throw notFound(rel.name, s);
+      this.refuseWhileRunning(cur, 'break');
+      cur.broken = true;
+    });
     let writable = false;
     try {
       const d = await this.destination(rel.destination, { keyFile: rel.keyFile ?? undefined }, { cancelled: false });
@@ -802,7 +845,18 @@ export class Replication {
   }
 
   private async resync(name: string, opts: { reverse?: boolean; full?: boolean }, onProgress?: Progress): Promise<MirrorUpdateReport & { common: string | null; discarded: string[] }> {
-    const rel = await this.load(name);
+    // Claimed before anything is rolled back or replaced: another process's update must not be writing the mirror.
+    const rel = await this.claim(name);
+    try {
+      return await this.resyncClaimed(rel, opts, onProgress);
+    } catch (e) {
+      await this.unclaim(name);
+      throw e;
+    }
+  }
+
+  private async resyncClaimed(rel: RelationshipRecord, opts: { reverse?: boolean; full?: boolean }, onProgress?: Progress): Promise<MirrorUpdateReport & { common: string | null; discarded: string[] }> {
+    const name = rel.name;
     if (rel.kind === 'incremental') {
       if (!opts.full) throw new SnapplaneError('INVALID', `'${name}' is an incremental mirror: it has no volume to roll back; \`snapplane mirror resync ${name} --full\` re-initializes it (a new base image, an empty sparse structure)`);
       if (opts.reverse) throw new SnapplaneError('INVALID', 'a resync is either --full or --reverse');
@@ -998,6 +1052,12 @@ async function refuseMirrorSource(source: string, kind: MirrorKind): Promise<voi
 }
 
 /** A full mirror or replica whose destination volume was deleted: only a whole copy brings it back. */
+/** No relationship of that name: the error names the known ones. */
+function notFound(name: string, st: ConsoleState): SnapplaneError {
+  const known = Object.keys(st.relationships ?? {});
+  return new SnapplaneError('NOT_FOUND', `no mirror relationship '${name}'${known.length ? ` (known: ${known.join(', ')})` : ''}`);
+}
+
 function destinationGone(rel: RelationshipRecord): SnapplaneError {
   const how = rel.kind === 'full' ? `\`snapplane mirror resync ${rel.name} --full\` recreates it (a whole copy of the source)` : `\`snapplane mirror update ${rel.name}\` recreates it (a whole copy of the newest master)`;
   return new SnapplaneError('NOT_FOUND', `destination volume '${rel.destination}' does not exist (any more): it was deleted or moved; ${how}`, { volume: rel.destination });

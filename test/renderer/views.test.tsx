@@ -484,7 +484,14 @@ describe('views', () => {
     expect((await fx.call('mirrorList', {})).find((m) => m.name === 'm1')!.limit).toBe(Math.round(0.1 * 2 ** 20));
     fireEvent.click(within(row).getByRole('button', { name: 'update' }));
     await waitFor(() => expect(screen.getByTestId('mirror-m1').textContent).toContain('transferring'), { timeout: 10_000 });
+    // The engine refuses them BUSY while it transfers: greyed out, saying why.
+    const busyRow = screen.getByTestId('mirror-m1');
+    for (const name of ['update', 'break', 'resync', 'full resync…', 'delete…']) {
+      const b = within(busyRow).getByRole('button', { name }) as HTMLButtonElement;
+      expect([name, b.disabled, b.title]).toEqual([name, true, expect.stringMatching(/^a transfer of this relationship is under way/)]);
+    }
     await waitFor(() => expect(screen.getByTestId('mirror-m1').textContent).toContain('idle'), { timeout: 30_000 });
+    expect((within(screen.getByTestId('mirror-m1')).getByRole('button', { name: 'break' }) as HTMLButtonElement).disabled).toBe(false);
     expect(screen.getByTestId('topology').textContent).toMatch(/m1 \(full\)/);
     // m1's last common snapshot: the Snapshots view's delete names the relationship.
     const common = (await fx.call<{ name: string; lastCommon: string }[]>('mirrorList', {})).find((m) => m.name === 'm1')!.lastCommon;

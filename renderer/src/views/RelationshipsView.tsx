@@ -6,6 +6,9 @@ import { formatBytes, formatCount, formatDate } from '../format.js';
 import { topology, useRelationships } from '../stores/relationships.js';
 import { useVolumes } from '../stores/volumes.js';
 
+/** Why a relationship's actions are greyed out while it transfers (the engine refuses them BUSY then). */
+const BUSY_TITLE = 'a transfer of this relationship is under way: wait for it to end, or cancel it under Jobs';
+
 function ago(seconds: number | null): string {
   if (seconds === null) return '—';
   if (seconds < 120) return `${Math.round(seconds)} s`;
@@ -259,21 +262,21 @@ export function RelationshipsView() {
               <td>{m.lastTransferAt ? `${formatDate(m.lastTransferAt)}, ${formatBytes(m.lastTransferBytes)}${m.lastSelection ? ` (${m.lastSelection})` : ''}` : '—'}</td>
               <td>{m.nextAt ? formatDate(m.nextAt) : m.every ? m.every : 'by hand'}</td>
               <td className="actions">
-                <button className="link" onClick={() => void st.update(m.name)} disabled={m.state === 'broken' || m.state === 'transferring'}>
+                <button className="link" onClick={() => void st.update(m.name)} disabled={m.state === 'broken' || m.state === 'transferring'} title={m.state === 'transferring' ? BUSY_TITLE : undefined}>
                   update
                 </button>
-                <button className="link" onClick={() => void st.breakOff(m.name)} disabled={m.state === 'broken'}>
+                <button className="link" onClick={() => void st.breakOff(m.name)} disabled={m.state === 'broken' || m.state === 'transferring'} title={m.state === 'transferring' ? BUSY_TITLE : undefined}>
                   break
                 </button>
-                <button className="link" onClick={() => void st.resync(m.name)} disabled={m.kind === 'incremental' || m.state === 'transferring'}>
+                <button className="link" onClick={() => void st.resync(m.name)} disabled={m.kind === 'incremental' || m.state === 'transferring'} title={m.state === 'transferring' ? BUSY_TITLE : undefined}>
                   resync
                 </button>
                 {m.kind === 'full' ? (
-                  <button className="link danger" onClick={() => st.askFullResync(m.name)} title="when the two have no snapshot in common any more" data-testid={`full-resync-${m.name}`}>
+                  <button className="link danger" onClick={() => st.askFullResync(m.name)} disabled={m.state === 'transferring'} title={m.state === 'transferring' ? BUSY_TITLE : 'when the two have no snapshot in common any more'} data-testid={`full-resync-${m.name}`}>
                     full resync…
                   </button>
                 ) : null}
-                <button className="link danger" onClick={() => st.askDelete(m.name)} data-testid={`delete-mirror-${m.name}`}>
+                <button className="link danger" onClick={() => st.askDelete(m.name)} disabled={m.state === 'transferring'} title={m.state === 'transferring' ? BUSY_TITLE : undefined} data-testid={`delete-mirror-${m.name}`}>
                   delete…
                 </button>
               </td>

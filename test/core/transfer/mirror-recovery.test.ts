@@ -247,3 +247,60 @@ describe('two updates of one relationship in one process (two console jobs)', ()
     await s.closeAll();
   });
 });
+
+describe('changing a relationship while it transfers', () => {
+  /** A source with a file that takes a transfer paced at 1 MiB/s about `seconds`, and a relationship to a local mirror. */
+  async function pacedRelationship(s: SnapplaneService, name: string, seconds: number): Promise<{ base: string; src: string }> {
+    const { base, src } = await source(s);
+    const v = await Volume.open(src, { cpIntervalMs: 0 });
+    await v.writeFile('/big', pattern(seconds << 20, 7));
+    await v.close();
+    await s.mirrorCreate(name, src, `${base}-m.img`, { kind: 'full', limit: 1 << 20, everyMs: 60_000 });
+    return { base, src };
+  }
+
+  it('in this process: break and delete are refused BUSY, the scheduler leaves it alone; a break after it lands holds', async () => {
+    const s = service();
+    const { base, src } = await pacedRelationship(s, 'busy1', 1);
+    expect(await s.dueMirrors()).toContain('busy1');
+    const first = s.mirrorUpdate('busy1');
+    await new Promise((r) => setTimeout(r, 300));
+    const busy = expect.stringMatching(/^relationship 'busy1' is transferring \(in this process, since .*\): (break|delete) it once that transfer has ended or been stopped$/);
+    await expect(s.mirrorBreak('busy1')).rejects.toMatchObject({ code: 'BUSY', message: busy });
+    await expect(s.mirrorDelete('busy1')).rejects.toMatchObject({ code: 'BUSY', message: busy });
+    expect(await s.dueMirrors()).not.toContain('busy1');
+    expect((await first).transfer).toBe('full');
+    expect((await s.mirrorStatus('busy1')).state).toBe('idle');
+    expect((await s.mirrorBreak('busy1')).writable).toBe(true);
+    expect((await s.mirrorStatus('busy1')).state).toBe('broken');
+    await expect(s.mirrorUpdate('busy1')).rejects.toMatchObject({ code: 'INVALID' });
+    await s.closeAll();
+    expect(await treeOf(`${base}-m.img`)).toEqual(await treeOf(src));
+  });
+
+  it('in another process: break, resync and delete are refused BUSY naming it, and the broken state recorded after it stays', async () => {
+    const s = service();
+    const { base, src } = await pacedRelationship(s, 'busy2', 1);
+    let pid = 0;
+    const child = cli(['mirror', 'update', 'busy2'], (p) => (pid = p));
+    const deadline = Date.now() + 10_000;
+    while ((await s.mirrorStatus('busy2')).state !== 'transferring') {
+      expect(Date.now(), 'the update in the child never started').toBeLessThan(deadline);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const inChild = (verb: string): unknown => expect.stringMatching(new RegExp(`^relationship 'busy2' is transferring \\(in process ${pid}, since .*\\): ${verb} it once`));
+    await expect(s.mirrorBreak('busy2')).rejects.toMatchObject({ code: 'BUSY', message: inChild('break') });
+    await expect(s.mirrorDelete('busy2')).rejects.toMatchObject({ code: 'BUSY', message: inChild('delete') });
+    await expect(s.mirrorResync('busy2')).rejects.toMatchObject({ code: 'BUSY', message: expect.stringContaining(`transferring in process ${pid}`) });
+    expect(await s.dueMirrors()).not.toContain('busy2');
+    const done = await child;
+    expect(done.code, done.stderr).toBe(0);
+    await s.mirrorBreak('busy2');
+    await s.closeAll();
+    // The record says broken, and the mirror is the source's state the update sent.
+    const st = await s.mirrorStatus('busy2');
+    expect(st.state).toBe('broken');
+    expect(await treeOf(`${base}-m.img`)).toEqual(await treeOf(src, st.lastCommon!));
+    await s.closeAll();
+  });
+});
