@@ -117,6 +117,27 @@ describe('console in Chromium', () => {
     expect(gone.blocks).toBeGreaterThanOrEqual(10); // a.txt's 40,000 bytes are 10 data blocks
     await screenshot(page, '2-grid');
 
+    // The VBN axis right of the columns: its line, and a tick every `data-axis-step` blocks (a power of two).
+    const step = Number(await page.getByTestId('grid-canvas').getAttribute('data-axis-step'));
+    expect(Number.isInteger(Math.log2(step)), `axis step ${step}`).toBe(true);
+    expect(step).toBeLessThan(512);
+    const axisX = g.columns.length * g.colWidth + 4;
+    const yOf = (vbn: number): number => Math.floor(((vbn - g.topVbn) / g.blocksPerRow) * g.rowHeight);
+    const pixels = (pts: { x: number; y: number }[]): Promise<string[]> =>
+      page.evaluate((ps) => {
+        const canvas = document.querySelector<HTMLCanvasElement>('[data-testid=grid-canvas]')!;
+        const dpr = canvas.width / canvas.clientWidth;
+        return ps.map((q) => Array.from(canvas.getContext('2d')!.getImageData(Math.floor(q.x * dpr), Math.floor(q.y * dpr), 1, 1).data.slice(0, 3)).join());
+      }, pts);
+    const AXIS = '120,134,152';
+    const [line, tick, between] = await pixels([
+      { x: axisX, y: yOf(step) + 2 },
+      { x: axisX + 4, y: yOf(step) },
+      { x: axisX + 4, y: yOf(step) + Math.max(2, Math.floor((step / g.blocksPerRow) * g.rowHeight) / 2) },
+    ]);
+    expect([line, tick]).toEqual([AXIS, AXIS]);
+    expect(between).not.toBe(AXIS);
+
     // Hover over a block only s1 holds: the panel names the deleted file and the plane.
     const v = onlyS1[Math.floor(onlyS1.length / 2)];
     const box = (await page.getByTestId('grid-canvas').boundingBox())!;

@@ -7,6 +7,7 @@ import type { BackupPoint, ImageEvalReport, JobState, MirrorInfo, PlaneInfo, Pla
 import { setClient } from '../../renderer/src/client/current.js';
 import { fitLevel, vbnAt, visibleTiles, zoomAround, zoomOf } from '../../renderer/src/grid/geometry.js';
 import { decodeBase64, densityAt } from '../../renderer/src/grid/tile-cache.js';
+import { AXIS_WIDTH, axisLabel, axisStep, columnWidth } from '../../renderer/src/grid/draw.js';
 import { chipsToText, quoteName, textToChips, useImages } from '../../renderer/src/stores/images.js';
 import { jobPercent, selectJobList, useJobs } from '../../renderer/src/stores/jobs.js';
 import { tileAt, usePlanes } from '../../renderer/src/stores/planes.js';
@@ -106,6 +107,17 @@ describe('grid geometry and the planes store', () => {
     expect(visibleTiles(0, 600, zoomOf(0), 1024)).toEqual([0, 1, 2]);
     expect(visibleTiles(700, 600, zoomOf(0), 1024)).toEqual([2, 3]);
     expect(visibleTiles(0, 600, zoomOf(2), 1024)).toEqual([0]);
+  });
+
+  it('the VBN axis: ticks a power of two of blocks at least 48 px apart, byte offsets where they are whole MiB; its room kept', () => {
+    expect(axisStep(zoomOf(-4))).toBe(4); // 16 px rows: 3 blocks would do, 4 is the next power of two
+    expect(axisStep(zoomOf(0))).toBe(64);
+    expect(axisStep(zoomOf(8))).toBe(256 * 64);
+    expect(axisLabel(16_384, 4096, true)).toBe('16,384 · 64.0 MiB');
+    expect(axisLabel(103_376, 4096, false)).toBe('103,376');
+    // Few columns stay 64 px wide; many share what the axis leaves.
+    expect(columnWidth(1000, 4)).toBe(64);
+    expect(columnWidth(1000, 40)).toBe(Math.floor((1000 - AXIS_WIDTH) / 40));
   });
 
   it('fits the volume, fetches the visible tiles and they match the engine', async () => {

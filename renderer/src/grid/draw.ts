@@ -2,6 +2,7 @@
 import type { PlaneInfo } from '../../../core/api/index.js';
 import { TILE_ROWS, visibleTiles, type Zoom } from './geometry.js';
 import type { Tile } from './tile-cache.js';
+import { formatBytes, formatCount } from '../format.js';
 
 export const COLORS = {
   background: [16, 23, 34],
@@ -28,9 +29,31 @@ export function columnColor(p: PlaneInfo): Rgb {
   return p.kind === 'active' ? COLORS.active : p.kind === 'shadow' ? COLORS.shadow : COLORS.snapshot;
 }
 
-/** Pixel width of a column for `columns` columns in `width` pixels. */
+/** Pixels kept right of the columns for the VBN axis (its ticks and labels). */
+export const AXIS_WIDTH = 132;
+/** Fewest pixels between two labelled ticks of the axis. */
+const TICK_SPACING = 48;
+
+/** Pixel width of a column for `columns` columns in a view `width` pixels wide (the axis keeps its room). */
 export function columnWidth(width: number, columns: number): number {
-  return Math.max(2, Math.min(64, Math.floor(width / Math.max(1, columns))));
+  return Math.max(2, Math.min(64, Math.floor((width - AXIS_WIDTH) / Math.max(1, columns))));
+}
+
+/**
+ * Blocks between two ticks of the VBN axis at `zoom`: a power of two (so ticks fall on round sizes, 1 MiB = 256
+ * blocks) at least TICK_SPACING pixels apart.
+ */
+export function axisStep(zoom: Zoom): number {
+  const fewest = (TICK_SPACING * zoom.blocksPerRow) / zoom.rowHeight;
+  return 2 ** Math.max(0, Math.ceil(Math.log2(Math.max(1, fewest))));
+}
+
+/**
+ * An axis label: the VBN, and the byte offset it starts at when `withBytes` (ticks a whole number of MiB apart:
+ * finer ones would repeat the same rounded offset).
+ */
+export function axisLabel(vbn: number, blockSize: number, withBytes: boolean): string {
+  return withBytes ? `${formatCount(vbn)} · ${formatBytes(vbn * blockSize)}` : formatCount(vbn);
 }
 
 /** Renders a tile into a bitmap: column k is pixel x = k, row r is pixel y = r. */
@@ -62,6 +85,8 @@ export interface Frame {
   width: number;
   height: number;
   blockCount: number;
+  /** Bytes per block (the axis gives byte offsets too). */
+  blockSize: number;
   topVbn: number;
   zoom: Zoom;
   columns: PlaneInfo[];
@@ -119,10 +144,39 @@ export function drawFrame(ctx: CanvasRenderingContext2D, f: Frame): number {
     ctx.lineWidth = 1;
     ctx.strokeRect(f.selectedColumn * colW + 0.5, 0.5, colW - 1, Math.min(f.height, endY) - 1);
   }
+  drawAxis(ctx, f, gridW, rowTop, endY);
   if (f.hoverVbn !== null) {
     const y = (f.hoverVbn / f.zoom.blocksPerRow - rowTop) * f.zoom.rowHeight;
     ctx.strokeStyle = 'rgba(255,255,255,0.7)';
     ctx.strokeRect(0.5, Math.floor(y) - 0.5, gridW - 1, Math.max(1, f.zoom.rowHeight) + 1);
   }
   return missing;
+}
+
+/**
+ * The VBN axis right of the columns: a tick and label every axisStep blocks, and the volume's end, so a position
+ * on the grid reads without pointing at it.
+ */
+function drawAxis(ctx: CanvasRenderingContext2D, f: Frame, gridW: number, rowTop: number, endY: number): void {
+  const x = gridW + 4;
+  const step = axisStep(f.zoom);
+  const bytes = (step * f.blockSize) % (1 << 20) === 0;
+  const yOf = (vbn: number): number => (vbn / f.zoom.blocksPerRow - rowTop) * f.zoom.rowHeight;
+  ctx.font = '11px system-ui, sans-serif';
+  ctx.textBaseline = 'middle';
+  ctx.fillStyle = 'rgb(120,134,152)';
+  ctx.fillRect(x, 0, 1, Math.max(0, Math.min(f.height, endY)));
+  const first = Math.ceil(f.topVbn / step) * step;
+  for (let v = first; v < f.blockCount; v += step) {
+    const y = Math.floor(yOf(v));
+    if (y > f.height) break;
+    // No label crowding the end's.
+    if (endY - y < 14 && endY <= f.height) break;
+    ctx.fillRect(x, y, 6, 1);
+    ctx.fillText(axisLabel(v, f.blockSize, bytes), x + 9, Math.max(6, y + 0.5));
+  }
+  if (endY >= 0 && endY <= f.height) {
+    ctx.fillRect(x, Math.floor(endY) - 1, 6, 1);
+    ctx.fillText(`${axisLabel(f.blockCount, f.blockSize, true)} end`, x + 9, Math.min(f.height - 6, endY));
+  }
 }

@@ -1,7 +1,7 @@
 /** View 2: the bit-plane grid. Columns are planes (active, then snapshots oldest first), rows are blocks. */
 import { useEffect, useRef, useState, type KeyboardEvent, type MouseEvent as ReactMouseEvent, type WheelEvent } from 'react';
 import { useShallow } from 'zustand/react/shallow';
-import { columnColor, columnWidth, drawFrame, COLORS } from '../grid/draw.js';
+import { axisStep, columnColor, columnWidth, drawFrame, COLORS } from '../grid/draw.js';
 import { zoomOf } from '../grid/geometry.js';
 import { formatCount } from '../format.js';
 import { gridColumns, tileAt, usePlanes } from '../stores/planes.js';
@@ -71,6 +71,7 @@ function GridCanvas() {
           width: p.width,
           height: p.height,
           blockCount: v.info?.blockCount ?? 0,
+          blockSize: v.info?.blockSize ?? 4096,
           topVbn: p.topVbn,
           zoom: zoomOf(p.level),
           columns,
@@ -238,6 +239,7 @@ function GridCanvas() {
           data-blocks-per-row={z.blocksPerRow}
           data-row-height={z.rowHeight}
           data-col-width={colW}
+          data-axis-step={axisStep(z)}
           data-columns={JSON.stringify(columns.map((c) => c.name))}
         />
         <HoverTip />
