@@ -1051,13 +1051,13 @@ async function refuseMirrorSource(source: string, kind: MirrorKind): Promise<voi
   throw new SnapplaneError('INVALID', `'${source}' is the mirror of '${m.source}' (relationship '${m.relationship}'): ${kind === 'incremental' ? 'an' : 'a'} ${kind} mirror takes a snapshot of its source at every update, and a mirror takes none of its own; mirror '${m.source}' instead, or make a replica of this mirror (\`--kind replica\`: it follows the master snapshots the mirror brings)`, { volume: source });
 }
 
-/** A full mirror or replica whose destination volume was deleted: only a whole copy brings it back. */
 /** No relationship of that name: the error names the known ones. */
 function notFound(name: string, st: ConsoleState): SnapplaneError {
   const known = Object.keys(st.relationships ?? {});
   return new SnapplaneError('NOT_FOUND', `no mirror relationship '${name}'${known.length ? ` (known: ${known.join(', ')})` : ''}`);
 }
 
+/** A full mirror or replica whose destination volume was deleted: only a whole copy brings it back. */
 function destinationGone(rel: RelationshipRecord): SnapplaneError {
   const how = rel.kind === 'full' ? `\`snapplane mirror resync ${rel.name} --full\` recreates it (a whole copy of the source)` : `\`snapplane mirror update ${rel.name}\` recreates it (a whole copy of the newest master)`;
   return new SnapplaneError('NOT_FOUND', `destination volume '${rel.destination}' does not exist (any more): it was deleted or moved; ${how}`, { volume: rel.destination });
