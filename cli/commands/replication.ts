@@ -1,6 +1,6 @@
 /** `snapplane serve`, `master`, `replicate`, `mirror …`: master snapshots, replication between hosts, mirror relationships. */
 import type { Command } from 'commander';
-import { formatBytes, parseInterval, parseSize, type MirrorInfo, type MirrorUpdateReport } from '../../core/service/index.js';
+import { formatBytes, parseAt, parseInterval, parseSize, type Cadence, type MirrorInfo, type MirrorUpdateReport } from '../../core/service/index.js';
 import { SnapplaneService } from '../../core/service/index.js';
 import { describeMirrorUpdate } from '../../core/api/index.js';
 import { printFields, printJson, printTable } from '../output.js';
@@ -126,16 +126,21 @@ export function registerReplication(program: Command): void {
     .command('create <name> <src-vol> <dest>')
     .description('record a relationship; `mirror update` initializes it (dest: a volume, host:port/name, or for --kind incremental the fast folder)')
     .requiredOption('--kind <kind>', 'full | incremental | replica')
-    .option('--every <interval>', 'update schedule for `snapplane daemon`, e.g. 15m')
+    .option('--every <interval>', 'update schedule for `snapplane daemon` and the console, e.g. 15m')
+    .option('--at <time>', 'instead of --every: update daily at this local time, HH:MM')
+    .option('--on <weekday>', 'with --at: only on this weekday')
     .option('--slow <medium>', 'incremental mirrors: the base image, file:<path> or tape:<folder>')
     .option('--key-file <file>', 'pre-shared key for a remote destination')
     .option('--limit <rate>', 'bandwidth limit in bytes per second, e.g. 50M')
     .option('--json', 'print a JSON report')
-    .action((name: string, src: string, dest: string, opts: { kind: string; every?: string; slow?: string; keyFile?: string; limit?: string; json?: boolean }) =>
+    .action((name: string, src: string, dest: string, opts: { kind: string; every?: string; at?: string; on?: string; slow?: string; keyFile?: string; limit?: string; json?: boolean }) =>
       withService(async (s) => {
         const kind = opts.kind as (typeof KINDS)[number];
         if (!KINDS.includes(kind)) throw new UsageError(`--kind must be one of ${KINDS.join(', ')} (got '${opts.kind}')`);
-        const r = await s.mirrorCreate(name, src, dest, { kind, everyMs: opts.every ? parseInterval(opts.every) : undefined, slow: opts.slow, keyFile: opts.keyFile, limit: limitOption(opts.limit) });
+        if (opts.every !== undefined && opts.at !== undefined) throw new UsageError('give at most one of --every <interval> or --at <HH:MM>');
+        if (opts.on !== undefined && opts.at === undefined) throw new UsageError('--on needs --at');
+        const schedule: Cadence | undefined = opts.every !== undefined ? { kind: 'every', everyMs: parseInterval(opts.every) } : opts.at !== undefined ? parseAt(opts.at, opts.on) : undefined;
+        const r = await s.mirrorCreate(name, src, dest, { kind, schedule, slow: opts.slow, keyFile: opts.keyFile, limit: limitOption(opts.limit) });
         if (opts.json) return printJson(r);
         process.stdout.write(`created ${r.kind} mirror ${r.name}: ${r.source} → ${r.destination}${r.slow ? ` (base on ${r.slow})` : ''}; \`snapplane mirror update ${r.name}\` initializes it\n`);
       }),

@@ -146,11 +146,16 @@ export const methodArgs = {
     destination: pathText,
     kind: z.enum(['full', 'incremental', 'replica']),
     every: z.string().min(1).max(32).optional(),
+    /** A time of day, HH:MM (local), instead of `every`; `on` a weekday with it. */
+    at: z.string().min(1).max(8).optional(),
+    on: z.string().min(1).max(12).optional(),
     slow: pathText.optional(),
     keyFile: pathText.optional(),
     /** Bytes per second into the destination (remote or local; refused for incremental mirrors). */
     limit: z.number().int().min(1024).max(2 ** 40).optional(),
-  }),
+  })
+    .refine((a) => a.every === undefined || a.at === undefined, 'give at most one of every or at')
+    .refine((a) => a.on === undefined || a.at !== undefined, 'on needs at'),
   mirrorBreak: z.strictObject({ name: label }),
   mirrorDelete: z.strictObject({ name: label }),
 } as const;

@@ -26,7 +26,7 @@ import { checkNewVolumePath, checkServedName } from './volume-names.js';
 import { RemoteDestination } from '../transfer/remote-destination.js';
 import { IncrementalMirror } from '../transfer/incremental-mirror.js';
 import { forgetDestination, neededMasters, readDestinations, readMarker, recordDestination, takenOverMessage, writeMarker } from '../transfer/sidecars.js';
-import { describeCadence } from '../jobs/cadence.js';
+import { describeCadence, nextSlot, type Cadence } from '../jobs/cadence.js';
 import { LocalDestination, isReceiving, refOf, sameRef, serveConnection, type EngineAccess } from './local-destination.js';
 import { VolumeHold } from './volume-hold.js';
 import type { ConsoleState, StateStore, RelationshipRecord, TransferJobRecord } from './state-store.js';
@@ -407,7 +407,7 @@ export class Replication {
   }
 
   /** Records a relationship (the first `mirror update` initializes it). */
-  async mirrorCreate(name: string, source: string, destination: string, opts: TransferOptions & { kind: MirrorKind; everyMs?: number; slow?: string }): Promise<MirrorInfo> {
+  async mirrorCreate(name: string, source: string, destination: string, opts: TransferOptions & { kind: MirrorKind; schedule?: Cadence; slow?: string }): Promise<MirrorInfo> {
     if (!/^[A-Za-z][A-Za-z0-9_-]{0,39}$/.test(name)) throw new SnapplaneError('INVALID', `bad relationship name '${name}': a letter, then letters, digits, '_' or '-' (at most 40)`);
     const st = await this.host.state.load();
     if (st.relationships?.[name]) throw new SnapplaneError('EXISTS', `relationship '${name}' already exists`);
@@ -445,7 +445,8 @@ export class Replication {
       destination: target,
       slow,
       keyFile: opts.keyFile ? resolvePath(opts.keyFile) : null,
-      everyMs: opts.everyMs ?? null,
+      everyMs: opts.schedule?.kind === 'every' ? opts.schedule.everyMs : null,
+      at: opts.schedule?.kind === 'at' ? opts.schedule : null,
       limit: opts.limit ?? null,
       broken: false,
       lastCommon: null,
@@ -526,6 +527,7 @@ export class Replication {
     const lagBlocks = await this.lagBlocks(rel);
     const alive = rel.transferring !== null && processAlive(rel.transferring.pid);
     const lagSeconds = rel.lastCommon ? Math.max(0, (now - rel.lastCommon.createdAtMs) / 1000) : null;
+    const schedule = scheduleOf(rel);
     // An update whose process died without a word (SIGKILL, a crash): it never recorded how it ended.
     const killed = rel.transferring !== null && !alive ? `interrupted: the update in process ${rel.transferring.pid} (started ${rel.transferring.since}) stopped without finishing (the process was killed or its host went down); the next \`snapplane mirror update ${rel.name}\` finishes it` : null;
     let state: MirrorInfo['state'] = 'idle';
@@ -535,7 +537,7 @@ export class Replication {
     // A full resync that stopped without a word (its process was killed): the old mirror is there, behind.
     else if (!rel.lastCommon) state = rel.lastError ? 'failed' : rel.replacing ? 'lagging' : 'uninitialized';
     else if (rel.lastError) state = 'failed';
-    else if (rel.everyMs !== null && lagSeconds !== null && lagSeconds * 1000 > 2 * rel.everyMs) state = 'lagging';
+    else if (schedule && lagSeconds !== null && lagSeconds * 1000 > 2 * periodMs(schedule)) state = 'lagging';
     // Found now rather than at the next update: a source deleted or moved away is not an idle relationship.
     const gone = alive ? null : await this.missingPart(rel);
     if (gone && state !== 'broken') state = 'failed';
@@ -545,7 +547,7 @@ export class Replication {
       source: rel.source,
       destination: rel.destination,
       slow: rel.slow,
-      every: rel.everyMs !== null ? describeCadence({ kind: 'every', everyMs: rel.everyMs }) : null,
+      every: schedule ? describeCadence(schedule) : null,
       state,
       lastCommon: rel.lastCommon?.name ?? null,
       lastTransferAt: rel.lastTransferAt,
@@ -556,7 +558,7 @@ export class Replication {
       lastSelection: rel.lastSelection,
       replacing: rel.replacing === true,
       limit: rel.limit ?? null,
-      nextAt: rel.everyMs !== null && !rel.broken ? new Date(nextUpdateAt(rel, now)).toISOString() : null,
+      nextAt: schedule && !rel.broken ? new Date(nextUpdateAt(rel, now)).toISOString() : null,
     };
   }
 
@@ -595,7 +597,7 @@ export class Replication {
     const st = await this.host.state.load();
     return Object.values(st.relationships ?? {})
       // One being transferred (a `mirror update` from a shell, a console job) is left to that transfer.
-      .filter((r) => r.everyMs !== null && !r.broken && !this.running(r) && now >= nextUpdateAt(r, now))
+      .filter((r) => scheduleOf(r) !== null && !r.broken && !this.running(r) && now >= nextUpdateAt(r, now))
       .map((r) => r.name);
   }
 
@@ -1029,16 +1031,30 @@ export class Replication {
 /** First retry of a failed scheduled update after this long, doubling with each failure in a row (never past the schedule). */
 const RETRY_MS = 60_000;
 
+/** A relationship's update schedule: every <interval>, or at HH:MM [on a weekday]; null: updated by hand. */
+function scheduleOf(r: RelationshipRecord): Cadence | null {
+  if (r.everyMs !== null) return { kind: 'every', everyMs: r.everyMs };
+  return r.at ?? null;
+}
+
+/** How long one round of a schedule is (a time of day: a day, or a week on a weekday). */
+function periodMs(c: Cadence): number {
+  if (c.kind === 'every') return c.everyMs;
+  return (c.weekday === undefined ? 1 : 7) * 86_400_000;
+}
+
 /**
- * When a scheduled relationship is next due: its interval after the last transfer (at once before the first), or,
- * after failures, a retry that backs off (1, 2, 4… minutes, up to the interval) so an unreachable host or a busy
- * source is not tried, and logged, at every pass of the scheduler.
+ * When a scheduled relationship is next due: its interval after the last transfer, or the first time of day after
+ * it (at once before the first transfer); after failures, a retry that backs off (1, 2, 4… minutes, up to the
+ * schedule's period) so an unreachable host or a busy source is not tried, and logged, at every pass of the scheduler.
  */
 function nextUpdateAt(r: RelationshipRecord, now: number): number {
-  const every = r.everyMs ?? 0;
-  const scheduled = r.lastTransferAt === null ? now : Date.parse(r.lastTransferAt) + every;
+  const schedule = scheduleOf(r);
+  if (!schedule) return Infinity;
+  const last = r.lastTransferAt === null ? null : Date.parse(r.lastTransferAt);
+  const scheduled = last === null ? now : schedule.kind === 'every' ? last + schedule.everyMs : nextSlot(schedule, last);
   if (!r.lastError || !r.failures || !r.lastAttemptAt) return scheduled;
-  return Date.parse(r.lastAttemptAt) + Math.min(every, RETRY_MS * 2 ** Math.min(r.failures - 1, 20));
+  return Date.parse(r.lastAttemptAt) + Math.min(periodMs(schedule), RETRY_MS * 2 ** Math.min(r.failures - 1, 20));
 }
 
 /**

@@ -219,7 +219,7 @@ export function createRouter(ctx: RouterContext): Router {
     },
     scheduleRun: (a) => s.scheduleRun(a.volume, { dryRun: a.dryRun === true }),
     mirrorList: () => s.mirrorList(),
-    mirrorCreate: (a) => s.mirrorCreate(a.name, abs(a.source), isRemote(a.destination) ? a.destination : abs(a.destination), { kind: a.kind, everyMs: a.every === undefined ? undefined : parseInterval(a.every), slow: a.slow, keyFile: a.keyFile, limit: a.limit }),
+    mirrorCreate: (a) => s.mirrorCreate(a.name, abs(a.source), isRemote(a.destination) ? a.destination : abs(a.destination), { kind: a.kind, schedule: a.every === undefined && a.at === undefined ? undefined : cadenceOf(a), slow: a.slow, keyFile: a.keyFile, limit: a.limit }),
     mirrorBreak: (a) => s.mirrorBreak(a.name),
     mirrorDelete: async (a) => {
       await s.mirrorDelete(a.name);

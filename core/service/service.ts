@@ -910,7 +910,7 @@ export class SnapplaneService {
   }
 
   /** Records a mirror relationship; its first update initializes the mirror. */
-  mirrorCreate(name: string, source: string, destination: string, options: TransferOptions & { kind: MirrorKind; everyMs?: number; slow?: string }): Promise<MirrorInfo> {
+  mirrorCreate(name: string, source: string, destination: string, options: TransferOptions & { kind: MirrorKind; schedule?: Cadence; slow?: string }): Promise<MirrorInfo> {
     return this.replication.mirrorCreate(name, source, destination, options);
   }
 

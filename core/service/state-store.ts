@@ -64,7 +64,10 @@ export interface RelationshipRecord {
   destination: string;
   slow: string | null;
   keyFile: string | null;
+  /** An interval schedule (null: none, or one at a time of day). */
   everyMs: number | null;
+  /** A time-of-day schedule (`--at HH:MM [--on weekday]`); absent in records written before it existed. */
+  at?: Extract<Cadence, { kind: 'at' }> | null;
   limit: number | null;
   broken: boolean;
   lastCommon: SnapshotRef | null;

@@ -34,8 +34,12 @@ export function formatEta(seconds: number | null): string {
   return `${(seconds / 3600).toFixed(1)} h`;
 }
 
+/** A date as YYYY-MM-DD HH:MM in local time (schedules are in local time: "at 02:00" is next at 02:00 here). */
 export function formatDate(iso: string): string {
-  return iso.slice(0, 16).replace('T', ' ');
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return iso;
+  const two = (n: number): string => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())} ${two(d.getHours())}:${two(d.getMinutes())}`;
 }
 
 export function percent(part: number, whole: number): number {

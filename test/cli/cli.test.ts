@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { json, ok, snapplane } from './cli-helpers.js';
 import { Volume } from '../../core/fs/volume.js';
-import type { DirEntryInfo, FsckReport, PlaneInfo, ScheduleInfo, SnapshotDiff, SnapshotInfo, SpaceReport, VolumeInfo } from '../../core/api/index.js';
+import type { DirEntryInfo, FsckReport, MirrorInfo, PlaneInfo, ScheduleInfo, SnapshotDiff, SnapshotInfo, SpaceReport, VolumeInfo } from '../../core/api/index.js';
 
 let dir: string;
 let vol: string;
@@ -293,6 +293,42 @@ describe('snapplane CLI', () => {
     const scrub = await json<{ clean: boolean; parityStripesRepaired: number }>('raid', 'scrub', group);
     expect(scrub.clean).toBe(true);
     expect(scrub.parityStripesRepaired).toBe(0);
+  });
+
+  it('mirror create --at HH:MM [--on weekday]: a daily or weekly update time, shown by status; usage errors', async () => {
+    const img = join(dir, 'at-src.img');
+    await ok('volume', 'create', img, '--size', '16M');
+    await ok('mirror', 'create', 'nightly', img, join(dir, 'at-m.img'), '--kind', 'full', '--at', '02:00');
+    await ok('mirror', 'create', 'weekly', img, join(dir, 'at-w.img'), '--kind', 'full', '--at', '3:30', '--on', 'sun');
+    const list = await json<MirrorInfo[]>('mirror', 'list');
+    expect(list.map((m) => [m.name, m.every])).toEqual([
+      ['nightly', 'at 02:00'],
+      ['weekly', 'at 03:30 on sunday'],
+    ]);
+    // Never transferred: due at once.
+    expect(Date.parse(list[0].nextAt!)).toBeLessThanOrEqual(Date.now());
+    await ok('mirror', 'update', 'nightly');
+    const next = new Date((await json<MirrorInfo>('mirror', 'status', 'nightly')).nextAt!);
+    expect([next.getHours(), next.getMinutes()]).toEqual([2, 0]);
+    expect(next.getTime() - Date.now()).toBeGreaterThan(0);
+    expect(next.getTime() - Date.now()).toBeLessThanOrEqual(86_400_000);
+    expect((await ok('mirror', 'status', 'nightly')).stdout).toMatch(/^schedule:\s+at 02:00, next /m);
+    for (const [args, message] of [
+      [['--every', '1h', '--at', '02:00'], 'give at most one of --every <interval> or --at <HH:MM>'],
+      [['--on', 'monday'], '--on needs --at'],
+    ] as const) {
+      const r = await snapplane('mirror', 'create', 'bad', img, join(dir, 'bad.img'), '--kind', 'full', ...args);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(message);
+      oneLineError(r.stderr);
+    }
+    const late = await snapplane('mirror', 'create', 'bad', img, join(dir, 'bad.img'), '--kind', 'full', '--at', '24:00');
+    expect(late.code).toBe(1);
+    expect(late.stderr).toContain("bad time '24:00': use HH:MM (00:00 to 23:59)");
+    expect((await json<MirrorInfo[]>('mirror', 'list')).map((m) => m.name)).toEqual(['nightly', 'weekly']);
+    // Not left for the daemon pass of the next test.
+    await ok('mirror', 'delete', 'nightly');
+    await ok('mirror', 'delete', 'weekly');
   });
 
   it('schedules: add, list, dry run, run, remove; usage errors', async () => {

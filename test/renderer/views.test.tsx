@@ -521,6 +521,24 @@ describe('views', () => {
     await useVolumes.getState().refreshCurrent();
   });
 
+  it('relationships: created with a time of day, the row shows it and the next update; both a time and an interval are refused', async () => {
+    render(<RelationshipsView />);
+    const form = screen.getByTestId('mirror-create');
+    fireEvent.change(form.querySelector('input[name=name]')!, { target: { value: 'n1' } });
+    fireEvent.change(form.querySelector('input[name=destination]')!, { target: { value: join(fx.dir, 'nightly.img') } });
+    fireEvent.change(form.querySelector('input[name=at]')!, { target: { value: '02:30' } });
+    fireEvent.change(form.querySelector('input[name=every]')!, { target: { value: '1h' } });
+    fireEvent.submit(form);
+    expect((await screen.findByText(/give at most one of every or at/)).textContent).toBeTruthy();
+    expect((await fx.call<{ name: string }[]>('mirrorList', {})).map((m) => m.name)).not.toContain('n1');
+    fireEvent.change(form.querySelector('input[name=every]')!, { target: { value: '' } });
+    fireEvent.submit(form);
+    const cell = await screen.findByTestId('schedule-n1');
+    // Never updated: due now.
+    expect(cell.textContent).toMatch(/^at 02:30next \d{4}-\d\d-\d\d \d\d:\d\d$/);
+    await fx.call('mirrorDelete', { name: 'n1' });
+  });
+
   it('grid: one column per plane in time order, with the block panel', async () => {
     render(<GridView />);
     expect(JSON.parse(screen.getByTestId('grid-canvas').getAttribute('data-columns')!)).toEqual(['active', 's1', 's2']);

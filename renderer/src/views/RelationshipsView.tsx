@@ -82,6 +82,7 @@ function CreateForm() {
   const [destination, setDestination] = useState('');
   const [kind, setKind] = useState<'full' | 'incremental' | 'replica'>('full');
   const [every, setEvery] = useState('');
+  const [at, setAt] = useState('');
   const [slow, setSlow] = useState('');
   const [keyFile, setKeyFile] = useState('');
   const [limit, setLimit] = useState('');
@@ -96,6 +97,7 @@ function CreateForm() {
           destination,
           kind,
           ...(every ? { every } : {}),
+          ...(at ? { at } : {}),
           ...(kind === 'incremental' && slow ? { slow } : {}),
           ...(keyFile ? { keyFile } : {}),
           ...(kind !== 'incremental' && Number(limit) > 0 ? { limit: Math.round(Number(limit) * 2 ** 20) } : {}),
@@ -136,6 +138,9 @@ function CreateForm() {
       </label>
       <label>
         Update every <input value={every} onChange={(e) => setEvery(e.target.value)} placeholder="e.g. 1h (blank: by hand)" size={8} name="every" />
+      </label>
+      <label>
+        or daily at <input type="time" value={at} onChange={(e) => setAt(e.target.value)} name="at" />
       </label>
       {kind !== 'incremental' ? (
         <label>
@@ -234,7 +239,7 @@ export function RelationshipsView() {
             <th>Last common</th>
             <th>Lag</th>
             <th>Last transfer</th>
-            <th>Next</th>
+            <th>Schedule</th>
             <th />
           </tr>
         </thead>
@@ -260,7 +265,10 @@ export function RelationshipsView() {
                 {m.lagBlocks !== null ? `, ${formatCount(m.lagBlocks)} blocks` : ''}
               </td>
               <td>{m.lastTransferAt ? `${formatDate(m.lastTransferAt)}, ${formatBytes(m.lastTransferBytes)}${m.lastSelection ? ` (${m.lastSelection})` : ''}` : '—'}</td>
-              <td>{m.nextAt ? formatDate(m.nextAt) : m.every ? m.every : 'by hand'}</td>
+              <td data-testid={`schedule-${m.name}`}>
+                {m.every ?? 'by hand'}
+                {m.nextAt ? <div className="muted small">next {formatDate(m.nextAt)}</div> : null}
+              </td>
               <td className="actions">
                 <button className="link" onClick={() => void st.update(m.name)} disabled={m.state === 'broken' || m.state === 'transferring'} title={m.state === 'transferring' ? BUSY_TITLE : undefined}>
                   update

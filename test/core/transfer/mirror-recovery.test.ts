@@ -177,7 +177,7 @@ describe('the smaller loose ends of a relationship', () => {
     const s = service();
     const { base, src } = await source(s);
     const name = `del${n}`;
-    await s.mirrorCreate(name, src, `${base}-m.img`, { kind: 'full', everyMs: 86_400_000 });
+    await s.mirrorCreate(name, src, `${base}-m.img`, { kind: 'full', schedule: { kind: 'every', everyMs: 86_400_000 } });
     await s.mirrorUpdate(name);
     await s.mirrorBreak(name);
     await s.closeAll();
@@ -255,7 +255,7 @@ describe('changing a relationship while it transfers', () => {
     const v = await Volume.open(src, { cpIntervalMs: 0 });
     await v.writeFile('/big', pattern(seconds << 20, 7));
     await v.close();
-    await s.mirrorCreate(name, src, `${base}-m.img`, { kind: 'full', limit: 1 << 20, everyMs: 60_000 });
+    await s.mirrorCreate(name, src, `${base}-m.img`, { kind: 'full', limit: 1 << 20, schedule: { kind: 'every', everyMs: 60_000 } });
     return { base, src };
   }
 

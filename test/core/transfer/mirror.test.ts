@@ -199,7 +199,7 @@ describe('full mirrors', () => {
   it('initializes, updates with the mark-on-allocate images, keeps the mirror read-only, and reports lag', async () => {
     const { base, src, s } = await sourceWithWork(48, 10, 15);
     const dst = `${base}-dst.img`;
-    await s.mirrorCreate('m-full', src, dst, { kind: 'full', everyMs: 3_600_000 });
+    await s.mirrorCreate('m-full', src, dst, { kind: 'full', schedule: { kind: 'every', everyMs: 3_600_000 } });
     expect((await s.mirrorStatus('m-full')).state).toBe('uninitialized');
     const init = await s.mirrorUpdate('m-full');
     expect(init.transfer).toBe('full');
@@ -245,7 +245,7 @@ describe('full mirrors', () => {
   it("a takeover on the mirror's own host (where the relationship is unknown) stops the source's updates there until a resync", async () => {
     const { base, src, s } = await sourceWithWork(32, 60, 12);
     const dst = `${base}-dst.img`;
-    await s.mirrorCreate('m-dr', src, dst, { kind: 'full', everyMs: 1 });
+    await s.mirrorCreate('m-dr', src, dst, { kind: 'full', schedule: { kind: 'every', everyMs: 1 } });
     const init = await s.mirrorUpdate('m-dr');
     await s.closeAll();
     // The destination's host has its own state: it knows the volume, not the relationship.
@@ -660,6 +660,32 @@ describe('full mirrors', () => {
   });
 });
 
+describe('a relationship updated at a time of day', () => {
+  it('is due at once before its first update, then at the next HH:MM after each one; lagging after two periods', async () => {
+    let t = new Date(2026, 11, 2, 10, 0).getTime();
+    const s = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, 'at-state.json'), now: () => t });
+    const src = `${fresh()}-src.img`;
+    await s.createVolume(src, 8 << 20);
+    const made = await s.mirrorCreate('nightly', src, `${fresh()}-m.img`, { kind: 'full', schedule: { kind: 'at', hour: 2, minute: 0 } });
+    expect(made.every).toBe('at 02:00');
+    expect(await s.dueMirrors()).toEqual(['nightly']);
+    await s.mirrorUpdate('nightly');
+    const at = (d: number, h: number, m = 0): number => new Date(2026, 11, d, h, m).getTime();
+    expect((await s.mirrorStatus('nightly')).nextAt).toBe(new Date(at(3, 2)).toISOString());
+    t = at(3, 1, 59);
+    expect(await s.dueMirrors()).toEqual([]);
+    t = at(3, 2);
+    expect(await s.dueMirrors()).toEqual(['nightly']);
+    await s.mirrorUpdate('nightly');
+    expect((await s.mirrorStatus('nightly')).nextAt).toBe(new Date(at(4, 2)).toISOString());
+    expect((await s.mirrorStatus('nightly')).state).toBe('idle');
+    // Two days without an update (the host was off): lagging.
+    t = at(5, 3);
+    expect((await s.mirrorStatus('nightly')).state).toBe('lagging');
+    await s.closeAll();
+  });
+});
+
 describe('a scheduled relationship that keeps failing', () => {
   it('is retried after 1, 2, 4… minutes (not at every scheduler pass), up to its interval; a success resets it; a deleted source is reported at once', async () => {
     let t = Date.parse('2026-12-02T10:00:00Z');
@@ -668,7 +694,7 @@ describe('a scheduled relationship that keeps failing', () => {
     await s.createVolume(src, 8 << 20);
     const key = await makeKey(dir, 'backoff-key');
     // Port 1 on 127.0.0.1: nothing listens, every update fails at once with NET.
-    await s.mirrorCreate('away', src, '127.0.0.1:1/m', { kind: 'full', keyFile: key, everyMs: 3_600_000 });
+    await s.mirrorCreate('away', src, '127.0.0.1:1/m', { kind: 'full', keyFile: key, schedule: { kind: 'every', everyMs: 3_600_000 } });
     expect(await s.dueMirrors()).toEqual(['away']);
     const minute = 60_000;
     for (const wait of [1, 2, 4, 8, 16, 32, 60, 60]) {
@@ -683,7 +709,7 @@ describe('a scheduled relationship that keeps failing', () => {
     // A local one whose source another process holds (LOCKED): once it gets through, its interval counts again.
     await s.closeAll();
     const dst = `${fresh()}-dst.img`;
-    await s.mirrorCreate('held', src, dst, { kind: 'full', everyMs: 3_600_000 });
+    await s.mirrorCreate('held', src, dst, { kind: 'full', schedule: { kind: 'every', everyMs: 3_600_000 } });
     await s.closeAll();
     const writer = await Volume.open(src, { cpIntervalMs: 0 });
     await expect(s.mirrorUpdate('held')).rejects.toMatchObject({ code: 'LOCKED' });
