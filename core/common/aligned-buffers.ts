@@ -12,10 +12,19 @@ export const ALIGNED_BUFFER_BYTES = 1 << 20;
 /** Buffers in the process-wide pool: the receive keeps at most a few writes in flight. */
 const POOL_BUFFERS = 8;
 
+/** The memories alignedBufferSet made: a buffer over one of them starts page-aligned where its offset is. */
+const alignedMemories = new WeakSet<ArrayBufferLike>();
+
 /** `count` page-aligned buffers of `bytes` each (a multiple of 4 KiB); their memory goes when all of them are unreachable. */
 export function alignedBufferSet(count: number, bytes: number): Buffer[] {
   const memory = new wasm.Memory({ initial: Math.ceil((count * bytes) / 65536) });
+  alignedMemories.add(memory.buffer);
   return Array.from({ length: count }, (_, i) => Buffer.from(memory.buffer, i * bytes, bytes));
+}
+
+/** True when `b` starts on a page of memory alignedBufferSet made and is whole pages long: it can go to O_DIRECT as it is. */
+export function isPageAligned(b: Uint8Array): boolean {
+  return alignedMemories.has(b.buffer) && b.byteOffset % 4096 === 0 && b.byteLength % 4096 === 0;
 }
 
 /** A fixed set of page-aligned buffers handed out one at a time; `take` waits while all are out. */

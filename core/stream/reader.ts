@@ -8,6 +8,7 @@ import { inflateRawSync } from 'node:zlib';
 import { uncompressSync } from 'lz4-napi';
 import { z } from 'zod';
 import { SnapplaneError } from '../common/errors.js';
+import { alignedBufferSet } from '../common/aligned-buffers.js';
 import { BLOCK_SIZE } from '../common/units.js';
 import { WORDS_PER_CHUNK } from '../planes/bit-plane.js';
 import {
@@ -29,14 +30,27 @@ import {
   type StreamTrailer,
 } from './format.js';
 
-/** Pulls exact byte counts out of an async sequence of buffers. */
 /** Gathered reads kept valid at once: more than the receiver's writes in flight plus the record in hand. */
 const SPAN_RING = 8;
+/** Gathered reads this long or longer are record payloads (a header is 32 bytes); they have a ring of their own. */
+const PAYLOAD_SPAN = 4096;
+/** An aligned ring's buffers: the largest payload, in whole 64 KiB pages. */
+const ALIGNED_SPAN_BYTES = Math.ceil(MAX_PAYLOAD / 65536) * 65536;
 
+/** Pulls exact byte counts out of an async sequence of buffers. */
 class ByteSource {
   private chunks: Buffer[] = [];
+  /** Rings of reused buffers for reads that span input buffers: headers and other short reads, and payloads. */
   private readonly spans: Buffer[] = [];
   private span = 0;
+  private payloadSpans: Buffer[] = [];
+  private payloadSpan = 0;
+  /**
+   * Payloads gathered into page-aligned buffers (a receive writing around the page cache writes them as they
+   * are, instead of copying each into an aligned buffer first).
+   */
+  aligned = false;
+  private ringAligned = false;
   private have = 0;
   private done = false;
   private readonly it: AsyncIterator<Buffer | Uint8Array | string>;
@@ -71,14 +85,9 @@ class ByteSource {
       if (this.chunks[0].length === 0) this.chunks.shift();
     } else {
       // A read spanning input buffers is gathered into one of a ring of reused buffers (fresh 1 MiB buffers cost
-      // more in page faults than the data's disk read): a result stays valid for the next SPAN_RING - 1 such reads.
-      let scratch = this.spans[this.span % SPAN_RING];
-      if (!scratch || scratch.length < n) {
-        scratch = Buffer.allocUnsafe(Math.max(n, 1 << 20));
-        this.spans[this.span % SPAN_RING] = scratch;
-      }
-      this.span++;
-      out = scratch.subarray(0, n);
+      // more in page faults than the data's disk read): a result stays valid for the next SPAN_RING - 1 such reads
+      // of its kind (short ones, or payloads).
+      out = (n >= PAYLOAD_SPAN ? this.payloadScratch(n) : this.shortScratch(n)).subarray(0, n);
       let o = 0;
       while (o < n) {
         const c = this.chunks[0];
@@ -92,6 +101,31 @@ class ByteSource {
     this.have -= n;
     this.offset += n;
     return out;
+  }
+
+  private shortScratch(n: number): Buffer {
+    let scratch = this.spans[this.span % SPAN_RING];
+    if (!scratch || scratch.length < n) {
+      scratch = Buffer.allocUnsafe(Math.max(n, PAYLOAD_SPAN));
+      this.spans[this.span % SPAN_RING] = scratch;
+    }
+    this.span++;
+    return scratch;
+  }
+
+  private payloadScratch(n: number): Buffer {
+    if (this.aligned && !this.ringAligned) {
+      // Buffers of the plain ring still in use (the record in hand, writes in flight) stay with their holders.
+      this.payloadSpans = alignedBufferSet(SPAN_RING, ALIGNED_SPAN_BYTES);
+      this.ringAligned = true;
+    }
+    let scratch = this.payloadSpans[this.payloadSpan % SPAN_RING];
+    if (!scratch || scratch.length < n) {
+      scratch = Buffer.allocUnsafe(Math.max(n, 1 << 20));
+      this.payloadSpans[this.payloadSpan % SPAN_RING] = scratch;
+    }
+    this.payloadSpan++;
+    return scratch;
   }
 
   /** Stops the input early (closes the file or tape behind it). */
@@ -171,6 +205,14 @@ export class StreamReader {
   constructor(source: AsyncIterable<Buffer | Uint8Array | string> & { place?: (offset: number, end?: number) => string | null }) {
     this.src = new ByteSource(source);
     this.place = source.place?.bind(source);
+  }
+
+  /**
+   * From now on, gathers record payloads into page-aligned buffers, so a device writing around the page cache
+   * takes them as they are (a block record's data stays valid while SPAN_RING - 1 later records are read).
+   */
+  alignPayloads(): void {
+    this.src.aligned = true;
   }
 
   /** Releases the input (a file or tape set) when the stream is abandoned before its end. */

@@ -304,6 +304,8 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
       // moved to other VBNs (a copy to another size) are not where the stream says: none kept.
       const landedCopies = remap ? null : new LandedBlocks(volume.fsinfo.blockCount);
       const write = direct && writesAroundPageCache(expected, image.runCount(), landedCopies !== null, opts.bulkBlocks) ? direct : device.writeBlocks.bind(device);
+      // Written around the page cache: records gathered into aligned memory go to the device as they are.
+      if (write === direct) reader.alignPayloads();
       try {
         while (item.type === 'blocks') {
           if (opts.signal?.cancelled) throw new SnapplaneError('CANCELLED', 'receive cancelled', { volume: label });
