@@ -26,7 +26,7 @@ import type {
   VolumeInfo,
 } from '../api/types.js';
 import type { BlockInfo, PlaneTiles, RevertPreview, SavedImage } from '../api/console-types.js';
-import { SnapplaneError, StaleViewError, asIoError } from '../common/errors.js';
+import { SnapplaneError, StaleViewError, asIoError, isSnapplaneError } from '../common/errors.js';
 import { hostSpaceShortfall } from '../common/host-space.js';
 import { pathExists } from '../common/path-exists.js';
 import { sameFile } from '../common/same-file.js';
@@ -193,16 +193,27 @@ export class SnapplaneService {
     const taken: string[] = [];
     const pruned: string[] = [];
     let freeBeforePrune: number | null = null;
-    try {
-      for (const t of plan.take) {
-        await this.snapCreate(volume, t.name);
-        taken.push(t.name);
-      }
-      if (plan.prune.length > 0) freeBeforePrune = (await this.volumeInfo({ volume })).freeBytes;
-      for (const p of plan.prune) {
+    const prune = async (): Promise<void> => {
+      if (plan.prune.length > pruned.length && freeBeforePrune === null) freeBeforePrune = (await this.volumeInfo({ volume })).freeBytes;
+      for (const p of plan.prune.slice(pruned.length)) {
         await this.snapDelete(volume, p.name);
         pruned.push(p.name);
       }
+    };
+    try {
+      for (const t of plan.take) {
+        try {
+          await this.snapCreate(volume, t.name);
+        } catch (e) {
+          // A volume too full for the snapshot: the prunes this run makes anyway come first when they free space
+          // (else a full volume kept every old snapshot and took no new one, run after run), then it tries again.
+          if (!isSnapplaneError(e, 'ENOSPC') || pruned.length === plan.prune.length || report.freedBytes === 0) throw e;
+          await prune();
+          await this.snapCreate(volume, t.name);
+        }
+        taken.push(t.name);
+      }
+      await prune();
     } catch (e) {
       error = e;
     }

@@ -217,3 +217,60 @@ describe('a schedule run that fails', () => {
     expect(r.stdout).toMatch(/schedule-run .* error .*took 0, pruned 0, freed 0 B; volume '.*' is full: snapshot 'q-/);
   }, 60_000);
 });
+
+describe('a scheduled run on a volume too full for its snapshot', () => {
+  it('prunes what it would prune anyway first, when that frees space, then takes it; with nothing to free it fails as before', async () => {
+    let t = Date.parse('2026-12-02T10:00:00Z');
+    const s = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, 'full-run-state.json'), now: () => t });
+    const vol = join(dir, 'full-run.img');
+    await s.createVolume(vol, 4 << 20);
+    await s.scheduleAdd(vol, 'h', { kind: 'every', everyMs: HOUR }, 1);
+    const piece = join(dir, 'full-run-piece');
+    await writeFile(piece, pattern(128 << 10, 9));
+    /** Puts copies of the piece until the volume refuses one; returns how many went in. */
+    const fill = async (tag: string): Promise<number> => {
+      for (let n = 0; ; n++) {
+        await writeFile(piece, pattern(128 << 10, n + tag.length * 1000));
+        const ok = await s.put(vol, piece, `/${tag}-${n}`).then(() => true, () => false);
+        if (!ok) return n;
+      }
+    };
+    const first = await fill('a');
+    t += HOUR;
+    const old = (await s.scheduleRun(vol)).take[0];
+    // The first files now live only in the schedule's snapshot, which keeps the volume full.
+    expect(first).toBeGreaterThan(10);
+    for (let i = 0; i < first; i++) await s.rm(vol, `/a-${i}`);
+    expect(await fill('bb')).toBe(0);
+    // Manual snapshots (with a little written between them) until one is refused: too full for a snapshot.
+    let refused: unknown = null;
+    for (let k = 0; k < 200 && !refused; k++) {
+      await s.put(vol, piece, `/tiny${k}`).catch(() => undefined);
+      refused = await s.snapCreate(vol, `m${k}`).then(() => null, (e: unknown) => e);
+    }
+    expect(refused).toMatchObject({ code: 'ENOSPC' });
+    t += HOUR;
+    const dry = await s.scheduleRun(vol, { dryRun: true });
+    expect(dry.prune).toEqual([old]);
+    expect(dry.freedBytes).toBeGreaterThan(first * (128 << 10) * 0.9);
+    const run = await s.scheduleRun(vol);
+    expect(run.take).toEqual([dry.take[0]]);
+    expect(run.prune).toEqual([old]);
+    const names = (await s.snapList({ volume: vol })).map((x) => x.name);
+    expect(names).toContain(dry.take[0]);
+    expect(names).not.toContain(old);
+    const last = (await s.jobHistory()).filter((j) => j.kind === 'schedule-run').at(-1)!;
+    expect(last).toMatchObject({ outcome: 'ok', taken: [dry.take[0]], pruned: [old] });
+    // Full again, and this time the run has nothing to prune (keep 5): it fails, naming the snapshot, and deletes nothing.
+    await s.scheduleAdd(vol, 'h', { kind: 'every', everyMs: HOUR }, 5);
+    for (let k = 200; k < 400; k++) {
+      await s.put(vol, piece, `/tiny${k}`).catch(() => undefined);
+      if (await s.snapCreate(vol, `m${k}`).then(() => false, () => true)) break;
+    }
+    t += HOUR;
+    const before = (await s.snapList({ volume: vol })).map((x) => x.name);
+    await expect(s.scheduleRun(vol)).rejects.toMatchObject({ code: 'ENOSPC', message: expect.stringContaining(`snapshot 'h-`) });
+    expect((await s.snapList({ volume: vol })).map((x) => x.name)).toEqual(before);
+    await s.closeAll();
+  });
+});
