@@ -221,7 +221,7 @@ export function registerReplication(program: Command): void {
         }
         const list = await s.mirrorList();
         if (opts.json) return printJson(list);
-        printTable(['NAME', 'KIND', 'STATE', 'SOURCE', 'DESTINATION', 'LAST COMMON', 'LAG', 'LAG BLOCKS', 'EVERY'], statusRows(list));
+        printTable(['NAME', 'KIND', 'STATE', 'SOURCE', 'DESTINATION', 'LAST COMMON', 'LAG', 'LAG BLOCKS', 'SCHEDULE'], statusRows(list));
       }),
     );
   mirror
@@ -233,7 +233,7 @@ export function registerReplication(program: Command): void {
         const list = await s.mirrorList();
         if (opts.json) return printJson(list);
         if (list.length === 0) return void process.stdout.write('no mirror relationships\n');
-        printTable(['NAME', 'KIND', 'STATE', 'SOURCE', 'DESTINATION', 'LAST COMMON', 'LAG', 'LAG BLOCKS', 'EVERY'], statusRows(list));
+        printTable(['NAME', 'KIND', 'STATE', 'SOURCE', 'DESTINATION', 'LAST COMMON', 'LAG', 'LAG BLOCKS', 'SCHEDULE'], statusRows(list));
       }),
     );
   mirror
