@@ -18,3 +18,24 @@ export async function writeFully(fh: FileHandle, buf: Uint8Array, offset = 0, le
     done += bytesWritten;
   }
 }
+
+const ZEROS = Buffer.alloc(4096);
+
+/**
+ * Writes `buf` at `position` of a file that reads as zeros there (new, or truncated over that range) and leaves
+ * every whole 4 KiB block of zeros unwritten: the host file system keeps it a hole, as `cp --sparse=auto` does.
+ * The caller sets the file's final size (a trailing hole is never written).
+ */
+export async function writeSparse(fh: FileHandle, buf: Buffer, position: number): Promise<void> {
+  let start = -1;
+  const flush = async (to: number): Promise<void> => {
+    if (start >= 0) await writeFully(fh, buf, start, to - start, position + start);
+    start = -1;
+  };
+  for (let o = 0; o < buf.length; o += 4096) {
+    const end = Math.min(o + 4096, buf.length);
+    if (end - o === 4096 && buf.subarray(o, end).equals(ZEROS)) await flush(o);
+    else if (start < 0) start = o;
+  }
+  await flush(buf.length);
+}

@@ -4,7 +4,7 @@ import type { Stats } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { CopySummary, DirEntryInfo, ProgressEvent } from '../api/types.js';
 import { SnapplaneError, asIoError, hostCreateError } from '../common/errors.js';
-import { writeFully } from '../common/write-fully.js';
+import { writeSparse } from '../common/write-fully.js';
 import { makeFolders } from '../common/make-folders.js';
 import { BLOCK_SIZE } from '../common/units.js';
 import { indirectBlocksFor } from './file-tree.js';
@@ -285,12 +285,17 @@ export async function copyToHost(volume: Volume, volPath: string, hostPath: stri
             throw hostCreateError(e, 'file', dst, await kept());
           });
           try {
+            // Sparse where the file has blocks of zeros (holes in the volume, or written zeros), as `cp` keeps it.
+            let at = 0;
             for await (const chunk of volume.readChunks(src, { reuse: true })) {
               if (signal?.cancelled) throw cancelled();
-              await writeFully(fh, chunk);
+              await writeSparse(fh, chunk, at);
+              at += chunk.length;
               summary.bytes += chunk.length;
               onProgress?.({ phase: 'get', done: summary.bytes, total: Math.max(total, summary.bytes), unit: 'bytes' });
             }
+            // A file that ends in zeros: its length (the trailing hole is not written).
+            await fh.truncate(at);
           } finally {
             await fh.close();
           }

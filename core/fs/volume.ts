@@ -70,6 +70,8 @@ const MIN_BLOCKS = 256;
 const MAX_BLOCKS = 2 ** 32 - 1;
 /** How long a reader waits for a full resync's copy to take the place of the volume it opens (the swap is a few renames). */
 const SWAP_WAIT_MS = 3000;
+/** A block of zeros: a written block equal to it stays a hole (fill). */
+const ZERO_BLOCK = Buffer.alloc(BLOCK_SIZE);
 
 interface PendingSnapshot {
   entry: SnapshotEntry;
@@ -863,22 +865,35 @@ export class Volume {
     });
   }
 
-  /** Streams data into an empty file, one block at a time, committing when the dirty threshold is passed. */
+  /**
+   * Streams data into an empty file, one block at a time, committing when the dirty threshold is passed. Blocks of
+   * zeros stay holes (no block allocated, read back as zeros), as a host file system keeps a sparse file; the
+   * last block is written whatever it holds, so the file's tree reaches its end.
+   */
   private async fill(ino: number, inode: Inode, path: string, data: Buffer | AsyncIterable<Buffer>): Promise<void> {
     let index = 0;
+    let written = 0;
     let carry: Buffer | null = null;
     let size = 0;
-    const put = async (block: Buffer): Promise<void> => {
+    // The latest block of zeros, until the next block shows it was not the last.
+    let zeros: { index: number; block: Buffer } | null = null;
+    const write = async (i: number, block: Buffer): Promise<void> => {
       // Block by block, with the file's own indirect blocks: a small file reserves what it takes (a 64-block
       // minimum per file ran a put of 4,000 one-line files out of a 1 GiB volume).
-      await this.reserve(1 + indirectBlocksAddedAt(index));
+      await this.reserve(1 + indirectBlocksAddedAt(i));
       const tree = await this.inodes.fileTree(ino, path);
-      await tree.writeBlock(index++, block);
-      if (index % 64 === 0) {
+      await tree.writeBlock(i, block);
+      if (++written % 64 === 0) {
         inode.size = size;
         this.inodes.touch(ino);
         await this.maybeCp();
       }
+    };
+    const put = async (block: Buffer): Promise<void> => {
+      if (zeros) this.ctx.pool.give(zeros.block);
+      zeros = null;
+      if (block.equals(ZERO_BLOCK)) zeros = { index: index++, block };
+      else await write(index++, block);
     };
     const take = async (chunk: Buffer): Promise<void> => {
       size += chunk.length;
@@ -910,6 +925,8 @@ export class Volume {
       last.fill(0, (carry as Buffer).length);
       await put(last);
     }
+    const tail = zeros as { index: number; block: Buffer } | null;
+    if (tail) await write(tail.index, tail.block);
     inode.size = size;
     this.inodes.touch(ino);
   }
