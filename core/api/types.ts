@@ -434,6 +434,7 @@ export interface MirrorInfo {
   destination: string;
   /** Incremental mirrors: where the base image lives (`file:<path>` or `tape:<folder>`). */
   slow: string | null;
+  /** Its update schedule in words ("every 15m", "at 02:00", "at 03:30 on sunday"); null: updated by hand. */
   every: string | null;
   state: MirrorState;
   /** The newest snapshot both sides have. */
