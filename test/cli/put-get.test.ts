@@ -4,7 +4,7 @@
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync, spawn } from 'node:child_process';
-import { chmod, mkdir, readFile, readdir, stat, truncate, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, open, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { DirEntryInfo, FsckReport } from '../../core/api/index.js';
@@ -52,11 +52,19 @@ async function clean(vol: string): Promise<void> {
   expect((await json<FsckReport>('fsck', vol)).clean).toBe(true);
 }
 
-/** A 256 MiB host file (sparse: it reads as zeros), big enough that a put of it commits mid-way (every 64 MiB). */
+/**
+ * A 256 MiB host file, big enough that a put of it commits mid-way (every 64 MiB). Not zeros: blocks of zeros
+ * stay holes both ways (a put of them writes nothing, a get of them nothing on the host).
+ */
 async function bigFile(name: string): Promise<string> {
   const at = join(tmp(), name);
-  await writeFile(at, '');
-  await truncate(at, 256 << 20);
+  const fh = await open(at, 'w');
+  try {
+    const piece = Buffer.alloc(4 << 20, 0x5a);
+    for (let o = 0; o < 256 << 20; o += piece.length) await fh.write(piece, 0, piece.length, o);
+  } finally {
+    await fh.close();
+  }
   return at;
 }
 

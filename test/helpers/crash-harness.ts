@@ -37,7 +37,8 @@ export const OPERATIONS: Operation[] = [
   {
     name: 'write',
     async apply(v, m) {
-      const data = pattern(120_000, m.counter + 100);
+      // Ten blocks of zeros in the middle: they stay holes (a sparse file), crashed like the rest.
+      const data = pattern(120_000, m.counter + 100).fill(0, 40_960, 81_920);
       await v.writeFile('/d/b', data).catch(async () => {
         await v.mkdir('/d');
         m.tree.set('/d', 'dir');
