@@ -12,7 +12,7 @@ import { lstat, mkdir, open, realpath, symlink, unlink, utimes } from 'node:fs/p
 import { isAbsolute, join, sep } from 'node:path';
 import type { CopySummary } from '../api/types.js';
 import { SnapplaneError, asIoError } from '../common/errors.js';
-import { writeFully } from '../common/write-fully.js';
+import { writeSparse } from '../common/write-fully.js';
 import { MAX_NAME } from './format.js';
 import type { Volume } from './volume.js';
 
@@ -80,10 +80,14 @@ export async function restoreIntoFolder(volume: Volume, volPath: string, folder:
         const fh = await open(dst, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, s.mode & 0o777);
         let whole = false;
         try {
+          // Sparse where the file has blocks of zeros, as `get` writes it (a new file: O_EXCL).
+          let at = 0;
           for await (const chunk of volume.readChunks(src, { reuse: true })) {
-            await writeFully(fh, chunk);
+            await writeSparse(fh, chunk, at);
+            at += chunk.length;
             summary.bytes += chunk.length;
           }
+          await fh.truncate(at);
           await fh.chmod(s.mode & 0o777);
           await fh.utimes(mtime, mtime);
           whole = true;

@@ -68,6 +68,10 @@ describe('sparse files', () => {
     const old = join(tmp(), 'old.raw');
     await s.get({ volume: vol, snapshot: 'one' }, '/disk.raw', old);
     expect(await sha(old)).toBe(await sha(src));
+    // Restored to a host folder from the snapshot (the console's restore): the same bytes, sparse.
+    const restored = await s.restoreToHost(vol, 'one', '/disk.raw', tmp(), 'restored.raw');
+    expect(await sha(restored.target)).toBe(await sha(src));
+    expect((await stat(restored.target)).blocks * 512).toBeLessThan(8 * MiB);
     // Through a stream into another volume: the holes stay holes there too.
     const copy = join(tmp(), 'copy.img');
     await s.createVolume(copy, 16 * MiB);
