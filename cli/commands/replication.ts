@@ -1,6 +1,6 @@
 /** `snapplane serve`, `master`, `replicate`, `mirror …`: master snapshots, replication between hosts, mirror relationships. */
 import type { Command } from 'commander';
-import { formatBytes, parseAt, parseInterval, parseSize, type Cadence, type MirrorInfo, type MirrorUpdateReport } from '../../core/service/index.js';
+import { cadenceOf, formatBytes, parseSize, type MirrorInfo, type MirrorUpdateReport } from '../../core/service/index.js';
 import { SnapplaneService } from '../../core/service/index.js';
 import { describeMirrorUpdate } from '../../core/api/index.js';
 import { printFields, printJson, printTable } from '../output.js';
@@ -139,7 +139,7 @@ export function registerReplication(program: Command): void {
         if (!KINDS.includes(kind)) throw new UsageError(`--kind must be one of ${KINDS.join(', ')} (got '${opts.kind}')`);
         if (opts.every !== undefined && opts.at !== undefined) throw new UsageError('give at most one of --every <interval> or --at <HH:MM>');
         if (opts.on !== undefined && opts.at === undefined) throw new UsageError('--on needs --at');
-        const schedule: Cadence | undefined = opts.every !== undefined ? { kind: 'every', everyMs: parseInterval(opts.every) } : opts.at !== undefined ? parseAt(opts.at, opts.on) : undefined;
+        const schedule = opts.every !== undefined || opts.at !== undefined ? cadenceOf(opts) : undefined;
         const r = await s.mirrorCreate(name, src, dest, { kind, schedule, slow: opts.slow, keyFile: opts.keyFile, limit: limitOption(opts.limit) });
         if (opts.json) return printJson(r);
         process.stdout.write(`created ${r.kind} mirror ${r.name}: ${r.source} → ${r.destination}${r.slow ? ` (base on ${r.slow})` : ''}; \`snapplane mirror update ${r.name}\` initializes it\n`);

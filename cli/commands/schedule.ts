@@ -1,7 +1,7 @@
 /** `snapplane schedule …` and `snapplane daemon`: snapshot schedules with retention. */
 import type { Command } from 'commander';
 import { describeMirrorUpdate } from '../../core/api/index.js';
-import { SnapplaneError, SnapplaneService, formatBytes, parseAt, parseInterval, type Cadence, type ScheduleRunReport } from '../../core/service/index.js';
+import { SnapplaneError, SnapplaneService, cadenceOf, formatBytes, type Cadence, type ScheduleRunReport } from '../../core/service/index.js';
 import { printJson, printTable } from '../output.js';
 import { UsageError, parseInteger, withService } from '../run.js';
 
@@ -30,7 +30,7 @@ export function registerSchedule(program: Command): void {
       withService(async (s) => {
         if ((opts.every === undefined) === (opts.at === undefined)) throw new UsageError('give exactly one of --every <interval> or --at <HH:MM>');
         if (opts.on !== undefined && opts.at === undefined) throw new UsageError('--on needs --at');
-        const cadence: Cadence = opts.every !== undefined ? { kind: 'every', everyMs: parseInterval(opts.every) } : parseAt(opts.at!, opts.on);
+        const cadence: Cadence = cadenceOf(opts);
         const keep = parseInteger(opts.keep, '--keep');
         const before = (await s.scheduleList(vol).catch(() => [])).find((x) => x.label === label);
         const list = await s.scheduleAdd(vol, label, cadence, keep);

@@ -10,7 +10,7 @@ export type Cadence = { kind: 'every'; everyMs: number } | { kind: 'at'; hour: n
 
 export { parseInterval } from '../common/units.js';
 export const WEEKDAYS = ['sunday', 'monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday'];
-import { INTERVAL_UNITS } from '../common/units.js';
+import { INTERVAL_UNITS, parseInterval } from '../common/units.js';
 
 /** Parses "--at HH:MM" with an optional weekday name (or its first three letters). */
 export function parseAt(time: string, weekday?: string): Cadence {
@@ -23,6 +23,12 @@ export function parseAt(time: string, weekday?: string): Cadence {
     if (day < 0) throw new SnapplaneError('INVALID', `bad weekday '${weekday}': use sunday … saturday`);
   }
   return { kind: 'at', hour: Number(m[1]), minute: Number(m[2]), weekday: day };
+}
+
+/** The cadence `--every <interval>` or `--at HH:MM [--on <weekday>]` gives (front ends check that one is given). */
+export function cadenceOf(a: { every?: string; at?: string; on?: string }): Cadence {
+  if (a.every !== undefined) return { kind: 'every', everyMs: parseInterval(a.every) };
+  return parseAt(a.at ?? '', a.on);
 }
 
 /** The latest slot at or before `now` (ms). */

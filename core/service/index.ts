@@ -6,7 +6,7 @@ export { SnapplaneError, asIoError, isSnapplaneError } from '../common/errors.js
 export type { ErrorCode } from '../common/errors.js';
 export { parseSize, formatBytes, BLOCK_SIZE } from '../common/units.js';
 export type * from "../api/types.js";
-export { parseInterval, parseAt } from '../jobs/cadence.js';
+export { parseInterval, parseAt, cadenceOf } from '../jobs/cadence.js';
 export type { Cadence } from '../jobs/cadence.js';
 export type { JobRecord, ScheduleJobRecord, TransferJobRecord } from './state-store.js';
 export { snapplaneHome } from './state-store.js';

@@ -9,8 +9,7 @@ import type { z } from 'zod';
 import { MAX_UPLOAD_BYTES, isMethodName, methodArgs, type MethodName, type MethodResults, type Reply } from '../api/methods.js';
 import type { ConsoleEvent, HostInfo, KnownVolume } from '../api/console-types.js';
 import { SnapplaneError } from '../common/errors.js';
-import { parseInterval } from '../common/units.js';
-import { parseAt, type Cadence } from '../jobs/cadence.js';
+import { cadenceOf } from '../jobs/cadence.js';
 import { wireError, type JobBroker } from './job-broker.js';
 import type { SnapplaneService } from './service.js';
 
@@ -45,11 +44,6 @@ const CHANGES: Partial<Record<MethodName, true>> = {
   snapRevert: true,
   scheduleRun: true,
 };
-
-function cadenceOf(a: { every?: string; at?: string; on?: string }): Cadence {
-  if (a.every !== undefined) return { kind: 'every', everyMs: parseInterval(a.every) };
-  return parseAt(a.at ?? '', a.on);
-}
 
 /** `host:port/name`: a remote destination rather than a host path. */
 const isRemote = (p: string): boolean => /^[^/]+:\d+\//.test(p);

@@ -37,20 +37,40 @@ const PAYLOAD_SPAN = 4096;
 /** An aligned ring's buffers: the largest payload, in whole 64 KiB pages. */
 const ALIGNED_SPAN_BYTES = Math.ceil(MAX_PAYLOAD / 65536) * 65536;
 
+/**
+ * A ring of reused buffers that reads spanning input buffers are gathered into (fresh 1 MiB buffers cost more in
+ * page faults than the data's disk read): what `take` returns stays valid for the next SPAN_RING - 1 takes.
+ */
+class ScratchRing {
+  private buffers: Buffer[] = [];
+  private next = 0;
+
+  constructor(private readonly minBytes: number) {}
+
+  /** `n` bytes of the next buffer of the ring. */
+  take(n: number): Buffer {
+    let b = this.buffers[this.next % SPAN_RING];
+    if (!b || b.length < n) {
+      b = Buffer.allocUnsafe(Math.max(n, this.minBytes));
+      this.buffers[this.next % SPAN_RING] = b;
+    }
+    this.next++;
+    return b.subarray(0, n);
+  }
+
+  /** From now on, page-aligned buffers of `bytes` (those handed out before stay with their holders). */
+  align(bytes: number): void {
+    this.buffers = alignedBufferSet(SPAN_RING, bytes);
+  }
+}
+
 /** Pulls exact byte counts out of an async sequence of buffers. */
 class ByteSource {
   private chunks: Buffer[] = [];
-  /** Rings of reused buffers for reads that span input buffers: headers and other short reads, and payloads. */
-  private readonly spans: Buffer[] = [];
-  private span = 0;
-  private payloadSpans: Buffer[] = [];
-  private payloadSpan = 0;
-  /**
-   * Payloads gathered into page-aligned buffers (a receive writing around the page cache writes them as they
-   * are, instead of copying each into an aligned buffer first).
-   */
-  aligned = false;
-  private ringAligned = false;
+  /** Spanning reads: short ones (record headers), and payloads, each kind in a ring of its own. */
+  private readonly shortSpans = new ScratchRing(PAYLOAD_SPAN);
+  private readonly payloadSpans = new ScratchRing(1 << 20);
+  private aligned = false;
   private have = 0;
   private done = false;
   private readonly it: AsyncIterator<Buffer | Uint8Array | string>;
@@ -84,10 +104,8 @@ class ByteSource {
       this.chunks[0] = this.chunks[0].subarray(n);
       if (this.chunks[0].length === 0) this.chunks.shift();
     } else {
-      // A read spanning input buffers is gathered into one of a ring of reused buffers (fresh 1 MiB buffers cost
-      // more in page faults than the data's disk read): a result stays valid for the next SPAN_RING - 1 such reads
-      // of its kind (short ones, or payloads).
-      out = (n >= PAYLOAD_SPAN ? this.payloadScratch(n) : this.shortScratch(n)).subarray(0, n);
+      // Gathered into a ring: valid for the next SPAN_RING - 1 such reads of its kind (short ones, or payloads).
+      out = (n >= PAYLOAD_SPAN ? this.payloadSpans : this.shortSpans).take(n);
       let o = 0;
       while (o < n) {
         const c = this.chunks[0];
@@ -103,29 +121,14 @@ class ByteSource {
     return out;
   }
 
-  private shortScratch(n: number): Buffer {
-    let scratch = this.spans[this.span % SPAN_RING];
-    if (!scratch || scratch.length < n) {
-      scratch = Buffer.allocUnsafe(Math.max(n, PAYLOAD_SPAN));
-      this.spans[this.span % SPAN_RING] = scratch;
-    }
-    this.span++;
-    return scratch;
-  }
-
-  private payloadScratch(n: number): Buffer {
-    if (this.aligned && !this.ringAligned) {
-      // Buffers of the plain ring still in use (the record in hand, writes in flight) stay with their holders.
-      this.payloadSpans = alignedBufferSet(SPAN_RING, ALIGNED_SPAN_BYTES);
-      this.ringAligned = true;
-    }
-    let scratch = this.payloadSpans[this.payloadSpan % SPAN_RING];
-    if (!scratch || scratch.length < n) {
-      scratch = Buffer.allocUnsafe(Math.max(n, 1 << 20));
-      this.payloadSpans[this.payloadSpan % SPAN_RING] = scratch;
-    }
-    this.payloadSpan++;
-    return scratch;
+  /**
+   * Gathers payloads into page-aligned memory from now on: a receive writing around the page cache writes them as
+   * they are, instead of copying each into an aligned buffer first.
+   */
+  alignPayloads(): void {
+    if (this.aligned) return;
+    this.payloadSpans.align(ALIGNED_SPAN_BYTES);
+    this.aligned = true;
   }
 
   /** Stops the input early (closes the file or tape behind it). */
@@ -212,7 +215,7 @@ export class StreamReader {
    * takes them as they are (a block record's data stays valid while SPAN_RING - 1 later records are read).
    */
   alignPayloads(): void {
-    this.src.aligned = true;
+    this.src.alignPayloads();
   }
 
   /** Releases the input (a file or tape set) when the stream is abandoned before its end. */
