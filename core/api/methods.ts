@@ -22,6 +22,9 @@ import type {
 } from './types.js';
 import type { BlockInfo, DirPage, HostInfo, JobState, KnownVolume, PlaneTiles, RevertPreview, SavedImage } from './console-types.js';
 
+/** The weekdays `on` takes (also by their first three letters), Sunday first as Date.getDay() counts. */
+export const WEEKDAYS = ['sunday', 'monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday'] as const;
+
 /** A host or volume path: non-empty, no NUL, bounded. */
 export const pathText = z
   .string()

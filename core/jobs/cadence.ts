@@ -9,7 +9,8 @@ import { SnapplaneError } from '../common/errors.js';
 export type Cadence = { kind: 'every'; everyMs: number } | { kind: 'at'; hour: number; minute: number; weekday?: number };
 
 export { parseInterval } from '../common/units.js';
-export const WEEKDAYS = ['sunday', 'monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday'];
+import { WEEKDAYS } from '../api/methods.js';
+export { WEEKDAYS };
 import { INTERVAL_UNITS, parseInterval } from '../common/units.js';
 
 /** Parses "--at HH:MM" with an optional weekday name (or its first three letters). */

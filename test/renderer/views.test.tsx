@@ -521,12 +521,17 @@ describe('views', () => {
     await useVolumes.getState().refreshCurrent();
   });
 
-  it('relationships: created with a time of day, the row shows it and the next update; both a time and an interval are refused', async () => {
+  it('relationships: created with a time of day and a weekday, the row shows them and the next update; both a time and an interval are refused', async () => {
     render(<RelationshipsView />);
     const form = screen.getByTestId('mirror-create');
     fireEvent.change(form.querySelector('input[name=name]')!, { target: { value: 'n1' } });
     fireEvent.change(form.querySelector('input[name=destination]')!, { target: { value: join(fx.dir, 'nightly.img') } });
+    // A weekday needs a time: offered once one is given.
+    const on = form.querySelector('select[name=on]') as HTMLSelectElement;
+    expect([on.disabled, on.value, [...on.options].map((o) => o.textContent)]).toEqual([true, '', ['every day', 'Sunday', 'Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday']]);
     fireEvent.change(form.querySelector('input[name=at]')!, { target: { value: '02:30' } });
+    expect(on.disabled).toBe(false);
+    fireEvent.change(on, { target: { value: 'saturday' } });
     fireEvent.change(form.querySelector('input[name=every]')!, { target: { value: '1h' } });
     fireEvent.submit(form);
     expect((await screen.findByText(/give at most one of every or at/)).textContent).toBeTruthy();
@@ -535,7 +540,9 @@ describe('views', () => {
     fireEvent.submit(form);
     const cell = await screen.findByTestId('schedule-n1');
     // Never updated: due now.
-    expect(cell.textContent).toMatch(/^at 02:30next \d{4}-\d\d-\d\d \d\d:\d\d$/);
+    expect(cell.textContent).toMatch(/^at 02:30 on saturdaynext \d{4}-\d\d-\d\d \d\d:\d\d$/);
+    const m = (await fx.call<{ name: string; every: string | null }[]>('mirrorList', {})).find((x) => x.name === 'n1')!;
+    expect(m.every).toBe('at 02:30 on saturday');
     await fx.call('mirrorDelete', { name: 'n1' });
   });
 

@@ -1,6 +1,6 @@
 /** View 7: relationships — mirrors and replicas as a topology (sources → destinations, cascades), lag, state, actions. */
 import { useEffect, useState } from 'react';
-import type { MirrorInfo } from '../../../core/api/index.js';
+import { WEEKDAYS, type MirrorInfo } from '../../../core/api/index.js';
 import { Notice } from '../components/common.js';
 import { formatBytes, formatCount, formatDate } from '../format.js';
 import { topology, useRelationships } from '../stores/relationships.js';
@@ -83,6 +83,7 @@ function CreateForm() {
   const [kind, setKind] = useState<'full' | 'incremental' | 'replica'>('full');
   const [every, setEvery] = useState('');
   const [at, setAt] = useState('');
+  const [on, setOn] = useState('');
   const [slow, setSlow] = useState('');
   const [keyFile, setKeyFile] = useState('');
   const [limit, setLimit] = useState('');
@@ -98,6 +99,7 @@ function CreateForm() {
           kind,
           ...(every ? { every } : {}),
           ...(at ? { at } : {}),
+          ...(at && on ? { on } : {}),
           ...(kind === 'incremental' && slow ? { slow } : {}),
           ...(keyFile ? { keyFile } : {}),
           ...(kind !== 'incremental' && Number(limit) > 0 ? { limit: Math.round(Number(limit) * 2 ** 20) } : {}),
@@ -140,7 +142,18 @@ function CreateForm() {
         Update every <input value={every} onChange={(e) => setEvery(e.target.value)} placeholder="e.g. 1h (blank: by hand)" size={8} name="every" />
       </label>
       <label>
-        or daily at <input type="time" value={at} onChange={(e) => setAt(e.target.value)} name="at" />
+        or at <input type="time" value={at} onChange={(e) => setAt(e.target.value)} name="at" />
+      </label>
+      <label>
+        on{' '}
+        <select value={on} onChange={(e) => setOn(e.target.value)} name="on" disabled={!at} title={at ? undefined : 'give a time first'}>
+          <option value="">every day</option>
+          {WEEKDAYS.map((d) => (
+            <option key={d} value={d}>
+              {d[0].toUpperCase() + d.slice(1)}
+            </option>
+          ))}
+        </select>
       </label>
       {kind !== 'incremental' ? (
         <label>
