@@ -367,6 +367,11 @@ export interface DestinationStatus {
    * absent from endpoints older than full resyncs that keep the old mirror.
    */
   replacement?: { resume: { token: string; expression: string } | null } | null;
+  /**
+   * The destination however its address is spelled (core/transfer/destination-identity.ts): `<endpoint id>/<name>`
+   * from a serve endpoint, the real path of a local volume; absent from older endpoints.
+   */
+  id?: string | null;
 }
 
 /** The sidecar that keeps a mirror destination read-only until the relationship is broken. */
@@ -396,7 +401,10 @@ export interface MasterInfo {
 
 /** A destination the source has replicated to, with the newest master it holds. */
 export interface KnownDestination {
+  /** The address it was last reached by. */
   destination: string;
+  /** Its identity (DestinationStatus.id), when its endpoint tells one: another spelling of it is the same record. */
+  id?: string;
   master: SnapshotRef | null;
   updatedAt: string;
 }

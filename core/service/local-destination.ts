@@ -14,6 +14,7 @@ import { replacementWaits } from '../fs/sidecar.js';
 import { neededMasters, readDestinations, readMarker, readOffline, takenOverMessage, writeDestinations, writeMarker, writeOffline } from '../transfer/sidecars.js';
 import type { Destination, ReceiveRequest } from '../transfer/destination.js';
 import { checkServedName } from './volume-names.js';
+import { localIdentity, servedIdentity } from '../transfer/destination-identity.js';
 import { RateLimit, receiveStreamBytes, throttled } from '../net/pump.js';
 import { ALIVE_MS, type WireConnection, type WireMessage } from '../net/wire.js';
 import type { DestinationStatus, DownstreamBase, MirrorMarker, ProgressEvent, ReceiveReport, SnapshotRef } from '../api/types.js';
@@ -56,7 +57,8 @@ export class LocalDestination implements Destination {
     // A receive under way finishes its own swap; another connection's status must not race it.
     if (!isReceiving(this.label)) await this.finishSwap();
     const replacement = (await readReplacement(this.label)) && (await replacementWaits(this.label)) ? { resume: await readResumeState(replacementOf(this.label)) } : null;
-    const empty: DestinationStatus = { volume: this.label, exists: false, uuid: null, blockCount: null, empty: true, snapshots: [], newestMaster: null, resume: null, mirrorOf: null, offline: null, replacement };
+    const id = await localIdentity(this.label);
+    const empty: DestinationStatus = { volume: this.label, exists: false, uuid: null, blockCount: null, empty: true, snapshots: [], newestMaster: null, resume: null, mirrorOf: null, offline: null, replacement, id };
     if (!(await pathExists(this.label))) return { ...empty, resume: await readResumeState(this.label) };
     const offline = await readOffline(this.label);
     const mirrorOf = await readMarker(this.label);
@@ -79,6 +81,7 @@ export class LocalDestination implements Destination {
         mirrorOf,
         offline,
         replacement,
+        id,
       };
     } finally {
       await this.engine.closeVolume(this.label);
@@ -323,8 +326,11 @@ export function isReceiving(path: string): boolean {
   return busy.has(path);
 }
 
-/** Serves one authenticated connection: requests until the peer closes it. */
-export async function serveConnection(engine: EngineAccess, root: string, conn: WireConnection, log?: (line: string) => void): Promise<void> {
+/**
+ * Serves one authenticated connection: requests until the peer closes it. `endpointId` (destination-identity.ts)
+ * names its volumes to sources however they spell the endpoint's address.
+ */
+export async function serveConnection(engine: EngineAccess, root: string, conn: WireConnection, log?: (line: string) => void, endpointId: string | null = null): Promise<void> {
   for (;;) {
     let req: WireMessage;
     try {
@@ -339,7 +345,7 @@ export async function serveConnection(engine: EngineAccess, root: string, conn: 
       const dest = new LocalDestination(engine, path);
       switch (op) {
         case 'status':
-          await conn.send({ status: { ...(await dest.status()), volume: String(req.volume) } });
+          await conn.send({ status: { ...(await dest.status()), volume: String(req.volume), id: endpointId ? servedIdentity(endpointId, String(req.volume)) : null } });
           break;
         case 'receive': {
           if (busy.has(path)) throw new SnapplaneError('BUSY', `volume '${String(req.volume)}' is receiving from another connection`, { volume: String(req.volume) });

@@ -25,6 +25,7 @@ import { checkDestination, parseRemote, type Destination, type ReceiveRequest } 
 import { checkNewVolumePath, checkServedName } from './volume-names.js';
 import { RemoteDestination } from '../transfer/remote-destination.js';
 import { IncrementalMirror } from '../transfer/incremental-mirror.js';
+import { endpointIdOf } from '../transfer/destination-identity.js';
 import { forgetDestination, neededMasters, readDestinations, readMarker, recordDestination, takenOverMessage, writeMarker } from '../transfer/sidecars.js';
 import { describeCadence, nextSlot, type Cadence } from '../jobs/cadence.js';
 import { LocalDestination, isReceiving, refOf, sameRef, serveConnection, type EngineAccess } from './local-destination.js';
@@ -343,7 +344,7 @@ export class Replication {
         if (choice.kind !== 'none' && choice.from) {
           // Known before the transfer: if this process dies after the destination commits but before it hears so,
           // the base stays held (longer than needed, never shorter).
-          await recordDestination(source, d.label, refOf(choice.from), new Date(this.host.clock()));
+          await recordDestination(source, d.label, refOf(choice.from), new Date(this.host.clock()), status.id ?? undefined);
         }
         if (choice.kind !== 'none') {
           // A shadow master's blocks may be reused under the destination's copy of it: keep readers out meanwhile.
@@ -356,7 +357,7 @@ export class Replication {
           report.bytes = sent.report.bytes;
           if (sent.report.dropped?.length) report.dropped = sent.report.dropped;
         }
-        await recordDestination(source, d.label, refOf(choice.to), new Date(this.host.clock()));
+        await recordDestination(source, d.label, refOf(choice.to), new Date(this.host.clock()), status.id ?? undefined);
         report.wireBytes = d.wireBytes();
         report.seconds = (performance.now() - t0) / 1000;
         return report;
@@ -376,9 +377,10 @@ export class Replication {
     if (kind !== 'dir') throw new SnapplaneError('NOT_FOUND', `--root '${opts.root}' ${kind === 'missing' ? 'does not exist' : 'is not a folder'}; create it first`, { path: root });
     // A mirror taken over on this host (`mirror break <volume>`) is let go at once, for the writer that took it.
     const hold = new VolumeHold(this.host, isReceiving, opts.holdMs, async (path) => (await readMarker(path).catch(() => null))?.brokenAt !== undefined);
+    const endpointId = await endpointIdOf(root);
     const endpoint = await listen(opts.host ?? '127.0.0.1', opts.port, key, (conn) => {
       opts.log?.(`connection from ${conn.peer}`);
-      return serveConnection(hold, root, conn, opts.log);
+      return serveConnection(hold, root, conn, opts.log, endpointId);
     }, (peer, e) => opts.log?.(`refused ${peer}: ${e.message}`));
     return {
       ...endpoint,

@@ -46,10 +46,13 @@ export async function writeDestinations(volume: string, list: KnownDestination[]
   await writeFileAtomic(await sidecarPath(volume, 'destinations.json'), JSON.stringify(list, null, 2));
 }
 
-/** Records that `destination` now holds `master` as its newest master snapshot. */
-export async function recordDestination(volume: string, destination: string, master: SnapshotRef | null, now: Date): Promise<void> {
-  const list = (await readDestinations(volume)).filter((d) => d.destination !== destination);
-  list.push({ destination, master, updatedAt: now.toISOString() });
+/**
+ * Records that `destination` now holds `master` as its newest master snapshot. With its identity `id`, the record
+ * of the same destination reached by another address is replaced too (one destination, one set of holds).
+ */
+export async function recordDestination(volume: string, destination: string, master: SnapshotRef | null, now: Date, id?: string): Promise<void> {
+  const list = (await readDestinations(volume)).filter((d) => d.destination !== destination && (id === undefined || d.id !== id));
+  list.push(id === undefined ? { destination, master, updatedAt: now.toISOString() } : { destination, id, master, updatedAt: now.toISOString() });
   list.sort((a, b) => a.destination.localeCompare(b.destination));
   await writeDestinations(volume, list);
 }

@@ -419,6 +419,7 @@ describe('full mirrors', () => {
     const l = `${base}-mirror.img`;
     const [d1, d2] = [`${base}-d1.img`, `${base}-d2.img`];
     const master = async (name: string, seed: number): Promise<void> => {
+      await s.closeAll();
       await work(src, seed, 4);
       const v = await Volume.open(src, { cpIntervalMs: 0 });
       await v.createSnapshot(name);
@@ -1053,6 +1054,78 @@ describe('master snapshots and holds', () => {
     ]);
     await s.snapDelete(src, 'M1');
     await expect(s.snapDelete(src, 'M2')).rejects.toMatchObject({ code: 'HELD' });
+    await s.closeAll();
+  });
+
+  it('one destination reached by two addresses (localhost, 127.0.0.1, a restarted endpoint) is one record: its holds follow its newest master', async () => {
+    const { src, root, key, s } = await wireCase('two-names-key', 32 << 20);
+    const serve = (): Promise<{ server: SnapplaneService; ep: Endpoint }> => {
+      const server = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, 'two-names-server.json') });
+      return server.serve({ port: 0, root, keyFile: key, holdMs: 0 }).then((ep) => ({ server, ep }));
+    };
+    let end = await serve();
+    const master = async (name: string, seed: number): Promise<void> => {
+      await s.closeAll();
+      await work(src, seed, 4);
+      await s.snapCreate(src, name);
+      await s.masterMark(src, name, true);
+    };
+    try {
+      await master('M1', 61);
+      await s.replicate(src, `127.0.0.1:${end.ep.port}/x`, { keyFile: key });
+      await master('M2', 62);
+      const second = `localhost:${end.ep.port}/x`;
+      expect((await s.replicate(src, second, { keyFile: key })).kind).toBe('incremental');
+      await s.closeAll();
+      // Before, the 127.0.0.1 record stayed at M1 and held it for ever (the volume's UUID is its source's: no help).
+      expect((await s.masterList(src)).map((m) => [m.name, m.neededBy])).toEqual([
+        ['M1', []],
+        ['M2', [second]],
+      ]);
+      await s.masterMark(src, 'M1', false);
+      await s.snapDelete(src, 'M1');
+      // The endpoint's id stays in its root: restarted on another port, it is the same destination.
+      await end.ep.close();
+      await end.server.closeAll();
+      end = await serve();
+      await master('M3', 63);
+      const third = `127.0.0.1:${end.ep.port}/x`;
+      expect((await s.replicate(src, third, { keyFile: key })).kind).toBe('incremental');
+      await s.closeAll();
+      expect((await s.masterList(src)).map((m) => [m.name, m.neededBy])).toEqual([
+        ['M2', []],
+        ['M3', [third]],
+      ]);
+      // Another volume of the same endpoint is another destination.
+      await s.replicate(src, `127.0.0.1:${end.ep.port}/y`, { keyFile: key });
+      await s.closeAll();
+      expect((await s.masterList(src)).find((m) => m.name === 'M3')!.neededBy.sort()).toEqual([third, `127.0.0.1:${end.ep.port}/y`].sort());
+      expectSameTree(await treeOf(join(root, 'x')), await treeOf(src, 'M3'), 'x');
+    } finally {
+      await end.ep.close();
+      await end.server.closeAll();
+      await s.closeAll();
+    }
+  });
+
+  it('a local destination named by a symbolic link to it is the same destination', async () => {
+    const { base, src, s } = await sourceWithWork(16, 64, 4);
+    const real = `${base}-real.img`;
+    const link = `${base}-via-link.img`;
+    await s.snapCreate(src, 'M1');
+    await s.masterMark(src, 'M1', true);
+    await s.replicate(src, real);
+    await s.closeAll();
+    await symlink(real, link);
+    await work(src, 65, 3);
+    await s.snapCreate(src, 'M2');
+    await s.masterMark(src, 'M2', true);
+    expect((await s.replicate(src, link)).kind).toBe('incremental');
+    await s.closeAll();
+    expect((await s.masterList(src)).map((m) => [m.name, m.neededBy])).toEqual([
+      ['M1', []],
+      ['M2', [link]],
+    ]);
     await s.closeAll();
   });
 
