@@ -6,7 +6,7 @@ import type { CopySummary, DirEntryInfo, ProgressEvent } from '../api/types.js';
 import { SnapplaneError, asIoError, hostCreateError } from '../common/errors.js';
 import { writeSparse } from '../common/write-fully.js';
 import { makeFolders } from '../common/make-folders.js';
-import { BLOCK_SIZE } from '../common/units.js';
+import { BLOCK_SIZE, formatBytes } from '../common/units.js';
 import { indirectBlocksFor } from './file-tree.js';
 import { normalizePath, validateName } from './namespace.js';
 import type { FileMeta, Volume } from './volume.js';
@@ -159,7 +159,10 @@ export async function copyFromHost(volume: Volume, hostPath: string, volPath: st
         const kept = map ? Math.min(freeAtStart, map.reserve + 64) : 0;
         const waiting = freeAtStart - writable - kept;
         const less = `${blocks(kept)} kept for metadata${waiting > 0 ? ` and ${blocks(waiting)} for the files before it, not yet committed` : ''}`;
-        const full = `volume '${volume.label}' is full: '${dst}' needs ${blocks(need)} blocks, the volume has room for ${blocks(writable)} (${blocks(freeAtStart)} blocks free, less ${less})`;
+        // A file sparse on the host needs fewer: its whole blocks of zeros stay holes (how many is not known up front).
+        const allocated = await fh.stat().then((x) => x.blocks * 512, () => size);
+        const needs = allocated < size ? `up to ${blocks(need)} blocks (fewer: it is sparse on the host, ${formatBytes(allocated)} of its ${formatBytes(size)} allocated, and whole blocks of zeros stay holes)` : `${blocks(need)} blocks`;
+        const full = `volume '${volume.label}' is full: '${dst}' needs ${needs}, the volume has room for ${blocks(writable)} (${blocks(freeAtStart)} blocks free, less ${less})`;
         if (!old) throw new SnapplaneError('ENOSPC', `${full}; '${dst}' was not created`, { volume: volume.label, path: dst, cause: e });
         // The new copy goes beside the old one until complete: say so when it would have fit in the old one's place.
         const both = size <= room + old.size ? `: its new copy is written beside it until complete, so both must fit at once (removing '${dst}' first makes room, unless a snapshot holds its blocks)` : '';

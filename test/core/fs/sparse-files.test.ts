@@ -81,4 +81,28 @@ describe('sparse files', () => {
     expect(await sha(fromCopy)).toBe(await sha(src));
     await s.closeAll();
   });
+
+  it('a sparse file that does not fit after all: the error says it needs up to its full length, fewer for its holes', async () => {
+    const s = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(tmp(), 'state2.json') });
+    const vol = join(tmp(), 'small.img');
+    await s.createVolume(vol, 16 * MiB);
+    const src = join(tmp(), 'big-sparse.raw');
+    await sparseHostFile(src, 64 * MiB, [
+      [0, pattern(12 * MiB, 5)],
+      [40 * MiB, pattern(12 * MiB, 6)],
+    ]);
+    const err = await s.put(vol, src, '/big.raw').then(
+      () => null,
+      (e: unknown) => e as Error & { code: string },
+    );
+    expect(err?.code).toBe('ENOSPC');
+    expect(err!.message).toMatch(/'\/big\.raw' needs up to 16\S* blocks \(fewer: it is sparse on the host, 24\.0 MiB of its 64\.0 MiB allocated, and whole blocks of zeros stay holes\), the volume has room for/);
+    expect(err!.message).toMatch(/'\/big\.raw' was not created$/);
+    expect((await s.ls({ volume: vol }, '/')).map((e) => e.name)).toEqual([]);
+    // A file that is not sparse on the host: its need as it is.
+    const dense = join(tmp(), 'dense.raw');
+    await writeFile(dense, pattern(20 * MiB, 7));
+    await expect(s.put(vol, dense, '/dense.raw')).rejects.toMatchObject({ code: 'ENOSPC', message: expect.stringMatching(/'\/dense\.raw' needs \d[\d,]* blocks, the volume has room/) });
+    await s.closeAll();
+  });
 });
