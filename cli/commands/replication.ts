@@ -39,7 +39,7 @@ export function registerReplication(program: Command): void {
     .description('run a replication endpoint: other hosts replicate into volumes under --root after proving the pre-shared key')
     .requiredOption('--port <port>', 'TCP port (0 picks a free one)')
     .requiredOption('--key-file <file>', 'pre-shared key (at least 16 bytes), the same on both hosts')
-    .requiredOption('--root <dir>', 'folder whose volumes remote hosts may receive into (by name)')
+    .requiredOption('--root <dir>', 'folder whose volumes remote hosts may receive into (by name); the endpoint keeps its id there (.snapplane-endpoint.json)')
     .option('--listen <address>', 'address to listen on', '127.0.0.1')
     .option('--hold <seconds>', 'keep a volume open this long after its last request, so the next update finds it loaded (0: close at once)', '30')
     .action(async (opts: { port: string; keyFile: string; root: string; listen: string; hold: string }) => {
