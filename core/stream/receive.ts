@@ -4,9 +4,8 @@
  * out of the way first); the new snapshots, planes and current state are committed by one consistency point
  * after the end record has verified. A crash or a bad stream before that leaves the destination at its base.
  */
-import { access, open, readFile, rm, writeFile, rename, type FileHandle } from 'node:fs/promises';
+import { access, readFile, rm, writeFile, rename } from 'node:fs/promises';
 import { sidecarPath } from '../fs/sidecar.js';
-import { writeFully } from '../common/write-fully.js';
 import { SnapplaneError } from '../common/errors.js';
 import { BLOCK_SIZE } from '../common/units.js';
 import { BITS_PER_CHUNK, BitPlane, WORDS_PER_CHUNK, forEachSetBit, popcountWords } from '../planes/bit-plane.js';
@@ -24,6 +23,7 @@ import { PointerFixer, planRemap, remapPlane, type Remap } from './remap.js';
 import { checkStreamFits, refuseCollisions, sharedBlockDiffers, type TokenFile } from './receive-checks.js';
 import { writesAroundPageCache } from './bulk-io.js';
 import { receivedState } from './received-state.js';
+import { Spool } from './spool.js';
 import type { StreamReader, StreamItem } from './reader.js';
 import type { StreamSnapshot } from './format.js';
 import type { ReceiveReport } from '../api/types.js';
@@ -225,17 +225,17 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
     }
     const spoolPath = spoolPathFor(tokenPath);
     const resumeFrom = header.resumeFromVbn ?? 0;
-    const earlier = resumeFrom > 0 ? await readFile(spoolPath).catch(() => Buffer.alloc(0)) : Buffer.alloc(0);
-    const spoolFile = await open(spoolPath, 'w+');
-    const spool = new Spool(spoolFile);
-    for (let o = 0; o + 8 + BLOCK_SIZE <= earlier.length; o += 8 + BLOCK_SIZE) {
-      const v = Number(earlier.readBigUInt64LE(o));
+    // A fresh stream: an older interrupted receive's token goes before anything of this one lands (its blocks may
+    // be written over, and its spool is emptied now).
+    if (resumeFrom === 0) await rm(tokenPath, { force: true });
+    const { spool, earlier } = await Spool.open(spoolPath, resumeFrom > 0);
+    const spoolFile = spool.file;
+    for (const { vbn: v, offset } of earlier) {
       if (v >= resumeFrom || !image.has(v)) continue;
-      const data = earlier.subarray(o + 8, o + 8 + BLOCK_SIZE);
-      if (held.has(v)) await spool.add(v, data);
+      if (held.has(v)) spool.keep(v, offset);
       // Held by the interrupted receive, which then moved what was there and stopped before writing it: the VBN is
       // free now (it is in the image and not held), so it goes in place.
-      else if (!map.summary.has(v)) await volume.device.writeBlocks(v, Buffer.from(data));
+      else if (!map.summary.has(v)) await volume.device.writeBlocks(v, await spool.readAt(offset));
     }
     map.setFence(fence);
     try {
@@ -501,40 +501,6 @@ async function onlyIn(map: BlockMap, base: SnapshotEntry, entries: SnapshotEntry
     for (let i = 0; i < only.length; i++) only[i] &= ~other.words[i];
   }
   return only;
-}
-
-/** Held blocks in the spool file (VBN u64 + the block, appended); only their offsets stay in memory. */
-class Spool {
-  private readonly at = new Map<number, number>();
-  private end = 0;
-
-  constructor(private readonly file: FileHandle) {}
-
-  get size(): number {
-    return this.at.size;
-  }
-
-  /** Appends a held block (a later copy of the same VBN replaces it). */
-  async add(vbn: number, data: Uint8Array): Promise<void> {
-    const h = Buffer.alloc(8);
-    h.writeBigUInt64LE(BigInt(vbn));
-    const offset = this.end;
-    this.end += 8 + BLOCK_SIZE;
-    await writeFully(this.file, Buffer.concat([h, data]), 0, 8 + BLOCK_SIZE, offset);
-    this.at.set(vbn, offset + 8);
-  }
-
-  /** The held VBNs, in increasing order. */
-  vbns(): number[] {
-    return [...this.at.keys()].sort((a, b) => a - b);
-  }
-
-  /** The block held for `vbn`. */
-  async read(vbn: number): Promise<Buffer> {
-    const b = Buffer.alloc(BLOCK_SIZE);
-    await this.file.read(b, 0, BLOCK_SIZE, this.at.get(vbn)!);
-    return b;
-  }
 }
 
 /**
