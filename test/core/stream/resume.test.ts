@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SnapplaneService, SnapplaneError } from '../../../core/service/index.js';
 import { pattern } from '../../helpers/model.js';
+import { PREAMBLE_SIZE, RECORD_HEADER_SIZE, RecordType, decodeRecordHeader } from '../../../core/stream/format.js';
 
 let dir: string;
 let s: SnapplaneService;
@@ -75,6 +76,52 @@ describe('resumable receive', () => {
     await s.get({ volume: dst }, '/data', join(dir, 'back'));
     for (let i = 0; i < 12; i++) expect((await readFile(join(dir, 'back', `f${i}.bin`))).equals(pattern(2 * 2 ** 20, i))).toBe(true);
     expect(await s.receiveToken(dst)).toBeNull();
+  }, 120_000);
+
+  it('a fresh stream that stops before its first block drops an older interrupted receive, whose spool it empties', async () => {
+    const src = join(dir, 'fresh-src.img');
+    const dst = join(dir, 'fresh-dst.img');
+    await s.createVolume(src, 64 * 2 ** 20);
+    await hostFiles(join(dir, 'h-fresh'), 4, 2 ** 20);
+    await s.put(src, join(dir, 'h-fresh'), '/data');
+    await s.snapCreate(src, 'base');
+    await s.receive(dst, (await s.sendStream(src, 'base')).stream);
+    await s.closeAll();
+    // Both sides change after the base; the destination's changes sit where the incremental's blocks go, so a forced
+    // receive holds those blocks in the spool until the stream has verified.
+    await writeFile(join(dir, 'local.bin'), pattern(6 * 2 ** 20, 50));
+    await s.put(dst, join(dir, 'local.bin'), '/local.bin');
+    await writeFile(join(dir, 'more.bin'), pattern(6 * 2 ** 20, 51));
+    await s.put(src, join(dir, 'more.bin'), '/more.bin');
+    await s.snapCreate(src, 'next');
+    await s.receive(dst, dropAfter((await s.sendStream(src, 'next - base')).stream, 4 * 2 ** 20), { force: true }).catch(() => undefined);
+    const old = await s.receiveToken(dst);
+    expect(old).not.toBeNull();
+    expect((await readFile(`${dst}.receive-token.spool`)).length).toBeGreaterThan(100 * 4096);
+    // The same image again from the start, cut inside its first block record: the spool was opened (emptied) for it
+    // and nothing of it landed, so it saves no token of its own.
+    const bytes: Buffer[] = [];
+    for await (const b of (await s.sendStream(src, 'next - base')).stream) bytes.push(Buffer.from(b));
+    const all = Buffer.concat(bytes);
+    let at = PREAMBLE_SIZE;
+    for (;;) {
+      const h = decodeRecordHeader(all.subarray(at, at + RECORD_HEADER_SIZE));
+      if (h.type === RecordType.blocks) break;
+      at += RECORD_HEADER_SIZE + h.payloadLength;
+    }
+    await expect(s.receive(dst, dropAfter((async function* () { yield all; })(), at + RECORD_HEADER_SIZE + 100), { force: true })).rejects.toThrow(/reset/);
+    // Before, the older token stayed with the emptied spool: resuming it failed "held blocks never arrived", and kept
+    // failing so (the token stayed). Now it is gone, and a resume of it is refused as unknown.
+    expect(await s.receiveToken(dst)).toBeNull();
+    const [streamId, from] = old!.split('-');
+    const resumed = await s.sendStream(src, 'next - base', { resume: { streamId, fromVbn: parseInt(from, 16) } });
+    await expect(s.receive(dst, resumed.stream, { force: true })).rejects.toMatchObject({ code: 'INVALID', message: expect.stringContaining('no interrupted receive of stream') });
+    // The whole stream again lands, and the destination equals the source's snapshot.
+    await s.receive(dst, (await s.sendStream(src, 'next - base')).stream, { force: true });
+    expect((await s.fsck(dst)).clean).toBe(true);
+    expect((await s.ls({ volume: dst }, '/')).map((e) => e.name).sort()).toEqual(['data', 'more.bin']);
+    await s.get({ volume: dst }, '/more.bin', join(dir, 'more-back.bin'));
+    expect((await readFile(join(dir, 'more-back.bin'))).equals(pattern(6 * 2 ** 20, 51))).toBe(true);
   }, 120_000);
 
   it('a token is refused once the destination changed, and a wrong token is refused', async () => {
