@@ -5,13 +5,12 @@
  * run takes a single catch-up snapshot.
  */
 import { SnapplaneError } from '../common/errors.js';
+import { INTERVAL_UNITS, parseInterval } from '../common/units.js';
+import { WEEKDAYS } from '../api/methods.js';
 
 export type Cadence = { kind: 'every'; everyMs: number } | { kind: 'at'; hour: number; minute: number; weekday?: number };
 
-export { parseInterval } from '../common/units.js';
-import { WEEKDAYS } from '../api/methods.js';
-export { WEEKDAYS };
-import { INTERVAL_UNITS, parseInterval } from '../common/units.js';
+export { parseInterval, WEEKDAYS };
 
 /** Parses "--at HH:MM" with an optional weekday name (or its first three letters). */
 export function parseAt(time: string, weekday?: string): Cadence {

@@ -5,7 +5,7 @@
  * its real path (symbolic links resolved).
  */
 import { randomUUID } from 'node:crypto';
-import { realpath, rm, writeFile } from 'node:fs/promises';
+import { open, realpath, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { readJsonFile } from '../common/atomic-file.js';
 import { linkIntoPlace } from '../common/link-into-place.js';
@@ -29,7 +29,14 @@ export async function endpointIdOf(root: string): Promise<string | null> {
   // Made beside and linked into place: two endpoints starting over one root at once agree on the one that landed.
   const tmp = `${path}.${process.pid}.tmp`;
   try {
-    await writeFile(tmp, JSON.stringify({ id: randomUUID() }));
+    // Durable before it is linked: a power loss must not leave an empty id file (no id from then on).
+    const fh = await open(tmp, 'w');
+    try {
+      await fh.writeFile(JSON.stringify({ id: randomUUID() }));
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
     await linkIntoPlace(tmp, path);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'EEXIST') return null;
