@@ -148,7 +148,8 @@ describe('snapplane console (web host)', () => {
     const rpc = new Rpc(await connect(`?token=${host.token}`));
     expect(await rpc.call('scheduleAdd', { volume: vol, label: 'often', every: '1h', keep: 3 })).toMatchObject({ ok: true });
     await expect.poll(async () => ((await rpc.call('snapList', { volume: vol })).result as SnapshotInfo[]).map((s) => s.name), { timeout: 15_000, interval: 200 }).toEqual([expect.stringMatching(/^often-\d{4}-\d{2}-\d{2}_\d{4}$/)]);
-    expect(rpc.events.some((e) => e.type === 'volumeChanged' && e.volume === vol)).toBe(true);
+    // The event follows the whole pass (take, then prune), so a snapList may see the snapshot a moment before it.
+    await expect.poll(() => rpc.events.some((e) => e.type === 'volumeChanged' && e.volume === vol), { timeout: 5_000, interval: 50 }).toBe(true);
     // The CLI sees the snapshot on disk.
     const snaps = await json<SnapshotInfo[]>('snap', 'list', vol);
     expect(snaps.map((s) => s.name)).toEqual([expect.stringMatching(/^often-/)]);
