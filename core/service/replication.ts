@@ -254,7 +254,8 @@ export class Replication {
       const them = by.length === 1 ? 'it' : 'them';
       // Replicating moves a destination past `m` only when there is a newer master to move to.
       const newer = all.some((e) => e.generation > m.generation);
-      const way = newer ? `replicate to ${them} first` : `mark a newer master snapshot and replicate to ${them} first, or \`snapplane master release ${volume} <destination>\` for one that is gone`;
+      const release = `\`snapplane master release ${volume} <destination>\` for one that is gone`;
+      const way = newer ? `replicate to ${them} first, or ${release}` : `mark a newer master snapshot and replicate to ${them} first, or ${release}`;
       throw new SnapplaneError('HELD', `cannot ${verb} master snapshot '${m.name}': ${by.join(', ')} ${by.length === 1 ? 'has' : 'have'} not moved past it yet (${way})`, { volume, snapshot: m.name });
     }
   }
@@ -377,7 +378,8 @@ export class Replication {
     if (kind !== 'dir') throw new SnapplaneError('NOT_FOUND', `--root '${opts.root}' ${kind === 'missing' ? 'does not exist' : 'is not a folder'}; create it first`, { path: root });
     // A mirror taken over on this host (`mirror break <volume>`) is let go at once, for the writer that took it.
     const hold = new VolumeHold(this.host, isReceiving, opts.holdMs, async (path) => (await readMarker(path).catch(() => null))?.brokenAt !== undefined);
-    const endpointId = await endpointIdOf(root);
+    const { id: endpointId, problem } = await endpointIdOf(root);
+    if (problem) opts.log?.(`warning: ${problem}`);
     const endpoint = await listen(opts.host ?? '127.0.0.1', opts.port, key, (conn) => {
       opts.log?.(`connection from ${conn.peer}`);
       return serveConnection(hold, root, conn, opts.log, endpointId);

@@ -13,19 +13,37 @@ import { linkIntoPlace } from '../common/link-into-place.js';
 /** The file in a serve root that keeps the endpoint's id (volume names cannot start with a dot). */
 export const ENDPOINT_ID_FILE = '.snapplane-endpoint.json';
 
-async function readId(path: string): Promise<string | null> {
-  const known = await readJsonFile<{ id?: unknown }>(path).catch(() => null);
-  return known && typeof known.id === 'string' && known.id.length > 0 ? known.id : null;
+/** The id in an id file: none when there is no file; `damaged` says what is wrong with one that is there. */
+async function readId(path: string): Promise<{ id: string | null; damaged: string | null }> {
+  let known: { id?: unknown } | null;
+  try {
+    known = await readJsonFile<{ id?: unknown }>(path);
+  } catch {
+    return { id: null, damaged: 'it is not JSON' };
+  }
+  if (known === null) return { id: null, damaged: null };
+  if (typeof known.id === 'string' && known.id.length > 0) return { id: known.id, damaged: null };
+  return { id: null, damaged: 'it has no "id"' };
+}
+
+/** A serve endpoint's id, or why it has none. */
+export interface EndpointId {
+  id: string | null;
+  /** Why there is no id (for the serve log): its volumes are then known to sources by address only. */
+  problem: string | null;
 }
 
 /**
- * The id of the serve endpoint over `root`, made on its first start; null where the root cannot keep one (a
- * read-only folder): its volumes are then known by address only, as before there were ids.
+ * The id of the serve endpoint over `root`, made on its first start. Without one (a read-only folder, a damaged id
+ * file) its volumes are known by address only, as before there were ids, and `problem` says why.
  */
-export async function endpointIdOf(root: string): Promise<string | null> {
+export async function endpointIdOf(root: string): Promise<EndpointId> {
   const path = join(root, ENDPOINT_ID_FILE);
+  const byAddress = 'sources know its volumes by address only (one reached by two addresses counts as two destinations, each holding its masters)';
+  const damaged = (why: string): EndpointId => ({ id: null, problem: `the endpoint id file ${path} is damaged (${why}): ${byAddress}; remove it and restart to make a new id` });
   const known = await readId(path);
-  if (known) return known;
+  if (known.id) return { id: known.id, problem: null };
+  if (known.damaged) return damaged(known.damaged);
   // Made beside and linked into place: two endpoints starting over one root at once agree on the one that landed.
   const tmp = `${path}.${process.pid}.tmp`;
   try {
@@ -39,11 +57,13 @@ export async function endpointIdOf(root: string): Promise<string | null> {
     }
     await linkIntoPlace(tmp, path);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') return null;
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== 'EEXIST') return { id: null, problem: `cannot keep an endpoint id in ${root} (${code ?? (e as Error).message}): ${byAddress}` };
   } finally {
     await rm(tmp, { force: true }).catch(() => undefined);
   }
-  return readId(path);
+  const landed = await readId(path);
+  return landed.id ? { id: landed.id, problem: null } : damaged(landed.damaged ?? 'it holds no id that can be read');
 }
 
 /** The identity of the volume `name` served by endpoint `endpointId`. */

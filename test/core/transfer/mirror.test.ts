@@ -1001,7 +1001,7 @@ describe('master snapshots and holds', () => {
     const masters = await s.masterList(src);
     expect(masters.find((m) => m.name === 'M1')!.neededBy).toEqual([d2]);
     await expect(s.snapDelete(src, 'M1')).rejects.toMatchObject({ code: 'HELD', message: expect.stringContaining(d2) });
-    await expect(s.masterMark(src, 'M1', false)).rejects.toMatchObject({ code: 'HELD', message: expect.stringMatching(/not moved past it yet \(replicate to it first\)$/) });
+    await expect(s.masterMark(src, 'M1', false)).rejects.toMatchObject({ code: 'HELD', message: expect.stringMatching(/not moved past it yet \(replicate to it first, or `snapplane master release .* <destination>` for one that is gone\)$/) });
     // M2 is the newest master: replicating cannot move d1 past it, so that is not the advice.
     await expect(s.masterMark(src, 'M2', false)).rejects.toMatchObject({ code: 'HELD', message: expect.stringMatching(/not moved past it yet \(mark a newer master snapshot and replicate to them first, or `snapplane master release .* <destination>` for one that is gone\)$/) });
     await s.scheduleAdd(src, 'M', { kind: 'every', everyMs: 3_600_000 }, 1);
@@ -1101,6 +1101,48 @@ describe('master snapshots and holds', () => {
       await s.closeAll();
       expect((await s.masterList(src)).find((m) => m.name === 'M3')!.neededBy.sort()).toEqual([third, `127.0.0.1:${end.ep.port}/y`].sort());
       expectSameTree(await treeOf(join(root, 'x')), await treeOf(src, 'M3'), 'x');
+    } finally {
+      await end.ep.close();
+      await end.server.closeAll();
+      await s.closeAll();
+    }
+  });
+
+  it('a damaged endpoint id file: serve says so in its log and serves on, its volumes known by address; removed, a new id is made', async () => {
+    const { src, root, key, s } = await wireCase('damaged-id-key', 32 << 20);
+    const idFile = join(root, '.snapplane-endpoint.json');
+    await writeFile(idFile, '{"id": ');
+    const serve = async (log: string[]): Promise<{ server: SnapplaneService; ep: Endpoint }> => {
+      const server = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, 'damaged-id-server.json') });
+      return { server, ep: await server.serve({ port: 0, root, keyFile: key, holdMs: 0, log: (l) => log.push(l) }) };
+    };
+    const recorded = async (): Promise<{ destination: string; id?: string }[]> => JSON.parse(await readFile(`${src}.destinations.json`, 'utf8')) as { destination: string; id?: string }[];
+    const log: string[] = [];
+    let end = await serve(log);
+    try {
+      expect(log).toEqual([expect.stringMatching(/^warning: the endpoint id file .*\.snapplane-endpoint\.json is damaged \(it is not JSON\): sources know its volumes by address only .*; remove it and restart to make a new id$/)]);
+      await work(src, 71, 3);
+      await s.snapCreate(src, 'M1');
+      await s.masterMark(src, 'M1', true);
+      await s.replicate(src, `127.0.0.1:${end.ep.port}/x`, { keyFile: key });
+      await s.closeAll();
+      expect((await recorded()).map((d) => [d.destination, d.id ?? null])).toEqual([[`127.0.0.1:${end.ep.port}/x`, null]]);
+      // Left as it was for the operator to look at, not written over.
+      expect(await readFile(idFile, 'utf8')).toBe('{"id": ');
+      await end.ep.close();
+      await end.server.closeAll();
+      await rm(idFile);
+      const again: string[] = [];
+      end = await serve(again);
+      expect(again).toEqual([]);
+      await work(src, 72, 3);
+      await s.snapCreate(src, 'M2');
+      await s.masterMark(src, 'M2', true);
+      const dest = `127.0.0.1:${end.ep.port}/x`;
+      expect((await s.replicate(src, dest, { keyFile: key })).kind).toBe('incremental');
+      await s.closeAll();
+      const { id } = JSON.parse(await readFile(idFile, 'utf8')) as { id: string };
+      expect((await recorded()).find((d) => d.destination === dest)?.id).toBe(`${id}/x`);
     } finally {
       await end.ep.close();
       await end.server.closeAll();
