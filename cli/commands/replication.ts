@@ -105,15 +105,22 @@ export function registerReplication(program: Command): void {
     .option('--key-file <file>', 'pre-shared key for a remote destination')
     .option('--limit <rate>', 'bandwidth limit in bytes per second, e.g. 50M')
     .option('--raid <N>', 'a destination created by a full copy: a RAID-4 group of N data members')
+    .option('--dry-run', 'say what would be sent (full or incremental, from and to which master, its exact size) and send nothing')
     .option('--json', 'print a JSON report')
-    .action((src: string, dest: string, opts: { keyFile?: string; limit?: string; raid?: string; json?: boolean }) =>
+    .action((src: string, dest: string, opts: { keyFile?: string; limit?: string; raid?: string; dryRun?: boolean; json?: boolean }) =>
       withService(async (s) => {
-        const bar = progressBar(opts.json === true);
+        const bar = progressBar(opts.json === true || opts.dryRun === true);
         try {
-          const r = await s.replicate(src, dest, { keyFile: opts.keyFile, limit: limitOption(opts.limit), raid: opts.raid ? parseInteger(opts.raid, '--raid') : undefined }, bar);
+          const r = await s.replicate(src, dest, { keyFile: opts.keyFile, limit: limitOption(opts.limit), raid: opts.raid ? parseInteger(opts.raid, '--raid') : undefined, dryRun: opts.dryRun === true }, bar);
           bar.stop();
           if (opts.json) return printJson(r);
           if (r.kind === 'none') return void process.stdout.write(`${r.destination} is up to date: ${r.reason}\n`);
+          if (r.dryRun) {
+            const what = r.kind === 'full' ? `a full copy of ${r.to} (${r.reason})` : `${r.from} → ${r.to}`;
+            const resumed = r.resumedFromVbn !== null ? `, resuming an interrupted receive at VBN ${r.resumedFromVbn}` : '';
+            const offline = r.offline ? `; the destination would be off-line meanwhile (${r.offline})` : '';
+            return void process.stdout.write(`would replicate ${what} to ${r.destination}: ${r.blocks} blocks, ${formatBytes(r.bytes)} (a stream of ${formatBytes(r.streamBytes ?? 0)})${resumed}${offline}; nothing was sent\n`);
+          }
           process.stdout.write(`replicated ${r.kind === 'full' ? `a full copy of ${r.to} (${r.reason})` : `${r.from} → ${r.to}`} to ${r.destination}: ${r.blocks} blocks, ${formatBytes(r.bytes)} in ${r.seconds.toFixed(1)} s${r.resumedFromVbn !== null ? `, resumed at VBN ${r.resumedFromVbn}` : ''}${r.offline ? `; the destination was off-line meanwhile (${r.offline})` : ''}${r.dropped?.length ? `; the destination deleted ${r.dropped.join(', ')} (no longer on the source)` : ''}\n`);
         } finally {
           bar.stop();

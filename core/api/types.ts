@@ -429,6 +429,10 @@ export interface ReplicateReport {
   offline?: string;
   /** Master snapshots the destination deleted first because the source no longer has them. */
   dropped?: string[];
+  /** A dry run: what would be sent; nothing was. */
+  dryRun?: true;
+  /** A dry run: the exact size of the stream that would go (records included, wire frames not). */
+  streamBytes?: number;
 }
 
 export type MirrorKind = 'full' | 'incremental' | 'replica';

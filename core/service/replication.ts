@@ -13,7 +13,7 @@ import { SnapshotFlag, type SnapshotEntry } from '../fs/format.js';
 import type { Volume } from '../fs/volume.js';
 import { formatImageExpr, parseImageExpr, quoteName } from '../image/expression.js';
 import { bindNames, evaluateBound } from '../image/evaluate.js';
-import { planStream, writeStream, type StreamPlan } from '../stream/send.js';
+import { planStream, streamSize, writeStream, type StreamPlan } from '../stream/send.js';
 import { StreamReader } from '../stream/reader.js';
 import { decodeResumeToken } from '../stream/receive.js';
 import { sendToFile } from '../stream/transfer.js';
@@ -64,6 +64,16 @@ export interface ReplicationChoice {
   to: SnapshotEntry;
   expression: string;
   reason: string;
+}
+
+/** The point an interrupted receive of the same image stopped at, from the destination's status (none: from the start). */
+function resumeOf(status: DestinationStatus, expression: string): { streamId: string; fromVbn: number } | undefined {
+  if (!status.resume || status.resume.expression !== canonical(expression)) return undefined;
+  try {
+    return decodeResumeToken(status.resume.token);
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -265,6 +275,39 @@ export class Replication {
    * or the one an interrupted update will finish) while the hold is on, saying whose it is and what deleting it
    * costs. Releasing the hold first (as `zfs release` before `zfs destroy`) lets it go: the admin's choice.
    */
+  /** The destination's state, the source's masters and what a replication to it sends (none, incremental or full). */
+  private async replicationChoice(source: string, dest: string, d: Destination): Promise<{ status: DestinationStatus; v: Volume; masters: SnapshotEntry[]; choice: ReplicationChoice; report: ReplicateReport }> {
+    const status = await d.status();
+    if (status.mirrorOf && !status.mirrorOf.brokenAt) throw new SnapplaneError('INVALID', `'${dest}' is the mirror of '${status.mirrorOf.source}' in relationship '${status.mirrorOf.relationship}'; it is updated by \`snapplane mirror update ${status.mirrorOf.relationship}\``, { volume: dest });
+    const v = await this.host.openVolume(source, false);
+    const masters = v.snapshots.list().filter((e) => e.flags & SnapshotFlag.master).sort(byGeneration);
+    const choice = chooseReplication(masters, status, source, v.fsinfo.uuid);
+    const report: ReplicateReport = { source, destination: d.label, kind: choice.kind, from: choice.from?.name ?? null, to: choice.to.name, reason: choice.reason, resumedFromVbn: null, blocks: 0, bytes: 0, wireBytes: 0, seconds: 0 };
+    return { status, v, masters, choice, report };
+  }
+
+  /** What `replicate` would send now: the same choice and plan (a resume included), no data read, nothing recorded. */
+  private async replicatePreview(source: string, dest: string, opts: TransferOptions): Promise<ReplicateReport> {
+    const t0 = performance.now();
+    const d = await this.destination(dest, opts, { cancelled: false });
+    try {
+      const { status, v, choice, report } = await this.replicationChoice(source, dest, d);
+      report.dryRun = true;
+      if (choice.kind !== 'none') {
+        if (choice.from && choice.from.flags & SnapshotFlag.shadow) report.offline = `being updated from shadow master '${choice.from.name}'`;
+        const plan = await planStream(v, choice.expression, { resume: resumeOf(status, choice.expression), selection: 'subtraction', now: () => this.host.clock() });
+        report.resumedFromVbn = plan.header.resumeFromVbn;
+        report.blocks = plan.sendBlocks;
+        report.bytes = plan.sendBlocks * BLOCK_SIZE;
+        report.streamBytes = streamSize(plan).bytes;
+      }
+      report.seconds = (performance.now() - t0) / 1000;
+      return report;
+    } finally {
+      await d.close().catch(() => undefined);
+    }
+  }
+
   async checkNotRelationships(volume: string, snapshot: string): Promise<void> {
     const st = await this.host.state.load();
     const path = resolvePath(volume);
@@ -299,14 +342,7 @@ export class Replication {
    */
   private async sendTo(v: Volume, connect: () => Promise<Destination>, first: Destination, status: DestinationStatus, expression: string, request: ReceiveRequest, selection: 'marks' | 'subtraction', signal: { cancelled: boolean }, progress: Progress): Promise<{ report: ReceiveReport; plan: StreamPlan; destination: Destination }> {
     let d = first;
-    let resume: { streamId: string; fromVbn: number } | undefined;
-    if (status.resume && status.resume.expression === canonical(expression)) {
-      try {
-        resume = decodeResumeToken(status.resume.token);
-      } catch {
-        resume = undefined;
-      }
-    }
+    let resume = resumeOf(status, expression);
     for (;;) {
       const plan = await planStream(v, expression, { resume, selection, now: () => this.host.clock() });
       const stream = writeStream(v, plan, undefined, signal, true);
@@ -324,24 +360,23 @@ export class Replication {
 
   // ---- replicate --------------------------------------------------------------------------------------------
 
-  /** Brings a destination up to the source's newest master snapshot (incremental, or full when none is in common). */
-  async replicate(source: string, dest: string, opts: TransferOptions & { raid?: number } = {}, onProgress?: Progress): Promise<ReplicateReport> {
+  /**
+   * Brings a destination up to the source's newest master snapshot (incremental, or full when none is in common).
+   * With `dryRun`, says what that would send (asking the destination for its state, as a run does) and sends nothing.
+   */
+  async replicate(source: string, dest: string, opts: TransferOptions & { raid?: number; dryRun?: boolean } = {}, onProgress?: Progress): Promise<ReplicateReport> {
     // Before anything: a volume would otherwise record itself as its own destination, holding its masters for ever.
     if (!parseRemote(dest) && (await sameFile(source, dest))) throw new SnapplaneError('INVALID', 'source and destination are the same volume', { volume: source });
+    if (opts.dryRun) return this.replicatePreview(source, dest, opts);
     // The history is read from anywhere: a local destination is recorded by its full path, as the source is.
     return this.host.job('replicate', source, parseRemote(dest) ? dest : resolvePath(dest), undefined, onProgress, async (signal, progress) => {
       const t0 = performance.now();
       const connect = (): Promise<Destination> => this.destination(dest, opts, signal);
       let d = await connect();
       try {
-        const status = await d.status();
         // Off-line is an update from a shadow master that is running (its receive refuses a second one: BUSY or
         // LOCKED) or was interrupted: then this replication finishes it.
-        if (status.mirrorOf && !status.mirrorOf.brokenAt) throw new SnapplaneError('INVALID', `'${dest}' is the mirror of '${status.mirrorOf.source}' in relationship '${status.mirrorOf.relationship}'; it is updated by \`snapplane mirror update ${status.mirrorOf.relationship}\``, { volume: dest });
-        const v = await this.host.openVolume(source, false);
-        const masters = v.snapshots.list().filter((e) => e.flags & SnapshotFlag.master).sort(byGeneration);
-        const choice = chooseReplication(masters, status, source, v.fsinfo.uuid);
-        const report: ReplicateReport = { source, destination: d.label, kind: choice.kind, from: choice.from?.name ?? null, to: choice.to.name, reason: choice.reason, resumedFromVbn: null, blocks: 0, bytes: 0, wireBytes: 0, seconds: 0 };
+        const { status, v, masters, choice, report } = await this.replicationChoice(source, dest, d);
         if (choice.kind !== 'none' && choice.from) {
           // Known before the transfer: if this process dies after the destination commits but before it hears so,
           // the base stays held (longer than needed, never shorter).

@@ -908,8 +908,8 @@ export class SnapplaneService {
     return this.replication.masterRelease(volume, destination);
   }
 
-  /** Sends a destination (a local volume or host:port/name) up to the source's newest master snapshot. */
-  async replicate(source: string, destination: string, options: TransferOptions & { raid?: number } = {}, onProgress?: ProgressCallback): Promise<ReplicateReport> {
+  /** Sends a destination (a local volume or host:port/name) up to the source's newest master snapshot (`dryRun`: says what it would send). */
+  async replicate(source: string, destination: string, options: TransferOptions & { raid?: number; dryRun?: boolean } = {}, onProgress?: ProgressCallback): Promise<ReplicateReport> {
     // Here rather than in every replication: a relationship's update replicates to the destination it was created with.
     await checkDestination(destination, options.keyFile);
     return this.replication.replicate(source, destination, options, onProgress);

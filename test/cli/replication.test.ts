@@ -5,13 +5,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { connect, createServer } from 'node:net';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Volume } from '../../core/fs/volume.js';
 import type { ReplicateReport } from '../../core/api/index.js';
 import { json, ok, snapplane, snapplaneIn, type CliResult } from './cli-helpers.js';
-import { makeKey, newMaster, seeded, snapshots, startServer, treeOf, writeAndSnapshot, type ServerProcess } from '../helpers/replication.js';
+import { FaultProxy, makeKey, newMaster, seeded, snapshots, startServer, treeOf, writeAndSnapshot, type ServerProcess } from '../helpers/replication.js';
 import { runReplicationDrills } from '../helpers/replication-drills.js';
 import { expectSameTree } from '../helpers/model.js';
 
@@ -75,6 +76,59 @@ describe('replication between processes over TCP', () => {
       expect(list.find((m) => m.name === 'm3')!.neededBy).toEqual([]);
     } finally {
       await b.kill();
+    }
+  }, 120_000);
+
+  it('--dry-run says what replicate would send, to the block (a resume included), and changes nothing', async () => {
+    const { src, root, server } = await sourceAndServer('dry', 48);
+    const proxy = new FaultProxy(server.port);
+    await proxy.start();
+    const dest = `127.0.0.1:${server.port}/d`;
+    const viaProxy = `127.0.0.1:${proxy.port}/d`;
+    const destinations = `${src}.destinations.json`;
+    try {
+      await writeAndSnapshot(src, '/big.bin', 8 << 20, 5, 'M1');
+      await ok('master', 'mark', src, 'M1');
+      const first = await snapplane('replicate', src, dest, '--key-file', key, '--dry-run');
+      expect(first.code).toBe(0);
+      expect(first.stdout).toMatch(new RegExp(`^would replicate a full copy of M1 \\(the destination has no master snapshot\\) to 127\\.0\\.0\\.1:${server.port}/d: \\d+ blocks, [\\d.]+ MiB \\(a stream of [\\d.]+ MiB\\); nothing was sent\\n$`));
+      // Nothing made on the endpoint, nothing recorded on the source.
+      expect((await readdir(root)).filter((n) => !n.startsWith('.'))).toEqual([]);
+      expect(existsSync(destinations)).toBe(false);
+      const full = await json<ReplicateReport>('replicate', src, dest, '--key-file', key, '--dry-run');
+      const sent = await json<ReplicateReport>('replicate', src, dest, '--key-file', key);
+      expect(full).toMatchObject({ dryRun: true, kind: 'full', to: 'M1', blocks: sent.blocks, bytes: sent.bytes, resumedFromVbn: null });
+      expect(full.streamBytes).toBeGreaterThan(full.bytes);
+
+      // An incremental, cut short on the way: the dry run names the resume point the next run takes.
+      await writeAndSnapshot(src, '/more.bin', 8 << 20, 6, 'M2');
+      await ok('master', 'mark', src, 'M2');
+      const recorded = await readFile(destinations, 'utf8');
+      const incr = await json<ReplicateReport>('replicate', src, dest, '--key-file', key, '--dry-run');
+      expect(incr).toMatchObject({ dryRun: true, kind: 'incremental', from: 'M1', to: 'M2', resumedFromVbn: null });
+      expect(await readFile(destinations, 'utf8')).toBe(recorded);
+      expect((await snapshots(join(root, 'd'))).map((x) => x.name)).toEqual(['M1']);
+      proxy.cutAt = 4 << 20;
+      expect((await snapplane('replicate', src, viaProxy, '--key-file', key)).code).not.toBe(0);
+      proxy.cutAt = null;
+      const resumed = await json<ReplicateReport>('replicate', src, viaProxy, '--key-file', key, '--dry-run');
+      expect(resumed.resumedFromVbn).toBeGreaterThan(0);
+      expect(resumed.blocks).toBeLessThan(incr.blocks);
+      const text = await snapplane('replicate', src, viaProxy, '--key-file', key, '--dry-run');
+      expect(text.stdout).toMatch(new RegExp(`^would replicate M1 → M2 to 127\\.0\\.0\\.1:${proxy.port}/d: ${resumed.blocks} blocks, .*, resuming an interrupted receive at VBN ${resumed.resumedFromVbn}; nothing was sent\\n$`));
+      const done = await json<ReplicateReport>('replicate', src, viaProxy, '--key-file', key);
+      expect(done).toMatchObject({ kind: 'incremental', resumedFromVbn: resumed.resumedFromVbn, blocks: resumed.blocks });
+      expectSameTree(await treeOf(join(root, 'd')), await treeOf(src, 'M2'), 'after the resumed run');
+      // Up to date: said so, as a run would.
+      expect((await snapplane('replicate', src, dest, '--key-file', key, '--dry-run')).stdout).toBe(`127.0.0.1:${server.port}/d is up to date: the destination already has the newest master 'M2'\n`);
+      // A wrong key is refused as in a run.
+      const wrong = await makeKey(dir, 'dry-wrong');
+      const refused = await snapplane('replicate', src, dest, '--key-file', wrong, '--dry-run');
+      expect(refused.code).not.toBe(0);
+      expect(refused.stderr).toMatch(/\(AUTH\)/);
+    } finally {
+      await proxy.stop();
+      await server.kill();
     }
   }, 120_000);
 
