@@ -134,7 +134,7 @@ export async function replication(quick: boolean): Promise<Result[]> {
   const root = join(dir, 'remote');
   await mkdir(root);
   const keyFile = join(dir, 'key');
-  await writeFile(keyFile, randomBytes(32).toString('base64'));
+  await writeFile(keyFile, randomBytes(32).toString('base64'), { mode: 0o600 });
   let server: ChildProcess | null = null;
   let rsyncd: ChildProcess | null = null;
   try {

@@ -33,6 +33,12 @@ function statusRows(list: MirrorInfo[]): (string | number)[][] {
   return list.map((m) => [m.name, m.kind, m.state, m.source, m.destination, m.lastCommon ?? '-', ago(m.lagSeconds), m.lagBlocks ?? '-', m.every ?? '-']);
 }
 
+/** Says on stderr when other users can read a key file (the transfer goes on: see core/net/key-file.ts). */
+async function warnIfExposed(s: SnapplaneService, keyFile: string): Promise<void> {
+  const warning = await s.keyFileWarning(keyFile);
+  if (warning) process.stderr.write(`snapplane: warning: ${warning}\n`);
+}
+
 export function registerReplication(program: Command): void {
   program
     .command('serve')
@@ -109,6 +115,7 @@ export function registerReplication(program: Command): void {
     .option('--json', 'print a JSON report')
     .action((src: string, dest: string, opts: { keyFile?: string; limit?: string; raid?: string; dryRun?: boolean; json?: boolean }) =>
       withService(async (s) => {
+        if (opts.keyFile) await warnIfExposed(s, opts.keyFile);
         const bar = progressBar(opts.json === true || opts.dryRun === true);
         try {
           const r = await s.replicate(src, dest, { keyFile: opts.keyFile, limit: limitOption(opts.limit), raid: opts.raid ? parseInteger(opts.raid, '--raid') : undefined, dryRun: opts.dryRun === true }, bar);
@@ -148,6 +155,7 @@ export function registerReplication(program: Command): void {
         if (opts.on !== undefined && opts.at === undefined) throw new UsageError('--on needs --at');
         const schedule = opts.every !== undefined || opts.at !== undefined ? cadenceOf(opts) : undefined;
         const r = await s.mirrorCreate(name, src, dest, { kind, schedule, slow: opts.slow, keyFile: opts.keyFile, limit: limitOption(opts.limit) });
+        if (opts.keyFile) await warnIfExposed(s, opts.keyFile);
         if (opts.json) return printJson(r);
         process.stdout.write(`created ${r.kind} mirror ${r.name}: ${r.source} → ${r.destination}${r.slow ? ` (base on ${r.slow})` : ''}; \`snapplane mirror update ${r.name}\` initializes it\n`);
       }),

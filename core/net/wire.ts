@@ -340,6 +340,6 @@ export async function serverHandshake(socket: Socket, key: Buffer, peer: string,
 /** Reads a pre-shared key file: at least 16 bytes after trimming whitespace. */
 export function parseKey(text: Buffer, path: string): Buffer {
   const key = Buffer.from(text.toString('utf8').trim(), 'utf8');
-  if (key.length < 16) throw new SnapplaneError('INVALID', `key file '${path}' holds ${key.length} bytes; a pre-shared key needs at least 16 (e.g. \`head -c 32 /dev/urandom | base64 > ${path}\`)`, { path });
+  if (key.length < 16) throw new SnapplaneError('INVALID', `key file '${path}' holds ${key.length} bytes; a pre-shared key needs at least 16 (e.g. \`(umask 077; head -c 32 /dev/urandom | base64 > ${path})\`)`, { path });
   return key;
 }

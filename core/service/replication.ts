@@ -3,7 +3,7 @@
  * snapshots and their holds, `replicate` to a local or remote destination, and persisted mirror relationships
  * (full mirrors, incremental mirrors on a slow + fast medium, replicas) with update, break and resync.
  */
-import { readFile, readdir, rm, stat } from 'node:fs/promises';
+import { readdir, rm, stat } from 'node:fs/promises';
 import { join, resolve as resolvePath } from 'node:path';
 import { SnapplaneError } from '../common/errors.js';
 import { requireParentFolder } from '../common/parent-folder.js';
@@ -18,7 +18,7 @@ import { StreamReader } from '../stream/reader.js';
 import { decodeResumeToken } from '../stream/receive.js';
 import { sendToFile } from '../stream/transfer.js';
 import { writeTapes } from '../stream/tape.js';
-import { parseKey } from '../net/wire.js';
+import { keyFileExposure, readKeyFile } from '../net/key-file.js';
 import { RateLimit } from '../net/pump.js';
 import { listen, type Endpoint } from '../net/endpoint.js';
 import { checkDestination, parseRemote, type Destination, type ReceiveRequest } from '../transfer/destination.js';
@@ -408,6 +408,8 @@ export class Replication {
   /** Runs a replication endpoint: volumes live under `root`; every connection must prove the pre-shared key. */
   async serve(opts: { host?: string; port: number; root: string; keyFile: string; log?: (line: string) => void; holdMs?: number }): Promise<Endpoint> {
     const key = await readKeyFile(opts.keyFile);
+    const exposed = await keyFileExposure(opts.keyFile);
+    if (exposed) opts.log?.(`warning: ${exposed}`);
     const root = resolvePath(opts.root);
     const kind = await stat(root).then((st) => (st.isDirectory() ? 'dir' : 'file'), () => 'missing');
     if (kind !== 'dir') throw new SnapplaneError('NOT_FOUND', `--root '${opts.root}' ${kind === 'missing' ? 'does not exist' : 'is not a folder'}; create it first`, { path: root });
@@ -1122,14 +1124,4 @@ function splitSlow(slow: string): ['file' | 'tape', string] {
   const m = /^(file|tape):(.+)$/.exec(slow);
   if (!m) throw new SnapplaneError('INVALID', `bad slow medium '${slow}' (file:<path> or tape:<folder>)`);
   return [m[1] as 'file' | 'tape', m[2]];
-}
-
-async function readKeyFile(path: string): Promise<Buffer> {
-  let text: Buffer;
-  try {
-    text = await readFile(path);
-  } catch (e) {
-    throw new SnapplaneError('NOT_FOUND', `cannot read key file '${path}': ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`, { path });
-  }
-  return parseKey(text, path);
 }

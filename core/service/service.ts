@@ -48,6 +48,7 @@ import { openDeviceAt } from '../raid/open-device.js';
 import { Raid4Device } from '../raid/raid4-device.js';
 import { StreamReader } from '../stream/reader.js';
 import { readResumeToken, receiveStream } from '../stream/receive.js';
+import { keyFileExposure } from '../net/key-file.js';
 import { planStream, streamSize, writeStream, type SendOptions, type StreamProgress } from '../stream/send.js';
 import type { NextTape } from '../stream/tape-device.js';
 import { checkDestination } from '../transfer/destination.js';
@@ -913,6 +914,11 @@ export class SnapplaneService {
     // Here rather than in every replication: a relationship's update replicates to the destination it was created with.
     await checkDestination(destination, options.keyFile);
     return this.replication.replicate(source, destination, options, onProgress);
+  }
+
+  /** A warning when users other than the owner can read a pre-shared key file, else null (see core/net/key-file.ts). */
+  keyFileWarning(keyFile: string): Promise<string | null> {
+    return keyFileExposure(keyFile);
   }
 
   /** Runs a replication endpoint on a TCP port for volumes under `root` (`snapplane serve`); idle volumes stay open `holdMs` (default 30 s). */

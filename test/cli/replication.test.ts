@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { connect, createServer } from 'node:net';
-import { mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -121,6 +121,13 @@ describe('replication between processes over TCP', () => {
       expectSameTree(await treeOf(join(root, 'd')), await treeOf(src, 'M2'), 'after the resumed run');
       // Up to date: said so, as a run would.
       expect((await snapplane('replicate', src, dest, '--key-file', key, '--dry-run')).stdout).toBe(`127.0.0.1:${server.port}/d is up to date: the destination already has the newest master 'M2'\n`);
+      // A key other users can read: a warning on stderr, and the run goes on.
+      const open = await makeKey(dir, 'dry-open');
+      await copyFile(key, open);
+      await chmod(open, 0o644);
+      const warned = await snapplane('replicate', src, dest, '--key-file', open, '--dry-run');
+      expect(warned.code).toBe(0);
+      expect(warned.stderr).toBe(`snapplane: warning: key file '${open}' is open to every user of this host (mode 0644): whoever reads it can pose as either end of a replication; \`chmod 600 ${open}\`\n`);
       // A wrong key is refused as in a run.
       const wrong = await makeKey(dir, 'dry-wrong');
       const refused = await snapplane('replicate', src, dest, '--key-file', wrong, '--dry-run');

@@ -47,7 +47,8 @@ export function startServer(root: string, keyFile: string, port = 0, env: NodeJS
 /** A key file with a fresh random key. */
 export async function makeKey(dir: string, name = 'key'): Promise<string> {
   const path = join(dir, name);
-  await writeFile(path, randomBytes(32).toString('base64'));
+  // Readable by its owner only, as a key file should be (serve and the CLI warn otherwise).
+  await writeFile(path, randomBytes(32).toString('base64'), { mode: 0o600 });
   return path;
 }
 

@@ -3,7 +3,7 @@
  * 127.0.0.1 for throttling and progress over the wire).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdir, mkdtemp, readFile, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { SnapplaneService, type ProgressEvent } from '../../../core/service/index.js';
@@ -1147,6 +1147,23 @@ describe('master snapshots and holds', () => {
       await end.ep.close();
       await end.server.closeAll();
       await s.closeAll();
+    }
+  });
+
+  it('serve warns in its log of a key file other users can read, and serves on; the facade says so for the CLI; an owner-only key draws nothing', async () => {
+    const { root, key } = await wireCase('open-key', 16 << 20);
+    const server = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, 'open-key-server.json') });
+    expect(await server.keyFileWarning(key)).toBeNull();
+    await chmod(key, 0o640);
+    expect(await server.keyFileWarning(key)).toBe(`key file '${key}' is open to its group (mode 0640): whoever reads it can pose as either end of a replication; \`chmod 600 ${key}\``);
+    await chmod(key, 0o644);
+    const log: string[] = [];
+    const ep = await server.serve({ port: 0, root, keyFile: key, holdMs: 0, log: (l) => log.push(l) });
+    try {
+      expect(log).toEqual([`warning: key file '${key}' is open to every user of this host (mode 0644): whoever reads it can pose as either end of a replication; \`chmod 600 ${key}\``]);
+    } finally {
+      await ep.close();
+      await server.closeAll();
     }
   });
 
