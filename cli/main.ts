@@ -21,6 +21,12 @@ process.stdout.on('error', (e: NodeJS.ErrnoException) => {
   if (e.code !== 'EPIPE' && process.stdout.listenerCount('error') === 1) throw e;
 });
 
+// The same for standard error: a log reader that goes away (`snapplane serve 2>&1 | head`, a logger that died) must
+// not take an endpoint or the daemon down with it; what they would have logged is dropped.
+process.stderr.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code !== 'EPIPE' && process.stderr.listenerCount('error') === 1) throw e;
+});
+
 const program = new Command();
 program
   .name('snapplane')
