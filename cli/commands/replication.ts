@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { cadenceOf, formatBytes, parseSize, type MirrorInfo, type MirrorUpdateReport } from '../../core/service/index.js';
 import { SnapplaneService } from '../../core/service/index.js';
-import { describeMirrorUpdate } from '../../core/api/index.js';
+import { describeMirrorUpdate, describeReplicatePreview } from '../../core/api/index.js';
 import { printFields, printJson, printTable } from '../output.js';
 import { progressBar } from '../progress.js';
 import { UsageError, parseInteger, parsePort, reportError, withService } from '../run.js';
@@ -121,13 +121,8 @@ export function registerReplication(program: Command): void {
           const r = await s.replicate(src, dest, { keyFile: opts.keyFile, limit: limitOption(opts.limit), raid: opts.raid ? parseInteger(opts.raid, '--raid') : undefined, dryRun: opts.dryRun === true }, bar);
           bar.stop();
           if (opts.json) return printJson(r);
+          if (r.dryRun) return void process.stdout.write(`${describeReplicatePreview(r, formatBytes)}\n`);
           if (r.kind === 'none') return void process.stdout.write(`${r.destination} is up to date: ${r.reason}\n`);
-          if (r.dryRun) {
-            const what = r.kind === 'full' ? `a full copy of ${r.to} (${r.reason})` : `${r.from} → ${r.to}`;
-            const resumed = r.resumedFromVbn !== null ? `, resuming an interrupted receive at VBN ${r.resumedFromVbn}` : '';
-            const offline = r.offline ? `; the destination would be off-line meanwhile (${r.offline})` : '';
-            return void process.stdout.write(`would replicate ${what} to ${r.destination}: ${r.blocks} blocks, ${formatBytes(r.bytes)} (a stream of ${formatBytes(r.streamBytes ?? 0)})${resumed}${offline}; nothing was sent\n`);
-          }
           process.stdout.write(`replicated ${r.kind === 'full' ? `a full copy of ${r.to} (${r.reason})` : `${r.from} → ${r.to}`} to ${r.destination}: ${r.blocks} blocks, ${formatBytes(r.bytes)} in ${r.seconds.toFixed(1)} s${r.resumedFromVbn !== null ? `, resumed at VBN ${r.resumedFromVbn}` : ''}${r.offline ? `; the destination was off-line meanwhile (${r.offline})` : ''}${r.dropped?.length ? `; the destination deleted ${r.dropped.join(', ')} (no longer on the source)` : ''}\n`);
         } finally {
           bar.stop();

@@ -2,7 +2,7 @@
  * Reports in words, the same for every front end (the CLI prints them, the console shows them). Pure: sizes are
  * printed by the caller's `bytes`, so the renderer needs nothing of the engine's.
  */
-import type { MirrorUpdateReport } from './types.js';
+import type { MirrorUpdateReport, ReplicateReport } from './types.js';
 
 /** What one `mirror update` (or resync) did: a line, and one warning per downstream destination that lost its base. */
 export function describeMirrorUpdate(r: MirrorUpdateReport, bytes: (n: number) => string): { line: string; warnings: string[] } {
@@ -32,4 +32,13 @@ export function describeMirrorUpdate(r: MirrorUpdateReport, bytes: (n: number) =
     .filter((d) => !d.kept && d.base !== null)
     .map((d) => `${r.name}: the copy lacks ${d.base}, the base of ${d.destination} (which the mirror replicates to): it needs a full copy into a new, empty volume`);
   return { line: parts.join(''), warnings };
+}
+
+/** What a replication would send (a `replicate --dry-run` report), in one line. */
+export function describeReplicatePreview(r: ReplicateReport, bytes: (n: number) => string): string {
+  if (r.kind === 'none') return `${r.destination} is up to date: ${r.reason}`;
+  const what = r.kind === 'full' ? `a full copy of ${r.to} (${r.reason})` : `${r.from} → ${r.to}`;
+  const resumed = r.resumedFromVbn !== null ? `, resuming an interrupted receive at VBN ${r.resumedFromVbn}` : '';
+  const offline = r.offline ? `; the destination would be off-line meanwhile (${r.offline})` : '';
+  return `would replicate ${what} to ${r.destination}: ${r.blocks} blocks, ${bytes(r.bytes)} (a stream of ${bytes(r.streamBytes ?? 0)})${resumed}${offline}; nothing was sent`;
 }

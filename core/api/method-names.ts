@@ -54,6 +54,7 @@ export const METHOD_LIST = [
   'mirrorCreate',
   'mirrorBreak',
   'mirrorDelete',
+  'replicatePreview',
 ] as const satisfies readonly MethodName[];
 
 type Listed = (typeof METHOD_LIST)[number];

@@ -12,6 +12,7 @@ import type {
   MasterInfo,
   MirrorInfo,
   PlaneInfo,
+  ReplicateReport,
   ScheduleInfo,
   ScheduleRunReport,
   SendReport,
@@ -161,6 +162,8 @@ export const methodArgs = {
     .refine((a) => a.on === undefined || a.at !== undefined, 'on needs at'),
   mirrorBreak: z.strictObject({ name: label }),
   mirrorDelete: z.strictObject({ name: label }),
+  /** What a replicate job with these arguments would send now (`replicate --dry-run`): nothing is sent. */
+  replicatePreview: z.strictObject({ source: volumePath, destination: pathText, keyFile: pathText.optional() }),
 } as const;
 
 export type MethodName = keyof typeof methodArgs;
@@ -218,6 +221,7 @@ export interface MethodResults {
   mirrorCreate: MirrorInfo;
   mirrorBreak: { relationship: string | null; destination: string; writable: boolean };
   mirrorDelete: MirrorInfo[];
+  replicatePreview: ReplicateReport;
 }
 export type MethodResult<M extends MethodName> = MethodResults[M];
 

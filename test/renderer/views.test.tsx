@@ -8,7 +8,7 @@ import { cleanup, fireEvent, render, screen, waitFor, within } from '@testing-li
 import { mkdir, readFile, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { DirPage, ImageEvalReport } from '../../core/api/index.js';
+import type { DirPage, ImageEvalReport, ReplicateReport } from '../../core/api/index.js';
 import { App } from '../../renderer/src/App.js';
 import { setClient } from '../../renderer/src/client/current.js';
 import { webSocketUrl } from '../../renderer/src/client/ws-client.js';
@@ -437,6 +437,35 @@ describe('views', () => {
     expect(await jobs()).toBe(before);
     const info = await fx.call<{ snapshotCount: number }>('volumeInfo', { volume: fx.vol });
     expect(info.snapshotCount).toBeGreaterThan(0); // the volume is whole
+  });
+
+  it('jobs: Preview of a replicate says what would be sent, starts no job and sends nothing; a refusal shows in the form', async () => {
+    await fx.call('masterMark', { volume: fx.vol, name: 's2', mark: true });
+    try {
+      render(<JobsView />);
+      const form = screen.getByTestId('job-form');
+      const jobs = async (): Promise<number> => (await fx.call<unknown[]>('jobList', {})).length;
+      const before = await jobs();
+      fireEvent.click(screen.getByTestId('jobkind-replicate'));
+      const dest = join(fx.dir, 'preview-replica.img');
+      fireEvent.change(form.querySelector('input[name=target]')!, { target: { value: dest } });
+      fireEvent.click(screen.getByTestId('replicate-preview-ask'));
+      const line = await screen.findByTestId('replicate-preview');
+      const expected = await fx.call<ReplicateReport>('replicatePreview', { source: fx.vol, destination: dest });
+      expect(expected).toMatchObject({ dryRun: true, kind: 'full', to: 's2' });
+      expect(expected.blocks).toBeGreaterThan(0);
+      expect(line.textContent).toBe(`would replicate a full copy of s2 (the destination has no master snapshot) to ${dest}: ${expected.blocks} blocks, ${formatBytes(expected.bytes)} (a stream of ${formatBytes(expected.streamBytes!)}); nothing was sent`);
+      expect(await jobs()).toBe(before);
+      await expect(readFile(dest)).rejects.toMatchObject({ code: 'ENOENT' });
+      // Another destination: the old line goes at once.
+      fireEvent.change(form.querySelector('input[name=target]')!, { target: { value: '127.0.0.1:1/x' } });
+      expect(screen.queryByTestId('replicate-preview')).toBeNull();
+      fireEvent.click(screen.getByTestId('replicate-preview-ask'));
+      expect((await screen.findByTestId('job-form-problem')).textContent).toMatch(/is a remote destination: give the pre-shared key/);
+      expect(await jobs()).toBe(before);
+    } finally {
+      await fx.call('masterMark', { volume: fx.vol, name: 's2', mark: false });
+    }
   });
 
   it('planner: exact sizes per level, a restore chain for a date, the storage total', async () => {

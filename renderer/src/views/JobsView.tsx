@@ -5,7 +5,9 @@
 import { memo, useEffect, useMemo, useRef, useState, type FormEvent } from 'react';
 import { CartesianGrid, Line, LineChart, Tooltip, XAxis, YAxis } from 'recharts';
 import { useShallow } from 'zustand/react/shallow';
-import { describeMirrorUpdate, type JobSpec, type JobState, type MirrorUpdateReport } from '../../../core/api/index.js';
+import { describeMirrorUpdate, describeReplicatePreview, type JobSpec, type JobState, type MirrorUpdateReport } from '../../../core/api/index.js';
+import { errorText } from '../client/client.js';
+import { client } from '../client/current.js';
 import { Notice, ProgressBar, useWidth } from '../components/common.js';
 import { formatAmount, formatBytes, formatDate, formatEta, formatRate } from '../format.js';
 import { jobPercent, selectJobList, useJobs } from '../stores/jobs.js';
@@ -34,6 +36,9 @@ function JobForm() {
   const [keyFile, setKeyFile] = useState('');
   const [limit, setLimit] = useState('');
   const [inVolume, setInVolume] = useState('');
+  // What a replicate would send, asked of the destination before starting it (over a slow link, a full copy is hours).
+  const [preview, setPreview] = useState<string | null>(null);
+  useEffect(() => setPreview(null), [volume, target, keyFile]);
   useEffect(() => {
     if (!volume && current) setVolume(current);
   }, [current, volume]);
@@ -62,7 +67,20 @@ function JobForm() {
               : kind === 'mirror-update'
                 ? { kind, name: mirror || mirrors[0]?.name || '' }
                 : { kind, source: volume, destination: target, ...(keyFile ? { keyFile } : {}), ...(Number(limit) > 0 ? { limit: Math.round(Number(limit) * 2 ** 20) } : {}) };
+    setPreview(null);
     void useJobs.getState().start(spec);
+  };
+  const askPreview = async (): Promise<void> => {
+    const bad = formProblem(kind, volume, target, [], inVolume, known.map((k) => k.path)) ?? (target.trim() ? null : 'Give the destination first.');
+    setProblem(bad);
+    setPreview(null);
+    if (bad) return;
+    try {
+      const r = await client().call('replicatePreview', { source: volume, destination: target, ...(keyFile ? { keyFile } : {}) });
+      setPreview(describeReplicatePreview(r, formatBytes));
+    } catch (e) {
+      setProblem(errorText(e));
+    }
   };
   return (
     <form className="card jobform" onSubmit={submit} data-testid="job-form">
@@ -175,9 +193,21 @@ function JobForm() {
           {problem}
         </p>
       ) : null}
-      <button type="submit" data-testid="job-start">
-        Start
-      </button>
+      {kind === 'replicate' && preview ? (
+        <p className="muted" data-testid="replicate-preview">
+          {preview}
+        </p>
+      ) : null}
+      <div className="buttons">
+        <button type="submit" data-testid="job-start">
+          Start
+        </button>
+        {kind === 'replicate' ? (
+          <button type="button" onClick={() => void askPreview()} data-testid="replicate-preview-ask" title="Ask the destination what a replication would send now; nothing is sent">
+            Preview
+          </button>
+        ) : null}
+      </div>
     </form>
   );
 }
