@@ -270,19 +270,18 @@ export class Replication {
     }
   }
 
-  /**
-   * Refuses to delete a snapshot a mirror relationship of this host holds on its source (its last common snapshot,
-   * or the one an interrupted update will finish) while the hold is on, saying whose it is and what deleting it
-   * costs. Releasing the hold first (as `zfs release` before `zfs destroy`) lets it go: the admin's choice.
-   */
   /** The destination's state, the source's masters and what a replication to it sends (none, incremental or full). */
   private async replicationChoice(source: string, dest: string, d: Destination): Promise<{ status: DestinationStatus; v: Volume; masters: SnapshotEntry[]; choice: ReplicationChoice; report: ReplicateReport }> {
     const status = await d.status();
+    // Off-line is not refused: it is an update from a shadow master that is running (its receive refuses a second
+    // one: BUSY or LOCKED) or was interrupted, which this replication then finishes.
     if (status.mirrorOf && !status.mirrorOf.brokenAt) throw new SnapplaneError('INVALID', `'${dest}' is the mirror of '${status.mirrorOf.source}' in relationship '${status.mirrorOf.relationship}'; it is updated by \`snapplane mirror update ${status.mirrorOf.relationship}\``, { volume: dest });
     const v = await this.host.openVolume(source, false);
     const masters = v.snapshots.list().filter((e) => e.flags & SnapshotFlag.master).sort(byGeneration);
     const choice = chooseReplication(masters, status, source, v.fsinfo.uuid);
     const report: ReplicateReport = { source, destination: d.label, kind: choice.kind, from: choice.from?.name ?? null, to: choice.to.name, reason: choice.reason, resumedFromVbn: null, blocks: 0, bytes: 0, wireBytes: 0, seconds: 0 };
+    // A shadow master's blocks may be reused under the destination's copy of it: readers are kept out meanwhile.
+    if (choice.kind !== 'none' && choice.from && choice.from.flags & SnapshotFlag.shadow) report.offline = `being updated from shadow master '${choice.from.name}'`;
     return { status, v, masters, choice, report };
   }
 
@@ -294,7 +293,6 @@ export class Replication {
       const { status, v, choice, report } = await this.replicationChoice(source, dest, d);
       report.dryRun = true;
       if (choice.kind !== 'none') {
-        if (choice.from && choice.from.flags & SnapshotFlag.shadow) report.offline = `being updated from shadow master '${choice.from.name}'`;
         const plan = await planStream(v, choice.expression, { resume: resumeOf(status, choice.expression), selection: 'subtraction', now: () => this.host.clock() });
         report.resumedFromVbn = plan.header.resumeFromVbn;
         report.blocks = plan.sendBlocks;
@@ -308,6 +306,11 @@ export class Replication {
     }
   }
 
+  /**
+   * Refuses to delete a snapshot a mirror relationship of this host holds on its source (its last common snapshot,
+   * or the one an interrupted update will finish) while the hold is on, saying whose it is and what deleting it
+   * costs. Releasing the hold first (as `zfs release` before `zfs destroy`) lets it go: the admin's choice.
+   */
   async checkNotRelationships(volume: string, snapshot: string): Promise<void> {
     const st = await this.host.state.load();
     const path = resolvePath(volume);
@@ -374,8 +377,6 @@ export class Replication {
       const connect = (): Promise<Destination> => this.destination(dest, opts, signal);
       let d = await connect();
       try {
-        // Off-line is an update from a shadow master that is running (its receive refuses a second one: BUSY or
-        // LOCKED) or was interrupted: then this replication finishes it.
         const { status, v, masters, choice, report } = await this.replicationChoice(source, dest, d);
         if (choice.kind !== 'none' && choice.from) {
           // Known before the transfer: if this process dies after the destination commits but before it hears so,
@@ -383,10 +384,7 @@ export class Replication {
           await recordDestination(source, d.label, refOf(choice.from), new Date(this.host.clock()), status.id ?? undefined);
         }
         if (choice.kind !== 'none') {
-          // A shadow master's blocks may be reused under the destination's copy of it: keep readers out meanwhile.
-          const offline = choice.from && choice.from.flags & SnapshotFlag.shadow ? `being updated from shadow master '${choice.from.name}'` : undefined;
-          if (offline) report.offline = offline;
-          const sent = await this.sendTo(v, connect, d, status, choice.expression, { raid: opts.raid, offline, sourceMasters: masters.map(refOf) }, 'subtraction', signal, progress);
+          const sent = await this.sendTo(v, connect, d, status, choice.expression, { raid: opts.raid, offline: report.offline, sourceMasters: masters.map(refOf) }, 'subtraction', signal, progress);
           d = sent.destination;
           report.resumedFromVbn = sent.report.resumedFromVbn;
           report.blocks = sent.report.blocks;
