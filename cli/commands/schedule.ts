@@ -136,6 +136,12 @@ export function registerSchedule(program: Command): void {
         for (const name of await s.dueMirrors()) {
           if (stopping) break;
           try {
+            // The list is as old as the updates before this one: another process may have taken this one meanwhile.
+            const skipped = await s.mirrorClaimDue(name);
+            if (skipped !== null) {
+              process.stdout.write(`${new Date().toISOString()} mirror ${name}: skipped, ${skipped}\n`);
+              continue;
+            }
             const r = await s.mirrorUpdate(name);
             // The words `mirror update` prints, each line stamped (a downstream warning included).
             const { line, warnings } = describeMirrorUpdate(r, formatBytes);

@@ -640,6 +640,26 @@ export class Replication {
       .map((r) => r.name);
   }
 
+  /**
+   * Claims scheduled relationship `name` for an update by this process if it is still due at `now`: a scheduler's
+   * list (dueMirrors) goes stale while it runs the updates before this one, and another process's scheduler or a
+   * `mirror update` may have taken it meanwhile. Returns why it is skipped, or null once claimed (the update that
+   * follows takes this process's mark as its own).
+   */
+  async claimDue(name: string, now: number): Promise<string | null> {
+    return this.host.state.update((s) => {
+      const rel = s.relationships?.[name];
+      if (!rel) return 'it was deleted';
+      if (rel.broken) return 'it was broken (its mirror taken over)';
+      const t = rel.transferring;
+      if (t && (t.pid === process.pid ? this.busy.has(name) : processAlive(t.pid))) return `it is being updated ${t.pid === process.pid ? 'by this process' : `by process ${t.pid}`} (since ${t.since})`;
+      const due = nextUpdateAt(rel, now);
+      if (now < due) return `it was updated at ${rel.lastTransferAt ?? rel.lastAttemptAt ?? 'an earlier time'}; next due at ${new Date(due).toISOString()}`;
+      rel.transferring = { pid: process.pid, since: new Date(this.host.clock()).toISOString() };
+      return null;
+    });
+  }
+
   /** One transfer of a relationship: initializes it the first time, then sends what changed since the last common snapshot. */
   async mirrorUpdate(name: string, onProgress?: Progress): Promise<MirrorUpdateReport> {
     return this.oneAtATime(name, () => this.update(name, onProgress));
@@ -648,6 +668,10 @@ export class Replication {
   private async update(name: string, onProgress?: Progress): Promise<MirrorUpdateReport> {
     const rel = await this.claim(name, (r) => {
       if (r.broken) throw new SnapplaneError('INVALID', `relationship '${name}' is broken (its mirror was taken over); \`snapplane mirror resync ${name}\` re-establishes it`);
+    }).catch(async (e: unknown) => {
+      // A scheduler's claim (claimDue) must not outlive the update it was for: other processes would wait on it.
+      await this.unclaim(name).catch(() => undefined);
+      throw e;
     });
     return this.host.job('mirror-update', rel.source, rel.destination, undefined, onProgress, async (signal, progress) => {
       const t0 = performance.now();

@@ -60,6 +60,8 @@ export class ScheduleLoop {
       // An update or resync of it is running, started by an earlier pass or from the console: that one brings it up
       // to date (a second would be refused BUSY and count as a failed run).
       if (this.jobs.list().some((j) => j.state === 'running' && (j.kind === 'mirror-update' || j.kind === 'mirror-resync') && j.target === name)) continue;
+      // ... or another process (the daemon, a `mirror update`) took it since the list was made.
+      if ((await this.service.mirrorClaimDue(name).catch(() => 'unreadable state')) !== null) continue;
       await this.jobs.start({ kind: 'mirror-update', name });
     }
   }

@@ -976,6 +976,14 @@ export class SnapplaneService {
     return this.replication.dueMirrors(this.clock());
   }
 
+  /**
+   * Claims a relationship dueMirrors listed for this process's update, if it is still due and no other process took
+   * it meanwhile: returns why it is skipped, or null (then run mirrorUpdate).
+   */
+  mirrorClaimDue(name: string): Promise<string | null> {
+    return this.replication.claimDue(name, this.clock());
+  }
+
   /** Closes every volume this service opened. */
   async closeAll(): Promise<void> {
     const all = [...this.open.values(), ...this.retired];

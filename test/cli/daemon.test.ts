@@ -133,6 +133,46 @@ describe('snapplane daemon', () => {
     expect(await json<unknown>('ls', mirror, '/')).toEqual(await json<unknown>('ls', vol, '/'));
   });
 
+  it('skips a relationship another process took after its list was made (no BUSY error, exit 0)', async () => {
+    const home = join(dir(), 'home-race');
+    process.env.SNAPPLANE_HOME = home;
+    const payload = join(dir(), 'race-payload.bin');
+    await writeFile(payload, randomBytes(5 << 20));
+    const vols = ['race-a.img', 'race-b.img'].map((f) => join(dir(), f));
+    for (const v of vols) {
+      await ok('volume', 'create', v, '--size', '32M');
+      await ok('put', v, payload, '/payload.bin');
+    }
+    // The daemon lists both at once and updates `first` (about 2.5 s at 2 MiB/s) before it gets to `second`.
+    await ok('mirror', 'create', 'first', vols[0], join(dir(), 'race-a-m.img'), '--kind', 'full', '--every', '1h', '--limit', '2M');
+    await ok('mirror', 'create', 'second', vols[1], join(dir(), 'race-b-m.img'), '--kind', 'full', '--every', '1h', '--limit', '1M');
+    const daemon = spawn(process.execPath, [BIN, 'daemon', '--once'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, SNAPPLANE_HOME: home } });
+    const out = { text: '' };
+    const err = { text: '' };
+    daemon.stdout.on('data', (d: Buffer) => (out.text += d.toString()));
+    daemon.stderr.on('data', (d: Buffer) => (err.text += d.toString()));
+    const exit = new Promise<number | null>((r) => daemon.once('exit', (code) => r(code)));
+    try {
+      for (let i = 0; i < 200 && (await json<MirrorInfo>('mirror', 'status', 'first')).state !== 'transferring'; i++) await new Promise((r) => setTimeout(r, 50));
+      // Meanwhile an administrator updates `second` from a shell (about 5 s): still running when the daemon gets there.
+      const manual = snapplane('mirror', 'update', 'second');
+      const code = await exit;
+      expect(err.text).toBe('');
+      expect(code).toBe(0);
+      expect(out.text).toMatch(/mirror first: initialized with a full image of mirror\.first\.1/);
+      expect(out.text).toMatch(/ mirror second: skipped, it is being updated by process \d+ \(since [\d-]+T[\d:.]+Z\)\n/);
+      const r = await manual;
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toMatch(/^second: initialized with a full image of mirror\.second\.1/);
+    } finally {
+      if (daemon.exitCode === null) daemon.kill('SIGKILL');
+    }
+    expect((await json<MirrorInfo>('mirror', 'status', 'second')).state).toBe('idle');
+    // Nothing is due now: another pass does nothing and says nothing.
+    const again = await ok('daemon', '--once');
+    expect(again.stdout).not.toMatch(/mirror (first|second)/);
+  });
+
   it('stamps an error line and says it once while it stays the same; says when it works again', async () => {
     const home = join(dir(), 'home-errors');
     process.env.SNAPPLANE_HOME = home;

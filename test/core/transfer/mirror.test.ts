@@ -687,6 +687,46 @@ describe('a relationship updated at a time of day', () => {
   });
 });
 
+describe('a scheduler whose list of due relationships went stale', () => {
+  it('does not update one that was updated meanwhile; its claim is cleared when the update it was for is refused', async () => {
+    const stateFile = join(dir, 'stale-state.json');
+    let t = Date.parse('2026-12-03T10:00:00Z');
+    const scheduler = new SnapplaneService({ cpIntervalMs: 0, stateFile, now: () => t });
+    const shell = new SnapplaneService({ cpIntervalMs: 0, stateFile, now: () => t });
+    const src = `${fresh()}-src.img`;
+    await scheduler.createVolume(src, 8 << 20);
+    await scheduler.closeAll();
+    await shell.mirrorCreate('stale', src, `${fresh()}-m.img`, { kind: 'full', schedule: { kind: 'every', everyMs: 3_600_000 } });
+    expect(await scheduler.dueMirrors()).toEqual(['stale']);
+    // Updated from elsewhere after the scheduler listed it.
+    await shell.mirrorUpdate('stale');
+    await shell.closeAll();
+    const before = await shell.mirrorStatus('stale');
+    expect(await scheduler.mirrorClaimDue('stale')).toMatch(new RegExp(`^it was updated at ${before.lastTransferAt!.replace(/[.]/g, '\\.')}; next due at \\S+Z$`));
+    expect(await shell.mirrorStatus('stale')).toMatchObject({ state: 'idle', lastCommon: before.lastCommon, lastTransferAt: before.lastTransferAt });
+    await shell.mirrorDelete('stale');
+    expect(await scheduler.mirrorClaimDue('stale')).toBe('it was deleted');
+
+    // Claimed, then broken before the update starts: the update is refused and leaves no transferring mark behind.
+    await shell.mirrorCreate('claimed', src, `${fresh()}-m.img`, { kind: 'full', schedule: { kind: 'every', everyMs: 3_600_000 } });
+    await shell.mirrorUpdate('claimed');
+    await shell.closeAll();
+    t += 3_600_000;
+    expect(await scheduler.dueMirrors()).toEqual(['claimed']);
+    expect(await scheduler.mirrorClaimDue('claimed')).toBeNull();
+    expect((await shell.mirrorStatus('claimed')).state).toBe('transferring');
+    await shell.mirrorBreak('claimed');
+    await expect(scheduler.mirrorUpdate('claimed')).rejects.toMatchObject({ code: 'INVALID' });
+    expect((await shell.mirrorStatus('claimed')).state).toBe('broken');
+    // What another process reads (it would take a mark of this live process for a transfer and wait on it).
+    const persisted = JSON.parse(await readFile(stateFile, 'utf8')) as { relationships: Record<string, { transferring: unknown }> };
+    expect(persisted.relationships.claimed.transferring).toBeNull();
+    expect(await scheduler.mirrorClaimDue('claimed')).toBe('it was broken (its mirror taken over)');
+    await scheduler.closeAll();
+    await shell.closeAll();
+  });
+});
+
 describe('a scheduled relationship that keeps failing', () => {
   it('is retried after 1, 2, 4… minutes (not at every scheduler pass), up to its interval; a success resets it; a deleted source is reported at once', async () => {
     let t = Date.parse('2026-12-02T10:00:00Z');
