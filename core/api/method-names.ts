@@ -55,6 +55,7 @@ export const METHOD_LIST = [
   'mirrorBreak',
   'mirrorDelete',
   'replicatePreview',
+  'keyFileWarning',
 ] as const satisfies readonly MethodName[];
 
 type Listed = (typeof METHOD_LIST)[number];

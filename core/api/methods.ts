@@ -164,6 +164,8 @@ export const methodArgs = {
   mirrorDelete: z.strictObject({ name: label }),
   /** What a replicate job with these arguments would send now (`replicate --dry-run`): nothing is sent. */
   replicatePreview: z.strictObject({ source: volumePath, destination: pathText, keyFile: pathText.optional() }),
+  /** Whether users other than the owner can read a pre-shared key file (the warning `replicate` prints). */
+  keyFileWarning: z.strictObject({ keyFile: pathText }),
 } as const;
 
 export type MethodName = keyof typeof methodArgs;
@@ -222,6 +224,7 @@ export interface MethodResults {
   mirrorBreak: { relationship: string | null; destination: string; writable: boolean };
   mirrorDelete: MirrorInfo[];
   replicatePreview: ReplicateReport;
+  keyFileWarning: { warning: string | null };
 }
 export type MethodResult<M extends MethodName> = MethodResults[M];
 

@@ -313,11 +313,11 @@ export async function clientHandshake(socket: Socket, key: Buffer, peer: string,
   if (!timingSafeEqual(serverProof, proof(key, 'server', clientNonce, serverNonce))) {
     // Zeros in place of our proof: the server can tell its admin the keys differ (STREAM.md §5.1).
     socket.end(Buffer.alloc(PROOF));
-    throw new SnapplaneError('AUTH', `${peer} does not know our key: authentication failed (check --key-file on both sides)`);
+    throw new SnapplaneError('AUTH', `${peer} does not know our key: authentication failed (check the key file, --key-file, on both sides)`);
   }
   socket.write(proof(key, 'client', serverNonce, clientNonce));
   const [verdict, after] = await readExactly(socket, 1, rest, timeoutMs, peer);
-  if (verdict[0] !== 1) throw new SnapplaneError('AUTH', `${peer} refused our key: authentication failed (check --key-file on both sides)`);
+  if (verdict[0] !== 1) throw new SnapplaneError('AUTH', `${peer} refused our key: authentication failed (check the key file, --key-file, on both sides)`);
   return new WireConnection(socket, peer, after);
 }
 

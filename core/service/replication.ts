@@ -334,7 +334,7 @@ export class Replication {
   private async destination(label: string, opts: TransferOptions, signal: { cancelled: boolean }): Promise<Destination> {
     const remote = parseRemote(label);
     if (!remote) return new LocalDestination(this.host, resolvePath(label), signal, opts.limit ? new RateLimit(opts.limit) : null);
-    if (!opts.keyFile) throw new SnapplaneError('INVALID', `'${label}' is a remote destination: give the pre-shared key with --key-file`);
+    if (!opts.keyFile) throw new SnapplaneError('INVALID', `'${label}' is a remote destination: give its pre-shared key file (--key-file)`);
     const key = await readKeyFile(opts.keyFile);
     return RemoteDestination.connect(remote.host, remote.port, remote.name, key, opts.limit ? new RateLimit(opts.limit) : null);
   }
@@ -464,7 +464,7 @@ export class Replication {
       await requireParentFolder(resolvePath(destination), 'fast folder');
       await requireParentFolder(resolvePath(opts.slow.replace(/^(file|tape):/, '')), opts.slow.startsWith('file:') ? 'base image' : 'tape folder');
     } else if (opts.slow) throw new SnapplaneError('INVALID', '--slow is for incremental mirrors');
-    if (remote && !opts.keyFile) throw new SnapplaneError('INVALID', `'${destination}' is remote: give --key-file`);
+    if (remote && !opts.keyFile) throw new SnapplaneError('INVALID', `'${destination}' is remote: give its pre-shared key file (--key-file)`);
     // Read now: a key file that is missing or malformed would otherwise fail every scheduled update instead.
     if (opts.keyFile) await readKeyFile(resolvePath(opts.keyFile));
     const src = resolvePath(source);

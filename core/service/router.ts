@@ -77,6 +77,7 @@ function hostPathsOf(method: MethodName, a: Record<string, unknown>): string[] {
       add(a.keyFile);
       if (typeof a.slow === 'string') add(a.slow.replace(/^(file|tape):/, ''));
       break;
+    case 'keyFileWarning':
     case 'replicatePreview':
     case 'jobStart':
       add(a.source);
@@ -215,6 +216,7 @@ export function createRouter(ctx: RouterContext): Router {
     scheduleRun: (a) => s.scheduleRun(a.volume, { dryRun: a.dryRun === true }),
     mirrorList: () => s.mirrorList(),
     replicatePreview: (a) => s.replicate(abs(a.source), isRemote(a.destination) ? a.destination : abs(a.destination), { keyFile: a.keyFile, dryRun: true }),
+    keyFileWarning: async (a) => ({ warning: await s.keyFileWarning(abs(a.keyFile)) }),
     mirrorCreate: (a) => s.mirrorCreate(a.name, abs(a.source), isRemote(a.destination) ? a.destination : abs(a.destination), { kind: a.kind, schedule: a.every === undefined && a.at === undefined ? undefined : cadenceOf(a), slow: a.slow, keyFile: a.keyFile, limit: a.limit }),
     mirrorBreak: (a) => s.mirrorBreak(a.name),
     mirrorDelete: async (a) => {

@@ -80,5 +80,5 @@ export async function checkDestination(dest: string, keyFile?: string | null): P
     if (!goodPort) throw new SnapplaneError('INVALID', `bad port '${port}' in destination '${dest}': a number from 1 to 65535, as in ${example}`);
     throw new SnapplaneError('INVALID', `destination '${dest}' names a server but no volume on it: give a volume name: ${example}`);
   }
-  if (keyFile) throw new SnapplaneError('INVALID', `--key-file is for a remote destination (host:port/name); '${dest}' is a path on this host`);
+  if (keyFile) throw new SnapplaneError('INVALID', `a key file (--key-file) is for a remote destination (host:port/name); '${dest}' is a path on this host`);
 }

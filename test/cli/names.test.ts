@@ -89,9 +89,9 @@ describe('destinations shaped like an address', () => {
       [['replicate', 'src.img', '127.0.0.1:99999/x'], /bad port '99999'/],
       [['replicate', 'src.img', '127.0.0.1:0/x'], /bad port '0'/],
       [['replicate', 'src.img', 'no host:1/x'], /bad host 'no host'/],
-      [['replicate', 'src.img', 'local.img', '--key-file', key], /--key-file is for a remote destination \(host:port\/name\); 'local\.img' is a path on this host/],
+      [['replicate', 'src.img', 'local.img', '--key-file', key], /a key file \(--key-file\) is for a remote destination \(host:port\/name\); 'local\.img' is a path on this host/],
       [['mirror', 'create', 'nn', 'src.img', `127.0.0.1:${p}`, '--kind', 'full', '--key-file', key], /give a volume name/],
-      [['mirror', 'create', 'nn', 'src.img', 'local.img', '--kind', 'full', '--key-file', key], /--key-file is for a remote destination/],
+      [['mirror', 'create', 'nn', 'src.img', 'local.img', '--kind', 'full', '--key-file', key], /a key file \(--key-file\) is for a remote destination/],
       [['mirror', 'create', 'nn', 'src.img', `127.0.0.1:${p}/x.mirror.json`, '--kind', 'full', '--key-file', key], /bad volume name/],
     ];
     for (const [args, message] of cases) {

@@ -5,7 +5,8 @@
  * composer, jobs, the planner, relationships and the sidebar.
  */
 import { cleanup, fireEvent, render, screen, waitFor, within } from '@testing-library/react';
-import { mkdir, readFile, truncate } from 'node:fs/promises';
+import { chmod, mkdir, readFile, truncate, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { DirPage, ImageEvalReport, ReplicateReport } from '../../core/api/index.js';
@@ -461,7 +462,7 @@ describe('views', () => {
       fireEvent.change(form.querySelector('input[name=target]')!, { target: { value: '127.0.0.1:1/x' } });
       expect(screen.queryByTestId('replicate-preview')).toBeNull();
       fireEvent.click(screen.getByTestId('replicate-preview-ask'));
-      expect((await screen.findByTestId('job-form-problem')).textContent).toMatch(/is a remote destination: give the pre-shared key/);
+      expect((await screen.findByTestId('job-form-problem')).textContent).toMatch(/is a remote destination: give its pre-shared key file/);
       expect(await jobs()).toBe(before);
     } finally {
       await fx.call('masterMark', { volume: fx.vol, name: 's2', mark: false });
@@ -530,6 +531,28 @@ describe('views', () => {
     expect((await screen.findByTestId('delete-relationships')).textContent).toMatch(/^Relationship m1 uses it as the last snapshot in common with the mirror/);
     fireEvent.click(within(screen.getByTestId('delete-dialog')).getByRole('button', { name: 'Cancel' }));
     snaps.unmount();
+  });
+
+  it('a key file other users can read: both forms show the warning `replicate` prints; none for an owner-only key', async () => {
+    const key = join(fx.dir, 'shared.key');
+    await writeFile(key, randomBytes(32).toString('hex'));
+    await chmod(key, 0o644);
+    const expected = `Warning: key file '${key}' is open to every user of this host (mode 0644): whoever reads it can pose as either end of a replication; \`chmod 600 ${key}\``;
+    const jobs = render(<JobsView />);
+    fireEvent.click(screen.getByTestId('jobkind-replicate'));
+    fireEvent.change(screen.getByTestId('job-form').querySelector('input[name=keyFile]')!, { target: { value: key } });
+    expect((await screen.findByTestId('key-file-warning')).textContent).toBe(expected);
+    jobs.unmount();
+    render(<RelationshipsView />);
+    const form = screen.getByTestId('mirror-create');
+    fireEvent.change(form.querySelector('input[name=keyFile]')!, { target: { value: key } });
+    expect((await screen.findByTestId('key-file-warning')).textContent).toBe(expected);
+    await chmod(key, 0o600);
+    fireEvent.change(form.querySelector('input[name=keyFile]')!, { target: { value: `${key} ` } });
+    expect(await fx.call('keyFileWarning', { keyFile: key })).toEqual({ warning: null });
+    // Past the pause and the form's own call for the changed field.
+    await new Promise((r) => setTimeout(r, 600));
+    expect(screen.queryByTestId('key-file-warning')).toBeNull();
   });
 
   it('relationships: delete asks first, saying what stays and what goes', async () => {

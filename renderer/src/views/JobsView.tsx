@@ -9,6 +9,7 @@ import { describeMirrorUpdate, describeReplicatePreview, type JobSpec, type JobS
 import { errorText } from '../client/client.js';
 import { client } from '../client/current.js';
 import { Notice, ProgressBar, useWidth } from '../components/common.js';
+import { KeyFileWarning } from '../components/KeyFileWarning.js';
 import { formatAmount, formatBytes, formatDate, formatEta, formatRate } from '../format.js';
 import { jobPercent, selectJobList, useJobs } from '../stores/jobs.js';
 import { useRelationships } from '../stores/relationships.js';
@@ -183,6 +184,7 @@ function JobForm() {
           <label>
             Key file <input value={keyFile} onChange={(e) => setKeyFile(e.target.value)} placeholder="for host:port/name: the pre-shared key" name="keyFile" />
           </label>
+          <KeyFileWarning keyFile={keyFile} />
           <label>
             Limit <input value={limit} onChange={(e) => setLimit(e.target.value)} placeholder="MiB/s (blank: no limit)" name="limit" size={8} /> MiB/s (over the wire, or into a local volume)
           </label>

@@ -2,6 +2,7 @@
 import { useEffect, useState } from 'react';
 import { WEEKDAYS, type MirrorInfo } from '../../../core/api/index.js';
 import { Notice } from '../components/common.js';
+import { KeyFileWarning } from '../components/KeyFileWarning.js';
 import { formatBytes, formatCount, formatDate } from '../format.js';
 import { topology, useRelationships } from '../stores/relationships.js';
 import { useVolumes } from '../stores/volumes.js';
@@ -138,6 +139,7 @@ function CreateForm() {
       <label>
         Key file <input value={keyFile} onChange={(e) => setKeyFile(e.target.value)} placeholder="for host:port/name destinations" name="keyFile" />
       </label>
+      <KeyFileWarning keyFile={keyFile} />
       <label>
         Update every <input value={every} onChange={(e) => setEvery(e.target.value)} placeholder="e.g. 1h (blank: by hand)" size={8} name="every" />
       </label>

@@ -171,7 +171,7 @@ describe('router', () => {
     expect(await readdir(dir)).toEqual(before);
     // Paths inside a volume and remote destinations are not host paths: a backup file inside a volume may be relative to it.
     const remote = await host.router.call('mirrorCreate', { name: 'far', source: vol, destination: 'backup-host:7000/vol', kind: 'full' });
-    expect(remote).toMatchObject({ ok: false, error: { message: "'backup-host:7000/vol' is remote: give --key-file" } });
+    expect(remote).toMatchObject({ ok: false, error: { message: "'backup-host:7000/vol' is remote: give its pre-shared key file (--key-file)" } });
     const inside = await host.router.call('jobStart', { kind: 'verify', files: ['v.level0'], inVolume: vol });
     expect(inside.ok || !/not a full path/.test(inside.error.message)).toBe(true);
   });
