@@ -59,6 +59,11 @@ export class VolumeContext implements TreeContext {
     }
   }
 
+  /** Blocks [vbn, vbn+count) as the device has them, into `into` when it is their size: unverified (the caller checks the blocks it needs). */
+  readUnverified(vbn: number, count: number, into: Buffer | undefined, label: string): Promise<Buffer> {
+    return this.read(vbn, count, into, label);
+  }
+
   /** Blocks whose member copy failed its checksum and were rebuilt from redundancy (and written back). */
   repaired = 0;
   /** The same blocks counted per member they live on (redundant devices that say which). */

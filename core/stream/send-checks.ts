@@ -38,6 +38,14 @@ interface Pending {
 /** Pointers read per verified multi-block read of the walk (4 MiB of blocks). */
 const WALK_BATCH = 1024;
 
+/**
+ * A spanning read of the walk (see SendChecks.readSpanning) covers at most this many blocks (1 MiB) and crosses at
+ * most SPAN_GAP blocks outside the image between two pointers; SPANS_IN_FLIGHT of them are read at once.
+ */
+const SPAN_BLOCKS = 256;
+const SPAN_GAP = 8;
+const SPANS_IN_FLIGHT = 4;
+
 /** A chunk's checksums, stored by rank among the image's VBNs of the chunk (memory: 4 bytes per image block). */
 interface ChunkSums {
   image: Uint32Array;
@@ -236,19 +244,81 @@ export class SendChecks {
     private readonly snapshots: SnapshotEntry[],
     private readonly image: SparsePlane,
     private readonly locked: <T>(fn: () => Promise<T>) => Promise<T>,
+    private readonly span: boolean,
   ) {
     this.expected = new ExpectedChecksums(image);
   }
 
-  /** Walks the carried snapshots (`snapshots`, as the stream's header lists them) for the image's expected checksums. */
-  static async prepare(volume: Volume, snapshots: SnapshotEntry[], image: SparsePlane, signal?: { cancelled: boolean }): Promise<SendChecks> {
+  /**
+   * Walks the carried snapshots (`snapshots`, as the stream's header lists them) for the image's expected checksums.
+   * `span`: the send reads its blocks through the page cache, so the walk may read the image blocks between the ones
+   * it needs (readSpanning).
+   */
+  static async prepare(volume: Volume, snapshots: SnapshotEntry[], image: SparsePlane, signal?: { cancelled: boolean }, span = false): Promise<SendChecks> {
     const locked = volume.device.concurrentReads === true ? <T>(fn: () => Promise<T>): Promise<T> => fn() : <T>(fn: () => Promise<T>): Promise<T> => volume.exclusive(fn);
-    const checks = new SendChecks(volume, snapshots, image, locked);
+    const checks = new SendChecks(volume, snapshots, image, locked, span);
     await walkImage(snapshots, image, checks.readMany, checks.expected, (vbn, where) => checks.corrupt(vbn, where), -1, signal, volume.label);
     return checks;
   }
 
-  private readonly readMany: ReadMany = (pointers, label) => this.locked(() => this.volume.ctx.readManyVerified(pointers, label));
+  private readonly readMany: ReadMany = (pointers, label) => (this.span ? this.readSpanning(pointers, label) : this.locked(() => this.volume.ctx.readManyVerified(pointers, label)));
+
+  /** The walk batch's blocks (a reused slab: valid until the next batch is read) and the spanning reads' buffers. */
+  private slab: Buffer | null = null;
+  private scratch: Buffer[] = [];
+
+  /** True when a read may run on from `a` to `b` (ascending VBNs): few blocks between them are outside the image. */
+  private spannable(a: number, b: number): boolean {
+    let outside = 0;
+    for (let v = a + 1; v < b; v++) if (!this.image.has(v) && ++outside > SPAN_GAP) return false;
+    return true;
+  }
+
+  /**
+   * A walk batch (pointers in ascending VBN order) read in spans: the metadata a change rewrote sits among the data
+   * blocks it wrote, all of them image blocks, so one read takes a run of them where reading only the metadata is a
+   * read per block (1,662 reads for a 1% change of 4 GiB, 80-120 µs each here). The data read along is what the
+   * send reads next, from the page cache. Each block is checked against its pointer (a bad one is read again
+   * through the verified path, which may rebuild it, or fails the walk with CHECKSUM).
+   */
+  private async readSpanning(pointers: BlockPointer[], label: string): Promise<Buffer[]> {
+    const slab = (this.slab ??= Buffer.allocUnsafeSlow(WALK_BATCH * BLOCK_SIZE));
+    const groups: [number, number][] = [];
+    for (let i = 0; i < pointers.length; ) {
+      let j = i + 1;
+      while (j < pointers.length && pointers[j].vbn - pointers[i].vbn < SPAN_BLOCKS && pointers[j].vbn > pointers[j - 1].vbn && this.spannable(pointers[j - 1].vbn, pointers[j].vbn)) j++;
+      groups.push([i, j]);
+      i = j;
+    }
+    const out: Buffer[] = new Array(pointers.length);
+    let next = 0;
+    let failed = false;
+    const worker = async (w: number): Promise<void> => {
+      const scratch = (this.scratch[w] ??= Buffer.allocUnsafeSlow(SPAN_BLOCKS * BLOCK_SIZE));
+      while (next < groups.length && !failed) {
+        const [i, j] = groups[next++];
+        const first = pointers[i].vbn;
+        const count = pointers[j - 1].vbn - first + 1;
+        try {
+          const run = await this.locked(() => this.volume.ctx.readUnverified(first, count, scratch.subarray(0, count * BLOCK_SIZE), label));
+          for (let k = i; k < j; k++) {
+            const block = slab.subarray(k * BLOCK_SIZE, (k + 1) * BLOCK_SIZE);
+            const at = (pointers[k].vbn - first) * BLOCK_SIZE;
+            run.copy(block, 0, at, at + BLOCK_SIZE);
+            if (blockChecksum(block) !== pointers[k].checksum) (await this.locked(() => this.volume.ctx.readVerified(pointers[k], label))).copy(block);
+            out[k] = block;
+          }
+        } catch (e) {
+          failed = true;
+          throw e;
+        }
+      }
+    };
+    // Every worker settles before a failure is thrown: none may still be copying into the slab when it is read again.
+    const settled = await Promise.allSettled(Array.from({ length: Math.min(SPANS_IN_FLIGHT, groups.length) }, (_, w) => worker(w)));
+    for (const s of settled) if (s.status === 'rejected') throw s.reason;
+    return out;
+  }
 
   /** Checks blocks [vbn, vbn+count) read into `data`; a bad block is rebuilt in place or the send fails. */
   async verify(vbn: number, count: number, data: Buffer): Promise<void> {

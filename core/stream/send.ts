@@ -287,13 +287,14 @@ export async function* writeStream(volume: Volume, plan: StreamPlan, onProgress?
     });
     // The carried snapshots come first among the pinned planes, in the header's order.
     const carried = plan.header.snapshots.map((_, k) => entries.find((e) => e.plane === plan.planeSlots[k] && e.generation === plan.generations[k])!);
-    // The walk runs while the first runs are read (both mostly wait on the disk); a run is checked once it is done.
-    let walk: Promise<SendChecks> | null = null;
-    const checks = (): Promise<SendChecks> => (walk ??= SendChecks.prepare(volume, carried, plan.image, signal));
     const concurrent = volume.device.concurrentReads === true;
     const device = volume.device;
     // A bulk send reads around the page cache into an aligned ring (bulk-io.ts).
     const direct = reuse && device.readBlocksDirect && readsAroundPageCache(plan.sendBlocks, bulkBlocks) ? device.readBlocksDirect.bind(device) : null;
+    // The walk runs while the first runs are read (both mostly wait on the disk); a run is checked once it is done.
+    // Through the page cache, it reads the image between the metadata it needs: the send reads that next anyway.
+    let walk: Promise<SendChecks> | null = null;
+    const checks = (): Promise<SendChecks> => (walk ??= SendChecks.prepare(volume, carried, plan.image, signal, direct === null));
     // Snapshot blocks never change while their planes are pinned, so a plain image is read without the volume lock.
     const raw: RunReader = (vbn, count, into) =>
       direct && into ? direct(vbn, count, into) : concurrent ? device.readBlocks(vbn, count, into) : volume.exclusive(() => device.readBlocks(vbn, count, into));
