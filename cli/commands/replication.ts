@@ -11,8 +11,14 @@ const KINDS = ['full', 'incremental', 'replica'] as const;
 
 function limitOption(text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
-  const n = parseSize(text.replace(/\/s$/i, ''));
-  if (n <= 0) throw new UsageError(`--limit must be a positive rate, e.g. 50M (got '${text}')`);
+  // parseSize's own words speak of a size: a rate is what was asked for.
+  let n = 0;
+  try {
+    n = parseSize(text.replace(/\/s$/i, ''));
+  } catch {
+    n = 0;
+  }
+  if (n <= 0) throw new UsageError(`--limit must be a positive rate in bytes per second with an optional K, M, G or T suffix, e.g. 50M (got '${text}')`);
   return n;
 }
 

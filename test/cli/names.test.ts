@@ -104,6 +104,20 @@ describe('destinations shaped like an address', () => {
     expect((await ok('mirror', 'list', '--json')).stdout).not.toMatch(/"nn"/);
   });
 
+  it('a --limit that is not a positive rate is a usage error (exit 2) that says so, for replicate and mirror create', async () => {
+    for (const bad of ['0', 'abc', '-5M', '0K/s']) {
+      for (const args of [['replicate', 'src.img', 'lim.img', '--limit', bad], ['mirror', 'create', 'lim', 'src.img', 'lim.img', '--kind', 'full', '--limit', bad]]) {
+        const r = await run(...args);
+        expect(r.code, args.join(' ')).toBe(2);
+        expect(r.stderr.trim()).toBe(`snapplane: --limit must be a positive rate in bytes per second with an optional K, M, G or T suffix, e.g. 50M (got '${bad}')`);
+      }
+    }
+    expect((await readdir(dir)).filter((f) => f.startsWith('lim'))).toEqual([]);
+    expect((await ok('mirror', 'list', '--json')).stdout).not.toMatch(/"lim"/);
+    // A good one with a /s suffix is taken.
+    expect((await run('replicate', 'src.img', 'lim.img', '--limit', '50M/s', '--dry-run')).code).toBe(0);
+  });
+
   it('a local path with a colon works when it exists or starts as a path', async () => {
     await ok('replicate', 'src.img', './h:1.img');
     await ok('volume', 'create', 'h:2.img', '--size', '16M');
