@@ -193,18 +193,19 @@ export function registerReplication(program: Command): void {
     );
   mirror
     .command('resync <name>')
-    .description('re-establish from the newest common snapshot without a full copy (the destination loses its changes after it)')
+    .description('re-establish from the newest common snapshot without a full copy; refuses (DIVERGED) when that would discard what only the destination holds, unless --discard')
     .option('--reverse', 'swap the direction: the old source becomes the mirror of the volume that took over')
+    .option('--discard', 'roll the destination back even though it holds writes or snapshots its source does not (they are lost)')
     .option('--full', 'when nothing is in common any more: copy the source whole beside the mirror (only this relationship\'s), which the copy replaces once it lands; needs room for both meanwhile. An incremental mirror is re-initialized: a new base image, an empty sparse structure')
     .option('--json', 'print a JSON report')
-    .action((name: string, opts: { reverse?: boolean; full?: boolean; json?: boolean }) =>
+    .action((name: string, opts: { reverse?: boolean; full?: boolean; discard?: boolean; json?: boolean }) =>
       withService(async (s) => {
         const bar = progressBar(opts.json === true);
         try {
-          const r = await s.mirrorResync(name, { reverse: opts.reverse, full: opts.full }, bar);
+          const r = await s.mirrorResync(name, { reverse: opts.reverse, full: opts.full, discard: opts.discard }, bar);
           bar.stop();
           if (opts.json) return printJson(r);
-          if (r.common !== null) process.stdout.write(`${name}: resynced from common snapshot ${r.common}${r.discarded.length ? `; discarded on the destination: ${r.discarded.join(', ')} and changes after ${r.common}` : ''}\n`);
+          if (r.common !== null) process.stdout.write(`${name}: resynced from common snapshot ${r.common}${r.discarded.length ? `; discarded on the destination: ${r.discarded.join(', ')} and changes after ${r.common}` : r.discardedBlocks ? `; discarded on the destination: ${r.discardedBlocks} blocks written after ${r.common}` : ''}\n`);
           process.stdout.write(updateLine(r));
         } finally {
           bar.stop();

@@ -59,7 +59,7 @@ export const jobSpec = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('restore'), volume: volumePath, files: z.array(pathText).min(1).max(256), inVolume: volumePath.optional() }),
   z.strictObject({ kind: z.literal('verify'), files: z.array(pathText).min(1).max(256), inVolume: volumePath.optional() }),
   z.strictObject({ kind: z.literal('mirror-update'), name: label }),
-  z.strictObject({ kind: z.literal('mirror-resync'), name: label, reverse: z.boolean().optional(), full: z.boolean().optional() }),
+  z.strictObject({ kind: z.literal('mirror-resync'), name: label, reverse: z.boolean().optional(), full: z.boolean().optional(), discard: z.boolean().optional() }),
   z.strictObject({ kind: z.literal('replicate'), source: volumePath, destination: pathText, keyFile: pathText.optional(), limit: z.number().int().min(1024).max(2 ** 40).optional() }),
 ]);
 export type JobSpec = z.infer<typeof jobSpec>;

@@ -22,7 +22,8 @@ export type ErrorCode =
   | 'CLOSED'
   | 'AUTH'
   | 'NET'
-  | 'BUSY';
+  | 'BUSY'
+  | 'DIVERGED';
 
 export interface ErrorContext {
   volume?: string;

@@ -258,7 +258,7 @@ export function errorToWire(e: unknown): Record<string, unknown> {
   return { code: 'IO', message: e instanceof Error ? e.message : String(e) };
 }
 
-const CODES = new Set<ErrorCode>(['ENOSPC', 'CHECKSUM', 'BAD_STREAM', 'LOCKED', 'NOT_FOUND', 'EXISTS', 'NOT_DIR', 'IS_DIR', 'NOT_EMPTY', 'INVALID', 'READ_ONLY', 'BAD_FORMAT', 'IO', 'HELD', 'LIMIT', 'OUTSIDE', 'CANCELLED', 'CLOSED', 'AUTH', 'NET', 'BUSY']);
+const CODES = new Set<ErrorCode>(['ENOSPC', 'CHECKSUM', 'BAD_STREAM', 'LOCKED', 'NOT_FOUND', 'EXISTS', 'NOT_DIR', 'IS_DIR', 'NOT_EMPTY', 'INVALID', 'READ_ONLY', 'BAD_FORMAT', 'IO', 'HELD', 'LIMIT', 'OUTSIDE', 'CANCELLED', 'CLOSED', 'AUTH', 'NET', 'BUSY', 'DIVERGED']);
 
 /** A wire error back as a SnapplaneError with its code. */
 export function errorFromWire(w: Record<string, unknown>): SnapplaneError {

@@ -50,7 +50,7 @@ function describe(spec: JobSpec): { kind: JobKind; title: string; volume: string
     case 'mirror-update':
       return { kind: 'mirror-update', title: `update mirror ${spec.name}`, volume: spec.name, target: spec.name };
     case 'mirror-resync':
-      return { kind: 'mirror-resync', title: `resync mirror ${spec.name}${spec.reverse ? ' (reversed)' : spec.full ? ' (full copy)' : ''}`, volume: spec.name, target: spec.name };
+      return { kind: 'mirror-resync', title: `resync mirror ${spec.name}${spec.reverse ? ' (reversed)' : spec.full ? ' (full copy)' : ''}${spec.discard ? ', discarding what only the mirror holds' : ''}`, volume: spec.name, target: spec.name };
     case 'replicate':
       return { kind: 'replicate', title: `replicate ${spec.source} to ${spec.destination}`, volume: spec.source, target: spec.destination };
   }
@@ -145,7 +145,7 @@ export class JobBroker {
       case 'mirror-update':
         return s.mirrorUpdate(spec.name, progress);
       case 'mirror-resync':
-        return s.mirrorResync(spec.name, { reverse: spec.reverse, full: spec.full }, progress);
+        return s.mirrorResync(spec.name, { reverse: spec.reverse, full: spec.full, discard: spec.discard }, progress);
       case 'replicate':
         return s.replicate(spec.source, spec.destination, { keyFile: spec.keyFile, limit: spec.limit }, progress);
     }

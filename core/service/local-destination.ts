@@ -12,7 +12,9 @@ import { Raid4Device } from '../raid/raid4-device.js';
 import { askSwap, endReplacement, readReplacement, replacementOf, startReplacement } from '../transfer/replacement.js';
 import { replacementWaits } from '../fs/sidecar.js';
 import { neededMasters, readDestinations, readMarker, readOffline, takenOverMessage, writeDestinations, writeMarker, writeOffline } from '../transfer/sidecars.js';
-import type { Destination, ReceiveRequest } from '../transfer/destination.js';
+import type { Destination, ReceiveRequest, RolledBack } from '../transfer/destination.js';
+import { blocksWrittenSince } from '../image/written-since.js';
+import { BLOCK_SIZE, formatBytes } from '../common/units.js';
 import { checkServedName } from './volume-names.js';
 import { localIdentity, servedIdentity } from '../transfer/destination-identity.js';
 import { RateLimit, receiveStreamBytes, throttled } from '../net/pump.js';
@@ -277,19 +279,33 @@ export class LocalDestination implements Destination {
     }
   }
 
-  async rollBack(common: string): Promise<{ discarded: string[] }> {
+  async rollBack(common: string, guard?: { relationship: string }): Promise<RolledBack> {
+    // First: a committed replacement takes the volume's place (what is checked below is then that copy).
     await this.dropReplacement();
     const v = await this.writable(true);
     try {
       const base = v.snapshots.byName(common, this.label);
       const newer = v.snapshots.list().filter((e) => e.generation > base.generation);
       const discarded = newer.map((e) => e.name);
+      const discardedBlocks = await blocksWrittenSince(v, common);
+      if (guard) {
+        // What only this volume has: writes after its newest snapshot (a mirror's active file system is its newest
+        // received state until someone writes it), and snapshots newer than the common one that are not the
+        // relationship's own (those are copies of the source's states).
+        const newest = newer.length ? newer.reduce((a, b) => (b.generation > a.generation ? b : a)) : base;
+        const written = await blocksWrittenSince(v, newest.name);
+        const theirs = newer.filter((e) => !e.name.startsWith(`mirror.${guard.relationship}.`)).map((e) => e.name);
+        if (written > 0 || theirs.length > 0) {
+          const what = [written > 0 ? `${written} block${written === 1 ? '' : 's'} (${formatBytes(written * BLOCK_SIZE)}) written since its newest snapshot '${newest.name}'` : null, theirs.length ? `snapshot${theirs.length > 1 ? 's' : ''} ${theirs.join(', ')}, newer than '${common}'` : null].filter(Boolean).join(', and ');
+          throw new SnapplaneError('DIVERGED', `'${this.label}' holds what its source does not: ${what}; rolling it back to '${common}' would discard that`, { volume: this.label });
+        }
+      }
       await v.revertToSnapshot(common);
       for (const e of newer) {
         if (e.flags & SnapshotFlag.hold) await v.setSnapshotFlags(e.name, { hold: false });
         await v.deleteSnapshot(e.name);
       }
-      return { discarded };
+      return { discarded, discardedBlocks };
     } finally {
       await this.engine.closeVolume(this.label);
     }
@@ -307,6 +323,14 @@ export class LocalDestination implements Destination {
   async close(): Promise<void> {
     await this.engine.closeVolume(this.label);
   }
+}
+
+/** A roll back's guard as a request carries it (none when absent). */
+function guardOf(g: unknown): { relationship: string } | undefined {
+  if (g === undefined) return undefined;
+  const relationship = typeof g === 'object' && g !== null ? (g as { relationship?: unknown }).relationship : undefined;
+  if (typeof relationship !== 'string') throw new SnapplaneError('INVALID', 'rollBack: a guard names its relationship');
+  return { relationship };
 }
 
 /** The path of a volume a remote names under the server's root (core/service/volume-names.ts says which names). */
@@ -388,7 +412,7 @@ export async function serveConnection(engine: EngineAccess, root: string, conn: 
           break;
         case 'rollBack':
           if (typeof req.common !== 'string') throw new SnapplaneError('INVALID', 'rollBack needs the common snapshot');
-          await conn.send({ rolledBack: await dest.rollBack(req.common) });
+          await conn.send({ rolledBack: await dest.rollBack(req.common, guardOf(req.guard)) });
           break;
         case 'setMarker':
           await dest.setMarker((req.marker as MirrorMarker | null) ?? null);

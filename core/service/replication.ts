@@ -5,7 +5,7 @@
  */
 import { readdir, rm, stat } from 'node:fs/promises';
 import { join, resolve as resolvePath } from 'node:path';
-import { SnapplaneError } from '../common/errors.js';
+import { SnapplaneError, isSnapplaneError } from '../common/errors.js';
 import { requireParentFolder } from '../common/parent-folder.js';
 import { sameFile } from '../common/same-file.js';
 import { BLOCK_SIZE } from '../common/units.js';
@@ -13,6 +13,7 @@ import { SnapshotFlag, type SnapshotEntry } from '../fs/format.js';
 import type { Volume } from '../fs/volume.js';
 import { formatImageExpr, parseImageExpr, quoteName } from '../image/expression.js';
 import { bindNames, evaluateBound } from '../image/evaluate.js';
+import { blocksWrittenSince } from '../image/written-since.js';
 import { planStream, streamSize, writeStream, type StreamPlan } from '../stream/send.js';
 import { StreamReader } from '../stream/reader.js';
 import { decodeResumeToken } from '../stream/receive.js';
@@ -617,15 +618,9 @@ export class Replication {
   private async lagBlocks(rel: RelationshipRecord): Promise<number | null> {
     if (!rel.lastCommon) return null;
     try {
-      const v = await this.host.openVolume(rel.source, false);
-      const expr = parseImageExpr(`active - ${quoteName(rel.lastCommon.name)}`);
-      const image = await v.exclusive(async () => evaluateBound(expr, bindNames(expr, '', v.snapshots.list(), rel.source), await v.planeMap()));
       // The CP that deleted the previous common snapshot rewrote the block map and snapshot table: not a write of
-      // the source's files, and a mirror just updated has no lag.
-      const bookkeeping = (await v.bookkeepingBlocks()).filter((vbn) => image.plane.has(vbn)).length;
-      const blocks = image.blocks - bookkeeping;
-      image.plane.release();
-      return blocks;
+      // the source's files (left out), and a mirror just updated has no lag.
+      return await blocksWrittenSince(await this.host.openVolume(rel.source, false), rel.lastCommon.name);
     } catch {
       return null;
     }
@@ -905,11 +900,11 @@ export class Replication {
    * `reverse`, source and destination swap first (the old source becomes the mirror of the volume that took over).
    * With `full` (when nothing is in common any more), the mirror is deleted and copied whole again.
    */
-  async mirrorResync(name: string, opts: { reverse?: boolean; full?: boolean } = {}, onProgress?: Progress): Promise<MirrorUpdateReport & { common: string | null; discarded: string[] }> {
+  async mirrorResync(name: string, opts: { reverse?: boolean; full?: boolean; discard?: boolean } = {}, onProgress?: Progress): Promise<MirrorUpdateReport & { common: string | null; discarded: string[]; discardedBlocks?: number }> {
     return this.oneAtATime(name, () => this.resync(name, opts, onProgress));
   }
 
-  private async resync(name: string, opts: { reverse?: boolean; full?: boolean }, onProgress?: Progress): Promise<MirrorUpdateReport & { common: string | null; discarded: string[] }> {
+  private async resync(name: string, opts: { reverse?: boolean; full?: boolean; discard?: boolean }, onProgress?: Progress): Promise<MirrorUpdateReport & { common: string | null; discarded: string[]; discardedBlocks?: number }> {
     // Claimed before anything is rolled back or replaced: another process's update must not be writing the mirror.
     const rel = await this.claim(name);
     try {
@@ -920,7 +915,7 @@ export class Replication {
     }
   }
 
-  private async resyncClaimed(rel: RelationshipRecord, opts: { reverse?: boolean; full?: boolean }, onProgress?: Progress): Promise<MirrorUpdateReport & { common: string | null; discarded: string[] }> {
+  private async resyncClaimed(rel: RelationshipRecord, opts: { reverse?: boolean; full?: boolean; discard?: boolean }, onProgress?: Progress): Promise<MirrorUpdateReport & { common: string | null; discarded: string[]; discardedBlocks?: number }> {
     const name = rel.name;
     if (rel.kind === 'incremental') {
       if (!opts.full) throw new SnapplaneError('INVALID', `'${name}' is an incremental mirror: it has no volume to roll back; \`snapplane mirror resync ${name} --full\` re-initializes it (a new base image, an empty sparse structure)`);
@@ -939,6 +934,7 @@ export class Replication {
     const d = await this.destination(rel.destination, { keyFile: rel.keyFile ?? undefined }, { cancelled: false });
     let common: SnapshotEntry;
     let discarded: string[];
+    let discardedBlocks = 0;
     try {
       const status = await d.status();
       if (!status.exists) throw destinationGone(rel);
@@ -946,7 +942,19 @@ export class Replication {
       const candidates = v.snapshots.list().filter((e) => status.snapshots.some((s) => sameRef(s, refOf(e)))).sort(byGeneration);
       if (candidates.length === 0) throw new SnapplaneError('NOT_FOUND', `'${rel.source}' and '${rel.destination}' have no snapshot in common; \`snapplane mirror resync ${name} --full\` copies the source whole again, to replace the mirror once it lands`);
       common = candidates[candidates.length - 1];
-      discarded = (await d.rollBack(common.name)).discarded;
+      const rolled = await d.rollBack(common.name, opts.discard ? undefined : { relationship: rel.name }).catch((e: unknown) => {
+        if (!isSnapplaneError(e, 'DIVERGED')) throw e;
+        const keep = opts.reverse
+          ? `to keep it, copy what you need off '${rel.destination}' first (it is the old source: those writes never reached the mirror)`
+          : parseRemote(rel.destination)
+            ? `to keep it, make the mirror the source: a relationship created on its host, the other way`
+            : `\`snapplane mirror resync ${name} --reverse\` keeps it (the mirror becomes the source)`;
+        // The destination names itself as its host knows it (a path under a `serve`'s root): here, as the user does.
+        const message = e.volume && e.message.startsWith(`'${e.volume}'`) ? `'${rel.destination}'${e.message.slice(e.volume.length + 2)}` : e.message;
+        throw new SnapplaneError('DIVERGED', `${message}. \`snapplane mirror resync ${name}${opts.reverse ? ' --reverse' : ''} --discard\` discards it; ${keep}`, { volume: rel.destination });
+      });
+      discarded = rolled.discarded;
+      discardedBlocks = rolled.discardedBlocks;
       // A replica is never marked (its updates are replications, which refuse a marked volume): one an older resync
       // marked is released again. Its masters are held by the destination record, not by a hold.
       if (rel.kind === 'replica') {
@@ -967,7 +975,7 @@ export class Replication {
       await d.close();
     }
     const r = await this.update(name, onProgress);
-    return { ...r, common: common.name, discarded };
+    return { ...r, common: common.name, discarded, discardedBlocks };
   }
 
   /**

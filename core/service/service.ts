@@ -942,7 +942,7 @@ export class SnapplaneService {
   }
 
   /** Re-establishes a relationship from the newest common snapshot (no full copy). */
-  mirrorResync(name: string, options: { reverse?: boolean; full?: boolean } = {}, onProgress?: ProgressCallback): Promise<MirrorUpdateReport & { common: string | null; discarded: string[] }> {
+  mirrorResync(name: string, options: { reverse?: boolean; full?: boolean; discard?: boolean } = {}, onProgress?: ProgressCallback): Promise<MirrorUpdateReport & { common: string | null; discarded: string[]; discardedBlocks?: number }> {
     return this.replication.mirrorResync(name, options, onProgress);
   }
 

@@ -36,6 +36,12 @@ export interface ReceiveRequest {
   replace?: boolean;
 }
 
+/** What a roll back discarded: the snapshots newer than the common one, and the blocks written since it. */
+export interface RolledBack {
+  discarded: string[];
+  discardedBlocks: number;
+}
+
 export interface Destination {
   /** How users name it: a path, or host:port/name. */
   readonly label: string;
@@ -43,8 +49,12 @@ export interface Destination {
   status(): Promise<DestinationStatus>;
   /** Applies a stream (atomically: on any failure the destination stays at its base and may keep a resume token). */
   receive(stream: AsyncIterable<Buffer>, request: ReceiveRequest, onProgress?: (p: ProgressEvent) => void): Promise<ReceiveReport>;
-  /** Resync: revert to the common snapshot and delete the destination's snapshots newer than it; says what was discarded. */
-  rollBack(common: string): Promise<{ discarded: string[] }>;
+  /**
+   * Resync: revert to the common snapshot and delete the destination's snapshots newer than it; says what was
+   * discarded. With `guard`, refuses (DIVERGED) instead when that would discard what was written on the destination
+   * (blocks written since the common snapshot, or snapshots newer than it that are not the relationship's own).
+   */
+  rollBack(common: string, guard?: { relationship: string }): Promise<RolledBack>;
   /** Sets or removes the mirror marker (removing it also deletes an unfinished replacement). */
   setMarker(marker: MirrorMarker | null): Promise<void>;
   /** Bytes that crossed the network so far. */

@@ -4,7 +4,7 @@ import type { DestinationStatus, MirrorMarker, ProgressEvent, ReceiveReport } fr
 import { connectTo } from '../net/endpoint.js';
 import { pumpStream, type RateLimit } from '../net/pump.js';
 import type { WireConnection, WireMessage } from '../net/wire.js';
-import type { Destination, ReceiveRequest } from './destination.js';
+import type { Destination, ReceiveRequest, RolledBack } from './destination.js';
 
 export class RemoteDestination implements Destination {
   readonly remote = true;
@@ -65,8 +65,10 @@ export class RemoteDestination implements Destination {
     }
   }
 
-  async rollBack(common: string): Promise<{ discarded: string[] }> {
-    return (await this.call('rollBack', { common })).rolledBack as { discarded: string[] };
+  async rollBack(common: string, guard?: { relationship: string }): Promise<RolledBack> {
+    const r = (await this.call('rollBack', { common, ...(guard ? { guard } : {}) })).rolledBack as Partial<RolledBack>;
+    // A `serve` from before the guard answers without discardedBlocks (and rolled back unguarded).
+    return { discarded: r.discarded ?? [], discardedBlocks: r.discardedBlocks ?? 0 };
   }
 
   async setMarker(marker: MirrorMarker | null): Promise<void> {

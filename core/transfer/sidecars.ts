@@ -21,7 +21,7 @@ export async function writeMarker(volume: string, marker: MirrorMarker | null): 
 
 /** Why a relationship's update stops at a mirror its own host took over. */
 export function takenOverMessage(volume: string, marker: MirrorMarker): string {
-  return `'${volume}' was taken over on its host at ${marker.brokenAt} (\`mirror break\` there): it is no longer the mirror of '${marker.source}', so relationship '${marker.relationship}' is broken; \`snapplane mirror resync ${marker.relationship}\` rolls it back to the newest snapshot both sides have (discarding what was written there since) and mirrors again`;
+  return `'${volume}' was taken over on its host at ${marker.brokenAt} (\`mirror break\` there): it is no longer the mirror of '${marker.source}', so relationship '${marker.relationship}' is broken; \`snapplane mirror resync ${marker.relationship}\` rolls it back to the newest snapshot both sides have and mirrors again (it refuses while the volume holds writes or snapshots of its own; \`--discard\` drops them)`;
 }
 
 /** Why the volume is off-line, or null. */

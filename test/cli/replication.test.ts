@@ -321,6 +321,15 @@ describe('replication between processes over TCP', () => {
       }
       expect(put.code, put.stderr).toBe(0);
       expect(Date.now() - t0).toBeLessThan(10_000);
+      // Back on the source's host: a plain resync would drop the file written there; it refuses, over the wire.
+      process.env.SNAPPLANE_HOME = sourceHome;
+      const refused = await snapplane('mirror', 'resync', 'mlet');
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toMatch(new RegExp(`^snapplane: '127\\.0\\.0\\.1:${b.port}/m' holds what its source does not: \\d+ blocks \\([^)]+\\) written since its newest snapshot 'mirror\\.mlet\\.1'; .* --discard\` discards it; to keep it, make the mirror the source: a relationship created on its host, the other way \\(DIVERGED\\)\n$`));
+      expect([...(await treeOf(mirror)).keys()]).toContain('/after.ts');
+      const discarded = await ok('mirror', 'resync', 'mlet', '--discard');
+      expect(discarded.stdout).toMatch(/^mlet: resynced from common snapshot mirror\.mlet\.1; discarded on the destination: \d+ blocks written after mirror\.mlet\.1\n/);
+      expect([...(await treeOf(mirror)).keys()]).not.toContain('/after.ts');
     } finally {
       process.env.SNAPPLANE_HOME = sourceHome;
       await b.kill();

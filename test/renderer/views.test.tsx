@@ -15,6 +15,7 @@ import { setClient } from '../../renderer/src/client/current.js';
 import { webSocketUrl } from '../../renderer/src/client/ws-client.js';
 import { connectEvents } from '../../renderer/src/stores/events.js';
 import { useImages } from '../../renderer/src/stores/images.js';
+import { useJobs } from '../../renderer/src/stores/jobs.js';
 import { useSnapshots } from '../../renderer/src/stores/snapshots.js';
 import { usePlanes } from '../../renderer/src/stores/planes.js';
 import { useUi } from '../../renderer/src/stores/ui.js';
@@ -571,6 +572,48 @@ describe('views', () => {
     // Its hold went with it: its transfer snapshot can go too (the grid test below expects s1 and s2 only).
     await fx.call('snapDelete', { volume: fx.vol, name: 'mirror.m1.1' });
     await useVolumes.getState().refreshCurrent();
+  });
+
+  it('relationships: a resync refuses to discard what only the mirror holds; "resync, discarding…" asks, then does', async () => {
+    const src = join(fx.dir, 'dv-src.img');
+    const dst = join(fx.dir, 'dv-mirror.img');
+    await fx.call('volumeCreate', { path: src, sizeBytes: 16 << 20 });
+    await fx.call('writeFile', { volume: src, path: '/a.txt', base64: Buffer.from('from the source').toString('base64') });
+    await fx.call('mirrorCreate', { name: 'dv', source: src, destination: dst, kind: 'full' });
+    const finished = async (id: number): Promise<{ state: string; error: { code: string; message: string } | null }> => {
+      let job: { id: number; state: string; error: { code: string; message: string } | null } | undefined;
+      await waitFor(async () => {
+        job = (await fx.call<(typeof job & object)[]>('jobList', {})).find((j) => j.id === id);
+        expect(job?.state).not.toBe('running');
+      }, { timeout: 30_000 });
+      return job!;
+    };
+    expect((await finished((await fx.call<{ id: number }>('jobStart', { kind: 'mirror-update', name: 'dv' })).id)).state).toBe('ok');
+    await fx.call('mirrorBreak', { name: 'dv' });
+    await fx.call('writeFile', { volume: dst, path: '/written-on-the-mirror.txt', base64: Buffer.from('only here').toString('base64') });
+    render(<RelationshipsView />);
+    const row = await screen.findByTestId('mirror-dv');
+    fireEvent.click(within(row).getByRole('button', { name: 'resync' }));
+    await waitFor(() => expect(Object.values(useJobs.getState().jobs).some((j) => j.title === 'resync mirror dv')).toBe(true));
+    const plain = await finished(Object.values(useJobs.getState().jobs).find((j) => j.title === 'resync mirror dv')!.id);
+    expect(plain.state).toBe('error');
+    expect(plain.error!.code).toBe('DIVERGED');
+    expect(plain.error!.message).toMatch(new RegExp(`^'${dst.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}' holds what its source does not: \\d+ blocks \\([^)]+\\) written since its newest snapshot 'mirror\\.dv\\.1'`));
+    const names = async (): Promise<string[]> => (await fx.call<DirPage>('ls', { volume: dst, path: '/' })).entries.map((e) => e.name);
+    expect(await names()).toContain('written-on-the-mirror.txt');
+    // The row's other resync asks first, saying what goes; Cancel keeps everything.
+    fireEvent.click(screen.getByTestId('discard-resync-dv'));
+    const ask = await screen.findByTestId('discard-resync-confirm');
+    expect(ask.textContent).toContain(`Roll ${dst} back to the newest snapshot it has in common with ${src}`);
+    fireEvent.click(within(ask).getByRole('button', { name: 'Cancel' }));
+    expect(screen.queryByTestId('discard-resync-confirm')).toBeNull();
+    fireEvent.click(screen.getByTestId('discard-resync-dv'));
+    fireEvent.click(within(await screen.findByTestId('discard-resync-confirm')).getByRole('button', { name: 'Discard and resync' }));
+    await waitFor(() => expect(Object.values(useJobs.getState().jobs).some((j) => j.title === 'resync mirror dv, discarding what only the mirror holds')).toBe(true));
+    const discarding = await finished(Object.values(useJobs.getState().jobs).find((j) => j.title === 'resync mirror dv, discarding what only the mirror holds')!.id);
+    expect(discarding.state).toBe('ok');
+    expect(await names()).toEqual(['a.txt']);
+    await fx.call('mirrorDelete', { name: 'dv' });
   });
 
   it('relationships: created with a time of day and a weekday, the row shows them and the next update; both a time and an interval are refused', async () => {

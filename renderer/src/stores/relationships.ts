@@ -19,6 +19,10 @@ export interface RelationshipsState {
   askingFullResync: string | null;
   askFullResync(name: string | null): void;
   resyncFull(name: string): Promise<void>;
+  /** A relationship whose resync that discards what only the rolled-back volume holds awaits confirmation. */
+  askingDiscardResync: string | null;
+  askDiscardResync(name: string | null): void;
+  resyncDiscarding(name: string): Promise<void>;
   breakOff(name: string): Promise<void>;
   /** A relationship whose delete awaits confirmation. */
   askingDelete: string | null;
@@ -73,6 +77,15 @@ export const useRelationships = create<RelationshipsState>()((set, get) => ({
     set({ askingFullResync: null });
     await useJobs.getState().start({ kind: 'mirror-resync', name, full: true });
     set({ notice: `full resync of ${name} started (see Jobs)` });
+  },
+  askingDiscardResync: null,
+  askDiscardResync(name) {
+    set({ askingDiscardResync: name });
+  },
+  async resyncDiscarding(name) {
+    set({ askingDiscardResync: null });
+    await useJobs.getState().start({ kind: 'mirror-resync', name, discard: true });
+    set({ notice: `resync of ${name}, discarding what only the mirror holds, started (see Jobs)` });
   },
   async breakOff(name) {
     try {

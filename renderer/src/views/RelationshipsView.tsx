@@ -194,6 +194,25 @@ function FullResyncConfirm({ mirrors }: { mirrors: MirrorInfo[] }) {
   );
 }
 
+/** Asks before a resync that rolls back even what only the mirror holds (a plain resync refuses that: DIVERGED). */
+function DiscardResyncConfirm({ mirrors }: { mirrors: MirrorInfo[] }) {
+  const name = useRelationships((s) => s.askingDiscardResync);
+  const m = mirrors.find((x) => x.name === name);
+  if (!m) return null;
+  const st = useRelationships.getState();
+  return (
+    <div className="notice confirm" role="alertdialog" data-testid="discard-resync-confirm">
+      Roll <span className="mono">{m.destination}</span> back to the newest snapshot it has in common with <span className="mono">{m.source}</span>, and mirror
+      again, even though it holds what the source does not (files written there after a break or takeover, snapshots taken there)? Those are lost. A plain resync
+      refuses in that case and says how much it would discard.{' '}
+      <button className="danger" onClick={() => void st.resyncDiscarding(m.name)}>
+        Discard and resync
+      </button>{' '}
+      <button onClick={() => st.askDiscardResync(null)}>Cancel</button>
+    </div>
+  );
+}
+
 /** Asks before a relationship is deleted: what stays (snapshots, the mirror volume) and what goes with it. */
 function DeleteConfirm({ mirrors }: { mirrors: MirrorInfo[] }) {
   const name = useRelationships((s) => s.askingDelete);
@@ -222,6 +241,7 @@ function consoleAdvice(error: string): string | null {
   const buttons: string[] = [];
   if (/`snapplane mirror resync \S+`/.test(error)) buttons.push('“resync”');
   if (/--full`|resync \S+ --full/.test(error)) buttons.push('“full resync…”');
+  if (/resync \S+ --discard`/.test(error)) buttons.push('“resync, discarding…”');
   if (buttons.length === 0) return null;
   return `Here: the ${buttons.join(' and ')} ${buttons.length > 1 ? 'buttons do' : 'button does'} what the message says.`;
 }
@@ -244,6 +264,7 @@ export function RelationshipsView() {
       {notice ? <Notice kind="ok" onClose={() => useRelationships.setState({ notice: null })}>{notice}</Notice> : null}
       {mirrors.length === 0 ? <p className="muted">No mirrors or replicas yet.</p> : <Topology mirrors={mirrors} />}
       <FullResyncConfirm mirrors={mirrors} />
+      <DiscardResyncConfirm mirrors={mirrors} />
       <DeleteConfirm mirrors={mirrors} />
       <table className="table" data-testid="mirror-list">
         <thead>
@@ -294,6 +315,11 @@ export function RelationshipsView() {
                 <button className="link" onClick={() => void st.resync(m.name)} disabled={m.kind === 'incremental' || m.state === 'transferring'} title={m.state === 'transferring' ? BUSY_TITLE : undefined}>
                   resync
                 </button>
+                {m.kind !== 'incremental' ? (
+                  <button className="link danger" onClick={() => st.askDiscardResync(m.name)} disabled={m.state === 'transferring'} title={m.state === 'transferring' ? BUSY_TITLE : 'when a plain resync refuses: the mirror holds what the source does not'} data-testid={`discard-resync-${m.name}`}>
+                    resync, discarding…
+                  </button>
+                ) : null}
                 {m.kind === 'full' ? (
                   <button className="link danger" onClick={() => st.askFullResync(m.name)} disabled={m.state === 'transferring'} title={m.state === 'transferring' ? BUSY_TITLE : 'when the two have no snapshot in common any more'} data-testid={`full-resync-${m.name}`}>
                     full resync…

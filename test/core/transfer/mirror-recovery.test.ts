@@ -93,8 +93,16 @@ describe('a replica relationship', () => {
         expect((await s.mirrorBreak(name)).writable).toBe(true);
         await s.closeAll();
         await write(onDisk, '/written-after-break', 3);
-        const r = await s.mirrorResync(name);
+        // The replica holds a file its source does not: a plain resync refuses, naming it, and changes nothing.
+        const refused = await s.mirrorResync(name).then(() => null, (e: unknown) => e);
+        expect(refused).toMatchObject({ code: 'DIVERGED' });
+        expect((refused as Error).message).toMatch(new RegExp(`holds what its source does not: \\d+ blocks \\([^)]+\\) written since its newest snapshot 'm1'; rolling it back to 'm1' would discard that\\. \`snapplane mirror resync ${name} --discard\` discards it; `));
         await s.closeAll();
+        expect([...(await treeOf(onDisk)).keys()]).toContain('/written-after-break');
+        expect((await s.mirrorStatus(name)).state).toBe('broken');
+        const r = await s.mirrorResync(name, { discard: true });
+        await s.closeAll();
+        expect(r.discardedBlocks).toBeGreaterThan(0);
         expect(r.common).toBe('m1');
         expect([...(await treeOf(onDisk)).keys()]).not.toContain('/written-after-break');
         expect((await s.mirrorStatus(name)).state).toBe('idle');

@@ -268,8 +268,13 @@ describe('full mirrors', () => {
     expect(await dr.mirrorBreak(dst)).toMatchObject({ writable: true });
     await dr.closeAll();
 
-    // Resync (the administrator's choice) rolls it back to the common snapshot and mirrors again.
-    const r = await s.mirrorResync('m-dr');
+    // A plain resync refuses: the volume that took over holds a file the source does not (exit without a change).
+    await expect(s.mirrorResync('m-dr')).rejects.toMatchObject({ code: 'DIVERGED', message: expect.stringMatching(/written since its newest snapshot .*`snapplane mirror resync m-dr --discard` discards it; `snapplane mirror resync m-dr --reverse` keeps it \(the mirror becomes the source\)$/) });
+    await s.closeAll();
+    expectSameTree(await treeOf(dst), taken, 'the taken-over volume after the refused resync');
+    expect((await s.mirrorStatus('m-dr')).state).toBe('broken');
+    // Resync with --discard (the administrator's choice) rolls it back to the common snapshot and mirrors again.
+    const r = await s.mirrorResync('m-dr', { discard: true });
     await s.closeAll();
     expect(r.common).toBe(init.to);
     expectSameTree(await treeOf(dst), await treeOf(src, r.to), 'after resync');
@@ -634,9 +639,14 @@ describe('full mirrors', () => {
     await s.snapCreate(dst, 'after-takeover');
     await s.closeAll();
     expect((await s.mirrorStatus('m-take')).state).toBe('broken');
-    // The old source comes back with changes of its own; resync discards the mirror's changes since the common snapshot.
+    // The old source comes back with changes of its own; a plain resync refuses to discard the mirror's snapshot.
     await work(src, 22, 6);
-    const r = await s.mirrorResync('m-take');
+    const before = await treeOf(dst, 'after-takeover');
+    await expect(s.mirrorResync('m-take')).rejects.toMatchObject({ code: 'DIVERGED', message: expect.stringContaining(`holds what its source does not: snapshot after-takeover, newer than '${init.to}'`) });
+    await s.closeAll();
+    expectSameTree(await treeOf(dst, 'after-takeover'), before, 'the mirror after the refused resync');
+    // With --discard, resync discards the mirror's changes since the common snapshot.
+    const r = await s.mirrorResync('m-take', { discard: true });
     await s.closeAll();
     expect(r.common).toBe(init.to);
     expect(r.discarded).toEqual(['after-takeover']);
@@ -649,8 +659,14 @@ describe('full mirrors', () => {
     // Takeover again; this time the mirror's new data wins: the old source becomes its mirror.
     await s.mirrorBreak('m-take');
     await work(dst, 23, 6);
+    // The old source was written once more before it failed: what never reached the mirror is not dropped unasked.
+    await s.put(src, __filename, '/never-mirrored');
     await s.closeAll();
-    const rev = await s.mirrorResync('m-take', { reverse: true });
+    await expect(s.mirrorResync('m-take', { reverse: true })).rejects.toMatchObject({ code: 'DIVERGED', message: expect.stringMatching(new RegExp(`^'${src.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}' holds what its source does not: \\d+ blocks .*\\. \`snapplane mirror resync m-take --reverse --discard\` discards it; to keep it, copy what you need off`)) });
+    await s.closeAll();
+    expect([...(await treeOf(src)).keys()]).toContain('/never-mirrored');
+    expect((await s.mirrorStatus('m-take')).source).toBe(src);
+    const rev = await s.mirrorResync('m-take', { reverse: true, discard: true });
     await s.closeAll();
     expect(rev.transfer).toBe('incremental');
     expectSameTree(await treeOf(src), await treeOf(dst, rev.to), 'after reverse resync');
