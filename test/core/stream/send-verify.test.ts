@@ -80,6 +80,29 @@ const cases = [
   ['an indirect block', () => indirectVbn],
 ] as const;
 
+/** A device opener that counts the device reads of the volumes it opens (calls, and blocks read). */
+function countingReads(): { open: (p: string, readOnly: boolean) => Promise<BlockDevice>; calls: number; blocks: number; reset(): void } {
+  const counted = {
+    calls: 0,
+    blocks: 0,
+    reset(): void {
+      counted.calls = 0;
+      counted.blocks = 0;
+    },
+    async open(p: string, readOnly: boolean): Promise<BlockDevice> {
+      const d = await ImageFileDevice.open(p, { readOnly });
+      const inner = d.readBlocks.bind(d);
+      d.readBlocks = (vbn, count, into) => {
+        counted.calls++;
+        counted.blocks += count;
+        return inner(vbn, count, into);
+      };
+      return d;
+    },
+  };
+  return counted;
+}
+
 /** Expects `p` to fail with the sender's CHECKSUM naming `vbn` and /big.bin. */
 async function expectChecksum(p: Promise<unknown>, vbn: number): Promise<void> {
   const e = await p.then(
@@ -160,31 +183,22 @@ describe('the sender checks each block against its pointer', () => {
     await v.createSnapshot('s2');
     await v.close();
 
-    let reads = 0;
-    const counting = async (p: string, readOnly: boolean): Promise<BlockDevice> => {
-      const d = await ImageFileDevice.open(p, { readOnly });
-      const inner = d.readBlocks.bind(d);
-      d.readBlocks = (vbn, count, into) => {
-        reads += count;
-        return inner(vbn, count, into);
-      };
-      return d;
-    };
-    const ro = await Volume.open(path, { readOnly: true, openDevice: counting });
+    const counted = countingReads();
+    const ro = await Volume.open(path, { readOnly: true, openDevice: counted.open });
     try {
       const full = await planStream(ro, 's2 + s1');
-      reads = 0;
+      counted.reset();
       const fullChecks = await SendChecks.prepare(ro, ro.snapshots.list().filter((e) => e.name === 's2' || e.name === 's1').sort((a, b) => a.generation - b.generation), full.image);
-      const fullReads = reads;
+      const fullReads = counted.blocks;
       // Every data and indirect block of the files, the inode file and the block map are known.
       expect(fullChecks.expected.count).toBeGreaterThan(120 * 31);
       expect(fullReads).toBeGreaterThan(120);
 
       const incr = await planStream(ro, 's2 - s1');
-      reads = 0;
+      counted.reset();
       const checks = await SendChecks.prepare(ro, ro.snapshots.list().filter((e) => e.name === 's2'), incr.image);
       // The changed block, its indirect block, the inode block and the inode file's tree, the block map's changes.
-      expect(reads).toBeLessThan(20);
+      expect(counted.blocks).toBeLessThan(20);
       expect(checks.expected.count).toBeGreaterThan(3);
       expect(checks.expected.count).toBeLessThanOrEqual(incr.image.count);
     } finally {
@@ -210,26 +224,17 @@ describe('the sender checks each block against its pointer', () => {
     for (let i = 0; i < 60; i++) await v.writeAt(`/f${i}.bin`, (i % 30) * 4096, pattern(4096, 1000 + i));
     await v.createSnapshot('s2');
     await v.close();
-    let calls = 0;
-    const counting = async (p: string, readOnly: boolean): Promise<BlockDevice> => {
-      const d = await ImageFileDevice.open(p, { readOnly });
-      const inner = d.readBlocks.bind(d);
-      d.readBlocks = (vbn, count, into) => {
-        calls++;
-        return inner(vbn, count, into);
-      };
-      return d;
-    };
-    const ro = await Volume.open(path, { readOnly: true, openDevice: counting });
+    const counted = countingReads();
+    const ro = await Volume.open(path, { readOnly: true, openDevice: counted.open });
     try {
       const plan = await planStream(ro, 's2 - s1');
       const top = ro.snapshots.list().filter((e) => e.name === 's2');
-      calls = 0;
+      counted.reset();
       const blockwise = await SendChecks.prepare(ro, top, plan.image);
-      const blockwiseCalls = calls;
-      calls = 0;
+      const blockwiseCalls = counted.calls;
+      counted.reset();
       const spanning = await SendChecks.prepare(ro, top, plan.image, undefined, true);
-      const spanningCalls = calls;
+      const spanningCalls = counted.calls;
       expect(blockwiseCalls).toBeGreaterThanOrEqual(60);
       expect(spanningCalls).toBeLessThan(blockwiseCalls / 4);
       const known = (c: SendChecks): string[] => [...c.expected.known.chunkIndexes()].map((i) => `${i}:${Buffer.from(c.expected.known.chunk(i)!.buffer).toString('hex')}`);
