@@ -120,7 +120,18 @@ export class JobBroker {
         const landed = await this.rememberDestination(spec).catch(() => null);
         this.finish(job, 'ok', result, null, landed);
       },
-      (e: unknown) => this.finish(job, job.signal.cancelled || (e instanceof SnapplaneError && e.code === 'CANCELLED') ? 'cancelled' : 'error', null, wireError(e)),
+      async (e: unknown) => {
+        const outcome = job.signal.cancelled || (e instanceof SnapplaneError && e.code === 'CANCELLED') ? 'cancelled' : 'error';
+        // No transfer took the reserved history id: the job was refused before one began. Recorded all the same
+        // (a verify is no transfer: the history has none of them).
+        const unrecorded = job.signal.historyId;
+        if (unrecorded !== undefined && outcome === 'error' && d.kind !== 'verify') {
+          // A relationship's job is recorded as its transfers are: from its source, to its destination.
+          const rel = d.kind === 'mirror-update' || d.kind === 'mirror-resync' ? await this.service.mirrorStatus(d.target).catch(() => null) : null;
+          await this.service.recordRefusedJob(unrecorded, d.kind, rel?.source ?? d.volume, rel?.destination ?? d.target, job.state.startedAt, e instanceof Error ? e.message : String(e)).catch(() => undefined);
+        }
+        this.finish(job, outcome, null, wireError(e));
+      },
     );
     this.emit({ type: 'job', job: { ...job.state } });
     return { ...job.state };

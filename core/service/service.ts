@@ -1026,6 +1026,16 @@ export class SnapplaneService {
     return this.state.update((st) => st.nextJobId++);
   }
 
+  /**
+   * Records a console job that failed before any transfer of it began (refused: BUSY, DIVERGED, a bad argument),
+   * under the id reserved for it, so the History shows it as the job's card did.
+   */
+  async recordRefusedJob(id: number, kind: TransferJobRecord['kind'], volume: string, target: string, startedAt: string, error: string): Promise<void> {
+    await this.state.update((st) => {
+      st.history.push({ id, kind, volume, target, startedAt, finishedAt: new Date(this.clock()).toISOString(), outcome: 'error', phases: [], bytes: 0, error });
+    });
+  }
+
   /** True while a transfer or a cancellable copy (put, get) runs here. */
   busy(): boolean {
     return this.running.size > 0;

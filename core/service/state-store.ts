@@ -22,7 +22,7 @@ export interface ScheduleRecord {
 /** A transfer job: send, receive, copy, backup or restore, with its outcome. */
 export interface TransferJobRecord {
   id: number;
-  kind: 'send' | 'receive' | 'copy' | 'backup' | 'restore' | 'restore-file' | 'replicate' | 'mirror-update' | 'reconstruct';
+  kind: 'send' | 'receive' | 'copy' | 'backup' | 'restore' | 'restore-file' | 'replicate' | 'mirror-update' | 'mirror-resync' | 'reconstruct';
   volume: string;
   /** Where it went or came from (a file, a tape folder, another volume). */
   target: string;

@@ -595,8 +595,12 @@ describe('views', () => {
     const row = await screen.findByTestId('mirror-dv');
     fireEvent.click(within(row).getByRole('button', { name: 'resync' }));
     await waitFor(() => expect(Object.values(useJobs.getState().jobs).some((j) => j.title === 'resync mirror dv')).toBe(true));
-    const plain = await finished(Object.values(useJobs.getState().jobs).find((j) => j.title === 'resync mirror dv')!.id);
+    const plainId = Object.values(useJobs.getState().jobs).find((j) => j.title === 'resync mirror dv')!.id;
+    const plain = await finished(plainId);
     expect(plain.state).toBe('error');
+    // Refused before any transfer began, it is in the History all the same, under the number its card showed.
+    const recorded = (await fx.call<{ id: number; kind: string; volume: string; target: string; outcome: string; error?: string }[]>('jobHistory', {})).find((h) => h.id === plainId);
+    expect(recorded).toMatchObject({ kind: 'mirror-resync', volume: src, target: dst, outcome: 'error', error: plain.error!.message });
     expect(plain.error!.code).toBe('DIVERGED');
     expect(plain.error!.message).toMatch(new RegExp(`^'${dst.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}' holds what its source does not: \\d+ blocks \\([^)]+\\) written since its newest snapshot 'mirror\\.dv\\.1'`));
     const names = async (): Promise<string[]> => (await fx.call<DirPage>('ls', { volume: dst, path: '/' })).entries.map((e) => e.name);
