@@ -911,6 +911,13 @@ export class Replication {
       return await this.resyncClaimed(rel, opts, onProgress);
     } catch (e) {
       await this.unclaim(name);
+      // Kept where `mirror status` and the console's row show it: why the relationship is still broken.
+      if (isSnapplaneError(e, 'DIVERGED')) {
+        await this.host.state.update((s) => {
+          const r = s.relationships?.[name];
+          if (r) r.lastError = e.message;
+        });
+      }
       throw e;
     }
   }

@@ -16,6 +16,7 @@ import { webSocketUrl } from '../../renderer/src/client/ws-client.js';
 import { connectEvents } from '../../renderer/src/stores/events.js';
 import { useImages } from '../../renderer/src/stores/images.js';
 import { useJobs } from '../../renderer/src/stores/jobs.js';
+import { useRelationships } from '../../renderer/src/stores/relationships.js';
 import { useSnapshots } from '../../renderer/src/stores/snapshots.js';
 import { usePlanes } from '../../renderer/src/stores/planes.js';
 import { useUi } from '../../renderer/src/stores/ui.js';
@@ -603,6 +604,9 @@ describe('views', () => {
     expect(recorded).toMatchObject({ kind: 'mirror-resync', volume: src, target: dst, outcome: 'error', error: plain.error!.message });
     expect(plain.error!.code).toBe('DIVERGED');
     expect(plain.error!.message).toMatch(new RegExp(`^'${dst.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}' holds what its source does not: \\d+ blocks \\([^)]+\\) written since its newest snapshot 'mirror\\.dv\\.1'`));
+    // The row says why it is still broken, and which of its buttons does what the message says.
+    await useRelationships.getState().refresh();
+    expect((await screen.findByTestId('advice-dv')).textContent).toBe('Here: the “resync, discarding…” button does what the message says.');
     const names = async (): Promise<string[]> => (await fx.call<DirPage>('ls', { volume: dst, path: '/' })).entries.map((e) => e.name);
     expect(await names()).toContain('written-on-the-mirror.txt');
     // The row's other resync asks first, saying what goes; Cancel keeps everything.

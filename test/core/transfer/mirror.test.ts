@@ -272,10 +272,11 @@ describe('full mirrors', () => {
     await expect(s.mirrorResync('m-dr')).rejects.toMatchObject({ code: 'DIVERGED', message: expect.stringMatching(/written since its newest snapshot .*`snapplane mirror resync m-dr --discard` discards it; `snapplane mirror resync m-dr --reverse` keeps it \(the mirror becomes the source\)$/) });
     await s.closeAll();
     expectSameTree(await treeOf(dst), taken, 'the taken-over volume after the refused resync');
-    expect((await s.mirrorStatus('m-dr')).state).toBe('broken');
+    expect(await s.mirrorStatus('m-dr')).toMatchObject({ state: 'broken', lastError: expect.stringContaining('holds what its source does not') });
     // Resync with --discard (the administrator's choice) rolls it back to the common snapshot and mirrors again.
     const r = await s.mirrorResync('m-dr', { discard: true });
     await s.closeAll();
+    expect(await s.mirrorStatus('m-dr')).toMatchObject({ state: expect.not.stringMatching(/broken|failed/), lastError: null });
     expect(r.common).toBe(init.to);
     expectSameTree(await treeOf(dst), await treeOf(src, r.to), 'after resync');
     await expect(dr.put(dst, __filename, '/late')).rejects.toMatchObject({ code: 'READ_ONLY' });
