@@ -12,7 +12,6 @@ import { BLOCK_SIZE } from '../common/units.js';
 import { SnapshotFlag, type SnapshotEntry } from '../fs/format.js';
 import type { Volume } from '../fs/volume.js';
 import { formatImageExpr, parseImageExpr, quoteName } from '../image/expression.js';
-import { bindNames, evaluateBound } from '../image/evaluate.js';
 import { blocksWrittenSince } from '../image/written-since.js';
 import { planStream, streamSize, writeStream, type StreamPlan } from '../stream/send.js';
 import { StreamReader } from '../stream/reader.js';
