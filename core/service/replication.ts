@@ -935,7 +935,6 @@ export class Replication {
     if (opts.reverse) {
       if (parseRemote(rel.destination)) throw new SnapplaneError('INVALID', `a reverse resync makes '${rel.destination}' the source; run it on that host (create the relationship there)`);
       [rel.source, rel.destination] = [rel.destination, rel.source];
-      await writeMarker(rel.source, null);
     }
     const d = await this.destination(rel.destination, { keyFile: rel.keyFile ?? undefined }, { cancelled: false });
     let common: SnapshotEntry;
@@ -961,6 +960,8 @@ export class Replication {
       });
       discarded = rolled.discarded;
       discardedBlocks = rolled.discardedBlocks;
+      // Reversed: the volume that took over is the source from now on (not before: a refused roll back changes nothing).
+      if (opts.reverse) await writeMarker(rel.source, null);
       // A replica is never marked (its updates are replications, which refuse a marked volume): one an older resync
       // marked is released again. Its masters are held by the destination record, not by a hold.
       if (rel.kind === 'replica') {
