@@ -12,6 +12,7 @@ import { Volume } from '../../../core/fs/volume.js';
 import { planStream } from '../../../core/stream/send.js';
 import { readResumeState } from '../../../core/stream/receive.js';
 import { replacementOf, replacementWaits } from '../../../core/fs/sidecar.js';
+import { readMarker } from '../../../core/transfer/sidecars.js';
 import { expectSameTree } from '../../helpers/model.js';
 import { FaultProxy, makeKey, randomWork, seeded, treeOf, writeAndSnapshot } from '../../helpers/replication.js';
 import { pattern } from '../../helpers/model.js';
@@ -273,6 +274,13 @@ describe('full mirrors', () => {
     await s.closeAll();
     expectSameTree(await treeOf(dst), taken, 'the taken-over volume after the refused resync');
     expect(await s.mirrorStatus('m-dr')).toMatchObject({ state: 'broken', lastError: expect.stringContaining('holds what its source does not') });
+    // Reversed, it refuses too (the old source was written after its last update) and changes nothing: the volume
+    // that took over keeps its marker, the relationship its direction.
+    await expect(s.mirrorResync('m-dr', { reverse: true })).rejects.toMatchObject({ code: 'DIVERGED', message: expect.stringContaining(`'${src}' holds what its source does not`) });
+    await s.closeAll();
+    expect((await readMarker(dst))?.brokenAt).toBeTruthy();
+    expect(await s.mirrorStatus('m-dr')).toMatchObject({ source: src, destination: dst, state: 'broken' });
+    expectSameTree(await treeOf(dst), taken, 'the taken-over volume after the refused reverse resync');
     // Resync with --discard (the administrator's choice) rolls it back to the common snapshot and mirrors again.
     const r = await s.mirrorResync('m-dr', { discard: true });
     await s.closeAll();
