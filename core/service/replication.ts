@@ -934,6 +934,11 @@ export class Replication {
     }
     if (opts.reverse) {
       if (parseRemote(rel.destination)) throw new SnapplaneError('INVALID', `a reverse resync makes '${rel.destination}' the source; run it on that host (create the relationship there)`);
+      // The old source becomes a mirror, and a full or incremental mirror cannot take a mirror as its source (it
+      // snapshots it at every update): their held snapshots would also stop the first update, after the roll back
+      // and the reversal (a replica of it is a cascade, which may go on).
+      const others = Object.values((await this.host.state.load()).relationships ?? {}).filter((r) => r.name !== name && r.kind !== 'replica' && resolvePath(r.source) === resolvePath(rel.source)).map((r) => r.name);
+      if (others.length > 0) throw new SnapplaneError('INVALID', `a reverse resync makes '${rel.source}' the mirror of '${rel.destination}', but it is the source of mirror relationship${others.length > 1 ? 's' : ''} ${others.join(', ')} too, which cannot take a mirror as source; delete ${others.length > 1 ? 'them' : 'it'} first (\`snapplane mirror delete ${others[0]}\`), or keep it as a source and create a new relationship the other way`, { volume: rel.source });
       [rel.source, rel.destination] = [rel.destination, rel.source];
     }
     const d = await this.destination(rel.destination, { keyFile: rel.keyFile ?? undefined }, { cancelled: false });

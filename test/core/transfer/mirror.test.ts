@@ -671,6 +671,13 @@ describe('full mirrors', () => {
     // The old source was written once more before it failed: what never reached the mirror is not dropped unasked.
     await s.put(src, __filename, '/never-mirrored');
     await s.closeAll();
+    // While the old source is the source of another relationship too, a reverse resync is refused before anything.
+    await s.mirrorCreate('m-take-other', src, `${base}-other.img`, { kind: 'full' });
+    await expect(s.mirrorResync('m-take', { reverse: true })).rejects.toMatchObject({ code: 'INVALID', message: expect.stringContaining(`but it is the source of mirror relationship m-take-other too, which cannot take a mirror as source; delete it first (\`snapplane mirror delete m-take-other\`)`) });
+    expect(await s.mirrorStatus('m-take')).toMatchObject({ source: src, destination: dst, state: 'broken' });
+    expect([...(await treeOf(src)).keys()]).toContain('/never-mirrored');
+    await s.mirrorDelete('m-take-other');
+    await s.closeAll();
     await expect(s.mirrorResync('m-take', { reverse: true })).rejects.toMatchObject({ code: 'DIVERGED', message: expect.stringMatching(new RegExp(`^'${src.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}' holds what its source does not: \\d+ blocks .*\\. \`snapplane mirror resync m-take --reverse --discard\` discards it; to keep it, copy what you need off`)) });
     await s.closeAll();
     expect([...(await treeOf(src)).keys()]).toContain('/never-mirrored');
