@@ -24,7 +24,8 @@ export class VolumeContext implements TreeContext {
     readonly writable: boolean,
   ) {}
 
-  private checkPointer(p: BlockPointer, label: string): void {
+  /** Refuses (CHECKSUM: corrupted metadata) a pointer outside the volume before anything reads it. */
+  checkPointer(p: BlockPointer, label: string): void {
     if (p.vbn < 2 || p.vbn >= this.device.blockCount) {
       throw new SnapplaneError('CHECKSUM', `'${label}' points at VBN ${p.vbn}, outside the volume (corrupted metadata)`, {
         volume: this.volume,

@@ -283,6 +283,7 @@ export class SendChecks {
    */
   private async readSpanning(pointers: BlockPointer[], label: string): Promise<Buffer[]> {
     const slab = (this.slab ??= Buffer.allocUnsafeSlow(WALK_BATCH * BLOCK_SIZE));
+    for (const p of pointers) this.volume.ctx.checkPointer(p, label);
     const groups: [number, number][] = [];
     for (let i = 0; i < pointers.length; ) {
       let j = i + 1;
