@@ -205,7 +205,7 @@ export function registerReplication(program: Command): void {
           const r = await s.mirrorResync(name, { reverse: opts.reverse, full: opts.full, discard: opts.discard }, bar);
           bar.stop();
           if (opts.json) return printJson(r);
-          if (r.common !== null) process.stdout.write(`${name}: resynced from common snapshot ${r.common}${r.discarded.length ? `; discarded on the destination: ${r.discarded.join(', ')} and changes after ${r.common}` : r.discardedBlocks ? `; discarded on the destination: ${r.discardedBlocks} blocks written after ${r.common}` : ''}\n`);
+          if (r.common !== null) process.stdout.write(`${name}: resynced from common snapshot ${r.common}${r.discarded.length ? `; discarded on the destination: ${r.discarded.join(', ')} and changes after ${r.common}` : r.discardedBlocks ? `; discarded on the destination: ${r.discardedBlocks} block${r.discardedBlocks === 1 ? '' : 's'} written after ${r.common}` : ''}\n`);
           process.stdout.write(updateLine(r));
         } finally {
           bar.stop();

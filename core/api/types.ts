@@ -468,6 +468,26 @@ export interface MirrorInfo {
 }
 
 /** `mirror update`: one transfer of a relationship. */
+/** `mirror resync`: the update it ran, the common snapshot it rolled back to, and what the roll back discarded. */
+export interface MirrorResyncReport extends MirrorUpdateReport {
+  /** Null for a full resync (nothing in common: the source is copied whole). */
+  common: string | null;
+  /** The destination's snapshots newer than the common one. */
+  discarded: string[];
+  /** Blocks the destination had written after the common snapshot (not set by a full resync). */
+  discardedBlocks?: number;
+}
+
+/** Options of `mirror resync`. */
+export interface MirrorResyncOptions {
+  /** Swap the direction: the old source becomes the mirror of the volume that took over. */
+  reverse?: boolean;
+  /** Copy the source whole beside the mirror, which the copy replaces (nothing in common any more). */
+  full?: boolean;
+  /** Roll back even what only the destination holds (otherwise refused with DIVERGED). */
+  discard?: boolean;
+}
+
 export interface MirrorUpdateReport {
   name: string;
   kind: MirrorKind;

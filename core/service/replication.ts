@@ -31,7 +31,7 @@ import { describeCadence, nextSlot, type Cadence } from '../jobs/cadence.js';
 import { LocalDestination, isReceiving, refOf, sameRef, serveConnection, type EngineAccess } from './local-destination.js';
 import { VolumeHold } from './volume-hold.js';
 import type { ConsoleState, StateStore, RelationshipRecord, TransferJobRecord } from './state-store.js';
-import type { DestinationStatus, MasterInfo, MirrorInfo, MirrorKind, MirrorMarker, MirrorUpdateReport, ProgressEvent, ReceiveReport, ReplicateReport, SnapshotRef } from '../api/types.js';
+import type { DestinationStatus, MasterInfo, MirrorInfo, MirrorKind, MirrorMarker, MirrorResyncOptions, MirrorResyncReport, MirrorUpdateReport, ProgressEvent, ReceiveReport, ReplicateReport, SnapshotRef } from '../api/types.js';
 import { processAlive } from '../common/process-alive.js';
 
 type Progress = (p: ProgressEvent) => void;
@@ -899,11 +899,11 @@ export class Replication {
    * `reverse`, source and destination swap first (the old source becomes the mirror of the volume that took over).
    * With `full` (when nothing is in common any more), the mirror is deleted and copied whole again.
    */
-  async mirrorResync(name: string, opts: { reverse?: boolean; full?: boolean; discard?: boolean } = {}, onProgress?: Progress): Promise<MirrorUpdateReport & { common: string | null; discarded: string[]; discardedBlocks?: number }> {
+  async mirrorResync(name: string, opts: MirrorResyncOptions = {}, onProgress?: Progress): Promise<MirrorResyncReport> {
     return this.oneAtATime(name, () => this.resync(name, opts, onProgress));
   }
 
-  private async resync(name: string, opts: { reverse?: boolean; full?: boolean; discard?: boolean }, onProgress?: Progress): Promise<MirrorUpdateReport & { common: string | null; discarded: string[]; discardedBlocks?: number }> {
+  private async resync(name: string, opts: MirrorResyncOptions, onProgress?: Progress): Promise<MirrorResyncReport> {
     // Claimed before anything is rolled back or replaced: another process's update must not be writing the mirror.
     const rel = await this.claim(name);
     try {
@@ -921,7 +921,7 @@ export class Replication {
     }
   }
 
-  private async resyncClaimed(rel: RelationshipRecord, opts: { reverse?: boolean; full?: boolean; discard?: boolean }, onProgress?: Progress): Promise<MirrorUpdateReport & { common: string | null; discarded: string[]; discardedBlocks?: number }> {
+  private async resyncClaimed(rel: RelationshipRecord, opts: MirrorResyncOptions, onProgress?: Progress): Promise<MirrorResyncReport> {
     const name = rel.name;
     if (rel.kind === 'incremental') {
       if (!opts.full) throw new SnapplaneError('INVALID', `'${name}' is an incremental mirror: it has no volume to roll back; \`snapplane mirror resync ${name} --full\` re-initializes it (a new base image, an empty sparse structure)`);
@@ -996,7 +996,7 @@ export class Replication {
    * as it was, and a failed copy is resumed by the next update. A mirror taken over on its host is marked again
    * first: its writes since go with it.
    */
-  private async resyncFull(rel: RelationshipRecord, onProgress?: Progress): Promise<MirrorUpdateReport & { common: null; discarded: string[] }> {
+  private async resyncFull(rel: RelationshipRecord, onProgress?: Progress): Promise<MirrorResyncReport> {
     if (rel.kind !== 'full') throw new SnapplaneError('INVALID', `'${rel.name}' is a ${rel.kind}; --full resyncs a full mirror (a replica with no master in common needs a new, empty destination)`);
     const d = await this.destination(rel.destination, { keyFile: rel.keyFile ?? undefined }, { cancelled: false });
     const v = await this.host.openVolume(rel.source, true);
@@ -1030,7 +1030,7 @@ export class Replication {
    * Full resync of an incremental mirror (its base or sparse structure is lost or damaged): the structure is
    * deleted and the next update writes a new base and starts an empty structure. The old state is gone from then on.
    */
-  private async reinitIncremental(rel: RelationshipRecord, onProgress?: Progress): Promise<MirrorUpdateReport & { common: null; discarded: string[] }> {
+  private async reinitIncremental(rel: RelationshipRecord, onProgress?: Progress): Promise<MirrorResyncReport> {
     const [kind, slowPath] = splitSlow(rel.slow!);
     const old = await IncrementalMirror.open(rel.destination).catch(() => null);
     if (kind === 'tape') {

@@ -11,6 +11,8 @@ import type {
   MasterInfo,
   MirrorInfo,
   MirrorKind,
+  MirrorResyncOptions,
+  MirrorResyncReport,
   MirrorUpdateReport,
   PlaneInfo,
   ProgressEvent,
@@ -942,7 +944,7 @@ export class SnapplaneService {
   }
 
   /** Re-establishes a relationship from the newest common snapshot (no full copy). */
-  mirrorResync(name: string, options: { reverse?: boolean; full?: boolean; discard?: boolean } = {}, onProgress?: ProgressCallback): Promise<MirrorUpdateReport & { common: string | null; discarded: string[]; discardedBlocks?: number }> {
+  mirrorResync(name: string, options: MirrorResyncOptions = {}, onProgress?: ProgressCallback): Promise<MirrorResyncReport> {
     return this.replication.mirrorResync(name, options, onProgress);
   }
 

@@ -51,8 +51,8 @@ export interface Destination {
   receive(stream: AsyncIterable<Buffer>, request: ReceiveRequest, onProgress?: (p: ProgressEvent) => void): Promise<ReceiveReport>;
   /**
    * Resync: revert to the common snapshot and delete the destination's snapshots newer than it; says what was
-   * discarded. With `guard`, refuses (DIVERGED) instead when that would discard what was written on the destination
-   * (blocks written since the common snapshot, or snapshots newer than it that are not the relationship's own).
+   * discarded. With `guard`, refuses (DIVERGED) instead when that would discard what only the destination holds
+   * (blocks written after its newest snapshot, or snapshots newer than the common one not the relationship's own).
    */
   rollBack(common: string, guard?: { relationship: string }): Promise<RolledBack>;
   /** Sets or removes the mirror marker (removing it also deletes an unfinished replacement). */
