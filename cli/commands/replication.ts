@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { cadenceOf, formatBytes, parseSize, type MirrorInfo, type MirrorUpdateReport } from '../../core/service/index.js';
 import { SnapplaneService } from '../../core/service/index.js';
-import { describeMirrorUpdate, describeReplicatePreview } from '../../core/api/index.js';
+import { describeMirrorSet, describeMirrorUpdate, describeReplicatePreview } from '../../core/api/index.js';
 import { printFields, printJson, printTable } from '../output.js';
 import { progressBar } from '../progress.js';
 import { UsageError, parseInteger, parsePort, reportError, withService } from '../run.js';
@@ -162,6 +162,32 @@ export function registerReplication(program: Command): void {
       }),
     );
   mirror
+    .command('set <name>')
+    .description('change a relationship\'s schedule, bandwidth limit or key file; its state and snapshots stay (no full copy, as delete and create again would need)')
+    .option('--every <interval>', 'update on this schedule from now on, e.g. 15m')
+    .option('--at <time>', 'instead of --every: update daily at this local time, HH:MM')
+    .option('--on <weekday>', 'with --at: only on this weekday')
+    .option('--on-demand', 'no schedule: updated only by `mirror update` (or the console)')
+    .option('--limit <rate>', 'bandwidth limit in bytes per second, e.g. 50M')
+    .option('--no-limit', 'no bandwidth limit')
+    .option('--key-file <file>', 'a remote destination\'s pre-shared key file (when it moved, or the key was changed on both hosts)')
+    .option('--json', 'print a JSON report')
+    .action((name: string, opts: { every?: string; at?: string; on?: string; onDemand?: boolean; limit?: string | false; keyFile?: string; json?: boolean }) =>
+      withService(async (s) => {
+        const schedules = [opts.every !== undefined, opts.at !== undefined, opts.onDemand === true].filter(Boolean).length;
+        if (schedules > 1) throw new UsageError('give at most one of --every <interval>, --at <HH:MM> or --on-demand');
+        if (opts.on !== undefined && opts.at === undefined) throw new UsageError('--on needs --at');
+        // Commander sets limit to true when neither --limit nor --no-limit is given (a negatable option's default).
+        const limit = opts.limit === false ? null : typeof opts.limit === 'string' ? limitOption(opts.limit) : undefined;
+        if (schedules === 0 && limit === undefined && opts.keyFile === undefined) throw new UsageError('nothing to change: give --every, --at, --on-demand, --limit, --no-limit or --key-file');
+        const schedule = opts.onDemand ? null : schedules === 1 ? cadenceOf(opts) : undefined;
+        const r = await s.mirrorSet(name, { schedule, limit, keyFile: opts.keyFile });
+        if (opts.keyFile) await warnIfExposed(s, opts.keyFile);
+        if (opts.json) return printJson(r);
+        process.stdout.write(`${describeMirrorSet(r, formatBytes)}\n`);
+      }),
+    );
+  mirror
     .command('update <name>')
     .description('one transfer: initialize, or send what changed since the last common snapshot')
     .option('--json', 'print a JSON report')
@@ -231,6 +257,7 @@ export function registerReplication(program: Command): void {
             ['last transfer', m.lastTransferAt ? `${m.lastTransferAt} (${formatBytes(m.lastTransferBytes)}, ${m.lastSelection ?? '-'})` : '-'],
             ['schedule', m.every ? `${m.every}, ${m.nextAt ? `next ${m.nextAt}` : 'stopped while the relationship is broken'}` : 'on demand'],
             ...(m.limit !== null ? ([['limit', `${formatBytes(m.limit)}/s`]] as [string, string][]) : []),
+            ...(m.keyFile !== null ? ([['key file', m.keyFile]] as [string, string][]) : []),
             ...(m.replacing ? ([['full resync', 'under way: the next update copies the source whole beside the old mirror, which stays until the copy lands']] as [string, string][]) : []),
             ...(m.lastError ? ([['last error', m.lastError]] as [string, string][]) : []),
           ]);

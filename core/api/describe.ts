@@ -2,7 +2,7 @@
  * Reports in words, the same for every front end (the CLI prints them, the console shows them). Pure: sizes are
  * printed by the caller's `bytes`, so the renderer needs nothing of the engine's.
  */
-import type { MirrorUpdateReport, ReplicateReport } from './types.js';
+import type { MirrorSetReport, MirrorUpdateReport, ReplicateReport } from './types.js';
 
 /** What one `mirror update` (or resync) did: a line, and one warning per downstream destination that lost its base. */
 export function describeMirrorUpdate(r: MirrorUpdateReport, bytes: (n: number) => string): { line: string; warnings: string[] } {
@@ -41,4 +41,22 @@ export function describeReplicatePreview(r: ReplicateReport, bytes: (n: number) 
   const resumed = r.resumedFromVbn !== null ? `, resuming an interrupted receive at VBN ${r.resumedFromVbn}` : '';
   const offline = r.offline ? `; the destination would be off-line meanwhile (${r.offline})` : '';
   return `would replicate ${what} to ${r.destination}: ${r.blocks} blocks, ${bytes(r.bytes)} (a stream of ${bytes(r.streamBytes ?? 0)})${resumed}${offline}; nothing was sent`;
+}
+
+/**
+ * What `mirror set` changed, each setting before → after ("nightly: schedule every 1d → every 15m; limit none →
+ * 50.0 MiB/s"), with when the next update is due once the schedule changed; or that nothing did.
+ */
+export function describeMirrorSet(r: MirrorSetReport, bytes: (n: number) => string): string {
+  const m = r.mirror;
+  const value = (setting: MirrorSetReport['changed'][number]['setting'], v: string | number | null): string => {
+    if (setting === 'schedule') return v === null ? 'on demand' : String(v);
+    if (setting === 'limit') return v === null ? 'none' : `${bytes(Number(v))}/s`;
+    return v === null ? 'none' : String(v);
+  };
+  if (r.changed.length === 0) return `${m.name}: nothing changed (schedule ${value('schedule', m.every)}, limit ${value('limit', m.limit)}${m.keyFile ? `, key file ${m.keyFile}` : ''})`;
+  const parts = r.changed.map((c) => `${c.setting === 'keyFile' ? 'key file' : c.setting} ${value(c.setting, c.from)} → ${value(c.setting, c.to)}`);
+  const due = m.nextAt && Date.parse(m.nextAt) <= Date.now() ? 'due now (its last update is older than the new schedule allows)' : `due ${m.nextAt}`;
+  const next = r.changed.some((c) => c.setting === 'schedule') && m.nextAt ? ` (next update ${due})` : '';
+  return `${m.name}: ${parts.join('; ')}${next}`;
 }

@@ -52,6 +52,7 @@ export const METHOD_LIST = [
   'scheduleRun',
   'mirrorList',
   'mirrorCreate',
+  'mirrorSet',
   'mirrorBreak',
   'mirrorDelete',
   'replicatePreview',

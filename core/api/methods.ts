@@ -11,6 +11,7 @@ import type {
   ImageEvalReport,
   MasterInfo,
   MirrorInfo,
+  MirrorSetReport,
   PlaneInfo,
   ReplicateReport,
   ScheduleInfo,
@@ -160,6 +161,21 @@ export const methodArgs = {
   })
     .refine((a) => a.every === undefined || a.at === undefined, 'give at most one of every or at')
     .refine((a) => a.on === undefined || a.at !== undefined, 'on needs at'),
+  /** Changes a relationship's schedule (`every`, or `at` [`on`], or `onDemand`), `limit` (null: none) or `keyFile`. */
+  mirrorSet: z
+    .strictObject({
+      name: label,
+      every: z.string().min(1).max(32).optional(),
+      at: z.string().min(1).max(8).optional(),
+      on: z.string().min(1).max(12).optional(),
+      /** No schedule any more: updated only when asked. */
+      onDemand: z.literal(true).optional(),
+      limit: z.number().int().min(1024).max(2 ** 40).nullable().optional(),
+      keyFile: pathText.optional(),
+    })
+    .refine((a) => [a.every, a.at, a.onDemand].filter((x) => x !== undefined).length <= 1, 'give at most one of every, at or onDemand')
+    .refine((a) => a.on === undefined || a.at !== undefined, 'on needs at')
+    .refine((a) => a.every !== undefined || a.at !== undefined || a.onDemand !== undefined || a.limit !== undefined || a.keyFile !== undefined, 'nothing to change: give a schedule, limit or keyFile'),
   mirrorBreak: z.strictObject({ name: label }),
   mirrorDelete: z.strictObject({ name: label }),
   /** What a replicate job with these arguments would send now (`replicate --dry-run`): nothing is sent. */
@@ -221,6 +237,7 @@ export interface MethodResults {
   scheduleRun: ScheduleRunReport;
   mirrorList: MirrorInfo[];
   mirrorCreate: MirrorInfo;
+  mirrorSet: MirrorSetReport;
   mirrorBreak: { relationship: string | null; destination: string; writable: boolean };
   mirrorDelete: MirrorInfo[];
   replicatePreview: ReplicateReport;

@@ -465,9 +465,22 @@ export interface MirrorInfo {
   replacing: boolean;
   /** --limit: bytes per second into the destination, or null for none. */
   limit: number | null;
+  /** The pre-shared key file of a remote destination (null for a local one). */
+  keyFile: string | null;
 }
 
-/** `mirror update`: one transfer of a relationship. */
+/** A setting of a relationship `mirror set` changes: its schedule, bandwidth limit or key file. */
+export type MirrorSetting = 'schedule' | 'limit' | 'keyFile';
+
+/**
+ * `mirror set`: the relationship as it is now, and each setting that changed with its value before and after
+ * (schedule: in words as MirrorInfo.every, null for on demand; limit: bytes per second, null for none; keyFile: a path).
+ */
+export interface MirrorSetReport {
+  mirror: MirrorInfo;
+  changed: { setting: MirrorSetting; from: string | number | null; to: string | number | null }[];
+}
+
 /** `mirror resync`: the update it ran, the common snapshot it rolled back to, and what the roll back discarded. */
 export interface MirrorResyncReport extends MirrorUpdateReport {
   /** Null for a full resync (nothing in common: the source is copied whole). */
@@ -488,6 +501,7 @@ export interface MirrorResyncOptions {
   discard?: boolean;
 }
 
+/** `mirror update`: one transfer of a relationship. */
 export interface MirrorUpdateReport {
   name: string;
   kind: MirrorKind;

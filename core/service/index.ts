@@ -2,6 +2,7 @@
 export { SnapplaneService } from './service.js';
 export { parseVolumeRef, resolveVolumeRef } from './volume-names.js';
 export type { VolumeRef, ServiceOptions, ProgressCallback } from './service.js';
+export type { MirrorSettings } from './replication.js';
 export { SnapplaneError, asIoError, isSnapplaneError } from '../common/errors.js';
 export type { ErrorCode } from '../common/errors.js';
 export { parseSize, formatBytes, BLOCK_SIZE } from '../common/units.js';

@@ -31,7 +31,7 @@ import { describeCadence, nextSlot, type Cadence } from '../jobs/cadence.js';
 import { LocalDestination, isReceiving, refOf, sameRef, serveConnection, type EngineAccess } from './local-destination.js';
 import { VolumeHold } from './volume-hold.js';
 import type { ConsoleState, StateStore, RelationshipRecord, TransferJobRecord } from './state-store.js';
-import type { DestinationStatus, MasterInfo, MirrorInfo, MirrorKind, MirrorMarker, MirrorResyncOptions, MirrorResyncReport, MirrorUpdateReport, ProgressEvent, ReceiveReport, ReplicateReport, SnapshotRef } from '../api/types.js';
+import type { DestinationStatus, MasterInfo, MirrorInfo, MirrorKind, MirrorMarker, MirrorResyncOptions, MirrorResyncReport, MirrorSetReport, MirrorUpdateReport, ProgressEvent, ReceiveReport, ReplicateReport, SnapshotRef } from '../api/types.js';
 import { processAlive } from '../common/process-alive.js';
 
 type Progress = (p: ProgressEvent) => void;
@@ -126,6 +126,16 @@ export function carriedAlong(entries: SnapshotEntry[], base: SnapshotEntry | nul
     .filter((e) => !status.snapshots.some((s) => sameRef(s, refOf(e))))
     .sort(byGeneration)
     .slice(-(MAX_CARRIED - 1));
+}
+
+/** What `mirror set` changes; a field left out stays as it is. */
+export interface MirrorSettings {
+  /** The update schedule; null: on demand only. */
+  schedule?: Cadence | null;
+  /** Bytes per second into the destination; null: no limit. */
+  limit?: number | null;
+  /** A remote destination's pre-shared key file. */
+  keyFile?: string;
 }
 
 /** One report for an update that finished an interrupted one's transfer (`first`) and then sent what is newer. */
@@ -437,12 +447,54 @@ export class Replication {
     return rel;
   }
 
-  /** Writes a relationship back; one deleted meanwhile (`mirror delete` while it transferred) stays deleted. */
+  /**
+   * Writes a relationship back; one deleted meanwhile (`mirror delete` while it transferred) stays deleted. Its
+   * settings are `mirror set`'s alone: a transfer that read the record before a `mirror set` keeps the new ones.
+   */
   private async save(rel: RelationshipRecord, create = false): Promise<void> {
     await this.host.state.update((s) => {
       s.relationships ??= {};
-      if (create || s.relationships[rel.name]) s.relationships[rel.name] = rel;
+      const stored = s.relationships[rel.name];
+      if (stored && !create) Object.assign(rel, settingsOf(stored));
+      if (create || stored) s.relationships[rel.name] = rel;
     });
+  }
+
+  /**
+   * Changes a relationship's schedule (null: on demand), bandwidth limit (null: none) or a remote destination's key
+   * file, and nothing else: its state, snapshots and holds stay, so no full copy follows (deleting and creating it
+   * again would need one). Allowed while it transfers: that transfer keeps the settings it started with.
+   */
+  async mirrorSet(name: string, settings: MirrorSettings): Promise<MirrorSetReport> {
+    const rel = await this.load(name);
+    if (settings.schedule === undefined && settings.limit === undefined && settings.keyFile === undefined) {
+      throw new SnapplaneError('INVALID', `nothing to change for relationship '${name}': give a schedule (--every, --at, --on-demand), --limit or --no-limit, or --key-file`);
+    }
+    if (settings.limit != null && rel.kind === 'incremental') throw new SnapplaneError('INVALID', '--limit paces transfers into a volume (local or remote); an incremental mirror writes local files and is not throttled');
+    if (settings.limit != null && !(Number.isSafeInteger(settings.limit) && settings.limit > 0)) throw new SnapplaneError('INVALID', `bad limit ${settings.limit}: a positive number of bytes per second`);
+    let keyFile: string | undefined;
+    if (settings.keyFile !== undefined) {
+      await checkDestination(rel.destination, settings.keyFile);
+      keyFile = resolvePath(settings.keyFile);
+      // Read now, as at create: a key file that is missing or malformed would otherwise fail every update.
+      await readKeyFile(keyFile);
+    }
+    const changed: MirrorSetReport['changed'] = [];
+    const saved = await this.host.state.update((s) => {
+      const r = s.relationships?.[name];
+      if (!r) throw notFound(name, s);
+      const before = { schedule: describeSchedule(r), limit: r.limit, keyFile: r.keyFile };
+      if (settings.schedule !== undefined) {
+        r.everyMs = settings.schedule?.kind === 'every' ? settings.schedule.everyMs : null;
+        r.at = settings.schedule?.kind === 'at' ? settings.schedule : null;
+      }
+      if (settings.limit !== undefined) r.limit = settings.limit;
+      if (keyFile !== undefined) r.keyFile = keyFile;
+      const after = { schedule: describeSchedule(r), limit: r.limit, keyFile: r.keyFile };
+      for (const k of ['schedule', 'limit', 'keyFile'] as const) if (before[k] !== after[k]) changed.push({ setting: k, from: before[k], to: after[k] });
+      return structuredClone(r);
+    });
+    return { mirror: await this.info(saved), changed };
   }
 
   /** Records a relationship (the first `mirror update` initializes it). */
@@ -586,7 +638,7 @@ export class Replication {
       source: rel.source,
       destination: rel.destination,
       slow: rel.slow,
-      every: schedule ? describeCadence(schedule) : null,
+      every: describeSchedule(rel),
       state,
       lastCommon: rel.lastCommon?.name ?? null,
       lastTransferAt: rel.lastTransferAt,
@@ -597,6 +649,7 @@ export class Replication {
       lastSelection: rel.lastSelection,
       replacing: rel.replacing === true,
       limit: rel.limit ?? null,
+      keyFile: rel.keyFile ?? null,
       nextAt: schedule && !rel.broken ? new Date(nextUpdateAt(rel, now)).toISOString() : null,
     };
   }
@@ -1115,6 +1168,17 @@ export class Replication {
 const RETRY_MS = 60_000;
 
 /** A relationship's update schedule: every <interval>, or at HH:MM [on a weekday]; null: updated by hand. */
+/** The settings of a relationship that `mirror set` changes (and transfers leave alone). */
+function settingsOf(r: RelationshipRecord): Pick<RelationshipRecord, 'everyMs' | 'at' | 'limit' | 'keyFile'> {
+  return { everyMs: r.everyMs, at: r.at ?? null, limit: r.limit, keyFile: r.keyFile };
+}
+
+/** A relationship's schedule in words, or null when it is updated on demand only. */
+function describeSchedule(r: RelationshipRecord): string | null {
+  const c = scheduleOf(r);
+  return c ? describeCadence(c) : null;
+}
+
 function scheduleOf(r: RelationshipRecord): Cadence | null {
   if (r.everyMs !== null) return { kind: 'every', everyMs: r.everyMs };
   return r.at ?? null;

@@ -77,6 +77,9 @@ function hostPathsOf(method: MethodName, a: Record<string, unknown>): string[] {
       add(a.keyFile);
       if (typeof a.slow === 'string') add(a.slow.replace(/^(file|tape):/, ''));
       break;
+    case 'mirrorSet':
+      add(a.keyFile);
+      break;
     case 'keyFileWarning':
     case 'replicatePreview':
     case 'jobStart':
@@ -218,6 +221,7 @@ export function createRouter(ctx: RouterContext): Router {
     replicatePreview: (a) => s.replicate(abs(a.source), isRemote(a.destination) ? a.destination : abs(a.destination), { keyFile: a.keyFile, dryRun: true }),
     keyFileWarning: async (a) => ({ warning: await s.keyFileWarning(abs(a.keyFile)) }),
     mirrorCreate: (a) => s.mirrorCreate(a.name, abs(a.source), isRemote(a.destination) ? a.destination : abs(a.destination), { kind: a.kind, schedule: a.every === undefined && a.at === undefined ? undefined : cadenceOf(a), slow: a.slow, keyFile: a.keyFile, limit: a.limit }),
+    mirrorSet: (a) => s.mirrorSet(a.name, { schedule: a.onDemand ? null : a.every === undefined && a.at === undefined ? undefined : cadenceOf(a), limit: a.limit, keyFile: a.keyFile }),
     mirrorBreak: (a) => s.mirrorBreak(a.name),
     mirrorDelete: async (a) => {
       await s.mirrorDelete(a.name);

@@ -10,6 +10,7 @@ import type {
   ImageEvalReport,
   MasterInfo,
   MirrorInfo,
+  MirrorSetReport,
   MirrorKind,
   MirrorResyncOptions,
   MirrorResyncReport,
@@ -58,7 +59,7 @@ import { readReplacement } from '../transfer/replacement.js';
 import { readMarker, readOffline } from '../transfer/sidecars.js';
 import { Backups, sendReport } from './backups.js';
 import { jobSignalScope } from './job-signal.js';
-import { Replication, type ReplicationHost, type TransferOptions } from './replication.js';
+import { Replication, type MirrorSettings, type ReplicationHost, type TransferOptions } from './replication.js';
 import { defaultGuards, isDue, planScheduleRun, type RetentionGuard } from './scheduler.js';
 import { StateStore, type JobRecord, type TransferJobRecord } from './state-store.js';
 import { checkNewVolumePath, snapshotGivenForVolume, type VolumeRef } from './volume-names.js';
@@ -931,6 +932,11 @@ export class SnapplaneService {
   /** Records a mirror relationship; its first update initializes the mirror. */
   mirrorCreate(name: string, source: string, destination: string, options: TransferOptions & { kind: MirrorKind; schedule?: Cadence; slow?: string }): Promise<MirrorInfo> {
     return this.replication.mirrorCreate(name, source, destination, options);
+  }
+
+  /** Changes a relationship's schedule, bandwidth limit or key file (its state and snapshots stay). */
+  mirrorSet(name: string, settings: MirrorSettings): Promise<MirrorSetReport> {
+    return this.replication.mirrorSet(name, settings);
   }
 
   /** One transfer of a relationship. */

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { json, ok, snapplane } from './cli-helpers.js';
 import { Volume } from '../../core/fs/volume.js';
-import type { DirEntryInfo, FsckReport, MirrorInfo, PlaneInfo, ScheduleInfo, SnapshotDiff, SnapshotInfo, SpaceReport, VolumeInfo } from '../../core/api/index.js';
+import type { DirEntryInfo, FsckReport, MirrorInfo, MirrorSetReport, MirrorUpdateReport, PlaneInfo, ScheduleInfo, SnapshotDiff, SnapshotInfo, SpaceReport, VolumeInfo } from '../../core/api/index.js';
 
 let dir: string;
 let vol: string;
@@ -329,6 +329,49 @@ describe('snapplane CLI', () => {
     // Not left for the daemon pass of the next test.
     await ok('mirror', 'delete', 'nightly');
     await ok('mirror', 'delete', 'weekly');
+  });
+
+  it('mirror set changes a schedule and limit in place (the next update stays incremental); says what changed; usage errors', async () => {
+    const img = join(dir, 'set-src.img');
+    const mirror = join(dir, 'set-m.img');
+    await ok('volume', 'create', img, '--size', '16M');
+    await ok('mirror', 'create', 'tune', img, mirror, '--kind', 'full', '--every', '1d');
+    await ok('mirror', 'update', 'tune');
+    const first = await json<MirrorInfo>('mirror', 'status', 'tune');
+    const set = await ok('mirror', 'set', 'tune', '--every', '15m', '--limit', '50M');
+    expect(set.stdout).toMatch(/^tune: schedule every 1d → every 15m; limit none → 50\.0 MiB\/s \(next update due \S+Z\)\n$/);
+    const status = await ok('mirror', 'status', 'tune');
+    expect(status.stdout).toMatch(/^schedule:\s+every 15m, next /m);
+    expect(status.stdout).toMatch(/^limit:\s+50\.0 MiB\/s$/m);
+    expect((await ok('mirror', 'set', 'tune', '--limit', '50M')).stdout).toBe('tune: nothing changed (schedule every 15m, limit 50.0 MiB/s)\n');
+    const off = await json<MirrorSetReport>('mirror', 'set', 'tune', '--on-demand', '--no-limit');
+    expect(off.changed).toEqual([
+      { setting: 'schedule', from: 'every 15m', to: null },
+      { setting: 'limit', from: 50 * 2 ** 20, to: null },
+    ]);
+    expect(off.mirror).toMatchObject({ every: null, limit: null, lastCommon: first.lastCommon });
+    await ok('mkdir', img, '/more');
+    const u = await json<MirrorUpdateReport>('mirror', 'update', 'tune');
+    expect(u).toMatchObject({ transfer: 'incremental', from: first.lastCommon });
+    for (const [args, message] of [
+      [[], 'nothing to change: give --every, --at, --on-demand, --limit, --no-limit or --key-file'],
+      [['--every', '1h', '--on-demand'], 'give at most one of --every <interval>, --at <HH:MM> or --on-demand'],
+      [['--on', 'monday'], '--on needs --at'],
+      [['--limit', '0'], '--limit must be a positive rate'],
+    ] as const) {
+      const r = await snapplane('mirror', 'set', 'tune', ...args);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr).toContain(message);
+      oneLineError(r.stderr);
+    }
+    const key = await snapplane('mirror', 'set', 'tune', '--key-file', join(dir, 'any.key'));
+    expect(key.code).toBe(1);
+    expect(key.stderr).toContain('is for a remote destination (host:port/name)');
+    const unknown = await snapplane('mirror', 'set', 'nosuch', '--every', '1h');
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toMatch(/no mirror relationship 'nosuch'.*\(NOT_FOUND\)/);
+    expect(await json<MirrorInfo>('mirror', 'status', 'tune')).toMatchObject({ every: null, limit: null });
+    await ok('mirror', 'delete', 'tune');
   });
 
   it('schedules: add, list, dry run, run, remove; usage errors', async () => {

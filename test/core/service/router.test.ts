@@ -168,6 +168,7 @@ describe('router', () => {
     await refused('jobStart', { kind: 'replicate', source: vol, destination: 'replica.img' }, 'replica.img');
     await refused('mirrorCreate', { name: 'm', source: vol, destination: 'mirror.img', kind: 'full' }, 'mirror.img');
     await refused('mirrorCreate', { name: 'm', source: vol, destination: join(dir, 'm.img'), kind: 'incremental', slow: 'file:base' }, 'base');
+    await refused('mirrorSet', { name: 'm', keyFile: 'psk' }, 'psk');
     expect(await readdir(dir)).toEqual(before);
     // Paths inside a volume and remote destinations are not host paths: a backup file inside a volume may be relative to it.
     const remote = await host.router.call('mirrorCreate', { name: 'far', source: vol, destination: 'backup-host:7000/vol', kind: 'full' });

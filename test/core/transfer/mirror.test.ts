@@ -759,6 +759,101 @@ describe('a scheduler whose list of due relationships went stale', () => {
   });
 });
 
+describe('changing a relationship\'s settings (mirror set)', () => {
+  it('changes the schedule, limit and key file in place: the common snapshot and holds stay, the next update is incremental', async () => {
+    const c = await servedCase('set', 16 << 20);
+    const { src, key, s } = c;
+    try {
+      await work(src, 31, 6);
+      const dest = `127.0.0.1:${c.ep.port}/mirror`;
+      await s.mirrorCreate('set', src, dest, { kind: 'full', keyFile: key, schedule: { kind: 'every', everyMs: 86_400_000 } });
+      await s.mirrorUpdate('set');
+      const before = await s.mirrorStatus('set');
+      expect(before).toMatchObject({ every: 'every 1d', limit: null, keyFile: key, state: 'idle' });
+
+      const r = await s.mirrorSet('set', { schedule: { kind: 'every', everyMs: 900_000 }, limit: 1 << 20 });
+      expect(r.changed).toEqual([
+        { setting: 'schedule', from: 'every 1d', to: 'every 15m' },
+        { setting: 'limit', from: null, to: 1 << 20 },
+      ]);
+      expect(r.mirror).toMatchObject({ every: 'every 15m', limit: 1 << 20, lastCommon: before.lastCommon, lastTransferAt: before.lastTransferAt, state: 'idle' });
+      expect(Date.parse(r.mirror.nextAt!)).toBe(Date.parse(before.lastTransferAt!) + 900_000);
+      // The same values again: nothing changes, and it says so.
+      expect((await s.mirrorSet('set', { schedule: { kind: 'every', everyMs: 900_000 } })).changed).toEqual([]);
+      // The key file moved (same key): the relationship follows it, and its next update still authenticates.
+      const moved = join(dir, 'set-key-moved');
+      await writeFile(moved, await readFile(key), { mode: 0o600 });
+      expect((await s.mirrorSet('set', { keyFile: moved, limit: null })).changed).toEqual([
+        { setting: 'limit', from: 1 << 20, to: null },
+        { setting: 'keyFile', from: key, to: moved },
+      ]);
+      await s.closeAll();
+      await work(src, 32, 3);
+      const u = await s.mirrorUpdate('set');
+      expect(u).toMatchObject({ transfer: 'incremental', from: before.lastCommon });
+      await s.closeAll();
+      expectSameTree(await treeOf(c.dst, u.to), await treeOf(src, u.to), 'mirror after set');
+
+      const off = await s.mirrorSet('set', { schedule: null });
+      expect(off.changed).toEqual([{ setting: 'schedule', from: 'every 15m', to: null }]);
+      expect(off.mirror).toMatchObject({ every: null, nextAt: null });
+      // A scheduler a month on would have updated it before; on demand, never.
+      const later = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(dir, 'state.json'), now: () => Date.now() + 30 * 86_400_000 });
+      expect(await later.dueMirrors()).not.toContain('set');
+      await s.mirrorSet('set', { schedule: { kind: 'every', everyMs: 900_000 } });
+      expect(await later.dueMirrors()).toContain('set');
+      await s.mirrorSet('set', { schedule: null });
+      expect((await s.mirrorSet('set', { schedule: { kind: 'at', hour: 2, minute: 30, weekday: 0 } })).mirror.every).toBe('at 02:30 on sunday');
+
+      // Refused, and nothing changes: what a relationship of its kind cannot take, an unreadable key, nothing to do.
+      const settled = await s.mirrorStatus('set');
+      await expect(s.mirrorSet('set', {})).rejects.toMatchObject({ code: 'INVALID', message: expect.stringMatching(/^nothing to change for relationship 'set'/) });
+      await expect(s.mirrorSet('set', { keyFile: join(dir, 'no-such-key') })).rejects.toMatchObject({ code: 'NOT_FOUND' });
+      await expect(s.mirrorSet('nosuch', { limit: 1 << 20 })).rejects.toMatchObject({ code: 'NOT_FOUND', message: expect.stringContaining("no mirror relationship 'nosuch'") });
+      expect(await s.mirrorStatus('set')).toEqual({ ...settled, lagSeconds: expect.any(Number) });
+      const local = `${fresh()}-local.img`;
+      await s.mirrorCreate('set-local', src, local, { kind: 'full' });
+      await expect(s.mirrorSet('set-local', { keyFile: key })).rejects.toMatchObject({ code: 'INVALID', message: expect.stringContaining('is for a remote destination') });
+      await s.mirrorCreate('set-inc', src, `${fresh()}-fast`, { kind: 'incremental', slow: `file:${fresh()}-base.snap` });
+      await expect(s.mirrorSet('set-inc', { limit: 1 << 20 })).rejects.toThrow(/--limit paces transfers into a volume/);
+      expect((await s.mirrorSet('set-inc', { schedule: { kind: 'every', everyMs: 3_600_000 } })).mirror.every).toBe('every 1h');
+    } finally {
+      await c.stop();
+    }
+  });
+
+  it('a change made while an update runs stands: the update does not write the old settings back when it ends', async () => {
+    const stateFile = join(dir, 'set-race-state.json');
+    const updater = new SnapplaneService({ cpIntervalMs: 0, stateFile });
+    const shell = new SnapplaneService({ cpIntervalMs: 0, stateFile });
+    const src = `${fresh()}-src.img`;
+    await updater.createVolume(src, 32 << 20);
+    await updater.closeAll();
+    const v = await Volume.open(src, { cpIntervalMs: 0 });
+    await v.writeFile('/payload', pattern(3 << 20, 12));
+    await v.close();
+    const mirror = `${fresh()}-m.img`;
+    // 1 MiB/s: the initializing update takes about 3 s.
+    await updater.mirrorCreate('race', src, mirror, { kind: 'full', limit: 1 << 20 });
+    try {
+      const running = updater.mirrorUpdate('race');
+      const t0 = Date.now();
+      while ((await shell.mirrorStatus('race')).state !== 'transferring' && Date.now() - t0 < 10_000) await new Promise((r) => setTimeout(r, 20));
+      expect((await shell.mirrorStatus('race')).state).toBe('transferring');
+      const set = await shell.mirrorSet('race', { schedule: { kind: 'every', everyMs: 3_600_000 }, limit: null });
+      expect(set.mirror.state).toBe('transferring');
+      const u = await running;
+      expect(u.transfer).toBe('full');
+      expect(await shell.mirrorStatus('race')).toMatchObject({ state: 'idle', every: 'every 1h', limit: null, lastCommon: u.to });
+      await updater.closeAll();
+      expectSameTree(await treeOf(mirror), await treeOf(src), 'mirror');
+    } finally {
+      await updater.closeAll();
+      await shell.closeAll();
+    }
+  });
+});
+
 describe('a scheduled relationship that keeps failing', () => {
   it('is retried after 1, 2, 4… minutes (not at every scheduler pass), up to its interval; a success resets it; a deleted source is reported at once', async () => {
     let t = Date.parse('2026-12-02T10:00:00Z');
