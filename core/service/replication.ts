@@ -736,7 +736,8 @@ export class Replication {
         rel.lastTransferBytes = r.bytes;
         rel.lastSelection = r.selection;
         return r;
-      } catch (e) {
+      } catch (x) {
+        const e = withKeyFileAdvice(x, rel);
         rel.lastError = e instanceof Error ? e.message : String(e);
         rel.failures = (rel.failures ?? 0) + 1;
         throw e;
@@ -961,7 +962,8 @@ export class Replication {
     const rel = await this.claim(name);
     try {
       return await this.resyncClaimed(rel, opts, onProgress);
-    } catch (e) {
+    } catch (x) {
+      const e = withKeyFileAdvice(x, rel);
       await this.unclaim(name);
       // Kept where `mirror status` and the console's row show it: why the relationship is still broken.
       if (isSnapplaneError(e, 'DIVERGED')) {
@@ -1168,6 +1170,16 @@ export class Replication {
 const RETRY_MS = 60_000;
 
 /** A relationship's update schedule: every <interval>, or at HH:MM [on a weekday]; null: updated by hand. */
+/**
+ * A relationship's authentication failure, naming the key file it used and how to point it at another (the
+ * endpoint's key changed, or the file moved): the wire's own words speak of `--key-file`, which a scheduled
+ * update was never given.
+ */
+function withKeyFileAdvice(e: unknown, rel: RelationshipRecord): unknown {
+  if (!isSnapplaneError(e, 'AUTH') || !rel.keyFile || e.message.includes('mirror set')) return e;
+  return new SnapplaneError('AUTH', `${e.message}; relationship '${rel.name}' uses key file ${rel.keyFile} (\`snapplane mirror set ${rel.name} --key-file <file>\` points it at another)`, { volume: e.volume ?? rel.destination, cause: e });
+}
+
 /** The settings of a relationship that `mirror set` changes (and transfers leave alone). */
 function settingsOf(r: RelationshipRecord): Pick<RelationshipRecord, 'everyMs' | 'at' | 'limit' | 'keyFile'> {
   return { everyMs: r.everyMs, at: r.at ?? null, limit: r.limit, keyFile: r.keyFile };

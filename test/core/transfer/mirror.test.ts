@@ -793,6 +793,16 @@ describe('changing a relationship\'s settings (mirror set)', () => {
       expect(u).toMatchObject({ transfer: 'incremental', from: before.lastCommon });
       await s.closeAll();
       expectSameTree(await treeOf(c.dst, u.to), await treeOf(src, u.to), 'mirror after set');
+      // A key the endpoint does not know: the failure names the relationship's key file and how to change it.
+      const wrong = await makeKey(dir, 'set-wrong-key');
+      await s.mirrorSet('set', { keyFile: wrong });
+      const advice = `relationship 'set' uses key file ${wrong} (\`snapplane mirror set set --key-file <file>\` points it at another)`;
+      await expect(s.mirrorUpdate('set')).rejects.toMatchObject({ code: 'AUTH', message: expect.stringMatching(/authentication failed.*; relationship 'set' uses key file/) });
+      expect((await s.mirrorStatus('set')).lastError).toContain(advice);
+      await expect(s.mirrorResync('set')).rejects.toMatchObject({ code: 'AUTH', message: expect.stringContaining(advice) });
+      await s.mirrorSet('set', { keyFile: moved });
+      expect(await s.mirrorUpdate('set')).toMatchObject({ transfer: 'incremental', from: u.to });
+      await s.closeAll();
 
       const off = await s.mirrorSet('set', { schedule: null });
       expect(off.changed).toEqual([{ setting: 'schedule', from: 'every 15m', to: null }]);
