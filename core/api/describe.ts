@@ -2,7 +2,7 @@
  * Reports in words, the same for every front end (the CLI prints them, the console shows them). Pure: sizes are
  * printed by the caller's `bytes`, so the renderer needs nothing of the engine's.
  */
-import type { MirrorSetReport, MirrorUpdateReport, ReplicateReport } from './types.js';
+import type { MirrorSetReport, MirrorSetting, MirrorUpdateReport, ReplicateReport } from './types.js';
 
 /** What one `mirror update` (or resync) did: a line, and one warning per downstream destination that lost its base. */
 export function describeMirrorUpdate(r: MirrorUpdateReport, bytes: (n: number) => string): { line: string; warnings: string[] } {
@@ -45,18 +45,19 @@ export function describeReplicatePreview(r: ReplicateReport, bytes: (n: number) 
 
 /**
  * What `mirror set` changed, each setting before → after ("nightly: schedule every 1d → every 15m; limit none →
- * 50.0 MiB/s"), with when the next update is due once the schedule changed; or that nothing did.
+ * 50.0 MiB/s"), with when the next update is due once the schedule changed; or that nothing did. `date` writes a
+ * time for the reader (the CLI keeps ISO text, which scripts parse).
  */
-export function describeMirrorSet(r: MirrorSetReport, bytes: (n: number) => string): string {
+export function describeMirrorSet(r: MirrorSetReport, bytes: (n: number) => string, date: (iso: string) => string = (iso) => iso): string {
   const m = r.mirror;
-  const value = (setting: MirrorSetReport['changed'][number]['setting'], v: string | number | null): string => {
+  const value = (setting: MirrorSetting, v: string | number | null): string => {
     if (setting === 'schedule') return v === null ? 'on demand' : String(v);
-    if (setting === 'limit') return v === null ? 'none' : `${bytes(Number(v))}/s`;
+    if (setting === 'limit') return typeof v === 'number' ? `${bytes(v)}/s` : 'none';
     return v === null ? 'none' : String(v);
   };
   if (r.changed.length === 0) return `${m.name}: nothing changed (schedule ${value('schedule', m.every)}, limit ${value('limit', m.limit)}${m.keyFile ? `, key file ${m.keyFile}` : ''})`;
   const parts = r.changed.map((c) => `${c.setting === 'keyFile' ? 'key file' : c.setting} ${value(c.setting, c.from)} → ${value(c.setting, c.to)}`);
-  const due = m.nextAt && Date.parse(m.nextAt) <= Date.now() ? 'due now (its last update is older than the new schedule allows)' : `due ${m.nextAt}`;
-  const next = r.changed.some((c) => c.setting === 'schedule') && m.nextAt ? ` (next update ${due})` : '';
+  const due = m.nextAt && Date.parse(m.nextAt) <= Date.now() ? 'now' : m.nextAt ? date(m.nextAt) : '';
+  const next = r.changed.some((c) => c.setting === 'schedule') && due ? ` (next update due ${due})` : '';
   return `${m.name}: ${parts.join('; ')}${next}`;
 }

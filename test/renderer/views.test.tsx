@@ -33,6 +33,7 @@ import { DirectClient } from '../helpers/direct-client.js';
 import { writeMarker } from '../../core/transfer/sidecars.js';
 import { replacementOf, startReplacement } from '../../core/transfer/replacement.js';
 import { consoleFixture, type ConsoleFixture } from '../helpers/console-volume.js';
+import { SnapplaneService } from '../../core/service/index.js';
 
 const XSS = '<img src=x onerror=alert(1)>';
 let fx: ConsoleFixture;
@@ -522,6 +523,8 @@ describe('views', () => {
       const b = within(busyRow).getByRole('button', { name }) as HTMLButtonElement;
       expect([name, b.disabled, b.title]).toEqual([name, true, expect.stringMatching(/^a transfer of this relationship is under way/)]);
     }
+    // Its settings are not: the engine changes them while it transfers (the transfer keeps the ones it started with).
+    expect((within(busyRow).getByRole('button', { name: 'settings…' }) as HTMLButtonElement).disabled).toBe(false);
     await waitFor(() => expect(screen.getByTestId('mirror-m1').textContent).toContain('idle'), { timeout: 30_000 });
     expect((within(screen.getByTestId('mirror-m1')).getByRole('button', { name: 'break' }) as HTMLButtonElement).disabled).toBe(false);
     expect(screen.getByTestId('topology').textContent).toMatch(/m1 \(full\)/);
@@ -562,7 +565,7 @@ describe('views', () => {
     fireEvent.click(await screen.findByTestId('delete-mirror-m1'));
     const ask = await screen.findByTestId('delete-mirror-confirm');
     expect(ask.textContent).toContain(`What stays: the snapshots on ${fx.vol} and the mirror volume ${join(fx.dir, 'mirror.img')} with its snapshots`);
-    expect(ask.textContent).toMatch(/What goes: its schedule \(updates by hand\), its state \(last common snapshot \S+, lag, last transfer\)/);
+    expect(ask.textContent).toMatch(/What goes: its schedule \(updates on demand\), its state \(last common snapshot \S+, lag, last transfer\)/);
     fireEvent.click(within(ask).getByRole('button', { name: 'Cancel' }));
     expect(screen.queryByTestId('delete-mirror-confirm')).toBeNull();
     expect((await fx.call<{ name: string }[]>('mirrorList', {})).map((m) => m.name)).toContain('m1');
@@ -647,6 +650,142 @@ describe('views', () => {
     const m = (await fx.call<{ name: string; every: string | null }[]>('mirrorList', {})).find((x) => x.name === 'n1')!;
     expect(m.every).toBe('at 02:30 on saturday');
     await fx.call('mirrorDelete', { name: 'n1' });
+  });
+
+  it('relationships: settings… changes the schedule and limit in place, says what changed; a refusal keeps the form open', async () => {
+    await fx.call('mirrorCreate', { name: 'nightly', source: fx.vol, destination: join(fx.dir, 'nightly-set.img'), kind: 'full', every: '1d' });
+    render(<RelationshipsView />);
+    const row = await screen.findByTestId('mirror-nightly');
+    // Before delete…, as a plain action (not a danger one).
+    expect(within(row).getAllByRole('button').map((b) => b.textContent).slice(-2)).toEqual(['settings…', 'delete…']);
+    fireEvent.click(screen.getByTestId('settings-nightly'));
+    let form = await screen.findByTestId('mirror-settings');
+    const field = (name: string): HTMLInputElement => form.querySelector(`[name=${name}]`) as HTMLInputElement;
+    // Prefilled from the relationship; a local destination has no key file to change.
+    expect([field('every').value, field('at').value, field('on').value, (field('on') as unknown as HTMLSelectElement).disabled, field('limit').value]).toEqual(['1d', '', '', true, '']);
+    expect(field('keyFile')).toBeNull();
+    // Nothing changed: said in the form, and no call (the engine would refuse it: "nothing to change").
+    fireEvent.click(within(form).getByRole('button', { name: 'Save' }));
+    expect((await screen.findByTestId('settings-message')).textContent).toBe('Nothing differs from the current settings of nightly: nothing to save.');
+    // A call would have been refused by now (the engine is in this process).
+    await new Promise((r) => setTimeout(r, 200));
+    expect(screen.queryByTestId('notice-error')).toBeNull();
+    // Escape closes it; opened again, it starts from the relationship, not from what was typed.
+    fireEvent.change(field('every'), { target: { value: '2d' } });
+    fireEvent.keyDown(field('every'), { key: 'Escape' });
+    expect(screen.queryByTestId('mirror-settings')).toBeNull();
+    fireEvent.click(screen.getByTestId('settings-nightly'));
+    form = await screen.findByTestId('mirror-settings');
+    expect(field('every').value).toBe('1d');
+    fireEvent.change(field('every'), { target: { value: '15m' } });
+    fireEvent.change(field('limit'), { target: { value: '50' } });
+    fireEvent.click(within(form).getByRole('button', { name: 'Save' }));
+    // Never updated: due at once under any schedule.
+    await screen.findByText('nightly: schedule every 1d → every 15m; limit none → 50.0 MiB/s (next update due now)');
+    expect(screen.queryByTestId('mirror-settings')).toBeNull();
+    expect(screen.getByTestId('schedule-nightly').textContent).toMatch(/^every 15mnext /);
+    // Changed in place: still never updated, as it was (a delete and create would have started it over).
+    const after = (await fx.call<{ name: string; every: string | null; limit: number | null; state: string }[]>('mirrorList', {})).find((m) => m.name === 'nightly')!;
+    expect(after).toMatchObject({ every: 'every 15m', limit: 50 * 2 ** 20, state: 'uninitialized' });
+    // Other words for the same schedule reach the engine, which says that nothing changed.
+    fireEvent.click(screen.getByTestId('settings-nightly'));
+    form = await screen.findByTestId('mirror-settings');
+    fireEvent.change(field('every'), { target: { value: '900s' } });
+    fireEvent.click(within(form).getByRole('button', { name: 'Save' }));
+    await screen.findByText('nightly: nothing changed (schedule every 15m, limit 50.0 MiB/s)');
+    expect(screen.queryByTestId('mirror-settings')).toBeNull();
+    // A schedule the engine cannot read: its words in the error, the form open with what was typed, nothing changed.
+    fireEvent.click(screen.getByTestId('settings-nightly'));
+    form = await screen.findByTestId('mirror-settings');
+    expect([field('every').value, field('limit').value]).toEqual(['15m', '50']);
+    fireEvent.change(field('every'), { target: { value: 'soon' } });
+    fireEvent.click(within(form).getByRole('button', { name: 'Save' }));
+    expect((await screen.findByTestId('notice-error')).textContent).toMatch(/^bad interval 'soon'/);
+    expect(screen.queryByText(/^nightly: schedule/)).toBeNull();
+    expect(screen.getByTestId('mirror-settings')).toBe(form);
+    expect((await within(form).findByTestId('settings-message')).textContent).toMatch(/^Not saved: bad interval 'soon'/);
+    expect(field('every').value).toBe('soon');
+    expect((await fx.call<{ name: string; every: string | null }[]>('mirrorList', {})).find((m) => m.name === 'nightly')!.every).toBe('every 15m');
+    // A limit the form cannot read is refused in its own terms, before any call.
+    fireEvent.change(field('every'), { target: { value: '' } });
+    fireEvent.change(field('limit'), { target: { value: 'fast' } });
+    fireEvent.click(within(form).getByRole('button', { name: 'Save' }));
+    expect((await screen.findByTestId('settings-message')).textContent).toBe("Limit: 'fast' is not a number of MiB/s; leave it blank for no limit.");
+    // Both blank: on demand, no limit.
+    fireEvent.change(field('limit'), { target: { value: '' } });
+    fireEvent.click(within(form).getByRole('button', { name: 'Save' }));
+    await screen.findByText('nightly: schedule every 15m → on demand; limit 50.0 MiB/s → none');
+    expect(screen.queryByTestId('notice-error')).toBeNull();
+    expect(screen.getByTestId('schedule-nightly').textContent).toBe('on demand');
+    expect((await fx.call<{ name: string; every: string | null; limit: number | null }[]>('mirrorList', {})).find((m) => m.name === 'nightly')).toMatchObject({ every: null, limit: null });
+    // A time of day and a weekday.
+    fireEvent.click(screen.getByTestId('settings-nightly'));
+    form = await screen.findByTestId('mirror-settings');
+    fireEvent.change(field('at'), { target: { value: '03:15' } });
+    fireEvent.change(field('on'), { target: { value: 'monday' } });
+    fireEvent.click(within(form).getByRole('button', { name: 'Save' }));
+    await screen.findByText('nightly: schedule on demand → at 03:15 on monday (next update due now)');
+    fireEvent.click(screen.getByTestId('settings-nightly'));
+    form = await screen.findByTestId('mirror-settings');
+    expect([field('every').value, field('at').value, field('on').value]).toEqual(['', '03:15', 'monday']);
+    fireEvent.click(within(form).getByRole('button', { name: 'Cancel' }));
+    expect(screen.queryByTestId('mirror-settings')).toBeNull();
+    await fx.call('mirrorDelete', { name: 'nightly' });
+  });
+
+  it("relationships: a remote relationship's settings change its key file, with the warning; an incremental mirror has no limit to set", async () => {
+    const keys = [join(fx.dir, 'off-1.key'), join(fx.dir, 'off-2.key')];
+    for (const k of keys) await writeFile(k, randomBytes(32).toString('hex'), { mode: 0o600 });
+    await chmod(keys[1], 0o644);
+    await fx.call('mirrorCreate', { name: 'off', source: fx.vol, destination: 'backup.example.com:7450/off', kind: 'replica', keyFile: keys[0] });
+    await fx.call('mirrorCreate', { name: 'inc', source: fx.vol, destination: join(fx.dir, 'inc.img'), kind: 'incremental', slow: `file:${join(fx.dir, 'inc-base')}` });
+    render(<RelationshipsView />);
+    fireEvent.click(await screen.findByTestId('settings-inc'));
+    let form = await screen.findByTestId('mirror-settings');
+    expect([form.querySelector('[name=limit]'), form.querySelector('[name=keyFile]')]).toEqual([null, null]);
+    // One form at a time: another row's button shows that row's.
+    fireEvent.click(screen.getByTestId('settings-off'));
+    await waitFor(() => expect(screen.getByTestId('mirror-settings').getAttribute('aria-label')).toBe('settings of off'));
+    form = screen.getByTestId('mirror-settings');
+    expect(screen.getAllByTestId('mirror-settings')).toHaveLength(1);
+    const keyFile = form.querySelector('[name=keyFile]') as HTMLInputElement;
+    expect(keyFile.value).toBe(keys[0]);
+    // A remote relationship keeps a key file: blank is refused in the form.
+    fireEvent.change(keyFile, { target: { value: '' } });
+    fireEvent.click(within(form).getByRole('button', { name: 'Save' }));
+    expect((await screen.findByTestId('settings-message')).textContent).toBe('Key file: a remote destination needs one; give its full path.');
+    fireEvent.change(keyFile, { target: { value: keys[1] } });
+    expect((await within(form).findByTestId('key-file-warning')).textContent).toMatch(/^Warning: key file '.*off-2\.key' is open to every user of this host \(mode 0644\)/);
+    fireEvent.click(within(form).getByRole('button', { name: 'Save' }));
+    await screen.findByText(`off: key file ${keys[0]} → ${keys[1]}`);
+    expect((await fx.call<{ name: string; keyFile: string | null; every: string | null }[]>('mirrorList', {})).find((m) => m.name === 'off')).toMatchObject({ keyFile: keys[1], every: null });
+    await fx.call('mirrorDelete', { name: 'off' });
+    await fx.call('mirrorDelete', { name: 'inc' });
+  });
+
+  it("relationships: an update the endpoint refuses for its key names the key file, and the row points at settings…", async () => {
+    const root = join(fx.dir, 'auth-root');
+    await mkdir(root);
+    const [serverKey, ourKey] = [join(fx.dir, 'auth-server.key'), join(fx.dir, 'auth-ours.key')];
+    for (const k of [serverKey, ourKey]) await writeFile(k, randomBytes(32).toString('hex'), { mode: 0o600 });
+    const server = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(fx.dir, 'auth-server.json') });
+    const ep = await server.serve({ port: 0, root, keyFile: serverKey, holdMs: 0 });
+    try {
+      await fx.call('mirrorCreate', { name: 'au', source: fx.vol, destination: `127.0.0.1:${ep.port}/au`, kind: 'full', keyFile: ourKey });
+      const { id } = await fx.call<{ id: number }>('jobStart', { kind: 'mirror-update', name: 'au' });
+      let job: { id: number; state: string; error: { code: string; message: string } | null } | undefined;
+      await waitFor(async () => {
+        job = (await fx.call<(typeof job & object)[]>('jobList', {})).find((j) => j.id === id);
+        expect(job?.state).not.toBe('running');
+      }, { timeout: 30_000 });
+      expect(job!.error).toMatchObject({ code: 'AUTH', message: expect.stringContaining(`relationship 'au' uses key file ${ourKey} (\`snapplane mirror set au --key-file <file>\``) });
+      render(<RelationshipsView />);
+      expect((await screen.findByTestId('advice-au')).textContent).toBe('Here: the “settings…” button does what the message says.');
+    } finally {
+      await ep.close();
+      await server.closeAll();
+      await fx.call('mirrorDelete', { name: 'au' }).catch(() => undefined);
+    }
   });
 
   it('grid: one column per plane in time order, with the block panel', async () => {

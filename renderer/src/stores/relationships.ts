@@ -1,8 +1,9 @@
 /** Relationships: mirrors and replicas (state, lag, last transfer) as the engine persists them, and their actions. */
 import { create } from 'zustand';
-import type { MasterInfo, MirrorInfo, MethodArgs } from '../../../core/api/index.js';
+import { describeMirrorSet, type MasterInfo, type MirrorInfo, type MethodArgs } from '../../../core/api/index.js';
 import { errorText } from '../client/client.js';
 import { client } from '../client/current.js';
+import { formatBytes, formatDate } from '../format.js';
 import { useJobs } from './jobs.js';
 import { useVolumes } from './volumes.js';
 
@@ -13,6 +14,11 @@ export interface RelationshipsState {
   notice: string | null;
   refresh(): Promise<void>;
   create(args: MethodArgs<'mirrorCreate'>): Promise<boolean>;
+  /** The relationship whose settings form (schedule, limit, key file) is open; one at a time. */
+  editing: string | null;
+  askSettings(name: string | null): void;
+  /** Changes what `args` gives (its state stays: no full copy follows); true when the engine took it. */
+  saveSettings(name: string, args: Omit<MethodArgs<'mirrorSet'>, 'name'>): Promise<boolean>;
   update(name: string): Promise<void>;
   resync(name: string): Promise<void>;
   /** A full mirror whose full resync (copy whole, replace the mirror) awaits confirmation. */
@@ -58,6 +64,23 @@ export const useRelationships = create<RelationshipsState>()((set, get) => ({
       return true;
     } catch (e) {
       set({ error: errorText(e) });
+      return false;
+    }
+  },
+  editing: null,
+  askSettings(name) {
+    set({ editing: name });
+  },
+  async saveSettings(name, args) {
+    try {
+      const r = await client().call('mirrorSet', { name, ...args });
+      // The report's relationship at once: the notice and the row say the same until the refresh lands.
+      set((s) => ({ mirrors: s.mirrors.map((m) => (m.name === name ? r.mirror : m)), notice: describeMirrorSet(r, formatBytes, formatDate), error: null, editing: null }));
+      await get().refresh();
+      return true;
+    } catch (e) {
+      // An earlier success above the refusal would read as this save's outcome.
+      set({ error: errorText(e), notice: null });
       return false;
     }
   },

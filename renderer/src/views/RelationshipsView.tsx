@@ -1,6 +1,6 @@
 /** View 7: relationships — mirrors and replicas as a topology (sources → destinations, cascades), lag, state, actions. */
 import { useEffect, useState } from 'react';
-import { WEEKDAYS, type MirrorInfo } from '../../../core/api/index.js';
+import { WEEKDAYS, type MethodArgs, type MirrorInfo } from '../../../core/api/index.js';
 import { Notice } from '../components/common.js';
 import { KeyFileWarning } from '../components/KeyFileWarning.js';
 import { formatBytes, formatCount, formatDate } from '../format.js';
@@ -141,7 +141,7 @@ function CreateForm() {
       </label>
       <KeyFileWarning keyFile={keyFile} />
       <label>
-        Update every <input value={every} onChange={(e) => setEvery(e.target.value)} placeholder="e.g. 1h (blank: by hand)" size={8} name="every" />
+        Update every <input value={every} onChange={(e) => setEvery(e.target.value)} placeholder="e.g. 1h (blank: on demand)" size={8} name="every" />
       </label>
       <label>
         or at <input type="time" value={at} onChange={(e) => setAt(e.target.value)} name="at" />
@@ -223,7 +223,7 @@ function DeleteConfirm({ mirrors }: { mirrors: MirrorInfo[] }) {
     <div className="notice confirm" role="alertdialog" data-testid="delete-mirror-confirm" onKeyDown={(e) => e.key === 'Escape' && st.askDelete(null)}>
       Delete relationship <b>{m.name}</b>? What stays: the snapshots on <span className="mono">{m.source}</span> and the {m.kind === 'replica' ? 'replica' : 'mirror'}{' '}
       volume <span className="mono">{m.destination}</span> with its snapshots{m.kind === 'incremental' ? ' and the base image' : ''}; the mirror is made writable where it can be
-      reached. What goes: its schedule ({m.every ? `updates ${m.every}` : 'updates by hand'}), its state (last common snapshot {m.lastCommon ?? 'none'}, lag, last
+      reached. What goes: its schedule ({m.every ? `updates ${m.every}` : 'updates on demand'}), its state (last common snapshot {m.lastCommon ?? 'none'}, lag, last
       transfer); the holds it put on the source&apos;s snapshots are released.{' '}
       <button className="danger" onClick={() => void st.remove(m.name)} autoFocus>
         Delete {m.name}
@@ -231,6 +231,172 @@ function DeleteConfirm({ mirrors }: { mirrors: MirrorInfo[] }) {
       <button onClick={() => st.askDelete(null)}>Cancel</button>
     </div>
   );
+}
+
+/** The settings form's fields as text, as typed. */
+interface SettingsDraft {
+  every: string;
+  at: string;
+  on: string;
+  /** MiB/s; blank: none. */
+  limit: string;
+  keyFile: string;
+}
+
+/** The form's fields for a relationship's settings now (MirrorInfo.every is "every 15m", "at 02:00" or "at 02:00 on sunday"). */
+function draftOf(m: MirrorInfo): SettingsDraft {
+  const every = /^every (\S+)$/.exec(m.every ?? '');
+  const at = /^at (\d\d:\d\d)(?: on (\w+))?$/.exec(m.every ?? '');
+  return {
+    every: every?.[1] ?? '',
+    at: at?.[1] ?? '',
+    on: at?.[2] ?? '',
+    // Rounded for the eye; an untouched field is compared as text (below), so the rounding never changes the limit.
+    limit: m.limit === null ? '' : String(Number((m.limit / 2 ** 20).toFixed(3))),
+    keyFile: m.keyFile ?? '',
+  };
+}
+
+/** The schedule a draft gives, in MirrorInfo.every's words (null: on demand). */
+function scheduleWords(d: SettingsDraft): string | null {
+  if (d.every.trim()) return `every ${d.every.trim()}`;
+  if (d.at) return `at ${d.at}${d.on ? ` on ${d.on}` : ''}`;
+  return null;
+}
+
+type SettingsChange = { args: Omit<MethodArgs<'mirrorSet'>, 'name'> } | { problem: string };
+
+/**
+ * The `mirrorSet` arguments for what the user changed in the form (`shown`: the fields as the form opened) that also
+ * differs from the relationship now; a field left alone is not sent, so a change made elsewhere meanwhile stays.
+ */
+function settingsChange(m: MirrorInfo, shown: SettingsDraft, d: SettingsDraft): SettingsChange {
+  const args: Omit<MethodArgs<'mirrorSet'>, 'name'> = {};
+  const scheduleTouched = d.every.trim() !== shown.every || d.at !== shown.at || d.on !== shown.on;
+  // Both an interval and a time: sent as given, for the engine to say which it takes (one).
+  if (scheduleTouched && (scheduleWords(d) !== m.every || (d.every.trim() && d.at))) {
+    if (d.every.trim()) args.every = d.every.trim();
+    if (d.at) {
+      args.at = d.at;
+      if (d.on) args.on = d.on;
+    }
+    if (!d.every.trim() && !d.at) args.onDemand = true;
+  }
+  if (m.kind !== 'incremental' && d.limit.trim() !== shown.limit) {
+    const text = d.limit.trim();
+    if (text === '') {
+      if (m.limit !== null) args.limit = null;
+    } else {
+      const mib = Number(text);
+      if (!Number.isFinite(mib) || mib <= 0) return { problem: `Limit: '${text}' is not a number of MiB/s; leave it blank for no limit.` };
+      const bytes = Math.round(mib * 2 ** 20);
+      // The engine's bounds in the form's own unit (its schema would name bytes).
+      if (bytes < 1024) return { problem: `Limit: ${text} MiB/s is too low; the least is 1 KiB/s (0.001 MiB/s).` };
+      if (bytes > 2 ** 40) return { problem: `Limit: ${text} MiB/s is too high; the most is 1,048,576 MiB/s.` };
+      if (bytes !== m.limit) args.limit = bytes;
+    }
+  }
+  const keyFile = d.keyFile.trim();
+  if (keyFile !== shown.keyFile && keyFile !== (m.keyFile ?? '')) {
+    // The engine keeps a remote relationship's key file; it has no way to go without one.
+    if (!keyFile) return { problem: 'Key file: a remote destination needs one; give its full path.' };
+    args.keyFile = keyFile;
+  }
+  return { args };
+}
+
+/** A relationship's schedule, limit and key file, changed in place: its state stays, so no full copy follows. */
+function SettingsForm({ m }: { m: MirrorInfo }) {
+  const [shown] = useState(() => draftOf(m));
+  const [draft, setDraft] = useState(shown);
+  const [message, setMessage] = useState<{ text: string; error: boolean } | null>(null);
+  const field = (k: keyof SettingsDraft) => (e: { target: { value: string } }) => {
+    const value = e.target.value;
+    setDraft((d) => ({ ...d, [k]: value }));
+  };
+  const st = useRelationships.getState();
+  // Only a remote destination's relationship has a key file (the engine requires one for it, and refuses it otherwise).
+  const remote = m.keyFile !== null;
+  const save = (): void => {
+    const c = settingsChange(m, shown, draft);
+    if ('problem' in c) setMessage({ text: c.problem, error: true });
+    else if (Object.keys(c.args).length === 0) setMessage({ text: `Nothing differs from the current settings of ${m.name}: nothing to save.`, error: false });
+    else {
+      setMessage(null);
+      // Said in the form too: the view's error notice is at its top, out of sight once a long list scrolled to the form.
+      void st.saveSettings(m.name, c.args).then((saved) => saved || setMessage({ text: `Not saved: ${useRelationships.getState().error ?? 'refused'}`, error: true }));
+    }
+  };
+  return (
+    <form
+      className="card settings"
+      data-testid="mirror-settings"
+      aria-label={`settings of ${m.name}`}
+      onKeyDown={(e) => e.key === 'Escape' && st.askSettings(null)}
+      onSubmit={(e) => {
+        e.preventDefault();
+        save();
+      }}
+    >
+      <h3>
+        Settings of <b>{m.name}</b> <span className="muted small">— its state and snapshots stay: no full copy follows</span>
+      </h3>
+      <div className="fields">
+        <label>
+          Update every <input value={draft.every} onChange={field('every')} placeholder="e.g. 15m" size={8} name="every" autoFocus />
+        </label>
+        <label>
+          or at <input type="time" value={draft.at} onChange={field('at')} name="at" />
+        </label>
+        <label>
+          on{' '}
+          <select value={draft.on} onChange={field('on')} name="on" disabled={!draft.at} title={draft.at ? undefined : 'give a time first'}>
+            <option value="">every day</option>
+            {WEEKDAYS.map((d) => (
+              <option key={d} value={d}>
+                {d[0].toUpperCase() + d.slice(1)}
+              </option>
+            ))}
+          </select>
+        </label>
+        <span className="muted small">both blank: on demand</span>
+      </div>
+      {m.kind !== 'incremental' ? (
+        <div className="fields">
+          <label>
+            Limit <input value={draft.limit} onChange={field('limit')} placeholder="blank: none" size={8} name="limit" /> MiB/s
+          </label>
+        </div>
+      ) : null}
+      {remote ? (
+        <>
+          <label>
+            Key file <input value={draft.keyFile} onChange={field('keyFile')} name="keyFile" className="mono" />
+          </label>
+          <KeyFileWarning keyFile={draft.keyFile} />
+        </>
+      ) : null}
+      {message ? (
+        <p className={message.error ? 'error' : 'muted'} role="status" data-testid="settings-message">
+          {message.text}
+        </p>
+      ) : null}
+      <div className="buttons">
+        <button type="submit">Save</button>
+        <button type="button" onClick={() => st.askSettings(null)}>
+          Cancel
+        </button>
+      </div>
+    </form>
+  );
+}
+
+/** The open settings form, if its relationship still exists. */
+function Settings({ mirrors }: { mirrors: MirrorInfo[] }) {
+  const name = useRelationships((s) => s.editing);
+  const m = mirrors.find((x) => x.name === name);
+  // Keyed: another relationship's form starts from its own values.
+  return m ? <SettingsForm key={m.name} m={m} /> : null;
 }
 
 /**
@@ -242,6 +408,7 @@ function consoleAdvice(error: string): string | null {
   if (/`snapplane mirror resync \S+`/.test(error)) buttons.push('“resync”');
   if (/--full`|resync \S+ --full/.test(error)) buttons.push('“full resync…”');
   if (/resync \S+ --discard`/.test(error)) buttons.push('“resync, discarding…”');
+  if (/`snapplane mirror set \S+ --key-file/.test(error)) buttons.push('“settings…”');
   if (buttons.length === 0) return null;
   return `Here: the ${buttons.join(' and ')} ${buttons.length > 1 ? 'buttons do' : 'button does'} what the message says.`;
 }
@@ -266,6 +433,7 @@ export function RelationshipsView() {
       <FullResyncConfirm mirrors={mirrors} />
       <DiscardResyncConfirm mirrors={mirrors} />
       <DeleteConfirm mirrors={mirrors} />
+      <Settings mirrors={mirrors} />
       <table className="table" data-testid="mirror-list">
         <thead>
           <tr>
@@ -302,10 +470,10 @@ export function RelationshipsView() {
               </td>
               <td>{m.lastTransferAt ? `${formatDate(m.lastTransferAt)}, ${formatBytes(m.lastTransferBytes)}${m.lastSelection ? ` (${m.lastSelection})` : ''}` : '—'}</td>
               <td data-testid={`schedule-${m.name}`}>
-                {m.every ?? 'by hand'}
+                {m.every ?? 'on demand'}
                 {m.nextAt ? <div className="muted small">next {formatDate(m.nextAt)}</div> : null}
               </td>
-              <td className="actions">
+              <td className="actions wrap">
                 <button className="link" onClick={() => void st.update(m.name)} disabled={m.state === 'broken' || m.state === 'transferring'} title={m.state === 'transferring' ? BUSY_TITLE : undefined}>
                   update
                 </button>
@@ -325,6 +493,10 @@ export function RelationshipsView() {
                     full resync…
                   </button>
                 ) : null}
+                {/* Not greyed out while it transfers: the engine changes the settings then too (the transfer keeps its own). */}
+                <button className="link" onClick={() => st.askSettings(m.name)} title="schedule, bandwidth limit, key file" data-testid={`settings-${m.name}`}>
+                  settings…
+                </button>
                 <button className="link danger" onClick={() => st.askDelete(m.name)} disabled={m.state === 'transferring'} title={m.state === 'transferring' ? BUSY_TITLE : undefined} data-testid={`delete-mirror-${m.name}`}>
                   delete…
                 </button>
