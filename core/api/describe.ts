@@ -2,7 +2,7 @@
  * Reports in words, the same for every front end (the CLI prints them, the console shows them). Pure: sizes are
  * printed by the caller's `bytes`, so the renderer needs nothing of the engine's.
  */
-import type { MirrorSetReport, MirrorSetting, MirrorUpdateReport, ReplicateReport } from './types.js';
+import type { MirrorSetReport, MirrorSetting, MirrorUpdateReport, ReplicateReport, TransferProgress } from './types.js';
 
 /** What one `mirror update` (or resync) did: a line, and one warning per downstream destination that lost its base. */
 export function describeMirrorUpdate(r: MirrorUpdateReport, bytes: (n: number) => string): { line: string; warnings: string[] } {
@@ -60,4 +60,11 @@ export function describeMirrorSet(r: MirrorSetReport, bytes: (n: number) => stri
   const due = m.nextAt && Date.parse(m.nextAt) <= Date.now() ? 'now' : m.nextAt ? date(m.nextAt) : '';
   const next = r.changed.some((c) => c.setting === 'schedule') && due ? ` (next update due ${due})` : '';
   return `${m.name}: ${parts.join('; ')}${next}`;
+}
+
+/** A running transfer's progress in words: "1.20 GiB of 4.01 GiB (30%)" (the base image's, for an incremental mirror's first copy). */
+export function describeTransferProgress(p: TransferProgress, bytes: (n: number) => string): string {
+  const pct = p.total > 0 ? ` (${Math.floor((p.done / p.total) * 100)}%)` : '';
+  const amount = p.unit === 'bytes' ? `${bytes(p.done)} of ${bytes(p.total)}` : `${p.done} of ${p.total} ${p.unit}`;
+  return `${amount}${pct}${p.phase === 'base' ? ' of the base image' : ''}`;
 }

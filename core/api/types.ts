@@ -160,6 +160,11 @@ export interface ProgressEvent {
   unit: 'blocks' | 'bytes' | 'files' | 'items';
 }
 
+/** A running transfer's latest progress as another process sees it, and when it was written. */
+export interface TransferProgress extends ProgressEvent {
+  at: string;
+}
+
 export interface RaidScrubReport {
   volume: string;
   stripes: number;
@@ -467,6 +472,8 @@ export interface MirrorInfo {
   limit: number | null;
   /** The pre-shared key file of a remote destination (null for a local one). */
   keyFile: string | null;
+  /** While transferring: how far it got (written by the transferring process at most once a second), when known. */
+  progress: TransferProgress | null;
 }
 
 /** A setting of a relationship `mirror set` changes: its schedule, bandwidth limit or key file. */

@@ -30,6 +30,7 @@ import { forgetDestination, neededMasters, readDestinations, readMarker, recordD
 import { describeCadence, nextSlot, type Cadence } from '../jobs/cadence.js';
 import { LocalDestination, isReceiving, refOf, sameRef, serveConnection, type EngineAccess } from './local-destination.js';
 import { VolumeHold } from './volume-hold.js';
+import { TransferProgressFile, readTransferProgress } from './transfer-progress.js';
 import type { ConsoleState, StateStore, RelationshipRecord, TransferJobRecord } from './state-store.js';
 import type { DestinationStatus, MasterInfo, MirrorInfo, MirrorKind, MirrorMarker, MirrorResyncOptions, MirrorResyncReport, MirrorSetReport, MirrorUpdateReport, ProgressEvent, ReceiveReport, ReplicateReport, SnapshotRef } from '../api/types.js';
 import { processAlive } from '../common/process-alive.js';
@@ -650,6 +651,7 @@ export class Replication {
       replacing: rel.replacing === true,
       limit: rel.limit ?? null,
       keyFile: rel.keyFile ?? null,
+      progress: alive ? await readTransferProgress(this.host.state.path, rel.name, rel.transferring!.pid) : null,
       nextAt: schedule && !rel.broken ? new Date(nextUpdateAt(rel, now)).toISOString() : null,
     };
   }
@@ -720,8 +722,14 @@ export class Replication {
       await this.unclaim(name).catch(() => undefined);
       throw e;
     });
-    return this.host.job('mirror-update', rel.source, rel.destination, undefined, onProgress, async (signal, progress) => {
+    return this.host.job('mirror-update', rel.source, rel.destination, undefined, onProgress, async (signal, reported) => {
       const t0 = performance.now();
+      // Also for `mirror status` in other processes: a daemon's update shows nowhere else.
+      const shown = new TransferProgressFile(this.host.state.path, name);
+      const progress: Progress = (p) => {
+        reported(p);
+        shown.record(p);
+      };
       const step = (): Promise<MirrorUpdateReport> => (rel.kind === 'replica' ? this.replicaUpdate(rel, signal, progress) : rel.kind === 'incremental' ? this.incrementalUpdate(rel, signal, progress) : this.fullUpdate(rel, signal, progress));
       // The snapshot of an update that stopped: this one finishes it first (resuming what landed).
       const interrupted = rel.pending;
@@ -742,6 +750,7 @@ export class Replication {
         rel.failures = (rel.failures ?? 0) + 1;
         throw e;
       } finally {
+        await shown.end();
         rel.transferring = null;
         rel.lastAttemptAt = new Date(this.host.clock()).toISOString();
         await this.save(rel);

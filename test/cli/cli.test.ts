@@ -374,6 +374,25 @@ describe('snapplane CLI', () => {
     await ok('mirror', 'delete', 'tune');
   });
 
+  it('mirror status in another shell shows how far a running update got; the progress goes when it ends', async () => {
+    const img = join(dir, 'prog-src.img');
+    await ok('volume', 'create', img, '--size', '24M');
+    await writeFile(join(dir, 'prog.bin'), Buffer.alloc(3 << 20, 7));
+    await ok('put', img, join(dir, 'prog.bin'), '/prog.bin');
+    // 1 MiB/s: about 3 s to watch it.
+    await ok('mirror', 'create', 'prog', img, join(dir, 'prog-m.img'), '--kind', 'full', '--limit', '1M');
+    const running = snapplane('mirror', 'update', 'prog');
+    let line = '';
+    const t0 = Date.now();
+    while (!/^state:\s+transferring: /m.test(line) && Date.now() - t0 < 15_000) line = (await ok('mirror', 'status', 'prog')).stdout;
+    expect(line).toMatch(/^state:\s+transferring: \d+(\.\d+)? (B|KiB|MiB) of 3\.\d\d MiB \(\d{1,2}%\) at \S+Z$/m);
+    expect((await ok('mirror', 'list')).stdout).toMatch(/^prog\s+full\s+transferring \d{1,2}%\s/m);
+    expect((await running).code).toBe(0);
+    const after = await json<MirrorInfo>('mirror', 'status', 'prog');
+    expect(after).toMatchObject({ state: 'idle', progress: null });
+    await ok('mirror', 'delete', 'prog');
+  });
+
   it('schedules: add, list, dry run, run, remove; usage errors', async () => {
     const img = join(dir, 'sched.img');
     await ok('volume', 'create', img, '--size', '16M');

@@ -788,6 +788,32 @@ describe('views', () => {
     }
   });
 
+  it("relationships: a transfer another process runs (the daemon's) shows its progress on the row, and it goes when the transfer ends", async () => {
+    const src = join(fx.dir, 'pg-src.img');
+    await fx.call('volumeCreate', { path: src, sizeBytes: 16 << 20 });
+    await fx.call('writeFile', { volume: src, path: '/big.bin', base64: randomBytes(3 << 20).toString('base64') });
+    await fx.call('mirrorCreate', { name: 'pg', source: src, destination: join(fx.dir, 'pg-m.img'), kind: 'full', limit: 1 << 20 });
+    await fx.call('volumeForget', { path: src });
+    // Another engine on the same state, as the daemon is: this console gets no job events from it.
+    const daemon = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(fx.dir, 'state.json') });
+    const running = daemon.mirrorUpdate('pg');
+    try {
+      // Under way before the view opens (one the daemon starts later is seen within the view's slower look-again).
+      await waitFor(async () => expect((await fx.call<{ name: string; state: string }[]>('mirrorList', {})).find((m) => m.name === 'pg')?.state).toBe('transferring'), { timeout: 10_000 });
+      render(<RelationshipsView />);
+      const shown = await screen.findByTestId('progress-pg', {}, { timeout: 10_000 });
+      expect(shown.textContent).toMatch(/^\d+(\.\d+)? (B|KiB|MiB) of 3\.\d\d MiB \(\d{1,2}%\)$/);
+      expect(within(screen.getByTestId('mirror-pg')).getByText('transferring')).toBeTruthy();
+      await running;
+      await waitFor(() => expect(screen.queryByTestId('progress-pg')).toBeNull(), { timeout: 5_000 });
+      expect(within(screen.getByTestId('mirror-pg')).getByText('idle')).toBeTruthy();
+    } finally {
+      await running.catch(() => undefined);
+      await daemon.closeAll();
+      await fx.call('mirrorDelete', { name: 'pg' });
+    }
+  });
+
   it('grid: one column per plane in time order, with the block panel', async () => {
     render(<GridView />);
     expect(JSON.parse(screen.getByTestId('grid-canvas').getAttribute('data-columns')!)).toEqual(['active', 's1', 's2']);

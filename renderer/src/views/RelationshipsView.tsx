@@ -1,6 +1,6 @@
 /** View 7: relationships — mirrors and replicas as a topology (sources → destinations, cascades), lag, state, actions. */
 import { useEffect, useState } from 'react';
-import { WEEKDAYS, type MethodArgs, type MirrorInfo } from '../../../core/api/index.js';
+import { WEEKDAYS, describeTransferProgress, type MethodArgs, type MirrorInfo } from '../../../core/api/index.js';
 import { Notice } from '../components/common.js';
 import { KeyFileWarning } from '../components/KeyFileWarning.js';
 import { formatBytes, formatCount, formatDate } from '../format.js';
@@ -423,6 +423,13 @@ export function RelationshipsView() {
   useEffect(() => {
     void useRelationships.getState().refresh();
   }, [volume]);
+  // Transfers other processes run (the daemon, a shell) send this console no events: looked at again while shown,
+  // often while one is under way (its progress), now and then otherwise (one that started).
+  const transferring = mirrors.some((m) => m.state === 'transferring');
+  useEffect(() => {
+    const timer = setInterval(() => void useRelationships.getState().refresh(), transferring ? 2000 : 10_000);
+    return () => clearInterval(timer);
+  }, [transferring]);
   const st = useRelationships.getState();
   return (
     <div className="view">
@@ -459,6 +466,11 @@ export function RelationshipsView() {
               <td className="nowrap">{m.kind}</td>
               <td className={m.state === 'failed' || m.state === 'broken' ? 'error' : m.state === 'lagging' ? 'warn' : ''}>
                 <span className="nowrap">{m.state}</span>
+                {m.progress ? (
+                  <div className="muted small nowrap" data-testid={`progress-${m.name}`}>
+                    {describeTransferProgress(m.progress, formatBytes)}
+                  </div>
+                ) : null}
                 {m.replacing ? <div className="muted small">full resync under way: the old mirror stays until the whole copy lands</div> : null}
                 {m.lastError ? <div className="error small">{m.lastError}</div> : null}
                 {m.lastError && consoleAdvice(m.lastError) ? <div className="muted small" data-testid={`advice-${m.name}`}>{consoleAdvice(m.lastError)}</div> : null}

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chmod, mkdir, mkdtemp, readFile, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
-import { SnapplaneService, type ProgressEvent } from '../../../core/service/index.js';
+import { SnapplaneService, type MirrorInfo, type ProgressEvent } from '../../../core/service/index.js';
 import type { Endpoint } from '../../../core/net/endpoint.js';
 import { Volume } from '../../../core/fs/volume.js';
 import { planStream } from '../../../core/stream/send.js';
@@ -832,7 +832,7 @@ describe('changing a relationship\'s settings (mirror set)', () => {
     }
   });
 
-  it('a change made while an update runs stands: the update does not write the old settings back when it ends', async () => {
+  it('while an update runs, other processes see its progress, and a settings change made then stands (the update does not write the old ones back)', async () => {
     const stateFile = join(dir, 'set-race-state.json');
     const updater = new SnapplaneService({ cpIntervalMs: 0, stateFile });
     const shell = new SnapplaneService({ cpIntervalMs: 0, stateFile });
@@ -850,11 +850,20 @@ describe('changing a relationship\'s settings (mirror set)', () => {
       const t0 = Date.now();
       while ((await shell.mirrorStatus('race')).state !== 'transferring' && Date.now() - t0 < 10_000) await new Promise((r) => setTimeout(r, 20));
       expect((await shell.mirrorStatus('race')).state).toBe('transferring');
+      // Another process sees how far the transfer got (the daemon's updates show nowhere else).
+      let seen: MirrorInfo['progress'] = null;
+      while (!(seen = (await shell.mirrorStatus('race')).progress) && Date.now() - t0 < 10_000) await new Promise((r) => setTimeout(r, 50));
+      expect(seen).toMatchObject({ phase: 'transfer', unit: 'bytes' });
+      expect(seen!.total).toBeGreaterThan(3 << 20);
+      expect(seen!.done).toBeLessThan(seen!.total);
+      expect(Math.abs(Date.parse(seen!.at) - Date.now())).toBeLessThan(5_000);
       const set = await shell.mirrorSet('race', { schedule: { kind: 'every', everyMs: 3_600_000 }, limit: null });
       expect(set.mirror.state).toBe('transferring');
       const u = await running;
       expect(u.transfer).toBe('full');
-      expect(await shell.mirrorStatus('race')).toMatchObject({ state: 'idle', every: 'every 1h', limit: null, lastCommon: u.to });
+      expect(await shell.mirrorStatus('race')).toMatchObject({ state: 'idle', every: 'every 1h', limit: null, lastCommon: u.to, progress: null });
+      // Its progress file went with it.
+      expect(await readdir(join(dir, 'progress'))).toEqual([]);
       await updater.closeAll();
       expectSameTree(await treeOf(mirror), await treeOf(src), 'mirror');
     } finally {
