@@ -75,6 +75,20 @@ function Topology({ mirrors }: { mirrors: MirrorInfo[] }) {
   );
 }
 
+/** The weekday of a time-of-day schedule (blank: every day); usable once a time is given. */
+function WeekdaySelect({ value, at, onChange }: { value: string; at: string; onChange: (weekday: string) => void }) {
+  return (
+    <select value={value} onChange={(e) => onChange(e.target.value)} name="on" disabled={!at} title={at ? undefined : 'give a time first'}>
+      <option value="">every day</option>
+      {WEEKDAYS.map((d) => (
+        <option key={d} value={d}>
+          {d[0].toUpperCase() + d.slice(1)}
+        </option>
+      ))}
+    </select>
+  );
+}
+
 function CreateForm() {
   const known = useVolumes((s) => s.known);
   const current = useVolumes((s) => s.current);
@@ -148,14 +162,7 @@ function CreateForm() {
       </label>
       <label>
         on{' '}
-        <select value={on} onChange={(e) => setOn(e.target.value)} name="on" disabled={!at} title={at ? undefined : 'give a time first'}>
-          <option value="">every day</option>
-          {WEEKDAYS.map((d) => (
-            <option key={d} value={d}>
-              {d[0].toUpperCase() + d.slice(1)}
-            </option>
-          ))}
-        </select>
+        <WeekdaySelect value={on} at={at} onChange={setOn} />
       </label>
       {kind !== 'incremental' ? (
         <label>
@@ -350,14 +357,7 @@ function SettingsForm({ m }: { m: MirrorInfo }) {
         </label>
         <label>
           on{' '}
-          <select value={draft.on} onChange={field('on')} name="on" disabled={!draft.at} title={draft.at ? undefined : 'give a time first'}>
-            <option value="">every day</option>
-            {WEEKDAYS.map((d) => (
-              <option key={d} value={d}>
-                {d[0].toUpperCase() + d.slice(1)}
-              </option>
-            ))}
-          </select>
+          <WeekdaySelect value={draft.on} at={draft.at} onChange={(on) => setDraft((d) => ({ ...d, on }))} />
         </label>
         <span className="muted small">both blank: on demand</span>
       </div>
