@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { cadenceOf, formatBytes, parseSize, type MirrorInfo, type MirrorUpdateReport } from '../../core/service/index.js';
 import { SnapplaneService } from '../../core/service/index.js';
-import { describeMirrorSet, describeMirrorUpdate, describeReplicatePreview, describeTransferProgress } from '../../core/api/index.js';
+import { describeMirrorSet, describeMirrorUpdate, describeMirrorUpdatePreview, describeReplicatePreview, describeTransferProgress } from '../../core/api/index.js';
 import { printFields, printJson, printTable } from '../output.js';
 import { progressBar } from '../progress.js';
 import { UsageError, parseInteger, parsePort, reportError, withService } from '../run.js';
@@ -190,9 +190,15 @@ export function registerReplication(program: Command): void {
   mirror
     .command('update <name>')
     .description('one transfer: initialize, or send what changed since the last common snapshot')
+    .option('--dry-run', 'say what it would send (from which snapshot, about how much, which snapshots along), after asking the destination as an update does; take, send and record nothing')
     .option('--json', 'print a JSON report')
-    .action((name: string, opts: { json?: boolean }) =>
+    .action((name: string, opts: { dryRun?: boolean; json?: boolean }) =>
       withService(async (s) => {
+        if (opts.dryRun) {
+          const p = await s.mirrorUpdatePreview(name);
+          if (opts.json) return printJson(p);
+          return void process.stdout.write(`${describeMirrorUpdatePreview(p, formatBytes)}\n`);
+        }
         const bar = progressBar(opts.json === true);
         try {
           const r = await s.mirrorUpdate(name, bar);

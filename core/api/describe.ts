@@ -34,6 +34,19 @@ export function describeMirrorUpdate(r: MirrorUpdateReport, bytes: (n: number) =
   return { line: parts.join(''), warnings };
 }
 
+/** What a mirror update would send (a `mirror update --dry-run` report), in one line. */
+export function describeMirrorUpdatePreview(r: MirrorUpdateReport, bytes: (n: number) => string): string {
+  const size = `${r.blocks} blocks, ${bytes(r.bytes)}`;
+  if (r.kind === 'replica') {
+    if (r.transfer === 'none') return `${r.name}: up to date: the replica already has the newest master '${r.to}'; nothing was sent`;
+    return `${r.name}: would replicate ${r.transfer === 'full' ? `a full copy of ${r.to}` : `${r.from} → ${r.to}`}: ${size}${r.resumedFromVbn !== null ? `, resuming at VBN ${r.resumedFromVbn}` : ''}; nothing was sent`;
+  }
+  const what = r.transfer === 'full' ? `initialize the mirror with a full image of the source (as snapshot ${r.to})` : `send ${r.from} → ${r.to} (a new snapshot of the source)`;
+  const first = r.finished ? `, after finishing the interrupted update to ${r.finished}` : '';
+  const along = r.carried?.length ? `; with ${r.carried.length === 1 ? 'snapshot' : 'snapshots'} ${r.carried.join(', ')}` : '';
+  return `${r.name}: would ${what}${first}: about ${size} as the source stands${along}; nothing was sent`;
+}
+
 /** What a replication would send (a `replicate --dry-run` report), in one line. */
 export function describeReplicatePreview(r: ReplicateReport, bytes: (n: number) => string): string {
   if (r.kind === 'none') return `${r.destination} is up to date: ${r.reason}`;

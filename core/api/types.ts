@@ -536,4 +536,9 @@ export interface MirrorUpdateReport {
   /** Incremental mirrors: blocks and bytes the sparse incremental structure holds after the update. */
   deltaBlocks?: number;
   deltaBytes?: number;
+  /**
+   * `mirror update --dry-run`: what an update would send now (its snapshot `to` not taken yet: the source as of its
+   * last CP stands in); nothing was taken, sent or recorded.
+   */
+  dryRun?: true;
 }

@@ -13,6 +13,7 @@ import { SnapshotFlag, type SnapshotEntry } from '../fs/format.js';
 import type { Volume } from '../fs/volume.js';
 import { formatImageExpr, parseImageExpr, quoteName } from '../image/expression.js';
 import { blocksWrittenSince } from '../image/written-since.js';
+import { evaluateImage } from '../image/evaluate.js';
 import { planStream, streamSize, writeStream, type StreamPlan } from '../stream/send.js';
 import { StreamReader } from '../stream/reader.js';
 import { decodeResumeToken } from '../stream/receive.js';
@@ -756,6 +757,63 @@ export class Replication {
         await this.save(rel);
       }
     }, (r) => r.bytes);
+  }
+
+  /**
+   * What `mirror update` would send now: the destination is asked and checked as an update does (reachable, the key,
+   * still this relationship's mirror, holding the base), and the blocks are counted with the source's state as of
+   * its last CP in place of the snapshot the update would take. Nothing is taken, sent or recorded.
+   */
+  async mirrorUpdatePreview(name: string): Promise<MirrorUpdateReport> {
+    const t0 = performance.now();
+    const rel = structuredClone(await this.load(name));
+    if (rel.broken) throw new SnapplaneError('INVALID', `relationship '${name}' is broken (its mirror was taken over); \`snapplane mirror resync ${name}\` re-establishes it`);
+    try {
+      if (rel.kind === 'replica') {
+        const r = await this.replicate(rel.source, rel.destination, { keyFile: rel.keyFile ?? undefined, dryRun: true });
+        return { name, kind: rel.kind, transfer: r.kind, from: r.from, to: r.to, selection: r.kind === 'incremental' ? 'subtraction' : r.kind === 'full' ? 'full' : null, blocks: r.blocks, bytes: r.bytes, resumedFromVbn: r.resumedFromVbn, seconds: r.seconds, dryRun: true };
+      }
+      await refuseMirrorSource(rel.source, rel.kind);
+      const v = await this.host.openVolume(rel.source, false);
+      const base = await this.baseOf(rel, v);
+      let carried: SnapshotEntry[] = [];
+      // An incremental mirror's halves are local: one that is gone fails the update as it would (with what to do).
+      const gone = rel.kind === 'incremental' ? await this.missingPart(rel) : null;
+      if (gone) throw new SnapplaneError('NOT_FOUND', gone, { path: rel.destination });
+      if (rel.kind === 'full') {
+        const d = await this.destination(rel.destination, { keyFile: rel.keyFile ?? undefined }, { cancelled: false });
+        try {
+          const status = await d.status();
+          if (status.offline) throw new SnapplaneError('BUSY', `'${rel.destination}' is off-line (${status.offline})`, { volume: rel.destination });
+          if (status.mirrorOf?.brokenAt && status.mirrorOf.relationship === rel.name) throw new SnapplaneError('INVALID', takenOverMessage(rel.destination, status.mirrorOf), { volume: rel.destination });
+          if (status.mirrorOf && status.mirrorOf.relationship !== rel.name) throw new SnapplaneError('INVALID', `'${rel.destination}' is the mirror of '${status.mirrorOf.source}' in relationship '${status.mirrorOf.relationship}'`, { volume: rel.destination });
+          if (base && !status.exists && !status.replacement) throw destinationGone(rel);
+          if (base && !status.snapshots.some((s) => sameRef(s, refOf(base)))) throw new SnapplaneError('NOT_FOUND', `'${rel.destination}' no longer has snapshot '${base.name}', the base of relationship '${rel.name}'; \`snapplane mirror resync ${rel.name}\` finds the newest common one`, { volume: rel.destination });
+          if (!base && !rel.replacing && status.exists && !status.empty && !(status.mirrorOf?.relationship === rel.name && status.resume)) throw new SnapplaneError('EXISTS', `'${rel.destination}' is not empty; a mirror is initialized into a new volume`, { volume: rel.destination });
+          // The update's own snapshot is newer than all of them.
+          carried = carriedAlong(v.snapshots.list(), base, { generation: Number.MAX_SAFE_INTEGER } as SnapshotEntry, rel.replacing && !base ? { ...status, snapshots: [] } : status);
+        } finally {
+          await d.close().catch(() => undefined);
+        }
+      }
+      const expression = `${[...carried.map((e) => quoteName(e.name)), 'active'].join(' + ')}${base ? ` - ${quoteName(base.name)}` : ''}`;
+      const blocks = await v.exclusive(async () => {
+        const image = await evaluateImage(expression, await v.planeMap(), v.snapshots.list(), rel.source);
+        // A stream carries the fsinfo copies in its header, not as blocks (as the planner and imageEval count).
+        const n = image.blocks - (image.plane.has(0) ? 1 : 0) - (image.plane.has(1) ? 1 : 0);
+        image.plane.release();
+        return n;
+      });
+      // The update takes the next free name (after finishing an interrupted one's snapshot, already named).
+      let seq = rel.seq;
+      let to: string;
+      do to = `mirror.${rel.name}.${++seq}`;
+      while (v.snapshots.has(to));
+      // Which way the update would choose its blocks (marks or subtraction) is its own to find: not claimed here.
+      return { name, kind: rel.kind, transfer: base ? 'incremental' : 'full', from: base?.name ?? null, to, selection: base ? null : 'full', blocks, bytes: blocks * BLOCK_SIZE, resumedFromVbn: null, seconds: (performance.now() - t0) / 1000, ...(rel.kind === 'full' ? { carried: carried.map((e) => e.name) } : {}), ...(rel.pending ? { finished: rel.pending } : {}), dryRun: true };
+    } catch (e) {
+      throw withKeyFileAdvice(e, rel);
+    }
   }
 
   private marker(rel: RelationshipRecord, v: Volume): MirrorMarker {

@@ -939,6 +939,11 @@ export class SnapplaneService {
     return this.replication.mirrorSet(name, settings);
   }
 
+  /** What one transfer of a relationship would send now (`mirror update --dry-run`); nothing is taken or sent. */
+  mirrorUpdatePreview(name: string): Promise<MirrorUpdateReport> {
+    return this.replication.mirrorUpdatePreview(name);
+  }
+
   /** One transfer of a relationship. */
   mirrorUpdate(name: string, onProgress?: ProgressCallback): Promise<MirrorUpdateReport> {
     return this.replication.mirrorUpdate(name, onProgress);

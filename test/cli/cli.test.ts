@@ -351,6 +351,9 @@ describe('snapplane CLI', () => {
     ]);
     expect(off.mirror).toMatchObject({ every: null, limit: null, lastCommon: first.lastCommon });
     await ok('mkdir', img, '/more');
+    const dry = await ok('mirror', 'update', 'tune', '--dry-run');
+    expect(dry.stdout).toMatch(/^tune: would send mirror\.tune\.1 → mirror\.tune\.2 \(a new snapshot of the source\): about \d+ blocks, \S+ (B|KiB) as the source stands; nothing was sent\n$/);
+    expect(await json<MirrorInfo>('mirror', 'status', 'tune')).toMatchObject({ lastCommon: first.lastCommon, lastTransferAt: first.lastTransferAt });
     const u = await json<MirrorUpdateReport>('mirror', 'update', 'tune');
     expect(u).toMatchObject({ transfer: 'incremental', from: first.lastCommon });
     for (const [args, message] of [

@@ -14,7 +14,7 @@ import { readResumeState } from '../../../core/stream/receive.js';
 import { replacementOf, replacementWaits } from '../../../core/fs/sidecar.js';
 import { readMarker } from '../../../core/transfer/sidecars.js';
 import { expectSameTree } from '../../helpers/model.js';
-import { FaultProxy, makeKey, randomWork, seeded, treeOf, writeAndSnapshot } from '../../helpers/replication.js';
+import { FaultProxy, makeKey, randomWork, seeded, snapshots, treeOf, writeAndSnapshot } from '../../helpers/replication.js';
 import { pattern } from '../../helpers/model.js';
 
 let dir: string;
@@ -869,6 +869,65 @@ describe('changing a relationship\'s settings (mirror set)', () => {
     } finally {
       await updater.closeAll();
       await shell.closeAll();
+    }
+  });
+});
+
+describe('mirror update --dry-run', () => {
+  it('says what an update would send (about as many blocks, the same snapshots along) and takes, sends and records nothing', async () => {
+    const c = await servedCase('dry', 16 << 20);
+    const { src, key, s } = c;
+    try {
+      await work(src, 41, 6);
+      const dest = `127.0.0.1:${c.ep.port}/mirror`;
+      await s.mirrorCreate('dry', src, dest, { kind: 'full', keyFile: key });
+      const init = await s.mirrorUpdatePreview('dry');
+      expect(init).toMatchObject({ transfer: 'full', from: null, to: 'mirror.dry.1', dryRun: true });
+      const made = await s.mirrorUpdate('dry');
+      expect(made.to).toBe(init.to);
+      expect(Math.abs(made.blocks - init.blocks)).toBeLessThanOrEqual(16);
+      await s.closeAll();
+      await work(src, 42, 5);
+      const v = await Volume.open(src, { cpIntervalMs: 0 });
+      await v.createSnapshot('between');
+      await v.writeFile('/after-between.bin', pattern(200_000, 43));
+      await v.close();
+      const before = { status: await s.mirrorStatus('dry'), snapshots: (await snapshots(src)).map((e) => e.name), mirror: (await snapshots(c.dst)).map((e) => e.name) };
+      await s.closeAll();
+      const p = await s.mirrorUpdatePreview('dry');
+      expect(p).toMatchObject({ transfer: 'incremental', from: made.to, to: 'mirror.dry.2', carried: ['between'], dryRun: true });
+      await s.closeAll();
+      // Nothing taken, sent or recorded.
+      expect((await snapshots(src)).map((e) => e.name)).toEqual(before.snapshots);
+      expect((await snapshots(c.dst)).map((e) => e.name)).toEqual(before.mirror);
+      expect(await s.mirrorStatus('dry')).toEqual({ ...before.status, lagSeconds: expect.any(Number) });
+      await s.closeAll();
+      const u = await s.mirrorUpdate('dry');
+      expect(u).toMatchObject({ transfer: 'incremental', from: p.from, to: p.to, carried: p.carried });
+      // "About": the update's own CP and snapshot add a few metadata blocks to what the preview counted.
+      expect(p.blocks).toBeGreaterThan(50);
+      expect(Math.abs(u.blocks - p.blocks)).toBeLessThanOrEqual(16);
+      // It asks the destination as an update does: a wrong key is refused the same way, naming the key file.
+      const wrong = await makeKey(dir, 'dry-wrong-key');
+      await s.mirrorSet('dry', { keyFile: wrong });
+      await expect(s.mirrorUpdatePreview('dry')).rejects.toMatchObject({ code: 'AUTH', message: expect.stringContaining(`relationship 'dry' uses key file ${wrong}`) });
+      expect((await s.mirrorStatus('dry')).lastError).toBeNull();
+      await s.mirrorSet('dry', { keyFile: key });
+      await expect(s.mirrorUpdatePreview('nosuch')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+      // An incremental mirror: the same before and after its first update; a lost base image fails it as the update would.
+      const base = `${fresh()}-base.snap`;
+      await s.mirrorCreate('dry-inc', src, `${fresh()}-fast`, { kind: 'incremental', slow: `file:${base}` });
+      expect(await s.mirrorUpdatePreview('dry-inc')).toMatchObject({ transfer: 'full', to: 'mirror.dry-inc.1', dryRun: true });
+      await s.mirrorUpdate('dry-inc');
+      await s.closeAll();
+      await work(src, 44, 3);
+      const inc = await s.mirrorUpdatePreview('dry-inc');
+      expect(inc).toMatchObject({ transfer: 'incremental', from: 'mirror.dry-inc.1', to: 'mirror.dry-inc.2' });
+      expect(inc.blocks).toBeGreaterThan(0);
+      await rm(base);
+      await expect(s.mirrorUpdatePreview('dry-inc')).rejects.toMatchObject({ code: 'NOT_FOUND', message: expect.stringContaining('is missing (deleted or moved)') });
+    } finally {
+      await c.stop();
     }
   });
 });
