@@ -432,7 +432,10 @@ export interface ReplicateReport {
   seconds: number;
   /** Set when the base was a shadow master: the destination was off-line during the update (STREAM.md §5.4). */
   offline?: string;
-  /** Master snapshots the destination deleted first because the source no longer has them. */
+  /**
+   * Master snapshots the destination deleted first because the source no longer has them; in a dry run, the ones
+   * it would delete (unless held there or needed by its own destinations, which only it knows).
+   */
   dropped?: string[];
   /** A dry run: what would be sent; nothing was. */
   dryRun?: true;

@@ -302,7 +302,7 @@ export class Replication {
     const t0 = performance.now();
     const d = await this.destination(dest, opts, { cancelled: false });
     try {
-      const { status, v, choice, report } = await this.replicationChoice(source, dest, d);
+      const { status, v, masters, choice, report } = await this.replicationChoice(source, dest, d);
       report.dryRun = true;
       if (choice.kind !== 'none') {
         const plan = await planStream(v, choice.expression, { resume: resumeOf(status, choice.expression), selection: 'subtraction', now: () => this.host.clock() });
@@ -310,6 +310,10 @@ export class Replication {
         report.blocks = plan.sendBlocks;
         report.bytes = plan.sendBlocks * BLOCK_SIZE;
         report.streamBytes = streamSize(plan).bytes;
+        // The receive deletes the destination's masters that are no longer masters here (LocalDestination's
+        // dropObsolete), unless held there or needed by its own destinations, which only it can tell.
+        const gone = status.exists ? status.snapshots.filter((x) => x.master && !masters.some((m) => sameRef(refOf(m), x))).map((x) => x.name) : [];
+        if (gone.length > 0) report.dropped = gone;
       }
       report.seconds = (performance.now() - t0) / 1000;
       return report;

@@ -121,6 +121,15 @@ describe('replication between processes over TCP', () => {
       expectSameTree(await treeOf(join(root, 'd')), await treeOf(src, 'M2'), 'after the resumed run');
       // Up to date: said so, as a run would.
       expect((await snapplane('replicate', src, dest, '--key-file', key, '--dry-run')).stdout).toBe(`127.0.0.1:${server.port}/d is up to date: the destination already has the newest master 'M2'\n`);
+      // A master the source no longer has: the dry run names it as one the receive deletes, as the run then does.
+      await ok('master', 'unmark', src, 'M1');
+      await writeAndSnapshot(src, '/third.bin', 1 << 20, 7, 'M3');
+      await ok('master', 'mark', src, 'M3');
+      const dropping = await snapplane('replicate', src, dest, '--key-file', key, '--dry-run');
+      expect(dropping.stdout).toMatch(/^would replicate M2 → M3 to .*; the destination would delete M1 \(no longer a master here\) unless held there or needed by its own destinations; nothing was sent\n$/);
+      expect((await snapshots(join(root, 'd'))).map((x) => x.name)).toEqual(['M1', 'M2']);
+      expect(await json<ReplicateReport>('replicate', src, dest, '--key-file', key)).toMatchObject({ kind: 'incremental', from: 'M2', to: 'M3', dropped: ['M1'] });
+      expect((await snapshots(join(root, 'd'))).map((x) => x.name)).toEqual(['M2', 'M3']);
       // A key other users can read: a warning on stderr, and the run goes on.
       const open = await makeKey(dir, 'dry-open');
       await copyFile(key, open);
