@@ -129,7 +129,7 @@ export function registerReplication(program: Command): void {
           if (opts.json) return printJson(r);
           if (r.dryRun) return void process.stdout.write(`${describeReplicatePreview(r, formatBytes)}\n`);
           if (r.kind === 'none') return void process.stdout.write(`${r.destination} is up to date: ${r.reason}\n`);
-          process.stdout.write(`replicated ${r.kind === 'full' ? `a full copy of ${r.to} (${r.reason})` : `${r.from} → ${r.to}`} to ${r.destination}: ${r.blocks} blocks, ${formatBytes(r.bytes)} in ${r.seconds.toFixed(1)} s${r.resumedFromVbn !== null ? `, resumed at VBN ${r.resumedFromVbn}` : ''}${r.offline ? `; the destination was off-line meanwhile (${r.offline})` : ''}${r.dropped?.length ? `; the destination deleted ${r.dropped.join(', ')} (no longer on the source)` : ''}\n`);
+          process.stdout.write(`replicated ${r.kind === 'full' ? `a full copy of ${r.to} (${r.reason})` : `${r.from} → ${r.to}`} to ${r.destination}: ${r.blocks} blocks, ${formatBytes(r.bytes)} in ${r.seconds.toFixed(1)} s${r.resumedFromVbn !== null ? `, resumed at VBN ${r.resumedFromVbn}` : ''}${r.offline ? `; the destination was off-line meanwhile (${r.offline})` : ''}${r.dropped?.length ? `; the destination deleted ${r.dropped.join(', ')} (no longer ${r.dropped.length === 1 ? 'a master' : 'masters'} on the source)` : ''}\n`);
         } finally {
           bar.stop();
         }

@@ -53,7 +53,7 @@ export function describeReplicatePreview(r: ReplicateReport, bytes: (n: number) 
   const what = r.kind === 'full' ? `a full copy of ${r.to} (${r.reason})` : `${r.from} → ${r.to}`;
   const resumed = r.resumedFromVbn !== null ? `, resuming an interrupted receive at VBN ${r.resumedFromVbn}` : '';
   const offline = r.offline ? `; the destination would be off-line meanwhile (${r.offline})` : '';
-  const drops = r.dropped?.length ? `; the destination would delete ${r.dropped.join(', ')} (no longer ${r.dropped.length === 1 ? 'a master' : 'masters'} here) unless held there or needed by its own destinations` : '';
+  const drops = r.dropped?.length ? `; the destination would delete ${r.dropped.join(', ')} (no longer ${r.dropped.length === 1 ? 'a master' : 'masters'} on the source) unless held there or needed by its own destinations` : '';
   return `would replicate ${what} to ${r.destination}: ${r.blocks} blocks, ${bytes(r.bytes)} (a stream of ${bytes(r.streamBytes ?? 0)})${resumed}${offline}${drops}; nothing was sent`;
 }
 

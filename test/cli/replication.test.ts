@@ -126,7 +126,7 @@ describe('replication between processes over TCP', () => {
       await writeAndSnapshot(src, '/third.bin', 1 << 20, 7, 'M3');
       await ok('master', 'mark', src, 'M3');
       const dropping = await snapplane('replicate', src, dest, '--key-file', key, '--dry-run');
-      expect(dropping.stdout).toMatch(/^would replicate M2 → M3 to .*; the destination would delete M1 \(no longer a master here\) unless held there or needed by its own destinations; nothing was sent\n$/);
+      expect(dropping.stdout).toMatch(/^would replicate M2 → M3 to .*; the destination would delete M1 \(no longer a master on the source\) unless held there or needed by its own destinations; nothing was sent\n$/);
       expect((await snapshots(join(root, 'd'))).map((x) => x.name)).toEqual(['M1', 'M2']);
       expect(await json<ReplicateReport>('replicate', src, dest, '--key-file', key)).toMatchObject({ kind: 'incremental', from: 'M2', to: 'M3', dropped: ['M1'] });
       expect((await snapshots(join(root, 'd'))).map((x) => x.name)).toEqual(['M2', 'M3']);
