@@ -804,6 +804,12 @@ describe('views', () => {
       const shown = await screen.findByTestId('progress-pg', {}, { timeout: 10_000 });
       expect(shown.textContent).toMatch(/^\d+(\.\d+)? (B|KiB|MiB) of 3\.\d\d MiB \(\d{1,2}%\)$/);
       expect(within(screen.getByTestId('mirror-pg')).getByText('transferring')).toBeTruthy();
+      // A refusal on screen stays there across the view's periodic looks (every 2 s while one transfers).
+      await useRelationships.getState().saveSettings('pg', { every: 'soon' });
+      expect((await screen.findByTestId('notice-error')).textContent).toMatch(/^bad interval 'soon'/);
+      const before = shown.textContent;
+      await waitFor(() => expect(screen.queryByTestId('progress-pg')?.textContent).not.toBe(before), { timeout: 5_000 });
+      expect(screen.getByTestId('notice-error').textContent).toMatch(/^bad interval 'soon'/);
       await running;
       await waitFor(() => expect(screen.queryByTestId('progress-pg')).toBeNull(), { timeout: 5_000 });
       expect(within(screen.getByTestId('mirror-pg')).getByText('idle')).toBeTruthy();

@@ -12,7 +12,8 @@ export interface RelationshipsState {
   masters: MasterInfo[];
   error: string | null;
   notice: string | null;
-  refresh(): Promise<void>;
+  /** Reads the relationships again; `quiet` (a periodic look): a failure leaves the last ones and says nothing. */
+  refresh(quiet?: boolean): Promise<void>;
   create(args: MethodArgs<'mirrorCreate'>): Promise<boolean>;
   /** The relationship whose settings form (schedule, limit, key file) is open; one at a time. */
   editing: string | null;
@@ -47,13 +48,14 @@ export const useRelationships = create<RelationshipsState>()((set, get) => ({
   error: null,
   notice: null,
 
-  async refresh() {
+  async refresh(quiet = false) {
     try {
       const volume = useVolumes.getState().current;
       const [mirrors, masters] = await Promise.all([client().call('mirrorList', {}), volume ? client().call('masterList', { volume }) : Promise.resolve([])]);
-      set({ mirrors, masters, error: null });
+      // A periodic look keeps an error the user has not dismissed yet (a refusal from a button).
+      set(quiet ? { mirrors, masters } : { mirrors, masters, error: null });
     } catch (e) {
-      set({ error: errorText(e) });
+      if (!quiet) set({ error: errorText(e) });
     }
   },
   async create(args) {

@@ -427,7 +427,7 @@ export function RelationshipsView() {
   // often while one is under way (its progress), now and then otherwise (one that started).
   const transferring = mirrors.some((m) => m.state === 'transferring');
   useEffect(() => {
-    const timer = setInterval(() => void useRelationships.getState().refresh(), transferring ? 2000 : 10_000);
+    const timer = setInterval(() => void useRelationships.getState().refresh(true), transferring ? 2000 : 10_000);
     return () => clearInterval(timer);
   }, [transferring]);
   const st = useRelationships.getState();
