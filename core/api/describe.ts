@@ -44,7 +44,8 @@ export function describeMirrorUpdatePreview(r: MirrorUpdateReport, bytes: (n: nu
   const what = r.transfer === 'full' ? `initialize the mirror with a full image of the source (as snapshot ${r.to})` : `send ${r.from} → ${r.to} (a new snapshot of the source)`;
   const first = r.finished ? `, after finishing the interrupted update to ${r.finished}` : '';
   const along = r.carried?.length ? `; with ${r.carried.length === 1 ? 'snapshot' : 'snapshots'} ${r.carried.join(', ')}` : '';
-  return `${r.name}: would ${what}${first}: about ${size} as the source stands${along}; nothing was sent`;
+  const drops = r.dropped?.length ? `; the mirror would delete ${r.dropped.join(', ')} (deleted on the source) unless held there or needed by its own destinations` : '';
+  return `${r.name}: would ${what}${first}: about ${size} as the source stands${along}${drops}; nothing was sent`;
 }
 
 /** What a replication would send (a `replicate --dry-run` report), in one line. */

@@ -781,6 +781,7 @@ export class Replication {
       const v = await this.host.openVolume(rel.source, false);
       const base = await this.baseOf(rel, v);
       let carried: SnapshotEntry[] = [];
+      let dropped: string[] = [];
       // An incremental mirror's halves are local: one that is gone fails the update as it would (with what to do).
       const gone = rel.kind === 'incremental' ? await this.missingPart(rel) : null;
       if (gone) throw new SnapplaneError('NOT_FOUND', gone, { path: rel.destination });
@@ -796,6 +797,10 @@ export class Replication {
           if (!base && !rel.replacing && status.exists && !status.empty && !(status.mirrorOf?.relationship === rel.name && status.resume)) throw new SnapplaneError('EXISTS', `'${rel.destination}' is not empty; a mirror is initialized into a new volume`, { volume: rel.destination });
           // The update's own snapshot is newer than all of them.
           carried = carriedAlong(v.snapshots.list(), base, { generation: Number.MAX_SAFE_INTEGER } as SnapshotEntry, rel.replacing && !base ? { ...status, snapshots: [] } : status);
+          // The receive deletes the mirror's snapshots the source no longer has (LocalDestination's dropObsolete),
+          // unless held there or needed by the mirror's own destinations, which only it can tell.
+          const sourceSnapshots = v.snapshots.list().filter((e) => !(e.flags & SnapshotFlag.shadow));
+          if (base) dropped = status.snapshots.filter((x) => !sourceSnapshots.some((e) => sameRef(refOf(e), x))).map((x) => x.name);
         } finally {
           await d.close().catch(() => undefined);
         }
@@ -814,7 +819,7 @@ export class Replication {
       do to = `mirror.${rel.name}.${++seq}`;
       while (v.snapshots.has(to));
       // Which way the update would choose its blocks (marks or subtraction) is its own to find: not claimed here.
-      return { name, kind: rel.kind, transfer: base ? 'incremental' : 'full', from: base?.name ?? null, to, selection: base ? null : 'full', blocks, bytes: blocks * BLOCK_SIZE, resumedFromVbn: null, seconds: (performance.now() - t0) / 1000, ...(rel.kind === 'full' ? { carried: carried.map((e) => e.name) } : {}), ...(rel.pending ? { finished: rel.pending } : {}), dryRun: true };
+      return { name, kind: rel.kind, transfer: base ? 'incremental' : 'full', from: base?.name ?? null, to, selection: base ? null : 'full', blocks, bytes: blocks * BLOCK_SIZE, resumedFromVbn: null, seconds: (performance.now() - t0) / 1000, ...(rel.kind === 'full' ? { carried: carried.map((e) => e.name), dropped } : {}), ...(rel.pending ? { finished: rel.pending } : {}), dryRun: true };
     } catch (e) {
       throw withKeyFileAdvice(e, rel);
     }

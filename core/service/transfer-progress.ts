@@ -5,7 +5,8 @@
  * file, which readers ignore unless its process is the relationship's live transferring one).
  */
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
+import { removeDeadTemporaries } from '../common/half-made.js';
 import type { ProgressEvent, TransferProgress } from '../api/types.js';
 
 /** Least time between two writes of one transfer's progress. */
@@ -43,12 +44,17 @@ export class TransferProgressFile {
     else this.timer ??= setTimeout(() => this.flush(), wait).unref();
   }
 
-  /** Removes the file once the writes under way have landed; later events are dropped. */
+  /** Removes the file once the writes under way have landed (and what writers killed mid-write left); later events are dropped. */
   async end(): Promise<void> {
     this.ended = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    this.chain = this.chain.then(() => rm(this.path, { force: true })).catch(() => undefined);
+    this.chain = this.chain
+      .then(async () => {
+        await rm(this.path, { force: true });
+        await removeDeadTemporaries(dirname(this.path), `${basename(this.path)}.`, '.tmp');
+      })
+      .catch(() => undefined);
     await this.chain;
   }
 

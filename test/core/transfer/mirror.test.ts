@@ -13,6 +13,7 @@ import { planStream } from '../../../core/stream/send.js';
 import { readResumeState } from '../../../core/stream/receive.js';
 import { replacementOf, replacementWaits } from '../../../core/fs/sidecar.js';
 import { readMarker } from '../../../core/transfer/sidecars.js';
+import { describeMirrorUpdatePreview } from '../../../core/api/index.js';
 import { expectSameTree } from '../../helpers/model.js';
 import { FaultProxy, makeKey, randomWork, seeded, snapshots, treeOf, writeAndSnapshot } from '../../helpers/replication.js';
 import { pattern } from '../../helpers/model.js';
@@ -845,6 +846,9 @@ describe('changing a relationship\'s settings (mirror set)', () => {
     const mirror = `${fresh()}-m.img`;
     // 1 MiB/s: the initializing update takes about 3 s.
     await updater.mirrorCreate('race', src, mirror, { kind: 'full', limit: 1 << 20 });
+    // What a writer killed mid-write would leave (a pid above Linux's highest): cleaned up when a transfer ends.
+    await mkdir(join(dir, 'progress'), { recursive: true });
+    await writeFile(join(dir, 'progress', `race.json.${2 ** 22 + 1}.tmp`), '{"half');
     try {
       const running = updater.mirrorUpdate('race');
       const t0 = Date.now();
@@ -907,6 +911,17 @@ describe('mirror update --dry-run', () => {
       // "About": the update's own CP and snapshot add a few metadata blocks to what the preview counted.
       expect(p.blocks).toBeGreaterThan(50);
       expect(Math.abs(u.blocks - p.blocks)).toBeLessThanOrEqual(16);
+      expect(p.dropped).toEqual([]);
+      // A snapshot the mirror has and the source deleted: named as one the update deletes there, as it then does.
+      await s.closeAll();
+      const w = await Volume.open(src, { cpIntervalMs: 0 });
+      await w.deleteSnapshot('between');
+      await w.close();
+      const dropping = await s.mirrorUpdatePreview('dry');
+      expect(dropping.dropped).toEqual(['between']);
+      expect(describeMirrorUpdatePreview(dropping, String)).toMatch(/; the mirror would delete between \(deleted on the source\) unless held there or needed by its own destinations; nothing was sent$/);
+      await s.closeAll();
+      expect((await s.mirrorUpdate('dry')).dropped).toEqual(['between']);
       // It asks the destination as an update does: a wrong key is refused the same way, naming the key file.
       const wrong = await makeKey(dir, 'dry-wrong-key');
       await s.mirrorSet('dry', { keyFile: wrong });
