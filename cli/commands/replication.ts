@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { cadenceOf, formatBytes, parseSize, type MirrorInfo, type MirrorUpdateReport } from '../../core/service/index.js';
 import { SnapplaneService } from '../../core/service/index.js';
-import { describeMirrorSet, describeMirrorUpdate, describeMirrorUpdatePreview, describeReplicatePreview, describeTransferProgress } from '../../core/api/index.js';
+import { describeMirrorSet, describeMirrorUpdate, describeMirrorUpdatePreview, describeReplicatePreview, describeTransferProgress, transferPercent } from '../../core/api/index.js';
 import { printFields, printJson, printTable } from '../output.js';
 import { progressBar } from '../progress.js';
 import { UsageError, parseInteger, parsePort, reportError, withService } from '../run.js';
@@ -36,7 +36,7 @@ function updateLine(r: MirrorUpdateReport): string {
 }
 
 function statusRows(list: MirrorInfo[]): (string | number)[][] {
-  return list.map((m) => [m.name, m.kind, m.progress && m.progress.total > 0 ? `${m.state} ${Math.floor((m.progress.done / m.progress.total) * 100)}%` : m.state, m.source, m.destination, m.lastCommon ?? '-', ago(m.lagSeconds), m.lagBlocks ?? '-', m.every ?? '-']);
+  return list.map((m) => [m.name, m.kind, m.progress && transferPercent(m.progress) !== null ? `${m.state} ${transferPercent(m.progress)}%` : m.state, m.source, m.destination, m.lastCommon ?? '-', ago(m.lagSeconds), m.lagBlocks ?? '-', m.every ?? '-']);
 }
 
 /** Says on stderr when other users can read a key file (the transfer goes on: see core/net/key-file.ts). */

@@ -77,9 +77,14 @@ export function describeMirrorSet(r: MirrorSetReport, bytes: (n: number) => stri
   return `${m.name}: ${parts.join('; ')}${next}`;
 }
 
+/** How far a running transfer got, in whole percent (null while its total is not known). */
+export function transferPercent(p: TransferProgress): number | null {
+  return p.total > 0 ? Math.floor((p.done / p.total) * 100) : null;
+}
+
 /** A running transfer's progress in words: "1.20 GiB of 4.01 GiB (30%)" (the base image's, for an incremental mirror's first copy). */
 export function describeTransferProgress(p: TransferProgress, bytes: (n: number) => string): string {
-  const pct = p.total > 0 ? ` (${Math.floor((p.done / p.total) * 100)}%)` : '';
+  const pct = transferPercent(p) !== null ? ` (${transferPercent(p)}%)` : '';
   const amount = p.unit === 'bytes' ? `${bytes(p.done)} of ${bytes(p.total)}` : `${p.done} of ${p.total} ${p.unit}`;
   return `${amount}${pct}${p.phase === 'base' ? ' of the base image' : ''}`;
 }

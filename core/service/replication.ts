@@ -775,7 +775,7 @@ export class Replication {
     try {
       if (rel.kind === 'replica') {
         const r = await this.replicate(rel.source, rel.destination, { keyFile: rel.keyFile ?? undefined, dryRun: true });
-        return { name, kind: rel.kind, transfer: r.kind, from: r.from, to: r.to, selection: r.kind === 'incremental' ? 'subtraction' : r.kind === 'full' ? 'full' : null, blocks: r.blocks, bytes: r.bytes, resumedFromVbn: r.resumedFromVbn, seconds: r.seconds, dryRun: true };
+        return { ...replicaReport(rel, r), seconds: r.seconds, dryRun: true };
       }
       await refuseMirrorSource(rel.source, rel.kind);
       const v = await this.host.openVolume(rel.source, false);
@@ -789,12 +789,8 @@ export class Replication {
         const d = await this.destination(rel.destination, { keyFile: rel.keyFile ?? undefined }, { cancelled: false });
         try {
           const status = await d.status();
-          if (status.offline) throw new SnapplaneError('BUSY', `'${rel.destination}' is off-line (${status.offline})`, { volume: rel.destination });
-          if (status.mirrorOf?.brokenAt && status.mirrorOf.relationship === rel.name) throw new SnapplaneError('INVALID', takenOverMessage(rel.destination, status.mirrorOf), { volume: rel.destination });
-          if (status.mirrorOf && status.mirrorOf.relationship !== rel.name) throw new SnapplaneError('INVALID', `'${rel.destination}' is the mirror of '${status.mirrorOf.source}' in relationship '${status.mirrorOf.relationship}'`, { volume: rel.destination });
-          if (base && !status.exists && !status.replacement) throw destinationGone(rel);
-          if (base && !status.snapshots.some((s) => sameRef(s, refOf(base)))) throw new SnapplaneError('NOT_FOUND', `'${rel.destination}' no longer has snapshot '${base.name}', the base of relationship '${rel.name}'; \`snapplane mirror resync ${rel.name}\` finds the newest common one`, { volume: rel.destination });
-          if (!base && !rel.replacing && status.exists && !status.empty && !(status.mirrorOf?.relationship === rel.name && status.resume)) throw new SnapplaneError('EXISTS', `'${rel.destination}' is not empty; a mirror is initialized into a new volume`, { volume: rel.destination });
+          refuseDestinationState(rel, status);
+          refuseWithoutBase(rel, status, base);
           // The update's own snapshot is newer than all of them.
           carried = carriedAlong(v.snapshots.list(), base, { generation: Number.MAX_SAFE_INTEGER } as SnapshotEntry, rel.replacing && !base ? { ...status, snapshots: [] } : status);
           // The receive deletes the mirror's snapshots the source no longer has (LocalDestination's dropObsolete),
@@ -814,10 +810,7 @@ export class Replication {
         return n;
       });
       // The update takes the next free name (after finishing an interrupted one's snapshot, already named).
-      let seq = rel.seq;
-      let to: string;
-      do to = `mirror.${rel.name}.${++seq}`;
-      while (v.snapshots.has(to));
+      const { name: to } = nextTransferName(rel, v);
       // Which way the update would choose its blocks (marks or subtraction) is its own to find: not claimed here.
       return { name, kind: rel.kind, transfer: base ? 'incremental' : 'full', from: base?.name ?? null, to, selection: base ? null : 'full', blocks, bytes: blocks * BLOCK_SIZE, resumedFromVbn: null, seconds: (performance.now() - t0) / 1000, ...(rel.kind === 'full' ? { carried: carried.map((e) => e.name), dropped } : {}), ...(rel.pending ? { finished: rel.pending } : {}), dryRun: true };
     } catch (e) {
@@ -833,9 +826,8 @@ export class Replication {
   private async topSnapshot(rel: RelationshipRecord, v: Volume): Promise<SnapshotEntry> {
     const pending = rel.pending ? v.snapshots.list().find((e) => e.name === rel.pending) : undefined;
     if (pending) return pending;
-    let name: string;
-    do name = `mirror.${rel.name}.${++rel.seq}`;
-    while (v.snapshots.has(name));
+    const { name, seq } = nextTransferName(rel, v);
+    rel.seq = seq;
     // Kept from deletion until the next update supersedes it.
     await v.snapshotForTransfer(name, { hold: true });
     rel.pending = name;
@@ -898,24 +890,15 @@ export class Replication {
     let d = await connect();
     try {
       const status = await d.status();
-      if (status.offline) throw new SnapplaneError('BUSY', `'${rel.destination}' is off-line (${status.offline})`, { volume: rel.destination });
-      if (status.mirrorOf?.brokenAt && status.mirrorOf.relationship === rel.name) {
-        rel.broken = true;
-        throw new SnapplaneError('INVALID', takenOverMessage(rel.destination, status.mirrorOf), { volume: rel.destination });
-      }
-      if (status.mirrorOf && status.mirrorOf.relationship !== rel.name) throw new SnapplaneError('INVALID', `'${rel.destination}' is the mirror of '${status.mirrorOf.source}' in relationship '${status.mirrorOf.relationship}'`, { volume: rel.destination });
+      // Recorded: the schedule stops until a resync (the check below says so and refuses).
+      if (takenOver(rel, status)) rel.broken = true;
+      refuseDestinationState(rel, status);
       const v = await this.host.openVolume(rel.source, true);
       await this.settleLanded(rel, v, (ref) => status.snapshots.some((s) => sameRef(s, ref)));
       const base = await this.baseOf(rel, v);
       await this.removeStrays(rel, v);
-      if (base && !status.exists && !status.replacement) throw destinationGone(rel);
-      if (base && !status.snapshots.some((s) => sameRef(s, refOf(base)))) {
-        throw new SnapplaneError('NOT_FOUND', `'${rel.destination}' no longer has snapshot '${base.name}', the base of relationship '${rel.name}'; \`snapplane mirror resync ${rel.name}\` finds the newest common one`, { volume: rel.destination });
-      }
+      refuseWithoutBase(rel, status, base);
       const replace = rel.replacing === true && !base;
-      if (!base && !replace && status.exists && !status.empty && !(status.mirrorOf?.relationship === rel.name && status.resume)) {
-        throw new SnapplaneError('EXISTS', `'${rel.destination}' is not empty; a mirror is initialized into a new volume`, { volume: rel.destination });
-      }
       const top = await this.topSnapshot(rel, v);
       // A replacement starts empty: it needs the snapshots the old mirror has as much as the others.
       const along = carriedAlong(v.snapshots.list(), base, top, replace ? { ...status, snapshots: [] } : status);
@@ -937,7 +920,7 @@ export class Replication {
     const r = await this.replicate(rel.source, rel.destination, { keyFile: rel.keyFile ?? undefined, limit: rel.limit ?? undefined }, progress);
     const v = await this.host.openVolume(rel.source, false);
     rel.lastCommon = refOf(v.snapshots.byName(r.to, rel.source));
-    return { name: rel.name, kind: rel.kind, transfer: r.kind, from: r.from, to: r.to, selection: r.kind === 'incremental' ? 'subtraction' : r.kind === 'full' ? 'full' : null, blocks: r.blocks, bytes: r.bytes, resumedFromVbn: r.resumedFromVbn, seconds: 0 };
+    return replicaReport(rel, r);
   }
 
   private async incrementalUpdate(rel: RelationshipRecord, signal: { cancelled: boolean }, progress: Progress): Promise<MirrorUpdateReport> {
@@ -1246,6 +1229,47 @@ export class Replication {
 const RETRY_MS = 60_000;
 
 /** A relationship's update schedule: every <interval>, or at HH:MM [on a weekday]; null: updated by hand. */
+/** Whether the destination says it was taken over on its host (`mirror break <volume>` there) from this relationship. */
+function takenOver(rel: RelationshipRecord, status: DestinationStatus): boolean {
+  return Boolean(status.mirrorOf?.brokenAt) && status.mirrorOf!.relationship === rel.name;
+}
+
+/** Refuses a full mirror's update (or its dry run) to a destination that is off-line, taken over, or another's mirror. */
+function refuseDestinationState(rel: RelationshipRecord, status: DestinationStatus): void {
+  if (status.offline) throw new SnapplaneError('BUSY', `'${rel.destination}' is off-line (${status.offline})`, { volume: rel.destination });
+  if (takenOver(rel, status)) throw new SnapplaneError('INVALID', takenOverMessage(rel.destination, status.mirrorOf!), { volume: rel.destination });
+  if (status.mirrorOf && status.mirrorOf.relationship !== rel.name) throw new SnapplaneError('INVALID', `'${rel.destination}' is the mirror of '${status.mirrorOf.source}' in relationship '${status.mirrorOf.relationship}'`, { volume: rel.destination });
+}
+
+/**
+ * Refuses a full mirror's update (or its dry run) whose destination lacks what it builds on: the volume, or the base
+ * snapshot; or, for a first copy (not a full resync's), is a volume that is not empty.
+ */
+function refuseWithoutBase(rel: RelationshipRecord, status: DestinationStatus, base: SnapshotEntry | null): void {
+  if (base && !status.exists && !status.replacement) throw destinationGone(rel);
+  if (base && !status.snapshots.some((s) => sameRef(s, refOf(base)))) {
+    throw new SnapplaneError('NOT_FOUND', `'${rel.destination}' no longer has snapshot '${base.name}', the base of relationship '${rel.name}'; \`snapplane mirror resync ${rel.name}\` finds the newest common one`, { volume: rel.destination });
+  }
+  const replace = rel.replacing === true && !base;
+  if (!base && !replace && status.exists && !status.empty && !(status.mirrorOf?.relationship === rel.name && status.resume)) {
+    throw new SnapplaneError('EXISTS', `'${rel.destination}' is not empty; a mirror is initialized into a new volume`, { volume: rel.destination });
+  }
+}
+
+/** The name (and sequence number) the relationship's next transfer snapshot takes: the next `mirror.<name>.<n>` free on the source. */
+function nextTransferName(rel: RelationshipRecord, v: Volume): { name: string; seq: number } {
+  let seq = rel.seq;
+  let name: string;
+  do name = `mirror.${rel.name}.${++seq}`;
+  while (v.snapshots.has(name));
+  return { name, seq };
+}
+
+/** A replica's update report from the replication it ran (or would run). */
+function replicaReport(rel: RelationshipRecord, r: ReplicateReport): MirrorUpdateReport {
+  return { name: rel.name, kind: rel.kind, transfer: r.kind, from: r.from, to: r.to, selection: r.kind === 'incremental' ? 'subtraction' : r.kind === 'full' ? 'full' : null, blocks: r.blocks, bytes: r.bytes, resumedFromVbn: r.resumedFromVbn, seconds: 0 };
+}
+
 /**
  * A relationship's authentication failure, naming the key file it used and how to point it at another (the
  * endpoint's key changed, or the file moved): the wire's own words speak of `--key-file`, which a scheduled
