@@ -85,3 +85,20 @@ export function Modal({ testId, onCancel, children }: { testId: string; onCancel
     </div>
   );
 }
+
+/**
+ * A question in a view's flow (a notice, not a modal): its words, the one action that answers yes (a dangerous one)
+ * and Cancel; Escape cancels too.
+ */
+export function Confirm({ testId, action, onConfirm, onCancel, focus = false, children }: { testId: string; action: string; onConfirm: () => void; onCancel: () => void; focus?: boolean; children: ReactNode }) {
+  useEscape(onCancel);
+  return (
+    <div className="notice confirm" role="alertdialog" data-testid={testId}>
+      {children}{' '}
+      <button className="danger" onClick={onConfirm} autoFocus={focus}>
+        {action}
+      </button>{' '}
+      <button onClick={onCancel}>Cancel</button>
+    </div>
+  );
+}

@@ -1,7 +1,7 @@
 /** View 7: relationships — mirrors and replicas as a topology (sources → destinations, cascades), lag, state, actions. */
 import { useEffect, useState } from 'react';
 import { describeTransferProgress, type MirrorInfo } from '../../../core/api/index.js';
-import { Notice } from '../components/common.js';
+import { Confirm, Notice } from '../components/common.js';
 import { KeyFileWarning } from '../components/KeyFileWarning.js';
 import { RelationshipSettings } from '../components/RelationshipSettings.js';
 import { WeekdaySelect } from '../components/WeekdaySelect.js';
@@ -171,21 +171,18 @@ function FullResyncConfirm({ mirrors }: { mirrors: MirrorInfo[] }) {
   // A cascade: relationships of this host that take the mirror as their source.
   const further = mirrors.filter((x) => x.source === m.destination);
   return (
-    <div className="notice confirm" role="alertdialog" data-testid="full-resync-confirm">
+    <Confirm testId="full-resync-confirm" action="Copy whole and replace" onConfirm={() => void st.resyncFull(m.name)} onCancel={() => st.askFullResync(null)}>
       Copy <span className="mono">{m.source}</span> whole again and replace the mirror <span className="mono">{m.destination}</span> and its snapshots with that
       copy? The old mirror stays readable until the copy has landed beside it (its host needs room for both meanwhile); if the copy stops, the next update
-      resumes it. Meant for when the two have no snapshot in common any more (a plain resync says so); only this relationship&apos;s mirror is ever replaced.{' '}
+      resumes it. Meant for when the two have no snapshot in common any more (a plain resync says so); only this relationship&apos;s mirror is ever replaced.
       {further.length > 0 ? (
         <>
+          {' '}
           {further.map((x) => x.name).join(', ')} {further.length > 1 ? 'take' : 'takes'} this mirror as source: a replica stays incremental only if the copy brings its newest
-          master (the job&apos;s report says), a mirror of it needs a full resync too.{' '}
+          master (the job&apos;s report says), a mirror of it needs a full resync too.
         </>
       ) : null}
-      <button className="danger" onClick={() => void st.resyncFull(m.name)}>
-        Copy whole and replace
-      </button>{' '}
-      <button onClick={() => st.askFullResync(null)}>Cancel</button>
-    </div>
+    </Confirm>
   );
 }
 
@@ -196,15 +193,11 @@ function DiscardResyncConfirm({ mirrors }: { mirrors: MirrorInfo[] }) {
   if (!m) return null;
   const st = useRelationships.getState();
   return (
-    <div className="notice confirm" role="alertdialog" data-testid="discard-resync-confirm">
+    <Confirm testId="discard-resync-confirm" action="Discard and resync" onConfirm={() => void st.resyncDiscarding(m.name)} onCancel={() => st.askDiscardResync(null)}>
       Roll <span className="mono">{m.destination}</span> back to the newest snapshot it has in common with <span className="mono">{m.source}</span>, and mirror
       again, even though it holds what the source does not (files written there after a break or takeover, snapshots taken there)? Those are lost. A plain resync
-      refuses in that case and says how much it would discard.{' '}
-      <button className="danger" onClick={() => void st.resyncDiscarding(m.name)}>
-        Discard and resync
-      </button>{' '}
-      <button onClick={() => st.askDiscardResync(null)}>Cancel</button>
-    </div>
+      refuses in that case and says how much it would discard.
+    </Confirm>
   );
 }
 
@@ -215,16 +208,12 @@ function DeleteConfirm({ mirrors }: { mirrors: MirrorInfo[] }) {
   if (!m) return null;
   const st = useRelationships.getState();
   return (
-    <div className="notice confirm" role="alertdialog" data-testid="delete-mirror-confirm" onKeyDown={(e) => e.key === 'Escape' && st.askDelete(null)}>
+    <Confirm testId="delete-mirror-confirm" action={`Delete ${m.name}`} onConfirm={() => void st.remove(m.name)} onCancel={() => st.askDelete(null)} focus>
       Delete relationship <b>{m.name}</b>? What stays: the snapshots on <span className="mono">{m.source}</span> and the {m.kind === 'replica' ? 'replica' : 'mirror'}{' '}
       volume <span className="mono">{m.destination}</span> with its snapshots{m.kind === 'incremental' ? ' and the base image' : ''}; the mirror is made writable where it can be
       reached. What goes: its schedule ({m.every ? `updates ${m.every}` : 'updates on demand'}), its state (last common snapshot {m.lastCommon ?? 'none'}, lag, last
-      transfer); the holds it put on the source&apos;s snapshots are released.{' '}
-      <button className="danger" onClick={() => void st.remove(m.name)} autoFocus>
-        Delete {m.name}
-      </button>{' '}
-      <button onClick={() => st.askDelete(null)}>Cancel</button>
-    </div>
+      transfer); the holds it put on the source&apos;s snapshots are released.
+    </Confirm>
   );
 }
 
@@ -351,14 +340,10 @@ export function RelationshipsView() {
         <section>
           <h3>Master snapshots of the current volume</h3>
           {releasing ? (
-            <div className="notice confirm" role="alertdialog" data-testid="release-confirm">
+            <Confirm testId="release-confirm" action="Forget it" onConfirm={() => void st.release(releasing)} onCancel={() => st.askRelease(null)}>
               Forget destination <span className="mono">{releasing}</span>? The master snapshots only it still needs are no longer held for it; if it ever comes back after they
-              are deleted, it needs a full copy.{' '}
-              <button className="danger" onClick={() => void st.release(releasing)}>
-                Forget it
-              </button>{' '}
-              <button onClick={() => st.askRelease(null)}>Cancel</button>
-            </div>
+              are deleted, it needs a full copy.
+            </Confirm>
           ) : null}
           <table className="table" data-testid="masters">
             <tbody>
