@@ -56,9 +56,18 @@ export class VolumeLock {
       } finally {
         await unlink(tmp).catch(() => undefined);
       }
+      let text: string;
+      try {
+        text = await readFile(lockPath, 'utf8');
+      } catch (e) {
+        // Released between our link and this read: try again (removing what is there now would remove a lock
+        // another process has just taken).
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        throw new SnapplaneError('IO', `cannot read lock file '${lockPath}': ${(e as Error).message}`, { volume });
+      }
       let holder: LockRecord | null = null;
       try {
-        holder = JSON.parse(await readFile(lockPath, 'utf8')) as LockRecord;
+        holder = JSON.parse(text) as LockRecord;
       } catch {
         // Written by a version that created the file before writing it: young means being taken.
         const age = await stat(lockPath).then(
@@ -68,7 +77,6 @@ export class VolumeLock {
         if (age < 10_000) {
           throw new SnapplaneError('LOCKED', `volume '${volume}' is being opened for writing by another process (lock file '${lockPath}')`, { volume });
         }
-        holder = null;
       }
       if (holder && (holder.host !== record.host || processAlive(holder.pid))) {
         throw new SnapplaneError(
@@ -77,8 +85,8 @@ export class VolumeLock {
           { volume },
         );
       }
-      // Stale (the holder died) or unreadable: remove and retry.
-      await unlink(lockPath).catch(() => undefined);
+      // Stale (the holder died) or unreadable and old: remove exactly that one, then try again.
+      await removeStaleLock(lockPath, text, record);
     }
     throw new SnapplaneError('LOCKED', `volume '${volume}' is locked (lock file '${lockPath}')`, { volume });
   }
@@ -87,4 +95,57 @@ export class VolumeLock {
   async release(): Promise<void> {
     await unlink(this.path).catch(() => undefined);
   }
+}
+
+/** How long a takeover guard may stand before it counts as left by a killed process whatever its pid says. */
+const GUARD_STALE_MS = 10_000;
+
+/**
+ * Removes the lock file at `lockPath` if it still holds `staleText`. Checking and removing must not interleave with
+ * another process's: two processes that both judged one dead holder's lock stale would otherwise remove it twice,
+ * and the second removal would take away the lock the first one took meanwhile (two holders at once: lost changes).
+ * So the check and the removal are made under `<lock>.takeover`, a guard only removers take; a new holder cannot
+ * link its lock in while the stale one is there, and a dead holder cannot release, so what was checked stays
+ * until it is removed. A guard whose holder died is removed in turn (two processes racing on that could still both
+ * pass: it needs a process killed within the microseconds it holds the guard, and another takeover at once).
+ */
+async function removeStaleLock(lockPath: string, staleText: string, record: LockRecord): Promise<void> {
+  const guard = `${lockPath}.takeover`;
+  const tmp = `${lockPath}.${process.pid}.tmp`;
+  try {
+    const h = await open(tmp, 'w');
+    try {
+      await h.writeFile(JSON.stringify(record));
+    } finally {
+      await h.close();
+    }
+    await linkIntoPlace(tmp, guard);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    await removeDeadGuard(guard);
+    // Another process is removing it: the caller tries again and finds it gone or taken.
+    return;
+  } finally {
+    await unlink(tmp).catch(() => undefined);
+  }
+  try {
+    const now = await readFile(lockPath, 'utf8').catch(() => null);
+    if (now === staleText) await unlink(lockPath).catch(() => undefined);
+  } finally {
+    await unlink(guard).catch(() => undefined);
+  }
+}
+
+/** Removes a takeover guard left by a process that died holding it (or one unreadable and old). */
+async function removeDeadGuard(guard: string): Promise<void> {
+  const [text, st] = await Promise.all([readFile(guard, 'utf8').catch(() => null), stat(guard).catch(() => null)]);
+  if (text === null || st === null) return;
+  let holder: LockRecord | null = null;
+  try {
+    holder = JSON.parse(text) as LockRecord;
+  } catch {
+    holder = null;
+  }
+  const dead = holder ? holder.host === hostname() && !processAlive(holder.pid) : false;
+  if (dead || Date.now() - st.mtimeMs > GUARD_STALE_MS) await unlink(guard).catch(() => undefined);
 }
