@@ -2,7 +2,7 @@
 import { open, readFile, stat, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
-import { SnapplaneError } from '../common/errors.js';
+import { SnapplaneError, isSnapplaneError } from '../common/errors.js';
 import { processAlive } from '../common/process-alive.js';
 import { linkIntoPlace } from '../common/link-into-place.js';
 import { removeDeadTemporaries } from '../common/half-made.js';
@@ -94,6 +94,54 @@ export class VolumeLock {
   /** Releases the lock. */
   async release(): Promise<void> {
     await unlink(this.path).catch(() => undefined);
+  }
+}
+
+/** How long a change of a shared file waits for another process's change before giving up (changes take milliseconds). */
+const CHANGE_WAIT_MS = 20_000;
+
+/** Changes of this process, per file, one after another (they would share the lock's pid and temporary). */
+const changeQueues = new Map<string, Promise<unknown>>();
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Runs `change` (a read, change and write of `file`) holding `<file>.lock`, taken as a writer's lock is: for small
+ * files that several processes change (the state file, a volume's known destinations), where a change made from a
+ * stale copy would drop another's. A live holder is waited for, a few milliseconds at a time, up to 20 s; then
+ * LOCKED names the file and the holder, and nothing was changed.
+ */
+export async function withFileLock<T>(file: string, change: () => Promise<T>): Promise<T> {
+  const previous = changeQueues.get(file) ?? Promise.resolve();
+  const mine = previous.catch(() => undefined).then(async () => {
+    const lock = await waitForFileLock(file);
+    try {
+      return await change();
+    } finally {
+      await lock.release();
+    }
+  });
+  changeQueues.set(file, mine);
+  try {
+    return await mine;
+  } finally {
+    if (changeQueues.get(file) === mine) changeQueues.delete(file);
+  }
+}
+
+async function waitForFileLock(file: string): Promise<VolumeLock> {
+  const started = Date.now();
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await VolumeLock.acquire(file, `${file}.lock`);
+    } catch (e) {
+      if (!isSnapplaneError(e, 'LOCKED')) throw e;
+      if (Date.now() - started > CHANGE_WAIT_MS) {
+        throw new SnapplaneError('LOCKED', `'${file}' is being changed by another process (${e.message.replace(/^volume '[^']*' is /, '')}); nothing was changed: try again`, { path: file, cause: e });
+      }
+    }
+    // Short, growing, jittered waits: many processes queued at once do not wake together.
+    await sleep(Math.min(50, 2 + attempt * 2) + Math.random() * 10);
   }
 }
 

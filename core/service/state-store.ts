@@ -7,8 +7,8 @@
 import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import { homedir, platform } from 'node:os';
 import { dirname, join } from 'node:path';
-import { SnapplaneError, isSnapplaneError } from '../common/errors.js';
-import { VolumeLock } from '../fs/lock.js';
+import { SnapplaneError } from '../common/errors.js';
+import { withFileLock } from '../fs/lock.js';
 import type { Cadence } from '../jobs/cadence.js';
 import type { MirrorKind, SnapshotRef } from '../api/types.js';
 
@@ -105,14 +105,7 @@ export interface ConsoleState {
 }
 
 const HISTORY_LIMIT = 500;
-/** How long `update` waits for another process's change before giving up (changes take milliseconds). */
-const LOCK_WAIT_MS = 20_000;
-
-/** Changes of this process, per state file, one after another (they share the lock file's pid). */
-const queues = new Map<string, Promise<unknown>>();
 let tmpSeq = 0;
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** The folder that holds Snapplane's state: $SNAPPLANE_HOME, else the platform's app-data folder. */
 export function snapplaneHome(): string {
@@ -169,54 +162,16 @@ export class StateStore {
   }
 
   /**
-   * Loads, changes and saves the state under the state lock, so that a change made meanwhile by another process
+   * Loads, changes and saves the state under `state.json.lock`, so that a change made meanwhile by another process
    * (a CLI command, the daemon, the console) is read before this one is made, never overwritten.
    */
   async update<T>(change: (s: ConsoleState) => T): Promise<T> {
-    const previous = queues.get(this.path) ?? Promise.resolve();
-    const mine = previous.catch(() => undefined).then(async () => {
-      const lock = await this.lock();
-      try {
-        const s = await this.load();
-        const result = change(s);
-        await this.save(s);
-        return result;
-      } finally {
-        await lock.release();
-      }
-    });
-    queues.set(this.path, mine);
-    try {
-      return await mine;
-    } finally {
-      if (queues.get(this.path) === mine) queues.delete(this.path);
-    }
-  }
-
-  /** Where the lock of the state file lives. */
-  get lockPath(): string {
-    return `${this.path}.lock`;
-  }
-
-  /**
-   * Takes `state.json.lock`, the same kind of lock a volume's writer takes (core/fs/lock.ts: created whole, a dead
-   * holder's taken over); while a live process holds it, waits a few milliseconds at a time, up to LOCK_WAIT_MS,
-   * then fails with LOCKED naming the holder.
-   */
-  private async lock(): Promise<VolumeLock> {
     await mkdir(dirname(this.path), { recursive: true });
-    const started = Date.now();
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await VolumeLock.acquire(this.path, this.lockPath);
-      } catch (e) {
-        if (!isSnapplaneError(e, 'LOCKED')) throw e;
-        if (Date.now() - started > LOCK_WAIT_MS) {
-          throw new SnapplaneError('LOCKED', `the state file '${this.path}' is being changed by another process (${e.message.replace(/^volume '[^']*' is /, '')}); nothing was changed: try again`, { path: this.path, cause: e });
-        }
-      }
-      // Short, growing, jittered waits: many processes queued at once do not wake together.
-      await sleep(Math.min(50, 2 + attempt * 2) + Math.random() * 10);
-    }
+    return withFileLock(this.path, async () => {
+      const s = await this.load();
+      const result = change(s);
+      await this.save(s);
+      return result;
+    });
   }
 }

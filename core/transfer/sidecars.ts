@@ -5,6 +5,7 @@
  */
 import { readJsonFile, removeFile, writeFileAtomic } from '../common/atomic-file.js';
 import { sidecarPath } from '../fs/sidecar.js';
+import { withFileLock } from '../fs/lock.js';
 import type { KnownDestination, MirrorMarker, SnapshotRef } from '../api/types.js';
 
 /** The mirror marker of a destination volume, or null. */
@@ -43,7 +44,23 @@ export async function readDestinations(volume: string): Promise<KnownDestination
 
 /** Replaces the destinations this source volume knows. */
 export async function writeDestinations(volume: string, list: KnownDestination[]): Promise<void> {
-  await writeFileAtomic(await sidecarPath(volume, 'destinations.json'), JSON.stringify(list, null, 2));
+  await changeDestinations(volume, () => list);
+}
+
+/**
+ * Changes the destinations this source volume knows under `destinations.json.lock`: replications from one source
+ * to several destinations run at once (a script's fan-out, the console's jobs), and a change made from a copy read
+ * before another's write would drop that destination's record, and with it the holds on the masters it needs.
+ * `change` returns the new list, or null to leave the file as it is.
+ */
+async function changeDestinations(volume: string, change: (list: KnownDestination[]) => KnownDestination[] | null): Promise<boolean> {
+  const path = await sidecarPath(volume, 'destinations.json');
+  return withFileLock(path, async () => {
+    const next = change((await readJsonFile<KnownDestination[]>(path)) ?? []);
+    if (next === null) return false;
+    await writeFileAtomic(path, JSON.stringify(next, null, 2));
+    return true;
+  });
 }
 
 /**
@@ -51,19 +68,19 @@ export async function writeDestinations(volume: string, list: KnownDestination[]
  * of the same destination reached by another address is replaced too (one destination, one set of holds).
  */
 export async function recordDestination(volume: string, destination: string, master: SnapshotRef | null, now: Date, id?: string): Promise<void> {
-  const list = (await readDestinations(volume)).filter((d) => d.destination !== destination && (id === undefined || d.id !== id));
-  list.push(id === undefined ? { destination, master, updatedAt: now.toISOString() } : { destination, id, master, updatedAt: now.toISOString() });
-  list.sort((a, b) => a.destination.localeCompare(b.destination));
-  await writeDestinations(volume, list);
+  await changeDestinations(volume, (known) => {
+    const list = known.filter((d) => d.destination !== destination && (id === undefined || d.id !== id));
+    list.push(id === undefined ? { destination, master, updatedAt: now.toISOString() } : { destination, id, master, updatedAt: now.toISOString() });
+    return list.sort((a, b) => a.destination.localeCompare(b.destination));
+  });
 }
 
 /** Forgets a destination (its holds go with it). */
 export async function forgetDestination(volume: string, destination: string): Promise<boolean> {
-  const list = await readDestinations(volume);
-  const rest = list.filter((d) => d.destination !== destination);
-  if (rest.length === list.length) return false;
-  await writeDestinations(volume, rest);
-  return true;
+  return changeDestinations(volume, (list) => {
+    const rest = list.filter((d) => d.destination !== destination);
+    return rest.length === list.length ? null : rest;
+  });
 }
 
 /**

@@ -50,7 +50,7 @@ describe('volume names that read as another volume\'s sidecar', () => {
     await ok('replicate', 'src.img', dest('lim1'), '--key-file', key);
     await ok('replicate', 'src.img', dest('v2'), '--key-file', key);
     const before = (await readdir(root)).sort();
-    for (const name of ['lim1.mirror.json', 'v2.receive-token.json', 'lim1.lock', 'lim1.receive-token.spool', 'lim1.offline.json', 'lim1.destinations.json', 'lim1.replacement.json', 'lim1.creating-99', 'lim1.mirror.json.7.tmp', 'LIM1.Mirror.Json']) {
+    for (const name of ['lim1.mirror.json', 'v2.receive-token.json', 'lim1.lock', 'lim1.receive-token.spool', 'lim1.offline.json', 'lim1.destinations.json', 'lim1.destinations.json.lock', 'lim1.lock.takeover', 'lim1.replacement.json', 'lim1.creating-99', 'lim1.mirror.json.7.tmp', 'LIM1.Mirror.Json']) {
       const r = await run('replicate', 'src.img', dest(name), '--key-file', key);
       expect(r.code, name).toBe(1);
       expect(r.stderr, name).toMatch(/^snapplane: bad volume name '.*': it ends in '.*', which reads as a file volume '(lim1|v2|LIM1)' keeps beside it .*choose another name \(INVALID\)\n$/);
