@@ -249,11 +249,15 @@ describe('replication between processes over TCP', () => {
       const dest = () => `127.0.0.1:${server.port}/v`;
       /** A throttled replicate, stopped by `stop` once a few MiB went over. */
       const stopped = async (stop: (child: ChildProcess) => Promise<void>): Promise<CliResult> => {
+        const connections = (): number => server.log().split('connection from').length;
+        const before = connections();
         const child = spawn(process.execPath, [BIN, 'replicate', src, dest(), '--key-file', key, '--limit', '8M'], { stdio: ['ignore', 'pipe', 'pipe'] });
         let stderr = '';
         child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
         const closed = new Promise<number>((r) => child.once('close', (code) => r(code ?? -1)));
-        await new Promise((r) => setTimeout(r, 1500));
+        // From its connection on (a loaded machine takes seconds to start a process), then a second of 8 MiB/s.
+        for (const t0 = Date.now(); connections() === before && Date.now() - t0 < 20_000; ) await new Promise((r) => setTimeout(r, 50));
+        await new Promise((r) => setTimeout(r, 1000));
         await stop(child);
         return { code: await closed, stdout: '', stderr };
       };
