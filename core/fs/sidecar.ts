@@ -33,17 +33,18 @@ export async function replacementWaits(volume: string): Promise<boolean> {
 const SIDECARS = ['lock', 'receive-token.json', 'receive-token.json.tmp', 'receive-token.spool', 'mirror.json', 'offline.json', 'destinations.json'];
 
 /**
- * Locks beside an image that exist only while a process changes something (core/fs/lock.ts): the known
- * destinations' lock and the takeover guards. They go with the volume and are never moved with it.
+ * Files beside an image that exist only while a process does something: the known destinations' lock and the
+ * takeover guards (core/fs/lock.ts), the sends in flight and their lock (core/fs/sending.ts). They go with the
+ * volume and are never moved with it.
  */
-const TRANSIENT_LOCKS = ['destinations.json.lock', 'lock.takeover', 'destinations.json.lock.takeover'];
+const TRANSIENT = ['destinations.json.lock', 'lock.takeover', 'destinations.json.lock.takeover', 'sending.json', 'sending.json.lock', 'sending.json.lock.takeover'];
 
 /**
  * Endings a volume's own name must not have: the name would read as a file another volume keeps beside it
  * (`<volume>.<sidecar>`, the full resync's `<volume>.replacement` and its record, and the temporaries that
  * writers and creators leave as `<name>.<pid>.tmp` and `<volume>.creating-<pid>`, which are deleted on sight).
  */
-const RESERVED_ENDINGS = [...SIDECARS, ...TRANSIENT_LOCKS, 'replacement', 'replacement.json'];
+const RESERVED_ENDINGS = [...SIDECARS, ...TRANSIENT, 'replacement', 'replacement.json'];
 
 /**
  * When `path`'s last component reads as a sidecar of another volume (`lim1.mirror.json`, `v2.receive-token.json`,
@@ -71,7 +72,7 @@ export async function deleteVolumeFiles(volumePath: string): Promise<void> {
     return;
   }
   // The image last: a crash meanwhile leaves a volume without its sidecars, which opens as a plain volume.
-  for (const name of [...SIDECARS, ...TRANSIENT_LOCKS]) await rm(`${volumePath}.${name}`, { force: true });
+  for (const name of [...SIDECARS, ...TRANSIENT]) await rm(`${volumePath}.${name}`, { force: true });
   await rm(volumePath, { force: true });
 }
 

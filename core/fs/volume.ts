@@ -39,6 +39,7 @@ import {
   type SnapshotEntry,
 } from './format.js';
 import { InodeTable } from './inode-table.js';
+import { recordSending, sentElsewhere, sentElsewhereMessage } from './sending.js';
 import { VolumeLock, lockPathOf } from './lock.js';
 import { replacementOf, replacementWaits } from './sidecar.js';
 import { Namespace, normalizePath, type ResolvedPath } from './namespace.js';
@@ -144,6 +145,8 @@ export class Volume {
   private pendingSnapshot: PendingSnapshot | null = null;
   /** Snapshot planes a transfer is reading: they may not be deleted until it ends. */
   private readonly pinnedPlanes = new Map<number, number>();
+  /** @internal The image or group folder it was opened from (null for a device opened directly): where its sidecars are. */
+  filePath: string | null = null;
   private failure: SnapplaneError | null = null;
   private dirtyBlocks = 0;
   private timer: NodeJS.Timeout | null = null;
@@ -262,7 +265,9 @@ export class Volume {
       throw e;
     }
     try {
-      return await Volume.openOn(device, path, { ...opts, readOnly }, lock);
+      const v = await Volume.openOn(device, path, { ...opts, readOnly }, lock);
+      v.filePath = path;
+      return v;
     } catch (e) {
       await device.close().catch(() => undefined);
       await lock?.release();
@@ -1170,6 +1175,24 @@ export class Volume {
     };
   }
 
+  /**
+   * @internal Pins planes for a send (pinPlanes) and, on a volume opened read-only from a file, tells other
+   * processes, whose writers then refuse to delete those snapshots (fs/sending.ts); returns the release.
+   */
+  async pinForSend(planes: number[], generations: number[]): Promise<() => Promise<void>> {
+    const release = this.pinPlanes(planes);
+    if (!this.readOnly || this.filePath === null) return async () => release();
+    const entries = this.snapshots.list();
+    const snapshots = planes.map((plane, k) => ({ name: entries.find((e) => e.plane === plane)?.name ?? '', plane, generation: generations[k]! }));
+    // Best effort: where the record cannot be written (a read-only folder, its lock busy for long), no writer
+    // elsewhere is told, as before the record existed; the send's reads still refuse blocks reused under them.
+    const shared = await recordSending(this.filePath, snapshots).catch(() => null);
+    return async () => {
+      release();
+      await shared?.().catch(() => undefined);
+    };
+  }
+
   /** Planes of the regular (non-shadow) snapshots: the ones the summary ORs. */
   private regularPlanes(): number[] {
     return this.snapshots.list().filter((e) => !(e.flags & SnapshotFlag.shadow)).map((e) => e.plane);
@@ -1201,6 +1224,8 @@ export class Volume {
       if (this.pinnedPlanes.has(entry.plane)) {
         throw new SnapplaneError('HELD', `snapshot '${name}' is being sent; delete it after the transfer ends`, { volume: this.label, snapshot: name });
       }
+      const elsewhere = this.filePath === null ? null : await sentElsewhere(this.filePath, entry.plane, entry.generation);
+      if (elsewhere) throw new SnapplaneError('HELD', sentElsewhereMessage(name, elsewhere), { volume: this.label, snapshot: name });
       if (entry.flags & SnapshotFlag.hold && !opts.releaseHold) {
         throw new SnapplaneError('HELD', `snapshot '${name}' has a hold; release it first (snapplane snap release)`, { volume: this.label, snapshot: name });
       }

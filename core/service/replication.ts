@@ -848,7 +848,7 @@ export class Replication {
     rel.resyncHold = null;
     await this.save(rel);
     if (old && old.name !== top.name && v.snapshots.has(old.name)) {
-      if (ownSnapshot(rel, old.name)) await v.deleteSnapshot(old.name, { releaseHold: true });
+      if (ownSnapshot(rel, old.name)) await deleteUnlessSent(v, old.name);
       else if (released === old.name) await v.setSnapshotFlags(old.name, { hold: false });
     }
   }
@@ -874,7 +874,7 @@ export class Replication {
    */
   private async removeStrays(rel: RelationshipRecord, v: Volume): Promise<void> {
     const keep = new Set([rel.lastCommon?.name, rel.pending]);
-    for (const e of v.snapshots.list()) if (ownSnapshot(rel, e.name) && !keep.has(e.name)) await v.deleteSnapshot(e.name, { releaseHold: true });
+    for (const e of v.snapshots.list()) if (ownSnapshot(rel, e.name) && !keep.has(e.name)) await deleteUnlessSent(v, e.name);
   }
 
   private async baseOf(rel: RelationshipRecord, v: Volume): Promise<SnapshotEntry | null> {
@@ -1342,4 +1342,16 @@ function splitSlow(slow: string): ['file' | 'tape', string] {
   const m = /^(file|tape):(.+)$/.exec(slow);
   if (!m) throw new SnapplaneError('INVALID', `bad slow medium '${slow}' (file:<path> or tape:<folder>)`);
   return [m[1] as 'file' | 'tape', m[2]];
+}
+
+/**
+ * Deletes a relationship's own snapshot that it no longer needs, unless a transfer is sending it (a `send` of it,
+ * another process's replication): then it stays as a stray, which the relationship's next update removes.
+ */
+async function deleteUnlessSent(v: Volume, name: string): Promise<void> {
+  try {
+    await v.deleteSnapshot(name, { releaseHold: true });
+  } catch (e) {
+    if (!isSnapplaneError(e, 'HELD')) throw e;
+  }
 }

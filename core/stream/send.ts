@@ -278,7 +278,7 @@ export interface StreamProgress {
  * Then a bulk send (at least `bulkBlocks` blocks; default: bulk-io.ts) reads around the page cache.
  */
 export async function* writeStream(volume: Volume, plan: StreamPlan, onProgress?: (p: StreamProgress) => void, signal?: { cancelled: boolean }, reuse = false, bulkBlocks?: number): AsyncGenerator<Buffer> {
-  const release = volume.pinPlanes(plan.planeSlots);
+  const release = await volume.pinForSend(plan.planeSlots, plan.generations);
   try {
     const entries = volume.snapshots.list();
     const live = new Map(entries.map((e) => [e.plane, e.generation]));
@@ -306,7 +306,7 @@ export async function* writeStream(volume: Volume, plan: StreamPlan, onProgress?
     };
     yield* emitStream(plan, read, volume.label, { onProgress, signal, reuse, gapBlocks: READ_GAP_BLOCKS, alignedRing: direct !== null });
   } finally {
-    release();
+    await release();
   }
 }
 

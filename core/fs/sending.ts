@@ -1,0 +1,87 @@
+/**
+ * Snapshots being sent from a volume by processes that opened it read-only (`<image>.sending.json`): a writer in
+ * another process must not delete them under the transfer (its blocks would be freed and reused while the sender
+ * reads them; the send would fail with a stale read hours in). Within one process the volume's pinned planes do
+ * the same; this record tells other processes.
+ */
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import { open, readFile, rename, unlink } from 'node:fs/promises';
+import { SnapplaneError } from '../common/errors.js';
+import { processAlive } from '../common/process-alive.js';
+import { withFileLock } from './lock.js';
+import { sidecarPath } from './sidecar.js';
+
+/** One send in flight: who sends, since when, and the snapshots (by plane and CP generation) it reads. */
+export interface SendingRecord {
+  id: string;
+  pid: number;
+  host: string;
+  since: string;
+  snapshots: { name: string; plane: number; generation: number }[];
+}
+
+/** Entries whose process runs (or runs on another host, where this one cannot tell). */
+function live(list: SendingRecord[]): SendingRecord[] {
+  const here = hostname();
+  return list.filter((r) => r.host !== here || processAlive(r.pid));
+}
+
+async function readRecords(path: string): Promise<SendingRecord[]> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch {
+    return [];
+  }
+  try {
+    return JSON.parse(text) as SendingRecord[];
+  } catch (e) {
+    throw new SnapplaneError('BAD_FORMAT', `'${path}' is damaged (${(e as Error).message}); it only lists transfers running now: remove it`, { path });
+  }
+}
+
+/** Replaces the file by rename, without fsync: after a crash its senders are gone, and so is what it says. */
+async function writeRecords(path: string, list: SendingRecord[]): Promise<void> {
+  if (list.length === 0) {
+    await unlink(path).catch(() => undefined);
+    return;
+  }
+  const tmp = `${path}.${process.pid}.tmp`;
+  const h = await open(tmp, 'w');
+  try {
+    await h.writeFile(JSON.stringify(list, null, 2));
+  } finally {
+    await h.close();
+  }
+  await rename(tmp, path);
+}
+
+/** Records that this process sends `snapshots` of the volume at `volumePath`; returns the release that removes it. */
+export async function recordSending(volumePath: string, snapshots: SendingRecord['snapshots']): Promise<() => Promise<void>> {
+  const path = await sidecarPath(volumePath, 'sending.json');
+  const mine: SendingRecord = { id: randomUUID(), pid: process.pid, host: hostname(), since: new Date().toISOString(), snapshots };
+  await withFileLock(path, async () => writeRecords(path, [...live(await readRecords(path)), mine]));
+  let released = false;
+  return async () => {
+    if (released) return;
+    released = true;
+    await withFileLock(path, async () => writeRecords(path, live(await readRecords(path)).filter((r) => r.id !== mine.id)));
+  };
+}
+
+/** The sends of other processes running now from the volume at `volumePath`. */
+export async function sendsElsewhere(volumePath: string): Promise<SendingRecord[]> {
+  const here = hostname();
+  return live(await readRecords(await sidecarPath(volumePath, 'sending.json'))).filter((r) => !(r.pid === process.pid && r.host === here));
+}
+
+/** The send of another process that reads the snapshot in `plane` (of CP `generation`), or null. */
+export async function sentElsewhere(volumePath: string, plane: number, generation: number): Promise<SendingRecord | null> {
+  return (await sendsElsewhere(volumePath)).find((r) => r.snapshots.some((s) => s.plane === plane && s.generation === generation)) ?? null;
+}
+
+/** What the refusal to delete a snapshot another process sends says. */
+export function sentElsewhereMessage(snapshot: string, r: SendingRecord): string {
+  return `snapshot '${snapshot}' is being sent by process ${r.pid} on ${r.host} (since ${r.since}); delete it after that transfer ends, or stop it first`;
+}
