@@ -28,12 +28,31 @@ export function lockPathOf(volume: string, isGroup: boolean): string {
   return isGroup ? join(volume, 'snapplane.lock') : `${volume}.lock`;
 }
 
+/** Takings of a lock by this process under way, per lock file (see acquire). */
+const taking = new Map<string, Promise<VolumeLock>>();
+
 export class VolumeLock {
   private constructor(readonly path: string) {}
 
-  /** Takes the writer lock of `volume`; LOCKED names the holder. A lock left by a dead process is taken over. */
-  static async acquire(volume: string, lockPath = lockPathOf(volume, false)): Promise<VolumeLock> {
-    const record: LockRecord = { pid: process.pid, host: hostname(), since: new Date().toISOString(), ...(holderName ?? {}) };
+  /**
+   * Takes the writer lock of `volume`; LOCKED names the holder. A lock left by a dead process is taken over.
+   * `holder` names what holds it in the LOCKED others get (else the process's name, setLockHolderName).
+   */
+  static async acquire(volume: string, lockPath = lockPathOf(volume, false), holder?: { program: string; note?: string }): Promise<VolumeLock> {
+    // Two takers in this process would share the temporary `<lock>.<pid>.tmp` (one could link the other's half-written
+    // file): they take turns here; the one that comes second finds the lock held by this pid (LOCKED).
+    const previous = taking.get(lockPath) ?? Promise.resolve();
+    const mine = previous.catch(() => undefined).then(() => VolumeLock.take(volume, lockPath, holder));
+    taking.set(lockPath, mine);
+    try {
+      return await mine;
+    } finally {
+      if (taking.get(lockPath) === mine) taking.delete(lockPath);
+    }
+  }
+
+  private static async take(volume: string, lockPath: string, holder?: { program: string; note?: string }): Promise<VolumeLock> {
+    const record: LockRecord = { pid: process.pid, host: hostname(), since: new Date().toISOString(), ...(holder ?? holderName ?? {}) };
     // A writer killed between writing its temporary and removing it left `<lock>.<pid>.tmp`.
     await removeDeadTemporaries(dirname(lockPath), `${basename(lockPath)}.`, '.tmp');
     for (let attempt = 0; attempt < 3; attempt++) {

@@ -934,31 +934,31 @@ export class Replication {
     const base = await this.baseOf(rel, v);
     await this.removeStrays(rel, v);
     const top = await this.topSnapshot(rel, v);
-    let blocks: number;
-    let selection: MirrorUpdateReport['selection'];
-    if (!base) {
-      const plan = await planStream(v, quoteName(top.name), { order: kind === 'tape' ? 'tape' : 'vbn', now: () => this.host.clock() });
-      const onSend = (p: { blocks: number; totalBlocks: number }): void => progress({ phase: 'base', done: p.blocks * BLOCK_SIZE, total: p.totalBlocks * BLOCK_SIZE, unit: 'bytes' });
-      if (kind === 'file') await sendToFile(v, plan, slowPath, onSend, signal);
-      else await writeTapes(slowPath, writeStream(v, plan, onSend, signal, true), { tapeSize: 2 ** 40, label: `${rel.source}: ${plan.header.expression}`, streamId: plan.header.streamId });
-      await IncrementalMirror.create(rel.destination, slowPath);
-      blocks = plan.sendBlocks;
-      selection = 'full';
-    } else {
-      const mirror = await this.openIncremental(rel);
-      // Found at the update, not first at a reconstruct: without its base the structure rebuilds nothing.
-      await this.checkBase(rel, mirror);
-      if (!sameRef({ ...mirror.current, id: 0 }, { ...rel.lastCommon!, id: 0 })) throw new SnapplaneError('INVALID', `the incremental mirror in '${rel.destination}' is at '${mirror.current.name}', the relationship at '${rel.lastCommon!.name}'`, { path: rel.destination });
-      const plan = await planStream(v, `${quoteName(top.name)} - ${quoteName(base.name)}`, { selection: 'marks', now: () => this.host.clock() });
-      const reader = new StreamReader(writeStream(v, plan, undefined, signal, true));
-      await reader.open();
-      try {
-        blocks = (await mirror.apply(reader, (b, t) => progress({ phase: 'transfer', done: b * BLOCK_SIZE, total: t * BLOCK_SIZE, unit: 'bytes' }))).blocks;
-      } finally {
-        await reader.close();
+    // A reconstruct or verify running meanwhile would read blocks this update writes: they take turns.
+    const { blocks, selection } = await IncrementalMirror.exclusive(rel.destination, 'mirror update', async (): Promise<{ blocks: number; selection: MirrorUpdateReport['selection'] }> => {
+      if (!base) {
+        const plan = await planStream(v, quoteName(top.name), { order: kind === 'tape' ? 'tape' : 'vbn', now: () => this.host.clock() });
+        const onSend = (p: { blocks: number; totalBlocks: number }): void => progress({ phase: 'base', done: p.blocks * BLOCK_SIZE, total: p.totalBlocks * BLOCK_SIZE, unit: 'bytes' });
+        if (kind === 'file') await sendToFile(v, plan, slowPath, onSend, signal);
+        else await writeTapes(slowPath, writeStream(v, plan, onSend, signal, true), { tapeSize: 2 ** 40, label: `${rel.source}: ${plan.header.expression}`, streamId: plan.header.streamId });
+        await IncrementalMirror.create(rel.destination, slowPath);
+        return { blocks: plan.sendBlocks, selection: 'full' };
+      } else {
+        const mirror = await this.openIncremental(rel);
+        // Found at the update, not first at a reconstruct: without its base the structure rebuilds nothing.
+        await this.checkBase(rel, mirror);
+        if (!sameRef({ ...mirror.current, id: 0 }, { ...rel.lastCommon!, id: 0 })) throw new SnapplaneError('INVALID', `the incremental mirror in '${rel.destination}' is at '${mirror.current.name}', the relationship at '${rel.lastCommon!.name}'`, { path: rel.destination });
+        const plan = await planStream(v, `${quoteName(top.name)} - ${quoteName(base.name)}`, { selection: 'marks', now: () => this.host.clock() });
+        const reader = new StreamReader(writeStream(v, plan, undefined, signal, true));
+        await reader.open();
+        try {
+          const applied = await mirror.apply(reader, (b, t) => progress({ phase: 'transfer', done: b * BLOCK_SIZE, total: t * BLOCK_SIZE, unit: 'bytes' }));
+          return { blocks: applied.blocks, selection: plan.selection };
+        } finally {
+          await reader.close();
+        }
       }
-      selection = plan.selection;
-    }
+    });
     await this.advance(rel, v, top, base);
     const mirror = await IncrementalMirror.open(rel.destination);
     return { name: rel.name, kind: rel.kind, transfer: base ? 'incremental' : 'full', from: base?.name ?? null, to: top.name, selection, blocks, bytes: blocks * BLOCK_SIZE, resumedFromVbn: null, seconds: 0, deltaBlocks: mirror.presentBlocks, deltaBytes: await mirror.diskBytes() };
@@ -1154,7 +1154,7 @@ export class Replication {
       if (tapes.length > 0 && !ours) throw new SnapplaneError('EXISTS', `tape folder '${slowPath}' holds tapes (${tapes[0]}, …) that are not this mirror's base as far as its fast folder '${rel.destination}' tells; move them away or empty the folder, then run \`snapplane mirror resync ${rel.name} --full\` again`, { path: slowPath });
       for (const t of tapes) await rm(join(slowPath, t), { force: true });
     }
-    await IncrementalMirror.remove(rel.destination);
+    await IncrementalMirror.exclusive(rel.destination, 'mirror resync --full', () => IncrementalMirror.remove(rel.destination));
     rel.lastCommon = null;
     rel.pending = null;
     rel.resyncHold = null;
@@ -1170,11 +1170,15 @@ export class Replication {
   async mirrorReconstruct(name: string, volume: string, onProgress?: Progress): Promise<ReceiveReport> {
     const rel = await this.load(name);
     if (rel.kind !== 'incremental') throw new SnapplaneError('INVALID', `'${name}' is a ${rel.kind} mirror; its destination volume already holds the state (open it, or \`mirror break\` to write to it)`);
-    const mirror = await this.openIncremental(rel);
+    // Opened for the message below; read again under the structure's lock, where no update changes it.
+    let mirror = await this.openIncremental(rel);
     const existed = await stat(volume).then(() => true, () => false);
     return this.host.job('reconstruct', rel.destination, volume, undefined, onProgress, async (signal, progress) => {
       try {
-        return await this.host.receiveInto(volume, mirror.reconstruct(), {}, progress, signal);
+        return await IncrementalMirror.exclusive(rel.destination, 'mirror reconstruct', async () => {
+          mirror = await this.openIncremental(rel);
+          return this.host.receiveInto(volume, mirror.reconstruct(), {}, progress, signal);
+        });
       } catch (e) {
         // A reconstruction cannot be resumed (each one is a new stream): what landed is a half-made volume, not kept.
         if (!existed) await this.host.deleteVolume(volume).catch(() => undefined);
@@ -1192,10 +1196,12 @@ export class Replication {
   async mirrorVerify(name: string): Promise<{ name: string; blocks: number; unchecked: number; base: string }> {
     const rel = await this.load(name);
     if (rel.kind !== 'incremental') throw new SnapplaneError('INVALID', `'${name}' is a ${rel.kind} mirror; \`mirror verify\` checks an incremental mirror's sparse structure (check a volume with \`snapplane fsck\`)`);
-    const mirror = await this.openIncremental(rel);
-    await this.checkBase(rel, mirror);
     try {
-      return { name, ...(await mirror.verify()), base: mirror.basePath };
+      return await IncrementalMirror.exclusive(rel.destination, 'mirror verify', async () => {
+        const mirror = await this.openIncremental(rel);
+        await this.checkBase(rel, mirror);
+        return { name, ...(await mirror.verify()), base: mirror.basePath };
+      });
     } catch (e) {
       if (!(e instanceof SnapplaneError) || e.code !== 'CHECKSUM') throw e;
       throw new SnapplaneError('CHECKSUM', `${e.message}; this mirror cannot rebuild the source's state: \`snapplane mirror resync ${name} --full\` re-initializes it from the source as it is now`, { path: e.path, vbn: e.vbn, cause: e });

@@ -12,6 +12,7 @@ import { writeFully } from '../common/write-fully.js';
 import { makeFolders } from '../common/make-folders.js';
 import { SnapplaneError, asIoError } from '../common/errors.js';
 import { writeFileAtomic } from '../common/atomic-file.js';
+import { VolumeLock } from '../fs/lock.js';
 import { blockChecksum } from '../common/checksum.js';
 import type { FileHandle } from 'node:fs/promises';
 import { BLOCK_SIZE } from '../common/units.js';
@@ -29,6 +30,8 @@ import { backupBytes } from '../stream/backup-source.js';
 const STATE = 'delta.json';
 const BLOCKS = 'delta.blocks';
 const SUMS = 'delta.sums';
+/** The lock an update, a reconstruct and a verify take in turn. */
+const LOCK = 'delta.lock';
 /** Bytes of one VBN's entry in `delta.sums`: u32 set flag + u32 CRC-32 of the block. */
 const SUM_BYTES = 8;
 /** Blocks read at a time when verifying. */
@@ -160,6 +163,29 @@ export class IncrementalMirror {
     await rm(join(dir, STATE), { force: true });
     const names = await readdir(dir).catch(() => [] as string[]);
     for (const n of names) if (n === BLOCKS || n === SUMS || n === `${BLOCKS}.compact` || /^(present|stored|current)\.[0-9a-f]+\.plane$/.test(n)) await rm(join(dir, n), { force: true });
+  }
+
+  /**
+   * Runs `fn` holding the structure's lock (`<dir>/delta.lock`), as `what` (said to whoever finds it taken). An
+   * update writes new blocks over VBNs that only older states use, so a reconstruct or verify that began on an
+   * older state would read blocks of a later one: readers and the writer take turns. LOCKED names the holder.
+   */
+  static async exclusive<T>(dir: string, what: string, fn: () => Promise<T>): Promise<T> {
+    // No folder, no structure to share: `fn` makes it (a first update) or says it is gone.
+    if (!(await stat(dir).then((st) => st.isDirectory(), () => false))) return fn();
+    let lock: VolumeLock;
+    try {
+      lock = await VolumeLock.acquire(dir, join(dir, LOCK), { program: what });
+    } catch (e) {
+      if (!(e instanceof SnapplaneError) || e.code !== 'LOCKED') throw e;
+      const holder = e.message.replace(/^volume '[^']*' is open for writing by /, '');
+      throw new SnapplaneError('LOCKED', `the incremental mirror in '${dir}' is in use by ${holder}; try again when that ends`, { path: dir });
+    }
+    try {
+      return await fn();
+    } finally {
+      await lock.release();
+    }
   }
 
   /** Opens the incremental mirror in `dir`. */
