@@ -317,6 +317,12 @@ describe('console in Chromium', () => {
     expect(await fact.textContent()).toContain(`of ${src} (relationship dr)`);
     await fact.getByTestId('takeover').click();
     await page.getByTestId('takeover-confirm').waitFor();
+    // Escape answers Cancel: nothing changes.
+    await page.keyboard.press('Escape');
+    await page.getByTestId('takeover-confirm').waitFor({ state: 'detached' });
+    expect(await fact.textContent()).toContain('read-only');
+    await fact.getByTestId('takeover').click();
+    await page.getByTestId('takeover-confirm').waitFor();
     await screenshot(page, '1-volumes-takeover');
     await page.getByTestId('takeover-confirm').getByRole('button', { name: 'Take over' }).click();
     await fact.getByText(/^taken over /).waitFor();

@@ -238,6 +238,12 @@ describe('views', () => {
     fireEvent.click(within(ask).getByRole('button', { name: 'Cancel' }));
     expect(screen.queryByTestId('upload-confirm')).toBeNull();
     expect(await text('/up.txt')).toBe('first');
+    // Escape answers Cancel too, wherever the focus is.
+    fireEvent.change(input, { target: { files: [new File(['second'], 'up.txt')] } });
+    await screen.findByTestId('upload-confirm');
+    fireEvent.keyDown(document, { key: 'Escape' });
+    await waitFor(() => expect(screen.queryByTestId('upload-confirm')).toBeNull());
+    expect(await text('/up.txt')).toBe('first');
     fireEvent.change(input, { target: { files: [new File(['second'], 'up.txt'), new File(['new'], 'up2.txt')] } });
     fireEvent.click(within(await screen.findByTestId('upload-confirm')).getByRole('button', { name: 'Upload only the new ones' }));
     await screen.findByTestId('file-up2.txt');

@@ -87,10 +87,10 @@ export function Modal({ testId, onCancel, children }: { testId: string; onCancel
 }
 
 /**
- * A question in a view's flow (a notice, not a modal): its words, the one action that answers yes (a dangerous one)
- * and Cancel; Escape cancels too.
+ * A question in a view's flow (a notice, not a modal): its words, the one action that answers yes (a dangerous one),
+ * any milder answers (`extra`) and Cancel; Escape cancels too.
  */
-export function Confirm({ testId, action, onConfirm, onCancel, focus = false, children }: { testId: string; action: string; onConfirm: () => void; onCancel: () => void; focus?: boolean; children: ReactNode }) {
+export function Confirm({ testId, action, onConfirm, onCancel, focus = false, extra, children }: { testId: string; action: string; onConfirm: () => void; onCancel: () => void; focus?: boolean; extra?: ReactNode; children: ReactNode }) {
   useEscape(onCancel);
   return (
     <div className="notice confirm" role="alertdialog" data-testid={testId}>
@@ -98,6 +98,7 @@ export function Confirm({ testId, action, onConfirm, onCancel, focus = false, ch
       <button className="danger" onClick={onConfirm} autoFocus={focus}>
         {action}
       </button>{' '}
+      {extra ? <>{extra} </> : null}
       <button onClick={onCancel}>Cancel</button>
     </div>
   );

@@ -3,7 +3,7 @@ import { useEffect, useState, type FormEvent } from 'react';
 import { MAX_UPLOAD_BYTES, type DirEntryInfo, type VolumeInfo } from '../../../core/api/index.js';
 import { errorText } from '../client/client.js';
 import { client } from '../client/current.js';
-import { CapacityBar, Notice } from '../components/common.js';
+import { CapacityBar, Confirm, Notice } from '../components/common.js';
 import { formatBytes, formatCount, formatDate } from '../format.js';
 import { useVolumes } from '../stores/volumes.js';
 
@@ -258,15 +258,11 @@ function Takeover({ info }: { info: VolumeInfo }) {
   return (
     <>
       {m && !m.brokenAt && asking === info.path ? (
-        <div className="notice confirm" role="alertdialog" data-testid="takeover-confirm">
+        <Confirm testId="takeover-confirm" action="Take over" onConfirm={() => void takeOver()} onCancel={() => useVolumes.setState({ askingTakeover: null })}>
           Take over <span className="mono">{info.path}</span>? It becomes writable here. The next update of relationship {m.relationship} from{' '}
           <span className="mono">{m.source}</span> stops at it instead of overwriting it; a resync from the source&apos;s host later rolls it back to the newest snapshot both
-          have, discarding what is written here meanwhile.{' '}
-          <button className="danger" onClick={() => void takeOver()}>
-            Take over
-          </button>{' '}
-          <button onClick={() => useVolumes.setState({ askingTakeover: null })}>Cancel</button>
-        </div>
+          have, discarding what is written here meanwhile.
+        </Confirm>
       ) : null}
       {msg ? (
         <Notice kind={msg.kind} onClose={() => setMsg(null)}>
@@ -383,21 +379,23 @@ function Files() {
         </form>
       </div>
       {replacing ? (
-        <div className="notice confirm" role="alertdialog" data-testid="upload-confirm" onKeyDown={(e) => e.key === 'Escape' && setReplacing(null)}>
+        <Confirm
+          testId="upload-confirm"
+          action="Replace"
+          focus
+          onConfirm={() => upload(replacing.files)}
+          onCancel={() => setReplacing(null)}
+          extra={
+            replacing.files.length > replacing.existing.length ? (
+              <button onClick={() => upload(replacing.files.filter((f) => !replacing.existing.includes(f.name)))}>Upload only the new ones</button>
+            ) : null
+          }
+        >
           {replacing.existing.length === 1 ? 'A file named ' : 'Files named '}
           <span className="mono">{replacing.existing.join(', ')}</span> {replacing.existing.length === 1 ? 'exists' : 'exist'} in <span className="mono">{path}</span>. Uploading
           replaces {replacing.existing.length === 1 ? 'it' : 'them'}: the current version stays only in a snapshot that holds it, if one does (take a snapshot first to
-          keep it).{' '}
-          <button className="danger" onClick={() => upload(replacing.files)} autoFocus>
-            Replace
-          </button>{' '}
-          {replacing.files.length > replacing.existing.length ? (
-            <>
-              <button onClick={() => upload(replacing.files.filter((f) => !replacing.existing.includes(f.name)))}>Upload only the new ones</button>{' '}
-            </>
-          ) : null}
-          <button onClick={() => setReplacing(null)}>Cancel</button>
-        </div>
+          keep it).
+        </Confirm>
       ) : null}
       {msg ? <Notice kind={msg.kind} onClose={() => setMsg(null)}>{msg.text}</Notice> : null}
       <table className="table">
