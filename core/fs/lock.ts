@@ -56,24 +56,13 @@ export class VolumeLock {
     // A writer killed between writing its temporary and removing it left `<lock>.<pid>.tmp`.
     await removeDeadTemporaries(dirname(lockPath), `${basename(lockPath)}.`, '.tmp');
     for (let attempt = 0; attempt < 3; attempt++) {
-      // Written under a temporary name and linked into place: the lock file appears with its holder in it, so a
-      // writer killed while taking it leaves a stale lock (taken over at once), never an empty one.
-      const tmp = `${lockPath}.${process.pid}.tmp`;
       try {
-        const h = await open(tmp, 'w');
-        try {
-          await h.writeFile(JSON.stringify(record));
-        } finally {
-          await h.close();
-        }
-        await linkIntoPlace(tmp, lockPath);
+        await createWhole(lockPath, record);
         return new VolumeLock(lockPath);
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'EEXIST') {
           throw new SnapplaneError('IO', `cannot create lock file '${lockPath}': ${(e as Error).message}`, { volume });
         }
-      } finally {
-        await unlink(tmp).catch(() => undefined);
       }
       let text: string;
       try {
@@ -168,6 +157,25 @@ async function waitForFileLock(file: string): Promise<VolumeLock> {
 const GUARD_STALE_MS = 10_000;
 
 /**
+ * Creates `path` holding `record`, or fails with EEXIST: written under a temporary name (`<lock>.<pid>.tmp`) and
+ * linked into place, so the file appears with its holder in it; a process killed while taking it leaves a stale
+ * lock (taken over at once), never an empty one.
+ */
+async function createWhole(path: string, record: LockRecord, tmp = `${path}.${process.pid}.tmp`): Promise<void> {
+  try {
+    const h = await open(tmp, 'w');
+    try {
+      await h.writeFile(JSON.stringify(record));
+    } finally {
+      await h.close();
+    }
+    await linkIntoPlace(tmp, path);
+  } finally {
+    await unlink(tmp).catch(() => undefined);
+  }
+}
+
+/**
  * Removes the lock file at `lockPath` if it still holds `staleText`. Checking and removing must not interleave with
  * another process's: two processes that both judged one dead holder's lock stale would otherwise remove it twice,
  * and the second removal would take away the lock the first one took meanwhile (two holders at once: lost changes).
@@ -178,22 +186,13 @@ const GUARD_STALE_MS = 10_000;
  */
 async function removeStaleLock(lockPath: string, staleText: string, record: LockRecord): Promise<void> {
   const guard = `${lockPath}.takeover`;
-  const tmp = `${lockPath}.${process.pid}.tmp`;
   try {
-    const h = await open(tmp, 'w');
-    try {
-      await h.writeFile(JSON.stringify(record));
-    } finally {
-      await h.close();
-    }
-    await linkIntoPlace(tmp, guard);
+    await createWhole(guard, record, `${lockPath}.${process.pid}.tmp`);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
     await removeDeadGuard(guard);
     // Another process is removing it: the caller tries again and finds it gone or taken.
     return;
-  } finally {
-    await unlink(tmp).catch(() => undefined);
   }
   try {
     const now = await readFile(lockPath, 'utf8').catch(() => null);
