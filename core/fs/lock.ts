@@ -29,7 +29,7 @@ export function lockPathOf(volume: string, isGroup: boolean): string {
 }
 
 /** Takings of a lock by this process under way, per lock file (see acquire). */
-const taking = new Map<string, Promise<VolumeLock>>();
+const taking = new Map<string, Promise<unknown>>();
 
 export class VolumeLock {
   private constructor(readonly path: string) {}
@@ -41,14 +41,7 @@ export class VolumeLock {
   static async acquire(volume: string, lockPath = lockPathOf(volume, false), holder?: { program: string; note?: string }): Promise<VolumeLock> {
     // Two takers in this process would share the temporary `<lock>.<pid>.tmp` (one could link the other's half-written
     // file): they take turns here; the one that comes second finds the lock held by this pid (LOCKED).
-    const previous = taking.get(lockPath) ?? Promise.resolve();
-    const mine = previous.catch(() => undefined).then(() => VolumeLock.take(volume, lockPath, holder));
-    taking.set(lockPath, mine);
-    try {
-      return await mine;
-    } finally {
-      if (taking.get(lockPath) === mine) taking.delete(lockPath);
-    }
+    return inTurn(taking, lockPath, () => VolumeLock.take(volume, lockPath, holder));
   }
 
   private static async take(volume: string, lockPath: string, holder?: { program: string; note?: string }): Promise<VolumeLock> {
@@ -120,8 +113,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
  * LOCKED names the file and the holder, and nothing was changed.
  */
 export async function withFileLock<T>(file: string, change: () => Promise<T>): Promise<T> {
-  const previous = changeQueues.get(file) ?? Promise.resolve();
-  const mine = previous.catch(() => undefined).then(async () => {
+  return inTurn(changeQueues, file, async () => {
     const lock = await waitForFileLock(file);
     try {
       return await change();
@@ -129,11 +121,16 @@ export async function withFileLock<T>(file: string, change: () => Promise<T>): P
       await lock.release();
     }
   });
-  changeQueues.set(file, mine);
+}
+
+/** Runs `fn` once the runs queued before it under `key` in this process have ended, whatever their outcome. */
+async function inTurn<T>(queue: Map<string, Promise<unknown>>, key: string, fn: () => Promise<T>): Promise<T> {
+  const mine = (queue.get(key) ?? Promise.resolve()).catch(() => undefined).then(fn);
+  queue.set(key, mine);
   try {
     return await mine;
   } finally {
-    if (changeQueues.get(file) === mine) changeQueues.delete(file);
+    if (queue.get(key) === mine) queue.delete(key);
   }
 }
 
