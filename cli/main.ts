@@ -11,6 +11,7 @@ import { registerStream } from './commands/stream.js';
 import { registerReplication } from './commands/replication.js';
 import { registerConsole } from './commands/console.js';
 import { reportError } from './run.js';
+import { setLockHolderName } from '../core/service/index.js';
 
 // A reader that stops early (`snapplane ls vol / | head`) closes the pipe. The rest of the report is not wanted, but
 // the command still finishes and closes its volumes (exiting at the first failed write could lose a `put` not yet
@@ -35,6 +36,14 @@ program
   .showHelpAfterError('(run with --help for usage)')
   .exitOverride()
   .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+// A volume or file this command holds tells whoever finds it taken which command that is: a transfer holds its
+// source for as long as it runs, and "process 4711" alone leaves the user to go and look.
+program.hook('preAction', (_program, action) => {
+  const words: string[] = [];
+  for (let c: Command | null = action; c !== null && c !== program; c = c.parent) words.unshift(c.name());
+  setLockHolderName(['snapplane', ...words, ...action.args].join(' ').slice(0, 200));
+});
 
 registerVolume(program);
 registerFiles(program);

@@ -11,6 +11,7 @@ export { parseInterval, parseAt, cadenceOf } from '../jobs/cadence.js';
 export type { Cadence } from '../jobs/cadence.js';
 export type { JobRecord, ScheduleJobRecord, TransferJobRecord } from './state-store.js';
 export { snapplaneHome } from './state-store.js';
+export { setLockHolderName } from '../fs/lock.js';
 export type { SendOptions } from '../stream/send.js';
 export { decodeResumeToken } from '../stream/receive.js';
 export { ConsoleHost } from './console-host.js';

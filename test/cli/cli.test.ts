@@ -390,6 +390,10 @@ describe('snapplane CLI', () => {
     while (!/^state:\s+transferring: /m.test(line) && Date.now() - t0 < 15_000) line = (await ok('mirror', 'status', 'prog')).stdout;
     expect(line).toMatch(/^state:\s+transferring: \d+(\.\d+)? (B|KiB|MiB) of 3\.\d\d MiB \(\d{1,2}%\) at \S+Z$/m);
     expect((await ok('mirror', 'list')).stdout).toMatch(/^prog\s+full\s+transferring \d{1,2}%\s/m);
+    // The update holds its source for writing meanwhile; a writer is told which command holds it.
+    const put = await snapplane('put', img, join(dir, 'prog.bin'), '/again.bin');
+    expect(put.code).toBe(1);
+    expect(put.stderr).toMatch(/^snapplane: volume '.*prog-src\.img' is open for writing by process \d+ \(snapplane mirror update prog\) on \S+ since \S+ \(LOCKED\)\n$/);
     expect((await running).code).toBe(0);
     const after = await json<MirrorInfo>('mirror', 'status', 'prog');
     expect(after).toMatchObject({ state: 'idle', progress: null });
