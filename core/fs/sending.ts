@@ -7,7 +7,6 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { open, readFile, rename, unlink } from 'node:fs/promises';
-import { SnapplaneError } from '../common/errors.js';
 import { processAlive } from '../common/process-alive.js';
 import { withFileLock } from './lock.js';
 import { sidecarPath } from './sidecar.js';
@@ -35,10 +34,15 @@ async function readRecords(path: string): Promise<SendingRecord[]> {
     return [];
   }
   try {
-    return JSON.parse(text) as SendingRecord[];
-  } catch (e) {
-    throw new SnapplaneError('BAD_FORMAT', `'${path}' is damaged (${(e as Error).message}); it only lists transfers running now: remove it`, { path });
+    const list = JSON.parse(text) as unknown;
+    if (Array.isArray(list)) return list as SendingRecord[];
+  } catch {
+    // below
   }
+  // Written without fsync: after a crash it may be empty or cut short, and its senders died with the host. Read
+  // as none running (a send now running rewrites it whole at its end), rather than stopping every delete and
+  // schedule run until someone removes it.
+  return [];
 }
 
 /** Replaces the file by rename, without fsync: after a crash its senders are gone, and so is what it says. */
