@@ -1234,7 +1234,6 @@ export class Replication {
 /** First retry of a failed scheduled update after this long, doubling with each failure in a row (never past the schedule). */
 const RETRY_MS = 60_000;
 
-/** A relationship's update schedule: every <interval>, or at HH:MM [on a weekday]; null: updated by hand. */
 /** Whether the destination says it was taken over on its host (`mirror break <volume>` there) from this relationship. */
 function takenOver(rel: RelationshipRecord, status: DestinationStatus): boolean {
   return Boolean(status.mirrorOf?.brokenAt) && status.mirrorOf!.relationship === rel.name;
@@ -1297,6 +1296,7 @@ function describeSchedule(r: RelationshipRecord): string | null {
   return c ? describeCadence(c) : null;
 }
 
+/** A relationship's update schedule: every <interval>, or at HH:MM [on a weekday]; null: updated by hand. */
 function scheduleOf(r: RelationshipRecord): Cadence | null {
   if (r.everyMs !== null) return { kind: 'every', everyMs: r.everyMs };
   return r.at ?? null;

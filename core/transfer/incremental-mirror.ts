@@ -177,6 +177,8 @@ export class IncrementalMirror {
     try {
       lock = await VolumeLock.acquire(dir, join(dir, LOCK), { program: what });
     } catch (e) {
+      // A folder this process cannot write (a read-only mount at a restore): no update can write there either.
+      if (e instanceof SnapplaneError && e.code === 'IO') return fn();
       if (!(e instanceof SnapplaneError) || e.code !== 'LOCKED') throw e;
       const holder = e.message.replace(/^volume '[^']*' is open for writing by /, '');
       throw new SnapplaneError('LOCKED', `the incremental mirror in '${dir}' is in use by ${holder}; try again when that ends`, { path: dir });

@@ -5,6 +5,7 @@
  * second is refused with LOCKED naming the other, and changes nothing. The other side here holds the structure's
  * lock through the same code a running reconstruct or update uses, in this test's process.
  */
+import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
@@ -60,5 +61,36 @@ describe('an incremental mirror shared by an update and a reconstruct', () => {
     expectSameTree(await treeOf(out), await treeOf(src, after.lastCommon!), 'the reconstruct');
     expect((await ok('mirror', 'verify', 'off')).stdout).toMatch(/all match/);
     expect(existsSync(join(fast, 'delta.lock'))).toBe(false);
+  }, 120_000);
+
+  it('a reconstruct and a verify still run from a fast folder mounted read-only (no lock can be written; no update can run)', async (ctx) => {
+    const src = join(dir(), 'ro-src.img');
+    const fast = join(dir(), 'ro-fast');
+    await ok('volume', 'create', src, '--size', '16M');
+    await writeFile(join(dir(), 'c.bin'), Buffer.alloc(100_000, 3));
+    await ok('put', src, join(dir(), 'c.bin'), '/c.bin');
+    await ok('mirror', 'create', 'ro', src, fast, '--kind', 'incremental', '--slow', `file:${join(dir(), 'ro-base.snap')}`);
+    await ok('mirror', 'update', 'ro');
+    await ok('put', src, join(dir(), 'c.bin'), '/d.bin');
+    await ok('mirror', 'update', 'ro');
+    // A read-only bind mount needs root and a kernel that allows it; elsewhere this case cannot be set up.
+    try {
+      execFileSync('mount', ['--bind', fast, fast], { stdio: 'ignore' });
+    } catch {
+      ctx.skip();
+    }
+    try {
+      execFileSync('mount', ['-o', 'remount,ro,bind', fast], { stdio: 'ignore' });
+      const out = join(dir(), 'ro-rebuilt.img');
+      await ok('mirror', 'reconstruct', 'ro', out);
+      const last = (await json<MirrorInfo>('mirror', 'status', 'ro')).lastCommon!;
+      expectSameTree(await treeOf(out), await treeOf(src, last), 'the reconstruct from a read-only folder');
+      expect((await ok('mirror', 'verify', 'ro')).stdout).toMatch(/all match/);
+      const update = await snapplane('mirror', 'update', 'ro');
+      expect(update.code).toBe(1);
+      expect(update.stderr).toMatch(/read-only file system.*\(IO\)\n$/);
+    } finally {
+      execFileSync('umount', [fast], { stdio: 'ignore' });
+    }
   }, 120_000);
 });
