@@ -7,7 +7,9 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { open, readFile, rename, unlink } from 'node:fs/promises';
+import { basename, dirname } from 'node:path';
 import { processAlive } from '../common/process-alive.js';
+import { removeDeadTemporaries } from '../common/half-made.js';
 import { withFileLock } from './lock.js';
 import { sidecarPath } from './sidecar.js';
 
@@ -51,6 +53,8 @@ async function writeRecords(path: string, list: SendingRecord[]): Promise<void> 
     await unlink(path).catch(() => undefined);
     return;
   }
+  // A writer killed between writing its temporary and renaming it left `<path>.<pid>.tmp`.
+  await removeDeadTemporaries(dirname(path), `${basename(path)}.`, '.tmp');
   const tmp = `${path}.${process.pid}.tmp`;
   const h = await open(tmp, 'w');
   try {
