@@ -30,7 +30,7 @@ await build({
   platform: 'node',
   target: 'node20',
   format: 'esm',
-  external: ['electron', 'lz4-napi', '@node-rs/xxhash'],
+  external: ['electron', 'lz4-napi', '@node-rs/xxhash', '@node-rs/crc32'],
   banner: { js: "import { createRequire as __snapplaneRequire } from 'node:module'; const require = __snapplaneRequire(import.meta.url);" },
   logLevel: 'warning',
 });
