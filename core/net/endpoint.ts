@@ -22,7 +22,14 @@ export function listen(host: string, port: number, key: Buffer, handle: (conn: W
     socket.on('error', () => undefined);
     const peer = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
     void serverHandshake(socket, key, peer).then(
-      (conn) => handle(conn).catch(() => conn.destroy()),
+      (conn) => {
+        // The connection may go on in a socket of its own (wire.ts): that is the one to end on close.
+        if (conn.socket !== socket) {
+          sockets.add(conn.socket);
+          conn.socket.on('close', () => sockets.delete(conn.socket));
+        }
+        return handle(conn).catch(() => conn.destroy());
+      },
       (e: unknown) => {
         onRefused?.(peer, e instanceof SnapplaneError ? e : new SnapplaneError('AUTH', String(e)));
         socket.destroy();

@@ -7,6 +7,8 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { SnapplaneError, isSnapplaneError, type ErrorCode } from '../common/errors.js';
+import { moveToOwnReads } from './own-reads.js';
+import { ReceiveSlabs } from './receive-slabs.js';
 
 export const WIRE_MAGIC = Buffer.from('SNAPNET1', 'ascii');
 const NONCE = 32;
@@ -34,13 +36,32 @@ export type WireMessage = Record<string, unknown>;
 
 export type WireEvent = { type: 'json'; message: WireMessage } | { type: 'data'; data: Buffer } | { type: 'dataEnd' };
 
+/** A queued event and, for data that sits in a receive slab, which one (-1: memory of its own). */
+type QueuedEvent = { event: WireEvent; slab: number };
+
+/** Receive slabs per connection (1 MiB each, made as reads first need them): up to ~14 MiB read ahead. */
+const RECEIVE_SLABS = 16;
+
 /**
- * A socket after the handshake: parses frames as they arrive (data payloads are handed on as slices of the
- * socket's own buffers, no copy) and pauses the socket while too much is queued.
+ * A socket after the handshake: parses frames as they arrive (data payloads are handed on as slices of the memory
+ * they were read into, no copy) and stops reading while too much is queued.
+ *
+ * Where the socket can be moved to reads into our own memory (own-reads.ts), reads land in reused receive slabs, and
+ * the bytes of a data event stay valid only until `next` is called again (`reusesChunks`): a consumer keeping them
+ * longer copies them. Otherwise each read is fresh memory of its own, valid as long as it is referenced.
  */
 export class WireConnection {
-  private readonly events: WireEvent[] = [];
+  private readonly events: QueuedEvent[] = [];
   private queued = 0;
+  private readonly slabs = new ReceiveSlabs(RECEIVE_SLABS);
+  /** The slab of the data event handed out last: released when the next event is asked for (-1: none). */
+  private handedSlab = -1;
+  /** Reading stopped for want of a free slab. */
+  private stopped = false;
+  /** The connection's socket (a new one when moved to own reads: the handshake's socket is then destroyed). */
+  readonly socket: Socket;
+  /** True when a data event's bytes are valid only until the next call of `next`. */
+  readonly reusesChunks: boolean;
   private waiter: (() => void) | null = null;
   private failure: SnapplaneError | null = null;
   private pending: Buffer = Buffer.alloc(0);
@@ -55,20 +76,37 @@ export class WireConnection {
   private waitingSince: number | null = null;
 
   constructor(
-    readonly socket: Socket,
+    handshaken: Socket,
     readonly peer: string,
     initial: Buffer,
   ) {
+    const moved = moveToOwnReads(handshaken, { buffer: () => this.slabs.next(), landed: (n, into) => this.landed(n, into) });
+    const socket = (this.socket = moved?.socket ?? handshaken);
+    this.reusesChunks = moved !== null;
     socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => {
-      this.lastHeard = performance.now();
-      this.onData(chunk);
-    });
+    if (!moved) {
+      socket.on('data', (chunk: Buffer) => {
+        this.lastHeard = performance.now();
+        this.onData(chunk, -1);
+      });
+    }
     socket.on('error', (e) => this.fail(new SnapplaneError('NET', `connection to ${peer}: ${e.message}`, { cause: e })));
     socket.on('close', () => this.fail(new SnapplaneError('NET', `connection to ${peer} closed`)));
-    if (initial.length > 0) this.onData(initial);
+    const early = moved && moved.buffered.length > 0 ? Buffer.concat([initial, ...moved.buffered]) : initial;
+    if (early.length > 0) this.onData(early, -1);
     socket.resume();
     this.watchIdle();
+  }
+
+  /** A read landed in the slab being filled: parsed at once; false stops reading until a slab is free again. */
+  private landed(bytes: number, into: Uint8Array): boolean {
+    this.lastHeard = performance.now();
+    const slab = this.slabs.filling;
+    this.slabs.landed(bytes);
+    this.onData(Buffer.from(into.buffer, into.byteOffset, bytes), slab);
+    if (this.slabs.roomAhead) return true;
+    this.stopped = true;
+    return false;
   }
 
   private fail(e: SnapplaneError): void {
@@ -83,20 +121,25 @@ export class WireConnection {
     w?.();
   }
 
-  private push(e: WireEvent, bytes: number): void {
-    this.events.push(e);
+  private push(event: WireEvent, bytes: number, slab = -1): void {
+    if (slab >= 0) this.slabs.hold(slab);
+    this.events.push({ event, slab });
     this.queued += bytes;
-    if (this.queued > 8 << 20) this.socket.pause();
+    // Reads into slabs stop when the slabs are full instead (landed).
+    if (!this.reusesChunks && this.queued > 8 << 20) this.socket.pause();
     this.wake();
   }
 
-  private onData(chunk: Buffer): void {
+  /** Parses what arrived (`slab`: the receive slab it sits in, -1 for memory of its own). */
+  private onData(chunk: Buffer, slab: number): void {
+    // A frame begun in an earlier read (rare: frames are large) is completed in memory of its own.
     let buf = this.pending.length > 0 ? Buffer.concat([this.pending, chunk]) : chunk;
+    const bufSlab = this.pending.length > 0 ? -1 : slab;
     this.pending = Buffer.alloc(0);
     while (buf.length > 0) {
       if (this.dataLeft > 0) {
         const n = Math.min(this.dataLeft, buf.length);
-        this.push({ type: 'data', data: buf.subarray(0, n) }, n);
+        this.push({ type: 'data', data: buf.subarray(0, n) }, n, bufSlab);
         this.dataLeft -= n;
         buf = buf.subarray(n);
         continue;
@@ -139,12 +182,23 @@ export class WireConnection {
 
   /** The next event from the peer; a closed or failed connection throws. */
   async next(): Promise<WireEvent> {
+    // The consumer is done with the data it was handed last.
+    if (this.handedSlab >= 0) {
+      this.slabs.release(this.handedSlab);
+      this.handedSlab = -1;
+      if (this.stopped && this.slabs.roomAhead) {
+        this.stopped = false;
+        this.socket.resume();
+      }
+    }
     for (;;) {
-      const e = this.events.shift();
-      if (e) {
+      const q = this.events.shift();
+      if (q) {
+        const e = q.event;
         this.waitingSince = null;
         this.queued -= e.type === 'data' ? e.data.length : 0;
-        if (this.queued < 2 << 20 && this.socket.isPaused()) this.socket.resume();
+        if (!this.reusesChunks && this.queued < 2 << 20 && this.socket.isPaused()) this.socket.resume();
+        this.handedSlab = q.slab;
         return e;
       }
       if (this.failure) {

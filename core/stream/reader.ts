@@ -9,6 +9,7 @@ import { uncompressSync } from 'lz4-napi';
 import { z } from 'zod';
 import { SnapplaneError } from '../common/errors.js';
 import { alignedBufferSet } from '../common/aligned-buffers.js';
+import { isReused } from '../common/reused-memory.js';
 import { BLOCK_SIZE } from '../common/units.js';
 import { WORDS_PER_CHUNK } from '../planes/bit-plane.js';
 import {
@@ -71,6 +72,8 @@ class ByteSource {
   private readonly shortSpans = new ScratchRing(PAYLOAD_SPAN);
   private readonly payloadSpans = new ScratchRing(1 << 20);
   private aligned = false;
+  /** Set once input in reused memory arrives: from then on every read copies (see read). */
+  private reused = false;
   private have = 0;
   private done = false;
   private readonly it: AsyncIterator<Buffer | Uint8Array | string>;
@@ -83,41 +86,68 @@ class ByteSource {
 
   /** Exactly `n` bytes, or null at a clean end of input before the first of them. */
   async read(n: number, what: string): Promise<Buffer | null> {
-    while (this.have < n && !this.done) {
-      const r = await this.it.next();
-      if (r.done) this.done = true;
-      else {
-        const b = typeof r.value === 'string' ? Buffer.from(r.value) : Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value.buffer, r.value.byteOffset, r.value.byteLength);
-        if (b.length > 0) {
-          this.chunks.push(b);
-          this.have += b.length;
+    if (n === 0) return Buffer.alloc(0);
+    let out: Buffer | null = null;
+    let o = 0;
+    for (;;) {
+      if (this.reused) {
+        // Input in reused memory (a connection's receive slabs) is valid only until the next is asked for: what is
+        // here is copied out first, into a ring like spanning reads.
+        while (o < n && this.chunks.length > 0) {
+          out ??= this.ring(n).take(n);
+          o += this.copyOut(out, o, n - o);
         }
+        if (o === n) break;
+      } else if (this.have >= n) {
+        out = this.take(n);
+        o = n;
+        break;
+      }
+      const r = this.done ? null : await this.it.next();
+      if (!r || r.done) {
+        this.done = true;
+        if (o + this.have === 0) return null;
+        throw new SnapplaneError('BAD_STREAM', `stream truncated at byte ${this.offset + o + this.have}: ${what} needs ${n} bytes, ${o + this.have} left`);
+      }
+      const b = typeof r.value === 'string' ? Buffer.from(r.value) : Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value.buffer, r.value.byteOffset, r.value.byteLength);
+      if (b.length > 0) {
+        this.chunks.push(b);
+        this.have += b.length;
+        if (isReused(b)) this.reused = true;
       }
     }
-    if (this.have < n) {
-      if (this.have === 0) return null;
-      throw new SnapplaneError('BAD_STREAM', `stream truncated at byte ${this.offset + this.have}: ${what} needs ${n} bytes, ${this.have} left`);
-    }
-    let out: Buffer;
+    this.offset += n;
+    return out;
+  }
+
+  /** The ring a read of `n` bytes is gathered into: short reads (record headers) and payloads each have their own. */
+  private ring(n: number): ScratchRing {
+    return n >= PAYLOAD_SPAN ? this.payloadSpans : this.shortSpans;
+  }
+
+  /** Copies up to `n` bytes from the front of the input into `out` at `at`, consuming them; returns how many. */
+  private copyOut(out: Buffer, at: number, n: number): number {
+    const c = this.chunks[0];
+    const take = Math.min(c.length, n);
+    c.copy(out, at, 0, take);
+    if (take === c.length) this.chunks.shift();
+    else this.chunks[0] = c.subarray(take);
+    this.have -= take;
+    return take;
+  }
+
+  /** `n` bytes from input that holds them: a slice of one buffer, or gathered into a ring when they span several. */
+  private take(n: number): Buffer {
     if (this.chunks[0].length >= n) {
-      out = this.chunks[0].subarray(0, n);
+      const out = this.chunks[0].subarray(0, n);
       this.chunks[0] = this.chunks[0].subarray(n);
       if (this.chunks[0].length === 0) this.chunks.shift();
-    } else {
-      // Gathered into a ring: valid for the next SPAN_RING - 1 such reads of its kind (short ones, or payloads).
-      out = (n >= PAYLOAD_SPAN ? this.payloadSpans : this.shortSpans).take(n);
-      let o = 0;
-      while (o < n) {
-        const c = this.chunks[0];
-        const take = Math.min(c.length, n - o);
-        c.copy(out, o, 0, take);
-        o += take;
-        if (take === c.length) this.chunks.shift();
-        else this.chunks[0] = c.subarray(take);
-      }
+      this.have -= n;
+      return out;
     }
-    this.have -= n;
-    this.offset += n;
+    // Gathered into a ring: valid for the next SPAN_RING - 1 such reads of its kind (short ones, or payloads).
+    const out = this.ring(n).take(n);
+    for (let o = 0; o < n; ) o += this.copyOut(out, o, n - o);
     return out;
   }
 
