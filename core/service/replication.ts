@@ -40,6 +40,12 @@ type Progress = (p: ProgressEvent) => void;
 
 /** The service internals replication runs on. */
 export interface ReplicationHost extends EngineAccess {
+  /** True while this process holds `path` open for writing (others in it may be using that writer). */
+  writerOpen(path: string): boolean;
+  /** Commits and closes this process's writer of `path`: other processes may write to it then. */
+  releaseWriter(path: string): Promise<void>;
+  /** A read-only view of `path`'s committed state of its own (not shared in the process); the caller closes it. */
+  openDetachedView(path: string): Promise<Volume>;
   job<T>(kind: TransferJobRecord['kind'], volume: string, target: string, expression: string | undefined, onProgress: Progress | undefined, fn: (signal: { cancelled: boolean }, progress: Progress) => Promise<T>, bytesOf: (r: T) => number): Promise<T>;
   clock(): number;
   readonly state: StateStore;
@@ -66,6 +72,12 @@ export interface ReplicationChoice {
   to: SnapshotEntry;
   expression: string;
   reason: string;
+}
+
+/** Where a send reads its stream from, and its plan (given the point an interrupted receive of it stopped at). */
+interface StreamSource {
+  volume: Volume;
+  plan(resume: { streamId: string; fromVbn: number } | undefined): Promise<StreamPlan>;
 }
 
 /** The point an interrupted receive of the same image stopped at, from the destination's status (none: from the start). */
@@ -359,12 +371,12 @@ export class Replication {
    * Plans and sends one stream to a destination, resuming an interrupted receive of the same image. A resume the
    * destination refuses (it changed since) is retried once from the start.
    */
-  private async sendTo(v: Volume, connect: () => Promise<Destination>, first: Destination, status: DestinationStatus, expression: string, request: ReceiveRequest, selection: 'marks' | 'subtraction', signal: { cancelled: boolean }, progress: Progress): Promise<{ report: ReceiveReport; plan: StreamPlan; destination: Destination }> {
+  private async sendTo(source: StreamSource, connect: () => Promise<Destination>, first: Destination, status: DestinationStatus, expression: string, request: ReceiveRequest, signal: { cancelled: boolean }, progress: Progress): Promise<{ report: ReceiveReport; plan: StreamPlan; destination: Destination }> {
     let d = first;
     let resume = resumeOf(status, expression);
     for (;;) {
-      const plan = await planStream(v, expression, { resume, selection, now: () => this.host.clock() });
-      const stream = writeStream(v, plan, undefined, signal, true);
+      const plan = await source.plan(resume);
+      const stream = writeStream(source.volume, plan, undefined, signal, true);
       try {
         const report = await d.receive(stream, request, (p) => progress({ ...p, phase: 'transfer' }));
         return { report, plan, destination: d };
@@ -400,7 +412,8 @@ export class Replication {
           await recordDestination(source, d.label, refOf(choice.from), new Date(this.host.clock()), status.id ?? undefined);
         }
         if (choice.kind !== 'none') {
-          const sent = await this.sendTo(v, connect, d, status, choice.expression, { raid: opts.raid, offline: report.offline, sourceMasters: masters.map(refOf) }, 'subtraction', signal, progress);
+          const source: StreamSource = { volume: v, plan: (resume) => planStream(v, choice.expression, { resume, selection: 'subtraction', now: () => this.host.clock() }) };
+          const sent = await this.sendTo(source, connect, d, status, choice.expression, { raid: opts.raid, offline: report.offline, sourceMasters: masters.map(refOf) }, signal, progress);
           d = sent.destination;
           report.resumedFromVbn = sent.report.resumedFromVbn;
           report.blocks = sent.report.blocks;
@@ -845,6 +858,9 @@ export class Replication {
     rel.pending = null;
     rel.replacing = false;
     const released = rel.resyncHold ?? null;
+    // Without the writer (another process holds it), the previous snapshot and a resync's hold stay for the next
+    // update (removeStrays).
+    if (v.readOnly) return this.save(rel);
     rel.resyncHold = null;
     await this.save(rel);
     if (old && old.name !== top.name && v.snapshots.has(old.name)) {
@@ -875,6 +891,12 @@ export class Replication {
   private async removeStrays(rel: RelationshipRecord, v: Volume): Promise<void> {
     const keep = new Set([rel.lastCommon?.name, rel.pending]);
     for (const e of v.snapshots.list()) if (ownSnapshot(rel, e.name) && !keep.has(e.name)) await deleteUnlessSent(v, e.name);
+    // A resync's hold on a snapshot the relationship has moved past (the update that did could not release it).
+    if (rel.resyncHold && !keep.has(rel.resyncHold)) {
+      if (v.snapshots.has(rel.resyncHold)) await v.setSnapshotFlags(rel.resyncHold, { hold: false });
+      rel.resyncHold = null;
+      await this.save(rel);
+    }
   }
 
   private async baseOf(rel: RelationshipRecord, v: Volume): Promise<SnapshotEntry | null> {
@@ -893,6 +915,7 @@ export class Replication {
       // Recorded: the schedule stops until a resync (the check below says so and refuses).
       if (takenOver(rel, status)) rel.broken = true;
       refuseDestinationState(rel, status);
+      const shared = this.host.writerOpen(rel.source);
       const v = await this.host.openVolume(rel.source, true);
       await this.settleLanded(rel, v, (ref) => status.snapshots.some((s) => sameRef(s, ref)));
       const base = await this.baseOf(rel, v);
@@ -907,12 +930,57 @@ export class Replication {
       const retire = base && ownSnapshot(rel, base.name) ? [base.name] : undefined;
       // A full resync resumes its copy beside the mirror, not a receive into the mirror itself.
       const from = replace ? { ...status, resume: status.replacement?.resume ?? null } : status;
-      const sent = await this.sendTo(v, connect, d, from, expression, { marker: this.marker(rel, v), sourceSnapshots, retire, replace: replace || undefined }, 'marks', signal, progress);
+      const request = { marker: this.marker(rel, v), sourceSnapshots, retire, replace: replace || undefined };
+      const plan = (resume: { streamId: string; fromVbn: number } | undefined): Promise<StreamPlan> => planStream(v, expression, { resume, selection: 'marks', now: () => this.host.clock() });
+      // A writer this process holds for others too stays, and sends; one opened for this update is given up for the
+      // transfer (transferWithoutWriter), so other processes may write to the source meanwhile.
+      const sent = shared ? await this.sendTo({ volume: v, plan }, connect, d, from, expression, request, signal, progress) : await this.transferWithoutWriter(rel.source, plan, resumeOf(from, expression), (source) => this.sendTo(source, connect, d, from, expression, request, signal, progress));
       d = sent.destination;
-      await this.advance(rel, v, top, base);
+      await this.advance(rel, await this.afterTransfer(rel.source, shared ? v : null), top, base);
       return { name: rel.name, kind: rel.kind, transfer: base ? 'incremental' : 'full', from: base?.name ?? null, to: top.name, selection: sent.plan.selection, blocks: sent.report.blocks, bytes: sent.report.bytes, resumedFromVbn: sent.report.resumedFromVbn, seconds: 0, carried: along.map((e) => e.name), dropped: sent.report.dropped ?? [], ...(sent.report.replaced ? { replaced: sent.report.replaced } : {}), ...(sent.report.downstream ? { downstream: sent.report.downstream } : {}) };
     } finally {
       await d.close().catch(() => undefined);
+    }
+  }
+
+  /**
+   * Sends an update's stream with the source's writer given up: the plans (with the mark-on-allocate image, which
+   * lives in the writer) are made first, then a read-only view of the same committed state pins the stream's
+   * snapshots where other processes see it (sending.json), and only then is the writer closed. Its snapshots cannot
+   * be deleted under the send, and their blocks are never reused while they exist, so other processes' writes go on
+   * meanwhile, as a SnapMirror source stays writable during its transfers.
+   */
+  private async transferWithoutWriter<T>(path: string, plan: StreamSource['plan'], resume: { streamId: string; fromVbn: number } | undefined, send: (source: StreamSource) => Promise<T>): Promise<T> {
+    const writer = await this.host.openVolume(path, true);
+    // A resumed send the destination refuses starts over: both plans are made while the marks are at hand.
+    const fresh = await plan(undefined);
+    const resumed = resume ? await plan(resume) : null;
+    if (writer.isDirty) await writer.consistencyPoint();
+    const view = await this.host.openDetachedView(path);
+    try {
+      const unpin = await view.pinForSend(fresh.planeSlots, fresh.generations);
+      try {
+        await this.host.releaseWriter(path);
+        return await send({ volume: view, plan: async (r) => (r && resumed ? resumed : fresh) });
+      } finally {
+        await unpin();
+      }
+    } finally {
+      await view.close();
+    }
+  }
+
+  /**
+   * The source for an update's last step (advance): the writer it kept, else the writer opened again; while another
+   * process holds that, a read-only view (the previous snapshot then goes at the next update).
+   */
+  private async afterTransfer(path: string, kept: Volume | null): Promise<Volume> {
+    if (kept) return kept;
+    try {
+      return await this.host.openVolume(path, true);
+    } catch (e) {
+      if (!isSnapplaneError(e, 'LOCKED')) throw e;
+      return this.host.openVolume(path, false);
     }
   }
 
@@ -925,6 +993,7 @@ export class Replication {
 
   private async incrementalUpdate(rel: RelationshipRecord, signal: { cancelled: boolean }, progress: Progress): Promise<MirrorUpdateReport> {
     await refuseMirrorSource(rel.source, rel.kind);
+    const shared = this.host.writerOpen(rel.source);
     const v = await this.host.openVolume(rel.source, true);
     const [kind, slowPath] = splitSlow(rel.slow!);
     if (rel.pending && rel.lastCommon) {
@@ -934,32 +1003,40 @@ export class Replication {
     const base = await this.baseOf(rel, v);
     await this.removeStrays(rel, v);
     const top = await this.topSnapshot(rel, v);
+    // As a full mirror's update: a writer opened for this update is given up while the stream goes out.
+    const sending = <T>(plan: StreamSource['plan'], send: (source: StreamSource) => Promise<T>): Promise<T> => (shared ? send({ volume: v, plan }) : this.transferWithoutWriter(rel.source, plan, undefined, send));
     // A reconstruct or verify running meanwhile would read blocks this update writes: they take turns.
     const { blocks, selection } = await IncrementalMirror.exclusive(rel.destination, 'mirror update', async (): Promise<{ blocks: number; selection: MirrorUpdateReport['selection'] }> => {
       if (!base) {
-        const plan = await planStream(v, quoteName(top.name), { order: kind === 'tape' ? 'tape' : 'vbn', now: () => this.host.clock() });
-        const onSend = (p: { blocks: number; totalBlocks: number }): void => progress({ phase: 'base', done: p.blocks * BLOCK_SIZE, total: p.totalBlocks * BLOCK_SIZE, unit: 'bytes' });
-        if (kind === 'file') await sendToFile(v, plan, slowPath, onSend, signal);
-        else await writeTapes(slowPath, writeStream(v, plan, onSend, signal, true), { tapeSize: 2 ** 40, label: `${rel.source}: ${plan.header.expression}`, streamId: plan.header.streamId });
-        await IncrementalMirror.create(rel.destination, slowPath);
-        return { blocks: plan.sendBlocks, selection: 'full' };
+        const plan = (): Promise<StreamPlan> => planStream(v, quoteName(top.name), { order: kind === 'tape' ? 'tape' : 'vbn', now: () => this.host.clock() });
+        return sending(plan, async (source) => {
+          const p = await source.plan(undefined);
+          const onSend = (x: { blocks: number; totalBlocks: number }): void => progress({ phase: 'base', done: x.blocks * BLOCK_SIZE, total: x.totalBlocks * BLOCK_SIZE, unit: 'bytes' });
+          if (kind === 'file') await sendToFile(source.volume, p, slowPath, onSend, signal);
+          else await writeTapes(slowPath, writeStream(source.volume, p, onSend, signal, true), { tapeSize: 2 ** 40, label: `${rel.source}: ${p.header.expression}`, streamId: p.header.streamId });
+          await IncrementalMirror.create(rel.destination, slowPath);
+          return { blocks: p.sendBlocks, selection: 'full' as const };
+        });
       } else {
         const mirror = await this.openIncremental(rel);
         // Found at the update, not first at a reconstruct: without its base the structure rebuilds nothing.
         await this.checkBase(rel, mirror);
         if (!sameRef({ ...mirror.current, id: 0 }, { ...rel.lastCommon!, id: 0 })) throw new SnapplaneError('INVALID', `the incremental mirror in '${rel.destination}' is at '${mirror.current.name}', the relationship at '${rel.lastCommon!.name}'`, { path: rel.destination });
-        const plan = await planStream(v, `${quoteName(top.name)} - ${quoteName(base.name)}`, { selection: 'marks', now: () => this.host.clock() });
-        const reader = new StreamReader(writeStream(v, plan, undefined, signal, true));
-        await reader.open();
-        try {
-          const applied = await mirror.apply(reader, (b, t) => progress({ phase: 'transfer', done: b * BLOCK_SIZE, total: t * BLOCK_SIZE, unit: 'bytes' }));
-          return { blocks: applied.blocks, selection: plan.selection };
-        } finally {
-          await reader.close();
-        }
+        const plan = (): Promise<StreamPlan> => planStream(v, `${quoteName(top.name)} - ${quoteName(base.name)}`, { selection: 'marks', now: () => this.host.clock() });
+        return sending(plan, async (source) => {
+          const p = await source.plan(undefined);
+          const reader = new StreamReader(writeStream(source.volume, p, undefined, signal, true));
+          await reader.open();
+          try {
+            const applied = await mirror.apply(reader, (b, t) => progress({ phase: 'transfer', done: b * BLOCK_SIZE, total: t * BLOCK_SIZE, unit: 'bytes' }));
+            return { blocks: applied.blocks, selection: p.selection };
+          } finally {
+            await reader.close();
+          }
+        });
       }
     });
-    await this.advance(rel, v, top, base);
+    await this.advance(rel, await this.afterTransfer(rel.source, shared ? v : null), top, base);
     const mirror = await IncrementalMirror.open(rel.destination);
     return { name: rel.name, kind: rel.kind, transfer: base ? 'incremental' : 'full', from: base?.name ?? null, to: top.name, selection, blocks, bytes: blocks * BLOCK_SIZE, resumedFromVbn: null, seconds: 0, deltaBlocks: mirror.presentBlocks, deltaBytes: await mirror.diskBytes() };
   }

@@ -104,6 +104,9 @@ export class SnapplaneService {
     const host: ReplicationHost = {
       openVolume: (path, write, mirrorWrite, offlineUpdate) => this.volume({ volume: path }, write, mirrorWrite === true, offlineUpdate === true),
       closeVolume: (path) => this.close(path),
+      writerOpen: (path) => this.open.has(this.key({ volume: path }, false)),
+      releaseWriter: (path) => this.releaseWriter(path),
+      openDetachedView: (path) => Volume.open(path, { readOnly: true, cpIntervalMs: 0, openDevice: openDeviceAt, now: this.now }),
       deleteVolume: (path) => this.deleteVolume(path),
       replaceVolume: (path, replacement) => this.replaceVolume(path, replacement),
       receiveInto: (path, source, opts, onProgress, signal) => this.receiveInto(path, source, opts, onProgress, signal),
@@ -876,6 +879,15 @@ export class SnapplaneService {
   }
 
   /** Closes one volume (writes a final consistency point when it was open for writing). */
+  /** Commits and closes this process's writer of `volume` (its read-only views stay open): other processes may write. */
+  private async releaseWriter(volume: string): Promise<void> {
+    const k = this.key({ volume }, false);
+    const v = this.open.get(k);
+    if (!v) return;
+    this.open.delete(k);
+    await v.close();
+  }
+
   async close(volume: string): Promise<void> {
     for (const [k, v] of [...this.open]) {
       if (k.startsWith(`${volume}\u0000`)) {
