@@ -70,11 +70,12 @@ export function describeMirrorSet(r: MirrorSetReport, bytes: (n: number) => stri
     if (setting === 'limit') return typeof v === 'number' ? `${bytes(v)}/s` : 'none';
     return v === null ? 'none' : String(v);
   };
-  if (r.changed.length === 0) return `${m.name}: nothing changed (schedule ${value('schedule', m.every)}, limit ${value('limit', m.limit)}${m.keyFile ? `, key file ${m.keyFile}` : ''})`;
+  const key = r.keyCheck ? `; ${r.keyCheck.message}` : '';
+  if (r.changed.length === 0) return `${m.name}: nothing changed (schedule ${value('schedule', m.every)}, limit ${value('limit', m.limit)}${m.keyFile ? `, key file ${m.keyFile}` : ''})${key}`;
   const parts = r.changed.map((c) => `${c.setting === 'keyFile' ? 'key file' : c.setting} ${value(c.setting, c.from)} → ${value(c.setting, c.to)}`);
   const due = m.nextAt && Date.parse(m.nextAt) <= Date.now() ? 'now' : m.nextAt ? date(m.nextAt) : '';
   const next = r.changed.some((c) => c.setting === 'schedule') && due ? ` (next update due ${due})` : '';
-  return `${m.name}: ${parts.join('; ')}${next}`;
+  return `${m.name}: ${parts.join('; ')}${next}${key}`;
 }
 
 /** How far a running transfer got, in whole percent (null while its total is not known). */

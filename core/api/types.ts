@@ -489,6 +489,8 @@ export type MirrorSetting = 'schedule' | 'limit' | 'keyFile';
 export interface MirrorSetReport {
   mirror: MirrorInfo;
   changed: { setting: MirrorSetting; from: string | number | null; to: string | number | null }[];
+  /** With --key-file for a remote destination: whether its endpoint took the key, or why it was not checked. */
+  keyCheck?: { checked: boolean; message: string };
 }
 
 /** `mirror resync`: the update it ran, the common snapshot it rolled back to, and what the roll back discarded. */

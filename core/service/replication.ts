@@ -21,7 +21,7 @@ import { sendToFile } from '../stream/transfer.js';
 import { writeTapes } from '../stream/tape.js';
 import { keyFileExposure, readKeyFile } from '../net/key-file.js';
 import { RateLimit } from '../net/pump.js';
-import { listen, type Endpoint } from '../net/endpoint.js';
+import { connectTo, listen, type Endpoint } from '../net/endpoint.js';
 import { checkDestination, parseRemote, type Destination, type ReceiveRequest } from '../transfer/destination.js';
 import { checkNewVolumePath, checkServedName } from './volume-names.js';
 import { RemoteDestination } from '../transfer/remote-destination.js';
@@ -72,6 +72,29 @@ export interface ReplicationChoice {
   to: SnapshotEntry;
   expression: string;
   reason: string;
+}
+
+/** How long trying a key waits for its endpoint (connect and handshake). */
+const KEY_CHECK_MS = 5_000;
+
+/**
+ * Tries a remote destination's key now (the handshake only, no request): a key its endpoint refuses fails here, where
+ * it is given (`refused` says what did not happen), rather than at every scheduled update. An endpoint that does not
+ * answer is no error (down for now, or not set up yet): the answer says the key was not checked, and why. Null for
+ * a local destination.
+ */
+async function tryKey(destination: string, keyFile: string, refused: string): Promise<{ checked: boolean; message: string } | null> {
+  const remote = parseRemote(destination);
+  if (!remote) return null;
+  const key = await readKeyFile(keyFile);
+  const where = destination.slice(0, destination.lastIndexOf('/'));
+  try {
+    (await connectTo(remote.host, remote.port, key, KEY_CHECK_MS)).destroy();
+    return { checked: true, message: `the endpoint at ${where} took the key` };
+  } catch (e) {
+    if (isSnapplaneError(e, 'AUTH') && !e.message.endsWith('timed out')) throw new SnapplaneError('AUTH', `${e.message}; ${refused}`, { path: keyFile, cause: e });
+    return { checked: false, message: `the key was not checked: ${e instanceof Error ? e.message : String(e)}` };
+  }
 }
 
 /** Where a send reads its stream from, and its plan (given the point an interrupted receive of it stopped at). */
@@ -492,11 +515,13 @@ export class Replication {
     if (settings.limit != null && rel.kind === 'incremental') throw new SnapplaneError('INVALID', '--limit paces transfers into a volume (local or remote); an incremental mirror writes local files and is not throttled');
     if (settings.limit != null && !(Number.isSafeInteger(settings.limit) && settings.limit > 0)) throw new SnapplaneError('INVALID', `bad limit ${settings.limit}: a positive number of bytes per second`);
     let keyFile: string | undefined;
+    let keyCheck: MirrorSetReport['keyCheck'];
     if (settings.keyFile !== undefined) {
       await checkDestination(rel.destination, settings.keyFile);
       keyFile = resolvePath(settings.keyFile);
       // Read now, as at create: a key file that is missing or malformed would otherwise fail every update.
       await readKeyFile(keyFile);
+      keyCheck = (await tryKey(rel.destination, keyFile, 'nothing was changed')) ?? undefined;
     }
     const changed: MirrorSetReport['changed'] = [];
     const saved = await this.host.state.update((s) => {
@@ -513,7 +538,7 @@ export class Replication {
       for (const k of ['schedule', 'limit', 'keyFile'] as const) if (before[k] !== after[k]) changed.push({ setting: k, from: before[k], to: after[k] });
       return structuredClone(r);
     });
-    return { mirror: await this.info(saved), changed };
+    return { mirror: await this.info(saved), changed, ...(keyCheck ? { keyCheck } : {}) };
   }
 
   /** Records a relationship (the first `mirror update` initializes it). */
@@ -538,6 +563,8 @@ export class Replication {
     if (remote && !opts.keyFile) throw new SnapplaneError('INVALID', `'${destination}' is remote: give its pre-shared key file (--key-file)`);
     // Read now: a key file that is missing or malformed would otherwise fail every scheduled update instead.
     if (opts.keyFile) await readKeyFile(resolvePath(opts.keyFile));
+    // Likewise a key the endpoint refuses (one that does not answer yet is no error: it may be set up later).
+    if (remote && opts.keyFile) await tryKey(destination, resolvePath(opts.keyFile), 'the relationship was not created');
     const src = resolvePath(source);
     // The source must open (a clear NOT_FOUND or BAD_FORMAT now, not at the first update).
     await this.host.openVolume(src, false);

@@ -10,7 +10,7 @@ import { existsSync } from 'node:fs';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Volume } from '../../core/fs/volume.js';
-import type { ReplicateReport } from '../../core/api/index.js';
+import type { MirrorInfo, MirrorSetReport, ReplicateReport } from '../../core/api/index.js';
 import { json, ok, snapplane, snapplaneIn, type CliResult } from './cli-helpers.js';
 import { FaultProxy, makeKey, newMaster, seeded, snapshots, startServer, treeOf, writeAndSnapshot, type ServerProcess } from '../helpers/replication.js';
 import { runReplicationDrills } from '../helpers/replication-drills.js';
@@ -196,6 +196,33 @@ describe('replication between processes over TCP', () => {
     expect(r.code).toBe(0);
     const history = await json<{ kind: string; volume: string; target: string }[]>('jobs');
     expect(history.filter((j) => j.kind === 'replicate').at(-1)).toMatchObject({ volume: src, target: join(dir, 'relative-copy.img') });
+  });
+
+  it('mirror create and mirror set --key-file try the key on the endpoint: a refused one changes nothing', async () => {
+    const { src, server: s } = await sourceAndServer('trykey', 16);
+    try {
+      const wrong = await makeKey(dir, 'trykey-wrong');
+      const dest = `127.0.0.1:${s.port}/tk`;
+      const refused = await snapplane('mirror', 'create', 'tk', src, dest, '--kind', 'full', '--key-file', wrong);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toMatch(/^snapplane: 127\.0\.0\.1:\d+ does not know our key: authentication failed .*; the relationship was not created \(AUTH\)\n$/);
+      expect((await json<{ name: string }[]>('mirror', 'list')).map((m) => m.name)).not.toContain('tk');
+      await ok('mirror', 'create', 'tk', src, dest, '--kind', 'full', '--key-file', key);
+      const same = await json<MirrorSetReport>('mirror', 'set', 'tk', '--key-file', key);
+      expect(same.keyCheck).toEqual({ checked: true, message: `the endpoint at 127.0.0.1:${s.port} took the key` });
+      const bad = await snapplane('mirror', 'set', 'tk', '--key-file', wrong);
+      expect(bad.code).toBe(1);
+      expect(bad.stderr).toMatch(/authentication failed .*; nothing was changed \(AUTH\)\n$/);
+      expect((await json<MirrorInfo>('mirror', 'status', 'tk')).keyFile).toBe(key);
+      // An endpoint that does not answer (stopped for now): set all the same, and said so.
+      await s.kill();
+      const later = await snapplane('mirror', 'set', 'tk', '--key-file', wrong);
+      expect(later.code).toBe(0);
+      expect(later.stdout).toMatch(/^tk: key file .* → .*trykey-wrong; the key was not checked: cannot reach 127\.0\.0\.1:\d+: connection refused .*\n$/);
+      await ok('mirror', 'delete', 'tk');
+    } finally {
+      await s.kill();
+    }
   });
 
   it('refuses a wrong key before reading anything, and survives garbage', async () => {
