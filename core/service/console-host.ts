@@ -57,7 +57,7 @@ export class ConsoleHost {
   private idleTimer: NodeJS.Timeout | null = null;
 
   private constructor(private readonly options: ConsoleHostOptions) {
-    this.service = new SnapplaneService({ cpIntervalMs: options.cpIntervalMs, stateFile: options.stateFile });
+    this.service = new SnapplaneService({ cpIntervalMs: options.cpIntervalMs, stateFile: options.stateFile, concurrentRequests: true });
     const emit = (e: ConsoleEvent): void => this.emitAll(e);
     this.emitAll = (e: ConsoleEvent): void => {
       // The console's own change is announced already: the watcher takes its generation as seen.

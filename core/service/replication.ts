@@ -40,8 +40,11 @@ type Progress = (p: ProgressEvent) => void;
 
 /** The service internals replication runs on. */
 export interface ReplicationHost extends EngineAccess {
-  /** True while this process holds `path` open for writing (others in it may be using that writer). */
-  writerOpen(path: string): boolean;
+  /**
+   * True when a writer of `path` in this process may be in use by other work: one is open already, or the engine
+   * serves several requests at once (the console).
+   */
+  writerShared(path: string): boolean;
   /** Commits and closes this process's writer of `path`: other processes may write to it then. */
   releaseWriter(path: string): Promise<void>;
   /** A read-only view of `path`'s committed state of its own (not shared in the process); the caller closes it. */
@@ -942,7 +945,7 @@ export class Replication {
       // Recorded: the schedule stops until a resync (the check below says so and refuses).
       if (takenOver(rel, status)) rel.broken = true;
       refuseDestinationState(rel, status);
-      const shared = this.host.writerOpen(rel.source);
+      const shared = this.host.writerShared(rel.source);
       const v = await this.host.openVolume(rel.source, true);
       await this.settleLanded(rel, v, (ref) => status.snapshots.some((s) => sameRef(s, ref)));
       const base = await this.baseOf(rel, v);
@@ -959,8 +962,8 @@ export class Replication {
       const from = replace ? { ...status, resume: status.replacement?.resume ?? null } : status;
       const request = { marker: this.marker(rel, v), sourceSnapshots, retire, replace: replace || undefined };
       const plan = (resume: { streamId: string; fromVbn: number } | undefined): Promise<StreamPlan> => planStream(v, expression, { resume, selection: 'marks', now: () => this.host.clock() });
-      // A writer this process holds for others too stays, and sends; one opened for this update is given up for the
-      // transfer (transferWithoutWriter), so other processes may write to the source meanwhile.
+      // A writer this process may share with other work stays, and sends; one opened for this update alone is given
+      // up for the transfer (transferWithoutWriter), so other processes may write to the source meanwhile.
       const sent = shared ? await this.sendTo({ volume: v, plan }, connect, d, from, expression, request, signal, progress) : await this.transferWithoutWriter(rel.source, plan, resumeOf(from, expression), (source) => this.sendTo(source, connect, d, from, expression, request, signal, progress));
       d = sent.destination;
       await this.advance(rel, await this.afterTransfer(rel.source, shared ? v : null), top, base);
@@ -1020,7 +1023,7 @@ export class Replication {
 
   private async incrementalUpdate(rel: RelationshipRecord, signal: { cancelled: boolean }, progress: Progress): Promise<MirrorUpdateReport> {
     await refuseMirrorSource(rel.source, rel.kind);
-    const shared = this.host.writerOpen(rel.source);
+    const shared = this.host.writerShared(rel.source);
     const v = await this.host.openVolume(rel.source, true);
     const [kind, slowPath] = splitSlow(rel.slow!);
     if (rel.pending && rel.lastCommon) {

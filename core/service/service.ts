@@ -74,6 +74,11 @@ export interface ServiceOptions {
   now?: () => number;
   /** Where relationships, schedules and job history persist (default: state.json under $SNAPPLANE_HOME). */
   stateFile?: string;
+  /**
+   * The engine serves several requests at once (the console): a writer it opened may be in use by another request
+   * at any moment, so a mirror update keeps the source's writer for its whole transfer instead of giving it up.
+   */
+  concurrentRequests?: boolean;
 }
 
 export type ProgressCallback = (p: ProgressEvent) => void;
@@ -104,7 +109,7 @@ export class SnapplaneService {
     const host: ReplicationHost = {
       openVolume: (path, write, mirrorWrite, offlineUpdate) => this.volume({ volume: path }, write, mirrorWrite === true, offlineUpdate === true),
       closeVolume: (path) => this.close(path),
-      writerOpen: (path) => this.open.has(this.key({ volume: path }, false)),
+      writerShared: (path) => options.concurrentRequests === true || this.open.has(this.key({ volume: path }, false)),
       releaseWriter: (path) => this.releaseWriter(path),
       openDetachedView: (path) => Volume.open(path, { readOnly: true, cpIntervalMs: 0, openDevice: openDeviceAt, now: this.now }),
       deleteVolume: (path) => this.deleteVolume(path),

@@ -763,7 +763,8 @@ describe('views', () => {
     fireEvent.change(keyFile, { target: { value: keys[1] } });
     expect((await within(form).findByTestId('key-file-warning')).textContent).toMatch(/^Warning: key file '.*off-2\.key' is open to every user of this host \(mode 0644\)/);
     fireEvent.click(within(form).getByRole('button', { name: 'Save' }));
-    await screen.findByText(`off: key file ${keys[0]} → ${keys[1]}`);
+    // The endpoint does not answer (there is none): the key is set, and the notice says it was not checked.
+    await screen.findByText((text) => text.startsWith(`off: key file ${keys[0]} → ${keys[1]}; the key was not checked: cannot reach backup.example.com:7450`));
     expect((await fx.call<{ name: string; keyFile: string | null; every: string | null }[]>('mirrorList', {})).find((m) => m.name === 'off')).toMatchObject({ keyFile: keys[1], every: null });
     await fx.call('mirrorDelete', { name: 'off' });
     await fx.call('mirrorDelete', { name: 'inc' });
@@ -777,7 +778,10 @@ describe('views', () => {
     const server = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(fx.dir, 'auth-server.json') });
     const ep = await server.serve({ port: 0, root, keyFile: serverKey, holdMs: 0 });
     try {
+      // Created with the endpoint's key (a refused key is refused at create); then the file changes on this host only.
+      await writeFile(ourKey, await readFile(serverKey));
       await fx.call('mirrorCreate', { name: 'au', source: fx.vol, destination: `127.0.0.1:${ep.port}/au`, kind: 'full', keyFile: ourKey });
+      await writeFile(ourKey, randomBytes(32).toString('hex'));
       const { id } = await fx.call<{ id: number }>('jobStart', { kind: 'mirror-update', name: 'au' });
       let job: { id: number; state: string; error: { code: string; message: string } | null } | undefined;
       await waitFor(async () => {

@@ -794,14 +794,18 @@ describe('changing a relationship\'s settings (mirror set)', () => {
       expect(u).toMatchObject({ transfer: 'incremental', from: before.lastCommon });
       await s.closeAll();
       expectSameTree(await treeOf(c.dst, u.to), await treeOf(src, u.to), 'mirror after set');
-      // A key the endpoint does not know: the failure names the relationship's key file and how to change it.
+      // A key the endpoint does not know is refused by mirror set itself, which changes nothing...
       const wrong = await makeKey(dir, 'set-wrong-key');
-      await s.mirrorSet('set', { keyFile: wrong });
-      const advice = `relationship 'set' uses key file ${wrong} (\`snapplane mirror set set --key-file <file>\` points it at another)`;
+      await expect(s.mirrorSet('set', { keyFile: wrong })).rejects.toMatchObject({ code: 'AUTH', message: expect.stringMatching(/authentication failed.*; nothing was changed$/) });
+      expect((await s.mirrorStatus('set')).keyFile).toBe(moved);
+      // ... and a key file changed under the relationship (on this host only): the failure names the relationship's
+      // key file and how to change it.
+      await writeFile(moved, await readFile(wrong));
+      const advice = `relationship 'set' uses key file ${moved} (\`snapplane mirror set set --key-file <file>\` points it at another)`;
       await expect(s.mirrorUpdate('set')).rejects.toMatchObject({ code: 'AUTH', message: expect.stringMatching(/authentication failed.*; relationship 'set' uses key file/) });
       expect((await s.mirrorStatus('set')).lastError).toContain(advice);
       await expect(s.mirrorResync('set')).rejects.toMatchObject({ code: 'AUTH', message: expect.stringContaining(advice) });
-      await s.mirrorSet('set', { keyFile: moved });
+      await writeFile(moved, await readFile(key));
       expect(await s.mirrorUpdate('set')).toMatchObject({ transfer: 'incremental', from: u.to });
       await s.closeAll();
 
@@ -922,10 +926,13 @@ describe('mirror update --dry-run', () => {
       expect(describeMirrorUpdatePreview(dropping, String)).toMatch(/; the mirror would delete between \(deleted on the source\) unless held there or needed by its own destinations; nothing was sent$/);
       await s.closeAll();
       expect((await s.mirrorUpdate('dry')).dropped).toEqual(['between']);
-      // It asks the destination as an update does: a wrong key is refused the same way, naming the key file.
-      const wrong = await makeKey(dir, 'dry-wrong-key');
-      await s.mirrorSet('dry', { keyFile: wrong });
-      await expect(s.mirrorUpdatePreview('dry')).rejects.toMatchObject({ code: 'AUTH', message: expect.stringContaining(`relationship 'dry' uses key file ${wrong}`) });
+      // It asks the destination as an update does: a key the endpoint does not know (the relationship's key file
+      // changed on this host only) is refused the same way, naming the key file.
+      const own = join(dir, 'dry-own-key');
+      await writeFile(own, await readFile(key), { mode: 0o600 });
+      await s.mirrorSet('dry', { keyFile: own });
+      await writeFile(own, await readFile(await makeKey(dir, 'dry-wrong-key')));
+      await expect(s.mirrorUpdatePreview('dry')).rejects.toMatchObject({ code: 'AUTH', message: expect.stringContaining(`relationship 'dry' uses key file ${own}`) });
       expect((await s.mirrorStatus('dry')).lastError).toBeNull();
       await s.mirrorSet('dry', { keyFile: key });
       await expect(s.mirrorUpdatePreview('nosuch')).rejects.toMatchObject({ code: 'NOT_FOUND' });
