@@ -2,7 +2,7 @@
  * Socket reads into memory the caller owns (Node's `onread`). By default every read of a socket allocates a fresh
  * 64 KiB buffer: a 4 GiB receive makes 65,536 of them, and the external memory they add set off ~130 full garbage
  * collections in the receiving `serve`, about a quarter of its CPU, with ~40,000 page faults (bench/RESULTS.md,
- * 2026-12-03 16:40).
+ * 2026-12-03 16:13).
  */
 import { Socket } from 'node:net';
 

@@ -883,7 +883,6 @@ export class SnapplaneService {
     }
   }
 
-  /** Closes one volume (writes a final consistency point when it was open for writing). */
   /** Commits and closes this process's writer of `volume` (its read-only views stay open): other processes may write. */
   private async releaseWriter(volume: string): Promise<void> {
     const k = this.key({ volume }, false);
@@ -893,6 +892,7 @@ export class SnapplaneService {
     await v.close();
   }
 
+  /** Closes one volume (writes a final consistency point when it was open for writing). */
   async close(volume: string): Promise<void> {
     for (const [k, v] of [...this.open]) {
       if (k.startsWith(`${volume}\u0000`)) {
