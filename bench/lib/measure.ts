@@ -25,10 +25,26 @@ export function dropCaches(): boolean {
   }
 }
 
+/**
+ * Microseconds per first touch of a 4 KiB page of fresh memory (a minor page fault): under 1 on bare metal,
+ * 12–20 on some virtual machines, where a transfer's fresh buffers and the runtime's own churn cost more than its
+ * copies (bench/RESULTS.md, 2026-12-03 19:00).
+ */
+export function pageFaultMicros(): number {
+  const bytes = 64 * 2 ** 20;
+  const before = process.resourceUsage().minorPageFault;
+  const t = performance.now();
+  const b = Buffer.allocUnsafeSlow(bytes);
+  for (let i = 0; i < bytes; i += 4096) b[i] = 1;
+  const ms = performance.now() - t;
+  const faults = process.resourceUsage().minorPageFault - before;
+  return (ms * 1000) / Math.max(faults, 1);
+}
+
 /** One line describing this machine. */
 export function machine(): string {
   const c = cpus();
-  return `${c.length} × ${c[0]?.model.trim() ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Node ${process.version}, ${process.platform}`;
+  return `${c.length} × ${c[0]?.model.trim() ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Node ${process.version}, ${process.platform}, page fault ${pageFaultMicros().toFixed(1)} µs`;
 }
 
 export interface Result {
