@@ -67,7 +67,7 @@ async function writeRecords(path: string, list: SendingRecord[]): Promise<void> 
 
 /** Records that this process sends `snapshots` of the volume at `volumePath`; returns the release that removes it. */
 export async function recordSending(volumePath: string, snapshots: SendingRecord['snapshots']): Promise<() => Promise<void>> {
-  const path = await sidecarPath(volumePath, 'sending.json');
+  const path = await sendingRecordsPath(volumePath);
   const mine: SendingRecord = { id: randomUUID(), pid: process.pid, host: hostname(), since: new Date().toISOString(), snapshots };
   await withFileLock(path, async () => writeRecords(path, [...live(await readRecords(path)), mine]));
   let released = false;
@@ -81,7 +81,7 @@ export async function recordSending(volumePath: string, snapshots: SendingRecord
 /** The sends of other processes running now from the volume at `volumePath`. */
 export async function sendsElsewhere(volumePath: string): Promise<SendingRecord[]> {
   const here = hostname();
-  return live(await readRecords(await sidecarPath(volumePath, 'sending.json'))).filter((r) => !(r.pid === process.pid && r.host === here));
+  return live(await readRecords(await sendingRecordsPath(volumePath))).filter((r) => !(r.pid === process.pid && r.host === here));
 }
 
 /** The send of another process that reads the snapshot in `plane` (of CP `generation`), or null. */
@@ -89,7 +89,17 @@ export async function sentElsewhere(volumePath: string, plane: number, generatio
   return (await sendsElsewhere(volumePath)).find((r) => r.snapshots.some((s) => s.plane === plane && s.generation === generation)) ?? null;
 }
 
-/** What the refusal to delete a snapshot another process sends says. */
-export function sentElsewhereMessage(snapshot: string, r: SendingRecord): string {
-  return `snapshot '${snapshot}' is being sent by process ${r.pid} on ${r.host} (since ${r.since}); delete it after that transfer ends, or stop it first`;
+/** The file listing the sends from the volume at `volumePath`. */
+export function sendingRecordsPath(volumePath: string): Promise<string> {
+  return sidecarPath(volumePath, 'sending.json');
+}
+
+/**
+ * What the refusal to delete a snapshot another process sends says. A sender on another host (a volume on shared
+ * storage) is honoured until its entry goes, since this host cannot see its processes: the way out is named.
+ */
+export function sentElsewhereMessage(snapshot: string, r: SendingRecord, recordsPath: string): string {
+  const base = `snapshot '${snapshot}' is being sent by process ${r.pid} on ${r.host} (since ${r.since}); delete it after that transfer ends, or stop it first`;
+  if (r.host === hostname()) return base;
+  return `${base} (this host cannot tell whether that process still runs: if it does not, remove the entry with id ${r.id} from ${recordsPath})`;
 }

@@ -6,7 +6,8 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { json, ok, snapplane } from './cli-helpers.js';
@@ -77,6 +78,31 @@ describe('a snapshot being sent by another process', () => {
     await ok('snap', 'create', src, 'tue');
     await writeFile(`${src}.sending.json`, '[{"id": "1f2e", "pid": 4');
     await ok('snap', 'delete', src, 'tue');
+    expect((await json<{ name: string }[]>('snap', 'list', src)).map((s) => s.name)).toEqual([]);
+  }, 120_000);
+
+  it("a sender on another host (shared storage) holds until its entry goes; the refusal says which entry, in which file", async () => {
+    const src = join(dir(), 'src3.img');
+    await ok('volume', 'create', src, '--size', '64M');
+    await writeAndSnapshot(src, '/big.bin', 20 << 20, 7, 'wed');
+    await ok('master', 'mark', src, 'wed');
+    const run = await slowReplicate(src, join(dir(), 'copy3.img'));
+    run.kill();
+    await run.done;
+    // As another host's sender leaves it: this host cannot ask whether that process runs.
+    const records = JSON.parse(await readFile(`${src}.sending.json`, 'utf8')) as { id: string; host: string }[];
+    expect(records).toHaveLength(1);
+    const foreign = 'nas-b.example';
+    expect(hostname()).not.toBe(foreign);
+    await writeFile(`${src}.sending.json`, JSON.stringify([{ ...records[0], host: foreign }]));
+    await ok('master', 'unmark', src, 'wed');
+    const refused = await snapplane('snap', 'delete', src, 'wed');
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toBe(`snapplane: snapshot 'wed' is being sent by process ${run.pid} on ${foreign} (since ${(records[0] as unknown as { since: string }).since}); delete it after that transfer ends, or stop it first (this host cannot tell whether that process still runs: if it does not, remove the entry with id ${records[0].id} from ${src}.sending.json) (HELD)\n`);
+    expect((await json<{ name: string }[]>('snap', 'list', src)).map((s) => s.name)).toEqual(['wed']);
+    // Following the advice: the entry goes, and so does the snapshot.
+    await writeFile(`${src}.sending.json`, '[]');
+    await ok('snap', 'delete', src, 'wed');
     expect((await json<{ name: string }[]>('snap', 'list', src)).map((s) => s.name)).toEqual([]);
   }, 120_000);
 });
