@@ -23,6 +23,11 @@ export function setLockHolderName(program: string, note?: string): void {
   holderName = { program, note };
 }
 
+/** What this process said it is (setLockHolderName), for other records that name it. */
+export function holderProgram(): string | undefined {
+  return holderName?.program;
+}
+
 /** Where the lock of a volume lives: `<image>.lock`, or `<folder>/snapplane.lock` for a RAID-4 group. */
 export function lockPathOf(volume: string, isGroup: boolean): string {
   return isGroup ? join(volume, 'snapplane.lock') : `${volume}.lock`;

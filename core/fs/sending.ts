@@ -1,8 +1,8 @@
 /**
- * Snapshots being sent from a volume by processes that opened it read-only (`<image>.sending.json`): a writer in
- * another process must not delete them under the transfer (its blocks would be freed and reused while the sender
- * reads them; the send would fail with a stale read hours in). Within one process the volume's pinned planes do
- * the same; this record tells other processes.
+ * Snapshots being sent from read-only views of a volume (`<image>.sending.json`): a writer must not delete them
+ * under the transfer (its blocks would be freed and reused while the sender reads them; the send would fail with a
+ * stale read hours in). A writer's own sends are its pinned planes; a view's are recorded here, for writers in
+ * other processes and for the writer of its own process, which is another object.
  */
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
@@ -10,7 +10,7 @@ import { open, readFile, rename, unlink } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { processAlive } from '../common/process-alive.js';
 import { removeDeadTemporaries } from '../common/half-made.js';
-import { withFileLock } from './lock.js';
+import { holderProgram, withFileLock } from './lock.js';
 import { sidecarPath } from './sidecar.js';
 
 /** One send in flight: who sends, since when, and the snapshots (by plane and CP generation) it reads. */
@@ -19,6 +19,8 @@ export interface SendingRecord {
   pid: number;
   host: string;
   since: string;
+  /** What the sending process is (`snapplane replicate …`, the console), as its locks say. */
+  program?: string;
   snapshots: { name: string; plane: number; generation: number }[];
 }
 
@@ -68,7 +70,8 @@ async function writeRecords(path: string, list: SendingRecord[]): Promise<void> 
 /** Records that this process sends `snapshots` of the volume at `volumePath`; returns the release that removes it. */
 export async function recordSending(volumePath: string, snapshots: SendingRecord['snapshots']): Promise<() => Promise<void>> {
   const path = await sendingRecordsPath(volumePath);
-  const mine: SendingRecord = { id: randomUUID(), pid: process.pid, host: hostname(), since: new Date().toISOString(), snapshots };
+  const program = holderProgram();
+  const mine: SendingRecord = { id: randomUUID(), pid: process.pid, host: hostname(), since: new Date().toISOString(), ...(program ? { program } : {}), snapshots };
   await withFileLock(path, async () => writeRecords(path, [...live(await readRecords(path)), mine]));
   let released = false;
   return async () => {
@@ -78,15 +81,23 @@ export async function recordSending(volumePath: string, snapshots: SendingRecord
   };
 }
 
-/** The sends of other processes running now from the volume at `volumePath`. */
-export async function sendsElsewhere(volumePath: string): Promise<SendingRecord[]> {
-  const here = hostname();
-  return live(await readRecords(await sendingRecordsPath(volumePath))).filter((r) => !(r.pid === process.pid && r.host === here));
+/**
+ * The sends running now from read-only views of the volume at `volumePath`, this process's own included: a writer
+ * here is another object than the view that sends (the console runs a job's send beside a delete from another view).
+ */
+export async function liveSends(volumePath: string): Promise<SendingRecord[]> {
+  return live(await readRecords(await sendingRecordsPath(volumePath)));
 }
 
-/** The send of another process that reads the snapshot in `plane` (of CP `generation`), or null. */
-export async function sentElsewhere(volumePath: string, plane: number, generation: number): Promise<SendingRecord | null> {
-  return (await sendsElsewhere(volumePath)).find((r) => r.snapshots.some((s) => s.plane === plane && s.generation === generation)) ?? null;
+/** The live send that reads the snapshot in `plane` (of CP `generation`), or null. */
+export async function liveSendOf(volumePath: string, plane: number, generation: number): Promise<SendingRecord | null> {
+  return (await liveSends(volumePath)).find((r) => r.snapshots.some((s) => s.plane === plane && s.generation === generation)) ?? null;
+}
+
+/** Who sends, for messages: this process, or another by pid and host. */
+export function senderOf(r: SendingRecord): string {
+  const what = typeof r.program === 'string' ? ` (${r.program})` : '';
+  return r.pid === process.pid && r.host === hostname() ? `this process${what}` : `process ${r.pid}${what} on ${r.host}`;
 }
 
 /** The file listing the sends from the volume at `volumePath`. */
@@ -95,11 +106,11 @@ export function sendingRecordsPath(volumePath: string): Promise<string> {
 }
 
 /**
- * What the refusal to delete a snapshot another process sends says. A sender on another host (a volume on shared
- * storage) is honoured until its entry goes, since this host cannot see its processes: the way out is named.
+ * What the refusal to delete a snapshot being sent says. A sender on another host (a volume on shared storage) is
+ * honoured until its entry goes, since this host cannot see its processes: the way out is named.
  */
-export function sentElsewhereMessage(snapshot: string, r: SendingRecord, recordsPath: string): string {
-  const base = `snapshot '${snapshot}' is being sent by process ${r.pid} on ${r.host} (since ${r.since}); delete it after that transfer ends, or stop it first`;
+export function beingSentMessage(snapshot: string, r: SendingRecord, recordsPath: string): string {
+  const base = `snapshot '${snapshot}' is being sent by ${senderOf(r)} (since ${r.since}); delete it after that transfer ends, or stop it first`;
   if (r.host === hostname()) return base;
   return `${base} (this host cannot tell whether that process still runs: if it does not, remove the entry with id ${r.id} from ${recordsPath})`;
 }

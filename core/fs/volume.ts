@@ -39,7 +39,7 @@ import {
   type SnapshotEntry,
 } from './format.js';
 import { InodeTable } from './inode-table.js';
-import { recordSending, sendingRecordsPath, sentElsewhere, sentElsewhereMessage } from './sending.js';
+import { beingSentMessage, liveSendOf, recordSending, sendingRecordsPath } from './sending.js';
 import { VolumeLock, lockPathOf } from './lock.js';
 import { replacementOf, replacementWaits } from './sidecar.js';
 import { Namespace, normalizePath, type ResolvedPath } from './namespace.js';
@@ -1224,8 +1224,8 @@ export class Volume {
       if (this.pinnedPlanes.has(entry.plane)) {
         throw new SnapplaneError('HELD', `snapshot '${name}' is being sent; delete it after the transfer ends`, { volume: this.label, snapshot: name });
       }
-      const elsewhere = this.filePath === null ? null : await sentElsewhere(this.filePath, entry.plane, entry.generation);
-      if (elsewhere) throw new SnapplaneError('HELD', sentElsewhereMessage(name, elsewhere, await sendingRecordsPath(this.filePath!)), { volume: this.label, snapshot: name });
+      const sending = this.filePath === null ? null : await liveSendOf(this.filePath, entry.plane, entry.generation);
+      if (sending) throw new SnapplaneError('HELD', beingSentMessage(name, sending, await sendingRecordsPath(this.filePath!)), { volume: this.label, snapshot: name });
       if (entry.flags & SnapshotFlag.hold && !opts.releaseHold) {
         throw new SnapplaneError('HELD', `snapshot '${name}' has a hold; release it first (snapplane snap release)`, { volume: this.label, snapshot: name });
       }

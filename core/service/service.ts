@@ -39,7 +39,7 @@ import { SnapshotFlag } from '../fs/format.js';
 import { copyFromHost, copyToHost } from '../fs/host-copy.js';
 import { restoreIntoFolder } from '../fs/host-restore.js';
 import { VolumeLock, lockPathOf } from '../fs/lock.js';
-import { sendsElsewhere } from '../fs/sending.js';
+import { liveSends, senderOf } from '../fs/sending.js';
 import { deleteVolumeFiles, replaceVolumeFiles } from '../fs/sidecar.js';
 import { Volume } from '../fs/volume.js';
 import { bindNames, evaluateBound } from '../image/evaluate.js';
@@ -188,8 +188,8 @@ export class SnapplaneService {
     const now = this.clock();
     const snapshots = await this.snapList({ volume });
     const needed = await this.replication.neededMasterReasons(volume);
-    // A snapshot another process is sending stays until that transfer ends (its delete would be refused).
-    for (const r of await sendsElsewhere(volume)) for (const x of r.snapshots) if (!needed.has(x.name)) needed.set(x.name, `being sent by process ${r.pid} on ${r.host}`);
+    // A snapshot being sent (from a read-only view, here or in another process) stays until that transfer ends.
+    for (const r of await liveSends(volume)) for (const x of r.snapshots) if (!needed.has(x.name)) needed.set(x.name, `being sent by ${senderOf(r)}`);
     const plan = planScheduleRun(volume, schedules, snapshots, now, [...this.retentionGuards, (_v, snap) => needed.get(snap.name) ?? null]);
     const freed = await this.space(volume, plan.prune.map((p) => p.name));
     const report: ScheduleRunReport = {

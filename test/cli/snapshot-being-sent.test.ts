@@ -17,6 +17,10 @@ import { expectSameTree } from '../helpers/model.js';
 import type { ScheduleRunReport } from '../../core/api/index.js';
 
 const dir = useTempDir('being-sent');
+
+function escapeRe(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
 const BIN = join(process.cwd(), 'bin', 'snapplane.js');
 
 /** Starts a replication throttled to 4 MiB/s and resolves once its record is beside the source. */
@@ -48,10 +52,12 @@ describe('a snapshot being sent by another process', () => {
     const run = await slowReplicate(src, join(dir(), 'copy.img'));
     const refused = await snapplane('snap', 'delete', src, older);
     expect(refused.code).toBe(1);
-    expect(refused.stderr).toMatch(new RegExp(`^snapplane: snapshot '${older}' is being sent by process ${run.pid} on \\S+ \\(since \\S+Z\\); delete it after that transfer ends, or stop it first \\(HELD\\)\\n$`));
+    // Named as its locks name it: the command it runs.
+    const sender = `process ${run.pid} (snapplane replicate ${src} ${join(dir(), 'copy.img')}) on ${hostname()}`;
+    expect(refused.stderr).toMatch(new RegExp(`^snapplane: snapshot '${older}' is being sent by ${escapeRe(sender)} \\(since \\S+Z\\); delete it after that transfer ends, or stop it first \\(HELD\\)\\n$`));
     const plan = await json<ScheduleRunReport>('schedule', 'run', src, '--dry-run');
     expect(plan.prune).not.toContain(older);
-    expect(plan.kept).toContainEqual({ name: older, reason: expect.stringContaining(`being sent by process ${run.pid}`) as unknown as string });
+    expect(plan.kept).toContainEqual({ name: older, reason: `being sent by ${sender}` });
     // Writes go on meanwhile; they land in other blocks.
     await writeAndSnapshot(src, '/more.bin', 8 << 20, 5, 'later');
     const done = await run.done;
@@ -98,7 +104,7 @@ describe('a snapshot being sent by another process', () => {
     await ok('master', 'unmark', src, 'wed');
     const refused = await snapplane('snap', 'delete', src, 'wed');
     expect(refused.code).toBe(1);
-    expect(refused.stderr).toBe(`snapplane: snapshot 'wed' is being sent by process ${run.pid} on ${foreign} (since ${(records[0] as unknown as { since: string }).since}); delete it after that transfer ends, or stop it first (this host cannot tell whether that process still runs: if it does not, remove the entry with id ${records[0].id} from ${src}.sending.json) (HELD)\n`);
+    expect(refused.stderr).toBe(`snapplane: snapshot 'wed' is being sent by process ${run.pid} (snapplane replicate ${src} ${join(dir(), 'copy3.img')}) on ${foreign} (since ${(records[0] as unknown as { since: string }).since}); delete it after that transfer ends, or stop it first (this host cannot tell whether that process still runs: if it does not, remove the entry with id ${records[0].id} from ${src}.sending.json) (HELD)\n`);
     expect((await json<{ name: string }[]>('snap', 'list', src)).map((s) => s.name)).toEqual(['wed']);
     // Following the advice: the entry goes, and so does the snapshot.
     await writeFile(`${src}.sending.json`, '[]');
