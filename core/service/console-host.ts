@@ -57,7 +57,7 @@ export class ConsoleHost {
   private idleTimer: NodeJS.Timeout | null = null;
 
   private constructor(private readonly options: ConsoleHostOptions) {
-    this.service = new SnapplaneService({ cpIntervalMs: options.cpIntervalMs, stateFile: options.stateFile, concurrentRequests: true });
+    this.service = new SnapplaneService({ cpIntervalMs: options.cpIntervalMs, stateFile: options.stateFile, otherWork: () => this.otherWork() });
     const emit = (e: ConsoleEvent): void => this.emitAll(e);
     this.emitAll = (e: ConsoleEvent): void => {
       // The console's own change is announced already: the watcher takes its generation as seen.
@@ -130,6 +130,14 @@ export class ConsoleHost {
       host.watchTimer.unref();
     }
     return host;
+  }
+
+  /**
+   * Whether work besides one job is under way here: a request, a second job, a scheduler pass. Each may hold a
+   * writer of this engine, which a mirror update's transfer then keeps rather than gives up (ServiceOptions).
+   */
+  private otherWork(): boolean {
+    return this.inFlight > 0 || this.jobs.list().filter((j) => j.state === 'running').length > 1 || this.scheduler?.passing === true;
   }
 
   /**

@@ -41,11 +41,14 @@ type Progress = (p: ProgressEvent) => void;
 /** The service internals replication runs on. */
 export interface ReplicationHost extends EngineAccess {
   /**
-   * True when a writer of `path` in this process may be in use by other work: one is open already, or the engine
-   * serves several requests at once (the console).
+   * True when a writer of `path` in this process may be in use by the caller's other work (one was open already in
+   * a one-shot process): an update then keeps it and sends from it.
    */
   writerShared(path: string): boolean;
-  /** Commits and closes this process's writer of `path`: other processes may write to it then. */
+  /**
+   * Commits and closes this process's writer of `path`, so that other processes may write to it; the console's
+   * engine keeps it instead while other work of its own is under way.
+   */
   releaseWriter(path: string): Promise<void>;
   /** A read-only view of `path`'s committed state of its own (not shared in the process); the caller closes it. */
   openDetachedView(path: string): Promise<Volume>;

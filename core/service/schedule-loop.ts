@@ -41,6 +41,11 @@ export class ScheduleLoop {
     tick();
   }
 
+  /** True while a pass runs (its schedule runs hold writers). */
+  get passing(): boolean {
+    return this.running !== null;
+  }
+
   /** One pass: due snapshot schedules of every scheduled volume, then due mirror updates. */
   async runOnce(): Promise<void> {
     for (const volume of await this.service.scheduledVolumes().catch(() => [] as string[])) {

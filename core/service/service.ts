@@ -75,10 +75,12 @@ export interface ServiceOptions {
   /** Where relationships, schedules and job history persist (default: state.json under $SNAPPLANE_HOME). */
   stateFile?: string;
   /**
-   * The engine serves several requests at once (the console): a writer it opened may be in use by another request
-   * at any moment, so a mirror update keeps the source's writer for its whole transfer instead of giving it up.
+   * The engine serves several requests at once (the console): true while work of its own besides the asking one is
+   * under way (a request, another job, a scheduler pass), any of which may hold a writer it opened. A mirror update
+   * gives up its source's writer for the transfer only while this is false; otherwise it keeps it, and sends from a
+   * read-only view all the same.
    */
-  concurrentRequests?: boolean;
+  otherWork?: () => boolean;
 }
 
 export type ProgressCallback = (p: ProgressEvent) => void;
@@ -91,6 +93,8 @@ const STALE_READ_ATTEMPTS = 5;
 
 export class SnapplaneService {
   private readonly open = new Map<string, Volume>();
+  /** Writers being closed by releaseWriter, by key: a new open of the volume waits for its lock to go. */
+  private readonly closingWriters = new Map<string, Promise<void>>();
   /** Out-of-date read-only volumes, closed RETIRED_MS after they were replaced (or by closeAll). */
   private readonly retired = new Set<Volume>();
   private readonly cpIntervalMs: number;
@@ -109,8 +113,10 @@ export class SnapplaneService {
     const host: ReplicationHost = {
       openVolume: (path, write, mirrorWrite, offlineUpdate) => this.volume({ volume: path }, write, mirrorWrite === true, offlineUpdate === true),
       closeVolume: (path) => this.close(path),
-      writerShared: (path) => options.concurrentRequests === true || this.open.has(this.key({ volume: path }, false)),
-      releaseWriter: (path) => this.releaseWriter(path),
+      // One-shot processes keep a writer that was open before (their caller may hold it); the console decides when
+      // it would give the writer up (releaseWriter), as its requests come and go.
+      writerShared: (path) => options.otherWork === undefined && this.open.has(this.key({ volume: path }, false)),
+      releaseWriter: (path) => (options.otherWork?.() ? Promise.resolve() : this.releaseWriter(path)),
       openDetachedView: (path) => Volume.open(path, { readOnly: true, cpIntervalMs: 0, openDevice: openDeviceAt, now: this.now }),
       deleteVolume: (path) => this.deleteVolume(path),
       replaceVolume: (path, replacement) => this.replaceVolume(path, replacement),
@@ -281,6 +287,7 @@ export class SnapplaneService {
    * opens it (everyone else is refused).
    */
   private async volume(ref: VolumeRef, write: boolean, mirrorWrite = false, offlineUpdate = false): Promise<Volume> {
+    await this.closingWriters.get(this.key({ volume: ref.volume }, false))?.catch(() => undefined);
     if (write && ref.snapshot !== undefined) {
       throw new SnapplaneError('READ_ONLY', `snapshot '${ref.snapshot}' is read-only`, {
         volume: ref.volume,
@@ -889,7 +896,10 @@ export class SnapplaneService {
     const v = this.open.get(k);
     if (!v) return;
     this.open.delete(k);
-    await v.close();
+    // Until its lock is gone, an open for writing here would find the lock this process's own (LOCKED): it waits.
+    const closing = v.close().finally(() => this.closingWriters.delete(k));
+    this.closingWriters.set(k, closing);
+    await closing;
   }
 
   /** Closes one volume (writes a final consistency point when it was open for writing). */
