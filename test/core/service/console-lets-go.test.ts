@@ -122,8 +122,8 @@ describe('the console lets go of volumes it wrote', () => {
       expect((await mirror.snapList({ volume: join(dir, 'ml-mirror.img') })).map((x) => x.name)).toEqual(['during', 'mirror.ml.2']);
       await mirror.closeAll();
       // Two updates at once (other work for each): the writer stays with the console through the transfers. The
-      // first sends 4 MiB (~2 s), so it still runs when the second, a full copy, decides.
-      await call('writeFile', { volume: src, path: '/more.bin', base64: randomBytes(4 << 20).toString('base64') });
+      // first sends 8 MiB (~4 s), so it still runs when the second, a full copy, decides.
+      await call('writeFile', { volume: src, path: '/more.bin', base64: randomBytes(8 << 20).toString('base64') });
       const a = await call<JobState>('jobStart', { kind: 'mirror-update', name: 'ml' });
       const b = await call<JobState>('jobStart', { kind: 'mirror-update', name: 'ml2' });
       await transferring(b.id);
