@@ -36,6 +36,18 @@ async function slowReplicate(src: string, dest: string): Promise<{ pid: number; 
   return { pid: child.pid!, done, kill: () => child.kill('SIGKILL') };
 }
 
+/** A source `src<n>.img` with master `snap`, whose replication to `copy<n>.img` was killed (SIGKILL) mid-send. */
+async function killedSender(n: string, seed: number, snap: string): Promise<{ src: string; run: { pid: number } }> {
+  const src = join(dir(), `src${n}.img`);
+  await ok('volume', 'create', src, '--size', '64M');
+  await writeAndSnapshot(src, '/big.bin', 20 << 20, seed, snap);
+  await ok('master', 'mark', src, snap);
+  const run = await slowReplicate(src, join(dir(), `copy${n}.img`));
+  run.kill();
+  await run.done;
+  return { src, run };
+}
+
 describe('a snapshot being sent by another process', () => {
   it('is not deleted under the transfer, nor pruned; the transfer lands whole while the source is written', async () => {
     process.env.SNAPPLANE_HOME = join(dir(), 'home');
@@ -69,13 +81,7 @@ describe('a snapshot being sent by another process', () => {
   }, 120_000);
 
   it('a killed sender holds nothing, nor does a record a crash cut short: the delete goes through', async () => {
-    const src = join(dir(), 'src2.img');
-    await ok('volume', 'create', src, '--size', '64M');
-    await writeAndSnapshot(src, '/big.bin', 20 << 20, 6, 'mon');
-    await ok('master', 'mark', src, 'mon');
-    const run = await slowReplicate(src, join(dir(), 'copy2.img'));
-    run.kill();
-    await run.done;
+    const { src } = await killedSender('2', 6, 'mon');
     expect(existsSync(`${src}.sending.json`)).toBe(true);
     await ok('master', 'unmark', src, 'mon');
     await ok('snap', 'delete', src, 'mon');
@@ -88,13 +94,7 @@ describe('a snapshot being sent by another process', () => {
   }, 120_000);
 
   it("a sender on another host (shared storage) holds until its entry goes; the refusal says which entry, in which file", async () => {
-    const src = join(dir(), 'src3.img');
-    await ok('volume', 'create', src, '--size', '64M');
-    await writeAndSnapshot(src, '/big.bin', 20 << 20, 7, 'wed');
-    await ok('master', 'mark', src, 'wed');
-    const run = await slowReplicate(src, join(dir(), 'copy3.img'));
-    run.kill();
-    await run.done;
+    const { src, run } = await killedSender('3', 7, 'wed');
     // As another host's sender leaves it: this host cannot ask whether that process runs.
     const records = JSON.parse(await readFile(`${src}.sending.json`, 'utf8')) as { id: string; host: string }[];
     expect(records).toHaveLength(1);
