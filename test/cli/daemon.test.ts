@@ -10,6 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { json, ok, snapplane } from './cli-helpers.js';
 import { useTempDir } from '../helpers/temp-dir.js';
 import type { MirrorInfo, SnapshotInfo } from '../../core/api/index.js';
+import { literal } from '../helpers/literal.js';
 
 const dir = useTempDir('daemon');
 const BIN = join(process.cwd(), 'bin', 'snapplane.js');
@@ -72,7 +73,7 @@ describe('snapplane daemon', () => {
       // Created now, while the daemon waits: its next passes take the snapshot and initialize the mirror.
       await run('schedule', 'add', vol, 'hourly', '--every', '1h', '--keep', '2');
       await run('mirror', 'create', 'nightly', vol, mirror, '--kind', 'full', '--every', '1d');
-      await printed(child, out, new RegExp(`${vol.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: took hourly-`));
+      await printed(child, out, new RegExp(`${literal(vol)}: took hourly-`));
       await printed(child, out, /mirror nightly: initialized with a full image of mirror\.nightly\.1: \d+ blocks/);
       const snaps = await json<SnapshotInfo[]>('snap', 'list', vol);
       expect(snaps.some((s) => s.name.startsWith('hourly-'))).toBe(true);
@@ -188,7 +189,7 @@ describe('snapplane daemon', () => {
       await new Promise((r) => setTimeout(r, 4000));
       const lines = err.text.trim().split('\n');
       expect(lines).toHaveLength(1);
-      expect(lines[0]).toMatch(new RegExp(`^\\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z ${gone.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: volume '.*' does not exist \\(NOT_FOUND\\) \\(said again if it changes, or hourly while it lasts\\)$`));
+      expect(lines[0]).toMatch(new RegExp(`^\\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z ${literal(gone)}: volume '.*' does not exist \\(NOT_FOUND\\) \\(said again if it changes, or hourly while it lasts\\)$`));
       // Back in place: the next pass takes the snapshot and says the volume works again.
       await rename(`${gone}.away`, gone);
       await printed(child, out, /gone\.img: works again/);

@@ -15,12 +15,9 @@ import { useTempDir } from '../helpers/temp-dir.js';
 import { treeOf, writeAndSnapshot } from '../helpers/replication.js';
 import { expectSameTree } from '../helpers/model.js';
 import type { ScheduleRunReport } from '../../core/api/index.js';
+import { literal } from '../helpers/literal.js';
 
 const dir = useTempDir('being-sent');
-
-function escapeRe(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}
 const BIN = join(process.cwd(), 'bin', 'snapplane.js');
 
 /** Starts a replication throttled to 4 MiB/s and resolves once its record is beside the source. */
@@ -66,7 +63,7 @@ describe('a snapshot being sent by another process', () => {
     expect(refused.code).toBe(1);
     // Named as its locks name it: the command it runs.
     const sender = `process ${run.pid} (snapplane replicate ${src} ${join(dir(), 'copy.img')}) on ${hostname()}`;
-    expect(refused.stderr).toMatch(new RegExp(`^snapplane: snapshot '${older}' is being sent by ${escapeRe(sender)} \\(since \\S+Z\\); delete it after that transfer ends, or stop it first \\(HELD\\)\\n$`));
+    expect(refused.stderr).toMatch(new RegExp(`^snapplane: snapshot '${older}' is being sent by ${literal(sender)} \\(since \\S+Z\\); delete it after that transfer ends, or stop it first \\(HELD\\)\\n$`));
     const plan = await json<ScheduleRunReport>('schedule', 'run', src, '--dry-run');
     expect(plan.prune).not.toContain(older);
     expect(plan.kept).toContainEqual({ name: older, reason: `being sent by ${sender}` });

@@ -34,6 +34,7 @@ import { writeMarker } from '../../core/transfer/sidecars.js';
 import { replacementOf, startReplacement } from '../../core/transfer/replacement.js';
 import { consoleFixture, type ConsoleFixture } from '../helpers/console-volume.js';
 import { SnapplaneService } from '../../core/service/index.js';
+import { literal } from '../helpers/literal.js';
 
 const XSS = '<img src=x onerror=alert(1)>';
 let fx: ConsoleFixture;
@@ -612,7 +613,7 @@ describe('views', () => {
     const recorded = (await fx.call<{ id: number; kind: string; volume: string; target: string; outcome: string; error?: string }[]>('jobHistory', {})).find((h) => h.id === plainId);
     expect(recorded).toMatchObject({ kind: 'mirror-resync', volume: src, target: dst, outcome: 'error', error: plain.error!.message });
     expect(plain.error!.code).toBe('DIVERGED');
-    expect(plain.error!.message).toMatch(new RegExp(`^'${dst.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}' holds what its source does not: \\d+ blocks \\([^)]+\\) written since its newest snapshot 'mirror\\.dv\\.1'`));
+    expect(plain.error!.message).toMatch(new RegExp(`^'${literal(dst)}' holds what its source does not: \\d+ blocks \\([^)]+\\) written since its newest snapshot 'mirror\\.dv\\.1'`));
     // The row says why it is still broken, and which of its buttons does what the message says.
     await useRelationships.getState().refresh();
     expect((await screen.findByTestId('advice-dv')).textContent).toBe('Here: the “resync, discarding…” button does what the message says.');

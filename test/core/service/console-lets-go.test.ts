@@ -36,11 +36,12 @@ async function otherWrites(volume: string, snap: string): Promise<Error | null> 
   }
 }
 
-/** The job's last state, once its transfer has sent something and while it still runs. */
+/** Waits until the job's transfer has sent something, the job still running. */
 async function transferring(id: number): Promise<void> {
   await until(async () => jobs.some((j) => j.id === id && j.state === 'running' && j.done > 0), 20_000);
 }
 
+/** Waits for the job to end; its final state. */
 async function finished(id: number): Promise<JobState> {
   await until(async () => jobs.some((j) => j.id === id && j.state !== 'running'), 60_000);
   return jobs.find((j) => j.id === id && j.state !== 'running')!;

@@ -2,7 +2,7 @@
  * A snapshot that a send of this same process reads is not deleted under it. A send from a read-only view lists its
  * snapshots in `<image>.sending.json` for writers elsewhere; a writer of the same process skipped its own process's
  * entries, so in one engine (the console's: a backup or replication job beside a delete from another view) the
- * delete went through, the send's blocks were freed and reused, and the job failed partway with a stale read.
+ * delete went through under the send (which would then read freed blocks, refused as stale once reused).
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';

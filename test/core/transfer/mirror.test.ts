@@ -17,6 +17,7 @@ import { describeMirrorUpdatePreview } from '../../../core/api/index.js';
 import { expectSameTree } from '../../helpers/model.js';
 import { FaultProxy, makeKey, randomWork, seeded, snapshots, treeOf, writeAndSnapshot } from '../../helpers/replication.js';
 import { pattern } from '../../helpers/model.js';
+import { literal } from '../../helpers/literal.js';
 
 let dir: string;
 let n = 0;
@@ -679,7 +680,7 @@ describe('full mirrors', () => {
     expect([...(await treeOf(src)).keys()]).toContain('/never-mirrored');
     await s.mirrorDelete('m-take-other');
     await s.closeAll();
-    await expect(s.mirrorResync('m-take', { reverse: true })).rejects.toMatchObject({ code: 'DIVERGED', message: expect.stringMatching(new RegExp(`^'${src.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}' holds what its source does not: \\d+ blocks .*\\. \`snapplane mirror resync m-take --reverse --discard\` discards it; to keep it, copy what you need off`)) });
+    await expect(s.mirrorResync('m-take', { reverse: true })).rejects.toMatchObject({ code: 'DIVERGED', message: expect.stringMatching(new RegExp(`^'${literal(src)}' holds what its source does not: \\d+ blocks .*\\. \`snapplane mirror resync m-take --reverse --discard\` discards it; to keep it, copy what you need off`)) });
     await s.closeAll();
     expect([...(await treeOf(src)).keys()]).toContain('/never-mirrored');
     expect((await s.mirrorStatus('m-take')).source).toBe(src);
@@ -1491,7 +1492,7 @@ describe('master snapshots and holds', () => {
     await s.mirrorCreate('m-first', src, b, { kind: 'full' });
     await s.mirrorUpdate('m-first');
     await s.closeAll();
-    const why = new RegExp(`'${b.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}' is the mirror of '.*' \\(relationship 'm-first'\\): a full mirror takes a snapshot of its source at every update.*--kind replica`);
+    const why = new RegExp(`'${literal(b)}' is the mirror of '.*' \\(relationship 'm-first'\\): a full mirror takes a snapshot of its source at every update.*--kind replica`);
     await expect(s.mirrorUpdate('m-second')).rejects.toMatchObject({ code: 'INVALID', message: expect.stringMatching(why) });
     await expect(s.mirrorCreate('m-third', b, `${base}-d.img`, { kind: 'incremental', slow: `file:${base}-d.snap` })).rejects.toThrow(/an incremental mirror takes a snapshot of its source/);
     await s.snapCreate(src, 'R1');
