@@ -1,11 +1,11 @@
 /** Engine foundation benchmarks (issue: engine foundation). */
-import { execSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Volume } from '../core/fs/volume.js';
 import { copyFromHost } from '../core/fs/host-copy.js';
 import { benchDir, randomFiles, readHostFile, removeDir, writeHostFile } from './lib/files.js';
-import { dropCaches, median, time, type Result } from './lib/measure.js';
+import { dropCaches, median, shell, time, type Result } from './lib/measure.js';
 
 const MiB = 2 ** 20;
 
@@ -54,7 +54,7 @@ export async function writeRead(quick: boolean): Promise<Result[]> {
     const ddMs = median(
       await Promise.all(
         [0].map(() =>
-          time(() => execSync(`dd if=/dev/zero of=${join(dir, 'dd.bin')} bs=1M count=${total / MiB} conv=fdatasync 2>/dev/null`, { shell: '/bin/sh' })),
+          time(() => shell(`dd if=/dev/zero of=${join(dir, 'dd.bin')} bs=1M count=${total / MiB} conv=fdatasync`)),
         ),
       ),
     );
@@ -72,13 +72,13 @@ export async function writeRead(quick: boolean): Promise<Result[]> {
     const hostReads: number[] = [];
     let cold = false;
     for (let round = 0; round < (quick ? 3 : 5); round++) {
-      cold = dropCaches();
+      cold = await dropCaches();
       engineReads.push(
         await time(async () => {
           for (const n of names) for await (const c of v.readChunks(`/src/${n}`, { reuse: true })) void c;
         }),
       );
-      dropCaches();
+      await dropCaches();
       hostReads.push(
         await time(async () => {
           for (const n of names) await readHostFile(join(src, n));

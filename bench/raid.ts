@@ -1,5 +1,4 @@
 /** RAID-4 benchmarks: sequential read on a 4+1 group vs a single image, degraded vs healthy, rebuild vs dd. */
-import { execSync } from 'node:child_process';
 import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Volume } from '../core/fs/volume.js';
@@ -7,7 +6,7 @@ import { copyFromHost } from '../core/fs/host-copy.js';
 import { Raid4Device } from '../core/raid/raid4-device.js';
 import { openDeviceAt } from '../core/raid/open-device.js';
 import { benchDir, randomFiles, removeDir } from './lib/files.js';
-import { dropCaches, median, time, type Result } from './lib/measure.js';
+import { dropCaches, median, shell, time, type Result } from './lib/measure.js';
 
 const MiB = 2 ** 20;
 
@@ -43,11 +42,11 @@ export async function raid(quick: boolean): Promise<Result[]> {
     let cold = false;
     for (let round = 0; round < 3; round++) {
       const s = await Volume.open(join(dir, 'single.img'), { readOnly: true });
-      dropCaches();
+      await dropCaches();
       singles.push(await readAll(s, names));
       await s.close();
       const healthy = await open(true);
-      cold = dropCaches();
+      cold = await dropCaches();
       healthies.push(await readAll(healthy, names));
       await healthy.close();
     }
@@ -55,7 +54,7 @@ export async function raid(quick: boolean): Promise<Result[]> {
     const healthyMs = median(healthies);
     await rm(join(group, 'data-1.img'));
     const degraded = await open(true);
-    dropCaches();
+    await dropCaches();
     const degradedMs = await readAll(degraded, names);
     await degraded.close();
 
@@ -63,7 +62,7 @@ export async function raid(quick: boolean): Promise<Result[]> {
     const w = await open();
     const rdev = w.device as Raid4Device;
     await w.exclusive(() => rdev.beginReplace(1, 'data-1b.img'));
-    dropCaches();
+    await dropCaches();
     let rebuilt = 0;
     const rebuildMs = await time(async () => {
       for (;;) {
@@ -75,7 +74,7 @@ export async function raid(quick: boolean): Promise<Result[]> {
     const memberMiB = (rdev.stripeCount * 4096) / MiB;
     await w.close();
     const ddMs = await time(() =>
-      execSync(`dd if=/dev/zero of=${join(dir, 'dd.bin')} bs=1M count=${Math.round(memberMiB)} conv=fdatasync 2>/dev/null`, { shell: '/bin/sh' }),
+      shell(`dd if=/dev/zero of=${join(dir, 'dd.bin')} bs=1M count=${Math.round(memberMiB)} conv=fdatasync`),
     );
     return [
       {

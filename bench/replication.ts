@@ -4,7 +4,7 @@
  * after 1% of blocks changed ÷ reading just those blocks from the source, and the replication ÷ `rsync --inplace
  * --no-whole-file` of the image through an rsync daemon on 127.0.0.1.
  */
-import { execSync, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomFillSync } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, open, readdir, rm, stat, writeFile } from 'node:fs/promises';
@@ -14,14 +14,11 @@ import { SnapplaneService } from '../core/service/index.js';
 import { Volume } from '../core/fs/volume.js';
 import { planStream } from '../core/stream/send.js';
 import { benchDir, randomFiles, removeDir } from './lib/files.js';
-import { dropCaches, median, time, type Result } from './lib/measure.js';
+import { dropCaches, median, shell, time, type Result } from './lib/measure.js';
 
 const MiB = 2 ** 20;
 const BIN = join(process.cwd(), 'bin', 'snapplane.js');
 
-function sh(cmd: string): void {
-  execSync(cmd, { stdio: 'ignore', shell: '/bin/sh' });
-}
 
 /** Starts a child that prints a line matching `ready` once it listens; returns the child and the match. */
 function child(args: string[], ready: RegExp): Promise<{ proc: ChildProcess; match: RegExpExecArray }> {
@@ -121,9 +118,9 @@ async function netcatPipe(path: string, to: string): Promise<number> {
   await new Promise((r) => setTimeout(r, 300));
   const exited = new Promise<void>((r) => recv.once('exit', () => r()));
   const ms = await time(async () => {
-    sh(`nc -N 127.0.0.1 ${port} < ${path}`);
+    await shell(`nc -N 127.0.0.1 ${port} < ${path}`);
     await exited;
-    sh(`sync ${to}`);
+    await shell(`sync ${to}`);
   });
   return ms;
 }
@@ -163,7 +160,7 @@ export async function replication(quick: boolean): Promise<Result[]> {
     const ncPipes: number[] = [];
     for (let r = 0; r < rounds; r++) {
       const name = r === 0 ? 'r' : `full${r}`;
-      dropCaches();
+      await dropCaches();
       fulls.push(
         await time(async () => {
           await s.replicate(src, `127.0.0.1:${port}/${name}`, { keyFile });
@@ -180,13 +177,13 @@ export async function replication(quick: boolean): Promise<Result[]> {
       // has the host supply its page-cache memory anew, which costs this VM 2-3× (13-15 s against 5 s measured).
       const tries: number[] = [];
       for (let k = 0; k < 2; k++) {
-        dropCaches();
+        await dropCaches();
         tries.push(await pipeFile(src, join(dir, 'piped.img')));
         await rm(join(dir, 'piped.img'), { force: true });
       }
       nodePipes.push(Math.min(...tries));
       if (existsSync('/usr/bin/nc')) {
-        dropCaches();
+        await dropCaches();
         ncPipes.push(await netcatPipe(src, join(dir, 'piped.img')));
         await rm(join(dir, 'piped.img'), { force: true });
       }
@@ -220,7 +217,7 @@ export async function replication(quick: boolean): Promise<Result[]> {
     let incrBytes = 0;
     let runs = 0;
     for (let k = 1; k <= rounds; k++) {
-      if (k === rounds) sh(`cp --sparse=always ${src} ${join(module, 'old.img')}`);
+      if (k === rounds) await shell(`cp --sparse=always ${src} ${join(module, 'old.img')}`);
       const vol = await Volume.open(src, { cpIntervalMs: 0 });
       for (let i = 0; i < changes; i++) {
         randomFillSync(buf);
@@ -230,14 +227,14 @@ export async function replication(quick: boolean): Promise<Result[]> {
       await vol.setSnapshotFlags(`r${k}`, { master: true });
       await vol.close();
 
-      dropCaches();
+      await dropCaches();
       incrs.push(
         await time(async () => {
           incrBytes = (await s.replicate(src, `127.0.0.1:${port}/r`, { keyFile })).bytes;
           await s.closeAll();
         }),
       );
-      dropCaches();
+      await dropCaches();
       mirrorUpdates.push(
         await time(async () => {
           mirrorBytes = (await s.mirrorUpdate('bench')).bytes;
@@ -248,9 +245,9 @@ export async function replication(quick: boolean): Promise<Result[]> {
       const plan = await planStream(ro, `r${k} - r${k - 1}`);
       await ro.close();
       runs = plan.runs.length;
-      dropCaches();
+      await dropCaches();
       reads.push(await readRuns(src, plan.runs));
-      dropCaches();
+      await dropCaches();
       runPipes.push(await pipeRuns(src, plan.runs, join(dir, 'changed.bin')));
       await rm(join(dir, 'changed.bin'), { force: true });
     }
@@ -267,8 +264,8 @@ export async function replication(quick: boolean): Promise<Result[]> {
       await writeFile(conf, `use chroot = no\nuid = root\ngid = root\n[bench]\npath = ${module}\nread only = no\n`);
       rsyncd = spawn('rsync', ['--daemon', '--no-detach', `--port=${rport}`, `--config=${conf}`], { stdio: 'ignore' });
       await new Promise((r) => setTimeout(r, 500));
-      dropCaches();
-      rsync = await time(() => sh(`rsync -I --inplace --no-whole-file ${src} rsync://127.0.0.1:${rport}/bench/old.img`));
+      await dropCaches();
+      rsync = await time(() => shell(`rsync -I --inplace --no-whole-file ${src} rsync://127.0.0.1:${rport}/bench/old.img`));
       rsyncNote = `rsync daemon on 127.0.0.1: ${rsync.toFixed(0)} ms`;
     }
     // An aged source: its free space riddled with the single blocks that deleted snapshots freed (every 1% change
@@ -294,7 +291,7 @@ export async function replication(quick: boolean): Promise<Result[]> {
       }
       await vol.createSnapshot(`a${k}`);
       await vol.close();
-      dropCaches();
+      await dropCaches();
       const t = await time(async () => {
         await s.mirrorUpdate('bench');
         await s.closeAll();
@@ -308,7 +305,7 @@ export async function replication(quick: boolean): Promise<Result[]> {
         if (k > ageing) {
           agedUpdates.push(t);
           agedRuns = plan.runs.length;
-          dropCaches();
+          await dropCaches();
           agedReads.push(await readRuns(src, plan.runs));
         }
       }

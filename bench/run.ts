@@ -11,7 +11,7 @@ import { streams } from './streams.js';
 import { image } from './image.js';
 import { replication } from './replication.js';
 import { consoleBench } from './console.js';
-import { machine, row, type Result } from './lib/measure.js';
+import { machine, row, startShell, stopShell, type Result } from './lib/measure.js';
 
 const suites: Record<string, (quick: boolean) => Promise<Result[]>> = {
   snapshot: snapshotCreate,
@@ -31,6 +31,8 @@ const chosen = args.filter((a) => !a.startsWith('--'));
 const names = chosen.length ? chosen : Object.keys(suites);
 for (const n of names) if (!suites[n]) throw new Error(`unknown benchmark '${n}' (have: ${Object.keys(suites).join(', ')})`);
 
+// Before anything is measured: the bench forks no more once it runs (measure.ts, startShell).
+startShell();
 const results: Result[] = [];
 for (const n of names) {
   process.stderr.write(`running ${n}${quick ? ' (quick)' : ''} ...\n`);
@@ -40,5 +42,6 @@ for (const n of names) {
 }
 const header = `\n## ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC — ${machine()}${quick ? ' — quick sizes' : ''}\n\n| benchmark | figures | ratio | target | | notes |\n|---|---|---|---|---|---|\n`;
 const table = header + results.map(row).join('\n') + '\n';
+stopShell();
 process.stdout.write(table);
 await appendFile(join(process.cwd(), 'bench', 'RESULTS.md'), table);

@@ -3,7 +3,6 @@
  * blocks changed ÷ `rsync --inplace --no-whole-file` of the image (and restic, when installed), and restoring a
  * level-0+1+2 chain ÷ the full copy.
  */
-import { execSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { open, rm } from 'node:fs/promises';
 import { randomFillSync } from 'node:crypto';
@@ -11,13 +10,10 @@ import { join } from 'node:path';
 import { SnapplaneService } from '../core/service/index.js';
 import { Volume } from '../core/fs/volume.js';
 import { benchDir, randomFiles, removeDir } from './lib/files.js';
-import { dropCaches, median, time, type Result } from './lib/measure.js';
+import { dropCaches, median, shell, time, type Result } from './lib/measure.js';
 
 const MiB = 2 ** 20;
 
-function sh(cmd: string): void {
-  execSync(cmd, { stdio: 'ignore', shell: '/bin/sh' });
-}
 
 export async function streams(quick: boolean): Promise<Result[]> {
   // The baselines are other tools' runs: say which one is missing rather than fail on its exit status.
@@ -44,7 +40,7 @@ export async function streams(quick: boolean): Promise<Result[]> {
     for (let r = 0; r < rounds; r++) {
       await rm(join(dir, 'copy.img'), { force: true });
       await rm(join(dir, 'cp.img'), { force: true });
-      dropCaches();
+      await dropCaches();
       full.push(await time(async () => {
         await s.copy(src, join(dir, 'copy.img'), 'l0');
         await s.closeAll();
@@ -54,13 +50,13 @@ export async function streams(quick: boolean): Promise<Result[]> {
       const tries: number[] = [];
       for (let k = 0; k < 2; k++) {
         await rm(join(dir, 'cp.img'), { force: true });
-        dropCaches();
-        tries.push(await time(() => sh(`cp --sparse=always ${src} ${join(dir, 'cp.img')} && sync ${join(dir, 'cp.img')}`)));
+        await dropCaches();
+        tries.push(await time(() => shell(`cp --sparse=always ${src} ${join(dir, 'cp.img')} && sync ${join(dir, 'cp.img')}`)));
       }
       cp.push(Math.min(...tries));
     }
     // The rsync baseline needs the old copy as a plain file: the image as it was at l0.
-    sh(`cp --sparse=always ${src} ${join(dir, 'old.img')}`);
+    await shell(`cp --sparse=always ${src} ${join(dir, 'old.img')}`);
 
     // Change 1% of the used blocks in place (4 KiB writes spread over the files), take l1.
     const blocks = used / 4096;
@@ -74,13 +70,13 @@ export async function streams(quick: boolean): Promise<Result[]> {
     }
     await vol.createSnapshot('l1');
     await vol.close();
-    dropCaches();
+    await dropCaches();
     const incr = await time(async () => {
       await s.copy(src, join(dir, 'copy.img'), 'l1 - l0');
       await s.closeAll();
     });
-    dropCaches();
-    const rsync = await time(() => sh(`rsync -I --inplace --no-whole-file ${src} ${join(dir, 'old.img')}`));
+    await dropCaches();
+    const rsync = await time(() => shell(`rsync -I --inplace --no-whole-file ${src} ${join(dir, 'old.img')}`));
 
     // restic: the data as a folder, backed up, changed by 1%, backed up again (incremental); informational.
     let resticNote = 'restic not installed';
@@ -89,16 +85,16 @@ export async function streams(quick: boolean): Promise<Result[]> {
         const folder = join(dir, 'folder');
         await s.get({ volume: src }, '/data', folder);
         const env = `RESTIC_PASSWORD=bench RESTIC_REPOSITORY=${join(dir, 'restic')}`;
-        sh(`${env} restic init -q`);
-        sh(`${env} restic backup -q ${folder}`);
+        await shell(`${env} restic init -q`);
+        await shell(`${env} restic backup -q ${folder}`);
         const fh = await open(join(folder, 'f0.bin'), 'r+');
         for (let i = 0; i < changes; i++) {
           randomFillSync(buf);
           await fh.write(buf, 0, 4096, ((i * 7919) % (used / 4096)) * 4096 % fileSize);
         }
         await fh.close();
-        dropCaches();
-        const rt = await time(() => sh(`${env} restic backup -q ${folder}`));
+        await dropCaches();
+        const rt = await time(() => shell(`${env} restic backup -q ${folder}`));
         resticNote = `restic incremental backup of the same data as a folder after the same 1% change: ${rt.toFixed(0)} ms`;
       } catch (e) {
         resticNote = `restic failed: ${(e as Error).message.split('\n')[0]}`;
@@ -124,7 +120,7 @@ export async function streams(quick: boolean): Promise<Result[]> {
     const restores: number[] = [];
     for (let r = 0; r < rounds; r++) {
       await rm(join(dir, 'restored.img'), { force: true });
-      dropCaches();
+      await dropCaches();
       restores.push(await time(async () => {
         await s.restore(join(dir, 'restored.img'), [b0, b1, b2]);
         await s.closeAll();

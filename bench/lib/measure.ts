@@ -1,5 +1,6 @@
 /** Timing, medians, cache dropping and machine description for benchmarks. */
-import { execSync } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { cpus, totalmem } from 'node:os';
 
 /** Median of an array of numbers. */
@@ -15,10 +16,57 @@ export async function time(fn: () => Promise<unknown> | unknown): Promise<number
   return performance.now() - t;
 }
 
-/** Drops the page cache when permitted (root); returns whether it did. */
-export function dropCaches(): boolean {
+/**
+ * A shell started once, before the first benchmark, that runs the benchmarks' commands. The bench process itself
+ * never forks while it measures: a fork makes every page of the forking process copy-on-write, so its next touch
+ * of each one is a page fault (on the test VM ~24,000 of them, ~300 ms, charged to an in-process replication
+ * timed right after `sync; echo 3 > drop_caches` had been run with execSync; bench/RESULTS.md, 2026-12-03 23:40).
+ */
+let commandShell: { proc: ChildProcess; lines: AsyncIterator<string> } | null = null;
+let queue: Promise<unknown> = Promise.resolve();
+
+/** Starts the command shell (call before measuring anything; `stopShell` ends it). */
+export function startShell(): void {
+  if (commandShell) return;
+  const proc = spawn('/bin/sh', [], { stdio: ['pipe', 'pipe', 'inherit'] });
+  commandShell = { proc, lines: createInterface({ input: proc.stdout! })[Symbol.asyncIterator]() };
+}
+
+/** Ends the command shell. */
+export function stopShell(): void {
+  commandShell?.proc.stdin!.end();
+  commandShell = null;
+}
+
+/** Runs `cmd` in the command shell (its output discarded unless it fails); rejects when it exits non-zero. */
+export function shell(cmd: string): Promise<void> {
+  const run = async (): Promise<void> => {
+    startShell();
+    const { proc, lines } = commandShell!;
+    proc.stdin!.write(`{ ${cmd}\n} </dev/null 2>&1; echo "__done $?"\n`);
+    const output: string[] = [];
+    for (;;) {
+      const r = await lines.next();
+      if (r.done) throw new Error(`the command shell ended while running: ${cmd}`);
+      const m = /^__done (\d+)$/.exec(r.value);
+      if (!m) {
+        output.push(r.value);
+        continue;
+      }
+      if (m[1] !== '0') throw new Error(`'${cmd}' exited with ${m[1]}: ${output.slice(-5).join(' / ')}`);
+      return;
+    }
+  };
+  // One command at a time: their outputs share the shell's stdout.
+  const next = queue.then(run, run);
+  queue = next.catch(() => undefined);
+  return next;
+}
+
+/** Drops the page cache when permitted (root); resolves to whether it did. */
+export async function dropCaches(): Promise<boolean> {
   try {
-    execSync('sync; echo 3 > /proc/sys/vm/drop_caches', { stdio: 'ignore', shell: '/bin/sh' });
+    await shell('sync; echo 3 > /proc/sys/vm/drop_caches');
     return true;
   } catch {
     return false;
