@@ -1,13 +1,16 @@
 /**
- * Image-stream bytes over a wire connection: the sender packs them into pooled frames (no fresh buffer per frame,
- * optional rate limit); the receiver gets them back as an async iterable that ends at the end-of-data frame.
+ * Image-stream bytes over a wire connection: the sender packs them into frames reused from send to send (no fresh
+ * buffer per frame; optional rate limit); the receiver gets them back as an async iterable that ends at the end-of-data frame.
  */
 import { SnapplaneError } from '../common/errors.js';
 import { fixedChunks } from '../common/fixed-chunks.js';
+import { SpareBuffers } from '../common/spare-buffers.js';
 import { FrameType, type WireConnection, type WireMessage } from './wire.js';
 
 const FRAME = 1 << 20;
 const POOL = 8;
+/** Frames kept between sends: enough for two at once. */
+const spareFrames = new SpareBuffers(FRAME, 2 * POOL);
 
 /** A token bucket in bytes per second (one second of burst). */
 export class RateLimit {
@@ -45,16 +48,18 @@ export async function* throttled(stream: AsyncIterable<Buffer>, limit: RateLimit
  * producer once the next one is asked for, so they are copied into frames the socket hands back when written.
  */
 export async function pumpStream(conn: WireConnection, stream: AsyncIterable<Buffer>, limit: RateLimit | null): Promise<number> {
-  const free: Buffer[] = Array.from({ length: POOL }, () => Buffer.allocUnsafe(FRAME));
+  // Frames out with the socket: at most POOL, each back among the spares once written (even after this returns).
+  let out = 0;
   let waiting: (() => void) | null = null;
   const release = (b: Buffer): void => {
-    free.push(b);
+    out--;
+    spareFrames.give(b);
     const w = waiting;
     waiting = null;
     w?.();
   };
   const frame = async (): Promise<Buffer> => {
-    while (free.length === 0) {
+    while (out >= POOL) {
       if (conn.isClosed) throw new SnapplaneError('NET', `connection to ${conn.peer} closed`);
       await new Promise<void>((r) => {
         waiting = r;
@@ -62,7 +67,8 @@ export async function pumpStream(conn: WireConnection, stream: AsyncIterable<Buf
         setTimeout(r, 1000).unref();
       });
     }
-    return free.pop()!;
+    out++;
+    return spareFrames.take();
   };
   let total = 0;
   // Under a limit, frames no bigger than a second's worth: bytes keep flowing (the peer's idle timeout) and evenly.

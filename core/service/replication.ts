@@ -6,6 +6,7 @@
 import { readdir, rm, stat } from 'node:fs/promises';
 import { join, resolve as resolvePath } from 'node:path';
 import { SnapplaneError, isSnapplaneError } from '../common/errors.js';
+import { SpareBuffers } from '../common/spare-buffers.js';
 import { requireParentFolder } from '../common/parent-folder.js';
 import { sameFile } from '../common/same-file.js';
 import { BLOCK_SIZE } from '../common/units.js';
@@ -14,7 +15,7 @@ import type { Volume } from '../fs/volume.js';
 import { formatImageExpr, parseImageExpr, quoteName } from '../image/expression.js';
 import { blocksWrittenSince } from '../image/written-since.js';
 import { evaluateImage } from '../image/evaluate.js';
-import { planStream, streamSize, writeStream, type StreamPlan } from '../stream/send.js';
+import { READ_RING_BYTES, READ_RING_SLOTS, planStream, streamSize, writeStream, type StreamPlan } from '../stream/send.js';
 import { StreamReader } from '../stream/reader.js';
 import { decodeResumeToken } from '../stream/receive.js';
 import { sendToFile } from '../stream/transfer.js';
@@ -82,6 +83,8 @@ export interface ReplicationChoice {
 
 /** How long trying a key waits for its endpoint (connect and handshake). */
 const KEY_CHECK_MS = 5_000;
+/** Read-ring buffers kept between sends to remote destinations: enough for two at once. */
+const spareRing = new SpareBuffers(READ_RING_BYTES, 2 * READ_RING_SLOTS);
 
 /**
  * Tries a remote destination's key now (the handshake only, no request): a key its endpoint refuses fails here, where
@@ -405,7 +408,10 @@ export class Replication {
     let resume = resumeOf(status, expression);
     for (;;) {
       const plan = await source.plan(resume);
-      const stream = writeStream(source.volume, plan, undefined, signal, true);
+      // A remote destination copies each buffer into its frames before asking for the next, and is done with the
+      // stream once its receive settles: the read ring can be lent from the spares kept between sends.
+      const ring = d.remote ? Array.from({ length: READ_RING_SLOTS }, () => spareRing.take()) : null;
+      const stream = writeStream(source.volume, plan, undefined, signal, ring ?? true);
       try {
         const report = await d.receive(stream, request, (p) => progress({ ...p, phase: 'transfer' }));
         return { report, plan, destination: d };
@@ -414,6 +420,8 @@ export class Replication {
         resume = undefined;
         await d.close().catch(() => undefined);
         d = await connect();
+      } finally {
+        for (const b of ring ?? []) spareRing.give(b);
       }
     }
   }

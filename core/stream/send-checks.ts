@@ -7,6 +7,7 @@
 import { SnapplaneError, isSnapplaneError } from '../common/errors.js';
 import { BLOCK_SIZE } from '../common/units.js';
 import { blockChecksum } from '../common/checksum.js';
+import { SpareBuffers } from '../common/spare-buffers.js';
 import { BITS_PER_CHUNK, WORDS_PER_CHUNK, popcount32 } from '../planes/bit-plane.js';
 import { SparsePlane } from '../planes/sparse-plane.js';
 import { INODES_PER_BLOCK, INODE_POINTERS, INODE_SIZE, InodeType, POINTERS_PER_BLOCK, POINTER_SIZE, ROOT_INODE, SnapshotFlag, cloneInode, type BlockPointer, type Inode, type SnapshotEntry } from '../fs/format.js';
@@ -45,6 +46,9 @@ const WALK_BATCH = 1024;
 const SPAN_BLOCKS = 256;
 const SPAN_GAP = 8;
 const SPANS_IN_FLIGHT = 4;
+/** Walk slabs and spanning reads' buffers kept between sends (spare-buffers.ts): enough for two at once. */
+const spareSlabs = new SpareBuffers(WALK_BATCH * BLOCK_SIZE, 2);
+const spareSpans = new SpareBuffers(SPAN_BLOCKS * BLOCK_SIZE, 2 * SPANS_IN_FLIGHT);
 
 /** A chunk's checksums, stored by rank among the image's VBNs of the chunk (memory: 4 bytes per image block). */
 interface ChunkSums {
@@ -266,6 +270,21 @@ export class SendChecks {
   /** The walk batch's blocks (a reused slab: valid until the next batch is read) and the spanning reads' buffers. */
   private slab: Buffer | null = null;
   private scratch: Buffer[] = [];
+  /** Set once the buffers went back to the spares: a later walk (none is expected) uses fresh memory. */
+  private released = false;
+
+  /** Gives the walk's buffers back for later sends; only once nothing of this send can read through it any more. */
+  releaseBuffers(): void {
+    this.released = true;
+    if (this.slab) spareSlabs.give(this.slab);
+    for (const b of this.scratch) spareSpans.give(b);
+    this.slab = null;
+    this.scratch = [];
+  }
+
+  private buffer(spares: SpareBuffers): Buffer {
+    return this.released ? Buffer.allocUnsafeSlow(spares.bytes) : spares.take();
+  }
 
   /** True when a read may run on from `a` to `b` (ascending VBNs): few blocks between them are outside the image. */
   private spannable(a: number, b: number): boolean {
@@ -282,7 +301,7 @@ export class SendChecks {
    * through the verified path, which may rebuild it, or fails the walk with CHECKSUM).
    */
   private async readSpanning(pointers: BlockPointer[], label: string): Promise<Buffer[]> {
-    const slab = (this.slab ??= Buffer.allocUnsafeSlow(WALK_BATCH * BLOCK_SIZE));
+    const slab = (this.slab ??= this.buffer(spareSlabs));
     for (const p of pointers) this.volume.ctx.checkPointer(p, label);
     const groups: [number, number][] = [];
     for (let i = 0; i < pointers.length; ) {
@@ -295,7 +314,7 @@ export class SendChecks {
     let next = 0;
     let failed = false;
     const worker = async (w: number): Promise<void> => {
-      const scratch = (this.scratch[w] ??= Buffer.allocUnsafeSlow(SPAN_BLOCKS * BLOCK_SIZE));
+      const scratch = (this.scratch[w] ??= this.buffer(spareSpans));
       while (next < groups.length && !failed) {
         const [i, j] = groups[next++];
         const first = pointers[i].vbn;

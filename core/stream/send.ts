@@ -275,10 +275,14 @@ export interface StreamProgress {
  *
  * With `reuse`, block payloads are read into a small ring of buffers: a yielded buffer is valid only until the
  * consumer asks for the next one after it (fresh 1 MiB buffers cost more in page faults than the disk read here).
- * Then a bulk send (at least `bulkBlocks` blocks; default: bulk-io.ts) reads around the page cache.
+ * `reuse` may be the ring itself (READ_RING_SLOTS buffers of READ_RING_BYTES), lent by a caller that knows when the
+ * consumer is done with every buffer it was given. Then a bulk send (at least `bulkBlocks` blocks; default:
+ * bulk-io.ts) reads around the page cache, into a page-aligned ring of its own.
  */
-export async function* writeStream(volume: Volume, plan: StreamPlan, onProgress?: (p: StreamProgress) => void, signal?: { cancelled: boolean }, reuse = false, bulkBlocks?: number): AsyncGenerator<Buffer> {
+export async function* writeStream(volume: Volume, plan: StreamPlan, onProgress?: (p: StreamProgress) => void, signal?: { cancelled: boolean }, reuse: boolean | Buffer[] = false, bulkBlocks?: number): AsyncGenerator<Buffer> {
   const release = await volume.pinForSend(plan.planeSlots, plan.generations);
+  // The walk's checks, once it has finished.
+  const walked: { checks: SendChecks | null } = { checks: null };
   try {
     const entries = volume.snapshots.list();
     const live = new Map(entries.map((e) => [e.plane, e.generation]));
@@ -290,11 +294,11 @@ export async function* writeStream(volume: Volume, plan: StreamPlan, onProgress?
     const concurrent = volume.device.concurrentReads === true;
     const device = volume.device;
     // A bulk send reads around the page cache into an aligned ring (bulk-io.ts).
-    const direct = reuse && device.readBlocksDirect && readsAroundPageCache(plan.sendBlocks, bulkBlocks) ? device.readBlocksDirect.bind(device) : null;
+    const direct = reuse !== false && device.readBlocksDirect && readsAroundPageCache(plan.sendBlocks, bulkBlocks) ? device.readBlocksDirect.bind(device) : null;
     // The walk runs while the first runs are read (both mostly wait on the disk); a run is checked once it is done.
     // Through the page cache, it reads the image between the metadata it needs: the send reads that next anyway.
     let walk: Promise<SendChecks> | null = null;
-    const checks = (): Promise<SendChecks> => (walk ??= SendChecks.prepare(volume, carried, plan.image, signal, direct === null));
+    const checks = (): Promise<SendChecks> => (walk ??= SendChecks.prepare(volume, carried, plan.image, signal, direct === null).then((c) => (walked.checks = c)));
     // Snapshot blocks never change while their planes are pinned, so a plain image is read without the volume lock.
     const raw: RunReader = (vbn, count, into) =>
       direct && into ? direct(vbn, count, into) : concurrent ? device.readBlocks(vbn, count, into) : volume.exclusive(() => device.readBlocks(vbn, count, into));
@@ -306,6 +310,8 @@ export async function* writeStream(volume: Volume, plan: StreamPlan, onProgress?
     };
     yield* emitStream(plan, read, volume.label, { onProgress, signal, reuse, gapBlocks: READ_GAP_BLOCKS, alignedRing: direct !== null });
   } finally {
+    // emitStream has let every read settle, and with it every check; a walk still running keeps its buffers.
+    walked.checks?.releaseBuffers();
     await release();
   }
 }
@@ -346,13 +352,20 @@ export type RunReader = (vbn: number, count: number, into?: Buffer) => Promise<B
 export interface EmitOptions {
   onProgress?: (p: StreamProgress) => void;
   signal?: { cancelled: boolean };
-  /** Read blocks into a small ring of reused buffers (see writeStream). */
-  reuse?: boolean;
+  /** Read blocks into a small ring of reused buffers, or into these (see writeStream). */
+  reuse?: boolean | Buffer[];
   /** Runs this many blocks apart or closer are read with one read. */
   gapBlocks?: number;
   /** The ring is page-aligned, for reads around the page cache. */
   alignedRing?: boolean;
 }
+
+/** Runs read ahead of the one being emitted. */
+const READ_AHEAD = 8;
+/** Buffers in a send's read ring: the read-ahead, the receiver's writes in flight, and the record being handed over. */
+export const READ_RING_SLOTS = READ_AHEAD + WRITES_IN_FLIGHT + 2;
+/** Bytes per buffer of the read ring: the largest run a record carries. */
+export const READ_RING_BYTES = MAX_RUN_BLOCKS * BLOCK_SIZE;
 
 /** The stream of a plan whose blocks come from `read` (a volume, or another block source such as a mirror's). */
 export async function* emitStream(plan: StreamPlan, readRun: RunReader, label: string, opts: EmitOptions = {}): AsyncGenerator<Buffer> {
@@ -379,15 +392,15 @@ export async function* emitStream(plan: StreamPlan, readRun: RunReader, label: s
   const positions: { vbn: number; count: number; offset: number }[] = [];
   let blocks = 0;
   const codec = plan.header.codec;
-  const ahead = 8;
-  // Read-ahead, plus the receiver's writes in flight, plus the record being handed over.
-  const slots = ahead + WRITES_IN_FLIGHT + 2;
+  const ahead = READ_AHEAD;
+  const slots = READ_RING_SLOTS;
   // Page-aligned only for reads around the page cache (each aligned set is a WebAssembly memory of its own).
-  const ring = !reuse ? [] : alignedRing ? alignedBufferSet(slots, MAX_RUN_BLOCKS * BLOCK_SIZE) : Array.from({ length: slots }, () => Buffer.allocUnsafe(MAX_RUN_BLOCKS * BLOCK_SIZE));
+  const ring = reuse === false ? [] : alignedRing ? alignedBufferSet(slots, READ_RING_BYTES) : Array.isArray(reuse) ? reuse : Array.from({ length: slots }, () => Buffer.allocUnsafe(READ_RING_BYTES));
+  if (ring.length > 0 && (ring.length !== slots || ring.some((b) => b.length !== READ_RING_BYTES))) throw new SnapplaneError('INVALID', `a send's read ring is ${slots} buffers of ${READ_RING_BYTES} bytes`, { volume: label });
   let slot = 0;
   const groups = readGroups(plan.runs, gapBlocks);
   const read = async (g: ReadGroup): Promise<Buffer> => {
-    const into = reuse ? ring[slot++ % ring.length].subarray(0, g.count * BLOCK_SIZE) : Buffer.allocUnsafe(g.count * BLOCK_SIZE);
+    const into = reuse !== false ? ring[slot++ % ring.length].subarray(0, g.count * BLOCK_SIZE) : Buffer.allocUnsafe(g.count * BLOCK_SIZE);
     try {
       return await readRun(g.vbn, g.count, into);
     } catch (e) {
