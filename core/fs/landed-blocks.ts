@@ -7,13 +7,22 @@
  * copies are a small part of the data (2,121 of 12,715 blocks in that incremental); a data block that passes is
  * only kept in vain.
  */
+import { spareBuffers } from '../common/spare-buffers.js';
 import { BLOCK_SIZE } from '../common/units.js';
 import { INODES_PER_BLOCK, INODE_SIZE, MAX_HEIGHT, POINTERS_PER_BLOCK, POINTER_SIZE } from './format.js';
+
+/** Bytes per slab the copies are carved from: a record's largest run (256 blocks) fits in one. */
+const SLAB_BYTES = 1 << 20;
+/** Slabs kept between receives (spare-buffers.ts): a 1% incremental of 4 GiB fills about 9. */
+const spareSlabs = spareBuffers(SLAB_BYTES, 16);
 
 /** Blocks kept by VBN, up to a byte budget. */
 export class LandedBlocks {
   private readonly blocks = new Map<number, Buffer>();
   private bytes = 0;
+  /** The slabs the copies sit in; the last one is being filled up to `filled`. */
+  private readonly slabs: Buffer[] = [];
+  private filled = SLAB_BYTES;
 
   constructor(
     /** The volume's size in blocks: a slot of a block of pointers holds a VBN below it (0 for a hole). */
@@ -30,9 +39,9 @@ export class LandedBlocks {
     }
     const n = Math.min(metadata.length, Math.floor((this.budgetBytes - this.bytes) / BLOCK_SIZE));
     if (n <= 0) return;
-    // One copy of them all (a 4 KiB buffer each would be thousands of objects for the collector): the caller's
+    // Copied into slabs (a 4 KiB buffer each would be thousands of objects for the collector): the caller's
     // buffer is reused (a stream reader's ring) or handed to the device.
-    const copy = Buffer.allocUnsafeSlow(n * BLOCK_SIZE);
+    const copy = n * BLOCK_SIZE > SLAB_BYTES ? Buffer.allocUnsafeSlow(n * BLOCK_SIZE) : this.carve(n * BLOCK_SIZE);
     for (let j = 0; j < n; j++) {
       const k = metadata[j];
       copy.set(data.subarray(k * BLOCK_SIZE, (k + 1) * BLOCK_SIZE), j * BLOCK_SIZE);
@@ -48,6 +57,25 @@ export class LandedBlocks {
     const out = into ?? Buffer.allocUnsafe(count * BLOCK_SIZE);
     for (let k = 0; k < count; k++) out.set(this.blocks.get(vbn + k)!, k * BLOCK_SIZE);
     return out;
+  }
+
+  /** `bytes` (at most a slab's) of the slab being filled, or of a new one. */
+  private carve(bytes: number): Buffer {
+    if (SLAB_BYTES - this.filled < bytes) {
+      this.slabs.push(spareSlabs.take());
+      this.filled = 0;
+    }
+    this.filled += bytes;
+    return this.slabs[this.slabs.length - 1].subarray(this.filled - bytes, this.filled);
+  }
+
+  /** Drops every copy and gives the slabs back for later receives (reads return copies, so nothing else holds them). */
+  release(): void {
+    this.blocks.clear();
+    for (const b of this.slabs) spareSlabs.give(b);
+    this.slabs.length = 0;
+    this.filled = SLAB_BYTES;
+    this.bytes = this.budgetBytes;
   }
 
   private canBePointers(view: DataView, offset: number): boolean {

@@ -4,13 +4,13 @@
  */
 import { SnapplaneError } from '../common/errors.js';
 import { fixedChunks } from '../common/fixed-chunks.js';
-import { SpareBuffers } from '../common/spare-buffers.js';
+import { spareBuffers } from '../common/spare-buffers.js';
 import { FrameType, type WireConnection, type WireMessage } from './wire.js';
 
 const FRAME = 1 << 20;
 const POOL = 8;
 /** Frames kept between sends: enough for two at once. */
-const spareFrames = new SpareBuffers(FRAME, 2 * POOL);
+const spareFrames = spareBuffers(FRAME, 2 * POOL);
 
 /** A token bucket in bytes per second (one second of burst). */
 export class RateLimit {

@@ -4,14 +4,17 @@
  * The slabs are marked reused (core/common/reused-memory.ts), so a stream reader copies out what it keeps.
  */
 import { markReused } from '../common/reused-memory.js';
+import { spareBuffers } from '../common/spare-buffers.js';
 
 /** Bytes per slab: a read takes up to the rest of the slab being filled. */
 export const SLAB_BYTES = 1 << 20;
 /** A slab with less room than this is left for the next free one. */
 const MIN_READ = 64 << 10;
+/** Slabs kept between connections (spare-buffers.ts): a receive fills all of its connection's. */
+const spareSlabs = spareBuffers(SLAB_BYTES, 32);
 
 export class ReceiveSlabs {
-  private readonly slabs: Buffer[] = [];
+  private readonly slabs: (Buffer | undefined)[] = [];
   private readonly holds: number[];
   /** The slab reads land in, and how much of it they filled. */
   private current = 0;
@@ -36,7 +39,7 @@ export class ReceiveSlabs {
       this.filled = 0;
     }
     // Made on first use: a connection that carries only control messages touches one slab.
-    const slab = (this.slabs[this.current] ??= markReused(Buffer.allocUnsafeSlow(SLAB_BYTES)));
+    const slab = (this.slabs[this.current] ??= markReused(spareSlabs.take()));
     return slab.subarray(this.filled);
   }
 
@@ -64,6 +67,19 @@ export class ReceiveSlabs {
     for (let k = 0; k < this.count; k++) if (k !== this.current && this.holds[k] === 0) free++;
     const needed = SLAB_BYTES - this.filled < MIN_READ ? 2 : 1;
     return free >= needed;
+  }
+
+  /**
+   * For a connection that reads no more: every slab nobody holds (and not `handed`, the one its reader was given
+   * last) goes back to the spares for later connections.
+   */
+  giveBack(handed: number): void {
+    for (let k = 0; k < this.count; k++) {
+      const slab = this.slabs[k];
+      if (!slab || this.holds[k] > 0 || k === handed) continue;
+      spareSlabs.give(slab);
+      this.slabs[k] = undefined;
+    }
   }
 
   private freeSlab(): number {

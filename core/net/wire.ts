@@ -91,7 +91,11 @@ export class WireConnection {
       });
     }
     socket.on('error', (e) => this.fail(new SnapplaneError('NET', `connection to ${peer}: ${e.message}`, { cause: e })));
-    socket.on('close', () => this.fail(new SnapplaneError('NET', `connection to ${peer} closed`)));
+    socket.on('close', () => {
+      this.fail(new SnapplaneError('NET', `connection to ${peer} closed`));
+      // No read lands any more: slabs nobody holds serve later connections.
+      if (moved) this.slabs.giveBack(this.handedSlab);
+    });
     const early = moved && moved.buffered.length > 0 ? Buffer.concat([initial, ...moved.buffered]) : initial;
     if (early.length > 0) this.onData(early, -1);
     socket.resume();

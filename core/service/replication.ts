@@ -6,7 +6,7 @@
 import { readdir, rm, stat } from 'node:fs/promises';
 import { join, resolve as resolvePath } from 'node:path';
 import { SnapplaneError, isSnapplaneError } from '../common/errors.js';
-import { SpareBuffers } from '../common/spare-buffers.js';
+import { spareBuffers } from '../common/spare-buffers.js';
 import { requireParentFolder } from '../common/parent-folder.js';
 import { sameFile } from '../common/same-file.js';
 import { BLOCK_SIZE } from '../common/units.js';
@@ -84,7 +84,7 @@ export interface ReplicationChoice {
 /** How long trying a key waits for its endpoint (connect and handshake). */
 const KEY_CHECK_MS = 5_000;
 /** Read-ring buffers kept between sends to remote destinations: enough for two at once. */
-const spareRing = new SpareBuffers(READ_RING_BYTES, 2 * READ_RING_SLOTS);
+const spareRing = spareBuffers(READ_RING_BYTES, 2 * READ_RING_SLOTS);
 
 /**
  * Tries a remote destination's key now (the handshake only, no request): a key its endpoint refuses fails here, where

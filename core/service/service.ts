@@ -627,8 +627,11 @@ export class SnapplaneService {
     }
     try {
       const report = await receiveStream(v, reader, { force: options.force, overwriteBase: options.overwriteBase, signal, onProgress: (p) => onProgress?.({ phase: 'receive', done: p.blocks * BLOCK_SIZE, total: p.totalBlocks * BLOCK_SIZE, unit: 'bytes' }) });
+      // Returned or thrown, receiveStream has let every write of the reader's buffers settle.
+      reader.releaseBuffers();
       return created ? { ...report, created } : report;
     } catch (e) {
+      reader.releaseBuffers();
       await reader.close();
       // A volume stopped half-way through committing must be reopened from disk.
       if (v.isFailed) await this.forget(volume);

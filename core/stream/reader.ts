@@ -9,6 +9,7 @@ import { uncompressSync } from 'lz4-napi';
 import { z } from 'zod';
 import { SnapplaneError } from '../common/errors.js';
 import { alignedBufferSet } from '../common/aligned-buffers.js';
+import { Spares } from '../common/spare-buffers.js';
 import { isReused } from '../common/reused-memory.js';
 import { BLOCK_SIZE } from '../common/units.js';
 import { WORDS_PER_CHUNK } from '../planes/bit-plane.js';
@@ -38,6 +39,9 @@ const PAYLOAD_SPAN = 4096;
 /** An aligned ring's buffers: the largest payload, in whole 64 KiB pages. */
 const ALIGNED_SPAN_BYTES = Math.ceil(MAX_PAYLOAD / 65536) * 65536;
 
+/** Page-aligned payload rings kept between receives (spare-buffers.ts): each is 8 MiB of first touches when new. */
+const spareAlignedRings = new Spares(() => alignedBufferSet(SPAN_RING, ALIGNED_SPAN_BYTES), 2);
+
 /**
  * A ring of reused buffers that reads spanning input buffers are gathered into (fresh 1 MiB buffers cost more in
  * page faults than the data's disk read): what `take` returns stays valid for the next SPAN_RING - 1 takes.
@@ -45,6 +49,8 @@ const ALIGNED_SPAN_BYTES = Math.ceil(MAX_PAYLOAD / 65536) * 65536;
 class ScratchRing {
   private buffers: Buffer[] = [];
   private next = 0;
+  /** The page-aligned ring taken from the spares, as taken. */
+  private aligned: Buffer[] | null = null;
 
   constructor(private readonly minBytes: number) {}
 
@@ -59,9 +65,18 @@ class ScratchRing {
     return b.subarray(0, n);
   }
 
-  /** From now on, page-aligned buffers of `bytes` (those handed out before stay with their holders). */
-  align(bytes: number): void {
-    this.buffers = alignedBufferSet(SPAN_RING, bytes);
+  /** From now on, a page-aligned ring (buffers handed out before stay with their holders). */
+  align(): void {
+    this.aligned = spareAlignedRings.take();
+    // A copy: a slot replaced by a bigger buffer must not change the spare.
+    this.buffers = [...this.aligned];
+  }
+
+  /** The aligned ring, if any, goes back to the spares; later takes use fresh memory. */
+  giveBack(): void {
+    if (this.aligned) spareAlignedRings.give(this.aligned);
+    this.aligned = null;
+    this.buffers = [];
   }
 }
 
@@ -157,8 +172,13 @@ class ByteSource {
    */
   alignPayloads(): void {
     if (this.aligned) return;
-    this.payloadSpans.align(ALIGNED_SPAN_BYTES);
+    this.payloadSpans.align();
     this.aligned = true;
+  }
+
+  /** See StreamReader.releaseBuffers. */
+  releaseBuffers(): void {
+    this.payloadSpans.giveBack();
   }
 
   /** Stops the input early (closes the file or tape behind it). */
@@ -246,6 +266,14 @@ export class StreamReader {
    */
   alignPayloads(): void {
     this.src.alignPayloads();
+  }
+
+  /**
+   * Gives the aligned payload ring back for later receives. Only once nothing holds a buffer this reader handed out
+   * (the receive has ended and its writes have settled); the reader may go on, in fresh memory.
+   */
+  releaseBuffers(): void {
+    this.src.releaseBuffers();
   }
 
   /** Releases the input (a file or tape set) when the stream is abandoned before its end. */

@@ -432,6 +432,7 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
         throw bad(`the received state of '${top.name}' does not read back: ${(e as Error).message}`);
       } finally {
         volume.ctx.landed = null;
+        landedCopies?.release();
       }
       try {
         for (const [tree] of metaTrees) for (const b of await tree.committedBlocks()) state.set(b.vbn);

@@ -7,7 +7,7 @@
 import { SnapplaneError, isSnapplaneError } from '../common/errors.js';
 import { BLOCK_SIZE } from '../common/units.js';
 import { blockChecksum } from '../common/checksum.js';
-import { SpareBuffers } from '../common/spare-buffers.js';
+import { spareBuffers, type Spares } from '../common/spare-buffers.js';
 import { BITS_PER_CHUNK, WORDS_PER_CHUNK, popcount32 } from '../planes/bit-plane.js';
 import { SparsePlane } from '../planes/sparse-plane.js';
 import { INODES_PER_BLOCK, INODE_POINTERS, INODE_SIZE, InodeType, POINTERS_PER_BLOCK, POINTER_SIZE, ROOT_INODE, SnapshotFlag, cloneInode, type BlockPointer, type Inode, type SnapshotEntry } from '../fs/format.js';
@@ -47,8 +47,8 @@ const SPAN_BLOCKS = 256;
 const SPAN_GAP = 8;
 const SPANS_IN_FLIGHT = 4;
 /** Walk slabs and spanning reads' buffers kept between sends (spare-buffers.ts): enough for two at once. */
-const spareSlabs = new SpareBuffers(WALK_BATCH * BLOCK_SIZE, 2);
-const spareSpans = new SpareBuffers(SPAN_BLOCKS * BLOCK_SIZE, 2 * SPANS_IN_FLIGHT);
+const spareSlabs = spareBuffers(WALK_BATCH * BLOCK_SIZE, 2);
+const spareSpans = spareBuffers(SPAN_BLOCKS * BLOCK_SIZE, 2 * SPANS_IN_FLIGHT);
 
 /** A chunk's checksums, stored by rank among the image's VBNs of the chunk (memory: 4 bytes per image block). */
 interface ChunkSums {
@@ -282,8 +282,8 @@ export class SendChecks {
     this.scratch = [];
   }
 
-  private buffer(spares: SpareBuffers): Buffer {
-    return this.released ? Buffer.allocUnsafeSlow(spares.bytes) : spares.take();
+  private buffer(spares: Spares<Buffer>, bytes: number): Buffer {
+    return this.released ? Buffer.allocUnsafeSlow(bytes) : spares.take();
   }
 
   /** True when a read may run on from `a` to `b` (ascending VBNs): few blocks between them are outside the image. */
@@ -301,7 +301,7 @@ export class SendChecks {
    * through the verified path, which may rebuild it, or fails the walk with CHECKSUM).
    */
   private async readSpanning(pointers: BlockPointer[], label: string): Promise<Buffer[]> {
-    const slab = (this.slab ??= this.buffer(spareSlabs));
+    const slab = (this.slab ??= this.buffer(spareSlabs, WALK_BATCH * BLOCK_SIZE));
     for (const p of pointers) this.volume.ctx.checkPointer(p, label);
     const groups: [number, number][] = [];
     for (let i = 0; i < pointers.length; ) {
@@ -314,7 +314,7 @@ export class SendChecks {
     let next = 0;
     let failed = false;
     const worker = async (w: number): Promise<void> => {
-      const scratch = (this.scratch[w] ??= this.buffer(spareSpans));
+      const scratch = (this.scratch[w] ??= this.buffer(spareSpans, SPAN_BLOCKS * BLOCK_SIZE));
       while (next < groups.length && !failed) {
         const [i, j] = groups[next++];
         const first = pointers[i].vbn;

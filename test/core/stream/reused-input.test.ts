@@ -81,3 +81,30 @@ describe('a stream read from reused memory', () => {
     await dst.close();
   });
 });
+
+describe('page-aligned payload rings (kept between receives)', () => {
+  /** The memory the first block record's payload sits in, for a reader of `bytes` gathering payloads aligned. */
+  async function payloadMemory(r: StreamReader): Promise<ArrayBufferLike> {
+    await r.open();
+    r.alignPayloads();
+    for (;;) {
+      const item = await r.next();
+      if (item.type === 'blocks') return item.data.buffer;
+      if (item.type === 'end') throw new Error('no block record');
+    }
+  }
+
+  it('are never shared by two readers at once; one given back serves the next', async () => {
+    const { bytes } = await source();
+    const first = new StreamReader(throughOneBuffer(bytes, true));
+    const second = new StreamReader(throughOneBuffer(bytes, true));
+    const a = await payloadMemory(first);
+    const b = await payloadMemory(second);
+    expect(b).not.toBe(a);
+    first.releaseBuffers();
+    expect(await payloadMemory(new StreamReader(throughOneBuffer(bytes, true)))).toBe(a);
+    // The second still reads on in its own ring.
+    expect(await payloadMemory(new StreamReader(throughOneBuffer(bytes, true)))).not.toBe(b);
+    second.releaseBuffers();
+  });
+});
