@@ -19,7 +19,6 @@ import { dropCaches, median, shell, time, type Result } from './lib/measure.js';
 const MiB = 2 ** 20;
 const BIN = join(process.cwd(), 'bin', 'snapplane.js');
 
-
 /** Starts a child that prints a line matching `ready` once it listens; returns the child and the match. */
 function child(args: string[], ready: RegExp): Promise<{ proc: ChildProcess; match: RegExpExecArray }> {
   return new Promise((resolve, reject) => {

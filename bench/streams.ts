@@ -14,7 +14,6 @@ import { dropCaches, median, shell, time, type Result } from './lib/measure.js';
 
 const MiB = 2 ** 20;
 
-
 export async function streams(quick: boolean): Promise<Result[]> {
   // The baselines are other tools' runs: say which one is missing rather than fail on its exit status.
   for (const tool of ['cp', 'rsync']) {
