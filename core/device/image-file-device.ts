@@ -1,5 +1,5 @@
 /** A BlockDevice over one sparse image file: positional reads and writes of block runs, fdatasync barriers. */
-import { constants } from 'node:fs';
+import { constants, writevSync } from 'node:fs';
 import { open, rm, stat, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { BLOCK_SIZE } from '../common/units.js';
@@ -9,6 +9,28 @@ import type { BlockDevice, DeviceHealth } from './block-device.js';
 import { creatingName, removeAbandonedCreations, syncFolder } from '../common/half-made.js';
 import { linkIntoPlace } from '../common/link-into-place.js';
 import { requireParentFolder } from '../common/parent-folder.js';
+
+/**
+ * Writes of at most this many bytes are made on the calling thread (a synchronous pwritev into the page cache):
+ * for a block or a few, the thread pool's round trip costs several times the write itself. 12,000 writes of 4 KiB
+ * here: 280-410 ms of CPU and 170-250 ms through the pool, 65-79 ms both on the calling thread. Larger writes go
+ * through the pool, so the event loop keeps turning while they copy.
+ */
+const SYNC_WRITE_BYTES = 64 * 1024;
+
+/** What is left of `parts` after the first `written` bytes went out. */
+function unwritten(parts: Buffer[], written: number): Buffer[] {
+  const rest: Buffer[] = [];
+  let skip = written;
+  for (const b of parts) {
+    if (skip >= b.length) skip -= b.length;
+    else {
+      rest.push(skip > 0 ? b.subarray(skip) : b);
+      skip = 0;
+    }
+  }
+  return rest;
+}
 
 export class ImageFileDevice implements BlockDevice {
   readonly concurrentReads = true;
@@ -140,19 +162,9 @@ export class ImageFileDevice implements BlockDevice {
       let pending = parts;
       // writev may write less than asked; continue from where it stopped.
       while (pending.length > 0) {
-        const { bytesWritten } = await this.file.writev(pending, position);
-        position += bytesWritten;
-        let skip = bytesWritten;
-        const rest: Buffer[] = [];
-        for (const b of pending) {
-          if (skip >= b.length) {
-            skip -= b.length;
-          } else {
-            rest.push(skip > 0 ? b.subarray(skip) : b);
-            skip = 0;
-          }
-        }
-        pending = rest;
+        const written = bytes <= SYNC_WRITE_BYTES ? writevSync(this.file.fd, pending, position) : (await this.file.writev(pending, position)).bytesWritten;
+        position += written;
+        pending = unwritten(pending, written);
       }
     } catch (e) {
       throw asIoError(e, `write at VBN ${vbn} failed on '${this.label}'`, { volume: this.label, vbn });
