@@ -20,10 +20,11 @@ import { planeChunkReader } from '../image/evaluate.js';
 import { collectState, setActiveToSnapshot } from '../fs/restore.js';
 import { openView } from '../fs/snapshot-view.js';
 import { PointerFixer, planRemap, remapPlane, type Remap } from './remap.js';
-import { checkStreamFits, refuseCollisions, sharedBlockDiffers, type TokenFile } from './receive-checks.js';
+import { checkStreamFits, refuseCollisions, type TokenFile } from './receive-checks.js';
 import { writesAroundPageCache } from './bulk-io.js';
 import { receivedState } from './received-state.js';
 import { Spool } from './spool.js';
+import { BlockLanding } from './block-landing.js';
 import type { StreamReader, StreamItem } from './reader.js';
 import type { StreamSnapshot } from './format.js';
 import type { ReceiveReport } from '../api/types.js';
@@ -100,15 +101,6 @@ export function decodeResumeToken(token: string): { streamId: string; fromVbn: n
 function inodeOf(b64: string): Inode {
   return decodeInode(Buffer.from(b64, 'base64'), 0);
 }
-
-/** Record writes kept in flight; a sender reusing buffers must keep more than this many beyond its read-ahead. */
-export const WRITES_IN_FLIGHT = 4;
-/**
- * How often a receive makes a resume point: every 10 s once 64 MiB landed since the last. SNAPPLANE_RESUME_POINT_MS
- * shortens it (tests and drills: 1 MiB is then enough), so a killed receiver's token can be checked.
- */
-const POINT_MS = Number(process.env.SNAPPLANE_RESUME_POINT_MS ?? 10_000);
-const POINT_BLOCKS = POINT_MS < 10_000 ? 256 : 16384;
 
 /** Applies the rest of an opened stream to `volume`. */
 export async function receiveStream(volume: Volume, reader: StreamReader, opts: ReceiveOptions = {}): Promise<ReceiveReport> {
@@ -252,20 +244,17 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
       while (item.type === 'dealloc') {
         if (!baseEntry) throw bad('a deallocation list in a full stream');
         const b = await baseChunk(baseEntry.plane, item.chunk);
-        for (let i = 0; i < WORDS_PER_CHUNK; i++) if ((item.words[i] & ~(b ? b[i] : 0)) !== 0) throw bad(`the deallocation list frees blocks its base '${baseEntry.name}' does not have`);
+        if (firstOutside(item.words, b, null, 0) >= 0) throw bad(`the deallocation list frees blocks its base '${baseEntry.name}' does not have`);
         item = await reader.next();
       }
       const planes: Map<number, Uint32Array>[] = header.snapshots.map(() => new Map());
       while (item.type === 'plane') {
         const have = baseEntry ? await baseChunk(baseEntry.plane, item.chunk) : null;
         const img = image.chunk(item.chunk);
-        for (let i = 0; i < WORDS_PER_CHUNK; i++) {
-          const reserved = item.chunk === 0 && i === 0 ? 3 : 0;
-          const outside = item.words[i] & ~((img ? img[i] : 0) | (have ? have[i] : 0) | reserved);
-          if (outside !== 0) {
-            const v = item.chunk * BITS_PER_CHUNK + i * 32 + 31 - Math.clz32(outside);
-            throw bad(`the plane of '${header.snapshots[item.ordinal].name}' holds VBN ${v}, which neither the stream nor its base carries`);
-          }
+        const outside = firstOutside(item.words, img, have, item.chunk === 0 ? 3 : 0);
+        if (outside >= 0) {
+          const v = item.chunk * BITS_PER_CHUNK + outside;
+          throw bad(`the plane of '${header.snapshots[item.ordinal].name}' holds VBN ${v}, which neither the stream nor its base carries`);
         }
         planes[item.ordinal].set(item.chunk, item.words);
         item = await reader.next();
@@ -280,24 +269,6 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
         if (c * BITS_PER_CHUNK >= resumeFrom) expected += popcountWords(w);
         else for (let v = resumeFrom; v < (c + 1) * BITS_PER_CHUNK; v++) if (image.has(v)) expected++;
       }
-      let landed = 0;
-      let refused = false;
-      let sinceFlush = 0;
-      let lastToken = Date.now();
-      // A resume point on a device that can flush while writes go on is made in the background: the transfer
-      // does not stall while the page cache drains (about a second per 10 s of transfer here).
-      let point: Promise<void> | null = null;
-      let pointError: unknown = null;
-      const settlePoint = async (): Promise<void> => {
-        const p = point;
-        point = null;
-        if (p) await p;
-        if (pointError) throw pointError;
-      };
-      const inFlight: Promise<void>[] = [];
-      // The first VBN of the first record whose write failed (a full host disk): the resume point cannot pass it.
-      let failedAt = Infinity;
-      let nextVbn = resumeFrom;
       const device = volume.device;
       const direct = device.writeBlocksDirect?.bind(device);
       // Copies of the blocks that can be metadata, for reading the received tree back (landed-blocks.ts); blocks
@@ -306,65 +277,16 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
       const write = direct && writesAroundPageCache(expected, image.runCount(), landedCopies !== null, opts.bulkBlocks) ? direct : device.writeBlocks.bind(device);
       // Written around the page cache: records gathered into aligned memory go to the device as they are.
       if (write === direct) reader.alignPayloads();
+      const landing = new BlockLanding({ volume, reader, image, shared, entries, held, spool, remap, landedCopies, resumeFrom, expected, write, saveToken, bad, signal: opts.signal, onProgress: opts.onProgress });
       try {
-        while (item.type === 'blocks') {
-          if (opts.signal?.cancelled) throw new SnapplaneError('CANCELLED', 'receive cancelled', { volume: label });
-          if (item.vbn < resumeFrom) throw bad(`block record for VBN ${item.vbn} before the resume point ${resumeFrom}`);
-          for (let v = item.vbn; v < item.vbn + item.count; v++) if (!image.has(v)) throw bad(`block record carries VBN ${v}, which is not in the image`);
-          landedCopies?.keep(item.vbn, item.data);
-          // Up to WRITES_IN_FLIGHT record writes overlap the next records' reads and checks.
-          const first = item.vbn;
-          // A block one of our snapshots holds may only be rewritten with the same bytes (refuseCollisions).
-          for (let v = item.vbn; v < item.vbn + item.count; v++) {
-            if (!shared.has(v)) continue;
-            const k = v - item.vbn;
-            if (!(await volume.device.readBlocks(v, 1)).equals(item.data.subarray(k * BLOCK_SIZE, (k + 1) * BLOCK_SIZE))) {
-              refused = true;
-              throw await sharedBlockDiffers(map, entries, label, v);
-            }
-          }
-          const writing = writeAround(write, item.vbn, item.count, item.data, held, remap, (v, data) => spool.add(v, data)).catch((e: unknown) => {
-            failedAt = Math.min(failedAt, first);
-            throw e;
-          });
-          // Its failure is taken where it is awaited; until then it must not count as unhandled, which would end the
-          // process (a whole `serve`) while the next record is being read.
-          writing.catch(() => undefined);
-          inFlight.push(writing);
-          if (inFlight.length >= WRITES_IN_FLIGHT) await inFlight.shift();
-          landed += item.count;
-          sinceFlush += item.count;
-          nextVbn = item.vbn + item.count;
-          // A resume point every 10 s: a flush, then the token (a broken connection saves one at once; only a
-          // killed receiver loses up to 10 s of transfer, plus the one flushing then).
-          if (sinceFlush >= POINT_BLOCKS && Date.now() - lastToken >= POINT_MS) {
-            await settlePoint();
-            // Every write before the point has finished; the flush makes them durable, then the token names the point.
-            while (inFlight.length) await inFlight.shift();
-            const at = nextVbn;
-            const made = volume.device.flush().then(() => saveToken(at));
-            if (volume.device.flushWhileWriting) {
-              point = made.catch((e: unknown) => {
-                pointError = e;
-              });
-            } else await made;
-            sinceFlush = 0;
-            lastToken = Date.now();
-          }
-          if (pointError) await settlePoint();
-          opts.onProgress?.({ blocks: landed, totalBlocks: expected });
-          item = await reader.next();
-        }
-        while (inFlight.length) await inFlight.shift();
-        await settlePoint();
+        item = await landing.run(item);
       } catch (e) {
-        await Promise.allSettled([point]);
-        await Promise.allSettled(inFlight);
+        await landing.quiesce();
         // Blocks that landed were each verified by their record's checksum: keep them for a resumed send, up to the
         // first record whose write failed (a write that failed may already have left the in-flight list, and those
         // after it may have landed: none of them counts).
-        const upTo = Math.min(nextVbn, failedAt);
-        if (upTo > resumeFrom && !pointError && !refused) {
+        const upTo = Math.min(landing.nextVbn, landing.failedAt);
+        if (upTo > resumeFrom && !landing.pointError && !landing.refused) {
           // The disk that failed a write may fail the token's too: then the last resume point stands.
           await volume.device
             .flush()
@@ -373,6 +295,7 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
         }
         throw e;
       }
+      const { landed, nextVbn } = landing;
       if (item.type === 'position') item = await reader.next();
       if (item.type !== 'end') throw bad(`unexpected ${item.type} record after the blocks`);
       await volume.device.flush();
@@ -449,8 +372,7 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
           for (const [c, w] of planes[k]) {
             // The tree keeps the block by reference until the CP: the view must keep `w`'s memory alive.
             await map.tree.writeBlock(map.fileBlock(plane, c), keepAlive(Buffer.from(w.buffer, w.byteOffset, BLOCK_SIZE), w));
-            const sum = map.summary.chunkWords(c);
-            for (let i = 0; i < WORDS_PER_CHUNK; i++) sum[i] |= w[i];
+            orWords(map.summary.chunkWords(c), w);
             map.summary.recount(c, true);
           }
         }
@@ -504,19 +426,21 @@ async function onlyIn(map: BlockMap, base: SnapshotEntry, entries: SnapshotEntry
   return only;
 }
 
+// The word loops below run once per plane record; in the receive's own function they made V8 compile all of it.
+
 /**
- * Writes a run of blocks at their destination VBNs (moved ones through `remap`), handing blocks in `held` to
- * `hold` instead; stretches of consecutive destination VBNs go out as one write.
+ * The offset in its chunk of a bit of `words` that neither `a` nor `b` (either may be missing) nor the first word's
+ * `firstWordMask` has (the highest such bit of the first word that has one), or -1.
  */
-async function writeAround(write: (vbn: number, data: Buffer) => Promise<void>, vbn: number, count: number, data: Buffer, held: Set<number>, remap: Remap | null, hold: (vbn: number, data: Buffer) => Promise<void>): Promise<void> {
-  const dest = (k: number): number => (remap ? (remap.get(vbn + k) ?? vbn + k) : vbn + k);
-  let start = 0;
-  for (let k = 0; k <= count; k++) {
-    if (k < count && !held.has(dest(k)) && (k === start || dest(k) === dest(k - 1) + 1)) continue;
-    if (k > start) await write(dest(start), data.subarray(start * BLOCK_SIZE, k * BLOCK_SIZE));
-    if (k < count && held.has(dest(k))) {
-      await hold(dest(k), data.subarray(k * BLOCK_SIZE, (k + 1) * BLOCK_SIZE));
-      start = k + 1;
-    } else start = k;
+function firstOutside(words: Uint32Array, a: Uint32Array | null, b: Uint32Array | null, firstWordMask: number): number {
+  for (let i = 0; i < WORDS_PER_CHUNK; i++) {
+    const outside = words[i] & ~((a ? a[i] : 0) | (b ? b[i] : 0) | (i === 0 ? firstWordMask : 0));
+    if (outside !== 0) return i * 32 + 31 - Math.clz32(outside);
   }
+  return -1;
+}
+
+/** into |= words, over a chunk. */
+function orWords(into: Uint32Array, words: Uint32Array): void {
+  for (let i = 0; i < WORDS_PER_CHUNK; i++) into[i] |= words[i];
 }

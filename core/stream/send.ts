@@ -15,7 +15,7 @@ import { SparsePlane } from '../planes/sparse-plane.js';
 import { INODE_SIZE, encodeInode, type SnapshotEntry } from '../fs/format.js';
 import type { Volume } from '../fs/volume.js';
 import { bindNames, evaluateBound, planeChunkReader, runsInChunk } from '../image/evaluate.js';
-import { WRITES_IN_FLIGHT } from './receive.js';
+import { WRITES_IN_FLIGHT } from './block-landing.js';
 import { readsAroundPageCache } from './bulk-io.js';
 import { SendChecks } from './send-checks.js';
 import { parseImageExpr, streamShape, formatImageExpr, quoteName } from '../image/expression.js';
