@@ -44,7 +44,7 @@ export interface LandingPlan {
   /** Blocks the stream must still carry. */
   expected: number;
   write: (vbn: number, data: Buffer) => Promise<void>;
-  /** Makes every write so far durable in name: the token saying that the stream landed up to `nextVbn`. */
+  /** Saves the resume token: the stream landed up to `nextVbn` (called after a flush made that durable). */
   saveToken: (nextVbn: number) => Promise<void>;
   bad: (message: string) => SnapplaneError;
   signal?: { cancelled: boolean };

@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync, spawn } from 'node:child_process';
-import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, statfsSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, statfsSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,20 +15,7 @@ import type { ReplicateReport } from '../../core/api/index.js';
 import { json, ok, snapplane } from './cli-helpers.js';
 import { makeKey, startServer, treeOf } from '../helpers/replication.js';
 import { expectSameTree, pattern } from '../helpers/model.js';
-
-/** Whether this process may mount a tmpfs (root in a container that allows it). */
-function canMountTmpfs(): boolean {
-  const probe = mkdtempSync(join(tmpdir(), 'snapplane-mount-probe-'));
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', probe], { stdio: 'ignore' });
-    execFileSync('umount', [probe], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  } finally {
-    rmSync(probe, { recursive: true, force: true });
-  }
-}
+import { canMountTmpfs } from '../helpers/tmpfs.js';
 
 let dir: string;
 let small: string;

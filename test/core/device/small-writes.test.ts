@@ -6,29 +6,17 @@
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ImageFileDevice } from '../../../core/device/image-file-device.js';
 import { SnapplaneError } from '../../../core/common/errors.js';
 import { pattern } from '../../helpers/model.js';
 import { useTempDir } from '../../helpers/temp-dir.js';
+import { canMountTmpfs } from '../../helpers/tmpfs.js';
 
 const B = 4096;
 const dir = useTempDir('small-writes');
 
-function canMountTmpfs(): boolean {
-  const probe = mkdtempSync(join(tmpdir(), 'snapplane-mount-probe-'));
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', probe], { stdio: 'ignore' });
-    execFileSync('umount', [probe], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  } finally {
-    rmSync(probe, { recursive: true, force: true });
-  }
-}
 const mounts: string[] = [];
 afterAll(() => {
   for (const m of mounts) execFileSync('umount', [m], { stdio: 'ignore' });
