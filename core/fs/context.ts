@@ -45,7 +45,8 @@ export class VolumeContext implements TreeContext {
 
   /**
    * Blocks a receive just wrote, read from memory instead of the device while it builds the received state (they
-   * equal the device's copy; checksums are still verified). Null otherwise.
+   * equal the device's copy; checksums are still verified). A read without a buffer to fill may get the kept bytes
+   * themselves: only that read-only walk reads while this is set. Null otherwise.
    */
   landed: LandedBlocks | null = null;
 

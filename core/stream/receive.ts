@@ -348,6 +348,8 @@ export async function receiveStream(volume: Volume, reader: StreamReader, opts: 
       const top = header.snapshots[header.snapshots.length - 1];
       const topInodeFile = roots[roots.length - 1].inodeFile;
       let state: BitPlane;
+      // Until release() below, reads of the landed blocks get the kept bytes lent: only this walk, which only reads,
+      // reaches the received tree before the commit.
       volume.ctx.landed = landedCopies;
       try {
         state = await receivedState(volume, top, topInodeFile, planes[planes.length - 1], baseFiles, image);

@@ -1,6 +1,6 @@
 /**
  * The copies a receive keeps of the blocks it wrote: only blocks that can be blocks of pointers, read back as kept
- * (copied both ways), within the budget.
+ * (lent, or copied into a given buffer), within the budget.
  */
 import { describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
@@ -63,16 +63,41 @@ describe('LandedBlocks', () => {
     expect(kept.read(41, 1)).toBeNull();
   });
 
-  it('keeps copies: the caller may reuse its buffer, and a reader may change what it got', () => {
+  it('keeps copies (the caller may reuse its buffer); lends them to a read without a buffer, copies into one given', () => {
     const kept = new LandedBlocks(BLOCKS);
-    const data = Buffer.alloc(B, 0);
-    data.writeUInt32LE(42, 0);
+    const data = pointerBlocks(2, 6);
+    const original = Buffer.from(data);
     kept.keep(5, data);
     data.fill(9);
-    const got = kept.read(5, 1)!;
-    expect(got.readUInt32LE(0)).toBe(42);
-    got.fill(1);
-    expect(kept.read(5, 1)!.readUInt32LE(0)).toBe(42);
+    const lent = kept.read(5, 2)!;
+    expect(lent.equals(original)).toBe(true);
+    // The same memory on every read: no copy per read.
+    expect(kept.read(6, 1)!.buffer).toBe(lent.buffer);
+    expect(kept.read(6, 1)!.byteOffset).toBe(lent.byteOffset + B);
+    const into = Buffer.alloc(B);
+    kept.read(5, 1, into)!.fill(1);
+    expect(kept.read(5, 1)!.equals(original.subarray(0, B))).toBe(true);
+  });
+
+  it('copies a run whose blocks were kept apart (not lying together in memory)', () => {
+    const kept = new LandedBlocks(BLOCKS);
+    const data = randomBytes(3 * B);
+    pointerBlocks(1, 7).copy(data, 0);
+    pointerBlocks(1, 8).copy(data, 2 * B);
+    // VBN 21 is no block of pointers: 20 and 22 are kept next to each other, so 20-22 is not kept whole.
+    kept.keep(20, data);
+    expect(kept.read(20, 3)).toBeNull();
+    kept.keep(21, pointerBlocks(1, 9));
+    const run = kept.read(20, 3)!;
+    expect(run.subarray(0, B).equals(data.subarray(0, B))).toBe(true);
+    expect(run.subarray(2 * B).equals(data.subarray(2 * B))).toBe(true);
+    expect(run.length).toBe(3 * B);
+    // A block kept again lies elsewhere: the run reads its newer copy, not the older one next to its neighbours.
+    const again = pointerBlocks(3, 10);
+    kept.keep(30, again);
+    const newer = pointerBlocks(1, 11);
+    kept.keep(31, newer);
+    expect(kept.read(30, 3)!.equals(Buffer.concat([again.subarray(0, B), newer, again.subarray(2 * B)]))).toBe(true);
   });
 
   it('keeps nothing beyond its budget', () => {
