@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync, spawn } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, statfsSync } from 'node:fs';
+import { closeSync, openSync, statfsSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,19 +15,14 @@ import type { ReplicateReport } from '../../core/api/index.js';
 import { json, ok, snapplane } from './cli-helpers.js';
 import { makeKey, startServer, treeOf } from '../helpers/replication.js';
 import { expectSameTree, pattern } from '../helpers/model.js';
-import { canMountTmpfs } from '../helpers/tmpfs.js';
+import { canMountTmpfs, mountTmpfs, unmountTmpfs } from '../helpers/tmpfs.js';
 
 let dir: string;
 let small: string;
-const mounts: string[] = [];
 
 /** A tmpfs of `mib` MiB mounted on a new folder `name` under the test's folder. */
 function mountSmall(name: string, mib: number): string {
-  const at = join(dir, name);
-  mkdirSync(at);
-  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${mib}m`, 'tmpfs', at]);
-  mounts.push(at);
-  return at;
+  return mountTmpfs(join(dir, name), mib);
 }
 
 /** A 64 MiB source volume `name` in the test's folder with one file of `mib` MiB and, if given, a snapshot of it. */
@@ -51,7 +46,7 @@ beforeAll(async () => {
   process.env.SNAPPLANE_HOME = join(dir, 'home');
 });
 afterAll(async () => {
-  for (const m of mounts) execFileSync('umount', [m]);
+  unmountTmpfs();
   await rm(dir, { recursive: true, force: true });
 });
 

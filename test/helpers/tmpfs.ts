@@ -1,6 +1,6 @@
 /** Small tmpfs mounts for tests of a full host file system (root only, where the container allows mounts). */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -16,4 +16,20 @@ export function canMountTmpfs(): boolean {
   } finally {
     rmSync(probe, { recursive: true, force: true });
   }
+}
+
+/** Mounts made by this test file, newest last. */
+const mounted: string[] = [];
+
+/** Mounts a tmpfs of `mib` MiB on the folder `at` (made if missing); returns `at`. */
+export function mountTmpfs(at: string, mib: number): string {
+  mkdirSync(at, { recursive: true });
+  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${mib}m`, 'tmpfs', at]);
+  mounted.push(at);
+  return at;
+}
+
+/** Unmounts every tmpfs this test file mounted (call it in afterAll, before the folders go). */
+export function unmountTmpfs(): void {
+  while (mounted.length > 0) execFileSync('umount', [mounted.pop()!]);
 }

@@ -5,22 +5,17 @@
  * here (root only; skipped otherwise).
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { execFileSync } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ImageFileDevice } from '../../../core/device/image-file-device.js';
 import { SnapplaneError } from '../../../core/common/errors.js';
 import { pattern } from '../../helpers/model.js';
 import { useTempDir } from '../../helpers/temp-dir.js';
-import { canMountTmpfs } from '../../helpers/tmpfs.js';
+import { canMountTmpfs, mountTmpfs, unmountTmpfs } from '../../helpers/tmpfs.js';
 
 const B = 4096;
 const dir = useTempDir('small-writes');
 
-const mounts: string[] = [];
-afterAll(() => {
-  for (const m of mounts) execFileSync('umount', [m], { stdio: 'ignore' });
-});
+afterAll(() => unmountTmpfs());
 
 describe('small writes', () => {
   it('land the same bytes as pooled ones, single buffers or parts, and survive a close and reopen', async () => {
@@ -66,10 +61,7 @@ describe('small writes', () => {
   });
 
   it.skipIf(!canMountTmpfs())('a small write on a full host fails with ENOSPC and its VBN; blocks written before it read back', async () => {
-    const at = join(dir(), 'tiny');
-    mkdirSync(at);
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', at]);
-    mounts.push(at);
+    const at = mountTmpfs(join(dir(), 'tiny'), 1);
     // A sparse image of 16 MiB on a 1 MiB file system: single blocks, 7 apart, until the host is full.
     const dev = await ImageFileDevice.create(join(at, 'full.img'), 4096);
     const landed: number[] = [];

@@ -5,37 +5,22 @@
  * `snapplane serve` whose root is on it.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { SnapplaneService } from '../../../core/service/index.js';
 import { makeKey, snapshots, startServer, treeDigest, treeOf, writeAndSnapshot } from '../../helpers/replication.js';
 import { useTempDir } from '../../helpers/temp-dir.js';
+import { canMountTmpfs, mountTmpfs, unmountTmpfs } from '../../helpers/tmpfs.js';
 
 const temp = useTempDir('host-space');
 const MiB = 2 ** 20;
 
-function mountable(): boolean {
-  if (process.getuid?.() !== 0) return false;
-  try {
-    execFileSync('mount', ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
+afterAll(() => unmountTmpfs());
 
-let mounted: string | null = null;
-afterAll(() => {
-  if (mounted) execFileSync('umount', [mounted]);
-});
-
-describe.skipIf(!mountable())('a destination host file system that is too small', () => {
+describe.skipIf(!canMountTmpfs())('a destination host file system that is too small', () => {
   it('refuses a full copy up front; an incremental that runs out keeps what landed and resumes once there is room', async () => {
-    const small = join(temp(), 'small');
-    await mkdir(small);
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=48m', 'tmpfs', small]);
-    mounted = small;
+    const small = mountTmpfs(join(temp(), 'small'), 48);
     const s = new SnapplaneService({ cpIntervalMs: 0, stateFile: join(temp(), 'state.json') });
     const key = await makeKey(temp());
     // The endpoint makes a resume point every 1 MiB (not every 10 s), so a short transfer has some to keep.
